@@ -1,0 +1,54 @@
+"""vlhook drop-in: `PYTHONPATH=<this directory> python any_script.py`.
+
+Active only when VICTORIALOGS_URL is set (and VICTORIALOGS_DISABLE is not); otherwise it imports
+nothing. Then it runs the `sitecustomize` this file shadows, if there is one further down the path.
+"""
+
+import os
+import sys
+
+
+def _vlhook_activate() -> None:
+    env = os.environ
+    if not env.get("VICTORIALOGS_URL", "").strip():
+        return
+    if env.get("VICTORIALOGS_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    try:
+        from vlhook._activation import activate
+    except ImportError:
+        # Used from a source checkout: the package sits in ../src.
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.append(os.path.join(os.path.dirname(here), "src"))
+        try:
+            from vlhook._activation import activate
+        except ImportError:
+            sys.stderr.write("vlhook: the vlhook package is not importable; not shipping\n")
+            return
+    activate("sitecustomize")
+
+
+def _vlhook_chain() -> None:
+    """Run the next `sitecustomize.py` on sys.path after this one (Debian's, a venv's...)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    seen_self = False
+    for entry in sys.path:
+        folder = os.path.abspath(entry or os.curdir)
+        if not seen_self:
+            seen_self = folder == here
+            continue
+        candidate = os.path.join(folder, "sitecustomize.py")
+        if os.path.isfile(candidate):
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location("sitecustomize", candidate)
+            if spec is None or spec.loader is None:
+                return
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["sitecustomize"] = module
+            spec.loader.exec_module(module)
+            return
+
+
+_vlhook_activate()
+_vlhook_chain()

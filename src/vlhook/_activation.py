@@ -1,0 +1,95 @@
+"""The one activation entry point, shared by sitecustomize, the .pth file, `vlhook run` and
+the Python API. Idempotent across copies of the package: the mark lives on `sys`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from vlhook import _diag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from vlhook._config import Config
+    from vlhook._sender import Sender
+    from vlhook._stats import Stats
+
+MARK = "_vlhook_active"
+
+
+class Active:
+    def __init__(self, config: Config, stats: Stats, sender: Sender, source: str) -> None:
+        self.config = config
+        self.stats = stats
+        self.sender = sender
+        self.source = source
+
+
+_active: Optional[Active] = None
+
+
+def current() -> Optional[Active]:
+    return _active
+
+
+def activate(source: str = "api") -> bool:
+    """Start capturing if VICTORIALOGS_URL is set. Never raises; True when active."""
+    global _active
+    if getattr(sys, MARK, None) is not None:
+        return True
+    from vlhook._config import is_enabled
+
+    if not is_enabled(os.environ):
+        return False
+    try:
+        _active = _start(source)
+    except Exception as exc:
+        _diag.internal_error("activation", exc)
+        return False
+    setattr(sys, MARK, _active)
+    return _active is not None
+
+
+def _start(source: str) -> Optional[Active]:
+    from vlhook import _capture_streams, _imports, _kinds, _lifecycle
+    from vlhook._config import load
+    from vlhook._sender import Sender
+    from vlhook._stats import Stats
+
+    config = load()
+    _diag.configure(sys.stderr, config.debug)
+    for warning in config.warnings:
+        _diag.warn(warning)
+    if not config.active:
+        return None
+    stats = Stats()
+    sender = Sender(config, stats)
+    kinds = [k for k, name in ((_kinds.STDOUT, "stdout"), (_kinds.STDERR, "stderr"))
+             if name in config.capture]  # fmt: skip
+    _capture_streams.install(sender.put, kinds)
+    if "logging" in config.capture:
+        _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
+    _imports.when_imported("threading", _lifecycle.hook_threading)
+    _lifecycle.install(sender, config)
+    _diag.debug(
+        f"active ({source}): sending to {', '.join(e.display for e in config.endpoints)}, "
+        f"capturing {','.join(sorted(config.capture))}"
+    )
+    return Active(config, stats, sender, source)
+
+
+def _hook_logging(sender: Sender, config: Config) -> None:
+    from vlhook import _capture_logging
+
+    _capture_logging.install(sender.put, config.level)
+
+
+def deactivate() -> None:
+    """Stop capturing in this process (the CLI uses it: a receiver must not ship its own
+    output to itself). Already queued entries are still delivered."""
+    from vlhook import _capture_logging, _capture_streams
+
+    _capture_streams.uninstall()
+    _capture_logging.uninstall()

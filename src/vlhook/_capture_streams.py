@@ -1,0 +1,184 @@
+"""Capture of sys.stdout / sys.stderr: a tee that writes through unchanged and keeps a copy.
+
+The tee is the program's stream as far as the program can tell: every attribute it does not
+override is the original's, `isinstance` answers for the original's class, and it replaces
+`sys.__stdout__` too so identity checks and "restore the original stream" code keep working.
+The write path does the least possible: stamp time and thread, append to the buffer.
+"""
+
+from __future__ import annotations
+
+import sys
+from _thread import get_ident
+from time import time_ns
+
+from vlhook import _context
+from vlhook._diag import internal_error
+from vlhook._kinds import STDERR, STDOUT
+
+KIND_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
+
+#: Threads whose writes are not captured as text, because the same data is already captured
+#: in a richer form (a logging record being handled, an uncaught exception being printed).
+#: The value collects the text written meanwhile (a JSON line a handler printed is merged into
+#: the record's entry), or is None to just skip it.
+suppressed: dict[int, Optional[list[str]]] = {}
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Callable, Optional
+
+    Put = Callable[[tuple[Any, ...]], None]
+
+_put: Optional[Put] = None
+
+
+def _capture(kind: int, data: Any) -> None:
+    if suppressed:
+        ident = get_ident()
+        if ident in suppressed:
+            texts = suppressed[ident]
+            if texts is not None and isinstance(data, str):
+                texts.append(data)
+            return
+    if _put is not None:
+        _put((kind, data, time_ns(), get_ident(), _context.invocation, _context.bound_get()))
+
+
+class _TeeBase:
+    __slots__ = ("_vl_kind", "_vl_target")
+
+    def __init__(self, target: Any, kind: int) -> None:
+        object.__setattr__(self, "_vl_target", target)
+        object.__setattr__(self, "_vl_kind", kind)
+
+    # isinstance(sys.stdout, io.TextIOWrapper) and friends answer as for the original.
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(self._vl_target)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vl_target, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._vl_target, name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._vl_target)
+
+    def __iter__(self) -> Any:
+        return iter(self._vl_target)
+
+    def __next__(self) -> Any:
+        return next(self._vl_target)
+
+    def __enter__(self) -> Any:
+        self._vl_target.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._vl_target.__exit__(*exc)
+
+    def flush(self) -> Any:
+        # Called after every write by some wrappers (awslambdaric's Unbuffered): stays local.
+        return self._vl_target.flush()
+
+
+class BinaryTee(_TeeBase):
+    """Stands in for `sys.stdout.buffer`: captures the bytes, decoded later on the sender."""
+
+    __slots__ = ()
+
+    def write(self, data: Any) -> Any:
+        try:
+            if data:
+                _capture(self._vl_kind, data if type(data) is bytes else bytes(data))
+        except Exception as exc:
+            internal_error("capture.binary", exc)
+        return self._vl_target.write(data)
+
+    def writelines(self, lines: Iterable[Any]) -> Any:
+        lines = list(lines)
+        for line in lines:
+            self.write_capture_only(line)
+        return self._vl_target.writelines(lines)
+
+    def write_capture_only(self, data: Any) -> None:
+        try:
+            if data:
+                _capture(self._vl_kind, bytes(data))
+        except Exception as exc:
+            internal_error("capture.binary", exc)
+
+
+class StreamTee(_TeeBase):
+    """Stands in for sys.stdout / sys.stderr."""
+
+    __slots__ = ("_vl_binary",)
+
+    def __init__(self, target: Any, kind: int) -> None:
+        super().__init__(target, kind)
+        object.__setattr__(self, "_vl_binary", None)
+
+    def write(self, text: Any) -> Any:
+        if text.__class__ is str and text:
+            try:
+                _capture(self._vl_kind, text)
+            except Exception as exc:
+                internal_error("capture.text", exc)
+        return self._vl_target.write(text)
+
+    def writelines(self, lines: Iterable[Any]) -> Any:
+        lines = list(lines)
+        for text in lines:
+            if text.__class__ is str and text:
+                try:
+                    _capture(self._vl_kind, text)
+                except Exception as exc:
+                    internal_error("capture.text", exc)
+        return self._vl_target.writelines(lines)
+
+    @property
+    def buffer(self) -> Any:
+        raw = self._vl_target.buffer  # AttributeError exactly as without the tee
+        tee = self._vl_binary
+        if tee is None or tee._vl_target is not raw:
+            tee = BinaryTee(raw, self._vl_kind)
+            object.__setattr__(self, "_vl_binary", tee)
+        return tee
+
+
+def original(stream: Any) -> Any:
+    """The object under a tee (or the object itself)."""
+    return stream._vl_target if isinstance(stream, _TeeBase) else stream
+
+
+def is_tee(stream: Any) -> bool:
+    # type() and not isinstance(): the tee reports the original's class to isinstance.
+    return type(stream) is StreamTee
+
+
+def install(put: Put, kinds: Iterable[int]) -> None:
+    """Tee the chosen streams. A stream that is None (no console) is left alone."""
+    global _put
+    _put = put
+    for kind in kinds:
+        name = KIND_NAMES[kind]
+        current = getattr(sys, name)
+        if current is None or is_tee(current):
+            continue
+        tee = StreamTee(current, kind)
+        setattr(sys, name, tee)
+        if getattr(sys, f"__{name}__") is current:
+            setattr(sys, f"__{name}__", tee)
+
+
+def uninstall() -> None:
+    global _put
+    _put = None
+    for kind, name in KIND_NAMES.items():
+        for attr in (name, f"__{name}__"):
+            current = getattr(sys, attr)
+            if is_tee(current) and current._vl_kind == kind:
+                setattr(sys, attr, current._vl_target)

@@ -1,0 +1,120 @@
+"""`vlhook check` and `vlhook spool`: plain answers to "is this set up right?"."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
+
+from vlhook._config import Config, Endpoint, load
+from vlhook._stats import Stats
+from vlhook._transport import HttpTransport, make_transport, request_headers
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def check(timeout: float = 5.0) -> int:
+    config = load()
+    for warning in config.warnings:
+        _say(f"warning: {warning}")
+    if not config.active:
+        _say("not active: VICTORIALOGS_URL is not set (or VICTORIALOGS_DISABLE is on)")
+        return 2
+    _say(f"container_name={config.container_name} job={config.job} level>={config.level} "
+         f"capture={','.join(sorted(config.capture))} compression={config.compression}")  # fmt: skip
+    failures = [e.display for e in config.endpoints if not _check_endpoint(e, config, timeout)]
+    if failures:
+        _say(f"FAILED: {', '.join(failures)}")
+        return 1
+    _say("OK")
+    return 0
+
+
+def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:
+    _say(f"endpoint {endpoint.display}")
+    probe_id = uuid.uuid4().hex
+    entry = {"_msg": f"vlhook check probe {probe_id}", "level": "INFO", "stream": "vlhook",
+             "container_name": config.container_name, "job": config.job}  # fmt: skip
+    transport = make_transport(endpoint, config)
+    result = transport.post(json.dumps(entry).encode() + b"\n", timeout)
+    transport.close()
+    if not result.ok:
+        _say(f"  probe refused: {result.message or result.status}")
+        return False
+    _say(f"  probe accepted ({'HTTP ' + str(result.status) if result.status else 'written'})")
+    if isinstance(transport, HttpTransport):
+        _read_back(endpoint, config, probe_id, timeout)
+    return True
+
+
+def _read_back(endpoint: Endpoint, config: Config, probe_id: str, timeout: float) -> None:
+    base = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}{endpoint.base_path}"
+    headers = {k: v for k, v in request_headers(endpoint, config).items()
+               if k in ("Authorization", "AccountID", "ProjectID")}  # fmt: skip
+    _get(f"{base}/internal/force_flush", headers, timeout)
+    query = urlencode({"query": f'"{probe_id}"', "limit": "1"})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = _get(f"{base}/select/logsql/query?{query}", headers, timeout)
+        if status == 200 and probe_id in body:
+            _say("  probe read back: stored and searchable")
+            return
+        if status != 200:
+            _say(f"  read-back not available here (HTTP {status}); the server accepted the probe")
+            return
+        time.sleep(0.5)
+    _say("  probe not found by a query yet (rows become searchable ~1 s after ingestion)")
+
+
+def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, str]:
+    try:
+        with urlopen(Request(url, headers=headers), timeout=timeout) as response:
+            return int(response.status), response.read(65536).decode("utf-8", "replace")
+    except HTTPError as exc:
+        return int(exc.code), ""
+    except (URLError, OSError):
+        return 0, ""
+
+
+def spool_command(action: str) -> int:
+    from vlhook._spool import Spool
+
+    config = load()
+    if not config.spool_dir:
+        _say("spool is off (VICTORIALOGS_SPOOL_DIR=off)")
+        return 0
+    stats = Stats()
+    spool = Spool(config.spool_dir, config.spool_max_bytes, stats)
+    files = spool.files()
+    if action == "purge":
+        _say(f"removed {spool.purge()} files from {config.spool_dir}")
+        return 0
+    if action == "replay":
+        return _replay(config, stats)
+    total = sum(f.size for f in files)
+    _say(f"spool {config.spool_dir}: {len(files)} files, {total} bytes")
+    if files:
+        age = time.time() - files[0].mtime
+        _say(f"oldest: {files[0].name} ({age:.0f} s old)")
+    return 0
+
+
+def _replay(config: Config, stats: Stats) -> int:
+    from vlhook._delivery import Delivery
+
+    if not config.active:
+        _say("cannot replay: VICTORIALOGS_URL is not set")
+        return 2
+    delivery = Delivery(config, stats)
+    delivery.replay_spool()
+    left = len(delivery.spool.files()) if delivery.spool else 0
+    _say(f"replayed {stats.replayed} entries; {left} files left")
+    return 0 if left == 0 else 1
+
+
+__all__ = ["check", "spool_command"]

@@ -1,0 +1,379 @@
+"""One frozen configuration, read once from the environment.
+
+A bad value never raises: it produces one warning naming the variable, the value and what was
+used instead, and the safe default is used (or shipping is turned off, for a bad URL).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Read at every start-up of an active process: only builtins here (typing, dataclasses and
+# urllib.parse would cost more than the whole interpreter start).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Callable, Optional, TypeVar
+
+    T = TypeVar("T")
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+SOURCES = ("stdout", "stderr", "logging", "fd")
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+# The server skips lines of 256 KiB or more and loses the lines after them: stay well below.
+SERVER_LINE_LIMIT = 262_143
+
+
+class _Frozen:
+    """Attributes given at construction, read-only afterwards; secrets never in repr."""
+
+    _secret = ("password", "bearer_token", "headers")
+
+    def __init__(self, **values: object) -> None:
+        for name, value in values.items():
+            if not hasattr(type(self), name):
+                raise TypeError(f"unknown field {name}")
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{k}={'***' if k in self._secret and getattr(self, k) else getattr(self, k)!r}"
+            for k in sorted(vars(type(self)))
+            if not k.startswith("_")
+            and not callable(getattr(self, k))
+            and not isinstance(getattr(type(self), k), property)
+        )
+        return f"{type(self).__name__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(vars(self).items())))
+
+
+class Endpoint(_Frozen):
+    """One place to send to: an HTTP(S) server or a local file."""
+
+    scheme: str = ""  # "http", "https" or "file"
+    host: str = ""
+    port: int = 0
+    base_path: str = ""
+    username: str = ""
+    password: str = ""
+    file_path: str = ""
+
+    @property
+    def display(self) -> str:
+        """The endpoint as shown to users: never with credentials."""
+        if self.scheme == "file":
+            return f"file://{self.file_path}"
+        return f"{self.scheme}://{self.host}:{self.port}{self.base_path}"
+
+
+class Config(_Frozen):
+    endpoints: tuple[Endpoint, ...] = ()
+    level: int = 20
+    capture: frozenset[str] = frozenset({"stdout", "stderr", "logging"})
+    stream_fields: tuple[str, ...] = ("container_name", "job")
+    fields: tuple[tuple[str, str], ...] = ()
+    container_name: str = ""
+    job: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    bearer_token: str = ""
+    account_id: str = ""
+    project_id: str = ""
+    tls_verify: bool = True
+    ca_bundle: str = ""
+    compression: str = "gzip"
+    batch_lines: int = 1000
+    batch_bytes: int = 1 << 20
+    flush_interval_ms: int = 500
+    buffer_bytes: int = 32 << 20
+    on_full: str = "drop"
+    timeout_ms: int = 5000
+    exit_timeout_ms: int = 2000
+    spool_dir: str = ""
+    spool_max_bytes: int = 64 << 20
+    max_line_bytes: int = 64 << 10
+    redact: bool = True
+    redact_extra: tuple[str, ...] = ()
+    debug: bool = False
+    in_lambda: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.endpoints)
+
+
+def is_enabled(environ: Mapping[str, str]) -> bool:
+    """The cheap gate every activation path uses before importing anything."""
+    if not environ.get("VICTORIALOGS_URL", "").strip():
+        return False
+    return environ.get("VICTORIALOGS_DISABLE", "").strip().lower() not in TRUE
+
+
+class _Reader:
+    """Reads variables and collects one warning per bad value."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.env = environ
+        self.warnings: list[str] = []
+
+    def raw(self, name: str) -> Optional[str]:
+        value = self.env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def warn(self, name: str, value: str, used: str) -> None:
+        self.warnings.append(f"{name}={value!r} is not valid; using {used}")
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], shown: str = "") -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except (ValueError, KeyError):
+            self.warn(name, value, shown or repr(default))
+            return default
+
+    def integer(self, name: str, default: int, minimum: int = 1, maximum: int = 1 << 40) -> int:
+        def parse(value: str) -> int:
+            number = int(value.replace("_", ""))
+            if not minimum <= number <= maximum:
+                raise ValueError(value)
+            return number
+
+        return self.parsed(name, default, parse, str(default))
+
+    def tenant(self, name: str) -> str:
+        """A uint32 tenancy id as text, or "" when unset or bad (the server answers 400 else)."""
+
+        def parse(value: str) -> str:
+            if not value.isdigit() or int(value) >= 2**32:
+                raise ValueError(value)
+            return str(int(value))
+
+        return self.parsed(name, "", parse, "no tenancy header")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(value: str) -> bool:
+            low = value.lower()
+            if low in TRUE:
+                return True
+            if low in FALSE:
+                return False
+            raise ValueError(value)
+
+        return self.parsed(name, default, parse, "on" if default else "off")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        def parse(value: str) -> str:
+            if value.lower() not in choices:
+                raise ValueError(value)
+            return value.lower()
+
+        return self.parsed(name, default, parse, default)
+
+
+_NO_PAIRS: tuple[tuple[str, str], ...] = ()
+
+
+def parse_pairs(value: str, sep: str = "=") -> tuple[tuple[str, str], ...]:
+    """`k=v,k=v` into pairs; an item without `=` or with an empty key is an error."""
+    pairs = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, eq, val = item.partition(sep)
+        if not eq or not key.strip():
+            raise ValueError(item)
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
+def _unquote(text: str) -> str:
+    if "%" not in text:
+        return text
+    from urllib.parse import unquote  # rare: only for escaped characters
+
+    return unquote(text)
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """`scheme://[user:pass@]host[:port][/base]` or `file:///path`; ValueError otherwise."""
+    scheme, sep, rest = url.strip().partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ValueError(url)
+    if scheme == "file":
+        path = _unquote(rest.split("?", 1)[0].split("#", 1)[0])
+        if not path.startswith("/"):
+            raise ValueError(url)
+        return Endpoint(scheme="file", file_path=path)
+    if scheme not in ("http", "https"):
+        raise ValueError(url)
+    authority, _, path = rest.split("?", 1)[0].split("#", 1)[0].partition("/")
+    userinfo, at, hostport = authority.rpartition("@")
+    username, _, password = userinfo.partition(":") if at else ("", "", "")
+    host, port = _host_port(hostport, 443 if scheme == "https" else 80)
+    return Endpoint(
+        scheme=scheme,
+        host=host,
+        port=port,
+        base_path=("/" + path).rstrip("/") if path else "",
+        username=_unquote(username),
+        password=_unquote(password),
+    )
+
+
+def _host_port(hostport: str, default_port: int) -> tuple[str, int]:
+    if hostport.startswith("["):  # [::1]:9428
+        host, _, rest = hostport[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not host or (port_text and not port_text.isdigit()):
+        raise ValueError(hostport)
+    port = int(port_text) if port_text else default_port
+    if not 0 < port < 65536:
+        raise ValueError(hostport)
+    return host.lower(), port
+
+
+def _safe_url(url: str) -> str:
+    """A URL as it may be shown in a warning: credentials replaced."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
+    raw = reader.raw("VICTORIALOGS_URL") or ""
+    endpoints = []
+    for url in raw.split(","):
+        if not url.strip():
+            continue
+        try:
+            endpoints.append(parse_endpoint(url))
+        except ValueError:
+            reader.warnings.append(
+                f"VICTORIALOGS_URL item {_safe_url(url.strip())!r} is not an http(s):// or "
+                "file:// URL; it is ignored"
+            )
+    if raw and not endpoints:
+        reader.warnings.append("VICTORIALOGS_URL has no usable URL; shipping is off")
+    return tuple(endpoints)
+
+
+def _program_name() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if argv0 in ("", "-c", "-"):
+        return "python"
+    base = os.path.basename(argv0)
+    if base == "__main__.py":
+        base = os.path.basename(os.path.dirname(argv0)) or base
+    stem = base[:-3] if base.endswith(".py") else base
+    return stem or "python"
+
+
+def _level(reader: _Reader) -> int:
+    name = "VICTORIALOGS_LOG_LEVEL" if reader.raw("VICTORIALOGS_LOG_LEVEL") else "LOG_LEVEL"
+    return reader.parsed(name, 20, lambda v: LEVELS[v.upper()], "INFO")
+
+
+def _capture(reader: _Reader) -> frozenset[str]:
+    def parse(value: str) -> frozenset[str]:
+        items = frozenset(item.strip().lower() for item in value.split(",") if item.strip())
+        if not items or not items <= set(SOURCES):
+            raise ValueError(value)
+        return items
+
+    return reader.parsed("VICTORIALOGS_CAPTURE", Config.capture, parse, "stdout,stderr,logging")
+
+
+def _spool_dir(reader: _Reader) -> str:
+    value = reader.raw("VICTORIALOGS_SPOOL_DIR")
+    if value is not None and value.lower() == "off":
+        return ""
+    if value is not None:
+        return value
+    tmp = reader.env.get("TMPDIR") or "/tmp"  # noqa: S108 - a per-user directory below it
+    return os.path.join(tmp, f"vlhook-spool-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
+def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
+    value = reader.raw("VICTORIALOGS_REDACT")
+    if value is None or value.lower() in TRUE:
+        return True, ()
+    if value.lower() in FALSE:
+        return False, ()
+    import re
+
+    patterns = []
+    for pattern in value.split(",,") if ",," in value else [value]:
+        try:
+            re.compile(pattern)
+            patterns.append(pattern)
+        except re.error:
+            reader.warn("VICTORIALOGS_REDACT", pattern, "the built-in patterns only")
+    return True, tuple(patterns)
+
+
+def load(environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Read every variable once. Never raises."""
+    env = os.environ if environ is None else environ
+    r = _Reader(env)
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+    endpoints = _endpoints(r) if is_enabled(env) else ()
+    redact, redact_extra = _redact(r)
+    container = (
+        r.raw("VICTORIALOGS_CONTAINER_NAME")
+        or r.raw("AWS_LAMBDA_FUNCTION_NAME")
+        or r.raw("HOSTNAME")
+        or _program_name()
+    )
+    return Config(
+        endpoints=endpoints,
+        level=_level(r),
+        capture=_capture(r),
+        stream_fields=r.parsed(
+            "VICTORIALOGS_STREAM_FIELDS",
+            Config.stream_fields,
+            lambda v: tuple(f.strip() for f in v.split(",") if f.strip()),
+        ),
+        fields=r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"),
+        container_name=container,
+        job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else _program_name()),
+        headers=r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, parse_pairs, "no extra headers"),
+        bearer_token=r.raw("VICTORIALOGS_BEARER_TOKEN") or "",
+        account_id=r.tenant("VICTORIALOGS_ACCOUNT_ID"),
+        project_id=r.tenant("VICTORIALOGS_PROJECT_ID"),
+        tls_verify=r.boolean("VICTORIALOGS_TLS_VERIFY", True),
+        ca_bundle=r.raw("VICTORIALOGS_CA_BUNDLE") or "",
+        compression=r.choice("VICTORIALOGS_COMPRESSION", "gzip", ("gzip", "none")),
+        batch_lines=r.integer("VICTORIALOGS_BATCH_LINES", 1000, 1, 1_000_000),
+        batch_bytes=r.integer("VICTORIALOGS_BATCH_BYTES", 1 << 20, 1024, 1 << 30),
+        flush_interval_ms=r.integer("VICTORIALOGS_FLUSH_INTERVAL_MS", 500, 1, 3_600_000),
+        buffer_bytes=r.integer("VICTORIALOGS_BUFFER_BYTES", 32 << 20, 64 << 10),
+        on_full=r.choice("VICTORIALOGS_ON_FULL", "drop", ("drop", "block")),
+        timeout_ms=r.integer("VICTORIALOGS_TIMEOUT_MS", 5000, 1, 600_000),
+        exit_timeout_ms=r.integer("VICTORIALOGS_EXIT_TIMEOUT_MS", 2000, 0, 600_000),
+        spool_dir=_spool_dir(r),
+        spool_max_bytes=r.integer("VICTORIALOGS_SPOOL_MAX_BYTES", 64 << 20, 0),
+        max_line_bytes=r.integer(
+            "VICTORIALOGS_MAX_LINE_BYTES", 64 << 10, 1024, SERVER_LINE_LIMIT // 2
+        ),
+        redact=redact,
+        redact_extra=redact_extra,
+        debug=r.boolean("VICTORIALOGS_DEBUG", False),
+        in_lambda=in_lambda,
+        warnings=tuple(r.warnings),
+    )

@@ -1,0 +1,181 @@
+"""Batches and their delivery: encode entries to JSON lines, send, retry, fail over, spool.
+
+Every line stays below the server's 256 KiB limit (a longer one would be skipped and would take
+the lines after it in the request with it). A batch that cannot be delivered within its retry
+budget, or before a flush deadline, goes to the spool; without a spool it is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any, Optional
+
+from vlhook import _codec, _diag
+from vlhook._config import SERVER_LINE_LIMIT, Config
+from vlhook._entry import Entry
+from vlhook._spool import Spool
+from vlhook._stats import Stats
+from vlhook._transport import Result, Transport, make_transport
+
+RETRY_BUDGET_S = 10.0
+BACKOFF_START_S = 0.1
+BACKOFF_MAX_S = 5.0
+SPOOL_MARGIN_S = 0.05  # time kept before a flush deadline to write the spool
+DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
+
+
+def constant_prefix(config: Config) -> bytes:
+    """`{"container_name":...,"job":...,"host":...,"pid":...,` spliced before every entry; the
+    entry's own keys come after it, so a program's own field of the same name wins."""
+    fields: dict[str, Any] = {
+        "container_name": config.container_name,
+        "job": config.job,
+        "host": os.uname().nodename if hasattr(os, "uname") else "",
+        "pid": os.getpid(),
+    }
+    fields.update(config.fields)
+    return _codec.dumps(fields)[:-1] + b","
+
+
+class Delivery:
+    def __init__(self, config: Config, stats: Stats) -> None:
+        self.config = config
+        self.stats = stats
+        self.transports: list[Transport] = [make_transport(e, config) for e in config.endpoints]
+        self.prefix = constant_prefix(config)
+        self.spool = Spool(config.spool_dir, config.spool_max_bytes, stats) if config.spool_dir \
+            else None  # fmt: skip
+        self.batch = bytearray()
+        self.pending_lines = 0
+        self._next = 0
+        self._hurry_deadline: Optional[float] = None
+
+    def hurry(self, deadline: Optional[float]) -> None:
+        """A flush is waiting (maybe the process is exiting): stop retrying by its deadline."""
+        self._hurry_deadline = deadline
+
+    def add(self, entries: list[Entry], count: bool = True) -> None:
+        for entry in entries:
+            line = self.encode(entry)
+            self.batch += line
+            self.batch += b"\n"
+            self.pending_lines += 1
+        if count:
+            self.stats.captured += len(entries)
+        if (
+            self.pending_lines >= self.config.batch_lines
+            or len(self.batch) >= self.config.batch_bytes
+        ):
+            self.send_batch(deadline=None)
+
+    def encode(self, entry: Entry) -> bytes:
+        try:
+            body = _codec.dumps(entry)
+        except (_codec.EncodeError, TypeError, ValueError, RecursionError):
+            body = _codec.dumps(_flat_strings(entry))
+        line = self.prefix + body[1:]
+        if len(line) >= SERVER_LINE_LIMIT:
+            line = self._shrink(entry)
+        return line
+
+    def _shrink(self, entry: Entry) -> bytes:
+        """Keep the message (already within the line budget) and drop the other big fields."""
+        kept: dict[str, Any] = {
+            k: entry[k] for k in ("_time", "_msg", "level", "stream", "logger") if k in entry
+        }
+        kept["vlhook.truncated"] = ",".join(k for k in entry if k not in kept)[:1000]
+        self.stats.drop("fields_too_large_truncated")
+        return self.prefix + _codec.dumps(kept)[1:]
+
+    def send_batch(self, deadline: Optional[float]) -> bool:
+        """Deliver the pending batch; True when delivered (spooled or dropped: False)."""
+        if not self.pending_lines:
+            return True
+        body, lines = bytes(self.batch), self.pending_lines
+        self.batch = bytearray()
+        self.pending_lines = 0
+        outcome = self._deliver(body, lines, deadline)
+        if outcome == DELIVERED:
+            self.stats.shipped += lines
+        elif outcome == FAILED:
+            self._keep(body, lines)
+        return outcome == DELIVERED
+
+    def _deliver(self, body: bytes, lines: int, deadline: Optional[float]) -> str:
+        stop = time.monotonic() + RETRY_BUDGET_S
+        backoff = BACKOFF_START_S
+        for attempt in range(1000):
+            stop = min(stop, deadline or stop, self._hurry_deadline or stop)
+            remaining = stop - time.monotonic() - SPOOL_MARGIN_S
+            if remaining <= 0 and attempt:
+                return FAILED
+            result = self._attempt(body, max(remaining, 0.05))
+            if result.ok:
+                self.stats.batches += 1
+                self.stats.bytes_sent += len(body)
+                return DELIVERED
+            if not result.retryable:
+                self._reject(result, lines)
+                return REJECTED  # retrying cannot help: counted, not spooled
+            self.stats.retries += 1
+            _diag.debug(f"delivery failed, will retry: {result.message}")
+            wait = result.retry_after if result.retry_after is not None else backoff
+            wait = min(wait * random.uniform(0.8, 1.2), stop - time.monotonic() - SPOOL_MARGIN_S)  # noqa: S311
+            if wait > 0:
+                time.sleep(wait)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+        return FAILED
+
+    def _attempt(self, body: bytes, timeout: float) -> Result:
+        """One try, failing over across endpoints on connection errors."""
+        result = Result(False, retryable=True, message="no endpoint")
+        for _ in range(len(self.transports)):
+            transport = self.transports[self._next % len(self.transports)]
+            result = transport.post(body, timeout)
+            if result.ok or result.status:
+                return result
+            self._next += 1  # unreachable: the next endpoint takes over
+        _diag.debug(result.message)
+        return result
+
+    def _reject(self, result: Result, lines: int) -> None:
+        self.stats.drop(f"rejected_http_{result.status}", lines)
+        self.stats.rejected_message = result.message
+        _diag.warn(f"{lines} entries rejected: {result.message}", key=f"reject{result.status}")
+
+    def _keep(self, body: bytes, lines: int) -> None:
+        if self.spool is not None and self.spool.put(body, lines):
+            _diag.debug(f"{lines} entries spooled to {self.spool.directory}")
+            return
+        self.stats.drop("undeliverable", lines)
+        _diag.warn(f"{lines} entries lost: server unreachable and no spool", key="lost")
+
+    def replay_spool(self) -> None:
+        """Send what earlier processes (or this one) spooled, oldest first."""
+        if self.spool is None:
+            return
+        for _ in range(10_000):
+            claimed = self.spool.claim()
+            if claimed is None:
+                return
+            path, body = claimed
+            lines = body.count(b"\n")
+            outcome = self._deliver(body, lines, deadline=time.monotonic() + RETRY_BUDGET_S)
+            self.spool.release(path, delivered=outcome != FAILED)
+            if outcome == FAILED:
+                return
+            self.stats.replayed += lines
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+
+
+def _flat_strings(entry: Entry) -> dict[str, Any]:
+    """Fallback when a value cannot be encoded (too deep, self-referencing): stringify it."""
+    return {
+        k: v if isinstance(v, (str, int, float, bool)) or v is None else _codec.safe_str(v)
+        for k, v in entry.items()
+    }

@@ -1,0 +1,227 @@
+"""Entries: what one line or record becomes before it is encoded.
+
+Runs on the sender thread. Plain text gets a level from its leading form; a JSON object keeps
+its keys with its message, level and time keys mapped; a logging record gets its logger, code
+location, thread, exception and extra fields. Every entry gets the context captured with it,
+is redacted, and a message longer than the line budget is split into numbered parts.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Optional
+
+from vlhook import _codec
+from vlhook._config import Config
+from vlhook._kinds import STREAM_NAME
+from vlhook._redact import Redactor
+from vlhook._stats import Stats
+
+Entry = dict[str, Any]
+
+LEVEL_WORDS = {
+    "TRACE": "DEBUG", "DEBUG": "DEBUG", "DBG": "DEBUG",
+    "INFO": "INFO", "NOTICE": "INFO",
+    "WARN": "WARNING", "WARNING": "WARNING",
+    "ERR": "ERROR", "ERROR": "ERROR",
+    "CRIT": "CRITICAL", "CRITICAL": "CRITICAL", "FATAL": "CRITICAL", "PANIC": "CRITICAL",
+}  # fmt: skip
+# Leading forms: an optional timestamp/bracketed prefix, then `[LEVEL]`, `Level:`, `LEVEL ` or
+# `| LEVEL |`. A bare lower-case word followed by a space is not a level ("error rate is 5%").
+_LEADING = re.compile(
+    r"(?:[\d\-:.,TZ+/ ]{0,40}|(?:\[[^\]\n]{0,40}\]\s*)*)"
+    r"(?:\[\s*([A-Za-z]{3,8})\s*\]|([A-Za-z]{3,8}):|([A-Z]{3,8})(?=\s|$)|\|\s*([A-Z]{3,8})\s*\|)"
+)
+_LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
+MSG_KEYS = ("message", "msg", "_msg", "event")
+LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
+TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
+# What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
+MAX_KEY_BYTES = 128
+MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
+MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
+
+
+def level_name(levelno: int) -> str:
+    if levelno >= 50:
+        return "CRITICAL"
+    if levelno >= 40:
+        return "ERROR"
+    if levelno >= 30:
+        return "WARNING"
+    if levelno >= 20:
+        return "INFO"
+    return "DEBUG"
+
+
+def detect_level(text: str) -> str:
+    """Level of a plain text line from its leading form; INFO when it shows none."""
+    match = _LEADING.match(text)
+    if match:
+        word = next(g for g in match.groups() if g)
+        found = LEVEL_WORDS.get(word.upper())
+        if found:
+            return found
+    match = _LOGFMT.search(text, 0, 200)
+    if match:
+        return LEVEL_WORDS.get(match.group(1).upper(), "INFO")
+    return "INFO"
+
+
+_sec_cache: list[Any] = [-1, ""]
+
+
+def rfc3339(t_ns: int) -> str:
+    sec, frac = divmod(t_ns, 1_000_000_000)
+    if sec != _sec_cache[0]:
+        _sec_cache[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
+    return f"{_sec_cache[1]}.{frac:09d}Z"
+
+
+def valid_time(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return value >= 0
+    return isinstance(value, str) and bool(_RFC3339.match(value))
+
+
+def _map_json(obj: dict[str, Any], entry: Entry) -> None:
+    """Merge a printed JSON object into the entry, mapping its message/level/time keys."""
+    for key in MSG_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            entry["_msg"] = obj.pop(key)
+            break
+    for key in LEVEL_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and value.upper() in LEVEL_WORDS:
+            entry["level"] = LEVEL_WORDS[obj.pop(key).upper()]
+            break
+    for key in TIME_KEYS:
+        if key in obj:
+            if valid_time(obj[key]):
+                entry["_time"] = obj.pop(key)
+            break
+    obj.pop("_time", None)  # an unusable literal _time would hide the real one
+    entry.update(obj)
+
+
+def _parse_json(text: str) -> Optional[dict[str, Any]]:
+    if not (text.startswith("{") and text.rstrip().endswith("}")):
+        return None
+    try:
+        obj = _codec.loads(text)
+    except Exception:
+        return None
+    return obj if isinstance(obj, dict) and len(obj) <= MAX_FIELDS else None
+
+
+class EntryBuilder:
+    def __init__(self, config: Config, stats: Stats) -> None:
+        self.stats = stats
+        self.max_line_bytes = config.max_line_bytes
+        self.redactor = Redactor(config.redact_extra) if config.redact else None
+
+    def from_line(self, line: tuple[int, str, int, Any, Any, str]) -> list[Entry]:
+        kind, text, t_ns, inv, bound, forced = line
+        entry: Entry = {"_time": rfc3339(t_ns), "_msg": text, "level": forced or "INFO",
+                        "stream": STREAM_NAME[kind]}  # fmt: skip
+        obj = None if forced else _parse_json(text)
+        if obj is not None:
+            _map_json(obj, entry)
+        elif not forced:
+            entry["level"] = detect_level(text)
+        return self.finish(entry, inv, bound)
+
+    def from_record(self, item: tuple[Any, ...]) -> list[Entry]:
+        _, record, t_ns, _ident, inv, bound, levelno, message, texts = item
+        entry: Entry = {
+            "_time": rfc3339(t_ns),
+            "_msg": message,
+            "level": level_name(levelno),
+            "stream": "logging",
+            "logger": record.name,
+            "code.file": record.pathname,
+            "code.line": record.lineno,
+            "code.function": record.funcName,
+            "thread": record.threadName,
+        }
+        from vlhook._records import exception_fields, extra_fields
+
+        entry.update(exception_fields(record))
+        entry.update(extra_fields(record))
+        for text in texts or ():
+            obj = _parse_json(text.strip())
+            if obj is not None:
+                for key in (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS):
+                    obj.pop(key, None)  # the record's own values are the precise ones
+                entry.update(obj)
+        return self.finish(entry, inv, bound)
+
+    def from_exception(self, item: tuple[Any, ...]) -> list[Entry]:
+        _, exc, t_ns, _ident, inv, bound, thread_name = item
+        from vlhook._records import describe_exception
+
+        fields = describe_exception(type(exc), exc, exc.__traceback__)
+        entry: Entry = {"_time": rfc3339(t_ns), "_msg": fields["exception.stacktrace"],
+                        "level": "ERROR", "stream": "stderr", "thread": thread_name}  # fmt: skip
+        entry.update(fields)
+        return self.finish(entry, inv, bound)
+
+    def finish(self, entry: Entry, inv: Any, bound: Any) -> list[Entry]:
+        if inv:
+            entry.update(inv)
+        if bound:
+            entry.update(bound)
+        self._sanitize(entry)
+        message = entry.get("_msg")
+        if isinstance(message, str) and len(message) * 4 > self.max_line_bytes:
+            return self._split(entry, message)
+        return [entry]
+
+    def _sanitize(self, entry: Entry) -> None:
+        """Redact string values, cut oversized fields and keys the server would mangle."""
+        for key, value in list(entry.items()):
+            if isinstance(value, str):
+                if self.redactor is not None:
+                    clean = self.redactor(value)
+                    if clean is not None:
+                        value = entry[key] = clean
+                        self.stats.redacted += 1
+                if key != "_msg" and len(value) > MAX_VALUE_CHARS:
+                    entry[key] = value[:MAX_VALUE_CHARS] + f"…[truncated {len(value)} chars]"
+            if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "replace")) > MAX_KEY_BYTES:
+                del entry[key]
+                entry[key.encode("utf-8", "replace")[: MAX_KEY_BYTES - 8].decode("utf-8", "ignore")
+                      + "~"] = value  # fmt: skip
+
+    def _split(self, entry: Entry, message: str) -> list[Entry]:
+        data = message.encode("utf-8", "replace")
+        if len(data) <= self.max_line_bytes:
+            return [entry]
+        parts = split_utf8(data, self.max_line_bytes)
+        self.stats.split += 1
+        out = []
+        for number, part in enumerate(parts, 1):
+            piece = dict(entry)
+            piece["_msg"] = part
+            piece["msg_part"] = number
+            piece["msg_parts"] = len(parts)
+            out.append(piece)
+        return out
+
+
+def split_utf8(data: bytes, limit: int) -> list[str]:
+    """Cut UTF-8 bytes into strings of at most `limit` bytes, never inside a character."""
+    parts = []
+    start = 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and end > start and (data[end] & 0xC0) == 0x80:
+            end -= 1
+        parts.append(data[start:end].decode("utf-8", "replace"))
+        start = end
+    return parts

@@ -1,0 +1,78 @@
+"""Run a hook right after a module is imported, without importing it ourselves.
+
+vlhook patches `logging` only if and when the program imports it: importing it at start-up
+would cost every process ~15 ms. A finder at the head of `sys.meta_path` lets the real finders
+locate the module, then wraps that module's own loader instance so the hook runs after the
+module body. A hook's failure is swallowed: it must never break the program's import.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from vlhook._diag import internal_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+    from typing import Any, Callable, Optional
+
+    Hook = Callable[[ModuleType], None]
+
+
+class _PostImportFinder:
+    def __init__(self) -> None:
+        self.hooks: dict[str, list[Hook]] = {}
+
+    def find_spec(
+        self, name: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
+    ) -> Any:
+        hooks = self.hooks.pop(name, None)
+        if hooks is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                _wrap_loader(spec, name, hooks)
+                return spec
+        return None
+
+
+def _wrap_loader(spec: Any, name: str, hooks: list[Hook]) -> None:
+    loader = spec.loader
+    if loader is None or isinstance(loader, type) or not hasattr(loader, "exec_module"):
+        return  # builtin or frozen: such a module cannot be hooked this way
+    exec_module = loader.exec_module
+
+    def exec_then_hook(module: ModuleType) -> None:
+        exec_module(module)
+        _run(hooks, module, name)
+
+    loader.exec_module = exec_then_hook
+
+
+def _run(hooks: list[Hook], module: ModuleType, name: str) -> None:
+    for hook in hooks:
+        try:
+            hook(module)
+        except Exception as exc:
+            internal_error(f"import hook for {name}", exc)
+
+
+_finder: Optional[_PostImportFinder] = None
+
+
+def when_imported(name: str, hook: Hook) -> None:
+    """Call `hook(module)` now if `name` is already imported, else right after its import."""
+    global _finder
+    module = sys.modules.get(name)
+    if module is not None:
+        _run([hook], module, name)
+        return
+    if _finder is None:
+        _finder = _PostImportFinder()
+        sys.meta_path.insert(0, _finder)
+    _finder.hooks.setdefault(name, []).append(hook)

@@ -1,0 +1,129 @@
+"""Flush points: interpreter exit, uncaught exceptions, SIGTERM, fork.
+
+Exit: an atexit handler registered at start-up, so it runs after every handler the program
+registers later (those may still log). An uncaught exception is shipped as one ERROR entry
+before Python prints it; the printed copy is not captured again. SIGTERM, when the program has
+no handler of its own, flushes and then dies of the signal exactly as it would have. A forked
+child starts with an empty buffer and its own sender.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from _thread import get_ident
+from time import time_ns
+
+from vlhook import _capture_streams, _context, _diag
+from vlhook._kinds import EXCEPTION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+    from typing import Any, Optional
+
+    from vlhook._config import Config
+    from vlhook._sender import Sender
+
+_sender: Optional[Sender] = None
+_config: Optional[Config] = None
+
+
+def install(sender: Sender, config: Config) -> None:
+    global _sender, _config
+    _sender, _config = sender, config
+    atexit.register(_at_exit)
+    sys.excepthook = _wrap_excepthook(sys.excepthook)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=sender.after_fork)
+    _install_sigterm()
+
+
+def _at_exit() -> None:
+    if _sender is None or _config is None:
+        return
+    try:
+        if not _sender.flush(_config.exit_timeout_ms / 1000):
+            pending = _sender.buffer.used
+            _diag.warn(
+                f"not everything was delivered within VICTORIALOGS_EXIT_TIMEOUT_MS="
+                f"{_config.exit_timeout_ms} ({pending} bytes still queued); what could be kept "
+                f"is in the spool" + (f" {_config.spool_dir}" if _config.spool_dir else " (off)")
+            )
+    except Exception as exc:
+        _diag.internal_error("exit flush", exc)
+
+
+def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> None:
+    """Queue one ERROR entry for an exception nobody caught."""
+    if _sender is None:
+        return
+    try:
+        item = (EXCEPTION, exc, time_ns(), get_ident(), _context.invocation,
+                _context.bound_get(), thread_name)  # fmt: skip
+        _sender.put(item, 40)
+    except Exception as error:
+        _diag.internal_error("capture.exception", error)
+
+
+def _wrap_excepthook(original: Any) -> Any:
+    def excepthook(
+        exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
+    ) -> Any:
+        capture_exception(exc)
+        # The traceback Python prints now is the same exception: not captured twice.
+        ident = get_ident()
+        _capture_streams.suppressed[ident] = None
+        try:
+            return original(exc_type, exc, tb)
+        finally:
+            _capture_streams.suppressed.pop(ident, None)
+
+    return excepthook
+
+
+def hook_threading(threading: Any) -> None:
+    """Uncaught exceptions in threads, once the program imports threading."""
+    original = threading.excepthook
+
+    def excepthook(args: Any) -> Any:
+        if args.exc_value is not None and args.exc_type is not SystemExit:
+            capture_exception(args.exc_value, getattr(args.thread, "name", "") or "")
+        ident = get_ident()
+        _capture_streams.suppressed[ident] = None
+        try:
+            return original(args)
+        finally:
+            _capture_streams.suppressed.pop(ident, None)
+
+    threading.excepthook = excepthook
+
+
+def _install_sigterm() -> None:
+    try:
+        import _signal as signal_module  # type: ignore[import-not-found]  # the C module: `signal` pulls in enum (~5 ms)
+    except ImportError:  # pragma: no cover - not CPython
+        import signal as signal_module
+    if get_ident() != _main_thread_ident():
+        return
+    if signal_module.getsignal(signal_module.SIGTERM) != signal_module.SIG_DFL:
+        return  # the program (or its launcher) handles SIGTERM itself: leave it alone
+
+    def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+        try:
+            if _sender is not None and _config is not None:
+                _sender.flush(_config.exit_timeout_ms / 1000)
+        finally:
+            # Then die of the signal, as without vlhook: same exit status, no atexit.
+            signal_module.signal(signum, signal_module.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal_module.signal(signal_module.SIGTERM, on_sigterm)
+
+
+def _main_thread_ident() -> int:
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        return int(threading.main_thread().ident or 0)
+    return get_ident()  # before threading exists only the main thread runs Python

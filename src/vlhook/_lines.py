@@ -1,0 +1,194 @@
+"""Line assembly: raw writes into complete lines, one entry per line or per traceback.
+
+Runs on the sender thread. Writes are assembled per (stream, thread), so two threads printing
+at once never mix their halves. A carriage return without a newline overwrites the line, as on
+a terminal (progress bars stay bounded). A Python traceback printed as text is grouped into one
+line until its exception line (and any chained tracebacks) end it.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any
+
+Key = tuple[int, int]
+# A complete line: (kind, text, t_ns, invocation, bound, forced level name or "")
+Line = tuple[int, str, int, Any, Any, str]
+
+TRACEBACK_STARTS = ("Traceback (most recent call last):", "Exception Group Traceback")
+CHAIN_MARKERS = (
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
+MAX_PARTIAL_CHARS = 1 << 20  # an endless line without newline is cut here (then split in parts)
+
+
+class _Partial:
+    __slots__ = ("bound", "inv", "parts", "size", "t_ns")
+
+    def __init__(self, text: str, t_ns: int, inv: Any, bound: Any) -> None:
+        self.parts = [text]
+        self.size = len(text)
+        self.t_ns = t_ns
+        self.inv = inv
+        self.bound = bound
+
+
+class _Traceback:
+    __slots__ = ("after_exception", "bound", "inv", "lines", "t_ns", "trailing_blank")
+
+    def __init__(self, first: str, t_ns: int, inv: Any, bound: Any) -> None:
+        self.lines = [first]
+        self.t_ns = t_ns
+        self.inv = inv
+        self.bound = bound
+        self.after_exception = False
+        self.trailing_blank = 0
+
+    def accepts(self, text: str) -> bool:
+        """Add the line if it continues the traceback; False means it ended before it."""
+        if not text.strip():
+            self.trailing_blank += 1
+        elif not self.after_exception:
+            # Frames, source lines and carets are indented; the first line that is not is
+            # the exception line, which ends this traceback unless a chained one follows.
+            if text[0] not in " \t":
+                self.after_exception = True
+        elif text.startswith(CHAIN_MARKERS) or text.startswith(TRACEBACK_STARTS):
+            self.after_exception = False
+        else:
+            return False
+        if text.strip():
+            self.trailing_blank = 0
+        self.lines.append(text)
+        return True
+
+    def line(self, kind: int) -> Line:
+        lines = self.lines[: len(self.lines) - self.trailing_blank or None]
+        return (kind, "\n".join(lines), self.t_ns, self.inv, self.bound, "ERROR")
+
+
+class LineAssembler:
+    def __init__(self) -> None:
+        self._partial: dict[Key, _Partial] = {}
+        self._tracebacks: dict[Key, _Traceback] = {}
+        self._decoders: dict[Key, Any] = {}
+
+    def feed(self, item: tuple[Any, ...], out: list[Line]) -> None:
+        kind, data, t_ns, ident, inv, bound = item
+        key = (kind, ident)
+        text = data if isinstance(data, str) else self._decode(key, data)
+        if not text:
+            return
+        if "\n" not in text:
+            self._extend(key, text, t_ns, inv, bound, out)
+            return
+        pieces = text.split("\n")
+        partial = self._partial.pop(key, None)
+        if partial is not None:
+            partial.parts.append(pieces[0])
+            self._complete(
+                key, "".join(partial.parts), partial.t_ns, partial.inv, partial.bound, out
+            )
+        else:
+            self._complete(key, pieces[0], t_ns, inv, bound, out)
+        for piece in pieces[1:-1]:
+            self._complete(key, piece, t_ns, inv, bound, out)
+        if pieces[-1]:
+            self._extend(key, pieces[-1], t_ns, inv, bound, out)
+
+    def flush(self, out: list[Line], final: bool) -> None:
+        """Emit what no later write can continue: tracebacks past their exception line, and
+        with `final` (exit, end of an invocation, explicit flush) everything, partial lines too."""
+        for key in list(self._tracebacks):
+            tb = self._tracebacks[key]
+            if final or tb.after_exception:
+                del self._tracebacks[key]
+                out.append(tb.line(key[0]))
+        if final:
+            for key in list(self._partial):
+                partial = self._partial.pop(key)
+                self._complete(
+                    key,
+                    "".join(partial.parts),
+                    partial.t_ns,
+                    partial.inv,
+                    partial.bound,
+                    out,
+                    at_end=True,
+                )
+            self._decoders.clear()
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def _decode(self, key: Key, data: bytes) -> str:
+        decoder = self._decoders.get(key)
+        if decoder is None:
+            decoder = self._decoders[key] = codecs.getincrementaldecoder("utf-8")("replace")
+        return str(decoder.decode(data))
+
+    def _extend(
+        self, key: Key, text: str, t_ns: int, inv: Any, bound: Any, out: list[Line]
+    ) -> None:
+        partial = self._partial.get(key)
+        if partial is None:
+            partial = self._partial[key] = _Partial(text, t_ns, inv, bound)
+        else:
+            partial.parts.append(text)
+            partial.size += len(text)
+        if "\r" in text:
+            _overwrite(partial)
+        if partial.size >= MAX_PARTIAL_CHARS:
+            del self._partial[key]
+            self._complete(
+                key,
+                "".join(partial.parts),
+                partial.t_ns,
+                partial.inv,
+                partial.bound,
+                out,
+                at_end=True,
+            )
+
+    def _complete(
+        self,
+        key: Key,
+        text: str,
+        t_ns: int,
+        inv: Any,
+        bound: Any,
+        out: list[Line],
+        at_end: bool = False,
+    ) -> None:
+        if "\r" in text:
+            text = _visible(text)
+        tb = self._tracebacks.get(key)
+        if tb is not None:
+            if tb.accepts(text):
+                return
+            del self._tracebacks[key]
+            out.append(tb.line(key[0]))
+        if text.startswith(TRACEBACK_STARTS) and not at_end:
+            self._tracebacks[key] = _Traceback(text, t_ns, inv, bound)
+        elif text.strip():
+            out.append((key[0], text, t_ns, inv, bound, ""))
+
+
+def _visible(text: str) -> str:
+    """What a terminal shows of a line with carriage returns: the last non-empty segment."""
+    text = text.rstrip("\r")
+    if "\r" not in text:
+        return text
+    segments = [s for s in text.split("\r") if s]
+    return segments[-1] if segments else ""
+
+
+def _overwrite(partial: _Partial) -> None:
+    joined = "".join(partial.parts)
+    cut = joined.rstrip("\r").rfind("\r")
+    # A trailing "\r" may be the first half of "\r\n": keep it until the next write.
+    if cut >= 0:
+        joined = joined[cut + 1 :]
+    partial.parts = [joined]
+    partial.size = len(joined)

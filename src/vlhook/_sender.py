@@ -1,0 +1,204 @@
+"""The sender: one daemon thread that turns captures into entries and delivers them in batches.
+
+Writers only append to the buffer. The thread starts on the first capture (a process that
+writes nothing never starts it), wakes every flush interval or when a batch's worth is waiting,
+and restarts fresh in a forked child. `flush(timeout)` puts a marker in the buffer and waits
+until everything before it is delivered, spooled, or counted as dropped.
+"""
+
+from __future__ import annotations
+
+import _thread
+import time
+
+from vlhook import _diag, _kinds
+from vlhook._buffer import Buffer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from vlhook._config import Config
+    from vlhook._delivery import Delivery
+    from vlhook._entry import EntryBuilder
+    from vlhook._lines import Line, LineAssembler
+    from vlhook._stats import Stats
+
+
+class Wakeup:
+    """A flag one thread waits on, built on a bare lock: `threading` costs ~5 ms to import and
+    this module is loaded at start-up. Held = not set; `wait` re-arms it."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        return self._lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+
+
+class FlushMarker:
+    __slots__ = ("deadline", "done", "final", "ok")
+
+    def __init__(self, deadline: float, final: bool) -> None:
+        self.deadline = deadline
+        self.final = final
+        self.done = Wakeup()
+        self.ok = False
+
+
+class Sender:
+    def __init__(self, config: Config, stats: Stats) -> None:
+        self.config = config
+        self.stats = stats
+        self.interval = config.flush_interval_ms / 1000
+        self.buffer = Buffer(
+            stats,
+            config.buffer_bytes,
+            config.on_full,
+            config.timeout_ms / 1000,
+            wake=self.wake,
+            wake_every=config.batch_lines,
+        )
+        self._lock = _thread.allocate_lock()
+        self._event = Wakeup()
+        self._thread: Optional[int] = None  # ident of the sender thread once started
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.assembler: Optional[LineAssembler] = None
+        self.builder: Optional[EntryBuilder] = None
+        self.delivery: Optional[Delivery] = None
+        self._reported_drops = 0
+
+    # -- called from the program's threads ---------------------------------------------------
+
+    def put(self, item: tuple[Any, ...], level: int = 20) -> None:
+        if self._thread is None:
+            self._start()
+        self.buffer.put(item, level)
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def flush(self, timeout: Optional[float] = None, final: bool = True) -> bool:
+        """Deliver everything captured so far; True when it all left the process in time."""
+        if self._thread is None:
+            return True
+        if _thread.get_ident() == self._thread:
+            return False  # a flush from inside the sender cannot wait for itself
+        timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
+        marker = FlushMarker(time.monotonic() + timeout, final)
+        if self.delivery is not None:
+            self.delivery.hurry(marker.deadline)
+        self.buffer.put_control((_kinds.FLUSH, marker))
+        return marker.done.wait(timeout) and marker.ok
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent owns what was queued; start from nothing."""
+        self._lock = _thread.allocate_lock()
+        self._event = Wakeup()
+        self._thread = None
+        self.buffer.reset()
+        self._reset_state()
+
+    def _start(self) -> None:
+        # A bare thread, like a daemon one: never joined at exit, invisible to
+        # threading.enumerate(); the exit flush is what waits for it, with a deadline.
+        with self._lock:
+            if self._thread is None:
+                self._thread = -1
+                _thread.start_new_thread(self._run, ())
+
+    # -- the sender thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._thread = _thread.get_ident()
+        # The pipeline's heavier modules load here, off the program's threads.
+        from vlhook._delivery import Delivery
+        from vlhook._entry import EntryBuilder
+        from vlhook._lines import LineAssembler
+
+        self.assembler = LineAssembler()
+        self.builder = EntryBuilder(self.config, self.stats)
+        self.delivery = Delivery(self.config, self.stats)
+        self._guarded(self.delivery.replay_spool)
+        while True:
+            self._event.wait(self.interval)
+            self._guarded(self._cycle)
+
+    def _guarded(self, step: Any) -> None:
+        try:
+            step()
+        except Exception as exc:
+            _diag.internal_error("sender", exc)
+
+    def _cycle(self) -> None:
+        assert self.delivery is not None and self.assembler is not None
+        lines: list[Line] = []
+        while True:
+            try:
+                item = self.buffer.pop()
+            except IndexError:
+                break
+            kind = item[0]
+            if kind == _kinds.FLUSH:
+                self._flush_marker(item, lines)
+            elif kind in _kinds.TEXT:
+                self.assembler.feed(item, lines)
+                if lines:
+                    self._add_lines(lines)
+            else:
+                self._add_item(item)
+        self.assembler.flush(lines, final=False)
+        self._add_lines(lines)
+        self._report_drops()
+        self.delivery.send_batch(deadline=None)
+
+    def _flush_marker(self, item: tuple[Any, ...], lines: list[Line]) -> None:
+        assert self.delivery is not None and self.assembler is not None
+        marker: FlushMarker = item[1]
+        self.assembler.flush(lines, final=marker.final)
+        self._add_lines(lines)
+        self._report_drops()
+        marker.ok = self.delivery.send_batch(deadline=marker.deadline)
+        self.delivery.hurry(None)
+        marker.done.set()
+
+    def _add_lines(self, lines: list[Line]) -> None:
+        assert self.builder is not None and self.delivery is not None
+        for line in lines:
+            self.delivery.add(self.builder.from_line(line))
+        lines.clear()
+
+    def _add_item(self, item: tuple[Any, ...]) -> None:
+        assert self.builder is not None and self.delivery is not None
+        if item[0] == _kinds.LOGGING:
+            self.delivery.add(self.builder.from_record(item))
+        elif item[0] == _kinds.EXCEPTION:
+            self.delivery.add(self.builder.from_exception(item))
+
+    def _report_drops(self) -> None:
+        """Data shed anywhere is itself shipped as an entry, and told on stderr."""
+        total = sum(self.stats.dropped.values())
+        if total <= self._reported_drops:
+            return
+        assert self.delivery is not None
+        from vlhook._entry import rfc3339
+
+        new = total - self._reported_drops
+        self._reported_drops = total
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.dropped.items()))
+        text = f"{new} entries dropped ({reasons} since start)"
+        _diag.warn(text, key="dropped")
+        entry = {"_time": rfc3339(time.time_ns()), "_msg": f"vlhook: {text}",
+                        "level": "WARNING", "stream": "vlhook", "vlhook.dropped": new}  # fmt: skip
+        self.delivery.add([entry], count=False)
