@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/src
 
-.PHONY: demo test lint typecheck unit bench layer clean
+.PHONY: demo test lint typecheck unit bench layer wheel clean
 
-$(STAMP): pyproject.toml
+$(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,6 +33,9 @@ bench: $(STAMP)
 
 layer: $(STAMP)
 	$(PY) -m vlhook._layer
+
+wheel: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 clean:
 	rm -rf $(VENV) dist build .mypy_cache .pytest_cache .ruff_cache

@@ -20,6 +20,7 @@ CHAIN_MARKERS = (
     "During handling of the above exception",
     "The above exception was the direct cause",
 )
+CHAIN_WAIT_NS = 50_000_000
 MAX_PARTIAL_CHARS = 1 << 20  # an endless line without newline is cut here (then split in parts)
 
 
@@ -35,24 +36,24 @@ class _Partial:
 
 
 class _Traceback:
-    __slots__ = ("after_exception", "bound", "inv", "lines", "t_ns", "trailing_blank")
+    __slots__ = ("after_exception", "bound", "inv", "last_ns", "lines", "t_ns", "trailing_blank")
 
     def __init__(self, first: str, t_ns: int, inv: Any, bound: Any) -> None:
         self.lines = [first]
-        self.t_ns = t_ns
+        self.t_ns = self.last_ns = t_ns
         self.inv = inv
         self.bound = bound
         self.after_exception = False
         self.trailing_blank = 0
 
-    def accepts(self, text: str) -> bool:
+    def accepts(self, text: str, t_ns: int) -> bool:
         """Add the line if it continues the traceback; False means it ended before it."""
         if not text.strip():
             self.trailing_blank += 1
         elif not self.after_exception:
             # Frames, source lines and carets are indented; the first line that is not is
             # the exception line, which ends this traceback unless a chained one follows.
-            if text[0] not in " \t":
+            if text[0] not in " \t" and not text.startswith(TRACEBACK_STARTS + CHAIN_MARKERS):
                 self.after_exception = True
         elif text.startswith(CHAIN_MARKERS) or text.startswith(TRACEBACK_STARTS):
             self.after_exception = False
@@ -61,6 +62,7 @@ class _Traceback:
         if text.strip():
             self.trailing_blank = 0
         self.lines.append(text)
+        self.last_ns = t_ns
         return True
 
     def line(self, kind: int) -> Line:
@@ -97,12 +99,14 @@ class LineAssembler:
         if pieces[-1]:
             self._extend(key, pieces[-1], t_ns, inv, bound, out)
 
-    def flush(self, out: list[Line], final: bool) -> None:
-        """Emit what no later write can continue: tracebacks past their exception line, and
-        with `final` (exit, end of an invocation, explicit flush) everything, partial lines too."""
+    def flush(self, out: list[Line], final: bool, now_ns: int = 0) -> None:
+        """Emit what no later write can continue: tracebacks past their exception line with
+        nothing written after it for CHAIN_WAIT_NS (a chained traceback would follow at once),
+        and with `final` (exit, end of an invocation, explicit flush) everything, partial lines
+        too."""
         for key in list(self._tracebacks):
             tb = self._tracebacks[key]
-            if final or tb.after_exception:
+            if final or (tb.after_exception and now_ns - tb.last_ns > CHAIN_WAIT_NS):
                 del self._tracebacks[key]
                 out.append(tb.line(key[0]))
         if final:
@@ -165,7 +169,7 @@ class LineAssembler:
             text = _visible(text)
         tb = self._tracebacks.get(key)
         if tb is not None:
-            if tb.accepts(text):
+            if tb.accepts(text, t_ns):
                 return
             del self._tracebacks[key]
             out.append(tb.line(key[0]))

@@ -158,7 +158,7 @@ class Sender:
                     self._add_lines(lines)
             else:
                 self._add_item(item)
-        self.assembler.flush(lines, final=False)
+        self.assembler.flush(lines, final=False, now_ns=time.time_ns())
         self._add_lines(lines)
         self._report_drops()
         self.delivery.send_batch(deadline=None)

@@ -1,0 +1,187 @@
+"""Real interpreters with the drop-in: what arrives, and that the program is unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import messages, run_python
+
+PROGRAM = r'''
+import logging, sys, threading
+print("hello world")
+print("ERROR: something bad")
+sys.stdout.write("partial ")
+sys.stdout.write("line\r\n")
+sys.stdout.writelines(["one\n", "two\n"])
+sys.stderr.write("to stderr\n")
+sys.stdout.flush()
+sys.stdout.buffer.write(b"binary \xff\xfe ok\n")
+sys.stdout.buffer.flush()
+print('{"message": "json line", "level": "warn", "k": 1, "nested": {"a": 2}}')
+def work(i):
+    for j in range(5):
+        print(f"thread {i} line {j}")
+threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+sys.stdout.write("no newline at end")
+'''
+
+EXPECTED = (
+    ["hello world", "ERROR: something bad", "partial line", "one", "two", "to stderr",
+     "binary \ufffd\ufffd ok", "json line"]
+    + [f"thread {i} line {j}" for i in range(4) for j in range(5)]
+    + ["no newline at end"]
+)  # fmt: skip
+
+
+def test_every_line_arrives_once_and_output_is_unchanged(script: Any, sink: Any) -> None:
+    path = script(PROGRAM)
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    rows = sink.settle(len(EXPECTED))
+    assert sorted(messages(rows)) == sorted(EXPECTED)
+    by_msg = {r["_msg"]: r for r in rows}
+    assert by_msg["ERROR: something bad"]["level"] == "ERROR"
+    assert by_msg["hello world"]["level"] == "INFO"
+    assert by_msg["to stderr"]["stream"] == "stderr"
+    assert by_msg["hello world"]["stream"] == "stdout"
+    json_row = by_msg["json line"]
+    assert (json_row["level"], json_row["k"], json_row["nested.a"]) == ("WARNING", "1", "2")
+    for row in rows:
+        assert row["container_name"] and row["job"] == "app" and row["pid"] and row["host"]
+    # _time is when the line was written, in program order for one thread
+    times = [by_msg[m]["_time"] for m in ("hello world", "ERROR: something bad", "partial line")]
+    assert times == sorted(times)
+
+
+def test_inactive_without_url_imports_nothing(script: Any) -> None:
+    path = script(
+        "import sys, threading\n"
+        "mods = sorted(m for m in sys.modules if m.startswith(('vlhook', 'orjson', 'http')))\n"
+        "print(mods, threading.active_count(), type(sys.stdout).__name__)\n"
+    )
+    for env in ({}, {"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_DISABLE": "1"}):
+        run = run_python(path, env)
+        assert run.out.strip() == "[] 1 TextIOWrapper", env
+        assert run.stderr == b""
+
+
+def test_active_process_that_writes_nothing_starts_no_thread(script: Any, sink: Any) -> None:
+    path = script(
+        "import sys, threading\n"
+        "heavy = [m for m in ('orjson', 'http.client', 'logging', 'json') if m in sys.modules]\n"
+        "sys.__stderr__._vl_target.write(f'{heavy} {threading.active_count()}\\n')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.err.strip() == "[] 1"
+
+
+def test_logging_records_carry_code_location_extra_and_exception(script: Any, sink: Any) -> None:
+    path = script(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s %(message)s')\n"
+        "log = logging.getLogger('shop.orders')\n"
+        "def place():\n"
+        "    log.info('order %s placed', 17, extra={'order_id': 17, 'user': {'id': 'u1'}})\n"
+        "    try:\n"
+        "        {}['missing']\n"
+        "    except KeyError:\n"
+        "        log.exception('lookup failed')\n"
+        "place()\n"
+        "log.debug('not shipped: below the program level')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.err.count("order 17 placed") == 1
+    rows = sink.settle(2)
+    assert messages(rows) == ["order 17 placed", "lookup failed"]
+    info, error = rows
+    assert info["logger"] == "shop.orders" and info["stream"] == "logging"
+    assert info["code.function"] == "place" and info["code.line"] == "5"
+    assert info["code.file"].endswith("app.py") and info["thread"] == "MainThread"
+    assert info["order_id"] == "17" and info["user.id"] == "u1"
+    assert error["level"] == "ERROR" and error["exception.type"] == "KeyError"
+    assert error["exception.message"] == "'missing'"
+    assert "Traceback (most recent call last)" in error["exception.stacktrace"]
+
+
+def test_printed_traceback_is_one_error_entry(script: Any, sink: Any) -> None:
+    path = script(
+        "import traceback\n"
+        "print('before')\n"
+        "try:\n"
+        "    try:\n"
+        "        1 / 0\n"
+        "    except ZeroDivisionError as e:\n"
+        "        raise ValueError('wrapped') from e\n"
+        "except ValueError:\n"
+        "    traceback.print_exc()\n"
+        "print('after')\n"
+    )
+    run_python(path, sink.env())
+    rows = sorted(sink.settle(3), key=lambda r: r["_time"])
+    assert len(rows) == 3, messages(rows)
+    before, tb, after = rows
+    assert (before["_msg"], after["_msg"]) == ("before", "after")
+    assert tb["level"] == "ERROR" and tb["stream"] == "stderr"
+    assert tb["_msg"].startswith("Traceback (most recent call last):")
+    assert "ZeroDivisionError: division by zero" in tb["_msg"]
+    assert "direct cause" in tb["_msg"] and tb["_msg"].endswith("ValueError: wrapped")
+
+
+def test_long_message_is_split_into_numbered_parts(script: Any, sink: Any) -> None:
+    path = script("print('x' * 300_000 + 'END')\nprint('next line')\n")
+    run_python(path, sink.env(VICTORIALOGS_MAX_LINE_BYTES="65536"))
+    rows = sink.settle(6)
+    parts = [r for r in rows if r["_msg"] != "next line"]
+    assert [r["msg_part"] for r in parts] == [str(i) for i in range(1, 6)]
+    assert {r["msg_parts"] for r in parts} == {"5"}
+    assert "".join(r["_msg"] for r in parts) == "x" * 300_000 + "END"
+    assert messages(rows)[-1] == "next line"  # nothing after the long line was lost
+
+
+def test_secrets_are_redacted_before_leaving(script: Any, sink: Any) -> None:
+    path = script(
+        "print('key AKIAIOSFODNN7EXAMPLE used')\n"
+        "print('Authorization: Bearer abcdefghijklmnop.qrstuv')\n"
+        "print('db at postgres://admin:s3cret@db:5432/x')\n"
+        "print('token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig_nature')\n"
+    )
+    run = run_python(path, sink.env())
+    assert "s3cret" in run.out  # the program's own output is untouched
+    shipped = "\n".join(messages(sink.settle(4)))
+    for secret in ("AKIAIOSFODNN7EXAMPLE", "abcdefghijklmnop", "s3cret", "eyJzdWIi"):
+        assert secret not in shipped
+    assert shipped.count("[REDACTED]") == 4
+
+
+def test_redaction_can_be_turned_off(script: Any, sink: Any) -> None:
+    path = script("print('key AKIAIOSFODNN7EXAMPLE used')\n")
+    run_python(path, sink.env(VICTORIALOGS_REDACT="off"))
+    assert messages(sink.settle(1)) == ["key AKIAIOSFODNN7EXAMPLE used"]
+
+
+def test_file_url_writes_json_lines(script: Any, tmp_path: Path) -> None:
+    out = tmp_path / "logs.jsonl"
+    path = script("print('to a file')\nimport logging\nlogging.warning('warned')\n")
+    run_python(path, {"VICTORIALOGS_URL": f"file://{out}"})
+    import json
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["_msg"] for r in rows] == ["to a file", "warned"]
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("capture", ["stdout", "logging", "stderr,logging"])
+def test_capture_selects_sources(script: Any, sink: Any, capture: str) -> None:
+    path = script(
+        "import sys, logging\nprint('out')\nsys.stderr.write('err\\n')\nlogging.warning('rec')\n"
+    )
+    run_python(path, sink.env(VICTORIALOGS_CAPTURE=capture))
+    expected = {"stdout": ["out"], "logging": ["rec"], "stderr,logging": ["err", "rec"]}[capture]
+    rows = sink.settle(len(expected))
+    assert sorted(messages(rows)) == expected
