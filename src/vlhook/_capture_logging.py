@@ -11,55 +11,72 @@ from __future__ import annotations
 
 import logging
 from _thread import get_ident
-from typing import Any, Callable, Optional
 
 from vlhook import _context
 from vlhook._capture_streams import suppressed
 from vlhook._diag import internal_error
 from vlhook._kinds import LOGGING
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
+
+    Put = Callable[[tuple[Any, ...], int], None]
+
 _original: Optional[Callable[[logging.Logger, logging.LogRecord], None]] = None
 
+# The wrapper is compiled under logging's own file name: when a handler fails, logging prints
+# the call stack minus its own frames (it recognises them by directory), and a frame of ours in
+# the middle would add lines to the program's stderr. Everything else happens in _enter/_leave.
+_WRAPPER = """
+def callHandlers(self, record):
+    state = enter(record)
+    try:
+        original(self, record)
+    finally:
+        leave(record, state)
+"""
 
-def install(put: Callable[[tuple[Any, ...], int], None], level: int) -> None:
+
+def install(put: Put, level: int) -> None:
     global _original
     if _original is not None:
         return
-    original = _original = logging.Logger.callHandlers
     from vlhook._records import message_of
 
-    def callHandlers(self: logging.Logger, record: logging.LogRecord) -> None:
+    def enter(record: logging.LogRecord) -> tuple[Any, ...]:
         ident = get_ident()
-        nested = ident in suppressed  # a handler that logs: restore the outer state after
+        nested = ident in suppressed  # a handler that logs: the outer state comes back after
         outer = suppressed.get(ident)
         texts: list[str] = []
+        levelno, message = 0, ""
         try:
             # Snapshot before handlers run: some (awslambdaric's JSON one) rewrite the level.
             levelno = record.levelno
             message = message_of(record) if levelno >= level else ""
         except Exception as exc:
             internal_error("capture.logging", exc)
-            levelno, message = 0, ""
         suppressed[ident] = texts
-        try:
-            original(self, record)
-        finally:
-            if nested:
-                suppressed[ident] = outer
-            else:
-                suppressed.pop(ident, None)
-            if levelno >= level:
-                _put_record(put, record, levelno, message, texts)
+        return ident, nested, outer, texts, levelno, message
 
-    logging.Logger.callHandlers = callHandlers  # type: ignore[method-assign]
+    def leave(record: logging.LogRecord, state: tuple[Any, ...]) -> None:
+        ident, nested, outer, texts, levelno, message = state
+        if nested:
+            suppressed[ident] = outer
+        else:
+            suppressed.pop(ident, None)
+        if levelno >= level:
+            _put_record(put, record, levelno, message, texts)
+
+    namespace: dict[str, Any] = {"enter": enter, "leave": leave,
+                                 "original": logging.Logger.callHandlers}  # fmt: skip
+    exec(compile(_WRAPPER, logging.__file__ or "logging", "exec"), namespace)  # noqa: S102
+    _original = logging.Logger.callHandlers
+    logging.Logger.callHandlers = namespace["callHandlers"]  # type: ignore[method-assign]
 
 
 def _put_record(
-    put: Callable[[tuple[Any, ...], int], None],
-    record: logging.LogRecord,
-    levelno: int,
-    message: str,
-    texts: list[str],
+    put: Put, record: logging.LogRecord, levelno: int, message: str, texts: list[str]
 ) -> None:
     try:
         t_ns = int(record.created * 1e9)
@@ -73,5 +90,5 @@ def _put_record(
 def uninstall() -> None:
     global _original
     if _original is not None:
-        logging.Logger.callHandlers = _original  # type: ignore[method-assign,assignment]
+        logging.Logger.callHandlers = _original  # type: ignore[method-assign]
         _original = None

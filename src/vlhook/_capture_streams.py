@@ -47,7 +47,8 @@ def _capture(kind: int, data: Any) -> None:
 
 
 class _TeeBase:
-    __slots__ = ("_vl_kind", "_vl_target")
+    # __weakref__: libraries keep weak references to the streams they write to (structlog).
+    __slots__ = ("__weakref__", "_vl_kind", "_vl_target")
 
     def __init__(self, target: Any, kind: int) -> None:
         object.__setattr__(self, "_vl_target", target)
@@ -122,19 +123,22 @@ class StreamTee(_TeeBase):
         object.__setattr__(self, "_vl_binary", None)
 
     def write(self, text: Any) -> Any:
-        if text.__class__ is str and text:
+        if text:
             try:
-                _capture(self._vl_kind, text)
-            except Exception as exc:
+                if text.__class__ is str:
+                    _capture(self._vl_kind, text)
+                elif isinstance(text, str):  # str subclasses (loguru's Message): a plain copy
+                    _capture(self._vl_kind, str.__str__(text))
+            except Exception as exc:  # capture must never break a write
                 internal_error("capture.text", exc)
         return self._vl_target.write(text)
 
     def writelines(self, lines: Iterable[Any]) -> Any:
         lines = list(lines)
         for text in lines:
-            if text.__class__ is str and text:
+            if text and isinstance(text, str):
                 try:
-                    _capture(self._vl_kind, text)
+                    _capture(self._vl_kind, str.__str__(text))
                 except Exception as exc:
                     internal_error("capture.text", exc)
         return self._vl_target.writelines(lines)
