@@ -9,7 +9,7 @@ import pytest
 
 from conftest import messages, run_python
 
-PROGRAM = r'''
+PROGRAM = r"""
 import logging, sys, threading
 print("hello world")
 print("ERROR: something bad")
@@ -28,7 +28,7 @@ threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()
 sys.stdout.write("no newline at end")
-'''
+"""
 
 EXPECTED = (
     ["hello world", "ERROR: something bad", "partial line", "one", "two", "to stderr",

@@ -8,12 +8,12 @@ import pytest
 
 from conftest import messages, run_python
 
+GET_LOGGER = "log = logging.getLogger('app')\n"
 SETUPS = {
     "no_config": "log = logging.getLogger('app')\n",
-    "basicConfig_stderr": "logging.basicConfig(level=logging.INFO)\nlog = logging.getLogger('app')\n",
-    "basicConfig_stdout": (
-        "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\nlog = logging.getLogger('app')\n"
-    ),
+    "basicConfig_stderr": "logging.basicConfig(level=logging.INFO)\n" + GET_LOGGER,
+    "basicConfig_stdout": "logging.basicConfig(level=logging.INFO, stream=sys.stdout)\n"
+    + GET_LOGGER,
     "dictConfig_two_handlers": (
         "import logging.config\n"
         "logging.config.dictConfig({'version': 1, 'handlers': {"
@@ -43,9 +43,7 @@ SETUPS = {
 @pytest.mark.parametrize("setup", sorted(SETUPS))
 def test_each_record_once(script: Any, sink: Any, setup: str) -> None:
     path = script(
-        "import logging, sys\n"
-        + SETUPS[setup]
-        + "log.warning('disk %d%% full', 91)\n"
+        "import logging, sys\n" + SETUPS[setup] + "log.warning('disk %d%% full', 91)\n"
         "log.error('payment failed', extra={'order': 7})\n"
         "print('plain print')\n"
     )
@@ -74,6 +72,7 @@ def test_structlog_json_to_stdout(script: Any, sink: Any) -> None:
     )
     bare = run_python(path, dropin=False)
     hooked = run_python(path, sink.env())
+
     # Lines carry their own timestamps: compare them without.
     def strip(out: bytes) -> list[str]:
         return [line.split('"timestamp"')[0] for line in out.decode().splitlines()]
@@ -131,4 +130,3 @@ def test_bad_format_args_are_shipped_not_raised(script: Any, sink: Any) -> None:
     rows = sink.settle(2)
     text = "\n".join(messages(rows))
     assert "two %s %s" in text and "only-one" in text and "still here" in text
-

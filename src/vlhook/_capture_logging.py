@@ -42,7 +42,6 @@ def install(put: Put, level: int) -> None:
     global _original
     if _original is not None:
         return
-    from vlhook._records import message_of
 
     def enter(record: logging.LogRecord) -> tuple[Any, ...]:
         ident = get_ident()
@@ -75,6 +74,19 @@ def install(put: Put, level: int) -> None:
     logging.Logger.callHandlers = namespace["callHandlers"]  # type: ignore[method-assign]
 
 
+def message_of(record: logging.LogRecord) -> str:
+    """record.getMessage(), or a readable form when the format and args do not match."""
+    try:
+        return record.getMessage()
+    except Exception as error:  # the program's bug: shown in the entry, never raised
+        from vlhook._codec import safe_str
+
+        return (
+            f"{safe_str(record.msg)} (formatting failed: {safe_str(error)}; "
+            f"args: {safe_str(record.args)})"
+        )
+
+
 def _put_record(
     put: Put, record: logging.LogRecord, levelno: int, message: str, texts: list[str]
 ) -> None:
@@ -90,5 +102,5 @@ def _put_record(
 def uninstall() -> None:
     global _original
     if _original is not None:
-        logging.Logger.callHandlers = _original  # type: ignore[method-assign]
+        logging.Logger.callHandlers = _original  # type: ignore[method-assign,assignment]
         _original = None

@@ -25,8 +25,11 @@ def check(timeout: float = 5.0) -> int:
     if not config.active:
         _say("not active: VICTORIALOGS_URL is not set (or VICTORIALOGS_DISABLE is on)")
         return 2
-    _say(f"container_name={config.container_name} job={config.job} level>={config.level} "
-         f"capture={','.join(sorted(config.capture))} compression={config.compression}")  # fmt: skip
+    capture = ",".join(sorted(config.capture))
+    _say(
+        f"container_name={config.container_name} job={config.job} level>={config.level} "
+        f"capture={capture} compression={config.compression}"
+    )
     failures = [e.display for e in config.endpoints if not _check_endpoint(e, config, timeout)]
     if failures:
         _say(f"FAILED: {', '.join(failures)}")

@@ -44,15 +44,30 @@ def _at_exit() -> None:
     if _sender is None or _config is None:
         return
     try:
-        if not _sender.flush(_config.exit_timeout_ms / 1000):
-            pending = _sender.buffer.used
-            _diag.warn(
-                f"not everything was delivered within VICTORIALOGS_EXIT_TIMEOUT_MS="
-                f"{_config.exit_timeout_ms} ({pending} bytes still queued); what could be kept "
-                f"is in the spool" + (f" {_config.spool_dir}" if _config.spool_dir else " (off)")
-            )
+        _final_flush(_sender, _config)
     except Exception as exc:
         _diag.internal_error("exit flush", exc)
+
+
+def _final_flush(sender: Sender, config: Config) -> None:
+    """Flush within the exit budget. Threads may still write meanwhile: a second round takes
+    what they wrote during the first; what is written after that is counted and reported."""
+    import time
+
+    deadline = time.monotonic() + config.exit_timeout_ms / 1000
+    for _ in range(2):
+        ok = sender.flush(max(0.0, deadline - time.monotonic()))
+        if not ok or not sender.buffer.items:
+            break
+    late = len(sender.buffer.items)
+    if not ok:
+        where = f"the spool {config.spool_dir}" if config.spool_dir else "nowhere (spool off)"
+        _diag.warn(
+            f"not everything was delivered within VICTORIALOGS_EXIT_TIMEOUT_MS="
+            f"{config.exit_timeout_ms}; undelivered batches went to {where}"
+        )
+    elif late:
+        _diag.warn(f"{late} writes made by threads still running at exit were not delivered")
 
 
 def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> None:

@@ -1,20 +1,31 @@
-"""Fields from logging records and exceptions (sender thread)."""
+"""Fields from logging records and exceptions (sender thread).
+
+Does not import logging itself: an uncaught exception in a program that never imported logging
+should not cost it that import.
+"""
 
 from __future__ import annotations
 
-import logging
 import traceback
-from types import TracebackType
-from typing import Any, Optional
 
 from vlhook._codec import safe_str
 
-# Every attribute a LogRecord has of itself; anything else was passed as `extra=`.
-STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-}
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from types import TracebackType
+    from typing import Any, Optional
+
+_standard_attrs: frozenset[str] = frozenset()
+
+
+def _standard(record: logging.LogRecord) -> frozenset[str]:
+    """Every attribute a LogRecord has of itself; anything else was passed as `extra=`."""
+    global _standard_attrs
+    if not _standard_attrs:
+        blank = type(record)("", 0, "", 0, "", None, None)
+        _standard_attrs = frozenset(blank.__dict__) | {"message", "asctime", "taskName"}
+    return _standard_attrs
 
 
 def describe_exception(
@@ -24,7 +35,7 @@ def describe_exception(
 ) -> dict[str, str]:
     try:
         text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
-    except Exception as error:
+    except Exception as error:  # a broken __str__ in the chain, say
         text = f"<traceback unavailable: {safe_str(error)}>"
     name = getattr(exc_type, "__qualname__", safe_str(exc_type))
     module = getattr(exc_type, "__module__", "builtins")
@@ -47,15 +58,5 @@ def exception_fields(record: logging.LogRecord) -> dict[str, str]:
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in STANDARD_ATTRS and k[:1] != "_"}
-
-
-def message_of(record: logging.LogRecord) -> str:
-    """record.getMessage(), or a readable form when the format and args do not match."""
-    try:
-        return record.getMessage()
-    except Exception as error:
-        return (
-            f"{safe_str(record.msg)} (formatting failed: {safe_str(error)}; args: "
-            f"{safe_str(record.args)})"
-        )
+    standard = _standard(record)
+    return {k: v for k, v in record.__dict__.items() if k not in standard and k[:1] != "_"}

@@ -1,0 +1,154 @@
+"""Flush points: exit, sys.exit, uncaught exceptions, SIGTERM, threads at exit, dead server."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from conftest import DROPIN, base_env, messages, run_python
+
+
+def test_sys_exit_code_is_kept_and_lines_delivered(script: Any, sink: Any) -> None:
+    path = script("import sys\nprint('bye')\nsys.exit(3)\n")
+    run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"))
+    assert run.rc == 3
+    assert messages(sink.settle(1)) == ["bye"]  # delivered by the exit flush, not the timer
+
+
+def test_uncaught_exception_is_one_error_entry(script: Any, sink: Any) -> None:
+    path = script("print('working')\ndef f():\n    raise RuntimeError('boom')\nf()\n")
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert bare.rc == 1
+    rows = sink.settle(2)
+    assert len(rows) == 2, messages(rows)
+    error = rows[1]
+    assert error["level"] == "ERROR" and error["exception.type"] == "RuntimeError"
+    assert error["exception.message"] == "boom" and "in f" in error["exception.stacktrace"]
+
+
+def test_uncaught_exception_in_thread(script: Any, sink: Any) -> None:
+    path = script(
+        "import threading\n"
+        "def work():\n    raise ValueError('in thread')\n"
+        "t = threading.Thread(target=work, name='worker-1')\n"
+        "t.start()\nt.join()\nprint('main ok')\n"
+    )
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    rows = sink.settle(2)
+    errors = [r for r in rows if r["level"] == "ERROR"]
+    assert len(errors) == 1 and errors[0]["thread"] == "worker-1"
+    assert errors[0]["exception.message"] == "in thread"
+
+
+def test_sigterm_flushes_then_dies_of_the_signal(script: Any, sink: Any, tmp_path: Any) -> None:
+    ready = tmp_path / "ready"
+    path = script(
+        "import time, pathlib\n"
+        "print('started', flush=True)\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        "time.sleep(30)\n"
+    )
+    env = base_env()
+    env.update(sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"))
+    env["PYTHONPATH"] = str(DROPIN)
+    proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGTERM
+    assert messages(sink.settle(1)) == ["started"]
+
+
+def test_program_sigterm_handler_is_left_alone(script: Any, sink: Any) -> None:
+    path = script(
+        "import signal, os, sys\n"
+        "def handler(signum, frame):\n    print('handled', signum)\n    sys.exit(7)\n"
+        "signal.signal(signal.SIGTERM, handler)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "import time; time.sleep(5)\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 7 and run.out == "handled 15\n"
+    assert messages(sink.settle(1)) == ["handled 15"]
+
+
+def test_threads_still_printing_at_exit(script: Any, sink: Any) -> None:
+    path = script(
+        "import threading, time\n"
+        "def spin():\n"
+        "    for i in range(10**5):\n        print('bg', i)\n        time.sleep(0.0005)\n"
+        "threading.Thread(target=spin, daemon=True).start()\n"
+        "time.sleep(0.05)\n"
+        "print('main done')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0
+    rows = sink.settle(1)
+    assert "main done" in messages(rows)
+    printed = set(run.out.splitlines())
+    assert all(m in printed for m in messages(rows))  # nothing invented, nothing doubled
+    assert len(messages(rows)) == len(set(messages(rows)))
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_server_exit_is_bounded_and_spooled(script: Any, tmp_path: Any) -> None:
+    path = script("for i in range(100):\n    print('line', i)\n")
+    spool = tmp_path / "spool"
+    env = {
+        "VICTORIALOGS_URL": f"http://127.0.0.1:{_unused_port()}",
+        "VICTORIALOGS_EXIT_TIMEOUT_MS": "500",
+        "VICTORIALOGS_SPOOL_DIR": str(spool),
+    }
+    run = run_python(path, env)
+    assert run.rc == 0 and run.elapsed < 5
+    files = list(spool.glob("*.jsonl"))
+    assert files and oct(files[0].stat().st_mode & 0o777) == "0o600"
+    assert oct(spool.stat().st_mode & 0o777) == "0o700"
+    assert sum(f.read_bytes().count(b"\n") for f in files) == 100
+
+
+def test_blackholed_server_exit_is_bounded(script: Any, tmp_path: Any) -> None:
+    """A server that accepts but never answers: the exit still ends within the bound."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        path = script("print('hello')\n")
+        env = {
+            "VICTORIALOGS_URL": f"http://127.0.0.1:{port}",
+            "VICTORIALOGS_EXIT_TIMEOUT_MS": "800",
+            "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        run = run_python(path, env)
+    assert run.rc == 0 and run.out == "hello\n"
+    assert run.elapsed < 4
+
+
+def test_spooled_lines_are_replayed_by_the_next_run(script: Any, sink: Any, tmp_path: Any) -> None:
+    spool = tmp_path / "spool"
+    first = script("print('from the first run')\n", name="first.py")
+    run_python(first, {"VICTORIALOGS_URL": f"http://127.0.0.1:{_unused_port()}",
+                       "VICTORIALOGS_EXIT_TIMEOUT_MS": "300",
+                       "VICTORIALOGS_SPOOL_DIR": str(spool),
+                       "VICTORIALOGS_FIELDS": f"test_id={sink.test_id}"})  # fmt: skip
+    assert list(spool.glob("*.jsonl"))
+    second = script("print('from the second run')\n", name="second.py")
+    run_python(second, sink.env(VICTORIALOGS_SPOOL_DIR=str(spool)))
+    rows = sink.settle(2)
+    assert messages(rows) == ["from the first run", "from the second run"]
+    assert not list(spool.glob("*.jsonl*"))
