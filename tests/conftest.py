@@ -101,9 +101,10 @@ def script(tmp_path: Path) -> Any:
 class Sink:
     """Where test programs ship to, and what arrived there."""
 
-    def __init__(self, url: str, receiver: Any = None) -> None:
+    def __init__(self, url: str, spool: Path, receiver: Any = None) -> None:
         self.url = url
         self.receiver = receiver
+        self.spool = spool
         self.test_id = uuid.uuid4().hex[:16]
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -111,6 +112,8 @@ class Sink:
             "VICTORIALOGS_URL": self.url,
             "VICTORIALOGS_FIELDS": f"test_id={self.test_id}",
             "VICTORIALOGS_FLUSH_INTERVAL_MS": "100",
+            # Not the machine-wide default: another test's spooled batches would be replayed.
+            "VICTORIALOGS_SPOOL_DIR": str(self.spool),
         }
         env.update(extra)
         return env
@@ -155,11 +158,11 @@ def receiver() -> Iterator[Any]:
 
 
 @pytest.fixture
-def sink(receiver: Any) -> Sink:
+def sink(receiver: Any, tmp_path: Path) -> Sink:
     real = os.environ.get("VLHOOK_TEST_VICTORIALOGS_URL")
     if real:
-        return Sink(real)
-    return Sink(receiver.url, receiver)
+        return Sink(real, tmp_path / "spool")
+    return Sink(receiver.url, tmp_path / "spool", receiver)
 
 
 @pytest.fixture(autouse=True)

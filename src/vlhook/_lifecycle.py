@@ -36,7 +36,11 @@ def install(sender: Sender, config: Config) -> None:
     atexit.register(_at_exit)
     sys.excepthook = _wrap_excepthook(sys.excepthook)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=sender.after_fork)
+        os.register_at_fork(
+            before=sender.before_fork,
+            after_in_parent=sender.after_fork_in_parent,
+            after_in_child=sender.after_fork,
+        )
     _install_sigterm()
 
 

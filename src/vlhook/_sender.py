@@ -69,6 +69,10 @@ class Sender:
             wake_every=config.batch_lines,
         )
         self._lock = _thread.allocate_lock()
+        # Held while the thread imports the pipeline: a fork waits for it, else the child
+        # would inherit half-initialised modules (see before_fork).
+        self._setup_lock = _thread.allocate_lock()
+        self._fork_held = False
         self._event = Wakeup()
         self._thread: Optional[int] = None  # ident of the sender thread once started
         self._reset_state()
@@ -102,8 +106,18 @@ class Sender:
         self.buffer.put_control((_kinds.FLUSH, marker))
         return marker.done.wait(timeout) and marker.ok
 
+    def before_fork(self) -> None:
+        self._fork_held = self._setup_lock.acquire(True, 2.0)
+
+    def after_fork_in_parent(self) -> None:
+        if self._fork_held:
+            self._fork_held = False
+            self._setup_lock.release()
+
     def after_fork(self) -> None:
         """In a forked child: the parent owns what was queued; start from nothing."""
+        self._fork_held = False
+        self._setup_lock = _thread.allocate_lock()
         self._lock = _thread.allocate_lock()
         self._event = Wakeup()
         self._thread = None
@@ -122,6 +136,19 @@ class Sender:
 
     def _run(self) -> None:
         self._thread = _thread.get_ident()
+        try:
+            with self._setup_lock:
+                self._setup()
+        except Exception as exc:
+            _diag.internal_error("sender start", exc)
+            return
+        assert self.delivery is not None
+        self._guarded(self.delivery.replay_spool)
+        while True:
+            self._event.wait(self.interval)
+            self._guarded(self._cycle)
+
+    def _setup(self) -> None:
         # The pipeline's heavier modules load here, off the program's threads.
         from vlhook._delivery import Delivery
         from vlhook._entry import EntryBuilder
@@ -130,10 +157,6 @@ class Sender:
         self.assembler = LineAssembler()
         self.builder = EntryBuilder(self.config, self.stats)
         self.delivery = Delivery(self.config, self.stats)
-        self._guarded(self.delivery.replay_spool)
-        while True:
-            self._event.wait(self.interval)
-            self._guarded(self._cycle)
 
     def _guarded(self, step: Any) -> None:
         try:

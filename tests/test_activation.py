@@ -1,0 +1,198 @@
+"""The activation paths: drop-in, the wheel's .pth, `vlhook run`; chain-loading; bad config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import DROPIN, PYTHON, REPO, SRC, base_env, messages, run_python
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Any:
+    full = base_env()
+    full["PYTHONPATH"] = str(SRC)
+    full.update(env or {})
+    return subprocess.run(
+        [PYTHON, "-m", "vlhook", *args], env=full, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_vlhook_path_prints_the_dropin_dir() -> None:
+    result = _cli("path")
+    assert result.returncode == 0 and Path(result.stdout.strip()) == DROPIN
+
+
+def test_vlhook_run_activates_the_command(script: Any, sink: Any) -> None:
+    path = script("print('via run')\n")
+    result = _cli("run", "--", PYTHON, str(path), env=sink.env())
+    assert result.returncode == 0 and result.stdout == "via run\n"
+    assert messages(sink.settle(1)) == ["via run"]
+
+
+def test_vlhook_run_keeps_exit_code(script: Any, sink: Any) -> None:
+    path = script("import sys; sys.exit(5)\n")
+    assert _cli("run", PYTHON, str(path), env=sink.env()).returncode == 5
+
+
+def test_activating_twice_ships_once(script: Any, sink: Any) -> None:
+    path = script("import vlhook\nassert vlhook.activate()\nprint('once')\n")
+    env = sink.env()
+    env["PYTHONPATH"] = os.pathsep.join([str(DROPIN), str(SRC)])
+    run_python(path, env, dropin=False)
+    assert messages(sink.settle(1)) == ["once"]
+
+
+def test_shadowed_sitecustomize_still_runs(script: Any, sink: Any, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['OTHER_SITE_RAN'] = 'yes'\n")
+    path = script("import os\nprint('other ran:', os.environ.get('OTHER_SITE_RAN'))\n")
+    env = sink.env()
+    env["PYTHONPATH"] = os.pathsep.join([str(DROPIN), str(other)])
+    for active in (True, False):
+        run = run_python(path, env if active else {"PYTHONPATH": env["PYTHONPATH"]}, dropin=False)
+        assert run.out == "other ran: yes\n"
+    assert messages(sink.settle(1)) == ["other ran: yes"]
+
+
+def test_bad_configuration_warns_once_and_program_is_unaffected(script: Any, sink: Any) -> None:
+    path = script("print('fine')\n")
+    run = run_python(
+        path, sink.env(VICTORIALOGS_BATCH_LINES="lots", VICTORIALOGS_COMPRESSION="brotli")
+    )
+    assert run.rc == 0 and run.out == "fine\n"
+    assert sorted(run.err.splitlines()) == [
+        "vlhook: VICTORIALOGS_BATCH_LINES='lots' is not valid; using 1000",
+        "vlhook: VICTORIALOGS_COMPRESSION='brotli' is not valid; using gzip",
+    ]
+    assert messages(sink.settle(1)) == ["fine"]
+
+
+def test_bad_url_turns_shipping_off_with_one_warning(script: Any) -> None:
+    path = script("import sys\nprint(type(sys.stdout).__name__)\n")
+    run = run_python(path, {"VICTORIALOGS_URL": "ftp://user:hunter2@example/x"})
+    assert run.rc == 0 and run.out == "TextIOWrapper\n"
+    assert "shipping is off" in run.err and "hunter2" not in run.err
+
+
+def test_fork_child_ships_its_own_lines_once(script: Any, sink: Any) -> None:
+    path = script(
+        "import os, sys\n"
+        "print('parent before fork', flush=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('child line')\n"
+        "    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('parent after fork')\n"
+    )
+    # Fork right after the first write: the parent's sender thread is starting up then.
+    run = run_python(path, sink.env())
+    assert run.rc == 0 and run.stderr == b""
+    rows = sink.settle(3)
+    assert sorted(messages(rows)) == ["child line", "parent after fork", "parent before fork"]
+    pids = {r["_msg"]: r["pid"] for r in rows}
+    assert pids["child line"] != pids["parent after fork"] == pids["parent before fork"]
+
+
+def test_multiprocessing_spawn_children_ship(script: Any, sink: Any) -> None:
+    path = script(
+        "import multiprocessing as mp\n"
+        "def work(i):\n    print('worker', i)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('spawn')\n"
+        "    procs = [ctx.Process(target=work, args=(i,)) for i in range(3)]\n"
+        "    [p.start() for p in procs]; [p.join() for p in procs]\n"
+        "    print('main')\n"
+    )
+    run_python(path, sink.env())
+    assert sorted(messages(sink.settle(4))) == ["main", "worker 0", "worker 1", "worker 2"]
+
+
+def _purelib(python: Path) -> str:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+         str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (found,) = out.glob("vlhook-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel installed (and the dev venv's orjson reused)."""
+    root = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(root)
+    python = root / "bin" / "python"
+    site = _purelib(python)
+    subprocess.run(
+        [PYTHON, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return python
+
+
+def test_wheel_pth_activates_without_pythonpath(
+    installed_venv: Path, script: Any, sink: Any
+) -> None:
+    site = Path(_purelib(installed_venv))
+    assert (site / "vlhook.pth").is_file()
+    assert (site / "vlhook" / "_dropin" / "sitecustomize.py").is_file()
+    path = script("import logging\nprint('from the venv')\nlogging.warning('warned')\n")
+    bare = run_python(path, dropin=False, python=str(installed_venv))
+    hooked = run_python(path, sink.env(), dropin=False, python=str(installed_venv))
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert messages(sink.settle(2)) == ["from the venv", "warned"]
+
+
+def test_wheel_pth_inactive_imports_nothing(installed_venv: Path, script: Any) -> None:
+    path = script("import sys\nprint(sorted(m for m in sys.modules if 'vlhook' in m))\n")
+    assert run_python(path, dropin=False, python=str(installed_venv)).out == "[]\n"
+
+
+def test_installed_cli_path_points_into_the_package(installed_venv: Path) -> None:
+    result = subprocess.run(
+        [str(installed_venv), "-m", "vlhook", "path"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip().endswith(os.path.join("vlhook", "_dropin"))
+
+
+def _python39() -> str:
+    import shutil
+
+    for candidate in (
+        shutil.which("python3.9"),
+        *Path("/root/.pyenv/versions").glob("3.9*/bin/python3.9"),
+    ):
+        if (
+            candidate
+            and subprocess.run([str(candidate), "-c", "pass"], capture_output=True).returncode == 0
+        ):
+            return str(candidate)
+    return ""
+
+
+@pytest.mark.skipif(not _python39(), reason="no python3.9 on this machine")
+def test_runs_on_python_39(script: Any, sink: Any) -> None:
+    """The drop-in with no third-party package at all (stdlib json, http.client)."""
+    path = script("import logging\nprint('old python')\nlogging.warning('w')\n")
+    run = run_python(path, sink.env(), python=_python39())
+    assert run.rc == 0, run.err
+    assert messages(sink.settle(2)) == ["old python", "w"]
+    assert sys.version_info >= (3, 9)
