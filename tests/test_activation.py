@@ -167,8 +167,9 @@ def test_wheel_pth_inactive_imports_nothing(installed_venv: Path, script: Any) -
 
 def test_installed_cli_path_points_into_the_package(installed_venv: Path) -> None:
     result = subprocess.run(
-        [str(installed_venv), "-m", "vlhook", "path"], capture_output=True, text=True, timeout=30
-    )
+        [str(installed_venv), "-m", "vlhook", "path"],
+        env=base_env(), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
     assert result.returncode == 0
     assert result.stdout.strip().endswith(os.path.join("vlhook", "_dropin"))
 
