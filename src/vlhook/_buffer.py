@@ -9,7 +9,11 @@ bounded by the request timeout. Every shed capture is counted, and the count is 
 from __future__ import annotations
 
 import time
-from _collections import deque  # type: ignore[import-not-found]  # the C type itself: `collections` costs ~2 ms at start-up
+
+# The C type itself: `collections` costs ~2 ms at start-up.
+from _collections import deque  # type: ignore[import-not-found]
+
+from vlhook._kinds import DISCARD, FLUSH, TEXT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,12 +54,19 @@ class Buffer:
         self.added = 0
         self.removed = 0
         self._since_wake = 0
+        # Text streams whose current line lost a piece to shedding: (kind, thread) -> True while
+        # the rest of that line must be shed too, so a line is kept or lost whole.
+        self.cut: dict[tuple[int, int], bool] = {}
 
     @property
     def used(self) -> int:
         return self.added - self.removed
 
     def put(self, item: tuple[Any, ...], level: int = 20) -> None:
+        if self.cut and item[0] in TEXT:
+            item = self._after_cut(item)
+            if not item[1]:
+                return
         size = item_size(item)
         if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
             return
@@ -74,7 +85,7 @@ class Buffer:
     def pop(self) -> tuple[Any, ...]:
         """Next item (IndexError when empty). Sender thread only."""
         item: tuple[Any, ...] = self.items.popleft()
-        if item[0] >= 0:
+        if item[0] != FLUSH:
             self.removed += item_size(item)
         return item
 
@@ -88,17 +99,52 @@ class Buffer:
                     return True
         elif level >= WARNING and self.added - self.removed + size <= self.limit * RESERVE:
             return True
-        data = item[1]
-        if isinstance(data, str):
-            lines = data.count("\n")
-        elif isinstance(data, bytes):
-            lines = data.count(b"\n")
+        if item[0] in TEXT:
+            self._shed_text(item)
         else:
-            lines = 1
-        self.stats.drop("buffer_full", max(1, lines))
+            self.stats.drop("buffer_full")
         return False
+
+    def _shed_text(self, item: tuple[Any, ...]) -> None:
+        """Shed a write: every line it ends is counted as lost; a line it starts or continues
+        is lost whole (the sender discards its kept beginning, `_after_cut` its end)."""
+        kind, data, _, ident = item[:4]
+        newline = "\n" if isinstance(data, str) else b"\n"
+        key = (kind, ident)
+        if key not in self.cut:
+            # Tell the assembler to throw away the beginning of the line it holds.
+            discard = (DISCARD, None, 0, ident, kind)
+            self.added += item_size(discard)
+            self.items.append(discard)
+        self.cut[key] = not data.endswith(newline)
+        lines = data.count(newline)
+        if lines:
+            self.stats.drop("buffer_full", lines)
+
+    def _after_cut(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The first write after shedding: drop the rest of the line that was cut."""
+        key = (item[0], item[3])
+        if key not in self.cut:
+            return item
+        if not self.cut[key]:
+            del self.cut[key]
+            return item
+        data = item[1]
+        end = data.find("\n" if isinstance(data, str) else b"\n")
+        if end < 0:
+            return (*item[:1], data[:0], *item[2:])  # still inside the lost line
+        del self.cut[key]
+        self.stats.drop("buffer_full")
+        return (item[0], data[end + 1 :], *item[2:])
+
+    def unfinished_cut_lines(self) -> int:
+        """Lines cut by shedding whose end never came (counted at exit)."""
+        lost = sum(1 for midline in self.cut.values() if midline)
+        self.cut.clear()
+        return lost
 
     def reset(self) -> None:
         """After fork: the parent owns what was queued."""
         self.items = deque()
         self.added = self.removed = self._since_wake = 0
+        self.cut = {}

@@ -123,6 +123,10 @@ class LineAssembler:
                 )
             self._decoders.clear()
 
+    def discard(self, kind: int, ident: int) -> None:
+        """The rest of the current line was shed (buffer full): forget its beginning."""
+        self._partial.pop((kind, ident), None)
+
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
 

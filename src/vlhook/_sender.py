@@ -175,6 +175,8 @@ class Sender:
             kind = item[0]
             if kind == _kinds.FLUSH:
                 self._flush_marker(item, lines)
+            elif kind == _kinds.DISCARD:
+                self.assembler.discard(item[4], item[3])
             elif kind in _kinds.TEXT:
                 self.assembler.feed(item, lines)
                 if lines:
@@ -189,6 +191,10 @@ class Sender:
     def _flush_marker(self, item: tuple[Any, ...], lines: list[Line]) -> None:
         assert self.delivery is not None and self.assembler is not None
         marker: FlushMarker = item[1]
+        if marker.final:
+            lost = self.buffer.unfinished_cut_lines()
+            if lost:
+                self.stats.drop("buffer_full", lost)
         self.assembler.flush(lines, final=marker.final)
         self._add_lines(lines)
         self._report_drops()

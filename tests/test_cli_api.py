@@ -1,0 +1,144 @@
+"""`vlhook check`, `vlhook spool`, `vlhook listen`, and the optional Python API."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import PYTHON, SRC, base_env, messages, run_python
+
+
+def _vlhook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = base_env()
+    full["PYTHONPATH"] = str(SRC)
+    full.update(env)
+    return subprocess.run(
+        [PYTHON, "-m", "vlhook", *args], env=full, capture_output=True, text=True, timeout=60
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_succeeds_against_a_receiver(receiver: Any) -> None:
+    result = _vlhook("check", env={"VICTORIALOGS_URL": receiver.url})
+    assert result.returncode == 0, result.stdout
+    assert "probe accepted (HTTP 200)" in result.stdout and result.stdout.rstrip().endswith("OK")
+    assert any("vlhook check probe" in r["_msg"] for r in receiver.wait_for(1))
+
+
+def test_check_fails_plainly_when_unreachable() -> None:
+    url = f"http://user:hunter2@127.0.0.1:{_free_port()}"
+    result = _vlhook("check", env={"VICTORIALOGS_URL": url})
+    assert result.returncode == 1
+    assert "probe refused: cannot reach" in result.stdout and "FAILED" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_check_shows_the_servers_refusal(receiver: Any) -> None:
+    result = _vlhook(
+        "check", env={"VICTORIALOGS_URL": receiver.url, "VICTORIALOGS_HEADERS": "AccountID=x"}
+    )
+    assert result.returncode == 1 and "HTTP 400" in result.stdout
+
+
+def test_check_without_url_says_not_active() -> None:
+    result = _vlhook("check", env={})
+    assert result.returncode == 2 and "not active" in result.stdout
+
+
+def test_spool_status_and_replay(receiver: Any, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    (spool / "00000000000000000001-1-0.jsonl").write_bytes(b'{"_msg":"kept on disk"}\n')
+    env = {"VICTORIALOGS_URL": receiver.url, "VICTORIALOGS_SPOOL_DIR": str(spool)}
+    status = _vlhook("spool", "status", env=env)
+    assert re.search(r": 1 files, 24 bytes", status.stdout), status.stdout
+    replay = _vlhook("spool", "replay", env=env)
+    assert replay.returncode == 0 and "replayed 1 entries; 0 files left" in replay.stdout
+    assert messages(receiver.wait_for(1)) == ["kept on disk"]
+
+
+def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
+    """`vlhook listen` with VICTORIALOGS_URL pointing at itself must not feed on its output."""
+    port = _free_port()
+    env = base_env()
+    env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=f"http://127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "vlhook", "listen", "--port", str(port)], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        app = tmp_path / "app.py"
+        app.write_text("print('one line')\n")
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                import time
+
+                time.sleep(0.1)
+        run_python(app, {"VICTORIALOGS_URL": f"http://127.0.0.1:{port}"})
+        import json
+        import time
+        import urllib.request
+
+        time.sleep(1.0)  # long enough for a feedback loop to show
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/vlhook/stats", timeout=5) as r:
+            stats = json.loads(r.read())
+        assert stats["rows_stored"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_python_api_flush_stats_bind(script: Any, sink: Any) -> None:
+    path = script(
+        "import vlhook, json, sys\n"
+        "vlhook.bind(request_id='r-1')\n"
+        "print('bound line')\n"
+        "vlhook.unbind('request_id')\n"
+        "print('unbound line')\n"
+        "ok = vlhook.flush(5)\n"
+        "s = vlhook.stats()\n"
+        "summary = [ok, s['active'], s['shipped'], s['dropped_total']]\n"
+        "sys.stderr.write(json.dumps(summary) + '\\n')\n"
+    )
+    env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")
+    env["PYTHONPATH"] = str(SRC)
+    run = run_python(path, env)
+    assert run.err.strip().splitlines()[-1] == "[true, true, 2, 0]"
+    rows = sink.settle(3)
+    by_msg = {r["_msg"]: r for r in rows}
+    assert by_msg["bound line"]["request_id"] == "r-1"
+    assert "request_id" not in by_msg["unbound line"]
+
+
+def test_overflow_drops_are_counted_and_reported(script: Any, sink: Any) -> None:
+    """With a tiny buffer and a flood, what arrived plus what was reported dropped is exactly
+    what was written."""
+    total = 50_000
+    path = script(f"for i in range({total}):\n    print('flood', i)\n")
+    run = run_python(
+        path, sink.env(VICTORIALOGS_BUFFER_BYTES="65536", VICTORIALOGS_EXIT_TIMEOUT_MS="10000")
+    )
+    assert run.rc == 0 and run.out.count("\n") == total
+    rows = sink.entries(1, timeout=20)
+    import time
+
+    time.sleep(1.0)
+    rows = sink.entries(len(rows))
+    floods = [r for r in rows if r["_msg"].startswith("flood")]
+    reports = [r for r in rows if r.get("stream") == "vlhook"]
+    dropped = sum(int(r["vlhook.dropped"]) for r in reports)
+    assert len(floods) + dropped == total
+    assert len({r["_msg"] for r in floods}) == len(floods)  # no duplicates
+    if dropped:
+        assert "dropped" in run.err and all(r["level"] == "WARNING" for r in reports)
