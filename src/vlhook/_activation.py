@@ -72,6 +72,9 @@ def _start(source: str) -> Optional[Active]:
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
+    from vlhook import _lambda
+
+    _lambda.install(sender, config)
     _lifecycle.install(sender, config)
     _diag.debug(
         f"active ({source}): sending to {', '.join(e.display for e in config.endpoints)}, "

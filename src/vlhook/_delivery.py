@@ -49,6 +49,7 @@ class Delivery:
             else None  # fmt: skip
         self.batch = bytearray()
         self.pending_lines = 0
+        self._spooled_here = False  # this process spooled: replay once the server answers
         self._next = 0
         self._hurry_deadline: Optional[float] = None
 
@@ -96,6 +97,8 @@ class Delivery:
         body, lines = bytes(self.batch), self.pending_lines
         self.batch = bytearray()
         self.pending_lines = 0
+        if self._spooled_here:
+            self.replay_spool(deadline)  # older data first
         outcome = self._deliver(body, lines, deadline)
         if outcome == DELIVERED:
             self.stats.shipped += lines
@@ -148,23 +151,27 @@ class Delivery:
     def _keep(self, body: bytes, lines: int) -> None:
         if self.spool is not None and self.spool.put(body, lines):
             _diag.debug(f"{lines} entries spooled to {self.spool.directory}")
+            self._spooled_here = True
             return
         self.stats.drop("undeliverable", lines)
         _diag.warn(f"{lines} entries lost: server unreachable and no spool", key="lost")
 
-    def replay_spool(self) -> None:
-        """Send what earlier processes (or this one) spooled, oldest first."""
+    def replay_spool(self, deadline: Optional[float] = None) -> None:
+        """Send what earlier processes (or this one) spooled, oldest first. Stops at the first
+        failure: the files stay for later."""
         if self.spool is None:
             return
+        self._spooled_here = False
         for _ in range(10_000):
             claimed = self.spool.claim()
             if claimed is None:
                 return
             path, body = claimed
             lines = body.count(b"\n")
-            outcome = self._deliver(body, lines, deadline=time.monotonic() + RETRY_BUDGET_S)
+            outcome = self._deliver(body, lines, deadline)
             self.spool.release(path, delivered=outcome != FAILED)
             if outcome == FAILED:
+                self._spooled_here = True
                 return
             self.stats.replayed += lines
 

@@ -34,7 +34,7 @@ _LEADING = re.compile(
     r"(?:\[\s*([A-Za-z]{3,8})\s*\]|([A-Za-z]{3,8}):|([A-Z]{3,8})(?=\s|$)|\|\s*([A-Z]{3,8})\s*\|)"
 )
 _LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
-MSG_KEYS = ("message", "msg", "_msg", "event")
+MSG_KEYS = ("message", "msg", "_msg", "event", "errorMessage")
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
 # What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.

@@ -1,9 +1,10 @@
 """Line assembly: raw writes into complete lines, one entry per line or per traceback.
 
 Runs on the sender thread. Writes are assembled per (stream, thread), so two threads printing
-at once never mix their halves. A carriage return without a newline overwrites the line, as on
-a terminal (progress bars stay bounded). A Python traceback printed as text is grouped into one
-line until its exception line (and any chained tracebacks) end it.
+at once never mix their halves. A carriage return in a line still being written overwrites it,
+as on a terminal (progress bars stay bounded); inside a completed line it separates lines of one
+entry, which is how AWS Lambda's runtime writes a multi-line error. A Python traceback printed
+as text is grouped into one line until its exception line (and any chained tracebacks) end it.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class LineAssembler:
         at_end: bool = False,
     ) -> None:
         if "\r" in text:
-            text = _visible(text)
+            text = _carriage_returns(text)
         tb = self._tracebacks.get(key)
         if tb is not None:
             if tb.accepts(text, t_ns):
@@ -183,13 +184,10 @@ class LineAssembler:
             out.append((key[0], text, t_ns, inv, bound, ""))
 
 
-def _visible(text: str) -> str:
-    """What a terminal shows of a line with carriage returns: the last non-empty segment."""
-    text = text.rstrip("\r")
-    if "\r" not in text:
-        return text
-    segments = [s for s in text.split("\r") if s]
-    return segments[-1] if segments else ""
+def _carriage_returns(text: str) -> str:
+    """`a\rb` in a completed line: one entry with two lines (awslambdaric joins an error's
+    lines with "\r"); a trailing "\r" (of "\r\n") is dropped."""
+    return "\n".join(s for s in text.split("\r") if s)
 
 
 def _overwrite(partial: _Partial) -> None:

@@ -84,6 +84,7 @@ class RequestInfo:
     status: int = 0
     lines_stored: int = 0
     body_bytes: int = 0
+    received: float = 0.0  # time.monotonic() on arrival, for ordering checks
 
 
 @dataclass
@@ -470,7 +471,7 @@ class Receiver:
                 return 400, f"vlhook listen: {exc}".encode(), _TEXT
         info = RequestInfo(
             method, parts.path, parts.query, {k.lower(): v for k, v in headers.items()},
-            headers.get("Content-Encoding", ""), body_bytes=len(body),
+            headers.get("Content-Encoding", ""), body_bytes=len(body), received=time.monotonic(),
         )  # fmt: skip
         ingest: _Ingest | None = None
         try:

@@ -1,0 +1,150 @@
+"""AWS Lambda: deliver each invocation's entries before the environment freezes, and tag every
+entry with the invocation it was written in.
+
+awslambdaric posts the handler's response (or error), then asks the Runtime API for the next
+invocation — and Lambda freezes the environment as soon as that request is pending. Wrapping
+`BaseLambdaRuntimeClient.wait_next_invocation` (the base class: the multi-concurrency client is a
+sibling subclass) runs the flush exactly between the two: after the caller has its response,
+before the freeze. Its return value carries the next invocation's ids before the handler runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from vlhook import _context, _diag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Optional
+
+    from vlhook._config import Config
+    from vlhook._sender import Sender
+
+MODULE = "awslambdaric.lambda_runtime_client"
+
+
+class _Invocations:
+    """Per-process invocation state (a forked worker starts its own: cold_start holds per
+    process, as each worker is a fresh environment for its first invocation)."""
+
+    def __init__(self, sender: Sender, config: Config) -> None:
+        self.sender = sender
+        self.config = config
+        self.count = 0
+        self.deadline_ms: Optional[int] = None
+        self.pid = os.getpid()
+        #: Seconds each end-of-invocation flush took (what `make bench` and the tests read).
+        self.flush_seconds: list[float] = []
+
+    def end(self) -> None:
+        """Between the response and the next request: flush within the invocation's budget."""
+        _context.set_invocation(None)
+        budget = self.config.exit_timeout_ms / 1000
+        if self.deadline_ms:
+            budget = min(budget, self.deadline_ms / 1000 - time.time())
+        started = time.monotonic()
+        self.sender.flush(max(budget, 0.0))
+        if len(self.flush_seconds) < 10_000:
+            self.flush_seconds.append(time.monotonic() - started)
+
+    def begin(self, request: Any) -> None:
+        if os.getpid() != self.pid:  # a forked worker: its first invocation is its cold start
+            self.pid, self.count = os.getpid(), 0
+        self.count += 1
+        self.deadline_ms = _int(getattr(request, "deadline_time_in_ms", None))
+        _context.set_invocation(invocation_fields(request, cold_start=self.count == 1))
+
+
+def invocation_fields(request: Any, cold_start: bool) -> dict[str, Any]:
+    fields: dict[str, Any] = {"aws_request_id": getattr(request, "invoke_id", None) or ""}
+    version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    if version:
+        fields["function_version"] = version
+    fields["cold_start"] = cold_start
+    fields.update(xray_fields(getattr(request, "x_amzn_trace_id", None) or ""))
+    fields.update(client_context_fields(getattr(request, "client_context", None)))
+    return fields
+
+
+def xray_fields(header: str) -> dict[str, str]:
+    """`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`."""
+    parts = dict(p.strip().partition("=")[::2] for p in header.split(";") if "=" in p)
+    root = parts.get("Root", "")
+    fields: dict[str, str] = {}
+    if root:
+        fields["xray_trace_id"] = root
+        version, _, rest = root.partition("-")
+        w3c = rest.replace("-", "")
+        if version == "1" and len(w3c) == 32 and _hex(w3c):
+            fields["trace_id"] = w3c
+    parent = parts.get("Parent", "")
+    if len(parent) == 16 and _hex(parent):
+        fields["span_id"] = parent
+    return fields
+
+
+def client_context_fields(raw: Optional[str]) -> dict[str, str]:
+    """A trace propagated by the caller: `custom.trace_id`, or `w3c.traceparent`. It names the
+    caller's trace, so it wins over the id derived from X-Ray."""
+    if not raw:
+        return {}
+    import json  # only when a caller sent a client context
+
+    try:
+        context = json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(context, dict):
+        return {}
+    custom = context.get("custom") or {}
+    trace = custom.get("trace_id") if isinstance(custom, dict) else None
+    if isinstance(trace, str) and trace:
+        return {"trace_id": trace}
+    w3c = context.get("w3c") or {}
+    parent = w3c.get("traceparent") if isinstance(w3c, dict) else None
+    if isinstance(parent, str):
+        pieces = parent.split("-")
+        if len(pieces) == 4 and len(pieces[1]) == 32 and _hex(pieces[1]):
+            return {"trace_id": pieces[1], "span_id": pieces[2]}
+    return {}
+
+
+def install(sender: Sender, config: Config) -> None:
+    from vlhook._imports import when_imported
+
+    state = _Invocations(sender, config)
+    when_imported(MODULE, lambda module: _patch(module, state))
+
+
+def _patch(module: ModuleType, state: _Invocations) -> None:
+    base = module.BaseLambdaRuntimeClient
+    original = base.wait_next_invocation
+
+    def wait_next_invocation(self: Any) -> Any:
+        try:
+            state.end()
+        except Exception as exc:
+            _diag.internal_error("lambda flush", exc)
+        request = original(self)
+        try:
+            state.begin(request)
+        except Exception as exc:
+            _diag.internal_error("lambda context", exc)
+        return request
+
+    base.wait_next_invocation = wait_next_invocation
+    _diag.debug("hooked into awslambdaric: flush after every invocation")
+
+
+def _int(value: Any) -> Optional[int]:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)

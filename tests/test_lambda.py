@@ -1,0 +1,199 @@
+"""The real awslambdaric (`python -m awslambdaric handler.handler`) against a local Runtime API
+and the receiver: every invocation's entries arrive before the next request, tagged with it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from conftest import DROPIN, REPO, base_env
+from lambda_runtime import Invocation, RuntimeApi
+
+HANDLER_DIR = REPO / "examples" / "lambda"
+TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+pytest.importorskip("awslambdaric")
+
+
+def run_runtime(
+    api: RuntimeApi,
+    env: dict[str, str],
+    *,
+    handler: str = "handler.handler",
+    cwd: Path = HANDLER_DIR,
+    pythonpath: Optional[str] = str(DROPIN),
+    python: str = sys.executable,
+) -> subprocess.CompletedProcess[bytes]:
+    full = base_env()
+    full.update(
+        AWS_LAMBDA_RUNTIME_API=api.address,
+        AWS_LAMBDA_FUNCTION_NAME="orders",
+        AWS_LAMBDA_FUNCTION_VERSION="7",
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
+        AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/orders",
+        AWS_LAMBDA_LOG_STREAM_NAME="stream",
+        # Only the end-of-invocation flush may deliver: the timer would hide a missing flush.
+        VICTORIALOGS_FLUSH_INTERVAL_MS="600000",
+    )
+    full.update(env)
+    if pythonpath:
+        full["PYTHONPATH"] = pythonpath
+    return subprocess.run(
+        [python, "-m", "awslambdaric", handler],
+        env=full, cwd=str(cwd), capture_output=True, timeout=90,
+    )  # fmt: skip
+
+
+def arrival_times(receiver: Any) -> list[float]:
+    """For each stored row (arrival order), when the request that carried it arrived."""
+    times: list[float] = []
+    for info in receiver.requests:
+        if info.path == "/insert/jsonline":
+            times.extend([info.received] * info.lines_stored)
+    return times
+
+
+def rows_of(rows: list[dict[str, str]], invocation: Invocation) -> list[dict[str, str]]:
+    return [r for r in rows if r.get("aws_request_id") == invocation.request_id]
+
+
+def test_each_invocation_is_delivered_between_response_and_next(
+    receiver: Any, tmp_path: Path
+) -> None:
+    with RuntimeApi() as api:
+        first = api.add({"name": "ann", "threads": 2, "json": True, "order_id": 1}, trace_id=TRACE)
+        second = api.add(
+            {"name": "bob", "fail": True}, client_context={"custom": {"trace_id": "t-42"}}
+        )
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        third = api.add({"name": "cid"}, client_context={"w3c": {"traceparent": traceparent}})
+        result = run_runtime(api, {"VICTORIALOGS_URL": receiver.url,
+                                   "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
+    assert result.returncode == 1  # the Runtime API went away after the last event
+    assert json.loads(first.response or b"") == {"ok": True, "name": "ann"}
+    assert b"cannot process bob" in (second.error or b"")  # the runtime still reports the error
+    rows = receiver.entries()
+    arrived = arrival_times(receiver)
+    assert len(arrived) == len(rows)
+
+    # Order: every row of invocation i arrived after its response, before the next /next.
+    for index, invocation in enumerate((first, second, third)):
+        times = [arrived[i] for i, r in enumerate(rows)
+                 if r.get("aws_request_id") == invocation.request_id]  # fmt: skip
+        assert times, f"nothing arrived for invocation {index}"
+        assert invocation.answered <= min(times)
+        assert max(times) <= api.next_calls[index + 1]
+
+    ann = rows_of(rows, first)
+    expected = ["hello ann", "processing order", "payment captured", "ann worker 0", "ann worker 1"]
+    assert sorted(r["_msg"] for r in ann) == sorted(expected)
+    assert {r["cold_start"] for r in ann} == {"true"}
+    assert {r["xray_trace_id"] for r in ann} == {"1-5759e988-bd862e3fe1be46a994272793"}
+    assert {r["trace_id"] for r in ann} == {"5759e988bd862e3fe1be46a994272793"}
+    assert {r["span_id"] for r in ann} == {"53995c3f42cd8ad8"}
+    assert {r["function_version"] for r in ann} == {"7"}
+    assert {r["container_name"] for r in rows} == {"orders"} and {r["job"] for r in rows} == {
+        "lambda"
+    }
+    record = next(r for r in ann if r["_msg"] == "processing order")
+    assert record["stream"] == "logging" and record["order_id"] == "1"
+
+    bob = rows_of(rows, second)
+    assert {r["cold_start"] for r in bob} == {"false"} and {r["trace_id"] for r in bob} == {"t-42"}
+    errors = [r for r in bob if r["level"] == "ERROR"]
+    assert len(errors) == 1, [r["_msg"] for r in bob]
+    assert errors[0]["_msg"].startswith("[ERROR] ValueError: cannot process bob")
+    assert "Traceback (most recent call last):" in errors[0]["_msg"]
+
+    cid = rows_of(rows, third)
+    assert {r["trace_id"] for r in cid} == {"0af7651916cd43dd8448eb211c80319c"}
+
+    outside = [r for r in rows if "aws_request_id" not in r]
+    assert outside[0]["_msg"] == "init: loading configuration"
+    # The runtime itself dies when the Runtime API goes away: shipped as an uncaught exception.
+    assert [r["exception.message"] for r in outside[1:]] == ["Failed to get next"]
+    # Each record exactly once although awslambdaric's own handler prints it through stdout.
+    for invocation in (first, second, third):
+        assert [r["_msg"] for r in rows_of(rows, invocation)].count("processing order") == 1
+
+
+def test_json_log_format_records_once_with_runtime_keys(receiver: Any, tmp_path: Path) -> None:
+    with RuntimeApi() as api:
+        only = api.add({"name": "dee", "order_id": 9})
+        run_runtime(api, {"VICTORIALOGS_URL": receiver.url, "AWS_LAMBDA_LOG_FORMAT": "JSON",
+                          "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
+    rows = rows_of(receiver.entries(), only)
+    records = [r for r in rows if r["_msg"] == "processing order"]
+    assert len(records) == 1
+    assert records[0]["order_id"] == "9" and records[0]["level"] == "INFO"
+    assert records[0].get("requestId") == only.request_id  # the runtime's JSON keys, merged
+
+
+def test_powertools_logger_keys_kept_and_once(receiver: Any, tmp_path: Path) -> None:
+    pytest.importorskip("aws_lambda_powertools")
+    (tmp_path / "pt.py").write_text(
+        "from aws_lambda_powertools import Logger\n"
+        "logger = Logger(service='payments')\n"
+        "@logger.inject_lambda_context\n"
+        "def handler(event, context):\n"
+        "    logger.info('charged', amount=3)\n"
+        "    return 'ok'\n"
+    )
+    with RuntimeApi() as api:
+        only = api.add({})
+        result = run_runtime(api, {"VICTORIALOGS_URL": receiver.url,
+                                   "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")},
+                             handler="pt.handler", cwd=tmp_path)  # fmt: skip
+    assert only.response == b'"ok"', result.stderr
+    rows = [r for r in rows_of(receiver.entries(), only) if r["_msg"] == "charged"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["service"] == "payments" and row["amount"] == "3"
+    assert row["function_request_id"] == only.request_id and row["cold_start"] == "true"
+
+
+def test_server_down_during_an_invocation_is_spooled_then_delivered(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from vlhook._listen import Receiver
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    receiver = Receiver(port=port)
+
+    with RuntimeApi() as api:
+        first = api.add({"name": "down"})
+        second = api.add({"name": "up"})
+        api.before_serving = {1: receiver.start}  # the server comes back before invocation 2
+        run_runtime(api, {"VICTORIALOGS_URL": f"http://127.0.0.1:{port}",
+                          "VICTORIALOGS_EXIT_TIMEOUT_MS": "500",
+                          "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
+    try:
+        rows = receiver.entries()
+        assert "hello down" in [r["_msg"] for r in rows_of(rows, first)]
+        assert "hello up" in [r["_msg"] for r in rows_of(rows, second)]
+        assert not list((tmp_path / "spool").glob("*.jsonl*"))
+    finally:
+        receiver.stop()
+
+
+def test_multi_concurrency_workers_capture_and_ship(receiver: Any, tmp_path: Path) -> None:
+    with RuntimeApi(linger=0.5) as api:
+        invocations = [api.add({"name": f"w{i}"}) for i in range(4)]
+        run_runtime(api, {"VICTORIALOGS_URL": receiver.url, "AWS_LAMBDA_MAX_CONCURRENCY": "2",
+                          "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
+    rows = receiver.entries()
+    for invocation in invocations:
+        mine = [r["_msg"] for r in rows_of(rows, invocation)]
+        assert f"hello {invocation.event['name']}" in mine
+        assert mine.count("processing order") == 1
+    worker_pids = {r["pid"] for inv in invocations for r in rows_of(rows, inv)}
+    assert len(worker_pids) == 2  # two forked workers, each with its own sender
