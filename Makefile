@@ -31,8 +31,11 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# LAYER_PYTHON / LAYER_ARCH: the Lambda runtime the layer is for (orjson is a binary wheel).
+LAYER_PYTHON ?= 3.12
+LAYER_ARCH ?= x86_64
 layer: $(STAMP)
-	$(PY) -m vlhook._layer
+	$(PY) lambda_base/build_layer.py --python-version $(LAYER_PYTHON) --arch $(LAYER_ARCH)
 
 wheel: $(STAMP)
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .

@@ -1,0 +1,106 @@
+"""The Lambda layer zip, unpacked and run the way the managed runtime runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, base_env
+from lambda_runtime import RuntimeApi
+
+pytest.importorskip("awslambdaric")
+
+# What /var/runtime/bootstrap.py does in the managed Python runtimes: the layer's python/ joins
+# the path through site.addsitedir *after* start-up (so a sitecustomize there never runs, a .pth
+# does), and not at all when the function sets PYTHONPATH. awslambdaric is imported first here,
+# the harder case for vlhook's hook.
+BOOTSTRAP = """
+import os, site, sys
+import awslambdaric.lambda_runtime_client
+sys.path.insert(0, os.environ["LAMBDA_TASK_ROOT"])
+if "PYTHONPATH" not in os.environ:
+    site.addsitedir(os.path.join(os.environ["TEST_OPT"], "python"))
+from awslambdaric.__main__ import main
+main(["bootstrap", os.environ["_HANDLER"]])
+"""
+
+
+@pytest.fixture(scope="module")
+def opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("layer")
+    builder = REPO / "lambda_base" / "build_layer.py"
+    subprocess.run(
+        [sys.executable, str(builder), "--local", "--out", str(out)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (layer,) = out.glob("vlhook-layer-*.zip")
+    opt = out / "opt"
+    with zipfile.ZipFile(layer) as archive:
+        archive.extractall(opt)
+        for info in archive.infolist():  # extractall drops permission bits
+            os.chmod(opt / info.filename, (info.external_attr >> 16) & 0o777 or 0o644)
+    return opt
+
+
+def _run(opt: Path, api: RuntimeApi, url: str, tmp: Path, wrapped: bool, pythonpath: str) -> Any:
+    bootstrap = tmp / "bootstrap.py"
+    bootstrap.write_text(BOOTSTRAP)
+    env = base_env()
+    env.update(
+        AWS_LAMBDA_RUNTIME_API=api.address, AWS_LAMBDA_FUNCTION_NAME="orders",
+        LAMBDA_TASK_ROOT=str(REPO / "examples" / "lambda"), _HANDLER="handler.handler",
+        TEST_OPT=str(opt), VICTORIALOGS_URL=url, VICTORIALOGS_SPOOL_DIR=str(tmp / "spool"),
+        VICTORIALOGS_FLUSH_INTERVAL_MS="600000",
+    )  # fmt: skip
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    argv = [sys.executable, str(bootstrap)]
+    if wrapped:
+        argv = [str(opt / "vlhook-wrapper"), *argv]
+    return subprocess.run(argv, env=env, capture_output=True, timeout=90, cwd=str(tmp))
+
+
+def test_layer_layout(opt: Path) -> None:
+    assert (opt / "python" / "vlhook.pth").is_file()
+    assert (opt / "python" / "vlhook" / "_dropin" / "sitecustomize.py").is_file()
+    assert (opt / "python" / "orjson").is_dir()
+    assert os.access(opt / "vlhook-wrapper", os.X_OK)
+
+
+@pytest.mark.parametrize(
+    ("wrapped", "pythonpath"),
+    [(False, ""), (True, ""), (True, "/nonexistent/function/libs")],
+    ids=["pth", "wrapper", "wrapper_with_function_pythonpath"],
+)
+def test_layer_activates_under_the_managed_bootstrap(
+    opt: Path, receiver: Any, tmp_path: Path, wrapped: bool, pythonpath: str
+) -> None:
+    with RuntimeApi() as api:
+        first = api.add({"name": "layer"})
+        second = api.add({"name": "again"})
+        result = _run(opt, api, receiver.url, tmp_path, wrapped, pythonpath)
+    assert first.response and second.response, result.stderr.decode()
+    rows = receiver.entries()
+    for invocation in (first, second):
+        mine = [r["_msg"] for r in rows if r.get("aws_request_id") == invocation.request_id]
+        assert f"hello {invocation.event['name']}" in mine
+        assert mine.count("processing order") == 1
+    # orjson from the layer was importable, and vlhook came from the layer, not from elsewhere
+    assert b"internal error" not in result.stderr
+
+
+def test_function_pythonpath_without_wrapper_is_not_captured(
+    opt: Path, receiver: Any, tmp_path: Path
+) -> None:
+    """Documented limit: with PYTHONPATH set, the runtime skips /opt/python and its .pth."""
+    with RuntimeApi() as api:
+        only = api.add({"name": "skipped"})
+        _run(opt, api, receiver.url, tmp_path, wrapped=False, pythonpath="/nonexistent")
+    assert only.response
+    assert receiver.entries() == []

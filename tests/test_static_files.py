@@ -1,0 +1,66 @@
+"""Files that cannot be run here (no Docker engine): they parse, reference files that exist,
+and pin their versions."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+DOCKERFILES = [REPO / "lambda_base" / "Dockerfile", REPO / "examples" / "lambda" / "Dockerfile"]
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _resolve(value: str, args: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), value)
+
+
+def test_dockerfiles_copy_files_that_exist_and_pin_base_images() -> None:
+    for dockerfile in DOCKERFILES:
+        steps = _instructions(dockerfile)
+        args = dict(s[1].split("=", 1) for s in steps if s[0] == "ARG" and "=" in s[1])
+        froms = [_resolve(s[1], args) for s in steps if s[0] == "FROM"]
+        assert froms, dockerfile
+        for image in froms:
+            name, _, tag = image.rpartition(":")
+            assert name and tag and tag != "latest", f"{dockerfile}: unpinned {image}"
+        for word, rest in steps:
+            if word == "COPY":
+                sources = rest.split()[:-1]
+                for source in sources:
+                    assert (REPO / source).exists(), f"{dockerfile}: COPY {source} missing"
+
+
+def test_compose_parses_pins_images_and_builds_from_existing_files() -> None:
+    compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"victorialogs", "function", "lambda-base"} <= set(services)
+    assert services["victorialogs"]["image"] == "victoriametrics/victoria-logs:v1.26.0"
+    for name, service in services.items():
+        image = service.get("image", "")
+        assert image and not image.endswith(":latest") and ":" in image, name
+        build = service.get("build")
+        if build:
+            context = (REPO / "docker" / build["context"]).resolve()
+            assert (context / build["dockerfile"]).is_file(), name
+    env = services["function"]["environment"]
+    assert env["VICTORIALOGS_URL"] == "http://victorialogs:9428"
+    assert services["function"]["build"]["args"]["BASE_IMAGE"] == services["lambda-base"]["image"]
+
+
+def test_sample_function_image_uses_the_tested_handler() -> None:
+    steps = dict(_instructions(REPO / "examples" / "lambda" / "Dockerfile"))
+    assert steps["CMD"] == '["handler.handler"]'
+    assert (REPO / "examples" / "lambda" / "handler.py").is_file()
