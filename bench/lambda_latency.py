@@ -21,7 +21,6 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
 
 from lambda_runtime import RuntimeApi  # noqa: E402
-
 from vlhook._listen import Receiver  # noqa: E402
 
 
