@@ -86,31 +86,33 @@ class _TeeBase:
         return self._vl_target.flush()
 
 
+def _keep(kind: int, data: Any) -> None:
+    """Capture after the original write succeeded (a write that raised was not output)."""
+    try:
+        _capture(kind, data)
+    except Exception as exc:  # capture must never break a write
+        internal_error("capture", exc)
+
+
 class BinaryTee(_TeeBase):
     """Stands in for `sys.stdout.buffer`: captures the bytes, decoded later on the sender."""
 
     __slots__ = ()
 
     def write(self, data: Any) -> Any:
-        try:
-            if data:
-                _capture(self._vl_kind, data if type(data) is bytes else bytes(data))
-        except Exception as exc:
-            internal_error("capture.binary", exc)
-        return self._vl_target.write(data)
+        written = self._vl_target.write(data)
+        if data:
+            # A bytearray or memoryview may change after the call: keep a copy.
+            _keep(self._vl_kind, data if type(data) is bytes else bytes(data))
+        return written
 
     def writelines(self, lines: Iterable[Any]) -> Any:
         lines = list(lines)
-        for line in lines:
-            self.write_capture_only(line)
-        return self._vl_target.writelines(lines)
-
-    def write_capture_only(self, data: Any) -> None:
-        try:
+        written = self._vl_target.writelines(lines)
+        for data in lines:
             if data:
-                _capture(self._vl_kind, bytes(data))
-        except Exception as exc:
-            internal_error("capture.binary", exc)
+                _keep(self._vl_kind, bytes(data))
+        return written
 
 
 class StreamTee(_TeeBase):
@@ -123,25 +125,21 @@ class StreamTee(_TeeBase):
         object.__setattr__(self, "_vl_binary", None)
 
     def write(self, text: Any) -> Any:
-        if text:
-            try:
-                if text.__class__ is str:
-                    _capture(self._vl_kind, text)
-                elif isinstance(text, str):  # str subclasses (loguru's Message): a plain copy
-                    _capture(self._vl_kind, str.__str__(text))
-            except Exception as exc:  # capture must never break a write
-                internal_error("capture.text", exc)
-        return self._vl_target.write(text)
+        written = self._vl_target.write(text)
+        if text.__class__ is str:
+            if text:
+                _keep(self._vl_kind, text)
+        elif isinstance(text, str) and text:  # str subclasses (loguru's Message): a plain copy
+            _keep(self._vl_kind, str.__str__(text))
+        return written
 
     def writelines(self, lines: Iterable[Any]) -> Any:
         lines = list(lines)
+        written = self._vl_target.writelines(lines)
         for text in lines:
             if text and isinstance(text, str):
-                try:
-                    _capture(self._vl_kind, str.__str__(text))
-                except Exception as exc:
-                    internal_error("capture.text", exc)
-        return self._vl_target.writelines(lines)
+                _keep(self._vl_kind, str.__str__(text))
+        return written
 
     @property
     def buffer(self) -> Any:
