@@ -16,8 +16,8 @@ PROBE = (
     "import sys, io\n"
     "out = sys.stdout\n"
     "print(out.isatty(), sys.stderr.isatty(), out.fileno(), out.encoding,\n"
-    "      sys.stdout.errors, sys.stdout.line_buffering, isinstance(sys.stdout, io.TextIOWrapper),\n"
-    "      sys.stdout is sys.__stdout__, type(sys.stdout.buffer).__name__ != '')\n"
+    "      out.errors, out.line_buffering, isinstance(out, io.TextIOWrapper),\n"
+    "      out is sys.__stdout__, type(out.buffer).__name__ != '')\n"
 )
 
 
