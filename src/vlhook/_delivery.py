@@ -22,6 +22,7 @@ from vlhook._transport import Result, Transport, make_transport
 RETRY_BUDGET_S = 10.0
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+NODE_DOWN_S = 5.0  # an endpoint that refused a connection is skipped this long
 SPOOL_MARGIN_S = 0.05  # time kept before a flush deadline to write the spool
 DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
 
@@ -51,6 +52,8 @@ class Delivery:
         self.pending_lines = 0
         self._spooled_here = False  # this process spooled: replay once the server answers
         self._next = 0
+        # Endpoint index -> monotonic time before which it is not tried (it failed to connect).
+        self._down_until: dict[int, float] = {}
         self._hurry_deadline: Optional[float] = None
 
     def hurry(self, deadline: Optional[float]) -> None:
@@ -132,16 +135,27 @@ class Delivery:
         return FAILED
 
     def _attempt(self, body: bytes, timeout: float) -> Result:
-        """One try, failing over across endpoints on connection errors."""
+        """One try: batches go round-robin over the endpoints that are up; one that cannot be
+        reached is set aside for NODE_DOWN_S and the next takes the batch; once its time is
+        up it is tried again (taken back when it answers)."""
         result = Result(False, retryable=True, message="no endpoint")
-        for _ in range(len(self.transports)):
-            transport = self.transports[self._next % len(self.transports)]
-            result = transport.post(body, timeout)
+        for index in self._endpoint_order():
+            result = self.transports[index].post(body, timeout)
             if result.ok or result.status:
+                self._down_until.pop(index, None)
                 return result
-            self._next += 1  # unreachable: the next endpoint takes over
-        _diag.debug(result.message)
+            self._down_until[index] = time.monotonic() + NODE_DOWN_S
+            _diag.debug(f"{result.message}; trying the next endpoint")
         return result
+
+    def _endpoint_order(self) -> list[int]:
+        count = len(self.transports)
+        start = self._next % count
+        self._next += 1
+        order = [(start + i) % count for i in range(count)]
+        now = time.monotonic()
+        up = [i for i in order if self._down_until.get(i, 0.0) <= now]
+        return up + [i for i in order if i not in up]  # all down: try them anyway
 
     def _reject(self, result: Result, lines: int) -> None:
         self.stats.drop(f"rejected_http_{result.status}", lines)

@@ -176,6 +176,8 @@ class EntryBuilder:
             entry.update(inv)
         if bound:
             entry.update(bound)
+        if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
+            self._fold_fields(entry)
         self._sanitize(entry)
         message = entry.get("_msg")
         if isinstance(message, str) and len(message) * 4 > self.max_line_bytes:
@@ -198,6 +200,20 @@ class EntryBuilder:
                 entry[key.encode("utf-8", "replace")[: MAX_KEY_BYTES - 8].decode("utf-8", "ignore")
                       + "~"] = value  # fmt: skip
 
+    def _fold_fields(self, entry: Entry) -> None:
+        """Over ~1,000 fields (after the server flattens) the whole row would be dropped: keep
+        the first fields and put the rest, as JSON text, in one field."""
+        kept = 0
+        folded: dict[str, Any] = {}
+        for key in list(entry):
+            size = _leaves({key: entry[key]}, MAX_FIELDS)
+            if key in CORE_FIELDS or kept + size <= MAX_FIELDS // 2:
+                kept += size
+            else:
+                folded[key] = entry.pop(key)
+        entry["vlhook.folded_fields"] = _codec.dumps(folded).decode("utf-8", "replace")
+        self.stats.folded += 1
+
     def _split(self, entry: Entry, message: str) -> list[Entry]:
         data = message.encode("utf-8", "replace")
         if len(data) <= self.max_line_bytes:
@@ -212,6 +228,25 @@ class EntryBuilder:
             piece["msg_parts"] = len(parts)
             out.append(piece)
         return out
+
+
+CORE_FIELDS = frozenset(
+    {"_time", "_msg", "level", "stream", "logger", "code.file", "code.line", "code.function",
+     "thread", "exception.type", "exception.message", "exception.stacktrace", "aws_request_id",
+     "trace_id", "span_id", "xray_trace_id"}
+)  # fmt: skip
+
+
+def _leaves(value: Any, limit: int, depth: int = 0) -> int:
+    """How many fields the server makes of a value when it flattens it (stops past `limit`)."""
+    if not isinstance(value, dict) or depth > 64:
+        return 1
+    count = 0
+    for item in value.values():
+        count += _leaves(item, limit - count, depth + 1)
+        if count > limit:
+            break
+    return count
 
 
 def split_utf8(data: bytes, limit: int) -> list[str]:

@@ -22,6 +22,7 @@ class Stats:
         self.replayed = 0
         self.split = 0
         self.redacted = 0
+        self.folded = 0
         self.dropped: dict[str, int] = {}
         self.rejected_message = ""
 
@@ -39,6 +40,7 @@ class Stats:
             "replayed": self.replayed,
             "split": self.split,
             "redacted": self.redacted,
+            "folded": self.folded,
             "dropped": dict(self.dropped),
             "dropped_total": sum(self.dropped.values()),
             "last_rejection": self.rejected_message,

@@ -1,0 +1,91 @@
+"""Bad input never breaks anything: each gets a defined outcome, and nothing else is lost."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import messages, run_python
+
+
+def _around(body: str) -> str:
+    return f"print('first')\n{body}\nprint('last')\n"
+
+
+def test_multi_megabyte_line_is_split_and_the_next_lines_survive(script: Any, sink: Any) -> None:
+    path = script(_around("print('y' * 3_000_000)"))
+    run_python(path, sink.env())
+    rows = sink.settle(2 + 46)
+    parts = [r for r in rows if r["_msg"].startswith("y")]
+    assert len(parts) == 46 and {r["msg_parts"] for r in parts} == {"46"}
+    assert sum(len(r["_msg"]) for r in parts) == 3_000_000
+    assert [m for m in messages(rows) if not m.startswith("y")] == ["first", "last"]
+
+
+def test_endless_line_without_newline_is_bounded(script: Any, sink: Any) -> None:
+    path = script(
+        "import sys\nprint('first')\n"
+        "for _ in range(30):\n    sys.stdout.write('z' * 100_000)\n"
+        "sys.stdout.write('\\n')\nprint('last')\n"
+    )
+    run_python(path, sink.env())
+    rows = sink.settle(3)
+    assert sum(len(m) for m in messages(rows) if m.startswith("z")) == 3_000_000
+    assert messages(rows)[0] == "first" and messages(rows)[-1] == "last"
+
+
+def test_binary_garbage(script: Any, sink: Any) -> None:
+    path = script(_around("import sys, os\nsys.stdout.buffer.write(os.urandom(5000) + b'\\n')"))
+    run = run_python(path, sink.env())
+    assert run.rc == 0
+    rows = sink.settle(3)
+    assert messages(rows)[0] == "first" and messages(rows)[-1] == "last"
+
+
+def test_hostile_extra_values(script: Any, sink: Any) -> None:
+    path = script(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "class Evil:\n"
+        "    def __str__(self): raise RuntimeError('no str')\n"
+        "    def __repr__(self): raise RuntimeError('no repr')\n"
+        "loop = {}\nloop['self'] = loop\n"
+        "deep = current = {}\n"
+        "for _ in range(2000):\n    current['d'] = {}\n    current = current['d']\n"
+        "log = logging.getLogger('x')\n"
+        "log.info('evil', extra={'evil': Evil()})\n"
+        "log.info('loop', extra={'loop': loop})\n"
+        "log.info('deep', extra={'deep': deep})\n"
+        "log.info('args %s', Evil())\n"
+        "log.info('long key', extra={'k' * 300: 1})\n"
+        "log.info('many', extra={f'f{i}': i for i in range(1500)})\n"
+        "print('after all that')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0
+    rows = sink.settle(7)
+    by_msg = {r["_msg"].split(" (formatting failed")[0]: r for r in rows}
+    assert set(by_msg) >= {"evil", "loop", "deep", "long key", "many", "after all that"}
+    assert by_msg["evil"]["evil"].startswith("<unprintable")
+    long_key = next(k for k in by_msg["long key"] if k.startswith("kkk"))
+    assert len(long_key.encode()) <= 128
+    many = by_msg["many"]  # the server would drop a row with > 1,000 fields: folded instead
+    assert len(many) < 1000
+    folded = json.loads(many["vlhook.folded_fields"])
+    assert {k: v for k, v in many.items() if k.startswith("f")} | folded == {
+        f"f{i}": (str(i) if f"f{i}" in many else i) for i in range(1500)
+    }
+
+
+def test_non_json_brace_lines_stay_text(script: Any, sink: Any) -> None:
+    path = script("print('{not json}')\nprint('{\"a\": 1} trailing')\nprint('[1, 2]')\n")
+    run_python(path, sink.env())
+    assert messages(sink.settle(3)) == ["{not json}", '{"a": 1} trailing', "[1, 2]"]
+
+
+def test_json_line_with_unusable_time_keeps_it_as_a_field(script: Any, sink: Any) -> None:
+    line = json.dumps({"msg": "odd time", "time": "2024-01-01 12:00:00,123"})
+    path = script(f"print({line!r})\n")
+    run_python(path, sink.env())
+    (row,) = sink.settle(1)
+    assert row["_msg"] == "odd time" and row["time"] == "2024-01-01 12:00:00,123"
