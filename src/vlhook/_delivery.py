@@ -19,7 +19,6 @@ from vlhook._spool import Spool
 from vlhook._stats import Stats
 from vlhook._transport import Result, Transport, make_transport
 
-RETRY_BUDGET_S = 10.0
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 NODE_DOWN_S = 5.0  # an endpoint that refused a connection is skipped this long
@@ -50,6 +49,8 @@ class Delivery:
             else None  # fmt: skip
         self.batch = bytearray()
         self.pending_lines = 0
+        # A batch is retried for twice the request timeout (10 s by default), then spooled.
+        self.retry_budget = max(1.0, 2 * config.timeout_ms / 1000)
         self._spooled_here = False  # this process spooled: replay once the server answers
         self._next = 0
         # Endpoint index -> monotonic time before which it is not tried (it failed to connect).
@@ -110,7 +111,7 @@ class Delivery:
         return outcome == DELIVERED
 
     def _deliver(self, body: bytes, lines: int, deadline: Optional[float]) -> str:
-        stop = time.monotonic() + RETRY_BUDGET_S
+        stop = time.monotonic() + self.retry_budget
         backoff = BACKOFF_START_S
         for attempt in range(1000):
             stop = min(stop, deadline or stop, self._hurry_deadline or stop)

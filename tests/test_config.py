@@ -1,0 +1,510 @@
+"""Tests of `vlhook._config`: every variable, every bad value (one warning, a safe default),
+URLs and their credentials (never shown)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlhook._config import (
+    SERVER_LINE_LIMIT,
+    Config,
+    Endpoint,
+    is_enabled,
+    load,
+    parse_endpoint,
+    parse_pairs,
+)
+
+URL = "http://127.0.0.1:9428"
+
+
+ENDPOINT_FIELDS = ("scheme", "host", "port", "base_path", "username", "password", "file_path")
+
+
+def fields(endpoint: Endpoint) -> dict[str, Any]:
+    """Every field's value (Endpoint's own == compares only the fields given at construction)."""
+    return {name: getattr(endpoint, name) for name in ENDPOINT_FIELDS}
+
+
+def program() -> str:
+    base = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if base in ("", "-c", "-"):
+        return "python"
+    if base == "__main__.py":
+        base = os.path.basename(os.path.dirname(sys.argv[0])) or base
+    return (base[:-3] if base.endswith(".py") else base) or "python"
+
+
+# -- defaults ---------------------------------------------------------------------------------
+
+
+def test_defaults_without_any_variable() -> None:
+    c = load({})
+    assert c.endpoints == ()
+    assert c.active is False
+    assert c.level == 20
+    assert c.capture == frozenset({"stdout", "stderr", "logging"})
+    assert c.stream_fields == ("container_name", "job")
+    assert c.fields == ()
+    assert c.container_name == program()
+    assert c.job == program()
+    assert c.headers == ()
+    assert c.bearer_token == ""
+    assert c.account_id == ""
+    assert c.project_id == ""
+    assert c.tls_verify is True
+    assert c.ca_bundle == ""
+    assert c.compression == "gzip"
+    assert c.batch_lines == 1000
+    assert c.batch_bytes == 1 << 20
+    assert c.flush_interval_ms == 500
+    assert c.buffer_bytes == 32 << 20
+    assert c.on_full == "drop"
+    assert c.timeout_ms == 5000
+    assert c.exit_timeout_ms == 2000
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    assert c.spool_dir == os.path.join("/tmp", f"vlhook-spool-{uid}")
+    assert c.spool_max_bytes == 64 << 20
+    assert c.max_line_bytes == 64 << 10
+    assert c.redact is True
+    assert c.redact_extra == ()
+    assert c.debug is False
+    assert c.in_lambda is False
+    assert c.warnings == ()
+
+
+def test_defaults_equal_class_defaults_with_a_url() -> None:
+    c = load({"VICTORIALOGS_URL": URL})
+    assert c.active
+    assert [fields(e) for e in c.endpoints] == [
+        fields(Endpoint(scheme="http", host="127.0.0.1", port=9428))
+    ]
+    assert c.warnings == ()
+
+
+def test_every_variable_is_parsed() -> None:
+    env = {
+        "VICTORIALOGS_URL": "https://logs.example.com:8443/vl",
+        "VICTORIALOGS_LOG_LEVEL": "warning",
+        "VICTORIALOGS_CAPTURE": " STDOUT , logging ",
+        "VICTORIALOGS_STREAM_FIELDS": "app, env ,",
+        "VICTORIALOGS_FIELDS": "env=prod, team = core ,",
+        "VICTORIALOGS_CONTAINER_NAME": "box",
+        "VICTORIALOGS_JOB": "nightly",
+        "VICTORIALOGS_HEADERS": "X-Scope=a,X-Other=b=c",
+        "VICTORIALOGS_BEARER_TOKEN": "tok-123",
+        "VICTORIALOGS_ACCOUNT_ID": "0042",
+        "VICTORIALOGS_PROJECT_ID": "4294967295",
+        "VICTORIALOGS_TLS_VERIFY": "no",
+        "VICTORIALOGS_CA_BUNDLE": "/etc/ca.pem",
+        "VICTORIALOGS_COMPRESSION": "NONE",
+        "VICTORIALOGS_BATCH_LINES": "1_000_000",
+        "VICTORIALOGS_BATCH_BYTES": "1024",
+        "VICTORIALOGS_FLUSH_INTERVAL_MS": "3600000",
+        "VICTORIALOGS_BUFFER_BYTES": "65536",
+        "VICTORIALOGS_ON_FULL": "Block",
+        "VICTORIALOGS_TIMEOUT_MS": "1",
+        "VICTORIALOGS_EXIT_TIMEOUT_MS": "0",
+        "VICTORIALOGS_SPOOL_DIR": "/var/spool/x",
+        "VICTORIALOGS_SPOOL_MAX_BYTES": "0",
+        "VICTORIALOGS_MAX_LINE_BYTES": str(SERVER_LINE_LIMIT // 2),
+        "VICTORIALOGS_REDACT": r"card=\d+,,ssn:\S+",
+        "VICTORIALOGS_DEBUG": "ON",
+        "AWS_LAMBDA_FUNCTION_NAME": "fn",
+    }
+    c = load(env)
+    assert c.warnings == ()
+    assert [fields(e) for e in c.endpoints] == [
+        fields(Endpoint(scheme="https", host="logs.example.com", port=8443, base_path="/vl"))
+    ]
+    assert c.level == 30
+    assert c.capture == frozenset({"stdout", "logging"})
+    assert c.stream_fields == ("app", "env")
+    assert c.fields == (("env", "prod"), ("team", "core"))
+    assert c.container_name == "box"
+    assert c.job == "nightly"
+    assert c.headers == (("X-Scope", "a"), ("X-Other", "b=c"))
+    assert c.bearer_token == "tok-123"
+    assert c.account_id == "42"
+    assert c.project_id == "4294967295"
+    assert c.tls_verify is False
+    assert c.ca_bundle == "/etc/ca.pem"
+    assert c.compression == "none"
+    assert c.batch_lines == 1_000_000
+    assert c.batch_bytes == 1024
+    assert c.flush_interval_ms == 3_600_000
+    assert c.buffer_bytes == 65536
+    assert c.on_full == "block"
+    assert c.timeout_ms == 1
+    assert c.exit_timeout_ms == 0
+    assert c.spool_dir == "/var/spool/x"
+    assert c.spool_max_bytes == 0
+    assert c.max_line_bytes == SERVER_LINE_LIMIT // 2
+    assert c.redact is True
+    assert c.redact_extra == (r"card=\d+", r"ssn:\S+")
+    assert c.debug is True
+    assert c.in_lambda is True
+
+
+@pytest.mark.parametrize(
+    ("env", "level"),
+    [
+        ({"LOG_LEVEL": "debug"}, 10),
+        ({"LOG_LEVEL": "ERROR"}, 40),
+        ({"LOG_LEVEL": "warn"}, 30),
+        ({"VICTORIALOGS_LOG_LEVEL": "critical", "LOG_LEVEL": "debug"}, 50),
+        ({"VICTORIALOGS_LOG_LEVEL": " ", "LOG_LEVEL": "error"}, 40),
+    ],
+)
+def test_log_level_sources(env: dict[str, str], level: int) -> None:
+    c = load(env)
+    assert c.level == level
+    assert c.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "container", "job"),
+    [
+        ({"HOSTNAME": "pod-1"}, "pod-1", program()),
+        ({"HOSTNAME": "pod-1", "AWS_LAMBDA_FUNCTION_NAME": "fn"}, "fn", "lambda"),
+        ({"HOSTNAME": "h", "VICTORIALOGS_CONTAINER_NAME": "c", "VICTORIALOGS_JOB": "j"}, "c", "j"),
+        ({"AWS_LAMBDA_FUNCTION_NAME": "fn", "VICTORIALOGS_JOB": "j"}, "fn", "j"),
+    ],
+)
+def test_container_name_and_job_sources(env: dict[str, str], container: str, job: str) -> None:
+    c = load(env)
+    assert (c.container_name, c.job) == (container, job)
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", " off "])
+def test_spool_off(value: str) -> None:
+    assert load({"VICTORIALOGS_SPOOL_DIR": value}).spool_dir == ""
+
+
+def test_spool_default_follows_tmpdir() -> None:
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    assert load({"TMPDIR": "/scratch"}).spool_dir == f"/scratch/vlhook-spool-{uid}"
+
+
+@pytest.mark.parametrize(
+    ("value", "redact", "extra"),
+    [
+        ("1", True, ()),
+        ("true", True, ()),
+        ("0", False, ()),
+        ("no", False, ()),
+        ("x+", True, ("x+",)),
+    ],
+)
+def test_redact_values(value: str, redact: bool, extra: tuple[str, ...]) -> None:
+    c = load({"VICTORIALOGS_REDACT": value})
+    assert (c.redact, c.redact_extra, c.warnings) == (redact, extra, ())
+
+
+def test_capture_fd_is_answered_with_a_warning() -> None:
+    c = load({"VICTORIALOGS_CAPTURE": "fd,stdout"})
+    assert c.capture == frozenset({"stdout"})
+    (warning,) = c.warnings
+    assert "VICTORIALOGS_CAPTURE" in warning and "not supported" in warning
+    c = load({"VICTORIALOGS_CAPTURE": "fd"})
+    assert c.capture == Config.capture
+    assert len(c.warnings) == 1
+
+
+# -- bad values -------------------------------------------------------------------------------
+
+BAD: list[tuple[str, str, str, Any]] = [
+    ("VICTORIALOGS_LOG_LEVEL", "LOUD", "level", 20),
+    ("LOG_LEVEL", "verbose", "level", 20),
+    ("VICTORIALOGS_CAPTURE", "stdout,files", "capture", Config.capture),
+    ("VICTORIALOGS_CAPTURE", ",", "capture", Config.capture),
+    ("VICTORIALOGS_FIELDS", "novalue", "fields", ()),
+    ("VICTORIALOGS_FIELDS", "a=1,=2", "fields", ()),
+    ("VICTORIALOGS_HEADERS", "X-Api-Key", "headers", ()),
+    ("VICTORIALOGS_ACCOUNT_ID", "-1", "account_id", ""),
+    ("VICTORIALOGS_ACCOUNT_ID", "abc", "account_id", ""),
+    ("VICTORIALOGS_PROJECT_ID", "4294967296", "project_id", ""),
+    ("VICTORIALOGS_TLS_VERIFY", "maybe", "tls_verify", True),
+    ("VICTORIALOGS_COMPRESSION", "zstd", "compression", "gzip"),
+    ("VICTORIALOGS_BATCH_LINES", "0", "batch_lines", 1000),
+    ("VICTORIALOGS_BATCH_LINES", "1e3", "batch_lines", 1000),
+    ("VICTORIALOGS_BATCH_LINES", "1000001", "batch_lines", 1000),
+    ("VICTORIALOGS_BATCH_BYTES", "1023", "batch_bytes", 1 << 20),
+    ("VICTORIALOGS_FLUSH_INTERVAL_MS", "-5", "flush_interval_ms", 500),
+    ("VICTORIALOGS_BUFFER_BYTES", "65535", "buffer_bytes", 32 << 20),
+    ("VICTORIALOGS_ON_FULL", "wait", "on_full", "drop"),
+    ("VICTORIALOGS_TIMEOUT_MS", "fast", "timeout_ms", 5000),
+    ("VICTORIALOGS_TIMEOUT_MS", "0", "timeout_ms", 5000),
+    ("VICTORIALOGS_EXIT_TIMEOUT_MS", "-1", "exit_timeout_ms", 2000),
+    ("VICTORIALOGS_SPOOL_MAX_BYTES", "lots", "spool_max_bytes", 64 << 20),
+    ("VICTORIALOGS_MAX_LINE_BYTES", "1023", "max_line_bytes", 64 << 10),
+    ("VICTORIALOGS_MAX_LINE_BYTES", str(SERVER_LINE_LIMIT), "max_line_bytes", 64 << 10),
+    ("VICTORIALOGS_DEBUG", "2", "debug", False),
+    ("VICTORIALOGS_REDACT", "(unclosed", "redact_extra", ()),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "field", "default"), BAD)
+def test_bad_value_gives_one_warning_and_the_default(
+    name: str, value: str, field: str, default: Any
+) -> None:
+    c = load({"VICTORIALOGS_URL": URL, name: value})
+    assert getattr(c, field) == default
+    assert len(c.warnings) == 1, c.warnings
+    (warning,) = c.warnings
+    assert warning.startswith(f"{name}=")
+    assert repr(value) in warning
+    assert "not valid; using" in warning
+    assert c.endpoints  # one bad setting does not turn shipping off
+
+
+def test_two_bad_values_give_two_warnings() -> None:
+    c = load({"VICTORIALOGS_BATCH_LINES": "x", "VICTORIALOGS_ON_FULL": "y"})
+    assert len(c.warnings) == 2
+    assert any("VICTORIALOGS_BATCH_LINES" in w for w in c.warnings)
+    assert any("VICTORIALOGS_ON_FULL" in w for w in c.warnings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "ftp://example.com",
+        "http://",
+        "http://:9428",
+        "http://host:0",
+        "http://host:65536",
+        "http://host:port",
+        "file://relative/path",
+        "localhost:9428",
+    ],
+)
+def test_bad_url_turns_shipping_off_with_a_warning(url: str) -> None:
+    c = load({"VICTORIALOGS_URL": url})
+    assert c.endpoints == ()
+    assert c.active is False
+    assert any("VICTORIALOGS_URL" in w and "shipping is off" in w for w in c.warnings)
+    assert all("VICTORIALOGS_URL" in w for w in c.warnings)
+
+
+def test_bad_item_in_a_list_is_ignored_the_rest_ship() -> None:
+    c = load({"VICTORIALOGS_URL": f"ftp://x, {URL}"})
+    assert [e.display for e in c.endpoints] == [URL]
+    (warning,) = c.warnings
+    assert "ftp://x" in warning and "ignored" in warning
+
+
+# -- secrets are never shown ------------------------------------------------------------------
+
+SECRET = "S3cr3tP4ss"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://user:{SECRET}@127.0.0.1:9428",
+        f"https://user:{SECRET}@logs.example.com/base",
+        f"http://user:{SECRET}@host:notaport",
+        f"ftp://user:{SECRET}@host",
+        f"http://{SECRET}@host:bad",
+        f"http://user:{SECRET}@[::1]:9428",
+    ],
+)
+def test_credentials_never_in_warnings_or_repr(url: str) -> None:
+    c = load(
+        {
+            "VICTORIALOGS_URL": f"{url},also-bad",
+            "VICTORIALOGS_BEARER_TOKEN": f"bt-{SECRET}",
+            "VICTORIALOGS_HEADERS": f"Authorization=Basic {SECRET}",
+        }
+    )
+    shown = repr(c) + "\n".join(c.warnings) + "".join(e.display for e in c.endpoints)
+    assert SECRET not in shown
+    assert all(SECRET not in repr(e) for e in c.endpoints)
+    assert c.warnings  # "also-bad" at least
+
+
+def test_repr_shows_the_secret_fields_masked_only_when_set() -> None:
+    c = load({"VICTORIALOGS_URL": f"http://u:{SECRET}@h:1", "VICTORIALOGS_BEARER_TOKEN": "tok"})
+    assert "bearer_token='***'" in repr(c)
+    assert "password='***'" in repr(c)
+    assert "headers=()" in repr(c)
+    assert "username='u'" in repr(c)
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://localhost", Endpoint(scheme="http", host="localhost", port=80)),
+        ("https://Logs.Example.COM", Endpoint(scheme="https", host="logs.example.com", port=443)),
+        ("HTTP://h:9428", Endpoint(scheme="http", host="h", port=9428)),
+        ("http://h:9428/", Endpoint(scheme="http", host="h", port=9428)),
+        (
+            "http://h:9428/base/path/",
+            Endpoint(scheme="http", host="h", port=9428, base_path="/base/path"),
+        ),
+        ("http://h/vl?x=1#frag", Endpoint(scheme="http", host="h", port=80, base_path="/vl")),
+        ("http://[::1]:9428", Endpoint(scheme="http", host="::1", port=9428)),
+        ("https://[2001:DB8::1]", Endpoint(scheme="https", host="2001:db8::1", port=443)),
+        (
+            "http://[fe80::1]:8080/x",
+            Endpoint(scheme="http", host="fe80::1", port=8080, base_path="/x"),
+        ),
+        (
+            "http://user:pass@h:1",
+            Endpoint(scheme="http", host="h", port=1, username="user", password="pass"),
+        ),
+        (
+            "http://us%40er:p%3Aa%2Fss@h:1",
+            Endpoint(scheme="http", host="h", port=1, username="us@er", password="p:a/ss"),
+        ),
+        ("http://user@h", Endpoint(scheme="http", host="h", port=80, username="user")),
+        (
+            "http://user:p@ss@h",
+            Endpoint(scheme="http", host="h", port=80, username="user", password="p@ss"),
+        ),
+        ("  http://h:65535  ", Endpoint(scheme="http", host="h", port=65535)),
+        ("file:///var/log/out.jsonl", Endpoint(scheme="file", file_path="/var/log/out.jsonl")),
+        ("file:///tmp/a%20b.jsonl", Endpoint(scheme="file", file_path="/tmp/a b.jsonl")),
+        ("FILE:///x?y#z", Endpoint(scheme="file", file_path="/x")),
+    ],
+)
+def test_parse_endpoint(url: str, expected: Endpoint) -> None:
+    assert fields(parse_endpoint(url)) == fields(expected)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "h:9428",
+        "ftp://h",
+        "http://",
+        "http://:1",
+        "http://h:0",
+        "http://h:70000",
+        "http://h:-1",
+        "http://h:1x",
+        "http://[::1]:x",
+        "file://rel",
+        "file://",
+    ],
+)
+def test_parse_endpoint_rejects(url: str) -> None:
+    with pytest.raises(ValueError):
+        parse_endpoint(url)
+
+
+def test_empty_port_means_the_default_port() -> None:
+    # RFC 3986: an empty port is the scheme's default.
+    assert parse_endpoint("http://h:").port == 80
+    assert parse_endpoint("https://h:/b").port == 443
+
+
+def test_display_never_has_credentials() -> None:
+    e = parse_endpoint(f"https://u:{SECRET}@h:8443/b")
+    assert e.display == "https://h:8443/b"
+    assert parse_endpoint("file:///x/y").display == "file:///x/y"
+
+
+def test_comma_separated_urls() -> None:
+    c = load(
+        {"VICTORIALOGS_URL": " http://a:1 ,, https://b/base ,file:///tmp/o.jsonl, http://[::1]:2"}
+    )
+    assert c.warnings == ()
+    assert [e.display for e in c.endpoints] == [
+        "http://a:1",
+        "https://b:443/base",
+        "file:///tmp/o.jsonl",
+        "http://::1:2",
+    ]
+
+
+@pytest.mark.parametrize(("value", "active"), [("1", False), ("TRUE", False), (" yes ", False),
+                                               ("on", False), ("0", True), ("false", True),
+                                               ("", True)])  # fmt: skip
+def test_disable(value: str, active: bool) -> None:
+    env = {"VICTORIALOGS_URL": URL, "VICTORIALOGS_DISABLE": value}
+    assert is_enabled(env) is active
+    c = load(env)
+    assert c.active is active
+    assert c.warnings == ()
+
+
+def test_disabled_bad_url_gives_no_warning() -> None:
+    c = load({"VICTORIALOGS_URL": "notaurl", "VICTORIALOGS_DISABLE": "1"})
+    assert c.endpoints == ()
+    assert c.warnings == ()
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\t"])
+def test_blank_url_is_off_without_warning(value: str) -> None:
+    assert is_enabled({"VICTORIALOGS_URL": value}) is False
+    c = load({"VICTORIALOGS_URL": value})
+    assert c.endpoints == () and c.warnings == ()
+
+
+# -- the frozen objects -----------------------------------------------------------------------
+
+
+def test_config_is_read_only_hashable_and_comparable() -> None:
+    a = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_FIELDS": "a=1"})
+    b = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_FIELDS": "a=1"})
+    assert a == b
+    assert hash(a) == hash(b)
+    assert a != load({"VICTORIALOGS_URL": URL})
+    with pytest.raises(AttributeError):
+        a.level = 10
+    with pytest.raises(TypeError):
+        Config(no_such_field=1)
+
+
+def test_load_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("VICTORIALOGS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("VICTORIALOGS_URL", URL)
+    monkeypatch.setenv("VICTORIALOGS_BATCH_LINES", "7")
+    c = load()
+    assert c.batch_lines == 7
+    assert c.active
+
+
+@pytest.mark.parametrize(
+    ("text", "pairs"),
+    [
+        ("a=1", (("a", "1"),)),
+        (" a = 1 , b=2=3 ,", (("a", "1"), ("b", "2=3"))),
+        ("a=", (("a", ""),)),
+        ("", ()),
+    ],
+)
+def test_parse_pairs(text: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    assert parse_pairs(text) == pairs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted({n for n, *_ in BAD})), st.text(max_size=20)))
+def test_load_never_raises_and_values_stay_in_range(env: dict[str, str]) -> None:
+    c = load({"VICTORIALOGS_URL": URL, **env})
+    assert 1 <= c.batch_lines <= 1_000_000
+    assert 1024 <= c.batch_bytes
+    assert 1024 <= c.max_line_bytes <= SERVER_LINE_LIMIT // 2
+    assert c.timeout_ms >= 1
+    assert c.exit_timeout_ms >= 0
+    assert c.on_full in ("drop", "block")
+    assert c.compression in ("gzip", "none")
+    assert c.capture and c.capture <= {"stdout", "stderr", "logging"}
+    assert c.level in (10, 20, 30, 40, 50)
+    assert c.account_id == "" or 0 <= int(c.account_id) < 2**32
+    named = {name for name in env if env[name].strip()}
+    assert all(any(w.startswith(f"{n}=") for n in named) for w in c.warnings), c.warnings

@@ -1,0 +1,579 @@
+"""Unit and property tests of `vlhook._entry` (levels, times, JSON lines, splitting, keys) and
+`vlhook._redact` (secrets never leave the process)."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlhook._config import load
+from vlhook._entry import (
+    MAX_KEY_BYTES,
+    MAX_VALUE_CHARS,
+    Entry,
+    EntryBuilder,
+    detect_level,
+    rfc3339,
+    split_utf8,
+    valid_time,
+)
+from vlhook._redact import MASK, Redactor, redact_text
+from vlhook._stats import Stats
+
+T_NS = 1_700_000_000_123_456_789
+T_TEXT = "2023-11-14T22:13:20.123456789Z"
+RFC3339 = re.compile(
+    r"\A(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{9})Z\Z",
+)
+PROPS = settings(max_examples=300, deadline=None)
+
+
+def builder(**env: str) -> tuple[EntryBuilder, Stats]:
+    stats = Stats()
+    return EntryBuilder(load(env), stats), stats
+
+
+def line(text: str, forced: str = "", kind: int = 0) -> tuple[int, str, int, Any, Any, str]:
+    return (kind, text, T_NS, None, None, forced)
+
+
+def one(entries: list[Entry]) -> Entry:
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+# -- levels -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [
+        ("ERROR: x", "ERROR"),
+        ("Error: x", "ERROR"),
+        ("error: x", "ERROR"),
+        ("[warn] x", "WARNING"),
+        ("[ WARNING ] x", "WARNING"),
+        ("level=error", "ERROR"),
+        ('ts=1 level="warn" msg=x', "WARNING"),
+        ("time=x level=debug msg=y", "DEBUG"),
+        ("2024-01-01 12:00:00,123 INFO x", "INFO"),
+        ("2024-01-01 12:00:00,123 ERROR x", "ERROR"),
+        ("2024-01-01 12:00:00.123 | ERROR | y", "ERROR"),
+        ("2024-01-01T12:00:00Z WARN x", "WARNING"),
+        ("2024-01-01T12:00:00.5+02:00 [CRITICAL] x", "CRITICAL"),
+        ("12:00:00 DEBUG x", "DEBUG"),
+        ("x | ERROR | y", "INFO"),  # not leading: a pipe form only after a timestamp
+        ("E x", "INFO"),
+        ("error rate is 5%", "INFO"),
+        ("errors: 0", "INFO"),
+        ("WARNING:root:msg", "WARNING"),
+        ("CRITICAL:app.db:gone", "CRITICAL"),
+        ("DEBUG:asyncio:Using selector", "DEBUG"),
+        ("[2024-01-01 10:00:00 +0000] [12] [ERROR] x", "ERROR"),
+        ("[2024-01-01 10:00:00 +0000] [12] [INFO] Booting worker", "INFO"),
+        ("FATAL x", "CRITICAL"),
+        ("panic: x", "CRITICAL"),
+        ("NOTICE x", "INFO"),
+        ("ERR x", "ERROR"),
+        ("ERROR", "ERROR"),
+        ("ERRORS x", "INFO"),
+        ("Hello: world", "INFO"),
+        ("Information is free", "INFO"),
+        ("[1/3] Building", "INFO"),
+        ("[thread-1] WARNING x", "WARNING"),
+        ("", "INFO"),
+        ("   ", "INFO"),
+        ("a level=error far " + "x" * 300, "ERROR"),
+        ("x" * 300 + " level=error", "INFO"),  # logfmt only in the first 200 characters
+    ],
+)
+def test_detect_level(text: str, level: str) -> None:
+    assert detect_level(text) == level
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [("ERROR: boom", "ERROR"), ("[warn] careful", "WARNING"), ("plain", "INFO")],
+)
+def test_plain_line_gets_detected_level(text: str, level: str) -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line(text, kind=1)))
+    assert entry == {"_time": T_TEXT, "_msg": text, "level": level, "stream": "stderr"}
+
+
+def test_forced_level_wins_and_json_is_not_parsed() -> None:
+    b, _ = builder()
+    text = '{"message": "x", "level": "debug"}'
+    entry = one(b.from_line(line(text, forced="ERROR")))
+    assert entry == {"_time": T_TEXT, "_msg": text, "level": "ERROR", "stream": "stdout"}
+
+
+# -- times ------------------------------------------------------------------------------------
+
+
+def test_rfc3339_known_value() -> None:
+    assert rfc3339(T_NS) == T_TEXT
+    assert rfc3339(0) == "1970-01-01T00:00:00.000000000Z"
+    assert rfc3339(1) == "1970-01-01T00:00:00.000000001Z"
+    assert rfc3339(999_999_999) == "1970-01-01T00:00:00.999999999Z"
+    assert rfc3339(951_782_400 * 10**9) == "2000-02-29T00:00:00.000000000Z"
+
+
+def _parse(text: str) -> int:
+    m = RFC3339.match(text)
+    assert m, text
+    y, mo, d, h, mi, s, frac = (int(g) for g in m.groups())
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 10**9 + frac
+
+
+@PROPS
+@given(st.lists(st.integers(0, 253_402_300_799 * 10**9), min_size=1, max_size=20))
+def test_rfc3339_round_trips_any_sequence(values: list[int]) -> None:
+    # A sequence exercises the per-second cache: same second, other second, going back.
+    for t_ns in [*values, *values[::-1]]:
+        text = rfc3339(t_ns)
+        assert RFC3339.match(text), text
+        assert _parse(text) == t_ns
+
+
+@PROPS
+@given(st.integers(0, 4_102_444_800 * 10**9))
+def test_rfc3339_microseconds_round_trip_via_datetime(t_ns: int) -> None:
+    from datetime import datetime, timezone
+
+    text = rfc3339(t_ns)
+    parsed = datetime.strptime(text[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    expected = datetime.fromtimestamp(t_ns // 10**9, timezone.utc).replace(
+        microsecond=t_ns % 10**9 // 1000
+    )
+    assert parsed == expected
+
+
+def test_rfc3339_of_now_round_trips() -> None:
+    now = time.time_ns()
+    assert _parse(rfc3339(now)) == now
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("2024-01-01T00:00:00Z", True),
+        ("2024-01-01T00:00:00.1Z", True),
+        ("2024-01-01T00:00:00.123456789Z", True),
+        ("2024-01-01T00:00:00+02:00", True),
+        ("2024-01-01T00:00:00.5-07:30", True),
+        ("2024-01-01T00:00:00.1234567890Z", False),  # > 9 digits
+        ("2024-01-01T00:00:00", False),  # no zone
+        ("2024-01-01 00:00:00Z", False),
+        ("2024-01-01T00:00:00+0200", False),
+        ("2024-01-01T00:00:00Zjunk", False),
+        ("2024-01-01T00:00:00Z\n", False),
+        ("yesterday", False),
+        ("", False),
+        (0, True),
+        (1_700_000_000, True),
+        (1_700_000_000.5, True),
+        (-1, False),
+        (-0.5, False),
+        (True, False),
+        (False, False),
+        (None, False),
+        ([2024], False),
+        ({"t": 1}, False),
+    ],
+)
+def test_valid_time(value: Any, ok: bool) -> None:
+    assert valid_time(value) is ok
+
+
+# -- JSON lines -------------------------------------------------------------------------------
+
+
+def test_json_line_maps_message_level_time_and_keeps_nested() -> None:
+    b, _ = builder()
+    text = json.dumps(
+        {
+            "message": "hi",
+            "level": "warn",
+            "time": "2024-01-01T00:00:00Z",
+            "a": {"b": [1, {"c": None}]},
+            "n": 1.5,
+            "ok": True,
+        }
+    )
+    entry = one(b.from_line(line(text)))
+    assert entry == {
+        "_time": "2024-01-01T00:00:00Z",
+        "_msg": "hi",
+        "level": "WARNING",
+        "stream": "stdout",
+        "a": {"b": [1, {"c": None}]},
+        "n": 1.5,
+        "ok": True,
+    }
+
+
+@pytest.mark.parametrize("msg_key", ["message", "msg", "_msg", "event"])
+def test_json_message_keys(msg_key: str) -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line(json.dumps({msg_key: "the text", "k": "v"}))))
+    assert entry["_msg"] == "the text"
+    assert msg_key not in entry or msg_key == "_msg"
+    assert entry["k"] == "v"
+
+
+def test_json_first_non_empty_message_key_wins() -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line('{"message": "", "msg": "second", "event": "third"}')))
+    assert entry["_msg"] == "second"
+    assert entry["message"] == ""
+    assert entry["event"] == "third"
+
+
+def test_json_without_message_key_keeps_the_line_as_message() -> None:
+    b, _ = builder()
+    text = '{"a": 1}'
+    entry = one(b.from_line(line(text)))
+    assert entry == {"_time": T_TEXT, "_msg": text, "level": "INFO", "stream": "stdout", "a": 1}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "level"),
+    [
+        ("level", "warn", "WARNING"),
+        ("level", "ERROR", "ERROR"),
+        ("levelname", "CRITICAL", "CRITICAL"),
+        ("severity", "debug", "DEBUG"),
+        ("severity", "notice", "INFO"),
+        ("log.level", "fatal", "CRITICAL"),
+        ("level", "trace", "DEBUG"),
+    ],
+)
+def test_json_level_keys(key: str, value: str, level: str) -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line(json.dumps({"message": "m", key: value}))))
+    assert entry["level"] == level
+    assert key not in entry or key == "level"
+
+
+def test_json_unknown_level_word_stays_a_field_and_level_is_info() -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line('{"message": "m", "severity": "verbose"}')))
+    assert entry["level"] == "INFO"
+    assert entry["severity"] == "verbose"
+
+
+@pytest.mark.parametrize("time_key", ["_time", "timestamp", "time", "ts", "@timestamp"])
+def test_json_valid_time_is_mapped(time_key: str) -> None:
+    b, _ = builder()
+    stamp = "2024-05-06T07:08:09.123+02:00"
+    entry = one(b.from_line(line(json.dumps({"message": "m", time_key: stamp}))))
+    assert entry["_time"] == stamp
+    assert time_key == "_time" or time_key not in entry
+
+
+def test_json_numeric_time_is_mapped() -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line('{"message": "m", "ts": 1700000000.25}')))
+    assert entry["_time"] == 1700000000.25
+    assert "ts" not in entry
+
+
+@pytest.mark.parametrize(
+    ("time_key", "value"),
+    [
+        ("timestamp", "yesterday"),
+        ("time", "2024-01-01 00:00:00"),
+        ("ts", -5),
+        ("@timestamp", True),
+        ("time", {"sec": 1}),
+    ],
+)
+def test_json_invalid_time_is_kept_as_its_own_field(time_key: str, value: Any) -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line(json.dumps({"message": "m", time_key: value}))))
+    assert entry["_time"] == T_TEXT
+    assert entry[time_key] == value
+
+
+def test_json_invalid_literal_time_field_does_not_hide_the_real_time() -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line('{"message": "m", "_time": "garbage"}')))
+    assert entry["_time"] == T_TEXT
+
+
+def test_json_first_time_key_decides() -> None:
+    b, _ = builder()
+    text = '{"message": "m", "timestamp": "2024-01-01T00:00:00Z", "time": "2025-01-01T00:00:00Z"}'
+    entry = one(b.from_line(line(text)))
+    assert entry["_time"] == "2024-01-01T00:00:00Z"
+    assert entry["time"] == "2025-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"message": "x"} trailing', "[1, 2]", '{"message": "x"', "{not json}", '"just a string"'],
+)
+def test_non_object_or_broken_json_is_plain_text(text: str) -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line(text)))
+    assert entry == {"_time": T_TEXT, "_msg": text, "level": "INFO", "stream": "stdout"}
+
+
+def test_json_with_too_many_fields_is_plain_text() -> None:
+    b, _ = builder()
+    text = json.dumps({f"k{i}": i for i in range(1000)})
+    entry = one(b.from_line(line(text)))
+    assert entry["_msg"] == text
+    assert "k0" not in entry
+
+
+def test_json_line_with_trailing_whitespace_is_parsed() -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line('{"msg": "x", "level": "error"}  ')))
+    assert entry["_msg"] == "x"
+    assert entry["level"] == "ERROR"
+
+
+def test_invocation_and_bound_fields_are_added_bound_last() -> None:
+    b, _ = builder()
+    entries = b.from_line((0, "m", T_NS, {"request_id": "r1", "a": 1}, {"a": 2, "user": "u"}, ""))
+    assert one(entries) == {
+        "_time": T_TEXT,
+        "_msg": "m",
+        "level": "INFO",
+        "stream": "stdout",
+        "request_id": "r1",
+        "a": 2,
+        "user": "u",
+    }
+
+
+# -- splitting --------------------------------------------------------------------------------
+
+
+@PROPS
+@given(st.text(st.characters(codec="utf-8"), max_size=300), st.integers(4, 64))
+def test_split_utf8_parts_fit_join_and_never_cut_a_character(text: str, limit: int) -> None:
+    data = text.encode("utf-8")
+    parts = split_utf8(data, limit)
+    assert "".join(parts) == text
+    assert all(0 < len(p.encode("utf-8")) <= limit for p in parts)
+    assert "\ufffd" not in "".join(parts) or "\ufffd" in text
+    # greedy: every part but the last is cut only because the next character did not fit
+    for part, following in zip(parts, parts[1:]):
+        assert len(part.encode("utf-8")) + len(following[0].encode("utf-8")) > limit
+
+
+def test_split_utf8_of_empty_is_empty() -> None:
+    assert split_utf8(b"", 1024) == []
+
+
+@pytest.mark.parametrize("char", ["x", "é", "€", "😀"])
+def test_long_message_is_split_in_numbered_parts(char: str) -> None:
+    b, stats = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
+    message = char * 3001
+    entries = b.from_line((1, message, T_NS, None, {"user": "u"}, "ERROR"))
+    data = message.encode()
+    count = -(-len(data) // 1024)
+    assert len(entries) >= count
+    assert stats.split == 1
+    assert "".join(e["_msg"] for e in entries) == message
+    for number, entry in enumerate(entries, 1):
+        assert len(entry["_msg"].encode()) <= 1024
+        assert entry["msg_part"] == number
+        assert entry["msg_parts"] == len(entries)
+        rest = {k: v for k, v in entry.items() if k not in ("_msg", "msg_part", "msg_parts")}
+        assert rest == {"_time": T_TEXT, "level": "ERROR", "stream": "stderr", "user": "u"}
+
+
+def test_message_at_the_limit_is_not_split() -> None:
+    b, stats = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
+    entry = one(b.from_line(line("é" * 512)))
+    assert entry["_msg"] == "é" * 512
+    assert "msg_part" not in entry
+    assert stats.split == 0
+    assert len(b.from_line(line("é" * 513))) == 2
+    assert stats.split == 1
+
+
+def test_long_json_message_is_split_too() -> None:
+    b, _ = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
+    entries = b.from_line(line(json.dumps({"msg": "y" * 2500, "level": "warn", "k": 1})))
+    assert [e["msg_part"] for e in entries] == [1, 2, 3]
+    assert all(e["level"] == "WARNING" and e["k"] == 1 for e in entries)
+    assert "".join(e["_msg"] for e in entries) == "y" * 2500
+
+
+# -- keys and values --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["k", "é", "€", "😀"])
+def test_keys_longer_than_128_bytes_are_shortened(char: str) -> None:
+    b, _ = builder()
+    long_key = char * 200
+    entry = one(b.from_line((0, "m", T_NS, None, {long_key: "v"}, "")))
+    assert long_key not in entry
+    (short,) = (k for k in entry if k not in ("_time", "_msg", "level", "stream"))
+    assert entry[short] == "v"
+    assert len(short.encode()) <= MAX_KEY_BYTES
+    assert short.endswith("~")
+    assert long_key.startswith(short[:-1])  # cut between characters, never inside one
+
+
+def test_key_of_exactly_128_bytes_is_kept() -> None:
+    b, _ = builder()
+    key = "k" * MAX_KEY_BYTES
+    entry = one(b.from_line((0, "m", T_NS, None, {key: 1, "é" * 64: 2}, "")))
+    assert entry[key] == 1
+    assert entry["é" * 64] == 2
+
+
+def test_long_json_key_is_shortened() -> None:
+    b, _ = builder()
+    key = "x" * 300
+    entry = one(b.from_line(line(json.dumps({"message": "m", key: 7}))))
+    assert key not in entry
+    assert [v for k, v in entry.items() if k.startswith("xxx")] == [7]
+    assert all(len(k.encode()) <= MAX_KEY_BYTES for k in entry)
+
+
+def test_long_field_values_are_truncated_but_not_the_message() -> None:
+    b, _ = builder()
+    big = "v" * (MAX_VALUE_CHARS + 100)
+    entry = one(b.from_line((0, "m" * (MAX_VALUE_CHARS + 100), T_NS, None, {"big": big}, "")))
+    assert entry["_msg"] == "m" * (MAX_VALUE_CHARS + 100)
+    assert entry["big"].startswith("v" * MAX_VALUE_CHARS)
+    assert len(entry["big"]) < MAX_VALUE_CHARS + 100
+    assert f"truncated {MAX_VALUE_CHARS + 100} chars" in entry["big"]
+
+
+# -- redaction --------------------------------------------------------------------------------
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted", "secret"),
+    [
+        ("key AKIAIOSFODNN7EXAMPLE used", f"key {MASK} used", "AKIAIOSFODNN7EXAMPLE"),
+        ("ASIAY34FZKBOKMUTVV7A", MASK, "ASIAY34FZKBOKMUTVV7A"),
+        (
+            f"aws_secret_access_key = {AWS_SECRET}",
+            f"aws_secret_access_key = {MASK}",
+            AWS_SECRET,
+        ),
+        (
+            f'{{"SecretAccessKey": "{AWS_SECRET}"}}',
+            f'{{"SecretAccessKey": "{MASK}"}}',
+            AWS_SECRET,
+        ),
+        (
+            "Authorization: Bearer abcdef0123456789.xyz",
+            f"Authorization: Bearer {MASK}",
+            "abcdef0123456789",
+        ),
+        ("authorization: bearer tok_ABCDEFGH==", f"authorization: bearer {MASK}", "ABCDEFGH"),
+        (f"token={JWT} end", f"token={MASK} end", "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
+        (
+            "connect https://admin:hunter2@db.example.com/x",
+            f"connect https://admin:{MASK}@db.example.com/x",
+            "hunter2",
+        ),
+        (
+            "postgres://app:p%40ss:w0rd@10.0.0.1:5432/db",
+            f"postgres://app:{MASK}@10.0.0.1:5432/db",
+            "w0rd",
+        ),
+        ("redis://:s3cr3t@localhost:6379/0", f"redis://:{MASK}@localhost:6379/0", "s3cr3t"),
+    ],
+)
+def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
+    out = Redactor()(text)
+    assert out == redacted
+    assert secret not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello world",
+        "the bearer of bad news",
+        "Bearer short",
+        "AKIA is a prefix",
+        "https://example.com/path?q=1",
+        "https://user@example.com/",
+        "mailto:someone@example.com",
+        "secret of the universe",
+        "ratio 12:30 at host@example",
+        "",
+    ],
+)
+def test_redactor_leaves_ordinary_text_alone(text: str) -> None:
+    assert Redactor()(text) is None
+    assert redact_text(text) == text
+
+
+@PROPS
+@given(st.text(st.characters(codec="utf-8", exclude_characters=":"), max_size=80))
+def test_redactor_returns_none_or_a_changed_text(text: str) -> None:
+    out = Redactor()(text)
+    assert out is None or (out != text and MASK in out)
+
+
+def test_user_patterns_are_applied() -> None:
+    r = Redactor([r"card=\d{16}", r"ssn:\d{3}-\d\d-\d{4}"])
+    assert r("pay card=4111111111111111 now") == f"pay {MASK} now"
+    assert r("ssn:123-45-6789") == MASK
+    assert r("nothing") is None
+    assert Redactor([r"x+"], builtin=False)("AKIAIOSFODNN7EXAMPLE") is None
+
+
+def test_builder_redacts_message_and_fields_and_counts() -> None:
+    b, stats = builder()
+    entries = b.from_line(
+        (0, "key AKIAIOSFODNN7EXAMPLE", T_NS, None, {"url": "https://u:pw123@h/", "ok": "x"}, "")
+    )
+    entry = one(entries)
+    assert entry["_msg"] == f"key {MASK}"
+    assert entry["url"] == f"https://u:{MASK}@h/"
+    assert entry["ok"] == "x"
+    assert stats.redacted == 2
+
+
+def test_builder_redacts_json_fields() -> None:
+    b, _ = builder()
+    text = json.dumps({"msg": "login", "auth": "Bearer abcdefghijklmnop", "user": "bob"})
+    entry = one(b.from_line(line(text)))
+    assert entry["auth"] == f"Bearer {MASK}"
+    assert entry["user"] == "bob"
+
+
+def test_redaction_off_and_extra_patterns_from_config() -> None:
+    b, stats = builder(VICTORIALOGS_REDACT="off")
+    assert one(b.from_line(line("AKIAIOSFODNN7EXAMPLE")))["_msg"] == "AKIAIOSFODNN7EXAMPLE"
+    assert stats.redacted == 0
+    b, _ = builder(VICTORIALOGS_REDACT=r"tenant-\d+")
+    entry = one(b.from_line(line("tenant-42 AKIAIOSFODNN7EXAMPLE")))
+    assert entry["_msg"] == f"{MASK} {MASK}"
+
+
+def test_secret_cut_by_splitting_is_redacted_first() -> None:
+    b, _ = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
+    message = "x" * 1020 + " AKIAIOSFODNN7EXAMPLE " + "y" * 1500
+    entries = b.from_line(line(message))
+    joined = "".join(e["_msg"] for e in entries)
+    assert "AKIA" not in joined
+    assert MASK in joined

@@ -1,0 +1,114 @@
+"""Fault injection through real processes: every written line is delivered, spooled or counted.
+
+Each program writes numbered lines in several batches; each scenario checks the exact set of
+numbers that reached the receiver (no gaps, and no duplicates unless the scenario documents
+at-least-once delivery) and what the program's stats counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+
+from conftest import run_python
+from fault_proxy import FaultProxy
+
+LINES = 60
+PROGRAM = f"""
+import json, sys, vlhook
+for i in range({LINES}):
+    print('seq', i)
+    if i % 20 == 19:
+        vlhook.flush(30)          # three batches
+s = vlhook.stats()
+sys.stderr.write('STATS ' + json.dumps(s) + '\\n')
+"""
+
+
+def _seqs(rows: list[dict[str, str]]) -> list[int]:
+    return sorted(int(m.group(1)) for r in rows if (m := re.fullmatch(r"seq (\d+)", r["_msg"])))
+
+
+def _stats(err: str) -> dict[str, Any]:
+    line = next(x for x in err.splitlines() if x.startswith("STATS "))
+    return dict(json.loads(line[6:]))
+
+
+SCENARIOS = {
+    # name: (faults for the first requests, extra environment)
+    "reset_mid_request": (["reset", "reset"], {}),
+    "429_retry_after": (["status:429:1"], {}),
+    "503_then_500_then_502": (["status:503", "status:500", "status:502"], {}),
+    "504_gateway": (["status:504:0"], {}),
+    # Within the request timeout: waited for, not retried.
+    "slow_server": (["delay:1.5", "delay:1.5"], {}),
+    # A kept-alive connection closed by the server: reopened at once, not counted as a retry.
+    "idle_close_each_time": (["close", "close", "close", "close"], {}),
+    # The server stalls past the request timeout: the batch is retried on a new connection.
+    "stalled_request": (["stall"], {"VICTORIALOGS_TIMEOUT_MS": "800"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_fault_scenario_delivers_everything(
+    name: str, script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    plan, extra = SCENARIOS[name]
+    with FaultProxy(receiver.url, plan, stall_s=5) as proxy:
+        env = {"VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")}
+        env.update(extra)
+        started = time.monotonic()
+        run = run_python(script(PROGRAM), env)
+        elapsed = time.monotonic() - started
+        faults = proxy.faults()
+    assert run.rc == 0
+    assert _seqs(receiver.entries()) == list(range(LINES)), faults
+    stats = _stats(run.err)
+    assert stats["shipped"] == LINES and stats["dropped_total"] == 0
+    assert stats["retries"] >= (0 if name in ("slow_server", "idle_close_each_time") else 1)
+    assert elapsed < 30
+    assert faults[: len(plan)] == plan
+
+
+def test_rejected_batch_is_counted_not_retried(script: Any, receiver: Any, tmp_path: Any) -> None:
+    with FaultProxy(receiver.url, ["status:400"]) as proxy:
+        run = run_python(
+            script(PROGRAM), {"VICTORIALOGS_URL": proxy.url,
+                              "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")},
+        )  # fmt: skip
+        faults = proxy.faults()
+    stats = _stats(run.err)
+    assert stats["dropped"] == {"rejected_http_400": 20}
+    assert "injected fault" in stats["last_rejection"]
+    assert "20 entries rejected: HTTP 400" in run.err
+    assert _seqs(receiver.entries()) == list(range(20, LINES))
+    assert faults.count("status:400") == 1  # not retried
+
+
+def test_server_down_for_longer_than_the_retry_budget_spools(
+    script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    """All attempts fail for the whole run: everything is spooled, then replayed by the next
+    run once the server is reachable — nothing lost, nothing twice."""
+    spool = tmp_path / "spool"
+    with FaultProxy(receiver.url, ["status:503"] * 1000) as proxy:
+        first = run_python(
+            script(PROGRAM), {"VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_SPOOL_DIR": str(spool),
+                              "VICTORIALOGS_EXIT_TIMEOUT_MS": "300",
+                              "VICTORIALOGS_TIMEOUT_MS": "500"},  # retried for 1 s
+            timeout=120,
+        )  # fmt: skip
+        stats = _stats(first.err)
+        proxy.plan.clear()
+        second = run_python(
+            script("print('next run')\n", name="next.py"),
+            {"VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_SPOOL_DIR": str(spool)},
+        )
+    assert first.rc == second.rc == 0
+    assert stats["spooled"] == LINES and stats["shipped"] == 0
+    assert _seqs(receiver.wait_for(LINES + 1)) == list(range(LINES))
+    assert not list(spool.glob("*.jsonl*"))

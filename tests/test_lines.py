@@ -1,0 +1,437 @@
+"""Unit and property tests of `vlhook._lines.LineAssembler`: raw writes into complete lines."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Union
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from vlhook._lines import (
+    CHAIN_WAIT_NS,
+    MAX_PARTIAL_CHARS,
+    TRACEBACK_STARTS,
+    Line,
+    LineAssembler,
+)
+
+Data = Union[str, bytes]
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Line content: anything but the line/segment separators and lone surrogates (not encodable).
+LINE_CHARS = st.characters(codec="utf-8", exclude_characters="\r\n")
+
+
+def assemble(chunks: list[Data]) -> tuple[list[Line], list[Line]]:
+    """Feed chunks (t_ns = their index) on one stream and thread: (lines before the final
+    flush, lines added by flush(final=True))."""
+    asm = LineAssembler()
+    out: list[Line] = []
+    for index, chunk in enumerate(chunks):
+        asm.feed((0, chunk, index, 1, None, None), out)
+    before = list(out)
+    asm.flush(out, final=False, now_ns=10**18)
+    assert out == before, "a non-final flush emitted a partial line"
+    asm.flush(out, final=True, now_ns=10**18)
+    return before, out[len(before) :]
+
+
+def texts(lines: list[Line]) -> list[str]:
+    return [line[1] for line in lines]
+
+
+def cut(data: Any, points: list[int]) -> list[Any]:
+    bounds = sorted({p for p in points if 0 < p < len(data)})
+    edges = [0, *bounds, len(data)]
+    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+
+
+@st.composite
+def chunked_text(draw: st.DrawFn) -> tuple[str, list[str], list[int]]:
+    """A text of lines ended by "\\n" or "\\r\\n" (the last maybe unterminated) and cut points."""
+    lines = draw(st.lists(st.text(LINE_CHARS, max_size=12), max_size=8))
+    enders = draw(
+        st.lists(st.sampled_from(["\n", "\r\n"]), min_size=len(lines), max_size=len(lines))
+    )
+    tail = draw(st.text(LINE_CHARS, max_size=8))
+    for line in [*lines, tail]:
+        assume(not line.lstrip().startswith(TRACEBACK_STARTS))
+    text = "".join(a + b for a, b in zip(lines, enders)) + tail
+    points = draw(st.lists(st.integers(0, max(len(text.encode("utf-8")), 1)), max_size=12))
+    return text, lines, points
+
+
+def expected(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.strip()]
+
+
+# -- splitting into lines ---------------------------------------------------------------------
+
+
+@PROPS
+@given(chunked_text())
+def test_any_chunking_of_str_gives_the_non_blank_lines(
+    case: tuple[str, list[str], list[int]],
+) -> None:
+    text, lines, points = case
+    tail = text.rsplit("\n", 1)[-1] if "\n" in text else text
+    before, final = assemble(cut(text, points))
+    assert texts(before) == expected(lines)
+    assert texts(final) == expected([tail])
+    assert all(line[5] == "" and line[0] == 0 for line in before + final)
+
+
+@PROPS
+@given(chunked_text())
+def test_any_chunking_of_utf8_bytes_even_inside_characters(
+    case: tuple[str, list[str], list[int]],
+) -> None:
+    text, lines, points = case
+    data = text.encode("utf-8")
+    tail = text.rsplit("\n", 1)[-1] if "\n" in text else text
+    before, final = assemble(cut(data, points))
+    assert texts(before) == expected(lines)
+    assert texts(final) == expected([tail])
+
+
+@PROPS
+@given(chunked_text())
+def test_time_of_a_line_is_the_time_of_its_first_chunk(
+    case: tuple[str, list[str], list[int]],
+) -> None:
+    text, _lines, points = case
+    chunks = cut(text, points)
+    # chunk index of every character of the text
+    owner = [i for i, chunk in enumerate(chunks) for _ in chunk]
+    starts = []
+    pos = 0
+    for piece in text.split("\n"):
+        if piece.rstrip("\r").strip():
+            starts.append(owner[pos])
+        pos += len(piece) + 1
+    before, final = assemble(chunks)
+    assert [line[2] for line in before + final] == starts
+
+
+@PROPS
+@given(
+    a=chunked_text(),
+    b=chunked_text(),
+    order=st.lists(st.booleans(), max_size=60),
+)
+def test_two_threads_interleaved_never_mix_their_lines(
+    a: tuple[str, list[str], list[int]],
+    b: tuple[str, list[str], list[int]],
+    order: list[bool],
+) -> None:
+    chunks_a = cut(a[0], a[2])
+    chunks_b = cut(b[0], b[2])
+    queue_a, queue_b = list(chunks_a), list(chunks_b)
+    items: list[tuple[int, str]] = []
+    for pick_a in order + [True] * len(queue_a) + [False] * len(queue_b):
+        queue = queue_a if pick_a else queue_b
+        if queue:
+            items.append((101 if pick_a else 202, queue.pop(0)))
+    asm = LineAssembler()
+    out: list[Line] = []
+    for t_ns, (ident, chunk) in enumerate(items):
+        asm.feed((0, chunk, t_ns, ident, {"thread": ident}, None), out)
+    asm.flush(out, final=True, now_ns=10**18)
+    got_a = [line[1] for line in out if line[3] == {"thread": 101}]
+    got_b = [line[1] for line in out if line[3] == {"thread": 202}]
+    tail_a = a[0].rsplit("\n", 1)[-1]
+    tail_b = b[0].rsplit("\n", 1)[-1]
+    assert got_a == expected([*a[1], tail_a])
+    assert got_b == expected([*b[1], tail_b])
+    assert len(out) == len(got_a) + len(got_b)
+
+
+def test_stdout_and_stderr_of_one_thread_are_assembled_apart() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((0, "out-", 1, 7, None, None), out)
+    asm.feed((1, "err-", 2, 7, None, None), out)
+    asm.feed((0, "end\n", 3, 7, None, None), out)
+    asm.feed((1, "end\n", 4, 7, None, None), out)
+    assert [(line[0], line[1], line[2]) for line in out] == [(0, "out-end", 1), (1, "err-end", 2)]
+
+
+def test_partial_line_only_on_final_flush() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((0, "no newline yet", 5, 1, {"inv": 1}, {"b": 2}), out)
+    asm.flush(out, final=False, now_ns=10**18)
+    assert out == []
+    asm.flush(out, final=True, now_ns=10**18)
+    assert out == [(0, "no newline yet", 5, {"inv": 1}, {"b": 2}, "")]
+    asm.flush(out, final=True, now_ns=10**18)
+    assert len(out) == 1  # emitted once
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+@PROPS
+@given(st.binary(max_size=200), st.lists(st.integers(0, 201), max_size=10))
+def test_invalid_utf8_becomes_replacement_and_never_raises(data: bytes, points: list[int]) -> None:
+    data = data.replace(b"\r", b"") + b"\n"
+    text = data.decode("utf-8", "replace")
+    for line in text.split("\n"):
+        assume(not line.lstrip().startswith(TRACEBACK_STARTS))
+    before, final = assemble(cut(data, points))
+    assert texts(before) == expected(text.split("\n")[:-1])
+    assert final == []
+
+
+def test_invalid_bytes_are_shown_as_replacement_characters() -> None:
+    before, final = assemble([b"ok \xff\xfe end\n", b"half \xe2\x82", b"\xac euro\n"])
+    assert texts(before) == ["ok \ufffd\ufffd end", "half \u20ac euro"]
+    assert final == []
+
+
+# -- carriage returns -------------------------------------------------------------------------
+
+
+def test_carriage_return_in_unfinished_line_keeps_terminal_view() -> None:
+    _, final = assemble(["10%", "\r20%", "\r30%"])
+    assert texts(final) == ["30%"]
+
+
+def test_progress_bar_then_newline_is_the_last_state() -> None:
+    before, final = assemble(["\r 1%", "\r 2%", "\r 3%", "\n", "next\n"])
+    assert texts(before) == [" 3%", "next"]
+    assert final == []
+
+
+def test_single_write_with_trailing_carriage_returns_keeps_last_segment() -> None:
+    _, final = assemble(["first\rsecond\r"])
+    assert texts(final) == ["second"]
+
+
+def test_crlf_split_between_writes() -> None:
+    before, _ = assemble(["abc\r", "\ndef\r", "\n"])
+    assert texts(before) == ["abc", "def"]
+
+
+def test_progress_bar_memory_stays_bounded() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    for i in range(20_000):
+        asm.feed((0, f"\rprogress {i:6d} " + "#" * 50, i, 1, None, None), out)
+    partial = asm._partial[(0, 1)]
+    assert partial.size < 200
+    assert out == []
+    asm.flush(out, final=True)
+    assert texts(out) == ["progress  19999 " + "#" * 50]
+    assert out[0][2] == 0  # still the time of the line's first write
+
+
+# -- bounded memory ---------------------------------------------------------------------------
+
+
+def test_endless_line_without_newline_is_emitted_at_the_limit() -> None:
+    chunk = "x" * 65536
+    count = MAX_PARTIAL_CHARS // len(chunk)
+    asm = LineAssembler()
+    out: list[Line] = []
+    for i in range(count - 1):
+        asm.feed((0, chunk, i, 1, None, None), out)
+    assert out == []
+    asm.feed((0, chunk, 999, 1, None, None), out)
+    assert len(out) == 1
+    assert len(out[0][1]) == MAX_PARTIAL_CHARS
+    assert out[0][2] == 0
+    assert (0, 1) not in asm._partial
+    asm.feed((0, "rest\n", 1000, 1, None, None), out)
+    assert [(line[1], line[2]) for line in out[1:]] == [("rest", 1000)]
+
+
+def test_endless_bytes_line_is_emitted_at_the_limit() -> None:
+    # Chunks of an odd size cut inside the two-byte characters.
+    data = ("é" * (MAX_PARTIAL_CHARS + 5000)).encode()
+    asm = LineAssembler()
+    out: list[Line] = []
+    for i, chunk in enumerate(cut(data, list(range(4097, len(data), 4097)))):
+        asm.feed((1, chunk, i, 1, None, None), out)
+    assert len(out) == 1
+    assert MAX_PARTIAL_CHARS <= len(out[0][1]) < MAX_PARTIAL_CHARS + 4097
+    assert set(out[0][1]) == {"é"}
+    assert sum(p.size for p in asm._partial.values()) < MAX_PARTIAL_CHARS
+    asm.flush(out, final=True)
+    assert len(out) == 2
+    assert "".join(texts(out)) == "é" * (MAX_PARTIAL_CHARS + 5000)
+
+
+# -- tracebacks -------------------------------------------------------------------------------
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _simple() -> str:
+    def inner() -> None:
+        raise ValueError("boom")
+
+    try:
+        inner()
+    except ValueError as exc:
+        return _format(exc)
+    raise AssertionError
+
+
+def _during_handling() -> str:
+    try:
+        try:
+            empty: dict[str, int] = {}
+            empty["missing"]
+        except KeyError:
+            raise RuntimeError("while handling")
+    except RuntimeError as exc:
+        return _format(exc)
+    raise AssertionError
+
+
+def _direct_cause() -> str:
+    try:
+        try:
+            int("nope")
+        except ValueError as err:
+            raise OSError("wrapped") from err
+    except OSError as exc:
+        return _format(exc)
+    raise AssertionError
+
+
+TRACEBACKS = {"simple": _simple, "during": _during_handling, "cause": _direct_cause}
+
+
+def _line_chunks(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _char_chunks(text: str) -> list[str]:
+    return list(text)
+
+
+def _one_chunk(text: str) -> list[str]:
+    return [text]
+
+
+@pytest.mark.parametrize("make", TRACEBACKS.values(), ids=list(TRACEBACKS))
+@pytest.mark.parametrize("split", [_one_chunk, _line_chunks, _char_chunks])
+def test_traceback_is_one_error_line_and_the_next_line_is_separate(make: Any, split: Any) -> None:
+    tb = make()
+    assert tb.startswith("Traceback (most recent call last):")
+    chunks = [*split("before\n"), *split(tb), *split("after the traceback\n")]
+    before, final = assemble(chunks)
+    assert [(line[1], line[5]) for line in before] == [
+        ("before", ""),
+        (tb.rstrip("\n"), "ERROR"),
+        ("after the traceback", ""),
+    ]
+    assert final == []
+    tb_line = before[1]
+    assert tb_line[2] == len(split("before\n"))  # the time of its first chunk
+
+
+def test_chained_traceback_contains_both_markers() -> None:
+    tb = _during_handling()
+    assert "During handling of the above exception" in tb
+    cause = _direct_cause()
+    assert "The above exception was the direct cause" in cause
+    before, _ = assemble([tb, "between\n", cause, "done\n"])
+    assert [(line[1], line[5]) for line in before] == [
+        (tb.rstrip("\n"), "ERROR"),
+        ("between", ""),
+        (cause.rstrip("\n"), "ERROR"),
+        ("done", ""),
+    ]
+
+
+def test_traceback_closed_after_chain_wait_with_no_more_writes() -> None:
+    tb = _simple()
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((1, tb, 1_000, 1, None, None), out)
+    assert out == []
+    assert CHAIN_WAIT_NS == 50_000_000  # docs/design.md: closed 50 ms after its last line
+    asm.flush(out, final=False, now_ns=1_000 + 10_000_000)
+    assert out == []
+    asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS)
+    assert out == []  # a chained traceback could still follow
+    asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS + 1)
+    assert [(line[0], line[1], line[2], line[5]) for line in out] == [
+        (1, tb.rstrip("\n"), 1_000, "ERROR")
+    ]
+
+
+def test_unfinished_traceback_is_not_closed_by_time_only_by_final_flush() -> None:
+    head = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((1, head, 5, 1, None, None), out)
+    asm.flush(out, final=False, now_ns=10**18)
+    assert out == []
+    asm.flush(out, final=True)
+    assert [(line[1], line[5]) for line in out] == [(head.rstrip("\n"), "ERROR")]
+
+
+def test_chained_traceback_arriving_within_the_wait_joins() -> None:
+    tb = _during_handling()
+    first, marker, second = tb.partition("During handling")
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((1, first, 0, 1, None, None), out)
+    asm.flush(out, final=False, now_ns=CHAIN_WAIT_NS // 2)
+    asm.feed((1, marker + second, CHAIN_WAIT_NS // 2, 1, None, None), out)
+    asm.flush(out, final=True)
+    assert texts(out) == [tb.rstrip("\n")]
+
+
+def test_traceback_drops_trailing_blank_lines_only() -> None:
+    tb = _simple()
+    before, _ = assemble([tb, "\n", "   \n", "next\n"])
+    assert texts(before) == [tb.rstrip("\n"), "next"]
+
+
+def test_tracebacks_of_two_threads_stay_apart() -> None:
+    tb1, tb2 = _simple(), _direct_cause()
+    asm = LineAssembler()
+    out: list[Line] = []
+    lines1, lines2 = _line_chunks(tb1), _line_chunks(tb2)
+    t = 0
+    for i in range(max(len(lines1), len(lines2))):
+        for ident, lines in ((1, lines1), (2, lines2)):
+            if i < len(lines):
+                asm.feed((1, lines[i], t, ident, ident, None), out)
+                t += 1
+    asm.feed((1, "one\n", t, 1, 1, None), out)
+    asm.feed((1, "two\n", t + 1, 2, 2, None), out)
+    by_thread: dict[int, list[tuple[str, str]]] = {1: [], 2: []}
+    for line in out:
+        by_thread[line[3]].append((line[1], line[5]))
+    assert by_thread[1] == [(tb1.rstrip("\n"), "ERROR"), ("one", "")]
+    assert by_thread[2] == [(tb2.rstrip("\n"), "ERROR"), ("two", "")]
+
+
+def test_reset_forgets_everything() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((0, "half", 1, 1, None, None), out)
+    asm.feed((1, _simple(), 2, 1, None, None), out)
+    asm.feed((0, b"\xe2\x82", 3, 2, None, None), out)
+    asm.reset()
+    asm.flush(out, final=True)
+    assert out == []
+
+
+def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed((0, "shed beginning", 1, 1, None, None), out)
+    asm.discard(0, 1)
+    asm.feed((0, "new\n", 2, 1, None, None), out)
+    assert [(line[1], line[2]) for line in out] == [("new", 2)]
