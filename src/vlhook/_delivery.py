@@ -49,6 +49,7 @@ class Delivery:
             else None  # fmt: skip
         self.batch = bytearray()
         self.pending_lines = 0
+        self.in_flight_lines = 0  # lines of the request under way (reported if stuck at exit)
         # A batch is retried for twice the request timeout (10 s by default), then spooled.
         self.retry_budget = max(1.0, 2 * config.timeout_ms / 1000)
         self._spooled_here = False  # this process spooled: replay once the server answers
@@ -111,6 +112,13 @@ class Delivery:
         return outcome == DELIVERED
 
     def _deliver(self, body: bytes, lines: int, deadline: Optional[float]) -> str:
+        self.in_flight_lines = lines
+        try:
+            return self._deliver_with_retries(body, lines, deadline)
+        finally:
+            self.in_flight_lines = 0
+
+    def _deliver_with_retries(self, body: bytes, lines: int, deadline: Optional[float]) -> str:
         stop = time.monotonic() + self.retry_budget
         backoff = BACKOFF_START_S
         for attempt in range(1000):

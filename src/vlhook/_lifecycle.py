@@ -53,25 +53,38 @@ def _at_exit() -> None:
         _diag.internal_error("exit flush", exc)
 
 
+FLUSH_SHARE = 0.75  # of the exit budget for the sender; the rest to salvage what it left
+
+
 def _final_flush(sender: Sender, config: Config) -> None:
     """Flush within the exit budget. Threads may still write meanwhile: a second round takes
-    what they wrote during the first; what is written after that is counted and reported."""
+    what they wrote during the first. If the sender cannot finish in time, this thread spools
+    what it had not reached yet; what does not fit in the budget is counted and reported."""
     import time
 
-    deadline = time.monotonic() + config.exit_timeout_ms / 1000
+    budget = config.exit_timeout_ms / 1000
+    started = time.monotonic()
+    flush_deadline = started + budget * FLUSH_SHARE
+    ok = True
     for _ in range(2):
-        ok = sender.flush(max(0.0, deadline - time.monotonic()))
+        ok = sender.flush(max(0.0, flush_deadline - time.monotonic()))
         if not ok or not sender.buffer.items:
             break
-    late = len(sender.buffer.items)
-    if not ok:
-        where = f"the spool {config.spool_dir}" if config.spool_dir else "nowhere (spool off)"
+    if ok and not sender.buffer.items:
+        return
+    spooled, dropped = sender.salvage(started + budget)
+    if not ok or dropped:
+        where = f"the spool {config.spool_dir}" if config.spool_dir else "no spool (off)"
+        in_flight = sender.stats.in_flight_at_exit
+        tally = ", ".join(f"{k}: {v}" for k, v in sorted(sender.stats.dropped.items()))
         _diag.warn(
             f"not everything was delivered within VICTORIALOGS_EXIT_TIMEOUT_MS="
-            f"{config.exit_timeout_ms}; undelivered batches went to {where}"
+            f"{config.exit_timeout_ms}: {spooled} entries kept in {where}, {dropped} lost"
+            + (f", {in_flight} in a request still under way" if in_flight else "")
+            + f" (dropped since start: {tally})"
         )
-    elif late:
-        _diag.warn(f"{late} writes made by threads still running at exit were not delivered")
+    elif spooled:
+        _diag.warn(f"{spooled} entries written by threads still running at exit were spooled")
 
 
 def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> None:

@@ -75,6 +75,8 @@ class Sender:
         self._fork_held = False
         self._event = Wakeup()
         self._thread: Optional[int] = None  # ident of the sender thread once started
+        self.busy = False  # inside a cycle (touching the batch, the assembler, the network)
+        self.stopping = False  # the exiting thread is salvaging: take nothing more
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -124,6 +126,77 @@ class Sender:
         self.buffer.reset()
         self._reset_state()
 
+    def salvage(self, deadline: float) -> tuple[int, int]:
+        """At exit, past the flush's share of the budget: stop the sender, then on this thread
+        turn what it had not sent (its batch, its unfinished lines, the buffer) into entries and
+        spool them. Returns (entries spooled, lines lost: no spool, or no time left)."""
+        self.stopping = True
+        delivery, builder, assembler = self.delivery, self.builder, self.assembler
+        if delivery is None or builder is None or assembler is None:
+            return 0, self._count_lost()
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.002)
+        body, count = bytearray(), 0
+        if self.busy:  # stuck in a request: its batch may or may not arrive
+            self.stats.in_flight_at_exit = delivery.in_flight_lines
+            assembler = type(assembler)()
+        else:
+            body, count = delivery.batch, delivery.pending_lines
+            delivery.batch, delivery.pending_lines = bytearray(), 0
+        lines: list[Line] = []
+        while time.monotonic() < deadline:
+            try:
+                item = self.buffer.pop()
+            except IndexError:
+                break
+            entries: list[Any] = []
+            if item[0] in _kinds.TEXT:
+                assembler.feed(item, lines)
+            elif item[0] == _kinds.DISCARD:
+                assembler.discard(item[4], item[3])
+            elif item[0] == _kinds.LOGGING:
+                entries = builder.from_record(item)
+            elif item[0] == _kinds.EXCEPTION:
+                entries = builder.from_exception(item)
+            if not self.buffer.items:
+                assembler.flush(lines, final=True)
+            for line in lines:
+                entries.extend(builder.from_line(line))
+            lines.clear()
+            for entry in entries:
+                body += delivery.encode(entry) + b"\n"
+                count += 1
+        # Straight to the spool: not replayed by this exiting process, but by the next one.
+        spool = delivery.spool
+        kept = count if count and spool is not None and spool.put(bytes(body), count) else 0
+        if count > kept:
+            self.stats.drop("exit_timeout", count - kept)
+        return kept, self._count_lost() + (count - kept)
+
+    def _count_lost(self) -> int:
+        """Count (as dropped at exit) what is left in the buffer, in lines: every line end, plus
+        a line left unfinished by a thread's last write; returns the lines counted."""
+        lost = 0
+        unfinished: dict[tuple[int, int], bool] = {}
+        while True:
+            try:
+                item = self.buffer.pop()
+            except IndexError:
+                break
+            data = item[1]
+            if item[0] in _kinds.TEXT:
+                newline = "\n" if isinstance(data, str) else b"\n"
+                lost += data.count(newline)
+                unfinished[(item[0], item[3])] = not data.endswith(newline)
+            elif item[0] == _kinds.DISCARD:  # that line's end was shed, and counted then
+                unfinished[(item[4], item[3])] = False
+            elif item[0] in (_kinds.LOGGING, _kinds.EXCEPTION):
+                lost += 1
+        lost += sum(unfinished.values())
+        if lost:
+            self.stats.drop("exit_timeout", lost)
+        return lost
+
     def _start(self) -> None:
         # A bare thread, like a daemon one: never joined at exit, invisible to
         # threading.enumerate(); the exit flush is what waits for it, with a deadline.
@@ -165,9 +238,16 @@ class Sender:
             _diag.internal_error("sender", exc)
 
     def _cycle(self) -> None:
+        self.busy = True
+        try:
+            self._cycle_body()
+        finally:
+            self.busy = False
+
+    def _cycle_body(self) -> None:
         assert self.delivery is not None and self.assembler is not None
         lines: list[Line] = []
-        while True:
+        while not self.stopping:
             try:
                 item = self.buffer.pop()
             except IndexError:
@@ -183,6 +263,8 @@ class Sender:
                     self._add_lines(lines)
             else:
                 self._add_item(item)
+        if self.stopping:
+            return  # the exiting thread takes over (salvage)
         self.assembler.flush(lines, final=False, now_ns=time.time_ns())
         self._add_lines(lines)
         self._report_drops()

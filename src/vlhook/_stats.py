@@ -23,6 +23,7 @@ class Stats:
         self.split = 0
         self.redacted = 0
         self.folded = 0
+        self.in_flight_at_exit = 0
         self.dropped: dict[str, int] = {}
         self.rejected_message = ""
 
@@ -41,6 +42,7 @@ class Stats:
             "split": self.split,
             "redacted": self.redacted,
             "folded": self.folded,
+            "in_flight_at_exit": self.in_flight_at_exit,
             "dropped": dict(self.dropped),
             "dropped_total": sum(self.dropped.values()),
             "last_rejection": self.rejected_message,
