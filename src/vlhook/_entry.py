@@ -64,7 +64,7 @@ def detect_level(text: str) -> str:
         found = LEVEL_WORDS.get(word.upper())
         if found:
             return found
-    match = _LOGFMT.search(text, 0, 200)
+    match = _LOGFMT.search(text, 0, 200) if "level=" in text else None
     if match:
         return LEVEL_WORDS.get(match.group(1).upper(), "INFO")
     return "INFO"
@@ -132,9 +132,10 @@ class EntryBuilder:
         obj = None if forced else _parse_json(text)
         if obj is not None:
             _map_json(obj, entry)
-        elif not forced:
+            return self.finish(entry, inv, bound)
+        if not forced:
             entry["level"] = detect_level(text)
-        return self.finish(entry, inv, bound)
+        return self.finish(entry, inv, bound, only_message=not (inv or bound))
 
     def from_record(self, item: tuple[Any, ...]) -> list[Entry]:
         _, record, t_ns, _ident, inv, bound, levelno, message, texts = item
@@ -171,22 +172,36 @@ class EntryBuilder:
         entry.update(fields)
         return self.finish(entry, inv, bound)
 
-    def finish(self, entry: Entry, inv: Any, bound: Any) -> list[Entry]:
+    def finish(self, entry: Entry, inv: Any, bound: Any, only_message: bool = False) -> list[Entry]:
+        """Add the context, then make the entry safe to send. `only_message`: the message is
+        the only value the program wrote (a plain line): the rest is vlhook's own."""
         if inv:
             entry.update(inv)
         if bound:
             entry.update(bound)
         if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
             self._fold_fields(entry)
-        self._sanitize(entry)
+        if only_message:
+            self._redact_message(entry)
+        else:
+            self._sanitize(entry)
         message = entry.get("_msg")
         if isinstance(message, str) and len(message) * 4 > self.max_line_bytes:
             return self._split(entry, message)
         return [entry]
 
+    def _redact_message(self, entry: Entry) -> None:
+        if self.redactor is not None:
+            clean = self.redactor(entry["_msg"])
+            if clean is not None:
+                entry["_msg"] = clean
+                self.stats.redacted += 1
+
     def _sanitize(self, entry: Entry) -> None:
         """Redact string values, cut oversized fields and keys the server would mangle."""
         for key, value in list(entry.items()):
+            if key in OWN_FIELDS:
+                continue
             if isinstance(value, str):
                 if self.redactor is not None:
                     clean = self.redactor(value)
@@ -230,6 +245,8 @@ class EntryBuilder:
         return out
 
 
+# Fields vlhook fills itself from trusted sources: never redacted, never oversized.
+OWN_FIELDS = frozenset({"_time", "level", "stream", "code.line", "cold_start"})
 CORE_FIELDS = frozenset(
     {"_time", "_msg", "level", "stream", "logger", "code.file", "code.line", "code.function",
      "thread", "exception.type", "exception.message", "exception.stacktrace", "aws_request_id",

@@ -83,8 +83,18 @@ class LineAssembler:
         text = data if isinstance(data, str) else self._decode(key, data)
         if not text:
             return
-        if "\n" not in text:
+        newlines = text.count("\n")
+        if not newlines:
             self._extend(key, text, t_ns, inv, bound, out)
+            return
+        if newlines == 1 and text[-1] == "\n":  # the common case: one whole line, or its end
+            partial = self._partial.pop(key, None)
+            if partial is None:
+                self._complete(key, text[:-1], t_ns, inv, bound, out)
+            else:
+                partial.parts.append(text[:-1])
+                joined = "".join(partial.parts)
+                self._complete(key, joined, partial.t_ns, partial.inv, partial.bound, out)
             return
         pieces = text.split("\n")
         partial = self._partial.pop(key, None)
@@ -180,7 +190,7 @@ class LineAssembler:
             out.append(tb.line(key[0]))
         if text.startswith(TRACEBACK_STARTS) and not at_end:
             self._tracebacks[key] = _Traceback(text, t_ns, inv, bound)
-        elif text.strip():
+        elif text and not text.isspace():
             out.append((key[0], text, t_ns, inv, bound, ""))
 
 

@@ -35,18 +35,23 @@ class Redactor:
 
     def __init__(self, extra: Sequence[str] = (), builtin: bool = True) -> None:
         self._rules: list[tuple[tuple[str, ...], re.Pattern[str], str]] = []
+        self._hint: Optional[re.Pattern[str]] = None
         if builtin:
             self._rules = [(lit, re.compile(p), rep) for lit, p, rep in _BUILTIN]
+            # One search in C for any of the literals: most lines stop here.
+            literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
+            self._hint = re.compile("|".join(re.escape(lit) for lit in literals))
         self._extra = [re.compile(p) for p in extra]
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
         out = text
-        for literals, pattern, replacement in self._rules:
-            for literal in literals:
-                if literal in out:
-                    out = pattern.sub(replacement, out)
-                    break
+        if self._hint is not None and self._hint.search(text):
+            for literals, pattern, replacement in self._rules:
+                for literal in literals:
+                    if literal in out:
+                        out = pattern.sub(replacement, out)
+                        break
         for pattern in self._extra:
             out = pattern.sub(MASK, out)
         return None if out == text else out
