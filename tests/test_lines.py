@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from vlhook._lines import (
     CHAIN_WAIT_NS,
     MAX_PARTIAL_CHARS,
-    TRACEBACK_STARTS,
+    STALE_NS,
     Line,
     LineAssembler,
+    is_traceback_start,
 )
 
 Data = Union[str, bytes]
@@ -57,7 +58,7 @@ def chunked_text(draw: st.DrawFn) -> tuple[str, list[str], list[int]]:
     )
     tail = draw(st.text(LINE_CHARS, max_size=8))
     for line in [*lines, tail]:
-        assume(not line.lstrip().startswith(TRACEBACK_STARTS))
+        assume(not is_traceback_start(line) and not is_traceback_start(line.lstrip()))
     text = "".join(a + b for a, b in zip(lines, enders)) + tail
     points = draw(st.lists(st.integers(0, max(len(text.encode("utf-8")), 1)), max_size=12))
     return text, lines, points
@@ -179,7 +180,7 @@ def test_invalid_utf8_becomes_replacement_and_never_raises(data: bytes, points: 
     data = data.replace(b"\r", b"") + b"\n"
     text = data.decode("utf-8", "replace")
     for line in text.split("\n"):
-        assume(not line.lstrip().startswith(TRACEBACK_STARTS))
+        assume(not is_traceback_start(line) and not is_traceback_start(line.lstrip()))
     before, final = assemble(cut(data, points))
     assert texts(before) == expected(text.split("\n")[:-1])
     assert final == []
@@ -194,20 +195,21 @@ def test_invalid_bytes_are_shown_as_replacement_characters() -> None:
 # -- carriage returns -------------------------------------------------------------------------
 
 
-def test_carriage_return_in_unfinished_line_keeps_terminal_view() -> None:
+def test_carriage_returns_separate_lines_of_one_entry() -> None:
     _, final = assemble(["10%", "\r20%", "\r30%"])
-    assert texts(final) == ["30%"]
+    assert texts(final) == ["10%\n20%\n30%"]
 
 
-def test_progress_bar_then_newline_is_the_last_state() -> None:
+def test_progress_bar_then_newline_is_one_entry_with_every_state() -> None:
     before, final = assemble(["\r 1%", "\r 2%", "\r 3%", "\n", "next\n"])
-    assert texts(before) == [" 3%", "next"]
+    assert texts(before) == [" 1%\n 2%\n 3%", "next"]
     assert final == []
 
 
-def test_single_write_with_trailing_carriage_returns_keeps_last_segment() -> None:
-    _, final = assemble(["first\rsecond\r"])
-    assert texts(final) == ["second"]
+def test_same_entry_whatever_the_write_boundaries() -> None:
+    whole, _ = assemble(["first\rsecond\n"])
+    split, _ = assemble(["first\rsecond", "\n"])
+    assert texts(whole) == texts(split) == ["first\nsecond"]
 
 
 def test_crlf_split_between_writes() -> None:
@@ -216,16 +218,15 @@ def test_crlf_split_between_writes() -> None:
 
 
 def test_progress_bar_memory_stays_bounded() -> None:
+    """A bar that never ends its line is emitted once it reaches MAX_PARTIAL_CHARS."""
     asm = LineAssembler()
     out: list[Line] = []
-    for i in range(20_000):
-        asm.feed((0, f"\rprogress {i:6d} " + "#" * 50, i, 1, None, None), out)
-    partial = asm._partial[(0, 1)]
-    assert partial.size < 200
-    assert out == []
-    asm.flush(out, final=True)
-    assert texts(out) == ["progress  19999 " + "#" * 50]
-    assert out[0][2] == 0  # still the time of the line's first write
+    update = "\rprogress 000000 " + "#" * 50
+    for i in range(40_000):
+        asm.feed((0, update, i, 1, None, None), out)
+    assert len(out) == 40_000 * len(update) // MAX_PARTIAL_CHARS
+    assert all(len(line[1]) >= MAX_PARTIAL_CHARS - len(update) for line in out)
+    assert asm._partial[(0, 1)].size < MAX_PARTIAL_CHARS
 
 
 # -- bounded memory ---------------------------------------------------------------------------
@@ -368,14 +369,14 @@ def test_traceback_closed_after_chain_wait_with_no_more_writes() -> None:
     ]
 
 
-def test_unfinished_traceback_is_not_closed_by_time_only_by_final_flush() -> None:
+def test_unfinished_traceback_waits_then_is_emitted_when_stale() -> None:
     head = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
     asm = LineAssembler()
     out: list[Line] = []
     asm.feed((1, head, 5, 1, None, None), out)
-    asm.flush(out, final=False, now_ns=10**18)
-    assert out == []
-    asm.flush(out, final=True)
+    asm.flush(out, final=False, now_ns=5 + STALE_NS)
+    assert out == []  # its exception line may still come
+    asm.flush(out, final=False, now_ns=5 + STALE_NS + 1)
     assert [(line[1], line[5]) for line in out] == [(head.rstrip("\n"), "ERROR")]
 
 

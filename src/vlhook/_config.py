@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
 SOURCES = ("stdout", "stderr", "logging", "fd")
+SECRET_VARIABLES = frozenset({"VICTORIALOGS_HEADERS", "VICTORIALOGS_BEARER_TOKEN"})
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
 # The server skips lines of 256 KiB or more and loses the lines after them: stay well below.
@@ -50,11 +51,19 @@ class _Frozen:
         )
         return f"{type(self).__name__}({shown})"
 
+    def _values(self) -> tuple[object, ...]:
+        names = sorted(n for n in vars(type(self)) if not n.startswith("_"))
+        return tuple(getattr(self, n) for n in names if not callable(getattr(self, n)))
+
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and vars(self) == vars(other)
+        return (
+            isinstance(other, _Frozen)
+            and type(other) is type(self)
+            and (self._values() == other._values())
+        )
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(vars(self).items())))
+        return hash(self._values())
 
 
 class Endpoint(_Frozen):
@@ -131,7 +140,9 @@ class _Reader:
         return None if value is None or value.strip() == "" else value.strip()
 
     def warn(self, name: str, value: str, used: str) -> None:
-        self.warnings.append(f"{name}={value!r} is not valid; using {used}")
+        # Values of variables that carry secrets are never repeated back.
+        shown = "<hidden>" if name in SECRET_VARIABLES else repr(value)
+        self.warnings.append(f"{name}={shown} is not valid; using {used}")
 
     def parsed(self, name: str, default: T, parse: Callable[[str], T], shown: str = "") -> T:
         value = self.raw(name)
@@ -250,9 +261,11 @@ def _host_port(hostport: str, default_port: int) -> tuple[str, int]:
 def _safe_url(url: str) -> str:
     """A URL as it may be shown in a warning: credentials replaced."""
     scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = "***@" + rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        # The last "@" ends the credentials (a password may contain "@"), as in parsing.
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
@@ -342,6 +355,12 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     r = _Reader(env)
     in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
     endpoints = _endpoints(r) if is_enabled(env) else ()
+    disable = r.raw("VICTORIALOGS_DISABLE")
+    if disable is not None and disable.lower() not in TRUE + FALSE:
+        r.warnings.append(
+            f"VICTORIALOGS_DISABLE={disable!r} is not valid (use 1/true or 0/false); "
+            "vlhook stays on"
+        )
     redact, redact_extra = _redact(r)
     container = (
         r.raw("VICTORIALOGS_CONTAINER_NAME")

@@ -77,10 +77,15 @@ class Delivery:
             self.send_batch(deadline=None)
 
     def encode(self, entry: Entry) -> bytes:
+        """One JSON line for the entry. Never raises: what cannot be encoded is made text."""
         try:
             body = _codec.dumps(entry)
-        except (_codec.EncodeError, TypeError, ValueError, RecursionError):
-            body = _codec.dumps(_flat_strings(entry))
+        except Exception:  # too deep, self-referencing, lone surrogates, huge ints...
+            try:
+                body = _codec.dumps(_plain(entry))
+            except Exception:
+                message = _clean(_codec.safe_str(entry.get("_msg")))
+                body = _codec.dumps({"_msg": message, "vlhook.encode_error": "not encodable"})
         line = self.prefix + body[1:]
         if len(line) >= SERVER_LINE_LIMIT:
             line = self._shrink(entry)
@@ -203,9 +208,28 @@ class Delivery:
             transport.close()
 
 
-def _flat_strings(entry: Entry) -> dict[str, Any]:
-    """Fallback when a value cannot be encoded (too deep, self-referencing): stringify it."""
-    return {
-        k: v if isinstance(v, (str, int, float, bool)) or v is None else _codec.safe_str(v)
-        for k, v in entry.items()
-    }
+def _plain(entry: Entry) -> dict[str, Any]:
+    """Fallback when a value cannot be encoded: strings without lone surrogates, integers
+    that fit in 64 bits, and everything else (containers included) as text."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            plain: Any = value
+        elif isinstance(value, int):
+            plain = value if -(2**63) <= value < 2**64 else str(value)
+        else:
+            plain = _clean(value if isinstance(value, str) else _codec.safe_str(value))
+        out[_clean(str(key))] = plain
+    return out
+
+
+def _clean(text: str) -> str:
+    """Text as valid UTF-8: bytes a surrogateescape stream smuggled in become U+FFFD, as the
+    server would show them; any other lone surrogate too."""
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")

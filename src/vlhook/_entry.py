@@ -27,12 +27,11 @@ LEVEL_WORDS = {
     "ERR": "ERROR", "ERROR": "ERROR",
     "CRIT": "CRITICAL", "CRITICAL": "CRITICAL", "FATAL": "CRITICAL", "PANIC": "CRITICAL",
 }  # fmt: skip
-# Leading forms: an optional timestamp/bracketed prefix, then `[LEVEL]`, `Level:`, `LEVEL ` or
-# `| LEVEL |`. A bare lower-case word followed by a space is not a level ("error rate is 5%").
-_LEADING = re.compile(
-    r"(?:[\d\-:.,TZ+/ ]{0,40}|(?:\[[^\]\n]{0,40}\]\s*)*)"
-    r"(?:\[\s*([A-Za-z]{3,8})\s*\]|([A-Za-z]{3,8}):|([A-Z]{3,8})(?=\s|$)|\|\s*([A-Z]{3,8})\s*\|)"
-)
+# The head of a line, token by token: `[bracketed]`, `| piped |`, or a bare word. A level is
+# `[LEVEL]`, `| LEVEL |`, `Level:` or an upper-case `LEVEL`, after any number of timestamp-like
+# or bracketed tokens; the first ordinary word ends the head ("error rate is 5%" has no level).
+_HEAD_TOKEN = re.compile(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
+_PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
 _LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
 MSG_KEYS = ("message", "msg", "_msg", "event", "errorMessage")
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
@@ -58,15 +57,24 @@ def level_name(levelno: int) -> str:
 
 def detect_level(text: str) -> str:
     """Level of a plain text line from its leading form; INFO when it shows none."""
-    match = _LEADING.match(text)
-    if match:
-        word = next(g for g in match.groups() if g)
+    for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, 160)):
+        if count == 8:
+            break
+        bracketed, piped, bare = match.groups()
+        if bracketed or piped:
+            found = LEVEL_WORDS.get((bracketed or piped).upper())
+            if found:
+                return found
+            continue  # [main], [12], [2024-01-01 10:00:00 +0000]: still the head
+        word, colon, _ = bare.partition(":")
         found = LEVEL_WORDS.get(word.upper())
-        if found:
+        if found and (colon or word.isupper()):
             return found
-    match = _LOGFMT.search(text, 0, 200) if "level=" in text else None
-    if match:
-        return LEVEL_WORDS.get(match.group(1).upper(), "INFO")
+        if not _PREFIX_CHARS.issuperset(bare):
+            break  # an ordinary word: the message has begun
+    logfmt = _LOGFMT.search(text, 0, 200) if "level=" in text else None
+    if logfmt:
+        return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
     return "INFO"
 
 
@@ -80,12 +88,29 @@ def rfc3339(t_ns: int) -> str:
     return f"{_sec_cache[1]}.{frac:09d}Z"
 
 
+# Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.
+MAX_EPOCH = 9.2e18
+
+
 def valid_time(value: Any) -> bool:
+    """Whether the server can parse this time (else the whole line would be dropped)."""
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
-        return value >= 0
-    return isinstance(value, str) and bool(_RFC3339.match(value))
+        return 0 <= value < MAX_EPOCH
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        return False
+    import calendar
+
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
+    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
+    return (
+        1 <= month <= 12
+        and 1 <= day <= calendar.monthrange(year, month)[1]
+        and hour < 24
+        and minute < 60
+        and second < 60
+    )
 
 
 def _map_json(obj: dict[str, Any], entry: Entry) -> None:
@@ -186,7 +211,8 @@ class EntryBuilder:
         else:
             self._sanitize(entry)
         message = entry.get("_msg")
-        if isinstance(message, str) and len(message) * 4 > self.max_line_bytes:
+        # A character takes at most 6 bytes once JSON-escaped (\u0001): below that, no check.
+        if isinstance(message, str) and len(message) * 6 > self.max_line_bytes:
             return self._split(entry, message)
         return [entry]
 
@@ -230,10 +256,10 @@ class EntryBuilder:
         self.stats.folded += 1
 
     def _split(self, entry: Entry, message: str) -> list[Entry]:
-        data = message.encode("utf-8", "replace")
-        if len(data) <= self.max_line_bytes:
+        """Parts whose JSON-escaped form fits the line budget (escaping can grow text 6x)."""
+        if _escaped_size(message) <= self.max_line_bytes:
             return [entry]
-        parts = split_utf8(data, self.max_line_bytes)
+        parts = json_parts(message, self.max_line_bytes)
         self.stats.split += 1
         out = []
         for number, part in enumerate(parts, 1):
@@ -264,6 +290,25 @@ def _leaves(value: Any, limit: int, depth: int = 0) -> int:
         if count > limit:
             break
     return count
+
+
+def json_parts(text: str, limit: int, budget: int = 0) -> list[str]:
+    """Cut text so that every part, JSON-encoded, takes at most `limit` bytes: parts of
+    `budget` UTF-8 bytes, re-cut in proportion where escaping made one too big."""
+    parts: list[str] = []
+    for part in split_utf8(text.encode("utf-8", "replace"), budget or limit):
+        size = _escaped_size(part)
+        if size <= limit or len(part) <= 1:
+            parts.append(part)
+        else:
+            raw = len(part.encode("utf-8", "replace"))
+            parts.extend(json_parts(part, limit, max(1, raw * limit // size)))
+    return parts
+
+
+def _escaped_size(text: str) -> int:
+    """Bytes the text takes inside a JSON line: its UTF-8 size, plus what escaping adds."""
+    return len(_codec.dumps(text)) - 2
 
 
 def split_utf8(data: bytes, limit: int) -> list[str]:

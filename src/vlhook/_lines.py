@@ -1,10 +1,10 @@
 """Line assembly: raw writes into complete lines, one entry per line or per traceback.
 
 Runs on the sender thread. Writes are assembled per (stream, thread), so two threads printing
-at once never mix their halves. A carriage return in a line still being written overwrites it,
-as on a terminal (progress bars stay bounded); inside a completed line it separates lines of one
-entry, which is how AWS Lambda's runtime writes a multi-line error. A Python traceback printed
-as text is grouped into one line until its exception line (and any chained tracebacks) end it.
+at once never mix their halves. A carriage return inside a line separates lines of one entry
+(AWS Lambda's runtime writes a multi-line error that way; a progress bar's updates stay together,
+bounded by MAX_PARTIAL_CHARS). A Python traceback printed as text is grouped into one entry
+until its exception line (and any chained tracebacks) end it.
 """
 
 from __future__ import annotations
@@ -16,13 +16,22 @@ Key = tuple[int, int]
 # A complete line: (kind, text, t_ns, invocation, bound, forced level name or "")
 Line = tuple[int, str, int, Any, Any, str]
 
-TRACEBACK_STARTS = ("Traceback (most recent call last):", "Exception Group Traceback")
+TRACEBACK_START = "Traceback (most recent call last):"
+GROUP_START = "Exception Group Traceback"  # printed indented: "  + Exception Group Traceback"
 CHAIN_MARKERS = (
     "During handling of the above exception",
     "The above exception was the direct cause",
 )
 CHAIN_WAIT_NS = 50_000_000
+STALE_NS = 2_000_000_000  # a traceback that never ends is emitted after this long
 MAX_PARTIAL_CHARS = 1 << 20  # an endless line without newline is cut here (then split in parts)
+FRAMES, AFTER, CHAIN = 0, 1, 2
+
+
+def is_traceback_start(text: str) -> bool:
+    return text.startswith(TRACEBACK_START) or (
+        text[:1] == " " and text.lstrip(" +").startswith(GROUP_START)
+    )
 
 
 class _Partial:
@@ -37,34 +46,51 @@ class _Partial:
 
 
 class _Traceback:
-    __slots__ = ("after_exception", "bound", "inv", "last_ns", "lines", "t_ns", "trailing_blank")
+    """One printed traceback: frames (indented), the exception line, and any chained ones.
+    An exception group is printed wholly indented: it ends at the first line that is not."""
+
+    __slots__ = ("bound", "group", "inv", "last_ns", "lines", "state", "t_ns", "trailing_blank")
 
     def __init__(self, first: str, t_ns: int, inv: Any, bound: Any) -> None:
         self.lines = [first]
         self.t_ns = self.last_ns = t_ns
         self.inv = inv
         self.bound = bound
-        self.after_exception = False
+        self.state = FRAMES
+        self.group = not first.startswith(TRACEBACK_START)
         self.trailing_blank = 0
 
     def accepts(self, text: str, t_ns: int) -> bool:
         """Add the line if it continues the traceback; False means it ended before it."""
-        if not text.strip():
+        if not text or text.isspace():
             self.trailing_blank += 1
-        elif not self.after_exception:
-            # Frames, source lines and carets are indented; the first line that is not is
-            # the exception line, which ends this traceback unless a chained one follows.
-            if text[0] not in " \t" and not text.startswith(TRACEBACK_STARTS + CHAIN_MARKERS):
-                self.after_exception = True
-        elif text.startswith(CHAIN_MARKERS) or text.startswith(TRACEBACK_STARTS):
-            self.after_exception = False
-        else:
+        elif not self._continues(text):
             return False
-        if text.strip():
+        else:
             self.trailing_blank = 0
         self.lines.append(text)
         self.last_ns = t_ns
         return True
+
+    def _continues(self, text: str) -> bool:
+        indented = text[0] in " \t"
+        if self.state == CHAIN:  # after "During handling...": only a traceback may follow
+            if is_traceback_start(text):
+                self.state, self.group = FRAMES, not text.startswith(TRACEBACK_START)
+                return True
+            return False
+        if text.startswith(CHAIN_MARKERS):
+            self.state = CHAIN
+            return True
+        if self.state == AFTER or (self.group and not indented):
+            return False
+        if not indented:
+            self.state = AFTER  # the exception line
+        return True
+
+    @property
+    def may_be_complete(self) -> bool:
+        return self.state == AFTER or (self.group and self.state == FRAMES)
 
     def line(self, kind: int) -> Line:
         lines = self.lines[: len(self.lines) - self.trailing_blank or None]
@@ -117,10 +143,15 @@ class LineAssembler:
         too."""
         for key in list(self._tracebacks):
             tb = self._tracebacks[key]
-            if final or (tb.after_exception and now_ns - tb.last_ns > CHAIN_WAIT_NS):
+            quiet = now_ns - tb.last_ns
+            if final or quiet > STALE_NS or (tb.may_be_complete and quiet > CHAIN_WAIT_NS):
                 del self._tracebacks[key]
                 out.append(tb.line(key[0]))
         if final:
+            for key, decoder in self._decoders.items():
+                tail = decoder.decode(b"", True)  # bytes of a character cut at the very end
+                if tail:
+                    self._extend(key, tail, now_ns, None, None, out)
             for key in list(self._partial):
                 partial = self._partial.pop(key)
                 self._complete(
@@ -156,8 +187,6 @@ class LineAssembler:
         else:
             partial.parts.append(text)
             partial.size += len(text)
-        if "\r" in text:
-            _overwrite(partial)
         if partial.size >= MAX_PARTIAL_CHARS:
             del self._partial[key]
             self._complete(
@@ -188,7 +217,7 @@ class LineAssembler:
                 return
             del self._tracebacks[key]
             out.append(tb.line(key[0]))
-        if text.startswith(TRACEBACK_STARTS) and not at_end:
+        if not at_end and is_traceback_start(text):
             self._tracebacks[key] = _Traceback(text, t_ns, inv, bound)
         elif text and not text.isspace():
             out.append((key[0], text, t_ns, inv, bound, ""))
@@ -198,13 +227,3 @@ def _carriage_returns(text: str) -> str:
     """`a\rb` in a completed line: one entry with two lines (awslambdaric joins an error's
     lines with "\r"); a trailing "\r" (of "\r\n") is dropped."""
     return "\n".join(s for s in text.split("\r") if s)
-
-
-def _overwrite(partial: _Partial) -> None:
-    joined = "".join(partial.parts)
-    cut = joined.rstrip("\r").rfind("\r")
-    # A trailing "\r" may be the first half of "\r\n": keep it until the next write.
-    if cut >= 0:
-        joined = joined[cut + 1 :]
-    partial.parts = [joined]
-    partial.size = len(joined)

@@ -1,10 +1,6 @@
-"""Bugs found in src/ while writing the unit tests, one test each.
-
-Every test asserts the correct behaviour, so it fails today. Each is marked
-`xfail(strict=True)` so the suite stays usable while the bug is open: the test is reported as
-XFAIL while the bug is there and turns into a failure (XPASS strict) once it is fixed, which is
-the signal to drop its marker. `pytest --runxfail tests/test_found_bugs.py` shows the failures.
-"""
+"""Regression tests: each pins a bug once found in vlhook (exception-group tracebacks, `\r`
+handling, truncated UTF-8, level detection after prefixes, impossible times, JSON escaping past
+the line limit, encoding failures, secrets in warnings, endpoint equality, VICTORIALOGS_DISABLE)."""
 
 from __future__ import annotations
 
@@ -29,10 +25,6 @@ from vlhook._listen import Receiver
 from vlhook._stats import Stats
 
 EXCEPTION_GROUP: Any = getattr(builtins, "ExceptionGroup", None)
-
-
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 def assemble(chunks: list[Any]) -> list[Line]:
@@ -87,10 +79,6 @@ needs_groups = pytest.mark.skipif(
 
 
 @needs_groups
-@bug(
-    "_lines.py: TRACEBACK_STARTS is matched with startswith(), but an exception group's "
-    "traceback starts with '  + Exception Group Traceback'"
-)
 def test_exception_group_traceback_is_one_error_entry() -> None:
     tb = _group()
     assert tb.startswith("  + Exception Group Traceback (most recent call last):")
@@ -99,10 +87,6 @@ def test_exception_group_traceback_is_one_error_entry() -> None:
 
 
 @needs_groups
-@bug(
-    "_lines.py _Traceback.accepts: a chained exception group's lines are all indented, so the "
-    "first unindented line after it is taken for its exception line and swallowed"
-)
 def test_line_after_a_chained_exception_group_is_separate() -> None:
     tb = _chained_group()
     assert "During handling of the above exception" in tb
@@ -110,31 +94,18 @@ def test_line_after_a_chained_exception_group_is_separate() -> None:
     assert [line[1] for line in out] == [tb.rstrip("\n"), "after"]
 
 
-@bug(
-    "_lines.py _Traceback.accepts: after the exception line, a new 'Traceback (most recent "
-    "call last):' is accepted as a continuation although no chain marker precedes it"
-)
 def test_two_independent_tracebacks_are_two_entries() -> None:
     first, second = _simple("job 1 failed"), _simple("job 2 failed")
     out = assemble([first, second])
     assert [line[1] for line in out] == [first.rstrip("\n"), second.rstrip("\n")]
 
 
-@bug(
-    "_lines.py: '\\r' in a line completed by the same write becomes '\\n' (_carriage_returns) "
-    "but in a line still being written it overwrites (_overwrite): the entry depends on how "
-    "the same output was cut into writes"
-)
 def test_carriage_return_result_does_not_depend_on_write_boundaries() -> None:
     one_write = assemble(["50%\r100%\n"])  # sys.stdout.write("50%\r100%\n")
     print_call = assemble(["50%\r100%", "\n"])  # print("50%\r100%"): text, then end
     assert [line[1] for line in one_write] == [line[1] for line in print_call]
 
 
-@bug(
-    "_lines.py LineAssembler.flush(final=True): the incremental decoders are cleared without "
-    "decode(b'', final=True), so a truncated UTF-8 sequence at the end is silently lost"
-)
 def test_truncated_utf8_at_the_end_becomes_a_replacement_character() -> None:
     out = assemble([b"ok\n", b"end \xe2\x82"])
     assert [line[1] for line in out] == ["ok", "end \ufffd"]
@@ -154,12 +125,6 @@ def test_truncated_utf8_at_the_end_becomes_a_replacement_character() -> None:
         pytest.param("[app] [ERROR] x", "ERROR", id="bracket-app-bracket-ERROR"),
     ],
 )
-@bug(
-    "_entry.py detect_level/_LEADING: only the first regex match is tried. The timestamp "
-    "class [\\d\\-:.,TZ+/ ] eats the 'T' of TRACE (word 'RACE'), and a bracketed non-level "
-    "word ('[main]') matches the [LEVEL] alternative; a non-level word then gives INFO "
-    "instead of trying the other parse"
-)
 def test_detect_level_after_prefixes(text: str, level: str) -> None:
     assert detect_level(text) == level
 
@@ -168,18 +133,10 @@ def test_detect_level_after_prefixes(text: str, level: str) -> None:
     "value",
     ["2024-02-30T00:00:00Z", "2024-01-01T25:00:00Z", "2024-13-01T00:00:00Z", 1e300],
 )
-@bug(
-    "_entry.py valid_time: the RFC 3339 regex (and `value >= 0` for numbers) accepts times "
-    "the server cannot parse; the line is then dropped instead of keeping the key as a field"
-)
 def test_valid_time_rejects_times_the_server_cannot_parse(value: Any) -> None:
     assert valid_time(value) is False
 
 
-@bug(
-    "_entry.py valid_time: a JSON line whose time is impossible is dropped by the server "
-    "(bad_time) with a 200 answer: nothing counts it as lost"
-)
 def test_json_line_with_impossible_time_still_arrives() -> None:
     day = time.strftime("%Y-%m-%d", time.gmtime())
     with Receiver() as recv:
@@ -203,11 +160,6 @@ def test_json_line_with_impossible_time_still_arrives() -> None:
     ("max_line_bytes", "char"),
     [("65536", "\x01"), ("65536", "\x1b"), ("131071", '"'), ("131071", "\\")],
 )
-@bug(
-    "_entry.py EntryBuilder._split measures the message in UTF-8 bytes, but JSON escaping "
-    'grows it up to 6x (\\u0001) or 2x (\\", \\\\); _delivery.py Delivery._shrink keeps '
-    "the message and assumes it fits, so the line stays >= 262,143 bytes"
-)
 def test_escaped_message_lines_stay_below_the_server_limit(
     tmp_path: Path, max_line_bytes: str, char: str
 ) -> None:
@@ -227,10 +179,6 @@ def test_escaped_message_lines_stay_below_the_server_limit(
     assert "".join(json.loads(x)["_msg"] for x in lines) == message
 
 
-@bug(
-    "same as above, seen from the server: the too-long line is skipped and takes the lines "
-    "after it in the request with it, while Delivery counts all as shipped"
-)
 def test_lines_after_an_escaped_long_message_are_not_lost() -> None:
     with Receiver() as recv:
         config = load({"VICTORIALOGS_URL": recv.url, "VICTORIALOGS_SPOOL_DIR": "off"})
@@ -254,10 +202,6 @@ def test_lines_after_an_escaped_long_message_are_not_lost() -> None:
         pytest.param({"_msg": "m", "user_id": 2**64}, id="int-over-64-bits"),
     ],
 )
-@bug(
-    "_delivery.py Delivery.encode: the fallback _flat_strings() keeps str and int values "
-    "as they are, so orjson raises the same TypeError again and it escapes encode()"
-)
 def test_encode_never_raises(tmp_path: Path, fields: dict[str, Any]) -> None:
     config = load({"VICTORIALOGS_URL": f"file://{tmp_path}/o.jsonl"})
     delivery = Delivery(config, Stats())
@@ -266,11 +210,6 @@ def test_encode_never_raises(tmp_path: Path, fields: dict[str, Any]) -> None:
     assert json.loads(line)["level"] == "INFO"
 
 
-@bug(
-    "_delivery.py Delivery.encode, reached from a real stream: a program whose stdout uses "
-    "errors='surrogateescape' (UTF-8 mode, PYTHONIOENCODING=...:surrogateescape) prints an "
-    "undecodable file name; the sender's add() raises and the entry is lost"
-)
 def test_surrogateescape_output_is_delivered(tmp_path: Path) -> None:
     path = tmp_path / "o.jsonl"
     config = load({"VICTORIALOGS_URL": f"file://{path}", "VICTORIALOGS_SPOOL_DIR": "off"})
@@ -310,10 +249,6 @@ SECRET = "S3cr3tV4lue"
         pytest.param({"VICTORIALOGS_HEADERS": f"X-Api-Key {SECRET}"}, id="space"),
     ],
 )
-@bug(
-    "_config.py _Reader.warn: a malformed VICTORIALOGS_HEADERS is quoted in full in the "
-    "warning, and warnings are part of repr(config) although `headers` is masked there"
-)
 def test_malformed_headers_never_show_their_value(env: dict[str, str]) -> None:
     config = load({"VICTORIALOGS_URL": "http://127.0.0.1:9428", **env})
     assert any("VICTORIALOGS_HEADERS" in w for w in config.warnings)
@@ -321,11 +256,6 @@ def test_malformed_headers_never_show_their_value(env: dict[str, str]) -> None:
     assert SECRET not in repr(config)
 
 
-@bug(
-    "_config.py _safe_url: masks up to the first '@' (split('@', 1)) while parse_endpoint "
-    "takes the password up to the last '@' (rpartition), so the rest of such a password is "
-    "shown in the warning"
-)
 def test_password_with_at_sign_never_in_warnings() -> None:
     url = "http://admin:pa@S3cr3t@host:badport"
     config = load({"VICTORIALOGS_URL": url})
@@ -334,10 +264,6 @@ def test_password_with_at_sign_never_in_warnings() -> None:
     assert "S3cr3t" not in repr(config)
 
 
-@bug(
-    "_config.py _Frozen.__eq__/__hash__ compare vars(self): only the fields given to the "
-    "constructor, so equal endpoints compare unequal"
-)
 def test_endpoints_with_equal_fields_are_equal() -> None:
     parsed = parse_endpoint("http://h:9428")
     built = Endpoint(scheme="http", host="h", port=9428)
@@ -346,10 +272,6 @@ def test_endpoints_with_equal_fields_are_equal() -> None:
     assert hash(parsed) == hash(built)
 
 
-@bug(
-    "_config.py is_enabled: a VICTORIALOGS_DISABLE value that is neither true nor false "
-    "silently means 'enabled', without the warning every other bad value gets"
-)
 def test_bad_disable_value_is_warned_about() -> None:
     config = load({"VICTORIALOGS_URL": "http://127.0.0.1:9428", "VICTORIALOGS_DISABLE": "maybe"})
     assert any(w.startswith("VICTORIALOGS_DISABLE=") for w in config.warnings)
