@@ -30,6 +30,7 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/lambda_latency.py
 
 # LAYER_PYTHON / LAYER_ARCH: the Lambda runtime the layer is for (orjson is a binary wheel).
 LAYER_PYTHON ?= 3.12

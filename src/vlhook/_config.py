@@ -113,6 +113,7 @@ class Config(_Frozen):
     redact: bool = True
     redact_extra: tuple[str, ...] = ()
     debug: bool = False
+    flush_on_os_exit: bool = False
     in_lambda: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -402,6 +403,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         redact=redact,
         redact_extra=redact_extra,
         debug=r.boolean("VICTORIALOGS_DEBUG", False),
+        flush_on_os_exit=r.boolean("VICTORIALOGS_FLUSH_ON_OS_EXIT", False),
         in_lambda=in_lambda,
         warnings=tuple(r.warnings),
     )

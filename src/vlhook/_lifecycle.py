@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 _sender: Optional[Sender] = None
 _config: Optional[Config] = None
+_keyboard_interrupt = False  # the program ended on an unhandled Ctrl-C
 
 
 def install(sender: Sender, config: Config) -> None:
@@ -42,6 +43,8 @@ def install(sender: Sender, config: Config) -> None:
             after_in_child=sender.after_fork,
         )
     _install_sigterm()
+    if config.flush_on_os_exit:
+        _patch_os_exit(sender, config)
 
 
 def _at_exit() -> None:
@@ -51,6 +54,26 @@ def _at_exit() -> None:
         _final_flush(_sender, _config)
     except Exception as exc:
         _diag.internal_error("exit flush", exc)
+    if _keyboard_interrupt:
+        _die_of_sigint()
+
+
+def _die_of_sigint() -> None:
+    """After an unhandled KeyboardInterrupt CPython dies of SIGINT (status -2 / 130), unless
+    Python code ran imports in the meantime: vlhook's sender may have. Do what CPython does,
+    now: this handler runs last, the streams are flushed first."""
+    import _signal  # type: ignore[import-not-found]
+
+    if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
+        return  # the program installed its own: CPython would not re-raise either
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGINT)
 
 
 FLUSH_SHARE = 0.75  # of the exit budget for the sender; the rest to salvage what it left
@@ -103,7 +126,9 @@ def _wrap_excepthook(original: Any) -> Any:
     def excepthook(
         exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
     ) -> Any:
+        global _keyboard_interrupt
         capture_exception(exc)
+        _keyboard_interrupt = isinstance(exc, KeyboardInterrupt)
         # The traceback Python prints now is the same exception: not captured twice.
         ident = get_ident()
         _capture_streams.suppressed[ident] = None
@@ -134,7 +159,7 @@ def hook_threading(threading: Any) -> None:
 
 def _install_sigterm() -> None:
     try:
-        import _signal as signal_module  # type: ignore[import-not-found]  # the C module: `signal` pulls in enum (~5 ms)
+        import _signal as signal_module  # the C module: `signal` pulls in enum (~5 ms)
     except ImportError:  # pragma: no cover - not CPython
         import signal as signal_module
     if get_ident() != _main_thread_ident():
@@ -152,6 +177,34 @@ def _install_sigterm() -> None:
             os.kill(os.getpid(), signum)
 
     signal_module.signal(signal_module.SIGTERM, on_sigterm)
+
+
+def hook_multiprocessing(util: Any) -> None:
+    """multiprocessing's forked workers end with os._exit(), after running multiprocessing's
+    own exit finalizers: in each such child, the exit flush is registered there, last."""
+    if _sender is not None:
+        util.register_after_fork(_sender, _register_child_flush)
+
+
+def _register_child_flush(_: object) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _at_exit, exitpriority=-(10**6))
+
+
+def _patch_os_exit(sender: Sender, config: Config) -> None:
+    """Opt-in: os._exit() skips every flush, by contract (forked workers and watchdogs use it to
+    die at once). With VICTORIALOGS_FLUSH_ON_OS_EXIT=1 it flushes first, within the budget."""
+    original = os._exit
+
+    def _exit(status: int) -> None:
+        try:
+            sender.flush(config.exit_timeout_ms / 1000)
+        except Exception as exc:
+            _diag.internal_error("os._exit flush", exc)
+        original(status)
+
+    os._exit = _exit  # type: ignore[assignment]
 
 
 def _main_thread_ident() -> int:

@@ -1,0 +1,155 @@
+"""Process life: signals with and without the program's handlers, pre-fork workers,
+multiprocessing, os._exit, and TLS errors that say what is wrong."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import DROPIN, SRC, base_env, messages, run_python
+
+
+def _start(path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full = base_env()
+    full.update(env)
+    full["PYTHONPATH"] = str(DROPIN)
+    return subprocess.Popen(
+        [sys.executable, str(path)], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _signal_when_ready(proc: subprocess.Popen[bytes], sig: int) -> tuple[int, bytes, bytes]:
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"  # printed with flush=True
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    return proc.returncode, b"ready\n" + out, err
+
+
+SLEEPER = "import time\nprint('ready', flush=True)\ntime.sleep(20)\n"
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["bare", "vlhook"])
+def test_sigint_without_handler_behaves_as_without(script: Any, sink: Any, hooked: bool) -> None:
+    env = sink.env() if hooked else {}
+    proc = _start(script(SLEEPER), env) if hooked else subprocess.Popen(
+        [sys.executable, str(script(SLEEPER))], env=base_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    rc, _out, err = _signal_when_ready(proc, signal.SIGINT)
+    assert rc == -signal.SIGINT and b"KeyboardInterrupt" in err  # dies of the signal, as bare
+    if hooked:
+        rows = sink.settle(2)
+        assert messages(rows)[0] == "ready"
+        assert [r.get("exception.type") for r in rows][1] == "KeyboardInterrupt"
+
+
+def test_program_sigint_handler_still_runs(script: Any, sink: Any) -> None:
+    path = script(
+        "import signal, sys, time\n"
+        "def stop(signum, frame):\n    print('stopping cleanly')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, stop)\n" + SLEEPER
+    )
+    rc, out, err = _signal_when_ready(_start(path, sink.env()), signal.SIGINT)
+    assert (rc, out, err) == (0, b"ready\nstopping cleanly\n", b"")
+    assert messages(sink.settle(2)) == ["ready", "stopping cleanly"]
+
+
+def test_prefork_workers_each_ship_their_own_once(script: Any, sink: Any) -> None:
+    """A gunicorn-style master: logs, forks workers that log and exit, reaps them."""
+    path = script(
+        "import logging, os, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "log = logging.getLogger('master')\n"
+        "log.info('master booting')\n"
+        "pids = []\n"
+        "for n in range(3):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        logging.getLogger('worker').info('worker %d serving', n)\n"
+        "        print(f'worker {n} done')\n"
+        "        sys.exit(0)\n"
+        "    pids.append(pid)\n"
+        "for pid in pids:\n    os.waitpid(pid, 0)\n"
+        "log.info('master stopped')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0
+    rows = sink.settle(8)
+    expected = ["master booting", "master stopped"] + [
+        text for n in range(3) for text in (f"worker {n} serving", f"worker {n} done")
+    ]
+    assert sorted(messages(rows)) == sorted(expected)
+
+
+def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
+    path = script(
+        "import multiprocessing as mp\n"
+        "def work(i):\n    print('task', i)\n    return i\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.get_context('fork').Pool(2) as pool:\n"
+        "        print('sum', sum(pool.map(work, range(6))))\n"
+    )
+    run_python(path, sink.env())
+    assert sorted(messages(sink.settle(7))) == sorted([f"task {i}" for i in range(6)] + ["sum 15"])
+
+
+@pytest.mark.parametrize("option", ["", "1"], ids=["default", "flush_on_os_exit"])
+def test_os_exit(script: Any, sink: Any, option: str) -> None:
+    path = script("import os\nprint('before os._exit')\nos._exit(3)\n")
+    env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")
+    if option:
+        env["VICTORIALOGS_FLUSH_ON_OS_EXIT"] = option
+    run = run_python(path, env)
+    assert run.rc == 3
+    if option:
+        assert messages(sink.settle(1)) == ["before os._exit"]
+    else:
+        time.sleep(0.5)
+        assert sink.entries(0, timeout=0.5) == []  # by contract: no flush, documented
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An HTTPS receiver with a self-signed certificate for 127.0.0.1."""
+    import ssl
+
+    from vlhook._listen import Receiver
+
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    receiver = Receiver().start()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server = receiver._server  # wrap the listening socket: same receiver, over TLS
+    assert server is not None
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield receiver, cert
+    receiver.stop()
+
+
+def test_bad_certificate_is_a_clear_error(tls_server: Any) -> None:
+    receiver, cert = tls_server
+    url = receiver.url.replace("http://", "https://")
+    env = base_env()
+    env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=url)
+    result = subprocess.run([sys.executable, "-m", "vlhook", "check"], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1
+    assert "TLS certificate" in result.stdout and "VICTORIALOGS_CA_BUNDLE" in result.stdout
+    env["VICTORIALOGS_CA_BUNDLE"] = str(cert)
+    trusted = subprocess.run([sys.executable, "-m", "vlhook", "check"], env=env,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert trusted.returncode == 0, trusted.stdout
