@@ -69,6 +69,9 @@ def _start(source: str) -> Optional[Active]:
     kinds = [k for k, name in ((_kinds.STDOUT, "stdout"), (_kinds.STDERR, "stderr"))
              if name in config.capture]  # fmt: skip
     _capture_streams.install(sender.put, kinds)
+    sender.before_flush = _capture_streams.release_held
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_capture_streams.forget_held)
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)

@@ -16,7 +16,7 @@ from vlhook._buffer import Buffer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional
 
     from vlhook._config import Config
     from vlhook._delivery import Delivery
@@ -75,6 +75,8 @@ class Sender:
         self._fork_held = False
         self._event = Wakeup()
         self._thread: Optional[int] = None  # ident of the sender thread once started
+        #: Called on the flushing thread first (the capture stage hands over what it holds).
+        self.before_flush: Optional[Callable[[], None]] = None
         self.busy = False  # inside a cycle (touching the batch, the assembler, the network)
         self.stopping = False  # the exiting thread is salvaging: take nothing more
         self._reset_state()
@@ -97,6 +99,8 @@ class Sender:
 
     def flush(self, timeout: Optional[float] = None, final: bool = True) -> bool:
         """Deliver everything captured so far; True when it all left the process in time."""
+        if self.before_flush is not None:
+            self.before_flush()
         if self._thread is None:
             return True
         if _thread.get_ident() == self._thread:
