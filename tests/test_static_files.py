@@ -64,3 +64,16 @@ def test_sample_function_image_uses_the_tested_handler() -> None:
     steps = dict(_instructions(REPO / "examples" / "lambda" / "Dockerfile"))
     assert steps["CMD"] == '["handler.handler"]'
     assert (REPO / "examples" / "lambda" / "handler.py").is_file()
+
+
+def test_cluster_compose_has_two_vlinsert_nodes_over_the_storage_nodes() -> None:
+    compose = yaml.safe_load((REPO / "docker" / "docker-compose.cluster.yml").read_text())
+    services = compose["services"]
+    storage = {name for name in services if name.startswith("vlstorage")}
+    inserts = [s for name, s in services.items() if name.startswith("vlinsert")]
+    assert len(storage) == 2 and len(inserts) == 2
+    for service in services.values():
+        assert service["image"] == "victoriametrics/victoria-logs:v1.26.0"
+    for node in inserts:
+        flag = next(c for c in node["command"] if c.startswith("-storageNode="))
+        assert {h.split(":")[0] for h in flag.split("=", 1)[1].split(",")} == storage
