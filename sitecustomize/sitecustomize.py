@@ -14,17 +14,16 @@ def _vlhook_activate() -> None:
         return
     if env.get("VICTORIALOGS_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
         return
+    # Used from a source checkout, the package sits in ../src: one stat instead of a failed
+    # import that would search the whole path first.
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    if os.path.isdir(os.path.join(src, "vlhook")) and src not in sys.path:
+        sys.path.append(src)
     try:
         from vlhook._activation import activate
     except ImportError:
-        # Used from a source checkout: the package sits in ../src.
-        here = os.path.dirname(os.path.abspath(__file__))
-        sys.path.append(os.path.join(os.path.dirname(here), "src"))
-        try:
-            from vlhook._activation import activate
-        except ImportError:
-            sys.stderr.write("vlhook: the vlhook package is not importable; not shipping\n")
-            return
+        sys.stderr.write("vlhook: the vlhook package is not importable; not shipping\n")
+        return
     activate("sitecustomize")
 
 

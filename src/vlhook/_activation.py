@@ -10,6 +10,7 @@ from vlhook import _diag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import ModuleType
     from typing import Optional
 
     from vlhook._config import Config
@@ -76,15 +77,21 @@ def _start(source: str) -> Optional[Active]:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
     _imports.when_imported("multiprocessing.util", _lifecycle.hook_multiprocessing)
-    from vlhook import _lambda
-
-    _lambda.install(sender, config)
+    _imports.when_imported(
+        "awslambdaric.lambda_runtime_client", lambda module: _hook_lambda(module, sender, config)
+    )
     _lifecycle.install(sender, config)
     _diag.debug(
         f"active ({source}): sending to {', '.join(e.display for e in config.endpoints)}, "
         f"capturing {','.join(sorted(config.capture))}"
     )
     return Active(config, stats, sender, source)
+
+
+def _hook_lambda(module: ModuleType, sender: Sender, config: Config) -> None:
+    from vlhook import _lambda
+
+    _lambda.patch(module, sender, config)
 
 
 def _hook_logging(sender: Sender, config: Config) -> None:

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from vlhook._config import Config
     from vlhook._sender import Sender
 
-MODULE = "awslambdaric.lambda_runtime_client"
-
 
 class _Invocations:
     """Per-process invocation state (a forked worker starts its own: cold_start holds per
@@ -112,11 +110,9 @@ def client_context_fields(raw: Optional[str]) -> dict[str, str]:
     return {}
 
 
-def install(sender: Sender, config: Config) -> None:
-    from vlhook._imports import when_imported
-
-    state = _Invocations(sender, config)
-    when_imported(MODULE, lambda module: _patch(module, state))
+def patch(module: ModuleType, sender: Sender, config: Config) -> None:
+    """Called when awslambdaric.lambda_runtime_client is imported."""
+    _patch(module, _Invocations(sender, config))
 
 
 def _patch(module: ModuleType, state: _Invocations) -> None:
