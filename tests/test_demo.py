@@ -18,3 +18,6 @@ def test_demo_runs_against_a_local_receiver() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "--- 12 entries arrived ---" in result.stdout
     assert '"exception.type": "KeyError"' in result.stdout
+    # the Lambda part: both invocations' entries arrived, tagged with their request ids
+    assert result.stdout.count("entries with aws_request_id=") == 2
+    assert "[ERROR] ValueError: cannot process bob" in result.stdout
