@@ -170,7 +170,9 @@ def _install_sigterm() -> None:
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         try:
             if _sender is not None and _config is not None:
-                _sender.flush(_config.exit_timeout_ms / 1000)
+                _final_flush(_sender, _config)  # as at exit: deliver, spool, or count
+        except Exception as exc:
+            _diag.internal_error("SIGTERM flush", exc)
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
             signal_module.signal(signum, signal_module.SIG_DFL)
