@@ -112,3 +112,30 @@ def test_server_down_for_longer_than_the_retry_budget_spools(
     assert stats["spooled"] == LINES and stats["shipped"] == 0
     assert _seqs(receiver.wait_for(LINES + 1)) == list(range(LINES))
     assert not list(spool.glob("*.jsonl*"))
+
+
+def test_two_processes_replaying_one_spool_send_each_file_once(
+    script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    """Claims are atomic renames: two processes started together share the work, never a
+    file."""
+    import subprocess
+    import sys
+
+    from conftest import DROPIN, base_env
+
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    for n in range(40):
+        body = "".join(json.dumps({"_msg": f"spooled {n}-{i}"}) + "\n" for i in range(25))
+        (spool / f"{n:020d}-1-{n}.jsonl").write_text(body)
+    path = script("print('replayer')\n")
+    env = base_env()
+    env.update(VICTORIALOGS_URL=receiver.url, VICTORIALOGS_SPOOL_DIR=str(spool),
+               PYTHONPATH=str(DROPIN))  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, str(path)], env=env) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=60) == 0
+    spooled = [r["_msg"] for r in receiver.wait_for(1000 + 2) if r["_msg"].startswith("spooled")]
+    assert len(spooled) == len(set(spooled)) == 1000
+    assert not list(spool.glob("*.jsonl*"))

@@ -198,3 +198,45 @@ def test_multi_concurrency_workers_capture_and_ship(receiver: Any, tmp_path: Pat
     worker_pids = {r["pid"] for inv in invocations for r in rows_of(rows, inv)}
     # Forked workers (two; a fast one may take every event), each with its own sender.
     assert 1 <= len(worker_pids) <= 2
+
+
+@pytest.fixture(scope="module")
+def venv_with_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the built wheel (its vlhook.pth) and awslambdaric: no PYTHONPATH."""
+    import venv
+
+    root = tmp_path_factory.mktemp("lambda-venv")
+    wheels = tmp_path_factory.mktemp("lambda-wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(wheels), str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    venv.EnvBuilder(with_pip=False).create(root)
+    python = root / "bin" / "python"
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    (wheel,) = wheels.glob("vlhook-*.whl")
+    for packages in (["--no-deps", str(wheel)], ["awslambdaric", "orjson"]):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", site.stdout.strip(),
+             *packages],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+    return python
+
+
+def test_installed_pth_activates_under_awslambdaric(
+    receiver: Any, tmp_path: Path, venv_with_wheel: Path
+) -> None:
+    with RuntimeApi() as api:
+        first, second = api.add({"name": "pth"}), api.add({"name": "again"})
+        result = run_runtime(api, {"VICTORIALOGS_URL": receiver.url,
+                                   "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")},
+                             pythonpath=None, python=str(venv_with_wheel))  # fmt: skip
+    assert first.response, result.stderr.decode()[-2000:]
+    rows = receiver.entries()
+    for invocation in (first, second):
+        mine = [r["_msg"] for r in rows_of(rows, invocation)]
+        assert f"hello {invocation.event['name']}" in mine
+        assert mine.count("processing order") == 1
