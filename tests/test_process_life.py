@@ -153,3 +153,27 @@ def test_bad_certificate_is_a_clear_error(tls_server: Any) -> None:
     trusted = subprocess.run([sys.executable, "-m", "vlhook", "check"], env=env,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert trusted.returncode == 0, trusted.stdout
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the fork warning exists since 3.12")
+def test_fork_warning_shown_exactly_as_without_vlhook(script: Any, sink: Any) -> None:
+    """The program's own thread makes Python warn at fork(): with vlhook too, and only then."""
+    path = script(
+        "import os, sys, threading, time\n"
+        "print('start', flush=True)\n"
+        "if len(sys.argv) > 1:\n"
+        "    threading.Thread(target=time.sleep, args=(1,), daemon=True).start()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    for args in ((), ("with-thread",)):
+        bare = run_python(path, dropin=False, args=args)
+        hooked = run_python(path, sink.env(), args=args)
+        import re
+
+        def same(err: bytes) -> bytes:
+            return re.sub(rb"pid=\d+", b"pid=N", err)
+
+        assert same(hooked.stderr) == same(bare.stderr)
+        assert (b"multi-threaded" in bare.stderr) == bool(args)

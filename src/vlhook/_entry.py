@@ -236,6 +236,9 @@ class EntryBuilder:
                         self.stats.redacted += 1
                 if key != "_msg" and len(value) > MAX_VALUE_CHARS:
                     entry[key] = value[:MAX_VALUE_CHARS] + f"…[truncated {len(value)} chars]"
+            elif isinstance(value, (dict, list, tuple)) and _depth(value, MAX_DEPTH) > MAX_DEPTH:
+                # Too deep for the server's parser (and some encoders): kept as text.
+                entry[key] = value = _codec.safe_str(value)
             if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "replace")) > MAX_KEY_BYTES:
                 del entry[key]
                 entry[key.encode("utf-8", "replace")[: MAX_KEY_BYTES - 8].decode("utf-8", "ignore")
@@ -278,6 +281,17 @@ CORE_FIELDS = frozenset(
      "thread", "exception.type", "exception.message", "exception.stacktrace", "aws_request_id",
      "trace_id", "span_id", "xray_trace_id"}
 )  # fmt: skip
+
+
+MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of dicts and lists, counted no further than `limit` + 1."""
+    if limit < 0 or not isinstance(value, (dict, list, tuple)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
 
 
 def _leaves(value: Any, limit: int, depth: int = 0) -> int:

@@ -42,6 +42,8 @@ def install(sender: Sender, config: Config) -> None:
             after_in_parent=sender.after_fork_in_parent,
             after_in_child=sender.after_fork,
         )
+        if sys.version_info >= (3, 12):
+            os.register_at_fork(before=_choose_fork_warning)
     _install_sigterm()
     if config.flush_on_os_exit:
         _patch_os_exit(sender, config)
@@ -179,6 +181,33 @@ def _install_sigterm() -> None:
             os.kill(os.getpid(), signum)
 
     signal_module.signal(signal_module.SIGTERM, on_sigterm)
+
+
+# Python 3.12+ warns at fork() when the process has other threads. When vlhook's sender is the
+# only other thread, the warning is vlhook's doing, not the program's, and is not shown. The
+# choice is made before each fork (CPython warns after its own after-fork hooks have run).
+_FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded"
+_fork_filter: Optional[tuple[Any, ...]] = None
+
+
+def _choose_fork_warning() -> None:
+    global _fork_filter
+    import warnings
+
+    threading = sys.modules.get("threading")
+    program_threads = threading.active_count() if threading is not None else 1
+    ours_only = _sender is not None and _sender.thread_started and program_threads <= 1
+    if ours_only and _fork_filter is None:
+        warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)
+        _fork_filter = warnings.filters[0]
+    elif not ours_only and _fork_filter is not None:
+        filters: list[Any] = warnings.filters  # type: ignore[assignment]
+        if _fork_filter in filters:
+            filters.remove(_fork_filter)
+            mutated = getattr(warnings, "_filters_mutated", None)  # private, version-dependent
+            if mutated is not None:
+                mutated()
+        _fork_filter = None
 
 
 def hook_multiprocessing(util: Any) -> None:

@@ -112,6 +112,10 @@ class Sender:
         self.buffer.put_control((_kinds.FLUSH, marker))
         return marker.done.wait(timeout) and marker.ok
 
+    @property
+    def thread_started(self) -> bool:
+        return self._thread is not None
+
     def before_fork(self) -> None:
         self._fork_held = self._setup_lock.acquire(True, 2.0)
 
