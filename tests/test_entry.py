@@ -115,6 +115,52 @@ def test_forced_level_wins_and_json_is_not_parsed() -> None:
     assert entry == {"_time": T_TEXT, "_msg": text, "level": "ERROR", "stream": "stdout"}
 
 
+# A text made of pieces that trip the batch searches: level words in any case, secrets, a
+# dotless i (upper-cases to "I"), JSON objects.
+_PIECES = st.sampled_from(
+    ["ERROR:", "[warn]", "cr\u0131t:", "CRIT", '{"msg": "m", "level": "warn"}', "debug",
+     "level=error", "x", " ", "12:00:01",
+     "Bearer abcdefgh1234", "AKIAIOSFODNN7EXAMPLE", "https://u:pw@h/", "{", "}", '"k": 1', "\r",
+     "é", "😀", "\x00", "trace", "panic", "Fatal", "[main]", "| DBG |", "error rate"]
+)  # fmt: skip
+_BATCH_TEXT = st.lists(_PIECES | st.text(max_size=12), min_size=1, max_size=12).map("".join)
+
+
+@PROPS
+@given(
+    st.lists(
+        st.tuples(_BATCH_TEXT, st.sampled_from(["", "ERROR"]), st.sampled_from([None, {"b": "v"}])),
+        min_size=1,
+        max_size=20,
+    ),
+    st.sampled_from([{}, {"VICTORIALOGS_REDACT": "card=\\d+"}, {"VICTORIALOGS_REDACT": "off"}]),
+)
+def test_batch_of_lines_makes_the_same_entries_as_one_by_one(
+    specs: list[tuple[str, str, Any]], env: dict[str, str]
+) -> None:
+    lines = [(i % 2, text, T_NS + i, None, bound, forced)
+             for i, (text, forced, bound) in enumerate(specs) if text.strip()]  # fmt: skip
+    b, _ = builder(VICTORIALOGS_MAX_LINE_BYTES="1024", **env)
+    expected = [entry for one_line in lines for entry in b.from_line(one_line)]
+    assert b.from_lines(lines) == expected
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["cr\u0131t: the dotless i upper-cases to CRIT", "plain"],
+        ["İ lower-cases to two characters" + "İ" * 40, "ERROR: after it", "plain " * 20],
+        ['{"msg": "json", "level": "warn"}', "plain"],
+        ["plain", "WARN: x " + "y" * 300, "z" * 300 + " ERROR: not in the head"],
+        ["token Bearer abcdefgh12345678", "plain"],
+    ],
+)
+def test_batch_traps_make_the_same_entries_as_one_by_one(texts: list[str]) -> None:
+    b, _ = builder()
+    lines = [line(text) for text in texts]
+    assert b.from_lines(lines) == [entry for one_line in lines for entry in b.from_line(one_line)]
+
+
 # -- times ------------------------------------------------------------------------------------
 
 

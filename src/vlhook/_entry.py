@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Any, Optional
 
 from vlhook import _codec
@@ -19,6 +21,8 @@ from vlhook._redact import Redactor
 from vlhook._stats import Stats
 
 Entry = dict[str, Any]
+# A complete line from the assembler: (kind, text, t_ns, invocation, bound, forced level or "")
+Line = tuple[int, str, int, Any, Any, str]
 
 LEVEL_WORDS = {
     "TRACE": "DEBUG", "DEBUG": "DEBUG", "DBG": "DEBUG",
@@ -78,14 +82,46 @@ def detect_level(text: str) -> str:
     return "INFO"
 
 
+# What a line must contain, lower-cased, for detect_level to find anything but INFO (every
+# LEVEL_WORDS key other than INFO and NOTICE starts with one of these).
+LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic")
+# Its upper case is "I": "cr\u0131t".upper() == "CRIT", which the lower-cased search misses.
+_DOTLESS_I = "\u0131"
+
+
+def lines_containing(texts: list[str], needles: tuple[str, ...], lower: bool = False) -> Any:
+    """Indexes of the texts that contain one of the needles (lower-cased first with `lower`),
+    or None when that cannot be told cheaply (every text must then be examined).
+
+    One substring search per needle over all the texts joined, in C: a batch of lines costs a
+    fraction of one regular-expression call per line. A few lines more (a needle past a line's
+    head) is fine: the caller examines exactly the lines named."""
+    joined = "\n".join(texts)
+    hay = joined.lower() if lower else joined
+    if len(hay) != len(joined) or (lower and _DOTLESS_I in hay):
+        return None  # lower() moved the offsets, or a letter only upper() maps to ASCII
+    found: set[int] = set()
+    starts: list[int] = []
+    for needle in needles:
+        pos = hay.find(needle)
+        while pos >= 0:
+            if not starts:
+                starts = [0, *accumulate(len(text) + 1 for text in texts)]
+            index = bisect_right(starts, pos) - 1
+            found.add(index)
+            pos = hay.find(needle, starts[index + 1])  # the rest of that line: already in
+    return found
+
+
 _sec_cache: list[Any] = [-1, ""]
 
 
 def rfc3339(t_ns: int) -> str:
-    sec, frac = divmod(t_ns, 1_000_000_000)
+    sec = t_ns // 1_000_000_000
     if sec != _sec_cache[0]:
-        _sec_cache[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))]
-    return f"{_sec_cache[1]}.{frac:09d}Z"
+        _sec_cache[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))]
+    head: str = _sec_cache[1]
+    return f"{head}{t_ns - sec * 1_000_000_000:09d}Z"
 
 
 # Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.
@@ -150,7 +186,7 @@ class EntryBuilder:
         self.max_line_bytes = config.max_line_bytes
         self.redactor = Redactor(config.redact_extra) if config.redact else None
 
-    def from_line(self, line: tuple[int, str, int, Any, Any, str]) -> list[Entry]:
+    def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, inv, bound, forced = line
         entry: Entry = {"_time": rfc3339(t_ns), "_msg": text, "level": forced or "INFO",
                         "stream": STREAM_NAME[kind]}  # fmt: skip
@@ -161,6 +197,32 @@ class EntryBuilder:
         if not forced:
             entry["level"] = detect_level(text)
         return self.finish(entry, inv, bound, only_message=not (inv or bound))
+
+    def from_lines(self, lines: list[Line]) -> list[Entry]:
+        """Entries for a batch of lines, as from_line makes them. The searches for a level word
+        and for a secret run once over the batch; a plain line that neither finds, with no
+        context to add and short enough not to split, is built here in a few steps."""
+        texts = [line[1] for line in lines]
+        levels = lines_containing(texts, LEVEL_HINTS, lower=True)
+        secrets = self._lines_with_secrets(texts)
+        limit = self.max_line_bytes // 6
+        out: list[Entry] = []
+        for index, line in enumerate(lines):
+            kind, text, t_ns, inv, bound, forced = line
+            if (forced or inv or bound or text[:1] == "{" or len(text) > limit
+                    or secrets is None or index in secrets):  # fmt: skip
+                out.extend(self.from_line(line))
+                continue
+            level = detect_level(text) if levels is None or index in levels else "INFO"
+            out.append({"_time": rfc3339(t_ns), "_msg": text, "level": level,
+                        "stream": STREAM_NAME[kind]})  # fmt: skip
+        return out
+
+    def _lines_with_secrets(self, texts: list[str]) -> Any:
+        if self.redactor is None:
+            return ()
+        needles = self.redactor.needles
+        return None if needles is None else lines_containing(texts, needles)
 
     def from_record(self, item: tuple[Any, ...]) -> list[Entry]:
         _, record, t_ns, _ident, inv, bound, levelno, message, texts = item

@@ -42,6 +42,11 @@ class Redactor:
             literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
             self._hint = re.compile("|".join(re.escape(lit) for lit in literals))
         self._extra = [re.compile(p) for p in extra]
+        #: Substrings every match contains, or None when a user pattern may match anything.
+        self.needles: Optional[tuple[str, ...]] = None
+        if not self._extra:
+            self.needles = tuple(sorted({lit for lits, _, _ in _BUILTIN for lit in lits})) \
+                if builtin else ()  # fmt: skip
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""

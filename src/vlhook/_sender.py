@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from vlhook._stats import Stats
 
 
+#: Complete lines made into entries together: the entry builder's searches run once per group.
+LINES_PER_STEP = 256
+
+
 class Wakeup:
     """A flag one thread waits on, built on a bare lock: `threading` costs ~5 ms to import and
     this module is loaded at start-up. Held = not set; `wait` re-arms it."""
@@ -168,9 +172,9 @@ class Sender:
                 entries = builder.from_exception(item)
             if not self.buffer.items:
                 assembler.flush(lines, final=True)
-            for line in lines:
-                entries.extend(builder.from_line(line))
-            lines.clear()
+            if lines:
+                entries.extend(builder.from_lines(lines))
+                lines.clear()
             for entry in entries:
                 body += delivery.encode(entry) + b"\n"
                 count += 1
@@ -267,12 +271,14 @@ class Sender:
                 self.assembler.discard(item[4], item[3])
             elif kind in _kinds.TEXT:
                 self.assembler.feed(item, lines)
-                if lines:
+                if len(lines) >= LINES_PER_STEP:
                     self._add_lines(lines)
             else:
+                self._add_lines(lines)  # the lines before it go first: order is kept
                 self._add_item(item)
         if self.stopping:
-            return  # the exiting thread takes over (salvage)
+            self._add_lines(lines)  # into the batch, which the exiting thread salvages
+            return
         self.assembler.flush(lines, final=False, now_ns=time.time_ns())
         self._add_lines(lines)
         self._report_drops()
@@ -294,9 +300,9 @@ class Sender:
 
     def _add_lines(self, lines: list[Line]) -> None:
         assert self.builder is not None and self.delivery is not None
-        for line in lines:
-            self.delivery.add(self.builder.from_line(line))
-        lines.clear()
+        if lines:
+            self.delivery.add(self.builder.from_lines(lines))
+            lines.clear()
 
     def _add_item(self, item: tuple[Any, ...]) -> None:
         assert self.builder is not None and self.delivery is not None
