@@ -69,7 +69,7 @@ def _start(source: str) -> Optional[Active]:
     sender = Sender(config, stats)
     kinds = [k for k, name in ((_kinds.STDOUT, "stdout"), (_kinds.STDERR, "stderr"))
              if name in config.capture]  # fmt: skip
-    _capture_streams.install(sender.put, kinds)
+    _capture_streams.install(sender.buffer.put, kinds)
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_capture_streams.forget_held)

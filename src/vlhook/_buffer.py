@@ -17,7 +17,7 @@ from vlhook._kinds import DISCARD, FLUSH, TEXT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Optional
 
     from vlhook._stats import Stats
 
@@ -57,17 +57,24 @@ class Buffer:
         # Text streams whose current line lost a piece to shedding: (kind, thread) -> True while
         # the rest of that line must be shed too, so a line is kept or lost whole.
         self.cut: dict[tuple[int, int], bool] = {}
+        #: Called before the next put, then cleared by whoever set it (the sender starts its
+        #: thread this way on the first capture, without a call of its own on every put).
+        self.on_first_put: Optional[Callable[[], None]] = None
 
     @property
     def used(self) -> int:
         return self.added - self.removed
 
     def put(self, item: tuple[Any, ...], level: int = 20) -> None:
+        if self.on_first_put is not None:
+            self.on_first_put()
         if self.cut and item[0] in TEXT:
             item = self._after_cut(item)
             if not item[1]:
                 return
-        size = item_size(item)
+        data = item[1]
+        # item_size, inlined for text: this runs on the program's thread for every line.
+        size = len(data) + ITEM_OVERHEAD if data.__class__ is str else item_size(item)
         if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
             return
         self.added += size

@@ -163,7 +163,10 @@ class StreamTee(_TeeBase):
         written = self._vl_target.write(text)
         if text.__class__ is str:
             if text:
-                _keep(self._vl_kind, text)
+                try:  # _keep, inlined: every print() comes here twice
+                    _capture(self._vl_kind, text)
+                except Exception as exc:
+                    internal_error("capture", exc)
         elif isinstance(text, str) and text:  # str subclasses (loguru's Message): a plain copy
             _keep(self._vl_kind, str.__str__(text))
         return written

@@ -83,6 +83,7 @@ class Sender:
         self.before_flush: Optional[Callable[[], None]] = None
         self.busy = False  # inside a cycle (touching the batch, the assembler, the network)
         self.stopping = False  # the exiting thread is salvaging: take nothing more
+        self.buffer.on_first_put = self._start
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -94,8 +95,8 @@ class Sender:
     # -- called from the program's threads ---------------------------------------------------
 
     def put(self, item: tuple[Any, ...], level: int = 20) -> None:
-        if self._thread is None:
-            self._start()
+        """Hand a capture over (the thread starts with the first one). Writers that put on
+        every line take `self.buffer.put` itself, which does the same."""
         self.buffer.put(item, level)
 
     def wake(self) -> None:
@@ -136,6 +137,7 @@ class Sender:
         self._event = Wakeup()
         self._thread = None
         self.buffer.reset()
+        self.buffer.on_first_put = self._start
         self._reset_state()
 
     def salvage(self, deadline: float) -> tuple[int, int]:
@@ -215,6 +217,7 @@ class Sender:
         with self._lock:
             if self._thread is None:
                 self._thread = -1
+                self.buffer.on_first_put = None
                 _thread.start_new_thread(self._run, ())
 
     # -- the sender thread --------------------------------------------------------------------
