@@ -156,13 +156,13 @@ def test_context_is_captured_with_each_write(captured: Captured) -> None:
     _, target = wrapper()
     tee = StreamTee(target, STDOUT)
     saved = _context.invocation
-    token = _context._bound.set({"user": "u1"})
+    token = _context._variable().set({"user": "u1"})
     try:
         _context.set_invocation({"request_id": "r-1"})
         tee.write("in invocation\n")
     finally:
         _context.set_invocation(saved)
-        _context._bound.reset(token)
+        _context._variable().reset(token)
     tee.write("after\n")
     assert [(i[1], i[4], i[5]) for i in captured] == [
         ("in invocation\n", {"request_id": "r-1"}, {"user": "u1"}),

@@ -92,7 +92,10 @@ class Buffer:
     def pop(self) -> tuple[Any, ...]:
         """Next item (IndexError when empty). Sender thread only."""
         item: tuple[Any, ...] = self.items.popleft()
-        if item[0] != FLUSH:
+        data = item[1]
+        if data.__class__ is str:
+            self.removed += len(data) + ITEM_OVERHEAD  # item_size, inlined: once per capture
+        elif item[0] != FLUSH:
             self.removed += item_size(item)
         return item
 

@@ -262,20 +262,21 @@ class Sender:
     def _cycle_body(self) -> None:
         assert self.delivery is not None and self.assembler is not None
         lines: list[Line] = []
+        pop, feed, text_kinds = self.buffer.pop, self.assembler.feed, _kinds.TEXT
         while not self.stopping:
             try:
-                item = self.buffer.pop()
+                item = pop()
             except IndexError:
                 break
             kind = item[0]
-            if kind == _kinds.FLUSH:
+            if kind in text_kinds:
+                feed(item, lines)
+                if len(lines) >= LINES_PER_STEP:
+                    self._add_lines(lines)
+            elif kind == _kinds.FLUSH:
                 self._flush_marker(item, lines)
             elif kind == _kinds.DISCARD:
                 self.assembler.discard(item[4], item[3])
-            elif kind in _kinds.TEXT:
-                self.assembler.feed(item, lines)
-                if len(lines) >= LINES_PER_STEP:
-                    self._add_lines(lines)
             else:
                 self._add_lines(lines)  # the lines before it go first: order is kept
                 self._add_item(item)
