@@ -177,3 +177,23 @@ def test_fork_warning_shown_exactly_as_without_vlhook(script: Any, sink: Any) ->
 
         assert same(hooked.stderr) == same(bare.stderr)
         assert (b"multi-threaded" in bare.stderr) == bool(args)
+
+
+def test_sender_never_becomes_the_main_thread_of_threading(script: Any, sink: Any) -> None:
+    """Before 3.13 the first thread to import `threading` is its "main thread", and the exit
+    waits for that thread to end. A module the sender loads may import threading (orjson
+    builds for 3.9 do, through uuid): the program's main thread must stay the main thread, and
+    the exit must not wait for the sender. The stand-in `orjson` here imports threading and
+    then fails, so the sender falls back to the standard json module."""
+    path = script(
+        "print('first line')\n"
+        "import vlhook\n"
+        "vlhook.flush(10)\n"
+        "import threading\n"
+        "print(threading.current_thread() is threading.main_thread())\n"
+    )
+    shim = "import threading\nraise ImportError('a stand-in that imports threading')\n"
+    (path.parent / "orjson.py").write_text(shim)
+    run = run_python(path, sink.env(), timeout=30)
+    assert (run.rc, run.stdout) == (0, b"first line\nTrue\n")
+    assert messages(sink.settle(2)) == ["first line", "True"]

@@ -9,6 +9,7 @@ until everything before it is delivered, spooled, or counted as dropped.
 from __future__ import annotations
 
 import _thread
+import sys
 import time
 
 from vlhook import _diag, _kinds
@@ -79,6 +80,8 @@ class Sender:
         self._fork_held = False
         self._event = Wakeup()
         self._thread: Optional[int] = None  # ident of the sender thread once started
+        threading = sys.modules.get("threading")  # before it, only the main thread runs Python
+        self._main_ident = threading.main_thread().ident if threading else _thread.get_ident()
         #: Called on the flushing thread first (the capture stage hands over what it holds).
         self.before_flush: Optional[Callable[[], None]] = None
         self.busy = False  # inside a cycle (touching the batch, the assembler, the network)
@@ -132,6 +135,7 @@ class Sender:
     def after_fork(self) -> None:
         """In a forked child: the parent owns what was queued; start from nothing."""
         self._fork_held = False
+        self._main_ident = _thread.get_ident()  # the forking thread is the child's only one
         self._setup_lock = _thread.allocate_lock()
         self._lock = _thread.allocate_lock()
         self._event = Wakeup()
@@ -214,11 +218,24 @@ class Sender:
     def _start(self) -> None:
         # A bare thread, like a daemon one: never joined at exit, invisible to
         # threading.enumerate(); the exit flush is what waits for it, with a deadline.
+        self._threading_first_here()
         with self._lock:
             if self._thread is None:
                 self._thread = -1
                 self.buffer.on_first_put = None
                 _thread.start_new_thread(self._run, ())
+
+    def _threading_first_here(self) -> None:
+        """Before Python 3.13, `threading` takes the thread that first imports it for the main
+        thread, and at exit waits for that thread to end. The sender's own imports can pull it
+        in (orjson builds for 3.9 import uuid -> platform -> subprocess -> threading): the
+        process would then hang at exit, waiting for the sender. So when the first capture is
+        made on the main thread, that thread imports it first (~5 ms, once). A program whose
+        first output comes from a bare `_thread` thread before it imports threading is not
+        covered."""
+        if (sys.version_info < (3, 13) and "threading" not in sys.modules
+                and _thread.get_ident() == self._main_ident):  # fmt: skip
+            import threading  # noqa: F401
 
     # -- the sender thread --------------------------------------------------------------------
 
