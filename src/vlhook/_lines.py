@@ -26,6 +26,9 @@ CHAIN_WAIT_NS = 50_000_000
 STALE_NS = 2_000_000_000  # a traceback that never ends is emitted after this long
 MAX_PARTIAL_CHARS = 1 << 20  # an endless line without newline is cut here (then split in parts)
 FRAMES, AFTER, CHAIN = 0, 1, 2
+# First characters of a line that may start a traceback (see is_traceback_start), and "" for an
+# empty line (dropped by _complete).
+_MAYBE_TRACEBACK = frozenset({"T", " ", ""})
 
 
 def is_traceback_start(text: str) -> bool:
@@ -114,9 +117,17 @@ class LineAssembler:
             self._extend(key, text, t_ns, inv, bound, out)
             return
         if newlines == 1 and text[-1] == "\n":  # the common case: one whole line, or its end
-            partial = self._partial.pop(key, None)
+            partial = self._partial.pop(key, None) if self._partial else None
             if partial is None:
-                self._complete(key, text[:-1], t_ns, inv, bound, out)
+                line = text[:-1]
+                # _complete, inlined for a line that cannot start, continue or hold a traceback
+                # and has no carriage return: most printed lines.
+                if (line[:1] not in _MAYBE_TRACEBACK and not self._tracebacks
+                        and "\r" not in line):  # fmt: skip
+                    if not line.isspace():
+                        out.append((kind, line, t_ns, inv, bound, ""))
+                    return
+                self._complete(key, line, t_ns, inv, bound, out)
             else:
                 partial.parts.append(text[:-1])
                 joined = "".join(partial.parts)
