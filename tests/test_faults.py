@@ -139,3 +139,22 @@ def test_two_processes_replaying_one_spool_send_each_file_once(
     spooled = [r["_msg"] for r in receiver.wait_for(1000 + 2) if r["_msg"].startswith("spooled")]
     assert len(spooled) == len(set(spooled)) == 1000
     assert not list(spool.glob("*.jsonl*"))
+
+
+def test_batch_spooled_by_the_sender_at_the_exit_deadline_is_reported(
+    script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    """The server stalls the exit's request past the budget: the sender spools its batch
+    itself, and the exit message counts those entries as kept in the spool."""
+    spool = tmp_path / "spool"
+    with FaultProxy(receiver.url, ["stall"], stall_s=5) as proxy:
+        run = run_python(
+            script("for i in range(50):\n    print('seq', i)\n"),
+            {"VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_SPOOL_DIR": str(spool),
+             "VICTORIALOGS_EXIT_TIMEOUT_MS": "600"},
+        )  # fmt: skip
+    spooled = [json.loads(line)["_msg"] for file in spool.glob("*.jsonl")
+               for line in file.read_text().splitlines()]  # fmt: skip
+    assert run.rc == 0
+    assert sorted(spooled) == sorted(f"seq {i}" for i in range(50))
+    assert "50 entries kept in the spool" in run.err, run.err

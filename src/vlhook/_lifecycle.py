@@ -90,6 +90,8 @@ def _final_flush(sender: Sender, config: Config) -> None:
     budget = config.exit_timeout_ms / 1000
     started = time.monotonic()
     flush_deadline = started + budget * FLUSH_SHARE
+    # The sender itself may spool a batch it could not send by the deadline: counted too.
+    spooled_before = sender.stats.spooled
     ok = True
     for _ in range(2):
         ok = sender.flush(max(0.0, flush_deadline - time.monotonic()))
@@ -97,7 +99,8 @@ def _final_flush(sender: Sender, config: Config) -> None:
             break
     if ok and not sender.buffer.items:
         return
-    spooled, dropped = sender.salvage(started + budget)
+    _, dropped = sender.salvage(started + budget)
+    spooled = sender.stats.spooled - spooled_before
     if not ok or dropped:
         where = f"the spool {config.spool_dir}" if config.spool_dir else "no spool (off)"
         in_flight = sender.stats.in_flight_at_exit
