@@ -141,13 +141,8 @@ def test_two_processes_replaying_one_spool_send_each_file_once(
     assert not list(spool.glob("*.jsonl*"))
 
 
-def test_batch_spooled_by_the_sender_at_the_exit_deadline_is_reported(
-    script: Any, receiver: Any, tmp_path: Any
-) -> None:
-    """The server stalls the exit's request past the budget: the sender spools its batch
-    itself, and the exit message counts those entries as kept in the spool."""
-    spool = tmp_path / "spool"
-    with FaultProxy(receiver.url, ["stall"], stall_s=5) as proxy:
+def _exit_run(script: Any, receiver: Any, spool: Any, plan: list[str]) -> tuple[Any, list[str]]:
+    with FaultProxy(receiver.url, plan, stall_s=5) as proxy:
         run = run_python(
             script("for i in range(50):\n    print('seq', i)\n"),
             {"VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_SPOOL_DIR": str(spool),
@@ -155,6 +150,28 @@ def test_batch_spooled_by_the_sender_at_the_exit_deadline_is_reported(
         )  # fmt: skip
     spooled = [json.loads(line)["_msg"] for file in spool.glob("*.jsonl")
                for line in file.read_text().splitlines()]  # fmt: skip
+    return run, spooled
+
+
+def test_batch_the_sender_spools_at_the_exit_deadline_is_reported(
+    script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    """The server answers 503 until the exit budget is spent: the sender spools its batch
+    itself, and the exit message counts those entries as kept in the spool."""
+    run, spooled = _exit_run(script, receiver, tmp_path / "spool", ["status:503"] * 100)
     assert run.rc == 0
     assert sorted(spooled) == sorted(f"seq {i}" for i in range(50))
     assert "50 entries kept in the spool" in run.err, run.err
+    assert not receiver.entries()
+
+
+def test_exit_request_sent_but_unanswered_is_reported_not_spooled(
+    script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    """The exit's request went out and no answer came within the budget: the server may have
+    stored it, so it is not spooled (that could store it twice) but reported as under way."""
+    run, spooled = _exit_run(script, receiver, tmp_path / "spool", ["stall"])
+    assert run.rc == 0
+    assert spooled == []
+    assert "0 entries kept in the spool" in run.err, run.err
+    assert "50 in a request still under way" in run.err, run.err

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from vlhook import _codec, _diag
 from vlhook._config import SERVER_LINE_LIMIT, Config
@@ -57,6 +57,9 @@ class Delivery:
         # Endpoint index -> monotonic time before which it is not tried (it failed to connect).
         self._down_until: dict[int, float] = {}
         self._hurry_deadline: Optional[float] = None
+        #: Whether the process is exiting (see send_batch); the sender answers it.
+        self.is_exiting: Callable[[], bool] = lambda: False
+        self._last_unanswered = False
 
     def hurry(self, deadline: Optional[float]) -> None:
         """A flush is waiting (maybe the process is exiting): stop retrying by its deadline."""
@@ -112,6 +115,11 @@ class Delivery:
         outcome = self._deliver(body, lines, deadline)
         if outcome == DELIVERED:
             self.stats.shipped += lines
+        elif outcome == FAILED and self._last_unanswered and self.is_exiting():
+            # The process is ending and the server got the whole batch but did not answer in
+            # time: it may have stored it. Spooling it would send it twice; it is reported as
+            # "in a request still under way" instead.
+            self.stats.in_flight_at_exit += lines
         elif outcome == FAILED:
             self._keep(body, lines)
         return outcome == DELIVERED
@@ -132,6 +140,7 @@ class Delivery:
             if remaining <= 0 and attempt:
                 return FAILED
             result = self._attempt(body, max(remaining, 0.05))
+            self._last_unanswered = result.unanswered
             if result.ok:
                 self.stats.batches += 1
                 self.stats.bytes_sent += len(body)

@@ -92,6 +92,7 @@ def _final_flush(sender: Sender, config: Config) -> None:
     flush_deadline = started + budget * FLUSH_SHARE
     # The sender itself may spool a batch it could not send by the deadline: counted too.
     spooled_before = sender.stats.spooled
+    sender.exiting = True
     ok = True
     for _ in range(2):
         ok = sender.flush(max(0.0, flush_deadline - time.monotonic()))

@@ -86,6 +86,7 @@ class Sender:
         self.before_flush: Optional[Callable[[], None]] = None
         self.busy = False  # inside a cycle (touching the batch, the assembler, the network)
         self.stopping = False  # the exiting thread is salvaging: take nothing more
+        self.exiting = False  # the process is ending: its last flushes are under way
         self.buffer.on_first_put = self._start
         self._reset_state()
 
@@ -156,7 +157,7 @@ class Sender:
             time.sleep(0.002)
         body, count = bytearray(), 0
         if self.busy:  # stuck in a request: its batch may or may not arrive
-            self.stats.in_flight_at_exit = delivery.in_flight_lines
+            self.stats.in_flight_at_exit += delivery.in_flight_lines
             assembler = type(assembler)()
         else:
             body, count = delivery.batch, delivery.pending_lines
@@ -262,6 +263,7 @@ class Sender:
         self.assembler = LineAssembler()
         self.builder = EntryBuilder(self.config, self.stats)
         self.delivery = Delivery(self.config, self.stats)
+        self.delivery.is_exiting = lambda: self.exiting
 
     def _guarded(self, step: Any) -> None:
         try:

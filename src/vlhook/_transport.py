@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import zlib
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -28,6 +29,9 @@ class Result:
     retryable: bool = False
     message: str = ""
     retry_after: Optional[float] = None
+    #: The request went out whole and the answer did not come in time: the server may have
+    #: stored the batch. Sending it again may store it twice.
+    unanswered: bool = False
 
 
 def gzip_body(data: Union[bytes, bytearray]) -> bytes:
@@ -61,6 +65,10 @@ def request_headers(endpoint: Endpoint, config: Config) -> dict[str, str]:
         headers["Authorization"] = f"Basic {token}"
     headers.update(config.headers)
     return headers
+
+
+class _Unanswered(Exception):
+    """The request was sent; waiting for the answer timed out."""
 
 
 class HttpTransport:
@@ -99,6 +107,10 @@ class HttpTransport:
             reused = self._conn is not None
             try:
                 return self._post_once(body, timeout)
+            except _Unanswered as exc:
+                self.close()
+                message = _describe(exc.__cause__ or exc, self.endpoint)
+                return Result(False, retryable=True, message=message, unanswered=True)
             except Exception as exc:
                 self.close()
                 if attempt == 1 and reused:
@@ -113,7 +125,10 @@ class HttpTransport:
         if self._conn.sock is not None:
             self._conn.sock.settimeout(self._conn.timeout)
         self._conn.request("POST", self.path, body=body, headers=self.headers)
-        response = self._conn.getresponse()
+        try:
+            response = self._conn.getresponse()
+        except (TimeoutError, socket.timeout) as exc:  # one class since 3.10
+            raise _Unanswered from exc
         text = response.read(4096).decode("utf-8", "replace").strip()
         if response.will_close:
             self.close()
