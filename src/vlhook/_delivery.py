@@ -59,7 +59,7 @@ class Delivery:
         self._hurry_deadline: Optional[float] = None
         #: Whether the process is exiting (see send_batch); the sender answers it.
         self.is_exiting: Callable[[], bool] = lambda: False
-        self._last_unanswered = False
+        self._maybe_stored = False  # the batch under way went out once with no answer
 
     def hurry(self, deadline: Optional[float]) -> None:
         """A flush is waiting (maybe the process is exiting): stop retrying by its deadline."""
@@ -115,7 +115,7 @@ class Delivery:
         outcome = self._deliver(body, lines, deadline)
         if outcome == DELIVERED:
             self.stats.shipped += lines
-        elif outcome == FAILED and self._last_unanswered and self.is_exiting():
+        elif outcome == FAILED and self._maybe_stored and self.is_exiting():
             # The process is ending and the server got the whole batch but did not answer in
             # time: it may have stored it. Spooling it would send it twice; it is reported as
             # "in a request still under way" instead.
@@ -132,6 +132,7 @@ class Delivery:
             self.in_flight_lines = 0
 
     def _deliver_with_retries(self, body: bytes, lines: int, deadline: Optional[float]) -> str:
+        self._maybe_stored = False
         stop = time.monotonic() + self.retry_budget
         backoff = BACKOFF_START_S
         for attempt in range(1000):
@@ -140,7 +141,7 @@ class Delivery:
             if remaining <= 0 and attempt:
                 return FAILED
             result = self._attempt(body, max(remaining, 0.05))
-            self._last_unanswered = result.unanswered
+            self._maybe_stored = self._maybe_stored or result.unanswered
             if result.ok:
                 self.stats.batches += 1
                 self.stats.bytes_sent += len(body)

@@ -20,9 +20,11 @@ from vlhook._kinds import STREAM_NAME
 from vlhook._redact import Redactor
 from vlhook._stats import Stats
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vlhook._lines import Line
+
 Entry = dict[str, Any]
-# A complete line from the assembler: (kind, text, t_ns, invocation, bound, forced level or "")
-Line = tuple[int, str, int, Any, Any, str]
 
 LEVEL_WORDS = {
     "TRACE": "DEBUG", "DEBUG": "DEBUG", "DBG": "DEBUG",

@@ -36,6 +36,7 @@ class Redactor:
     def __init__(self, extra: Sequence[str] = (), builtin: bool = True) -> None:
         self._rules: list[tuple[tuple[str, ...], re.Pattern[str], str]] = []
         self._hint: Optional[re.Pattern[str]] = None
+        literals: list[str] = []
         if builtin:
             self._rules = [(lit, re.compile(p), rep) for lit, p, rep in _BUILTIN]
             # One search in C for any of the literals: most lines stop here.
@@ -43,10 +44,7 @@ class Redactor:
             self._hint = re.compile("|".join(re.escape(lit) for lit in literals))
         self._extra = [re.compile(p) for p in extra]
         #: Substrings every match contains, or None when a user pattern may match anything.
-        self.needles: Optional[tuple[str, ...]] = None
-        if not self._extra:
-            self.needles = tuple(sorted({lit for lits, _, _ in _BUILTIN for lit in lits})) \
-                if builtin else ()  # fmt: skip
+        self.needles = None if self._extra else tuple(literals)
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
