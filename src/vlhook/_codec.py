@@ -35,11 +35,10 @@ def _pick() -> tuple[Callable[[Any], bytes], Callable[[Any], Any], type[Exceptio
     except ImportError:
         return _stdlib_dumps, json.loads, ValueError
 
-    option = orjson.OPT_NON_STR_KEYS
+    from functools import partial
 
-    def dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj, default=safe_str, option=option)
-
+    # A partial, not a wrapper function: called once per entry, it adds no Python frame.
+    dumps = partial(orjson.dumps, default=safe_str, option=orjson.OPT_NON_STR_KEYS)
     return dumps, orjson.loads, orjson.JSONEncodeError
 
 

@@ -66,11 +66,11 @@ class Delivery:
         self._hurry_deadline = deadline
 
     def add(self, entries: list[Entry], count: bool = True) -> None:
+        batch, encode = self.batch, self.encode
         for entry in entries:
-            line = self.encode(entry)
-            self.batch += line
-            self.batch += b"\n"
-            self.pending_lines += 1
+            batch += encode(entry)
+            batch += b"\n"
+        self.pending_lines += len(entries)
         if count:
             self.stats.captured += len(entries)
         if (
