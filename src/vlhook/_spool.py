@@ -13,10 +13,13 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 from vlhook import _diag
 from vlhook._stats import Stats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from typing import Optional
 
 SUFFIX = ".jsonl"
 CLAIM = ".sending-"

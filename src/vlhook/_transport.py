@@ -13,10 +13,15 @@ import os
 import socket
 import zlib
 from dataclasses import dataclass
-from typing import Any, Optional, Union
 from urllib.parse import quote
 
 from vlhook._config import Config, Endpoint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from typing import Any, Optional, Union
+
+    Transport = Union["HttpTransport", "FileTransport"]
 
 USER_AGENT = "vlhook/0.1"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -174,9 +179,6 @@ class FileTransport:
 
     def close(self) -> None:
         pass
-
-
-Transport = Union[HttpTransport, FileTransport]
 
 
 def make_transport(endpoint: Endpoint, config: Config) -> Transport:
