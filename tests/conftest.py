@@ -27,6 +27,45 @@ REPO = Path(__file__).resolve().parents[1]
 DROPIN = REPO / "sitecustomize"
 SRC = REPO / "src"
 PYTHON = sys.executable
+
+
+def purelib(python: Path) -> str:
+    """The site-packages directory of another interpreter (a venv's)."""
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def vlhook_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout, once per test session."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+         str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (found,) = out.glob("vlhook-*.whl")
+    return found
+
+
+def venv_with(root: Path, wheel: Path, *packages: str) -> Path:
+    """A fresh venv at `root` with the wheel installed (its vlhook.pth: no PYTHONPATH needed)
+    and any other packages; returns its python."""
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(root)
+    python = root / "bin" / "python"
+    site = purelib(python)
+    for args in (["--no-deps", str(wheel)], list(packages)):
+        if args:
+            subprocess.run(
+                [PYTHON, "-m", "pip", "install", "-q", "--target", site, *args],
+                check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+    return python
+
+
 INTERNAL_ERROR = b"vlhook: internal error"
 
 

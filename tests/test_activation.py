@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import venv
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import DROPIN, PYTHON, REPO, SRC, base_env, messages, run_python
+from conftest import DROPIN, PYTHON, SRC, base_env, messages, purelib, run_python, venv_with
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Any:
@@ -115,42 +114,16 @@ def test_multiprocessing_spawn_children_ship(script: Any, sink: Any) -> None:
     assert sorted(messages(sink.settle(4))) == ["main", "worker 0", "worker 1", "worker 2"]
 
 
-def _purelib(python: Path) -> str:
-    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
-    return result.stdout.strip()
-
-
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-         str(REPO)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    (found,) = out.glob("vlhook-*.whl")
-    return found
-
-
-@pytest.fixture(scope="module")
-def installed_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed_venv(vlhook_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed (and the dev venv's orjson reused)."""
-    root = tmp_path_factory.mktemp("venv")
-    venv.EnvBuilder(with_pip=False, system_site_packages=False).create(root)
-    python = root / "bin" / "python"
-    site = _purelib(python)
-    subprocess.run(
-        [PYTHON, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    return python
+    return venv_with(tmp_path_factory.mktemp("venv"), vlhook_wheel)
 
 
 def test_wheel_pth_activates_without_pythonpath(
     installed_venv: Path, script: Any, sink: Any
 ) -> None:
-    site = Path(_purelib(installed_venv))
+    site = Path(purelib(installed_venv))
     assert (site / "vlhook.pth").is_file()
     assert (site / "vlhook" / "_dropin" / "sitecustomize.py").is_file()
     path = script("import logging\nprint('from the venv')\nlogging.warning('warned')\n")

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import DROPIN, REPO, base_env
+from conftest import DROPIN, REPO, base_env, venv_with
 from lambda_runtime import Invocation, RuntimeApi
 
 HANDLER_DIR = REPO / "examples" / "lambda"
@@ -201,29 +201,9 @@ def test_multi_concurrency_workers_capture_and_ship(receiver: Any, tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def venv_with_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venv_with_wheel(vlhook_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the built wheel (its vlhook.pth) and awslambdaric: no PYTHONPATH."""
-    import venv
-
-    root = tmp_path_factory.mktemp("lambda-venv")
-    wheels = tmp_path_factory.mktemp("lambda-wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(wheels), str(REPO)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    venv.EnvBuilder(with_pip=False).create(root)
-    python = root / "bin" / "python"
-    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
-    (wheel,) = wheels.glob("vlhook-*.whl")
-    for packages in (["--no-deps", str(wheel)], ["awslambdaric", "orjson"]):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--target", site.stdout.strip(),
-             *packages],
-            check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
-    return python
+    return venv_with(tmp_path_factory.mktemp("lambda-venv"), vlhook_wheel, "awslambdaric", "orjson")
 
 
 def test_installed_pth_activates_under_awslambdaric(

@@ -71,10 +71,7 @@ class Delivery:
         self._hurry_deadline = deadline
 
     def add(self, entries: list[Entry], count: bool = True) -> None:
-        batch, encode = self.batch, self.encode
-        for entry in entries:
-            batch += encode(entry)
-            batch += b"\n"
+        self.append(entries, self.batch)
         self.pending_lines += len(entries)
         if count:
             self.stats.captured += len(entries)
@@ -83,6 +80,13 @@ class Delivery:
             or len(self.batch) >= self.config.batch_bytes
         ):
             self.send_batch(deadline=None)
+
+    def append(self, entries: list[Entry], body: bytearray) -> None:
+        """Encode the entries as JSON lines at the end of `body`."""
+        encode = self.encode
+        for entry in entries:
+            body += encode(entry)
+            body += b"\n"
 
     def encode(self, entry: Entry) -> bytes:
         """One JSON line for the entry. Never raises: what cannot be encoded is made text."""

@@ -15,7 +15,7 @@ from itertools import accumulate
 
 from vlhook import _codec
 from vlhook._config import Config
-from vlhook._kinds import STREAM_NAME
+from vlhook._kinds import EXCEPTION, LOGGING, STREAM_NAME
 from vlhook._redact import Redactor
 from vlhook._stats import Stats
 
@@ -228,6 +228,14 @@ class EntryBuilder:
             return ()
         needles = self.redactor.needles
         return None if needles is None else lines_containing(texts, needles)
+
+    def from_item(self, item: tuple[Any, ...]) -> list[Entry]:
+        """Entries for a capture made whole: a logging record or an uncaught exception."""
+        if item[0] == LOGGING:
+            return self.from_record(item)
+        if item[0] == EXCEPTION:
+            return self.from_exception(item)
+        return []
 
     def from_record(self, item: tuple[Any, ...]) -> list[Entry]:
         _, record, t_ns, _ident, inv, bound, levelno, message, texts = item

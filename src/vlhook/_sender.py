@@ -173,18 +173,15 @@ class Sender:
                 assembler.feed(item, lines)
             elif item[0] == _kinds.DISCARD:
                 assembler.discard(item[4], item[3])
-            elif item[0] == _kinds.LOGGING:
-                entries = builder.from_record(item)
-            elif item[0] == _kinds.EXCEPTION:
-                entries = builder.from_exception(item)
+            else:
+                entries = builder.from_item(item)
             if not self.buffer.items:
                 assembler.flush(lines, final=True)
             if lines:
                 entries.extend(builder.from_lines(lines))
                 lines.clear()
-            for entry in entries:
-                body += delivery.encode(entry) + b"\n"
-                count += 1
+            delivery.append(entries, body)
+            count += len(entries)
         # Straight to the spool: not replayed by this exiting process, but by the next one.
         spool = delivery.spool
         kept = count if count and spool is not None and spool.put(bytes(body), count) else 0
@@ -329,10 +326,7 @@ class Sender:
 
     def _add_item(self, item: tuple[Any, ...]) -> None:
         assert self.builder is not None and self.delivery is not None
-        if item[0] == _kinds.LOGGING:
-            self.delivery.add(self.builder.from_record(item))
-        elif item[0] == _kinds.EXCEPTION:
-            self.delivery.add(self.builder.from_exception(item))
+        self.delivery.add(self.builder.from_item(item))
 
     def _report_drops(self) -> None:
         """Data shed anywhere is itself shipped as an entry, and told on stderr."""
