@@ -37,7 +37,7 @@ def test_check_fails_plainly_when_unreachable() -> None:
     url = f"http://user:hunter2@127.0.0.1:{_free_port()}"
     result = _vlhook("check", env={"VICTORIALOGS_URL": url})
     assert result.returncode == 1
-    assert "probe refused: cannot reach" in result.stdout and "FAILED" in result.stdout
+    assert "probe refused: cannot deliver" in result.stdout and "FAILED" in result.stdout
     assert "hunter2" not in result.stdout + result.stderr
 
 

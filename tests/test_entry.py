@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vlhook._captures import Line
+from vlhook._captures import line as make_line
 from vlhook._config import load
 from vlhook._entry import (
     MAX_KEY_BYTES,
@@ -40,8 +42,8 @@ def builder(**env: str) -> tuple[EntryBuilder, Stats]:
     return EntryBuilder(load(env), stats), stats
 
 
-def line(text: str, forced: str = "", kind: int = 0) -> tuple[int, str, int, Any, Any, str]:
-    return (kind, text, T_NS, None, None, forced)
+def line(text: str, forced: str = "", kind: int = 0) -> Line:
+    return make_line(kind, text, T_NS, None, forced)
 
 
 def one(entries: list[Entry]) -> Entry:
@@ -138,7 +140,7 @@ _BATCH_TEXT = st.lists(_PIECES | st.text(max_size=12), min_size=1, max_size=12).
 def test_batch_of_lines_makes_the_same_entries_as_one_by_one(
     specs: list[tuple[str, str, Any]], env: dict[str, str]
 ) -> None:
-    lines = [(i % 2, text, T_NS + i, None, bound, forced)
+    lines = [make_line(i % 2, text, T_NS + i, (None, bound) if bound else None, forced)
              for i, (text, forced, bound) in enumerate(specs) if text.strip()]  # fmt: skip
     b, _ = builder(VICTORIALOGS_MAX_LINE_BYTES="1024", **env)
     expected = [entry for one_line in lines for entry in b.from_line(one_line)]
@@ -390,7 +392,8 @@ def test_json_line_with_trailing_whitespace_is_parsed() -> None:
 
 def test_invocation_and_bound_fields_are_added_bound_last() -> None:
     b, _ = builder()
-    entries = b.from_line((0, "m", T_NS, {"request_id": "r1", "a": 1}, {"a": 2, "user": "u"}, ""))
+    context = ({"request_id": "r1", "a": 1}, {"a": 2, "user": "u"})
+    entries = b.from_line(make_line(0, "m", T_NS, context))
     assert one(entries) == {
         "_time": T_TEXT,
         "_msg": "m",
@@ -426,7 +429,7 @@ def test_split_utf8_of_empty_is_empty() -> None:
 def test_long_message_is_split_in_numbered_parts(char: str) -> None:
     b, stats = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
     message = char * 3001
-    entries = b.from_line((1, message, T_NS, None, {"user": "u"}, "ERROR"))
+    entries = b.from_line(make_line(1, message, T_NS, (None, {"user": "u"}), "ERROR"))
     data = message.encode()
     count = -(-len(data) // 1024)
     assert len(entries) >= count
@@ -465,7 +468,7 @@ def test_long_json_message_is_split_too() -> None:
 def test_keys_longer_than_128_bytes_are_shortened(char: str) -> None:
     b, _ = builder()
     long_key = char * 200
-    entry = one(b.from_line((0, "m", T_NS, None, {long_key: "v"}, "")))
+    entry = one(b.from_line(make_line(0, "m", T_NS, (None, {long_key: "v"}), "")))
     assert long_key not in entry
     (short,) = (k for k in entry if k not in ("_time", "_msg", "level", "stream"))
     assert entry[short] == "v"
@@ -477,7 +480,7 @@ def test_keys_longer_than_128_bytes_are_shortened(char: str) -> None:
 def test_key_of_exactly_128_bytes_is_kept() -> None:
     b, _ = builder()
     key = "k" * MAX_KEY_BYTES
-    entry = one(b.from_line((0, "m", T_NS, None, {key: 1, "é" * 64: 2}, "")))
+    entry = one(b.from_line(make_line(0, "m", T_NS, (None, {key: 1, "é" * 64: 2}), "")))
     assert entry[key] == 1
     assert entry["é" * 64] == 2
 
@@ -494,7 +497,9 @@ def test_long_json_key_is_shortened() -> None:
 def test_long_field_values_are_truncated_but_not_the_message() -> None:
     b, _ = builder()
     big = "v" * (MAX_VALUE_CHARS + 100)
-    entry = one(b.from_line((0, "m" * (MAX_VALUE_CHARS + 100), T_NS, None, {"big": big}, "")))
+    entry = one(
+        b.from_line(make_line(0, "m" * (MAX_VALUE_CHARS + 100), T_NS, (None, {"big": big}), ""))
+    )
     assert entry["_msg"] == "m" * (MAX_VALUE_CHARS + 100)
     assert entry["big"].startswith("v" * MAX_VALUE_CHARS)
     assert len(entry["big"]) < MAX_VALUE_CHARS + 100
@@ -590,7 +595,13 @@ def test_user_patterns_are_applied() -> None:
 def test_builder_redacts_message_and_fields_and_counts() -> None:
     b, stats = builder()
     entries = b.from_line(
-        (0, "key AKIAIOSFODNN7EXAMPLE", T_NS, None, {"url": "https://u:pw123@h/", "ok": "x"}, "")
+        make_line(
+            0,
+            "key AKIAIOSFODNN7EXAMPLE",
+            T_NS,
+            (None, {"url": "https://u:pw123@h/", "ok": "x"}),
+            "",
+        )
     )
     entry = one(entries)
     assert entry["_msg"] == f"key {MASK}"

@@ -47,7 +47,7 @@ SCENARIOS = {
     # Within the request timeout: waited for, not retried.
     "slow_server": (["delay:1.5", "delay:1.5"], {}),
     # A kept-alive connection closed by the server: reopened at once, not counted as a retry.
-    "idle_close_each_time": (["close", "close", "close", "close"], {}),
+    "idle_close_each_time": (["close", "close", "close"], {}),
     # The server stalls past the request timeout: the batch is retried on a new connection.
     "stalled_request": (["stall"], {"VICTORIALOGS_TIMEOUT_MS": "800"}),
 }
@@ -84,7 +84,7 @@ def test_rejected_batch_is_counted_not_retried(script: Any, receiver: Any, tmp_p
     stats = _stats(run.err)
     assert stats["dropped"] == {"rejected_http_400": 20}
     assert "injected fault" in stats["last_rejection"]
-    assert "20 entries rejected: HTTP 400" in run.err
+    assert "20 entries rejected by the server: HTTP 400" in run.err
     assert _seqs(receiver.entries()) == list(range(20, LINES))
     assert faults.count("status:400") == 1  # not retried
 
@@ -161,7 +161,7 @@ def test_batch_the_sender_spools_at_the_exit_deadline_is_reported(
     run, spooled = _exit_run(script, receiver, tmp_path / "spool", ["status:503"] * 100)
     assert run.rc == 0
     assert sorted(spooled) == sorted(f"seq {i}" for i in range(50))
-    assert "50 entries kept in the spool" in run.err, run.err
+    assert "50 kept in the spool" in run.err, run.err
     assert not receiver.entries()
 
 
@@ -173,5 +173,5 @@ def test_exit_request_sent_but_unanswered_is_reported_not_spooled(
     run, spooled = _exit_run(script, receiver, tmp_path / "spool", ["stall"])
     assert run.rc == 0
     assert spooled == []
-    assert "0 entries kept in the spool" in run.err, run.err
+    assert "kept in the spool" not in run.err, run.err
     assert "50 in a request still under way" in run.err, run.err

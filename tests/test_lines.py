@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from vlhook._captures import Line, text
 from vlhook._lines import (
     CHAIN_WAIT_NS,
     MAX_PARTIAL_CHARS,
     STALE_NS,
-    Line,
     LineAssembler,
     is_traceback_start,
 )
@@ -31,7 +31,7 @@ def assemble(chunks: list[Data]) -> tuple[list[Line], list[Line]]:
     asm = LineAssembler()
     out: list[Line] = []
     for index, chunk in enumerate(chunks):
-        asm.feed((0, chunk, index, 1, None, None), out)
+        asm.feed(text(0, chunk, index, 1, None), out)
     before = list(out)
     asm.flush(out, final=False, now_ns=10**18)
     assert out == before, "a non-final flush emitted a partial line"
@@ -81,7 +81,7 @@ def test_any_chunking_of_str_gives_the_non_blank_lines(
     before, final = assemble(cut(text, points))
     assert texts(before) == expected(lines)
     assert texts(final) == expected([tail])
-    assert all(line[5] == "" and line[0] == 0 for line in before + final)
+    assert all(line.level == "" and line[0] == 0 for line in before + final)
 
 
 @PROPS
@@ -138,10 +138,10 @@ def test_two_threads_interleaved_never_mix_their_lines(
     asm = LineAssembler()
     out: list[Line] = []
     for t_ns, (ident, chunk) in enumerate(items):
-        asm.feed((0, chunk, t_ns, ident, {"thread": ident}, None), out)
+        asm.feed(text(0, chunk, t_ns, ident, ({"thread": ident}, None)), out)
     asm.flush(out, final=True, now_ns=10**18)
-    got_a = [line[1] for line in out if line[3] == {"thread": 101}]
-    got_b = [line[1] for line in out if line[3] == {"thread": 202}]
+    got_a = [line[1] for line in out if line.context == ({"thread": 101}, None)]
+    got_b = [line[1] for line in out if line.context == ({"thread": 202}, None)]
     tail_a = a[0].rsplit("\n", 1)[-1]
     tail_b = b[0].rsplit("\n", 1)[-1]
     assert got_a == expected([*a[1], tail_a])
@@ -152,21 +152,21 @@ def test_two_threads_interleaved_never_mix_their_lines(
 def test_stdout_and_stderr_of_one_thread_are_assembled_apart() -> None:
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((0, "out-", 1, 7, None, None), out)
-    asm.feed((1, "err-", 2, 7, None, None), out)
-    asm.feed((0, "end\n", 3, 7, None, None), out)
-    asm.feed((1, "end\n", 4, 7, None, None), out)
+    asm.feed(text(0, "out-", 1, 7, None), out)
+    asm.feed(text(1, "err-", 2, 7, None), out)
+    asm.feed(text(0, "end\n", 3, 7, None), out)
+    asm.feed(text(1, "end\n", 4, 7, None), out)
     assert [(line[0], line[1], line[2]) for line in out] == [(0, "out-end", 1), (1, "err-end", 2)]
 
 
 def test_partial_line_only_on_final_flush() -> None:
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((0, "no newline yet", 5, 1, {"inv": 1}, {"b": 2}), out)
+    asm.feed(text(0, "no newline yet", 5, 1, ({"inv": 1}, {"b": 2})), out)
     asm.flush(out, final=False, now_ns=10**18)
     assert out == []
     asm.flush(out, final=True, now_ns=10**18)
-    assert out == [(0, "no newline yet", 5, {"inv": 1}, {"b": 2}, "")]
+    assert out == [(0, "no newline yet", 5, ({"inv": 1}, {"b": 2}), "")]
     asm.flush(out, final=True, now_ns=10**18)
     assert len(out) == 1  # emitted once
 
@@ -223,7 +223,7 @@ def test_progress_bar_memory_stays_bounded() -> None:
     out: list[Line] = []
     update = "\rprogress 000000 " + "#" * 50
     for i in range(40_000):
-        asm.feed((0, update, i, 1, None, None), out)
+        asm.feed(text(0, update, i, 1, None), out)
     assert len(out) == 40_000 * len(update) // MAX_PARTIAL_CHARS
     assert all(len(line[1]) >= MAX_PARTIAL_CHARS - len(update) for line in out)
     assert asm._partial[(0, 1)].size < MAX_PARTIAL_CHARS
@@ -238,14 +238,14 @@ def test_endless_line_without_newline_is_emitted_at_the_limit() -> None:
     asm = LineAssembler()
     out: list[Line] = []
     for i in range(count - 1):
-        asm.feed((0, chunk, i, 1, None, None), out)
+        asm.feed(text(0, chunk, i, 1, None), out)
     assert out == []
-    asm.feed((0, chunk, 999, 1, None, None), out)
+    asm.feed(text(0, chunk, 999, 1, None), out)
     assert len(out) == 1
     assert len(out[0][1]) == MAX_PARTIAL_CHARS
     assert out[0][2] == 0
     assert (0, 1) not in asm._partial
-    asm.feed((0, "rest\n", 1000, 1, None, None), out)
+    asm.feed(text(0, "rest\n", 1000, 1, None), out)
     assert [(line[1], line[2]) for line in out[1:]] == [("rest", 1000)]
 
 
@@ -255,7 +255,7 @@ def test_endless_bytes_line_is_emitted_at_the_limit() -> None:
     asm = LineAssembler()
     out: list[Line] = []
     for i, chunk in enumerate(cut(data, list(range(4097, len(data), 4097)))):
-        asm.feed((1, chunk, i, 1, None, None), out)
+        asm.feed(text(1, chunk, i, 1, None), out)
     assert len(out) == 1
     assert MAX_PARTIAL_CHARS <= len(out[0][1]) < MAX_PARTIAL_CHARS + 4097
     assert set(out[0][1]) == {"é"}
@@ -328,7 +328,7 @@ def test_traceback_is_one_error_line_and_the_next_line_is_separate(make: Any, sp
     assert tb.startswith("Traceback (most recent call last):")
     chunks = [*split("before\n"), *split(tb), *split("after the traceback\n")]
     before, final = assemble(chunks)
-    assert [(line[1], line[5]) for line in before] == [
+    assert [(line[1], line.level) for line in before] == [
         ("before", ""),
         (tb.rstrip("\n"), "ERROR"),
         ("after the traceback", ""),
@@ -344,7 +344,7 @@ def test_chained_traceback_contains_both_markers() -> None:
     cause = _direct_cause()
     assert "The above exception was the direct cause" in cause
     before, _ = assemble([tb, "between\n", cause, "done\n"])
-    assert [(line[1], line[5]) for line in before] == [
+    assert [(line[1], line.level) for line in before] == [
         (tb.rstrip("\n"), "ERROR"),
         ("between", ""),
         (cause.rstrip("\n"), "ERROR"),
@@ -356,7 +356,7 @@ def test_traceback_closed_after_chain_wait_with_no_more_writes() -> None:
     tb = _simple()
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((1, tb, 1_000, 1, None, None), out)
+    asm.feed(text(1, tb, 1_000, 1, None), out)
     assert out == []
     assert CHAIN_WAIT_NS == 50_000_000  # docs/design.md: closed 50 ms after its last line
     asm.flush(out, final=False, now_ns=1_000 + 10_000_000)
@@ -364,7 +364,7 @@ def test_traceback_closed_after_chain_wait_with_no_more_writes() -> None:
     asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS)
     assert out == []  # a chained traceback could still follow
     asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS + 1)
-    assert [(line[0], line[1], line[2], line[5]) for line in out] == [
+    assert [(line[0], line[1], line[2], line.level) for line in out] == [
         (1, tb.rstrip("\n"), 1_000, "ERROR")
     ]
 
@@ -373,11 +373,11 @@ def test_unfinished_traceback_waits_then_is_emitted_when_stale() -> None:
     head = 'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((1, head, 5, 1, None, None), out)
+    asm.feed(text(1, head, 5, 1, None), out)
     asm.flush(out, final=False, now_ns=5 + STALE_NS)
     assert out == []  # its exception line may still come
     asm.flush(out, final=False, now_ns=5 + STALE_NS + 1)
-    assert [(line[1], line[5]) for line in out] == [(head.rstrip("\n"), "ERROR")]
+    assert [(line[1], line.level) for line in out] == [(head.rstrip("\n"), "ERROR")]
 
 
 def test_chained_traceback_arriving_within_the_wait_joins() -> None:
@@ -385,9 +385,9 @@ def test_chained_traceback_arriving_within_the_wait_joins() -> None:
     first, marker, second = tb.partition("During handling")
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((1, first, 0, 1, None, None), out)
+    asm.feed(text(1, first, 0, 1, None), out)
     asm.flush(out, final=False, now_ns=CHAIN_WAIT_NS // 2)
-    asm.feed((1, marker + second, CHAIN_WAIT_NS // 2, 1, None, None), out)
+    asm.feed(text(1, marker + second, CHAIN_WAIT_NS // 2, 1, None), out)
     asm.flush(out, final=True)
     assert texts(out) == [tb.rstrip("\n")]
 
@@ -407,13 +407,14 @@ def test_tracebacks_of_two_threads_stay_apart() -> None:
     for i in range(max(len(lines1), len(lines2))):
         for ident, lines in ((1, lines1), (2, lines2)):
             if i < len(lines):
-                asm.feed((1, lines[i], t, ident, ident, None), out)
+                asm.feed(text(1, lines[i], t, ident, ({"thread": ident},)), out)
                 t += 1
-    asm.feed((1, "one\n", t, 1, 1, None), out)
-    asm.feed((1, "two\n", t + 1, 2, 2, None), out)
+    asm.feed(text(1, "one\n", t, 1, ({"thread": 1},)), out)
+    asm.feed(text(1, "two\n", t + 1, 2, ({"thread": 2},)), out)
     by_thread: dict[int, list[tuple[str, str]]] = {1: [], 2: []}
     for line in out:
-        by_thread[line[3]].append((line[1], line[5]))
+        assert line.context is not None and line.context[0] is not None
+        by_thread[line.context[0]["thread"]].append((line[1], line.level))
     assert by_thread[1] == [(tb1.rstrip("\n"), "ERROR"), ("one", "")]
     assert by_thread[2] == [(tb2.rstrip("\n"), "ERROR"), ("two", "")]
 
@@ -421,9 +422,9 @@ def test_tracebacks_of_two_threads_stay_apart() -> None:
 def test_reset_forgets_everything() -> None:
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((0, "half", 1, 1, None, None), out)
-    asm.feed((1, _simple(), 2, 1, None, None), out)
-    asm.feed((0, b"\xe2\x82", 3, 2, None, None), out)
+    asm.feed(text(0, "half", 1, 1, None), out)
+    asm.feed(text(1, _simple(), 2, 1, None), out)
+    asm.feed(text(0, b"\xe2\x82", 3, 2, None), out)
     asm.reset()
     asm.flush(out, final=True)
     assert out == []
@@ -432,7 +433,7 @@ def test_reset_forgets_everything() -> None:
 def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
     asm = LineAssembler()
     out: list[Line] = []
-    asm.feed((0, "shed beginning", 1, 1, None, None), out)
+    asm.feed(text(0, "shed beginning", 1, 1, None), out)
     asm.discard(0, 1)
-    asm.feed((0, "new\n", 2, 1, None, None), out)
+    asm.feed(text(0, "new\n", 2, 1, None), out)
     assert [(line[1], line[2]) for line in out] == [("new", 2)]

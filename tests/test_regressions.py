@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from shipping import Shipper
 from vlhook import _capture_streams
 from vlhook._capture_streams import StreamTee
+from vlhook._captures import STDOUT, Line, Text, text
+from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, Endpoint, load, parse_endpoint
-from vlhook._delivery import Delivery
 from vlhook._entry import EntryBuilder, detect_level, rfc3339, valid_time
-from vlhook._kinds import STDOUT
-from vlhook._lines import Line, LineAssembler
+from vlhook._lines import LineAssembler
 from vlhook._listen import Receiver
 from vlhook._stats import Stats
 
@@ -31,7 +32,7 @@ def assemble(chunks: list[Any]) -> list[Line]:
     asm = LineAssembler()
     out: list[Line] = []
     for index, chunk in enumerate(chunks):
-        asm.feed((1, chunk, index, 1, None, None), out)
+        asm.feed(text(1, chunk, index, 1, None), out)
     asm.flush(out, final=True)
     return out
 
@@ -83,7 +84,7 @@ def test_exception_group_traceback_is_one_error_entry() -> None:
     tb = _group()
     assert tb.startswith("  + Exception Group Traceback (most recent call last):")
     out = assemble([tb, "after\n"])
-    assert [(line[1], line[5]) for line in out] == [(tb.rstrip("\n"), "ERROR"), ("after", "")]
+    assert [(line[1], line.level) for line in out] == [(tb.rstrip("\n"), "ERROR"), ("after", "")]
 
 
 @needs_groups
@@ -142,11 +143,11 @@ def test_json_line_with_impossible_time_still_arrives() -> None:
     with Receiver() as recv:
         config = load({"VICTORIALOGS_URL": recv.url, "VICTORIALOGS_SPOOL_DIR": "off"})
         stats = Stats()
-        delivery, builder = Delivery(config, stats), EntryBuilder(config, stats)
+        delivery, builder = Shipper(config, stats), EntryBuilder(config, stats)
         text = json.dumps({"message": "with time", "time": f"{day}T25:00:00Z"})
-        delivery.add(builder.from_line((0, text, time.time_ns(), None, None, "")))
-        delivery.add(builder.from_line((0, "good", time.time_ns(), None, None, "")))
-        assert delivery.send_batch(deadline=None)
+        delivery.add(builder.from_line(make_line(0, text, time.time_ns(), None)))
+        delivery.add(builder.from_line(make_line(0, "good", time.time_ns(), None)))
+        assert delivery.send().delivered == 2
         rows = recv.wait_for(2, timeout=3)
         delivery.close()
         assert recv.stats()["bad_time"] == 0
@@ -171,9 +172,9 @@ def test_escaped_message_lines_stay_below_the_server_limit(
         }
     )
     stats = Stats()
-    delivery, builder = Delivery(config, stats), EntryBuilder(config, stats)
+    delivery, builder = Shipper(config, stats), EntryBuilder(config, stats)
     message = char * 300_000
-    entries = builder.from_line((0, message, time.time_ns(), None, None, ""))
+    entries = builder.from_line(make_line(0, message, time.time_ns(), None))
     lines = [delivery.encode(e) for e in entries]
     assert max(len(x) for x in lines) < SERVER_LINE_LIMIT
     assert "".join(json.loads(x)["_msg"] for x in lines) == message
@@ -183,10 +184,11 @@ def test_lines_after_an_escaped_long_message_are_not_lost() -> None:
     with Receiver() as recv:
         config = load({"VICTORIALOGS_URL": recv.url, "VICTORIALOGS_SPOOL_DIR": "off"})
         stats = Stats()
-        delivery, builder = Delivery(config, stats), EntryBuilder(config, stats)
-        delivery.add(builder.from_line((0, "\x01" * 65536, time.time_ns(), None, None, "")))
-        delivery.add(builder.from_line((0, "after", time.time_ns(), None, None, "")))
-        assert delivery.send_batch(deadline=None)
+        delivery, builder = Shipper(config, stats), EntryBuilder(config, stats)
+        delivery.add(builder.from_line(make_line(0, "\x01" * 65536, time.time_ns(), None)))
+        delivery.add(builder.from_line(make_line(0, "after", time.time_ns(), None)))
+        lines = delivery.lines
+        assert delivery.send().delivered == lines
         rows = recv.wait_for(2, timeout=2)
         delivery.close()
         assert recv.stats()["too_long"] == 0
@@ -204,7 +206,7 @@ def test_lines_after_an_escaped_long_message_are_not_lost() -> None:
 )
 def test_encode_never_raises(tmp_path: Path, fields: dict[str, Any]) -> None:
     config = load({"VICTORIALOGS_URL": f"file://{tmp_path}/o.jsonl"})
-    delivery = Delivery(config, Stats())
+    delivery = Shipper(config, Stats())
     entry = {"_time": rfc3339(time.time_ns()), "level": "INFO", **fields}
     line = delivery.encode(entry)
     assert json.loads(line)["level"] == "INFO"
@@ -214,10 +216,10 @@ def test_surrogateescape_output_is_delivered(tmp_path: Path) -> None:
     path = tmp_path / "o.jsonl"
     config = load({"VICTORIALOGS_URL": f"file://{path}", "VICTORIALOGS_SPOOL_DIR": "off"})
     stats = Stats()
-    delivery, builder = Delivery(config, stats), EntryBuilder(config, stats)
+    delivery, builder = Shipper(config, stats), EntryBuilder(config, stats)
     raw = io.BytesIO()
     stream = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
-    items: list[tuple[Any, ...]] = []
+    items: list[Text] = []
     saved = _capture_streams._put
     _capture_streams._put = items.append
     try:
@@ -233,7 +235,7 @@ def test_surrogateescape_output_is_delivered(tmp_path: Path) -> None:
         asm.feed(item, lines)
     for line in lines:
         delivery.add(builder.from_line(line))
-    assert delivery.send_batch(deadline=None)
+    assert delivery.send().delivered == len(lines)
     assert json.loads(path.read_bytes())["_msg"] == "caf\ufffd.txt"
 
 

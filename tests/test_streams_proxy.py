@@ -20,9 +20,9 @@ import pytest
 
 from vlhook import _capture_streams, _context
 from vlhook._capture_streams import BinaryTee, StreamTee, is_tee, original
-from vlhook._kinds import STDERR, STDOUT
+from vlhook._captures import STDERR, STDOUT, Text
 
-Captured = list[tuple[Any, ...]]
+Captured = list[Text]
 
 
 @pytest.fixture
@@ -128,12 +128,12 @@ def test_captured_items_are_the_writes_in_order(captured: Captured) -> None:
         b"\n",
     ]
     ident = threading.get_ident()
-    for kind, chunk, t_ns, thread, inv, bound in captured:
+    for kind, chunk, t_ns, thread, context in captured:
         assert kind == STDERR
         assert type(chunk) in (str, bytes)
         assert before <= t_ns <= after
         assert thread == ident
-        assert inv is None and bound is None
+        assert context is None
     times = [item[2] for item in captured]
     assert times == sorted(times)
 
@@ -164,9 +164,9 @@ def test_context_is_captured_with_each_write(captured: Captured) -> None:
         _context.set_invocation(saved)
         _context._variable().reset(token)
     tee.write("after\n")
-    assert [(i[1], i[4], i[5]) for i in captured] == [
-        ("in invocation\n", {"request_id": "r-1"}, {"user": "u1"}),
-        ("after\n", saved, None),
+    assert [(i.data, i.context) for i in captured] == [
+        ("in invocation\n", ({"request_id": "r-1"}, {"user": "u1"})),
+        ("after\n", None if saved is None else (saved, None)),
     ]
 
 

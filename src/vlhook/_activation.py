@@ -54,7 +54,8 @@ def activate(source: str = "api") -> bool:
 
 
 def _start(source: str) -> Optional[Active]:
-    from vlhook import _capture_streams, _imports, _kinds, _lifecycle
+    from vlhook import _capture_streams, _imports, _lifecycle
+    from vlhook._captures import STDERR, STDOUT
     from vlhook._config import load
     from vlhook._sender import Sender
     from vlhook._stats import Stats
@@ -67,8 +68,7 @@ def _start(source: str) -> Optional[Active]:
         return None
     stats = Stats()
     sender = Sender(config, stats)
-    kinds = [k for k, name in ((_kinds.STDOUT, "stdout"), (_kinds.STDERR, "stderr"))
-             if name in config.capture]  # fmt: skip
+    kinds = [k for k, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if name in config.capture]
     _capture_streams.install(sender.buffer.put, kinds)
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):

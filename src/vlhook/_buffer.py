@@ -1,19 +1,21 @@
 """The bounded buffer between the program's threads and the sender.
 
-Writers append raw captures (a few words each: no parsing, no encoding); the sender pops them.
+Writers append captures (a few words each: no parsing, no encoding); the sender pops them.
 Memory is accounted in approximate bytes. When the buffer is full, `drop` sheds what arrives
-unless it is a warning or worse, which may use a 25% reserve; `block` makes the writer wait,
-bounded by the request timeout. Every shed capture is counted, and the count is shipped.
+unless it is a warning or worse, which may use a 25% reserve; `block` makes the writer wait
+for room (woken by the sender, bounded by the request timeout). A line is kept or shed whole,
+every shed line is counted, and the count is shipped.
 """
 
 from __future__ import annotations
 
-import time
+import _thread
 
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
 
-from vlhook._kinds import DISCARD, FLUSH, TEXT
+from vlhook._captures import Discard, Text, discard
+from vlhook._captures import text as make_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,15 +24,34 @@ if TYPE_CHECKING:
     from vlhook._stats import Stats
 
 ITEM_OVERHEAD = 128  # tuple, ints and references held per capture
+OTHER_SIZE = 4 * ITEM_OVERHEAD  # a logging record (its message stored alongside), a control
 RESERVE = 1.25  # warnings and errors may use this much of the limit before being shed
 WARNING = 30
 
 
-def item_size(item: tuple[Any, ...]) -> int:
-    data = item[1]
-    if isinstance(data, (str, bytes)):
-        return len(data) + ITEM_OVERHEAD
-    return 4 * ITEM_OVERHEAD  # a logging record, its message stored alongside
+def item_size(item: Any) -> int:
+    if item.__class__ is Text:
+        return len(item.data) + ITEM_OVERHEAD
+    return OTHER_SIZE
+
+
+def lines_in(items: list[Any]) -> int:
+    """How many entries these captures would have made (counted when they cannot be kept):
+    every line end, a line left unfinished by a thread's last write, one per record."""
+    lost = 0
+    unfinished: dict[tuple[int, int], bool] = {}
+    for item in items:
+        cls = item.__class__
+        if cls is Text:
+            data = item.data
+            newline = "\n" if isinstance(data, str) else b"\n"
+            lost += data.count(newline)
+            unfinished[(item.kind, item.thread)] = not data.endswith(newline)
+        elif cls is Discard:  # that line's end was shed, and counted then
+            unfinished[(item.kind, item.thread)] = False
+        elif hasattr(item, "t_ns"):  # a record or an uncaught exception
+            lost += 1
+    return lost + sum(unfinished.values())
 
 
 class Buffer:
@@ -43,38 +64,40 @@ class Buffer:
         wake: Callable[[], None],
         wake_every: int,
     ) -> None:
-        self.items: deque[tuple[Any, ...]] = deque()
+        self.items: deque[Any] = deque()
         self.stats = stats
         self.limit = limit_bytes
         self.block = on_full == "block"
         self.block_timeout_s = block_timeout_s
         self.wake = wake
         self.wake_every = max(1, wake_every)
-        # Written by writers only / by the sender only: no shared read-modify-write.
+        # Bytes appended / popped. Writers and the sender each write their own; a race between
+        # two writers can only make the accounting drift slightly, never lose data.
         self.added = 0
         self.removed = 0
         self._since_wake = 0
         # Text streams whose current line lost a piece to shedding: (kind, thread) -> True while
         # the rest of that line must be shed too, so a line is kept or lost whole.
         self.cut: dict[tuple[int, int], bool] = {}
-        #: Called before the next put, then cleared by whoever set it (the sender starts its
-        #: thread this way on the first capture, without a call of its own on every put).
-        self.on_first_put: Optional[Callable[[], None]] = None
+        self._room_waiters: list[Any] = []  # locks of writers blocked for room
+        #: Sees every capture first while set; returns True when it took the capture itself
+        #: (the sender starts its thread this way on the first capture, and takes late writes
+        #: after the exit flush straight to the spool) — one test on the fast path.
+        self.intercept: Optional[Callable[[Any, int], bool]] = None
 
     @property
     def used(self) -> int:
         return self.added - self.removed
 
-    def put(self, item: tuple[Any, ...], level: int = 20) -> None:
-        if self.on_first_put is not None:
-            self.on_first_put()
-        if self.cut and item[0] in TEXT:
+    def put(self, item: Any, level: int = 20) -> None:
+        if self.intercept is not None and self.intercept(item, level):
+            return
+        if self.cut and item.__class__ is Text:
             item = self._after_cut(item)
-            if not item[1]:
+            if not item.data:
                 return
-        data = item[1]
         # item_size, inlined for text: this runs on the program's thread for every line.
-        size = len(data) + ITEM_OVERHEAD if data.__class__ is str else item_size(item)
+        size = len(item.data) + ITEM_OVERHEAD if item.__class__ is Text else item_size(item)
         if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
             return
         self.added += size
@@ -84,68 +107,92 @@ class Buffer:
             self._since_wake = 0
             self.wake()
 
-    def put_control(self, item: tuple[Any, ...]) -> None:
-        """Flush markers and the like: never shed, never counted as data."""
+    def put_control(self, item: Any) -> None:
+        """Flush and exit requests: never shed, ordered after every capture made before."""
+        self.added += OTHER_SIZE
         self.items.append(item)
         self.wake()
 
-    def pop(self) -> tuple[Any, ...]:
+    def pop(self) -> Any:
         """Next item (IndexError when empty). Sender thread only."""
-        item: tuple[Any, ...] = self.items.popleft()
-        data = item[1]
-        if data.__class__ is str:
-            self.removed += len(data) + ITEM_OVERHEAD  # item_size, inlined: once per capture
-        elif item[0] != FLUSH:
-            self.removed += item_size(item)
+        item = self.items.popleft()
+        self.removed += len(item.data) + ITEM_OVERHEAD if item.__class__ is Text else \
+            item_size(item)  # fmt: skip
         return item
 
-    def _make_room(self, item: tuple[Any, ...], size: int, level: int) -> bool:
-        if self.block:
-            self.wake()
-            deadline = time.monotonic() + self.block_timeout_s
-            while time.monotonic() < deadline:
-                time.sleep(0.001)
-                if self.added - self.removed + size <= self.limit:
-                    return True
-        elif level >= WARNING and self.added - self.removed + size <= self.limit * RESERVE:
+    def take_all(self) -> list[Any]:
+        """Everything queued (at exit, when nothing more can be made of it)."""
+        out = []
+        while True:
+            try:
+                out.append(self.pop())
+            except IndexError:
+                return out
+
+    def made_room(self) -> None:
+        """The sender popped captures: writers waiting for room may go on."""
+        if self._room_waiters:
+            waiters, self._room_waiters = self._room_waiters, []
+            for lock in waiters:
+                lock.release()
+
+    def _make_room(self, item: Any, size: int, level: int) -> bool:
+        if self.block and self._wait_for_room(size):
             return True
-        if item[0] in TEXT:
+        if not self.block and level >= WARNING and self.used + size <= self.limit * RESERVE:
+            return True
+        if item.__class__ is Text:
             self._shed_text(item)
-        else:
-            self.stats.drop("buffer_full")
+        elif item.__class__ is not Discard:
+            self.stats.drop("buffer_full", captured=True)
         return False
 
-    def _shed_text(self, item: tuple[Any, ...]) -> None:
+    def _wait_for_room(self, size: int) -> bool:
+        """Block the writer until the sender has popped enough (bounded by the timeout)."""
+        from time import monotonic
+
+        deadline = monotonic() + self.block_timeout_s
+        while self.used + size > self.limit:
+            left = deadline - monotonic()
+            if left <= 0:
+                return False
+            lock = _thread.allocate_lock()
+            lock.acquire()
+            self._room_waiters.append(lock)
+            self.wake()
+            lock.acquire(True, left)
+        return True
+
+    def _shed_text(self, item: Text) -> None:
         """Shed a write: every line it ends is counted as lost; a line it starts or continues
         is lost whole (the sender discards its kept beginning, `_after_cut` its end)."""
-        kind, data, _, ident = item[:4]
+        data = item.data
         newline = "\n" if isinstance(data, str) else b"\n"
-        key = (kind, ident)
+        key = (item.kind, item.thread)
         if key not in self.cut:
             # Tell the assembler to throw away the beginning of the line it holds.
-            discard = (DISCARD, None, 0, ident, kind)
-            self.added += item_size(discard)
-            self.items.append(discard)
-        self.cut[key] = not data.endswith(newline)
-        lines = data.count(newline)
+            self.items.append(discard(item.kind, item.thread))
+            self.added += OTHER_SIZE
+        self.cut[key] = not data.endswith(newline)  # type: ignore[arg-type]
+        lines = data.count(newline)  # type: ignore[arg-type]
         if lines:
-            self.stats.drop("buffer_full", lines)
+            self.stats.drop("buffer_full", lines, captured=True)
 
-    def _after_cut(self, item: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _after_cut(self, item: Text) -> Text:
         """The first write after shedding: drop the rest of the line that was cut."""
-        key = (item[0], item[3])
+        key = (item.kind, item.thread)
         if key not in self.cut:
             return item
         if not self.cut[key]:
             del self.cut[key]
             return item
-        data = item[1]
-        end = data.find("\n" if isinstance(data, str) else b"\n")
+        data = item.data
+        end = data.find("\n" if isinstance(data, str) else b"\n")  # type: ignore[arg-type]
         if end < 0:
-            return (*item[:1], data[:0], *item[2:])  # still inside the lost line
+            return make_text(item.kind, data[:0], item.t_ns, item.thread, item.context)
         del self.cut[key]
-        self.stats.drop("buffer_full")
-        return (item[0], data[end + 1 :], *item[2:])
+        self.stats.drop("buffer_full", captured=True)
+        return make_text(item.kind, data[end + 1 :], item.t_ns, item.thread, item.context)
 
     def unfinished_cut_lines(self) -> int:
         """Lines cut by shedding whose end never came (counted at exit)."""
@@ -158,3 +205,4 @@ class Buffer:
         self.items = deque()
         self.added = self.removed = self._since_wake = 0
         self.cut = {}
+        self._room_waiters = []

@@ -14,14 +14,16 @@ from _thread import get_ident
 
 from vlhook import _context
 from vlhook._capture_streams import suppressed
+from vlhook._captures import record as make_record
 from vlhook._diag import internal_error
-from vlhook._kinds import LOGGING
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 
-    Put = Callable[[tuple[Any, ...], int], None]
+    from vlhook._captures import Record
+
+    Put = Callable[[Record, int], None]
 
 _original: Optional[Callable[[logging.Logger, logging.LogRecord], None]] = None
 
@@ -92,8 +94,7 @@ def _put_record(
 ) -> None:
     try:
         t_ns = int(record.created * 1e9)
-        item = (LOGGING, record, t_ns, get_ident(), _context.invocation, _context.bound_get(),
-                levelno, message, texts)  # fmt: skip
+        item = make_record(record, t_ns, get_ident(), _context.get(), levelno, message, texts)
         put(item, levelno)
     except Exception as exc:
         internal_error("capture.logging", exc)

@@ -13,8 +13,9 @@ from _thread import get_ident
 from time import time_ns
 
 from vlhook import _context
+from vlhook._captures import STDERR, STDOUT
+from vlhook._captures import text as make_text
 from vlhook._diag import internal_error
-from vlhook._kinds import STDERR, STDOUT
 
 KIND_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Callable, Optional
 
-    Put = Callable[[tuple[Any, ...]], None]
+    from vlhook._captures import Text
+
+    Put = Callable[[Text], None]
 
 _put: Optional[Put] = None
 
@@ -37,7 +40,7 @@ _put: Optional[Put] = None
 #: Per (stream, thread): the start of a line not yet ended by a newline. `print(x)` writes `x`
 #: and then "\n": holding the first until the second turns them into one capture, which halves
 #: the work here and on the sender. Released to the buffer at every flush (release_held).
-_held: dict[tuple[int, int], tuple[Any, ...]] = {}
+_held: dict[tuple[int, int], Text] = {}
 HOLD_MAX = 1 << 16  # a longer unfinished line is passed on without waiting
 
 
@@ -55,13 +58,13 @@ def _capture(kind: int, data: Any) -> None:
     if data.__class__ is not str:  # bytes: keep the order with any text held before them
         if held is not None:
             put(held)
-        put((kind, data, time_ns(), ident, _context.invocation, _context.bound_get()))
+        put(make_text(kind, data, time_ns(), ident, _context.get()))
         return
     if held is not None:
-        item = (kind, held[1] + data, held[2], ident, held[4], held[5])
+        item = make_text(kind, held.data + data, held.t_ns, ident, held.context)  # type: ignore[operator]
     else:
-        item = (kind, data, time_ns(), ident, _context.invocation, _context.bound_get())
-    if data[-1] != "\n" and len(item[1]) < HOLD_MAX:
+        item = make_text(kind, data, time_ns(), ident, _context.get())
+    if data[-1] != "\n" and len(item.data) < HOLD_MAX:
         _held[(kind, ident)] = item
     else:
         put(item)

@@ -44,7 +44,8 @@ def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:
     entry = {"_msg": f"vlhook check probe {probe_id}", "level": "INFO", "stream": "vlhook",
              "container_name": config.container_name, "job": config.job}  # fmt: skip
     transport = make_transport(endpoint, config)
-    result = transport.post(json.dumps(entry).encode() + b"\n", timeout)
+    body = json.dumps(entry).encode() + b"\n"
+    result = transport.post(transport.wire(body), time.monotonic() + timeout)
     transport.close()
     if not result.ok:
         _say(f"  probe refused: {result.message or result.status}")
@@ -108,15 +109,20 @@ def spool_command(action: str) -> int:
 
 
 def _replay(config: Config, stats: Stats) -> int:
-    from vlhook._delivery import Delivery
+    from vlhook._replay import replay_now
 
     if not config.active:
         _say("cannot replay: VICTORIALOGS_URL is not set")
         return 2
-    delivery = Delivery(config, stats)
-    delivery.replay_spool()
-    left = len(delivery.spool.files()) if delivery.spool else 0
-    _say(f"replayed {stats.replayed} entries; {left} files left")
+    left, problem = replay_now(config, stats, timeout=config.timeout_ms / 1000)
+    rejected = stats.replay_rejected
+    _say(
+        f"replayed {stats.replayed} entries"
+        + (f", {rejected} rejected" if rejected else "")
+        + f"; {left} files left in {config.spool_dir}"
+    )
+    if problem:
+        _say(f"stopped: {problem}")
     return 0 if left == 0 else 1
 
 

@@ -1,8 +1,9 @@
-"""Context carried by every capture: fields bound by the program and the current invocation.
+"""Context carried by every capture: the current invocation and the fields the program bound.
 
-Both are read on the writer's thread at write time (an entry belongs to the invocation during
-which it was written, even when the sender encodes it later) and are immutable once published,
-so a capture holds a reference instead of a copy.
+Read on the writer's thread at write time (an entry belongs to the invocation during which it
+was written, even when the sender encodes it later). Each source is immutable once published,
+so a capture holds references, not copies. `get()` is what every capture calls: while nothing
+was ever bound and no invocation runs, it returns None at the cost of one call.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import _thread
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from contextvars import ContextVar
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional
 
-    Fields = dict[str, Any]
+    from vlhook._captures import Context, Fields
 
 #: Fields of the current serverless invocation (request id, trace ids), or None outside one.
 invocation: Optional[Fields] = None
@@ -26,19 +27,35 @@ def _nothing_bound() -> Optional[Fields]:
 
 #: The bound fields of the calling thread or task. Until the first bind() nothing is bound
 #: anywhere; the context variable (and `contextvars`, ~0.3 ms at start-up) comes with it.
-bound_get = _nothing_bound
+bound_get: Callable[[], Optional[Fields]] = _nothing_bound
 _bound: Optional[ContextVar[Optional[Fields]]] = None
 _bound_lock = _thread.allocate_lock()
 
 
+def _empty() -> Optional[Context]:
+    return None
+
+
+def _sources() -> Optional[Context]:
+    inv, bound = invocation, bound_get()
+    if inv is None and bound is None:
+        return None
+    return (inv, bound)
+
+
+#: The context of the calling thread or task, for one capture (see the module docstring).
+get: Callable[[], Optional[Context]] = _empty
+
+
 def _variable() -> ContextVar[Optional[Fields]]:
-    global _bound, bound_get
+    global _bound, bound_get, get
     with _bound_lock:
         if _bound is None:
             from contextvars import ContextVar
 
             _bound = ContextVar("vlhook_bound", default=None)
             bound_get = _bound.get
+            get = _sources
     return _bound
 
 
@@ -59,5 +76,15 @@ def unbind(*names: str) -> None:
 
 
 def set_invocation(fields: Optional[Fields]) -> None:
-    global invocation
+    global invocation, get
     invocation = fields
+    if fields is not None:
+        get = _sources
+
+
+def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
+    """Add a capture's context to its entry (sources in order: later ones win)."""
+    if context:
+        for fields in context:
+            if fields:
+                entry.update(fields)

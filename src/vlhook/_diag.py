@@ -11,6 +11,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import TracebackType
     from typing import Optional, TextIO
 
 RATE_LIMIT_S = 30.0
@@ -68,3 +69,27 @@ def internal_error(where: str, exc: BaseException) -> None:
         warn(f"internal error in {record} (the program is not affected)", key=where)
     except Exception:
         pass
+
+
+class guard:
+    """The one guard around every hook body: an exception inside is reported as an internal
+    error (once per place, rate-limited) and swallowed, so it never reaches the program."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit: the program's, never swallowed
+        internal_error(self.where, exc)
+        return True

@@ -14,8 +14,9 @@ from bisect import bisect_right
 from itertools import accumulate
 
 from vlhook import _codec
+from vlhook._captures import STREAM_NAME, Record, Uncaught
 from vlhook._config import Config
-from vlhook._kinds import EXCEPTION, LOGGING, STREAM_NAME
+from vlhook._context import apply as apply_context
 from vlhook._redact import Redactor
 from vlhook._stats import Stats
 
@@ -23,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Any, Optional
 
-    from vlhook._lines import Line
+    from vlhook._captures import Capture, Context, Line
 
     Entry = dict[str, Any]
 else:
@@ -192,29 +193,29 @@ class EntryBuilder:
         self.redactor = Redactor(config.redact_extra) if config.redact else None
 
     def from_line(self, line: Line) -> list[Entry]:
-        kind, text, t_ns, inv, bound, forced = line
+        kind, text, t_ns, context, forced = line
         entry: Entry = {"_time": rfc3339(t_ns), "_msg": text, "level": forced or "INFO",
                         "stream": STREAM_NAME[kind]}  # fmt: skip
         obj = None if forced else _parse_json(text)
         if obj is not None:
             _map_json(obj, entry)
-            return self.finish(entry, inv, bound)
+            return self.finish(entry, context)
         if not forced:
             entry["level"] = detect_level(text)
-        return self.finish(entry, inv, bound, only_message=not (inv or bound))
+        return self.finish(entry, context, only_message=not context)
 
     def from_lines(self, lines: list[Line]) -> list[Entry]:
         """Entries for a batch of lines, as from_line makes them. The searches for a level word
         and for a secret run once over the batch; a plain line that neither finds, with no
         context to add and short enough not to split, is built here in a few steps."""
-        texts = [line[1] for line in lines]
+        texts = [line.text for line in lines]
         levels = lines_containing(texts, LEVEL_HINTS, lower=True)
         secrets = self._lines_with_secrets(texts)
         limit = self.max_line_bytes // 6
         out: list[Entry] = []
         for index, line in enumerate(lines):
-            kind, text, t_ns, inv, bound, forced = line
-            if (forced or inv or bound or text[:1] == "{" or len(text) > limit
+            kind, text, t_ns, context, forced = line
+            if (forced or context or text[:1] == "{" or len(text) > limit
                     or secrets is None or index in secrets):  # fmt: skip
                 out.extend(self.from_line(line))
                 continue
@@ -229,16 +230,16 @@ class EntryBuilder:
         needles = self.redactor.needles
         return None if needles is None else lines_containing(texts, needles)
 
-    def from_item(self, item: tuple[Any, ...]) -> list[Entry]:
+    def from_item(self, item: Capture) -> list[Entry]:
         """Entries for a capture made whole: a logging record or an uncaught exception."""
-        if item[0] == LOGGING:
+        if item.__class__ is Record:
             return self.from_record(item)
-        if item[0] == EXCEPTION:
+        if item.__class__ is Uncaught:
             return self.from_exception(item)
         return []
 
-    def from_record(self, item: tuple[Any, ...]) -> list[Entry]:
-        _, record, t_ns, _ident, inv, bound, levelno, message, texts = item
+    def from_record(self, item: Record) -> list[Entry]:
+        record, t_ns, _thread, context, levelno, message, texts = item
         entry: Entry = {
             "_time": rfc3339(t_ns),
             "_msg": message,
@@ -260,25 +261,24 @@ class EntryBuilder:
                 for key in (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS):
                     obj.pop(key, None)  # the record's own values are the precise ones
                 entry.update(obj)
-        return self.finish(entry, inv, bound)
+        return self.finish(entry, context)
 
-    def from_exception(self, item: tuple[Any, ...]) -> list[Entry]:
-        _, exc, t_ns, _ident, inv, bound, thread_name = item
+    def from_exception(self, item: Uncaught) -> list[Entry]:
+        exc, t_ns, _thread, context, thread_name = item
         from vlhook._records import describe_exception
 
         fields = describe_exception(type(exc), exc, exc.__traceback__)
         entry: Entry = {"_time": rfc3339(t_ns), "_msg": fields["exception.stacktrace"],
                         "level": "ERROR", "stream": "stderr", "thread": thread_name}  # fmt: skip
         entry.update(fields)
-        return self.finish(entry, inv, bound)
+        return self.finish(entry, context)
 
-    def finish(self, entry: Entry, inv: Any, bound: Any, only_message: bool = False) -> list[Entry]:
+    def finish(
+        self, entry: Entry, context: Optional[Context], only_message: bool = False
+    ) -> list[Entry]:
         """Add the context, then make the entry safe to send. `only_message`: the message is
         the only value the program wrote (a plain line): the rest is vlhook's own."""
-        if inv:
-            entry.update(inv)
-        if bound:
-            entry.update(bound)
+        apply_context(entry, context)
         if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
             self._fold_fields(entry)
         if only_message:
@@ -296,7 +296,7 @@ class EntryBuilder:
             clean = self.redactor(entry["_msg"])
             if clean is not None:
                 entry["_msg"] = clean
-                self.stats.redacted += 1
+                self.stats.add("redacted")
 
     def _sanitize(self, entry: Entry) -> None:
         """Redact string values, cut oversized fields and keys the server would mangle."""
@@ -308,7 +308,7 @@ class EntryBuilder:
                     clean = self.redactor(value)
                     if clean is not None:
                         value = entry[key] = clean
-                        self.stats.redacted += 1
+                        self.stats.add("redacted")
                 if key != "_msg" and len(value) > MAX_VALUE_CHARS:
                     entry[key] = value[:MAX_VALUE_CHARS] + f"…[truncated {len(value)} chars]"
             elif isinstance(value, (dict, list, tuple)) and _depth(value, MAX_DEPTH) > MAX_DEPTH:
@@ -331,14 +331,14 @@ class EntryBuilder:
             else:
                 folded[key] = entry.pop(key)
         entry["vlhook.folded_fields"] = _codec.dumps(folded).decode("utf-8", "replace")
-        self.stats.folded += 1
+        self.stats.add("folded")
 
     def _split(self, entry: Entry, message: str) -> list[Entry]:
         """Parts whose JSON-escaped form fits the line budget (escaping can grow text 6x)."""
         if _escaped_size(message) <= self.max_line_bytes:
             return [entry]
         parts = json_parts(message, self.max_line_bytes)
-        self.stats.split += 1
+        self.stats.add("split")
         out = []
         for number, part in enumerate(parts, 1):
             piece = dict(entry)

@@ -16,7 +16,7 @@ from _thread import get_ident
 from time import time_ns
 
 from vlhook import _capture_streams, _context, _diag
-from vlhook._kinds import EXCEPTION
+from vlhook._captures import uncaught
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,10 +52,8 @@ def install(sender: Sender, config: Config) -> None:
 def _at_exit() -> None:
     if _sender is None or _config is None:
         return
-    try:
-        _final_flush(_sender, _config)
-    except Exception as exc:
-        _diag.internal_error("exit flush", exc)
+    with _diag.guard("exit flush"):
+        final_flush(_sender, _config)
     if _keyboard_interrupt:
         _die_of_sigint()
 
@@ -72,60 +70,29 @@ def _die_of_sigint() -> None:
         try:
             if stream is not None:
                 stream.flush()
-        except Exception:
+        except Exception:  # a closed pipe: as CPython itself, nothing to do about it
             pass
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     os.kill(os.getpid(), _signal.SIGINT)
 
 
-FLUSH_SHARE = 0.75  # of the exit budget for the sender; the rest to salvage what it left
+def final_flush(sender: Sender, config: Config) -> None:
+    """The process is ending (exit, SIGTERM, opt-in os._exit): deliver within the exit budget,
+    keep the rest in the spool, and say plainly on stderr what did not make it."""
+    from time import monotonic
 
-
-def _final_flush(sender: Sender, config: Config) -> None:
-    """Flush within the exit budget. Threads may still write meanwhile: a second round takes
-    what they wrote during the first. If the sender cannot finish in time, this thread spools
-    what it had not reached yet; what does not fit in the budget is counted and reported."""
-    import time
-
-    budget = config.exit_timeout_ms / 1000
-    started = time.monotonic()
-    flush_deadline = started + budget * FLUSH_SHARE
-    # The sender itself may spool a batch it could not send by the deadline: counted too.
-    spooled_before = sender.stats.spooled
-    sender.exiting = True
-    ok = True
-    for _ in range(2):
-        ok = sender.flush(max(0.0, flush_deadline - time.monotonic()))
-        if not ok or not sender.buffer.items:
-            break
-    if ok and not sender.buffer.items:
-        return
-    _, dropped = sender.salvage(started + budget)
-    spooled = sender.stats.spooled - spooled_before
-    if not ok or dropped:
-        where = f"the spool {config.spool_dir}" if config.spool_dir else "no spool (off)"
-        in_flight = sender.stats.in_flight_at_exit
-        tally = ", ".join(f"{k}: {v}" for k, v in sorted(sender.stats.dropped.items()))
-        _diag.warn(
-            f"not everything was delivered within VICTORIALOGS_EXIT_TIMEOUT_MS="
-            f"{config.exit_timeout_ms}: {spooled} entries kept in {where}, {dropped} lost"
-            + (f", {in_flight} in a request still under way" if in_flight else "")
-            + f" (dropped since start: {tally})"
-        )
-    elif spooled:
-        _diag.warn(f"{spooled} entries written by threads still running at exit were spooled")
+    report = sender.shutdown(monotonic() + config.exit_timeout_ms / 1000)
+    message = report.message(config.exit_timeout_ms)
+    if message:
+        _diag.warn(message, key="exit")
 
 
 def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> None:
     """Queue one ERROR entry for an exception nobody caught."""
     if _sender is None:
         return
-    try:
-        item = (EXCEPTION, exc, time_ns(), get_ident(), _context.invocation,
-                _context.bound_get(), thread_name)  # fmt: skip
-        _sender.put(item, 40)
-    except Exception as error:
-        _diag.internal_error("capture.exception", error)
+    with _diag.guard("capture.exception"):
+        _sender.put(uncaught(exc, time_ns(), get_ident(), _context.get(), thread_name), 40)
 
 
 def _wrap_excepthook(original: Any) -> Any:
@@ -175,10 +142,9 @@ def _install_sigterm() -> None:
 
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
         try:
-            if _sender is not None and _config is not None:
-                _final_flush(_sender, _config)  # as at exit: deliver, spool, or count
-        except Exception as exc:
-            _diag.internal_error("SIGTERM flush", exc)
+            with _diag.guard("SIGTERM flush"):
+                if _sender is not None and _config is not None:
+                    final_flush(_sender, _config)  # as at exit: deliver, spool, or count
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
             signal_module.signal(signum, signal_module.SIG_DFL)
@@ -233,10 +199,8 @@ def _patch_os_exit(sender: Sender, config: Config) -> None:
     original = os._exit
 
     def _exit(status: int) -> None:
-        try:
-            sender.flush(config.exit_timeout_ms / 1000)
-        except Exception as exc:
-            _diag.internal_error("os._exit flush", exc)
+        with _diag.guard("os._exit flush"):
+            final_flush(sender, config)
         original(status)
 
     os._exit = _exit  # type: ignore[assignment]

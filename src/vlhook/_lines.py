@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import codecs
 
+from vlhook._captures import line as make_line
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any
+    from typing import Any, Optional
+
+    from vlhook._captures import Context, Line, Text
 
 Key = tuple[int, int]
-# A complete line: (kind, text, t_ns, invocation, bound, forced level name or "")
-if TYPE_CHECKING:
-    Line = tuple[int, str, int, Any, Any, str]
-else:
-    Line = tuple
 
 TRACEBACK_START = "Traceback (most recent call last):"
 GROUP_START = "Exception Group Traceback"  # printed indented: "  + Exception Group Traceback"
@@ -44,27 +43,25 @@ def is_traceback_start(text: str) -> bool:
 
 
 class _Partial:
-    __slots__ = ("bound", "inv", "parts", "size", "t_ns")
+    __slots__ = ("context", "parts", "size", "t_ns")
 
-    def __init__(self, text: str, t_ns: int, inv: Any, bound: Any) -> None:
+    def __init__(self, text: str, t_ns: int, context: Optional[Context]) -> None:
         self.parts = [text]
         self.size = len(text)
         self.t_ns = t_ns
-        self.inv = inv
-        self.bound = bound
+        self.context = context
 
 
 class _Traceback:
     """One printed traceback: frames (indented), the exception line, and any chained ones.
     An exception group is printed wholly indented: it ends at the first line that is not."""
 
-    __slots__ = ("bound", "group", "inv", "last_ns", "lines", "state", "t_ns", "trailing_blank")
+    __slots__ = ("context", "group", "last_ns", "lines", "state", "t_ns", "trailing_blank")
 
-    def __init__(self, first: str, t_ns: int, inv: Any, bound: Any) -> None:
+    def __init__(self, first: str, t_ns: int, context: Optional[Context]) -> None:
         self.lines = [first]
         self.t_ns = self.last_ns = t_ns
-        self.inv = inv
-        self.bound = bound
+        self.context = context
         self.state = FRAMES
         self.group = not first.startswith(TRACEBACK_START)
         self.trailing_blank = 0
@@ -103,7 +100,7 @@ class _Traceback:
 
     def line(self, kind: int) -> Line:
         lines = self.lines[: len(self.lines) - self.trailing_blank or None]
-        return (kind, "\n".join(lines), self.t_ns, self.inv, self.bound, "ERROR")
+        return make_line(kind, "\n".join(lines), self.t_ns, self.context, "ERROR")
 
 
 class LineAssembler:
@@ -112,15 +109,15 @@ class LineAssembler:
         self._tracebacks: dict[Key, _Traceback] = {}
         self._decoders: dict[Key, Any] = {}
 
-    def feed(self, item: tuple[Any, ...], out: list[Line]) -> None:
-        kind, data, t_ns, ident, inv, bound = item
+    def feed(self, item: Text, out: list[Line]) -> None:
+        kind, data, t_ns, ident, context = item
         key = (kind, ident)
         text = data if isinstance(data, str) else self._decode(key, data)
         if not text:
             return
         newlines = text.count("\n")
         if not newlines:
-            self._extend(key, text, t_ns, inv, bound, out)
+            self._extend(key, text, t_ns, context, out)
             return
         if newlines == 1 and text[-1] == "\n":  # the common case: one whole line, or its end
             partial = self._partial.pop(key, None) if self._partial else None
@@ -131,27 +128,25 @@ class LineAssembler:
                 if (line[:1] not in _MAYBE_TRACEBACK and not self._tracebacks
                         and "\r" not in line):  # fmt: skip
                     if not line.isspace():
-                        out.append((kind, line, t_ns, inv, bound, ""))
+                        out.append(make_line(kind, line, t_ns, context))
                     return
-                self._complete(key, line, t_ns, inv, bound, out)
+                self._complete(key, line, t_ns, context, out)
             else:
                 partial.parts.append(text[:-1])
                 joined = "".join(partial.parts)
-                self._complete(key, joined, partial.t_ns, partial.inv, partial.bound, out)
+                self._complete(key, joined, partial.t_ns, partial.context, out)
             return
         pieces = text.split("\n")
         partial = self._partial.pop(key, None)
         if partial is not None:
             partial.parts.append(pieces[0])
-            self._complete(
-                key, "".join(partial.parts), partial.t_ns, partial.inv, partial.bound, out
-            )
+            self._complete(key, "".join(partial.parts), partial.t_ns, partial.context, out)
         else:
-            self._complete(key, pieces[0], t_ns, inv, bound, out)
+            self._complete(key, pieces[0], t_ns, context, out)
         for piece in pieces[1:-1]:
-            self._complete(key, piece, t_ns, inv, bound, out)
+            self._complete(key, piece, t_ns, context, out)
         if pieces[-1]:
-            self._extend(key, pieces[-1], t_ns, inv, bound, out)
+            self._extend(key, pieces[-1], t_ns, context, out)
 
     def flush(self, out: list[Line], final: bool, now_ns: int = 0) -> None:
         """Emit what no later write can continue: tracebacks past their exception line with
@@ -168,18 +163,11 @@ class LineAssembler:
             for key, decoder in self._decoders.items():
                 tail = decoder.decode(b"", True)  # bytes of a character cut at the very end
                 if tail:
-                    self._extend(key, tail, now_ns, None, None, out)
+                    self._extend(key, tail, now_ns, None, out)
             for key in list(self._partial):
                 partial = self._partial.pop(key)
-                self._complete(
-                    key,
-                    "".join(partial.parts),
-                    partial.t_ns,
-                    partial.inv,
-                    partial.bound,
-                    out,
-                    at_end=True,
-                )
+                joined = "".join(partial.parts)
+                self._complete(key, joined, partial.t_ns, partial.context, out, at_end=True)
             self._decoders.clear()
 
     def discard(self, kind: int, ident: int) -> None:
@@ -196,33 +184,25 @@ class LineAssembler:
         return str(decoder.decode(data))
 
     def _extend(
-        self, key: Key, text: str, t_ns: int, inv: Any, bound: Any, out: list[Line]
+        self, key: Key, text: str, t_ns: int, context: Optional[Context], out: list[Line]
     ) -> None:
         partial = self._partial.get(key)
         if partial is None:
-            partial = self._partial[key] = _Partial(text, t_ns, inv, bound)
+            partial = self._partial[key] = _Partial(text, t_ns, context)
         else:
             partial.parts.append(text)
             partial.size += len(text)
         if partial.size >= MAX_PARTIAL_CHARS:
             del self._partial[key]
-            self._complete(
-                key,
-                "".join(partial.parts),
-                partial.t_ns,
-                partial.inv,
-                partial.bound,
-                out,
-                at_end=True,
-            )
+            joined = "".join(partial.parts)
+            self._complete(key, joined, partial.t_ns, partial.context, out, at_end=True)
 
     def _complete(
         self,
         key: Key,
         text: str,
         t_ns: int,
-        inv: Any,
-        bound: Any,
+        context: Optional[Context],
         out: list[Line],
         at_end: bool = False,
     ) -> None:
@@ -235,9 +215,9 @@ class LineAssembler:
             del self._tracebacks[key]
             out.append(tb.line(key[0]))
         if not at_end and is_traceback_start(text):
-            self._tracebacks[key] = _Traceback(text, t_ns, inv, bound)
+            self._tracebacks[key] = _Traceback(text, t_ns, context)
         elif text and not text.isspace():
-            out.append((key[0], text, t_ns, inv, bound, ""))
+            out.append(make_line(key[0], text, t_ns, context))
 
 
 def _carriage_returns(text: str) -> str:

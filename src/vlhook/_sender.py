@@ -1,63 +1,54 @@
-"""The sender: one daemon thread that turns captures into entries and delivers them in batches.
+"""The sender: one thread that turns captures into batches and hands them to delivery workers,
+and the one owner of the process's last moments.
 
-Writers only append to the buffer. The thread starts on the first capture (a process that
-writes nothing never starts it), wakes every flush interval or when a batch's worth is waiting,
-and restarts fresh in a forked child. `flush(timeout)` puts a marker in the buffer and waits
-until everything before it is delivered, spooled, or counted as dropped.
+Writers only append to the buffer. The thread starts with the first capture (a process that
+writes nothing never starts it) and sleeps on one event, woken by a batch's worth of captures,
+a flush or exit request, a finished delivery, or the flush interval. It never waits on the
+network (the workers do), so whatever a server does, it stays free to batch, flush and spool.
+
+`flush(timeout)` and `shutdown(deadline) -> ExitReport` are requests queued behind the
+captures made before them; the thread answers them in order (see _exit.py for the exit).
 """
 
 from __future__ import annotations
 
 import _thread
 import sys
-import time
 
-from vlhook import _diag, _kinds
+# The C type itself: `collections` costs ~2 ms at start-up.
+from _collections import deque  # type: ignore[import-not-found]
+from time import monotonic, time_ns
+
+from vlhook import _diag
 from vlhook._buffer import Buffer
+from vlhook._captures import Discard, Text
+from vlhook._exit import ExitRun, unanswered_report
+from vlhook._stats import explain_drop
+from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 
+    from vlhook._batch import Batch, Batcher
+    from vlhook._captures import Line
+    from vlhook._client import Outcome
     from vlhook._config import Config
-    from vlhook._delivery import Delivery
-    from vlhook._entry import EntryBuilder
-    from vlhook._lines import Line, LineAssembler
+    from vlhook._encode import Encoder
+    from vlhook._entry import Entry, EntryBuilder
+    from vlhook._exit import ExitReport
+    from vlhook._lines import LineAssembler
+    from vlhook._replay import Replayer
+    from vlhook._spool import Spool
     from vlhook._stats import Stats
-
+    from vlhook._workers import Worker
 
 #: Complete lines made into entries together: the entry builder's searches run once per group.
 LINES_PER_STEP = 256
-
-
-class Wakeup:
-    """A flag one thread waits on, built on a bare lock: `threading` costs ~5 ms to import and
-    this module is loaded at start-up. Held = not set; `wait` re-arms it."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        try:
-            self._lock.release()
-        except RuntimeError:
-            pass  # already set
-
-    def wait(self, timeout: Optional[float]) -> bool:
-        return self._lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
-
-
-class FlushMarker:
-    __slots__ = ("deadline", "done", "final", "ok")
-
-    def __init__(self, deadline: float, final: bool) -> None:
-        self.deadline = deadline
-        self.final = final
-        self.done = Wakeup()
-        self.ok = False
+#: Closed batches waiting for a free worker; past that the sender stops taking captures and the
+#: bounded buffer holds them (its policy sheds or blocks).
+MAX_READY = 2
+EXIT_GRACE_S = 0.25  # past the exit deadline, how long shutdown() still waits for the thread
 
 
 class Sender:
@@ -65,65 +56,95 @@ class Sender:
         self.config = config
         self.stats = stats
         self.interval = config.flush_interval_ms / 1000
-        self.buffer = Buffer(
-            stats,
-            config.buffer_bytes,
-            config.on_full,
-            config.timeout_ms / 1000,
-            wake=self.wake,
-            wake_every=config.batch_lines,
-        )
+        self._wake = Wakeup()
+        self.buffer = Buffer(stats, config.buffer_bytes, config.on_full, config.timeout_ms / 1000,
+                             wake=self._wake.set, wake_every=config.batch_lines)  # fmt: skip
         self._lock = _thread.allocate_lock()
         # Held while the thread imports the pipeline: a fork waits for it, else the child
         # would inherit half-initialised modules (see before_fork).
         self._setup_lock = _thread.allocate_lock()
         self._fork_held = False
-        self._event = Wakeup()
-        self._thread: Optional[int] = None  # ident of the sender thread once started
         threading = sys.modules.get("threading")  # before it, only the main thread runs Python
         self._main_ident = threading.main_thread().ident if threading else _thread.get_ident()
         #: Called on the flushing thread first (the capture stage hands over what it holds).
         self.before_flush: Optional[Callable[[], None]] = None
-        self.busy = False  # inside a cycle (touching the batch, the assembler, the network)
-        self.stopping = False  # the exiting thread is salvaging: take nothing more
-        self.exiting = False  # the process is ending: its last flushes are under way
-        self.buffer.on_first_put = self._start
-        self._reset_state()
+        self._reset()
 
-    def _reset_state(self) -> None:
+    def _reset(self) -> None:
+        self._thread: Optional[int] = None  # ident of the thread once started
+        self._inline = False  # no thread could be started (interpreter shutdown): see shutdown
+        self._completions: deque[tuple[Worker, Batch, Outcome]] = deque()
+        self.ready: deque[Batch] = deque()
+        self.flushes: list[FlushRequest] = []
+        self.exit: Optional[ExitRun] = None
+        self._shutdown: Optional[ShutdownRequest] = None
+        self._unsettled: set[int] = set()  # seqs of batches closed and not settled
+        self.taken_back: set[int] = set()  # batches the exit took back from a worker
+        self._replaying = True  # the spool is replayed when the thread starts
+        self._replay_turn = True
+        self._spooled_here = False  # this process spooled: replay once delivery works again
+        self._reported_drops = 0
+        self.last_problem = ""  # why the last batch not delivered was not
         self.assembler: Optional[LineAssembler] = None
         self.builder: Optional[EntryBuilder] = None
-        self.delivery: Optional[Delivery] = None
-        self._reported_drops = 0
+        self.encoder: Optional[Encoder] = None
+        self.batcher: Optional[Batcher] = None
+        self.spool: Optional[Spool] = None
+        self.replayer: Optional[Replayer] = None
+        self.workers: list[Worker] = []
+        self.buffer.intercept = self._first_put
 
     # -- called from the program's threads ---------------------------------------------------
 
-    def put(self, item: tuple[Any, ...], level: int = 20) -> None:
-        """Hand a capture over (the thread starts with the first one). Writers that put on
-        every line take `self.buffer.put` itself, which does the same."""
+    def put(self, item: Any, level: int = 20) -> None:
+        """Hand a capture over. Writers that put on every line take `buffer.put` itself."""
         self.buffer.put(item, level)
 
     def wake(self) -> None:
-        self._event.set()
+        self._wake.set()
 
-    def flush(self, timeout: Optional[float] = None, final: bool = True) -> bool:
-        """Deliver everything captured so far; True when it all left the process in time."""
-        if self.before_flush is not None:
-            self.before_flush()
-        if self._thread is None:
-            return True
-        if _thread.get_ident() == self._thread:
-            return False  # a flush from inside the sender cannot wait for itself
-        timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
-        marker = FlushMarker(time.monotonic() + timeout, final)
-        if self.delivery is not None:
-            self.delivery.hurry(marker.deadline)
-        self.buffer.put_control((_kinds.FLUSH, marker))
-        return marker.done.wait(timeout) and marker.ok
+    def wait(self, timeout: float) -> None:
+        """Sender thread: sleep until woken (a delivery came back, a capture, a request)."""
+        self._wake.wait(timeout)
 
     @property
     def thread_started(self) -> bool:
         return self._thread is not None
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Deliver everything captured so far; True when it all was stored in time."""
+        if self.before_flush is not None:
+            self.before_flush()
+        if self._thread is None or self._shutdown is not None:
+            return self._thread is None and not self.buffer.items
+        if _thread.get_ident() == self._thread:
+            return False  # a flush from inside the sender cannot wait for itself
+        timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
+        request = FlushRequest(monotonic() + timeout)
+        self.buffer.put_control(request)
+        return request.done.wait(timeout) and request.ok
+
+    def shutdown(self, deadline: float) -> ExitReport:
+        """The process is ending: deliver what can be by `deadline` (monotonic), keep the rest
+        in the spool, and say exactly what became of everything. Idempotent."""
+        from vlhook._exit import ExitRun
+
+        if self.before_flush is not None:
+            self.before_flush()
+        request = self._shutdown
+        if request is None:
+            request = self._shutdown = ShutdownRequest(deadline)
+            if self._thread is None and not self._inline and not self.buffer.items:
+                return ExitRun.nothing()
+            if self._thread is None:  # no thread could be started: do it here, now
+                self._run_exit_inline(request)
+            else:
+                self._wake.set()  # not queued: the exit takes everything queued, in order
+        if _thread.get_ident() != self._thread:
+            request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
+        return request.report or unanswered_report(self)
+
+    # -- fork --------------------------------------------------------------------------------
 
     def before_fork(self) -> None:
         self._fork_held = self._setup_lock.acquire(True, 2.0)
@@ -139,89 +160,28 @@ class Sender:
         self._main_ident = _thread.get_ident()  # the forking thread is the child's only one
         self._setup_lock = _thread.allocate_lock()
         self._lock = _thread.allocate_lock()
-        self._event = Wakeup()
-        self._thread = None
+        self._wake = Wakeup()
+        self.buffer.wake = self._wake.set
         self.buffer.reset()
-        self.buffer.on_first_put = self._start
-        self._reset_state()
+        self._reset()
 
-    def salvage(self, deadline: float) -> tuple[int, int]:
-        """At exit, past the flush's share of the budget: stop the sender, then on this thread
-        turn what it had not sent (its batch, its unfinished lines, the buffer) into entries and
-        spool them. Returns (entries spooled, lines lost: no spool, or no time left)."""
-        self.stopping = True
-        delivery, builder, assembler = self.delivery, self.builder, self.assembler
-        if delivery is None or builder is None or assembler is None:
-            return 0, self._count_lost()
-        while self.busy and time.monotonic() < deadline:
-            time.sleep(0.002)
-        body, count = bytearray(), 0
-        if self.busy:  # stuck in a request: its batch may or may not arrive
-            self.stats.in_flight_at_exit += delivery.in_flight_lines
-            assembler = type(assembler)()
-        else:
-            body, count = delivery.batch, delivery.pending_lines
-            delivery.batch, delivery.pending_lines = bytearray(), 0
-        lines: list[Line] = []
-        while time.monotonic() < deadline:
-            try:
-                item = self.buffer.pop()
-            except IndexError:
-                break
-            entries: list[Any] = []
-            if item[0] in _kinds.TEXT:
-                assembler.feed(item, lines)
-            elif item[0] == _kinds.DISCARD:
-                assembler.discard(item[4], item[3])
-            else:
-                entries = builder.from_item(item)
-            if not self.buffer.items:
-                assembler.flush(lines, final=True)
-            if lines:
-                entries.extend(builder.from_lines(lines))
-                lines.clear()
-            delivery.append(entries, body)
-            count += len(entries)
-        # Straight to the spool: not replayed by this exiting process, but by the next one.
-        spool = delivery.spool
-        kept = count if count and spool is not None and spool.put(bytes(body), count) else 0
-        if count > kept:
-            self.stats.drop("exit_timeout", count - kept)
-        return kept, self._count_lost() + (count - kept)
+    # -- starting ----------------------------------------------------------------------------
 
-    def _count_lost(self) -> int:
-        """Count (as dropped at exit) what is left in the buffer, in lines: every line end, plus
-        a line left unfinished by a thread's last write; returns the lines counted."""
-        lost = 0
-        unfinished: dict[tuple[int, int], bool] = {}
-        while True:
-            try:
-                item = self.buffer.pop()
-            except IndexError:
-                break
-            data = item[1]
-            if item[0] in _kinds.TEXT:
-                newline = "\n" if isinstance(data, str) else b"\n"
-                lost += data.count(newline)
-                unfinished[(item[0], item[3])] = not data.endswith(newline)
-            elif item[0] == _kinds.DISCARD:  # that line's end was shed, and counted then
-                unfinished[(item[4], item[3])] = False
-            elif item[0] in (_kinds.LOGGING, _kinds.EXCEPTION):
-                lost += 1
-        lost += sum(unfinished.values())
-        if lost:
-            self.stats.drop("exit_timeout", lost)
-        return lost
+    def _first_put(self, item: Any, level: int) -> bool:
+        self._start()
+        return False  # and the capture goes on into the buffer
 
     def _start(self) -> None:
         # A bare thread, like a daemon one: never joined at exit, invisible to
-        # threading.enumerate(); the exit flush is what waits for it, with a deadline.
+        # threading.enumerate(); the exit waits for it with a deadline.
         self._threading_first_here()
         with self._lock:
-            if self._thread is None:
-                self._thread = -1
-                self.buffer.on_first_put = None
-                _thread.start_new_thread(self._run, ())
+            if self._thread is None and not self._inline:
+                self.buffer.intercept = None
+                try:
+                    self._thread = _thread.start_new_thread(self._run, ())
+                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                    self._inline = True
 
     def _threading_first_here(self) -> None:
         """Before Python 3.13, `threading` takes the thread that first imports it for the main
@@ -235,7 +195,26 @@ class Sender:
                 and _thread.get_ident() == self._main_ident):  # fmt: skip
             import threading  # noqa: F401
 
-    # -- the sender thread --------------------------------------------------------------------
+    def _setup(self) -> None:
+        """The pipeline's heavier modules load here, on the sender thread."""
+        from vlhook._batch import Batcher
+        from vlhook._encode import Encoder, constant_fields
+        from vlhook._entry import EntryBuilder
+        from vlhook._lines import LineAssembler
+        from vlhook._replay import Replayer
+        from vlhook._spool import Spool
+        from vlhook._workers import make_workers
+
+        config = self.config
+        self.assembler = LineAssembler()
+        self.builder = EntryBuilder(config, self.stats)
+        self.encoder = Encoder(constant_fields(config), self.stats)
+        self.batcher = Batcher(config.batch_lines, config.batch_bytes, self.interval)
+        self.spool = Spool(config.spool_dir, config.spool_max_bytes, self.stats)
+        self.replayer = Replayer(self.spool, self.stats, self.builder)
+        self.workers = make_workers(config, self.stats, self._delivered)
+
+    # -- the sender thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
         self._thread = _thread.get_ident()
@@ -245,95 +224,276 @@ class Sender:
         except Exception as exc:
             _diag.internal_error("sender start", exc)
             return
-        assert self.delivery is not None
-        self._guarded(self.delivery.replay_spool)
         while True:
-            self._event.wait(self.interval)
-            self._guarded(self._cycle)
+            self._wake.wait(self._wait_time())
+            with _diag.guard("sender"):
+                self._step()
 
-    def _setup(self) -> None:
-        # The pipeline's heavier modules load here, off the program's threads.
-        from vlhook._delivery import Delivery
-        from vlhook._entry import EntryBuilder
-        from vlhook._lines import LineAssembler
+    def _wait_time(self) -> float:
+        now = monotonic()
+        wait = self.interval
+        assert self.batcher is not None
+        if self.batcher.open is not None:
+            wait = min(wait, self.batcher.open.started + self.interval - now)
+        for request in self.flushes:
+            wait = min(wait, request.deadline - now)
+        if self.exit is not None:
+            wait = min(wait, self.exit.wait_time(now))
+        return max(wait, 0.0)
 
-        self.assembler = LineAssembler()
-        self.builder = EntryBuilder(self.config, self.stats)
-        self.delivery = Delivery(self.config, self.stats)
-        self.delivery.is_exiting = lambda: self.exiting
+    def _step(self) -> None:
+        self.collect()
+        if self.exit is None and self._shutdown is not None:
+            self._begin_exit(self._shutdown)
+        if self.exit is not None:
+            self.exit.step()
+            return
+        self._drain()
+        assert self.batcher is not None
+        if self.batcher.open is not None and monotonic() >= self.batcher.open.started + \
+                self.interval:  # fmt: skip
+            self.close_batch()
+        self.dispatch()
+        self._check_flushes()
+        self.report_drops()
+        self.buffer.made_room()
 
-    def _guarded(self, step: Any) -> None:
-        try:
-            step()
-        except Exception as exc:
-            _diag.internal_error("sender", exc)
-
-    def _cycle(self) -> None:
-        self.busy = True
-        try:
-            self._cycle_body()
-        finally:
-            self.busy = False
-
-    def _cycle_body(self) -> None:
-        assert self.delivery is not None and self.assembler is not None
+    def _drain(self) -> None:
         lines: list[Line] = []
-        pop, feed, text_kinds = self.buffer.pop, self.assembler.feed, _kinds.TEXT
-        while not self.stopping:
+        while len(self.ready) < MAX_READY:
             try:
-                item = pop()
+                item = self.buffer.pop()
             except IndexError:
                 break
-            kind = item[0]
-            if kind in text_kinds:
-                feed(item, lines)
-                if len(lines) >= LINES_PER_STEP:
-                    self._add_lines(lines)
-            elif kind == _kinds.FLUSH:
-                self._flush_marker(item, lines)
-            elif kind == _kinds.DISCARD:
-                self.assembler.discard(item[4], item[3])
-            else:
-                self._add_lines(lines)  # the lines before it go first: order is kept
-                self._add_item(item)
-        if self.stopping:
-            self._add_lines(lines)  # into the batch, which the exiting thread salvages
-            return
-        self.assembler.flush(lines, final=False, now_ns=time.time_ns())
-        self._add_lines(lines)
-        self._report_drops()
-        self.delivery.send_batch(deadline=None)
+            self.take(item, lines)
+        assert self.assembler is not None
+        self.assembler.flush(lines, final=False, now_ns=time_ns())
+        self.add_lines(lines)
 
-    def _flush_marker(self, item: tuple[Any, ...], lines: list[Line]) -> None:
-        assert self.delivery is not None and self.assembler is not None
-        marker: FlushMarker = item[1]
-        if marker.final:
-            lost = self.buffer.unfinished_cut_lines()
-            if lost:
-                self.stats.drop("buffer_full", lost)
-        self.assembler.flush(lines, final=marker.final)
-        self._add_lines(lines)
-        self._report_drops()
-        marker.ok = self.delivery.send_batch(deadline=marker.deadline)
-        self.delivery.hurry(None)
-        marker.done.set()
+    def take(self, item: Any, lines: list[Line]) -> None:
+        """One item off the buffer, in order."""
+        assert self.assembler is not None and self.builder is not None
+        cls = item.__class__
+        if cls is Text:
+            self.assembler.feed(item, lines)
+            if len(lines) >= LINES_PER_STEP:
+                self.add_lines(lines)
+        elif cls is Discard:
+            self.assembler.discard(item.kind, item.thread)
+        elif cls is FlushRequest:
+            self._begin_flush(item, lines)
+        else:  # a logging record or an uncaught exception: after the lines written before it
+            self.add_lines(lines)
+            self.add_entries(self.builder.from_item(item), item.t_ns)
 
-    def _add_lines(self, lines: list[Line]) -> None:
-        assert self.builder is not None and self.delivery is not None
+    def add_lines(self, lines: list[Line]) -> None:
         if lines:
-            self.delivery.add(self.builder.from_lines(lines))
+            assert self.builder is not None
+            self.add_entries(self.builder.from_lines(lines), lines[0].t_ns)
             lines.clear()
 
-    def _add_item(self, item: tuple[Any, ...]) -> None:
-        assert self.builder is not None and self.delivery is not None
-        self.delivery.add(self.builder.from_item(item))
+    def add_entries(self, entries: list[Entry], t_ns: int) -> None:
+        if not entries:
+            return
+        assert self.batcher is not None and self.encoder is not None
+        # The batch's clock starts when its first line was written, not when it got here.
+        batch = self.batcher.body(monotonic() - max(0, time_ns() - t_ns) / 1e9)
+        self.encoder.append(entries, batch.body)
+        batch.lines += len(entries)
+        self.stats.add("captured", len(entries))
+        if self.batcher.full():
+            self.close_batch()
 
-    def _report_drops(self) -> None:
+    def close_batch(self) -> None:
+        assert self.batcher is not None
+        batch = self.batcher.close()
+        if batch is not None:
+            self.ready.append(batch)
+            self._unsettled.add(batch.seq)
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Hand waiting batches to idle workers: replayed spool first when its turn comes."""
+        for worker in self.workers:
+            if worker.batch is not None:
+                continue
+            batch = self._next_batch()
+            if batch is None:
+                return
+            worker.cancel.deadline = self.worker_deadline()
+            try:
+                worker.submit(batch)
+            except RuntimeError:  # no thread at interpreter shutdown: deliver right here
+                self._delivered(worker, batch, worker.client.deliver(
+                    bytes(batch.body), batch.lines, worker.cancel))  # fmt: skip
+                self.collect()
+
+    def _next_batch(self) -> Optional[Batch]:
+        """The spool's oldest data and new batches take turns; while a flush or the exit is
+        waiting, new batches go first."""
+        replayer = self.replayer
+        replay = self.replay_pending
+        waiting = bool(self.flushes) or self.exit is not None
+        if replay and not (self.ready and (waiting or not self._replay_turn)):
+            assert replayer is not None and self.batcher is not None
+            replayed = replayer.next_batch(self.batcher.next_seq())
+            if replayed is not None:
+                self._replay_turn = False
+                return replayed
+            self._replaying = False
+        if self.ready:
+            self._replay_turn = True
+            live: Batch = self.ready.popleft()
+            return live
+        return None
+
+    def latency(self) -> float:
+        """Seconds a request takes, as seen lately."""
+        return self.workers[0].client.health.latency if self.workers else 0.0
+
+    @property
+    def replay_pending(self) -> bool:
+        replayer = self.replayer
+        return self._replaying and replayer is not None and replayer.under_way is None
+
+    def worker_deadline(self) -> Optional[float]:
+        """What requests and retry waits must end by: the nearest flush's deadline, or the
+        exit's; None when nobody is waiting."""
+        if self.exit is not None:
+            return self.exit.work_deadline
+        return min((request.deadline for request in self.flushes), default=None)
+
+    def _delivered(self, worker: Worker, batch: Batch, outcome: Outcome) -> None:
+        """On a worker's thread: hand the outcome over and wake the sender."""
+        self._completions.append((worker, batch, outcome))
+        self._wake.set()
+
+    def collect(self) -> None:
+        while True:
+            try:
+                worker, batch, outcome = self._completions.popleft()
+            except IndexError:
+                return
+            if batch.seq in self.taken_back:  # the exit took it back: settled there
+                self.taken_back.discard(batch.seq)
+                continue
+            worker.batch = None
+            if batch.origin is not None:
+                assert self.replayer is not None
+                if not self.replayer.settle(batch, outcome):
+                    self._replaying = False  # the server cannot take it: later
+            else:
+                self.settle(batch, outcome)
+
+    def settle(self, batch: Batch, outcome: Outcome) -> None:
+        stats = self.stats
+        if self.exit is not None:
+            self.exit.settling(batch)
+        if outcome.delivered:
+            stats.add("shipped", outcome.delivered)
+            stats.add("batches")
+            stats.add("bytes_sent", len(batch.body))
+            if self._spooled_here:  # the server answers again: send what was kept meanwhile
+                self._spooled_here, self._replaying = False, True
+        for reason, count in outcome.rejected.items():
+            stats.drop(reason, count)
+            stats.last_rejection = outcome.reason
+            _diag.warn(f"{count} entries rejected by the server: {outcome.reason}", key=reason)
+        if outcome.maybe:
+            stats.add("in_flight", outcome.maybe)
+        if outcome.kept or outcome.maybe:
+            self.last_problem = outcome.reason
+        for body, count in outcome.kept:
+            self.keep(body, count, outcome.reason)
+        if outcome.delivered < batch.lines:
+            for request in self.flushes:
+                request.failed = request.failed or request.upto >= batch.seq
+        self._unsettled.discard(batch.seq)
+
+    def keep(self, body: bytes, lines: int, why: str) -> None:
+        """Lines not delivered: to the spool, or dropped with the reason it could not take them."""
+        assert self.spool is not None
+        reason = self.spool.put(body, lines)
+        if not reason:
+            self._spooled_here = True
+            _diag.debug(f"{lines} entries spooled ({why})")
+            return
+        self.stats.drop(reason, lines)
+        _diag.warn(f"{lines} entries lost: not delivered ({why}) and {explain_drop(reason)}",
+                   key=f"lost {reason}")  # fmt: skip
+
+    # -- flushes -------------------------------------------------------------------------------
+
+    def _begin_flush(self, request: FlushRequest, lines: list[Line]) -> None:
+        assert self.assembler is not None and self.batcher is not None
+        self.assembler.flush(lines, final=True)
+        self.add_lines(lines)
+        self.close_batch()
+        request.upto = self.batcher.last_seq
+        self.flushes.append(request)
+        self.tell_workers()
+
+    def tell_workers(self) -> None:
+        deadline = self.worker_deadline()
+        for worker in self.workers:
+            worker.cancel.deadline = deadline
+            worker.cancel.final = self.exit is not None
+            worker.cancel.poke()
+
+    def _check_flushes(self) -> None:
+        if not self.flushes:
+            return
+        now = monotonic()
+        oldest = min(self._unsettled, default=None)
+        for request in list(self.flushes):
+            if oldest is None or oldest > request.upto:
+                self.answer(request, ok=not request.failed)
+            elif now >= request.deadline:
+                self._expire(request)
+        self.tell_workers()
+
+    def _expire(self, request: FlushRequest) -> None:
+        """A flush's deadline came first: batches it covers that are not in a request are
+        spooled now (requests under way go on); the flush has failed."""
+        for batch in [b for b in self.ready if b.seq <= request.upto]:
+            self.ready.remove(batch)
+            self._unsettled.discard(batch.seq)
+            self.keep(bytes(batch.body), batch.lines, "a flush could not wait for it")
+        self.answer(request, ok=False)
+
+    def answer(self, request: FlushRequest, ok: bool) -> None:
+        request.ok = ok
+        self.flushes.remove(request)
+        request.done.set()
+
+    # -- the exit --------------------------------------------------------------------------------
+
+    def _begin_exit(self, request: ShutdownRequest) -> None:
+        for flush in list(self.flushes):
+            self.answer(flush, ok=False)  # their callers are gone or going
+        self.exit = ExitRun(self, request)
+        self.tell_workers()
+
+    def _run_exit_inline(self, request: ShutdownRequest) -> None:
+        """No thread could be started (Python 3.12 at interpreter shutdown): the exiting
+        thread does the sender's work itself, with the same deadline."""
+        with _diag.guard("exit"):
+            self._thread = _thread.get_ident()
+            self._setup()
+            for _ in range(100_000):  # bounded: the exit ends by its deadline
+                self._step()
+                if request.report is not None:
+                    return
+                self._wake.wait(self._wait_time())
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def report_drops(self) -> None:
         """Data shed anywhere is itself shipped as an entry, and told on stderr."""
-        total = sum(self.stats.dropped.values())
+        total = self.stats.dropped_total
         if total <= self._reported_drops:
             return
-        assert self.delivery is not None
         from vlhook._entry import rfc3339
 
         new = total - self._reported_drops
@@ -341,6 +501,7 @@ class Sender:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.dropped.items()))
         text = f"{new} entries dropped ({reasons} since start)"
         _diag.warn(text, key="dropped")
-        entry = {"_time": rfc3339(time.time_ns()), "_msg": f"vlhook: {text}",
-                        "level": "WARNING", "stream": "vlhook", "vlhook.dropped": new}  # fmt: skip
-        self.delivery.add([entry], count=False)
+        entry = {"_time": rfc3339(time_ns()), "_msg": f"vlhook: {text}", "level": "WARNING",
+                 "stream": "vlhook", "vlhook.dropped": new}  # fmt: skip
+        self.stats.add("reports")
+        self.add_entries([entry], time_ns())

@@ -1,37 +1,72 @@
-"""The spool: batches that could not be delivered in time wait on disk and are replayed.
+"""The spool: batches that could not be delivered wait on disk, to be replayed later.
 
-Files are written to a temporary name and renamed (no half files after a crash), owner-only,
-in an owner-only directory. A process claims a file by renaming it to a name holding its pid,
-so two processes sharing the spool never send the same file; a claim whose process died is
-taken back. The total size is capped: the oldest files are dropped first, and counted.
+Safe against other local users (vlhook often runs as root in every process of an image): the
+directory is used only when it is a real directory (not a link), owned by the effective user
+and closed to everyone else (vlhook creates it 0700; it never changes the mode of anything it
+did not create); every file is opened relative to that directory's descriptor, created with
+O_EXCL|O_NOFOLLOW and mode 0600, and checked (a regular file of ours, not a link) before it is
+read. Anything else is left alone and reported once.
+
+A write is whole or absent (temporary name, every write checked, renamed into place). A reader
+claims a file with an exclusive `flock` held by its live process: a claim never outlives its
+process, whatever happens to its PID. Replay reads a file in bounded pieces and records how far
+it got beside it (`<name>.sent`), so a process that stops mid-file leaves exactly the rest.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import stat
 import time
-from dataclasses import dataclass
 
 from vlhook import _diag
-from vlhook._stats import Stats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Optional
 
-SUFFIX = ".jsonl"
-CLAIM = ".sending-"
+    from vlhook._stats import Stats
+
+BATCH, CAPTURES = ".jsonl", ".captures"  # JSON lines ready to send; raw captures (_replay.py)
+SENT, TEMP = ".sent", ".tmp-"
+STALE_TEMP_S = 600.0  # a temporary file this old belongs to a process that died mid-write
 _counter = itertools.count()
 
 
-@dataclass(frozen=True)
 class SpoolFile:
-    path: str
-    name: str
-    size: int
-    mtime: float
+    __slots__ = ("lines", "mtime", "name", "size")
+
+    def __init__(self, name: str, size: int, mtime: float, lines: Optional[int]) -> None:
+        self.name = name
+        self.size = size
+        self.mtime = mtime
+        self.lines = lines  # from the name, when vlhook wrote it
+
+
+class Claim:
+    """An open, locked spool file being replayed (see _replay.py)."""
+
+    __slots__ = ("fd", "name", "offset", "own", "size")
+
+    def __init__(self, fd: int, name: str, size: int, offset: int, own: bool) -> None:
+        self.fd = fd
+        self.name = name
+        self.size = size
+        self.offset = offset  # where the unsent rest begins
+        self.own = own  # written by this process
+
+
+class Piece:
+    """Whole lines of a claimed file, [start, end)."""
+
+    __slots__ = ("claim", "end", "start")
+
+    def __init__(self, claim: Claim, start: int, end: int) -> None:
+        self.claim = claim
+        self.start = start
+        self.end = end
 
 
 class Spool:
@@ -39,119 +74,364 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.stats = stats
-        self._ready = False
+        self._fd: Optional[int] = None
+        self._refused = "" if directory else "VICTORIALOGS_SPOOL_DIR=off"
+        #: Files this process wrote and their entries (its own accounting follows them).
+        self.own: dict[str, int] = {}
+        self._reported: set[str] = set()
 
-    def _ensure_dir(self) -> bool:
-        if self._ready:
-            return True
-        try:
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            info = os.stat(self.directory)
-            if hasattr(os, "getuid") and info.st_uid != os.getuid():
-                _diag.warn(f"spool directory {self.directory} belongs to another user; not used")
-                return False
-            if stat.S_IMODE(info.st_mode) & 0o077:
-                os.chmod(self.directory, 0o700)
-        except OSError as exc:
-            _diag.warn(f"cannot use spool directory {self.directory}: {exc}", key="spool-dir")
-            return False
-        self._ready = True
-        return True
+    # -- the directory ------------------------------------------------------------------------
 
-    def put(self, body: bytes, lines: int) -> bool:
-        """Keep a batch (uncompressed JSON lines) on disk. False when it could not be kept."""
-        if self.max_bytes <= 0 or not self._ensure_dir():
-            return False
-        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}{SUFFIX}"
-        final = os.path.join(self.directory, name)
-        temporary = os.path.join(self.directory, f".tmp-{name}")
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    @property
+    def usable(self) -> bool:
+        return self._dir() is not None
+
+    @property
+    def refusal(self) -> str:
+        """Why the spool cannot be used ("" while it can)."""
+        self._dir()
+        return self._refused
+
+    def _dir(self) -> Optional[int]:
+        if self._fd is None and not self._refused:
             try:
-                os.write(fd, body)
+                self._fd = open_private_dir(self.directory)
+            except SpoolRefused as exc:
+                self._refused = str(exc)
+                _diag.warn(f"spool directory {self.directory} not used: {exc}; running without "
+                           "a spool (undeliverable entries are dropped and counted)",
+                           key="spool-dir")  # fmt: skip
+        return self._fd
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def put(self, body: bytes, lines: int) -> str:
+        """Keep a batch of JSON lines. "" when kept, else the drop reason."""
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}-{lines}{BATCH}"
+        reason = self.write(name, body, lines)
+        if not reason:
+            self.own[name] = lines
+            self.stats.add("spooled", lines)
+        return reason
+
+    def write(self, name: str, body: bytes, lines: int) -> str:
+        fd = self._dir()
+        if fd is None:
+            return "spool_off" if not self.directory else "spool_unwritable"
+        if self.max_bytes <= 0 or not self._make_room(len(body)):
+            return "spool_full"
+        temp = f"{TEMP}{name}"
+        try:
+            out = os.open(temp, _CREATE, 0o600, dir_fd=fd)
+            try:
+                write_all(out, body)
             finally:
-                os.close(fd)
-            os.rename(temporary, final)
+                os.close(out)
+            os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
         except OSError as exc:
-            _diag.warn(f"cannot write to spool {self.directory}: {exc}", key="spool-write")
-            return False
-        self.stats.spooled += lines
-        self._enforce_cap()
-        return True
+            _unlink(temp, fd)
+            no_space = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
+            return "spool_no_space" if no_space else "spool_unwritable"
+        return ""
+
+    def create(self, name: str) -> Optional[int]:
+        """A new file of ours, open for appending (raw captures at exit); None when refused."""
+        fd = self._dir()
+        if fd is None:
+            return None
+        try:
+            return os.open(name, _CREATE | os.O_APPEND, 0o600, dir_fd=fd)
+        except OSError as exc:
+            _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
+            return None
+
+    def publish(self, temp: str, name: str) -> None:
+        """Give a file written under a temporary name its final name (OSError if it fails)."""
+        fd = self._dir()
+        if fd is None:
+            raise OSError("the spool directory is not usable")
+        os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+
+    def _make_room(self, size: int) -> bool:
+        """Drop the oldest files nobody is replaying until `size` more bytes fit the cap."""
+        files = self.files()
+        total = sum(f.size for f in files)
+        for file in files:
+            if total + size <= self.max_bytes:
+                break
+            lines = self._evict(file)
+            if lines is not None:
+                total -= file.size
+        return total + size <= self.max_bytes
+
+    def _evict(self, file: SpoolFile) -> Optional[int]:
+        claim = self.claim_file(file.name)
+        if claim is None:
+            return None  # being replayed: not ours to delete
+        try:
+            lines = file.lines if file.lines is not None and not claim.offset else \
+                count_lines(claim.fd, claim.offset, claim.size)  # fmt: skip
+            self.finish(claim)
+        finally:
+            self.release(claim)
+        own = self.own.pop(file.name, None)
+        if own is not None:  # this process's entries: from "spooled" to dropped
+            self.stats.add("spooled", -lines)
+            self.stats.drop("spool_full", lines)
+        else:
+            self.stats.add("spool_evicted", lines)
+            _diag.warn(f"the spool is full (VICTORIALOGS_SPOOL_MAX_BYTES={self.max_bytes}): "
+                       "the oldest files are dropped", key="spool-evict")  # fmt: skip
+        return lines
+
+    # -- reading ------------------------------------------------------------------------------
 
     def files(self) -> list[SpoolFile]:
-        """Waiting files, oldest first (names start with the nanosecond time)."""
+        """Waiting files, oldest first (names start with the time they were written)."""
+        fd = self._dir()
+        if fd is None:
+            return []
         try:
-            names = os.listdir(self.directory)
+            names = sorted(os.listdir(fd))
         except OSError:
             return []
         out = []
-        for name in sorted(names):
-            if name.startswith(".tmp-") or SUFFIX not in name:
+        for name in names:
+            if name.startswith(TEMP):
+                self._drop_stale_temp(name, fd)
                 continue
-            path = os.path.join(self.directory, name)
+            if not name.endswith((BATCH, CAPTURES)):
+                continue
             try:
-                info = os.stat(path)
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except OSError:
                 continue
-            out.append(SpoolFile(path, name, info.st_size, info.st_mtime))
+            out.append(SpoolFile(name, info.st_size, info.st_mtime, _lines_in_name(name)))
         return out
 
-    def claim(self) -> Optional[tuple[str, bytes]]:
-        """Take the oldest unclaimed file (or one whose claimer died): (claimed path, body)."""
+    def claim(self) -> Optional[Claim]:
+        """The oldest file no other process is replaying, locked and checked; None if none."""
         for file in self.files():
-            base, sep, owner = file.name.partition(CLAIM)
-            if sep and _alive(owner):
-                continue
-            claimed = os.path.join(self.directory, f"{base}{CLAIM}{os.getpid()}")
-            try:
-                os.rename(file.path, claimed)
-                with open(claimed, "rb") as handle:
-                    return claimed, handle.read()
-            except OSError:
-                continue  # another process took it first
+            claim = self.claim_file(file.name)
+            if claim is not None:
+                return claim
         return None
 
-    def release(self, claimed: str, delivered: bool) -> None:
+    def claim_file(self, name: str) -> Optional[Claim]:
+        import fcntl
+
+        fd = self._dir()
+        if fd is None:
+            return None
         try:
-            if delivered:
-                os.unlink(claimed)
-            else:
-                os.rename(claimed, claimed.partition(CLAIM)[0])
+            handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._report(name, "it is a symbolic link")
+            return None
+        try:
+            problem = _check_file(os.fstat(handle))
+            if problem:
+                self._report(name, problem)
+                os.close(handle)
+                return None
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            info = os.fstat(handle)
+            if info.st_nlink == 0:  # replayed and removed while we waited for it
+                os.close(handle)
+                return None
+        except OSError:
+            os.close(handle)
+            return None  # locked by a live process: it is being replayed
+        offset = min(self._sent_offset(name, fd), info.st_size)
+        return Claim(handle, name, info.st_size, offset, own=name in self.own)
+
+    def read(self, claim: Claim, limit: int) -> Optional[Piece]:
+        """The next whole lines of the claimed file, at most ~`limit` bytes (a longer single
+        line whole); None at the end."""
+        start = claim.offset
+        if start >= claim.size:
+            return None
+        end = start
+        while end < claim.size:
+            data = os.pread(claim.fd, min(limit, claim.size - end), end)
+            if not data:
+                break
+            cut = data.rfind(b"\n")
+            if cut >= 0:
+                end += cut + 1
+                break
+            end += len(data)  # one line longer than `limit`: read on to its end
+        return Piece(claim, start, end)
+
+    def piece_bytes(self, piece: Piece) -> bytes:
+        return os.pread(piece.claim.fd, piece.end - piece.start, piece.start)
+
+    def advance(self, claim: Claim, offset: int) -> None:
+        """Everything before `offset` is settled: remember it (or remove a finished file)."""
+        claim.offset = offset
+        if offset >= claim.size:
+            self.finish(claim)
+            return
+        fd = self._dir()
+        if fd is not None:
+            temp = f"{TEMP}{claim.name}{SENT}"
+            try:
+                out = os.open(temp, _CREATE, 0o600, dir_fd=fd)
+                try:
+                    write_all(out, str(offset).encode())
+                finally:
+                    os.close(out)
+                os.rename(temp, claim.name + SENT, src_dir_fd=fd, dst_dir_fd=fd)
+            except OSError:
+                _unlink(temp, fd)  # replayed again from the last recorded point: at-least-once
+
+    def finish(self, claim: Claim) -> None:
+        fd = self._dir()
+        if fd is not None:
+            _unlink(claim.name, fd)
+            _unlink(claim.name + SENT, fd)
+        self.own.pop(claim.name, None)
+
+    def release(self, claim: Claim) -> None:
+        try:
+            os.close(claim.fd)  # and with it the lock
         except OSError:
             pass
 
     def purge(self) -> int:
         removed = 0
         for file in self.files():
-            try:
-                os.unlink(file.path)
+            claim = self.claim_file(file.name)
+            if claim is not None:
+                self.finish(claim)
+                self.release(claim)
                 removed += 1
-            except OSError:
-                pass
         return removed
 
-    def _enforce_cap(self) -> None:
-        files = self.files()
-        total = sum(f.size for f in files)
-        for file in files:
-            if total <= self.max_bytes:
-                break
-            try:
-                with open(file.path, "rb") as handle:
-                    lines = handle.read().count(b"\n")
-                os.unlink(file.path)
-            except OSError:
-                continue
-            total -= file.size
-            self.stats.drop("spool_full", lines)
+    def _sent_offset(self, name: str, fd: int) -> int:
+        try:
+            handle = os.open(name + SENT, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        except OSError:
+            return 0
+        try:
+            if _check_file(os.fstat(handle)):
+                return 0
+            return int(os.read(handle, 32).decode("ascii", "replace").strip() or 0)
+        except (OSError, ValueError):
+            return 0
+        finally:
+            os.close(handle)
+
+    def _drop_stale_temp(self, name: str, fd: int) -> None:
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if not _check_file(info) and time.time() - info.st_mtime > STALE_TEMP_S:
+                os.unlink(name, dir_fd=fd)
+        except OSError:
+            pass
+
+    def _report(self, name: str, problem: str) -> None:
+        if name not in self._reported:
+            self._reported.add(name)
+            _diag.warn(f"spool file {os.path.join(self.directory, name)} left alone: {problem}",
+                       key=f"spool-file {name}")  # fmt: skip
 
 
-def _alive(pid_text: str) -> bool:
+class SpoolRefused(Exception):
+    """The spool directory is not safe to use; the message says why."""
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_private_dir(path: str) -> int:
+    """A descriptor of `path`, a directory of the effective user closed to others, created
+    (0700) when missing. Raises SpoolRefused with the reason otherwise."""
+    if not hasattr(os, "geteuid"):
+        raise SpoolRefused("not supported on this system")
     try:
-        os.kill(int(pid_text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = _create_dir(path)
+    except OSError as exc:
+        raise SpoolRefused(str(exc)) from None
+    _check_dir(info)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise SpoolRefused(str(exc)) from None
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+        os.close(fd)
+        raise SpoolRefused("it was replaced while being opened")
+    return fd
+
+
+def _create_dir(path: str) -> os.stat_result:
+    parent = os.path.dirname(path.rstrip("/"))
+    try:
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass  # made at the same moment by another process: checked like any other
+    except OSError as exc:
+        raise SpoolRefused(f"cannot create it: {exc}") from None
+    try:
+        return os.lstat(path)
+    except OSError as exc:
+        raise SpoolRefused(str(exc)) from None
+
+
+def _check_dir(info: os.stat_result) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise SpoolRefused("it is a symbolic link")
+    if not stat.S_ISDIR(info.st_mode):
+        raise SpoolRefused("it is not a directory")
+    if info.st_uid != os.geteuid():
+        raise SpoolRefused(f"it belongs to uid {info.st_uid}, not to this user ({os.geteuid()})")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise SpoolRefused(f"other users can use it (mode {stat.S_IMODE(info.st_mode):04o}; "
+                           "it must be 0700)")  # fmt: skip
+
+
+def _check_file(info: os.stat_result) -> str:
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"it belongs to uid {info.st_uid}, not to this user"
+    return ""
+
+
+def _lines_in_name(name: str) -> Optional[int]:
+    """`<time>-<pid>-<n>-<lines>.jsonl`, as put() names a batch."""
+    if not name.endswith(BATCH):
+        return None
+    last = name[: -len(BATCH)].rpartition("-")[2]
+    return int(last) if last.isdigit() and name.count("-") == 3 else None
+
+
+def count_lines(fd: int, start: int, end: int) -> int:
+    count = 0
+    while start < end:
+        data = os.pread(fd, min(1 << 20, end - start), start)
+        if not data:
+            break
+        count += data.count(b"\n")
+        start += len(data)
+    return count
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _unlink(name: str, fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=fd)
+    except OSError:
+        pass

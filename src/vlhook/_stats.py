@@ -1,49 +1,77 @@
-"""Counters of what happened to every line: the answer to "where did my logs go?"."""
+"""Counters of what happened to every entry: the answer to "where did my logs go?".
+
+Every entry the process captured is, at any moment, pending (in memory), delivered (`shipped`),
+kept in the spool (`spooled`), dropped with a reason, or in a request still under way at exit
+(`in_flight`): captured = shipped + spooled + dropped + in_flight + pending. Other counters
+(`replayed`, `spool_evicted`, ...) describe the spool, which may hold earlier processes' data.
+Counters are updated from several threads (the sender, its delivery workers, writers shedding
+under a full buffer), so every update takes one lock; updates are per batch or rare, never per
+write on the program's fast path.
+"""
 
 from __future__ import annotations
+
+import _thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Union
 
+COUNTERS = (
+    "captured", "shipped", "spooled", "in_flight", "batches", "bytes_sent", "retries",
+    "replayed", "replay_rejected", "spool_evicted", "split", "truncated", "redacted", "folded",
+    "batches_split", "reports",
+)  # fmt: skip
+
 
 class Stats:
-    """Plain integer counters. Updated under the GIL without locks: a lost increment is
-    possible only when two threads race on the same counter, which the sender avoids by
-    owning every counter except `captured`."""
-
     def __init__(self) -> None:
-        self.captured = 0
-        self.shipped = 0
-        self.batches = 0
-        self.bytes_sent = 0
-        self.retries = 0
-        self.spooled = 0
-        self.replayed = 0
-        self.split = 0
-        self.redacted = 0
-        self.folded = 0
-        self.in_flight_at_exit = 0
-        self.dropped: dict[str, int] = {}
-        self.rejected_message = ""
+        self._lock = _thread.allocate_lock()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._dropped: dict[str, int] = {}
+        self.last_rejection = ""
 
-    def drop(self, reason: str, count: int = 1) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + count
+    def add(self, name: str, count: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += count
+
+    def drop(self, reason: str, count: int = 1, captured: bool = False) -> None:
+        """Entries lost for `reason`; `captured`: they were never counted as captured (lines
+        shed before they became entries)."""
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + count
+            if captured:
+                self._counts["captured"] += count
+
+    def __getattr__(self, name: str) -> int:
+        counts = self.__dict__.get("_counts")
+        if counts is None or name not in counts:
+            raise AttributeError(name)
+        return int(counts[name])
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._dropped)
+
+    @property
+    def dropped_total(self) -> int:
+        with self._lock:
+            return sum(self._dropped.values())
 
     def as_dict(self) -> dict[str, Union[int, str, dict[str, int]]]:
-        return {
-            "captured": self.captured,
-            "shipped": self.shipped,
-            "batches": self.batches,
-            "bytes_sent": self.bytes_sent,
-            "retries": self.retries,
-            "spooled": self.spooled,
-            "replayed": self.replayed,
-            "split": self.split,
-            "redacted": self.redacted,
-            "folded": self.folded,
-            "in_flight_at_exit": self.in_flight_at_exit,
-            "dropped": dict(self.dropped),
-            "dropped_total": sum(self.dropped.values()),
-            "last_rejection": self.rejected_message,
-        }
+        with self._lock:
+            out: dict[str, Union[int, str, dict[str, int]]] = dict(self._counts)
+            out["dropped"] = dict(self._dropped)
+            out["dropped_total"] = sum(self._dropped.values())
+        out["last_rejection"] = self.last_rejection
+        return out
+
+
+def explain_drop(reason: str) -> str:
+    return {
+        "spool_off": "the spool is off (VICTORIALOGS_SPOOL_DIR=off)",
+        "spool_unwritable": "the spool cannot be written",
+        "spool_no_space": "the disk of the spool is full",
+        "spool_full": "the spool is full (VICTORIALOGS_SPOOL_MAX_BYTES)",
+    }.get(reason, reason)

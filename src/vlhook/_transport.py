@@ -1,42 +1,54 @@
-"""Delivery of one encoded batch to one endpoint. Never raises: returns a Result.
+"""One request to one endpoint, bounded by one deadline. Never raises: returns a Result.
 
-HTTP uses the standard library's http.client (one keep-alive connection per endpoint,
-reopened when the server closed it) because the preferred HTTP client costs 115-185 ms to
-import, paid by every short-lived process; see docs/design.md. `file://` appends the same
-JSON lines to a local file.
+An HTTP(S) endpoint keeps one keep-alive connection (see _http.py); `file://` appends the same
+JSON lines to a local file. What to do with a failed request (retry, fail over, split, spool)
+is the client's decision (_client.py), not the transport's.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import socket
 import zlib
-from dataclasses import dataclass
-from urllib.parse import quote
 
-from vlhook._config import Config, Endpoint
+from vlhook._http import Connection, HttpError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Any, Optional, Union
 
+    from vlhook._config import Config, Endpoint
+
     Transport = Union["HttpTransport", "FileTransport"]
 
 USER_AGENT = "vlhook/0.1"
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
 class Result:
-    ok: bool
-    status: int = 0  # HTTP status, 0 when no answer was received
-    retryable: bool = False
-    message: str = ""
-    retry_after: Optional[float] = None
-    #: The request went out whole and the answer did not come in time: the server may have
-    #: stored the batch. Sending it again may store it twice.
-    unanswered: bool = False
+    __slots__ = ("location", "message", "ok", "retry_after", "retryable", "sent", "status",
+                 "timed_out")  # fmt: skip
+
+    def __init__(
+        self,
+        ok: bool,
+        status: int = 0,
+        retryable: bool = False,
+        message: str = "",
+        retry_after: Optional[float] = None,
+        sent: bool = False,
+        location: str = "",
+        timed_out: bool = False,
+    ) -> None:
+        self.ok = ok
+        self.status = status  # HTTP status; 0 when no answer came
+        self.retryable = retryable
+        self.message = message
+        self.retry_after = retry_after  # seconds, from Retry-After
+        #: No answer, but the body began to leave: the server may have stored it (in part).
+        self.sent = sent
+        self.location = location  # of a redirect
+        self.timed_out = timed_out  # no answer in time: the endpoint may be hung
 
 
 def gzip_body(data: Union[bytes, bytearray]) -> bytes:
@@ -47,11 +59,13 @@ def gzip_body(data: Union[bytes, bytearray]) -> bytes:
 def insert_path(endpoint: Endpoint, config: Config) -> str:
     path = f"{endpoint.base_path}/insert/jsonline"
     if config.stream_fields:
+        from urllib.parse import quote  # only with stream fields set (the default)
+
         path += "?_stream_fields=" + quote(",".join(config.stream_fields), safe=",")
     return path
 
 
-def request_headers(endpoint: Endpoint, config: Config) -> dict[str, str]:
+def request_headers(endpoint: Endpoint, config: Config, credentials: bool = True) -> dict[str, str]:
     headers = {
         # Never the form type: the server would answer 200 and store nothing.
         "Content-Type": "application/stream+json",
@@ -63,121 +77,110 @@ def request_headers(endpoint: Endpoint, config: Config) -> dict[str, str]:
         headers["AccountID"] = config.account_id
     if config.project_id:
         headers["ProjectID"] = config.project_id
-    if config.bearer_token:
+    if credentials and config.bearer_token:
         headers["Authorization"] = f"Bearer {config.bearer_token}"
-    elif endpoint.username or endpoint.password:
+    elif credentials and (endpoint.username or endpoint.password):
         token = base64.b64encode(f"{endpoint.username}:{endpoint.password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
-    headers.update(config.headers)
+    if credentials:
+        headers.update(config.headers)
     return headers
 
 
-class _Unanswered(Exception):
-    """The request was sent; waiting for the answer timed out."""
+def tls_context(config: Config) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(cafile=config.ca_bundle or None)
+    if not config.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class HttpTransport:
-    def __init__(self, endpoint: Endpoint, config: Config) -> None:
+    def __init__(self, endpoint: Endpoint, config: Config, target: str = "",
+                 credentials: bool = True) -> None:  # fmt: skip
         self.endpoint = endpoint
-        self.path = insert_path(endpoint, config)
-        self.headers = request_headers(endpoint, config)
+        self.config = config
+        self.target = target or insert_path(endpoint, config)
+        self.headers = request_headers(endpoint, config, credentials)
+        tls = tls_context(config) if endpoint.scheme == "https" else None
+        self.connection = Connection(endpoint.host, endpoint.port, tls)
         self.gzip = config.compression == "gzip"
-        self.timeout = config.timeout_ms / 1000
-        self.tls_verify = config.tls_verify
-        self.ca_bundle = config.ca_bundle
-        self._conn: Any = None
 
-    def _connect(self) -> Any:
-        import http.client
+    def wire(self, body: bytes) -> bytes:
+        """The body as this endpoint takes it (compressed unless VICTORIALOGS_COMPRESSION=none)."""
+        return gzip_body(body) if self.gzip else body
 
-        if self.endpoint.scheme == "https":
-            import ssl
-
-            context = ssl.create_default_context(cafile=self.ca_bundle or None)
-            if not self.tls_verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            return http.client.HTTPSConnection(
-                self.endpoint.host, self.endpoint.port, timeout=self.timeout, context=context
-            )
-        return http.client.HTTPConnection(
-            self.endpoint.host, self.endpoint.port, timeout=self.timeout
-        )
-
-    def post(self, lines: Union[bytes, bytearray], timeout: Optional[float] = None) -> Result:
-        body = gzip_body(lines) if self.gzip else bytes(lines)
-        # A kept-alive connection the server closed while idle fails on first use: one more
-        # attempt on a fresh connection is part of sending, not a retry.
-        for attempt in (1, 2):
-            reused = self._conn is not None
-            try:
-                return self._post_once(body, timeout)
-            except _Unanswered as exc:
-                self.close()
-                message = _describe(exc.__cause__ or exc, self.endpoint)
-                return Result(False, retryable=True, message=message, unanswered=True)
-            except Exception as exc:
-                self.close()
-                if attempt == 1 and reused:
-                    continue
-                return Result(False, retryable=True, message=_describe(exc, self.endpoint))
-        return Result(False, retryable=True, message="unreachable")
-
-    def _post_once(self, body: bytes, timeout: Optional[float]) -> Result:
-        if self._conn is None:
-            self._conn = self._connect()
-        self._conn.timeout = min(self.timeout, timeout) if timeout else self.timeout
-        if self._conn.sock is not None:
-            self._conn.sock.settimeout(self._conn.timeout)
-        self._conn.request("POST", self.path, body=body, headers=self.headers)
+    def post(self, wire: bytes, deadline: float) -> Result:
+        """POST an already encoded (and compressed) body; the answer, or why there is none."""
         try:
-            response = self._conn.getresponse()
-        except (TimeoutError, socket.timeout) as exc:  # one class since 3.10
-            raise _Unanswered from exc
-        text = response.read(4096).decode("utf-8", "replace").strip()
-        if response.will_close:
-            self.close()
+            response = self.connection.request("POST", self.target, self.headers, wire, deadline)
+        except HttpError as exc:
+            return Result(False, retryable=True, sent=exc.sent_body, timed_out=exc.timeout,
+                          message=_describe(exc, self.endpoint))  # fmt: skip
+        except Exception as exc:  # anything else from the socket layer: still an outcome
+            self.connection.close()
+            return Result(False, retryable=True, sent=True, message=_describe(exc, self.endpoint))
         status = response.status
         if 200 <= status < 300:
             return Result(True, status)
+        text = response.body.decode("utf-8", "replace").strip()
         return Result(
             False,
             status,
             retryable=status in RETRYABLE_STATUS,
             message=f"HTTP {status} from {self.endpoint.display}: {text[:500]}",
-            retry_after=_retry_after(response.getheader("Retry-After")),
+            retry_after=retry_after(response.headers.get("retry-after")),
+            location=response.headers.get("location", ""),
         )
 
+    def abort(self) -> None:
+        self.connection.abort()
+
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # closing a broken socket: nothing to do
-                pass
+        self.connection.close()
 
 
 class FileTransport:
-    """Appends JSON lines to a local file, created owner-only."""
+    """Appends JSON lines to a local file, created owner-only. A write is whole or undone."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.path = endpoint.file_path
 
-    def post(self, lines: Union[bytes, bytearray], timeout: Optional[float] = None) -> Result:
+    def wire(self, body: bytes) -> bytes:
+        return body
+
+    def post(self, wire: bytes, deadline: float) -> Result:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                view = memoryview(lines)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
         except OSError as exc:
             return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            written = 0
+            view = memoryview(wire)
+            while written < len(view):
+                written += os.write(fd, view[written:])
+        except OSError as exc:
+            _truncate(fd, start)
+            return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
+        finally:
+            os.close(fd)
         return Result(True)
 
+    def abort(self) -> None:
+        pass
+
     def close(self) -> None:
+        pass
+
+
+def _truncate(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)  # a partial write would leave half a line
+    except OSError:
         pass
 
 
@@ -187,22 +190,29 @@ def make_transport(endpoint: Endpoint, config: Config) -> Transport:
     return HttpTransport(endpoint, config)
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
+def retry_after(value: Optional[str]) -> Optional[float]:
+    """Retry-After as seconds (`120`) or as an HTTP date; None when absent or unreadable."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        import time
+        from email.utils import parsedate_to_datetime  # rare: only for a date
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
 def _describe(exc: BaseException, endpoint: Endpoint) -> str:
-    import ssl
-
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    cause = exc.__cause__
+    if cause is not None and type(cause).__name__ == "SSLCertVerificationError":
         return (
-            f"TLS certificate of {endpoint.display} not trusted ({exc.verify_message}); set "
-            "VICTORIALOGS_CA_BUNDLE to its CA, or VICTORIALOGS_TLS_VERIFY=0 to skip checking"
+            f"TLS certificate of {endpoint.display} not trusted "
+            f"({getattr(cause, 'verify_message', cause)}); set VICTORIALOGS_CA_BUNDLE to its CA, "
+            "or VICTORIALOGS_TLS_VERIFY=0 to skip checking"
         )
-    reason = str(exc) or type(exc).__name__
-    return f"cannot reach {endpoint.display}: {type(exc).__name__}: {reason}"
+    return f"cannot deliver to {endpoint.display}: {exc}"

@@ -1,0 +1,324 @@
+"""The exit: the sender's last run, and the report it ends with.
+
+Within the budget, on the sender thread (which never waits on the network): every capture still
+queued is made into entries (or, when the rate so far says there is no time for that, written
+raw to the spool as complete lines, to be made into entries when replayed); batches go to
+idle workers until `work_deadline`; then requests still under way are ended, batches that never
+left are spooled, and what is in a request that got no answer is reported as such (the server
+may have stored it: spooling it too could store it twice). Dropped only when the spool cannot
+take it, and the report says why. After the report, writes by threads still running go straight
+to the spool, on the writing thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+from time import monotonic
+
+from vlhook import _diag
+from vlhook._buffer import lines_in
+from vlhook._captures import Text
+from vlhook._stats import explain_drop
+from vlhook._sync import FlushRequest
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from vlhook._batch import Batch
+    from vlhook._captures import Context, Line
+    from vlhook._replay import CaptureFile
+    from vlhook._sender import Sender
+    from vlhook._sync import ShutdownRequest
+
+STEP = 256  # captures between two looks at the clock
+
+
+class ExitReport:
+    """What became, during the exit, of everything not yet delivered when it began."""
+
+    __slots__ = ("delivered", "dropped", "dropped_before", "in_flight", "problem", "spool",
+                 "spooled")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.spooled = 0
+        self.in_flight = 0
+        self.dropped: dict[str, int] = {}  # during the exit, by reason
+        self.dropped_before: dict[str, int] = {}  # earlier in the process's life
+        self.problem = ""  # why delivery did not succeed, as last seen
+        self.spool = ""  # where kept entries are (or why there is no spool)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.spooled or self.in_flight or self.dropped)
+
+    def message(self, exit_timeout_ms: int) -> str:
+        """One plain line for stderr ("" when everything was delivered)."""
+        if self.complete:
+            return ""
+        parts = [f"{self.delivered} delivered"] if self.delivered else []
+        if self.spooled:
+            parts.append(f"{self.spooled} kept in the spool {self.spool} (sent by the next run)")
+        if self.in_flight:
+            parts.append(f"{self.in_flight} in a request still under way with no answer "
+                         "(the server may or may not store them)")  # fmt: skip
+        for reason, count in sorted(self.dropped.items()):
+            parts.append(f"{count} dropped: {_why_dropped(reason, exit_timeout_ms)}")
+        text = "at exit, of the entries not yet delivered: " + "; ".join(parts)
+        if self.problem:
+            text += f". Last delivery problem: {self.problem}"
+        if self.dropped_before:
+            tally = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped_before.items()))
+            text += f" (dropped earlier: {tally})"
+        return text
+
+
+def _why_dropped(reason: str, exit_timeout_ms: int) -> str:
+    if reason == "exit_timeout":
+        return f"no time left within VICTORIALOGS_EXIT_TIMEOUT_MS={exit_timeout_ms}"
+    if reason.startswith("rejected_http_"):
+        return f"rejected by the server (HTTP {reason[14:]})"
+    return explain_drop(reason)
+
+
+class ExitRun:
+    """The exit, step by step on the sender thread (see the module docstring)."""
+
+    def __init__(self, sender: Sender, request: ShutdownRequest) -> None:
+        self.sender = sender
+        self.request = request
+        budget = max(0.0, request.deadline - monotonic())
+        # Kept back at the end for spooling what did not leave (a file write each).
+        self.reserve = min(0.2, max(0.01, budget * 0.1))
+        self.work_deadline = request.deadline - self.reserve
+        self.finished = False
+        self._base = sender.stats.as_dict()
+        self._raw: Optional[CaptureFile] = None
+        self._reported: set[int] = set()  # batches reported as in a request under way
+        self._late_lock = _thread.allocate_lock()
+        self.problem = ""
+
+    @staticmethod
+    def nothing() -> ExitReport:
+        return ExitReport()
+
+    def wait_time(self, now: float) -> float:
+        return self.sender.interval if self.finished else max(0.0, self.work_deadline - now)
+
+    def settling(self, batch: Batch) -> None:
+        """An answer came for a batch already reported as under way (after the report)."""
+        if batch.seq in self._reported:
+            self._reported.discard(batch.seq)
+            self.sender.stats.add("in_flight", -batch.lines)
+
+    def step(self) -> None:
+        sender = self.sender
+        if self.finished:
+            self._answer_late_requests()
+            return
+        self._drain()
+        if self.work_deadline - monotonic() > 2 * sender.latency() + 0.01:
+            sender.dispatch()  # else too late to start a request: what is left is spooled
+        busy = any(worker.batch is not None for worker in sender.workers)
+        idle = not (sender.ready or busy or sender.buffer.items or sender.replay_pending)
+        if idle or monotonic() >= self.work_deadline:
+            self._finish()
+
+    # -- making entries, or raw lines when time is short ---------------------------------------
+
+    def _drain(self) -> None:
+        sender = self.sender
+        assert sender.assembler is not None
+        lines: list[Line] = []
+        started, done = monotonic(), 0
+        while True:
+            if done % STEP == 0 and done:
+                now = monotonic()
+                if now >= self.work_deadline:
+                    break
+                if self._raw is None and _too_slow(done, now - started, len(sender.buffer.items),
+                                                   self.work_deadline - now):  # fmt: skip
+                    self._go_raw(lines)
+            try:
+                item = sender.buffer.pop()
+            except IndexError:
+                break
+            done += 1
+            if self._raw is not None and item.__class__ is Text:
+                sender.assembler.feed(item, lines)
+                if len(lines) >= STEP:
+                    self._write_raw(lines)
+            elif item.__class__ is FlushRequest:  # requested during the exit: it cannot wait
+                sender.answer(item, ok=False)
+            else:
+                sender.take(item, lines)
+        if not sender.buffer.items:
+            sender.assembler.flush(lines, final=True)
+        if self._raw is not None:
+            self._write_raw(lines)
+        sender.add_lines(lines)
+        cut = sender.buffer.unfinished_cut_lines()
+        if cut:
+            sender.stats.drop("buffer_full", cut, captured=True)
+        sender.report_drops()
+        sender.close_batch()
+
+    def _go_raw(self, lines: list[Line]) -> None:
+        from vlhook._encode import constant_fields
+        from vlhook._replay import CaptureFile
+
+        sender = self.sender
+        assert sender.spool is not None
+        sender.add_lines(lines)
+        self._raw = CaptureFile(sender.spool, constant_fields(sender.config))
+        _diag.debug("exit: no time to make entries; writing raw lines to the spool")
+
+    def _write_raw(self, lines: list[Line]) -> None:
+        if lines:
+            rows = [(ln.kind, ln.t_ns, ln.text, ln.level, _merged(ln.context)) for ln in lines]
+            self._keep_raw(rows)
+            lines.clear()
+
+    def _keep_raw(self, rows: list[tuple[int, int, str, str, Any]], entries: int = 0) -> None:
+        """Write raw lines; `entries`: how many entries they make (default: one each)."""
+        assert self._raw is not None
+        entries = entries or len(rows)
+        reason = self._raw.write(rows)
+        stats = self.sender.stats
+        stats.add("captured", entries)
+        if reason:
+            stats.drop(reason, entries)
+            _diag.warn(f"{entries} entries lost at exit: {explain_drop(reason)}", key="raw-lost")
+        else:
+            stats.add("spooled", entries)
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        sender, stats = self.sender, self.sender.stats
+        self._end_requests()
+        for worker in sender.workers:
+            batch = worker.batch
+            if batch is None:
+                continue
+            if worker.client.take_back():  # nothing of it left: kept like any other
+                worker.batch = None
+                sender.taken_back.add(batch.seq)
+                if batch.origin is None:
+                    sender.keep(bytes(batch.body), batch.lines, "the exit came first")
+                elif sender.replayer is not None:
+                    sender.replayer.stop()  # the piece stays in its file
+            elif batch.origin is None:
+                stats.add("in_flight", batch.lines)
+                self._reported.add(batch.seq)
+            elif sender.replayer is not None:  # not sent again: maybe stored, like any request
+                sender.replayer.abandon(batch)
+        while sender.ready:
+            batch = sender.ready.popleft()
+            sender.keep(bytes(batch.body), batch.lines, "the exit came first")
+        self._answer_late_requests()
+        left = lines_in(sender.buffer.take_all())
+        if left:
+            stats.drop("exit_timeout", left, captured=True)
+        if sender.replayer is not None:
+            sender.replayer.stop()
+        self.request.report = self._report()
+        self.finished = True
+        sender.buffer.intercept = self._late_put
+        self.request.done.set()
+
+    def _end_requests(self) -> None:
+        """Requests and waits still under way end now; their outcomes come back at once."""
+        sender = self.sender
+        for worker in sender.workers:
+            if worker.batch is not None:
+                worker.abort()
+        end = min(self.request.deadline, monotonic() + self.reserve / 2)
+        while any(w.batch is not None for w in sender.workers) and monotonic() < end:
+            sender.wait(end - monotonic())
+            sender.collect()
+
+    def _report(self) -> ExitReport:
+        sender = self.sender
+        now, base = sender.stats.as_dict(), self._base
+        report = ExitReport()
+        report.delivered = _delta(now, base, "shipped")
+        report.spooled = _delta(now, base, "spooled")
+        report.in_flight = _delta(now, base, "in_flight")
+        dropped_now, dropped_base = now["dropped"], base["dropped"]
+        assert isinstance(dropped_now, dict) and isinstance(dropped_base, dict)
+        report.dropped = {k: v - dropped_base.get(k, 0) for k, v in dropped_now.items()
+                          if v > dropped_base.get(k, 0)}  # fmt: skip
+        report.dropped_before = {k: v for k, v in dropped_base.items() if v}
+        report.problem = sender.last_problem
+        spool = sender.spool
+        report.spool = spool.directory if spool is not None and spool.usable else "(none)"
+        return report
+
+    # -- after the report ------------------------------------------------------------------------
+
+    def _late_put(self, item: Any, level: int) -> bool:
+        """On a thread still writing after the exit report: straight to the spool."""
+        with self._late_lock, _diag.guard("late write"):
+            self._keep_late(item)
+        return True
+
+    def _keep_late(self, item: Any) -> None:
+        sender = self.sender
+        if item.__class__ is Text:
+            data = item.data
+            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            if self._raw is None:
+                self._go_raw([])
+            entries = sum(1 for part in text.split("\n") if part.strip())
+            if entries:
+                row = (item.kind, item.t_ns, text, "", _merged(item.context))
+                self._keep_raw([row], entries)
+        elif hasattr(item, "t_ns") and sender.builder is not None and sender.encoder is not None:
+            made = sender.builder.from_item(item)
+            body = bytearray()
+            sender.encoder.append(made, body)
+            sender.stats.add("captured", len(made))
+            sender.keep(bytes(body), len(made), "written after the exit flush")
+
+    def _answer_late_requests(self) -> None:
+        """Flushes asked for now cannot deliver anything more: answered, not kept waiting."""
+        sender = self.sender
+        rest = []
+        for item in sender.buffer.take_all():
+            if item.__class__ is FlushRequest:
+                sender.answer(item, ok=False)
+            else:
+                rest.append(item)
+        sender.buffer.items.extend(rest)
+
+
+def _too_slow(done: int, elapsed: float, remaining: int, time_left: float) -> bool:
+    """Whether making entries at the rate seen so far would not finish in the time left."""
+    return elapsed > 0 and remaining * elapsed / done > time_left
+
+
+def _merged(context: Optional[Context]) -> Optional[dict[str, Any]]:
+    if not context:
+        return None
+    merged: dict[str, Any] = {}
+    for fields in context:
+        if fields:
+            merged.update(fields)
+    return merged or None
+
+
+def _delta(now: dict[str, Any], base: dict[str, Any], name: str) -> int:
+    return int(now[name]) - int(base[name])
+
+
+def unanswered_report(sender: Sender) -> ExitReport:
+    """The sender thread did not answer in time (stuck, or gone): count what is still queued."""
+    report = ExitReport()
+    left = lines_in(sender.buffer.take_all())
+    if left:
+        sender.stats.drop("exit_timeout", left, captured=True)
+        report.dropped = {"exit_timeout": left}
+    report.problem = "the sender did not finish in time"
+    return report

@@ -1,0 +1,288 @@
+"""A minimal HTTP/1.1 client: one request at a time on one keep-alive connection, bounded by
+one deadline for the whole request (connect, TLS handshake, send, status, headers, body).
+
+Why not http.client: its import costs ~30 ms (it pulls in the email package), paid by every
+short-lived process at its first delivery, and its timeout bounds each socket operation, not
+the request: a server answering byte by byte holds it for as long as it likes. Plain HTTP uses
+the C `_socket` module; `ssl` (and `socket`, which it needs) are imported for https only.
+"""
+
+from __future__ import annotations
+
+import _socket
+from time import monotonic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from typing import Any, Optional
+
+MAX_HEAD = 64 << 10  # status line and headers
+MAX_BODY = 64 << 10  # an answer body is kept up to this (error texts); the rest is skipped
+RECV = 65536
+#: A socket timeout (before Python 3.10 `socket.timeout` was not a TimeoutError).
+TIMEOUTS = (TimeoutError, _socket.timeout)
+
+
+class HttpError(Exception):
+    """The request failed without an answer. `sent`: bytes of the request that left (a
+    request whose body began to leave may have been stored, whole or in part)."""
+
+    def __init__(
+        self, message: str, sent_body: bool, timeout: bool = False, answered: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.sent_body = sent_body
+        self.timeout = timeout
+        self.answered = answered  # part of an answer came: the server did read the request
+
+
+class Response:
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # names lower-cased; a repeated header keeps its last value
+        self.body = body
+
+
+class Connection:
+    """One connection to host:port (TLS when `tls` is an ssl.SSLContext), opened on demand,
+    reopened after the server closed it. Used by one thread; `abort()` from any thread."""
+
+    def __init__(self, host: str, port: int, tls: Any = None) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.host_header = (f"[{host}]" if ":" in host else host) + f":{port}"
+        self._sock: Any = None
+        self._pending = b""  # bytes read past the last answer (none expected)
+        self._aborted = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None
+
+    def request(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, deadline: float
+    ) -> Response:
+        """Send one request and read its answer, all before `deadline` (monotonic)."""
+        self._aborted = False
+        if self._sock is None:
+            self._sock = self._connect(deadline)
+            return self._exchange(method, target, headers, body, deadline)
+        try:
+            return self._exchange(method, target, headers, body, deadline)
+        except HttpError as exc:
+            if exc.timeout or exc.answered or self._aborted:
+                raise
+            first = exc
+        # A kept-alive connection the server closed while it was idle fails on first use:
+        # sending again on a new one is part of sending (the server never read it).
+        try:
+            self._sock = self._connect(deadline)
+            return self._exchange(method, target, headers, body, deadline)
+        except HttpError as exc:
+            exc.sent_body = exc.sent_body or first.sent_body  # unsure: as if it had been read
+            raise
+
+    def _exchange(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, deadline: float
+    ) -> Response:
+        head = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}",
+                f"Content-Length: {len(body)}"]  # fmt: skip
+        head.extend(f"{name}: {value}" for name, value in headers.items())
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        try:
+            self._send_all(data, body, deadline)
+            response, keep = self._read_response(deadline)
+        except HttpError:
+            self.close()
+            raise
+        if not keep:
+            self.close()
+        return response
+
+    def abort(self) -> None:
+        """Make a request under way on another thread fail at once (at exit)."""
+        sock = self._sock
+        if sock is not None:
+            self._aborted = True
+            try:
+                sock.shutdown(_socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        self._pending = b""
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def _connect(self, deadline: float) -> Any:
+        try:
+            infos = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
+        except OSError as exc:
+            raise HttpError(f"cannot resolve {self.host}: {exc}", sent_body=False) from exc
+        error: Optional[BaseException] = None
+        for family, kind, proto, _, address in infos:
+            sock = self._socket(family, kind, proto)
+            try:
+                sock.settimeout(_remaining(deadline, sent_body=False))
+                sock.connect(address)
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                return self._wrap(sock, deadline) if self.tls is not None else sock
+            except HttpError:
+                sock.close()
+                raise
+            except OSError as exc:
+                sock.close()
+                error = exc
+        raise HttpError(_describe(error, "cannot connect"), sent_body=False,
+                        timeout=isinstance(error, TIMEOUTS)) from error  # fmt: skip
+
+    def _socket(self, family: int, kind: int, proto: int) -> Any:
+        if self.tls is None:
+            return _socket.socket(family, kind, proto)
+        import socket  # needed by ssl anyway: https only
+
+        return socket.socket(family, kind, proto)
+
+    def _wrap(self, sock: Any, deadline: float) -> Any:
+        sock.settimeout(_remaining(deadline, sent_body=False))
+        return self.tls.wrap_socket(sock, server_hostname=self.host)
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _send_all(self, head: bytes, body: bytes, deadline: float) -> None:
+        sock = self._sock
+        view = memoryview(head + body)
+        sent = 0
+        while sent < len(view):
+            sock.settimeout(_remaining(deadline, sent_body=sent > len(head)))
+            try:
+                sent += sock.send(view[sent:])
+            except OSError as exc:
+                raise HttpError(_describe(exc, "sending failed"), sent_body=sent > len(head),
+                                timeout=isinstance(exc, TIMEOUTS)) from exc  # fmt: skip
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _recv(self, deadline: float, answered: bool = True) -> bytes:
+        """Bytes of the answer; `answered`: some of it came already."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        self._sock.settimeout(_remaining(deadline, sent_body=True))
+        try:
+            data = bytes(self._sock.recv(RECV))
+        except OSError as exc:
+            raise HttpError(_describe(exc, "no answer"), sent_body=True, answered=answered,
+                            timeout=isinstance(exc, TIMEOUTS)) from exc  # fmt: skip
+        if not data:
+            raise HttpError("connection closed before the answer ended", sent_body=True,
+                            answered=answered)  # fmt: skip
+        return data
+
+    def _read_response(self, deadline: float) -> tuple[Response, bool]:
+        while True:  # 1xx answers (100 Continue) precede the real one
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                if len(buffer) > MAX_HEAD:
+                    raise HttpError("answer headers too long", sent_body=True, answered=True)
+                buffer += self._recv(deadline, answered=bool(buffer))
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            status, reason, version, headers = _parse_head(head)
+            if not 100 <= status < 200:
+                break
+            self._pending = rest
+        body, complete = self._read_body(status, headers, rest, deadline)
+        keep = complete and version != "HTTP/1.0" and headers.get("connection") != "close"
+        return Response(status, reason, headers, body), keep
+
+    def _read_body(
+        self, status: int, headers: dict[str, str], data: bytes, deadline: float
+    ) -> tuple[bytes, bool]:
+        """The body (up to MAX_BODY) and whether the connection can carry the next request."""
+        if status in (204, 304):
+            return b"", True
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return self._read_chunked(data, deadline)
+        length_text = headers.get("content-length")
+        if length_text is None:  # until the server closes
+            return self._read_until_close(data, deadline), False
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise HttpError("bad Content-Length in the answer", sent_body=True) from None
+        if length > MAX_BODY:
+            return data[:MAX_BODY], False  # not worth reading: the connection is dropped
+        while len(data) < length:
+            data += self._recv(deadline)
+        self._pending = data[length:]
+        return data[:length], True
+
+    def _read_chunked(self, data: bytes, deadline: float) -> tuple[bytes, bool]:
+        body = b""
+        while True:
+            while b"\r\n" not in data:
+                data += self._recv(deadline)
+            size_line, _, data = data.partition(b"\r\n")
+            try:
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                raise HttpError("bad chunk in the answer", sent_body=True) from None
+            if size == 0:
+                while b"\r\n\r\n" not in b"\r\n" + data:  # trailers, then the blank line
+                    data += self._recv(deadline)
+                return body, True
+            if len(body) > MAX_BODY:
+                return body[:MAX_BODY], False
+            while len(data) < size + 2:
+                data += self._recv(deadline)
+            body += data[:size]
+            data = data[size + 2 :]
+
+    def _read_until_close(self, data: bytes, deadline: float) -> bytes:
+        while len(data) < MAX_BODY:
+            try:
+                data += self._recv(deadline)
+            except HttpError as exc:
+                if exc.timeout:
+                    raise
+                break  # closed: the end of the body
+        return data[:MAX_BODY]
+
+
+def _parse_head(head: bytes) -> tuple[int, str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/") or not code.isdigit():
+        raise HttpError(f"not an HTTP answer: {lines[0][:80]!r}", sent_body=True)
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return int(code), reason.strip(), version, headers
+
+
+def _remaining(deadline: float, sent_body: bool) -> float:
+    left = deadline - monotonic()
+    if left <= 0:
+        raise HttpError("timed out", sent_body=sent_body, timeout=True)
+    return left
+
+
+def _describe(exc: Optional[BaseException], what: str) -> str:
+    if exc is None:
+        return what
+    if isinstance(exc, TIMEOUTS):
+        return f"{what}: timed out"
+    return f"{what}: {type(exc).__name__}: {exc}"

@@ -1,0 +1,282 @@
+"""Replay of the spool, and the files of raw lines written when there is no time to build
+entries (at the end of the exit budget, and by threads still writing after the exit flush).
+
+Replay takes the oldest file nobody else is replaying, one bounded piece at a time, oldest data
+first, one piece under way at a time; what became of each piece is recorded before the next is
+read, so a process that stops mid-file leaves exactly the unsent rest. Every line is checked to
+be a JSON object below the server's line limit: anything else (a corrupt or foreign file) is
+counted as `replay_rejected`, never sent (a too-long line would make the server lose the lines
+after it). A `.captures` file holds complete lines not yet made into entries; they are built
+here, with the constant fields of the process that wrote them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from vlhook import _codec, _diag
+from vlhook._batch import Batch
+from vlhook._captures import line as make_line
+from vlhook._config import SERVER_LINE_LIMIT
+from vlhook._encode import Encoder
+from vlhook._spool import CAPTURES, TEMP, write_all
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from typing import Any, Optional
+
+    from vlhook._captures import Line
+    from vlhook._client import Outcome
+    from vlhook._config import Config
+    from vlhook._entry import EntryBuilder
+    from vlhook._spool import Claim, Spool
+    from vlhook._stats import Stats
+
+PIECE_BYTES = 1 << 20
+HEADER = "vlhook-captures"
+
+
+class Replayer:
+    """Turns spool files into batches and settles their outcomes (sender thread only)."""
+
+    def __init__(self, spool: Spool, stats: Stats, builder: EntryBuilder) -> None:
+        self.spool = spool
+        self.stats = stats
+        self.builder = builder
+        self._claim: Optional[Claim] = None
+        self._encoder: Optional[Encoder] = None  # of the .captures file being replayed
+        self.under_way: Optional[Batch] = None
+
+    def next_batch(self, seq: int) -> Optional[Batch]:
+        """The next piece of the spool as a batch; None when the spool is empty."""
+        for _ in range(1000):  # bounded: pieces that hold no valid line are skipped
+            claim = self._claim or self._take()
+            if claim is None:
+                return None
+            piece = self.spool.read(claim, PIECE_BYTES)
+            if piece is None:
+                self.spool.finish(claim)
+                self._drop_claim()
+                continue
+            batch = Batch(seq, time.monotonic())
+            batch.origin = piece
+            self._fill(batch, self.spool.piece_bytes(piece))
+            if batch.lines:
+                self.under_way = batch
+                return batch
+            self.spool.advance(claim, piece.end)
+        return None
+
+    def settle(self, batch: Batch, outcome: Outcome) -> bool:
+        """Record what became of a replayed piece; False when replay must pause (the server
+        cannot take it now: the piece stays in the spool)."""
+        self.under_way = None
+        piece = batch.origin
+        assert piece is not None
+        if outcome.kept:
+            self._drop_claim()
+            return False
+        own = piece.claim.own
+        self.stats.add("replayed", outcome.delivered)
+        rejected = sum(outcome.rejected.values())
+        self.stats.add("replay_rejected", rejected)
+        if own:  # this process's entries: from "spooled" to where they went
+            self.stats.add("spooled", -batch.lines)
+            self.stats.add("shipped", outcome.delivered)
+            self.stats.add("in_flight", outcome.maybe)
+            for reason, count in outcome.rejected.items():
+                self.stats.drop(reason, count)
+        if rejected:
+            _diag.warn(f"{rejected} spooled entries rejected: {outcome.reason}", key="replay-rej")
+        self.spool.advance(piece.claim, piece.end)
+        return True
+
+    def abandon(self, batch: Batch) -> None:
+        """At exit, a piece in a request that got no answer: not sent again (the server may
+        have stored it); the rest of its file stays in the spool."""
+        self.under_way = None
+        if batch.origin is not None:
+            self.spool.advance(batch.origin.claim, batch.origin.end)
+            _diag.warn(f"{batch.lines} replayed entries were in a request with no answer at exit "
+                       "(the server may or may not store them)", key="replay-abandon")  # fmt: skip
+
+    def stop(self) -> None:
+        self._drop_claim()
+
+    def _take(self) -> Optional[Claim]:
+        claim = self.spool.claim()
+        if claim is None:
+            return None
+        self._claim = claim
+        self._encoder = None
+        if claim.name.endswith(CAPTURES):
+            self._encoder = self._captures_encoder(claim)
+        return claim
+
+    def _drop_claim(self) -> None:
+        if self._claim is not None:
+            self.spool.release(self._claim)
+        self._claim = None
+        self._encoder = None
+
+    def _fill(self, batch: Batch, data: bytes) -> None:
+        if self._encoder is not None:
+            self._fill_built(batch, data, self._encoder)
+            return
+        bad = 0
+        for raw in data.splitlines():
+            if not raw.strip():
+                continue
+            if _valid(raw):
+                batch.body += raw
+                batch.body += b"\n"
+                batch.lines += 1
+            else:
+                bad += 1
+        self._count_bad(bad)
+
+    def _fill_built(self, batch: Batch, data: bytes, encoder: Encoder) -> None:
+        lines: list[Line] = []
+        bad = 0
+        for raw in data.splitlines():
+            parsed = _parse_line(raw)
+            if parsed is None:
+                bad += int(bool(raw.strip()) and not raw.startswith(b'{"' + HEADER.encode()))
+            else:
+                lines.extend(parsed)
+        entries = self.builder.from_lines(lines) if lines else []
+        encoder.append(entries, batch.body)
+        batch.lines += len(entries)
+        self._count_bad(bad)
+
+    def _captures_encoder(self, claim: Claim) -> Optional[Encoder]:
+        head = os.pread(claim.fd, 64 << 10, 0).split(b"\n", 1)[0]
+        try:
+            header = _codec.loads(head)
+            constants = header[HEADER]
+        except Exception:
+            constants = None
+        if not isinstance(constants, dict):
+            constants = {"vlhook.replay": "captures file without a header"}
+        return Encoder(constants, self.stats)
+
+    def _count_bad(self, bad: int) -> None:
+        if bad:
+            self.stats.add("replay_rejected", bad)
+            name = self._claim.name if self._claim else "?"
+            _diag.warn(f"{bad} lines of spool file {name} are not JSON objects the server can "
+                       "take; they are skipped", key=f"replay-bad {name}")  # fmt: skip
+
+
+def _valid(raw: bytes) -> bool:
+    if len(raw) >= SERVER_LINE_LIMIT or not raw.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(_codec.loads(raw), dict)
+    except Exception:
+        return False
+
+
+def _parse_line(raw: bytes) -> Optional[list[Line]]:
+    """`[kind, t_ns, text, level, context]` as CaptureFile writes it: one Line per line of
+    the text (a late write may hold several, or end without a newline)."""
+    try:
+        kind, t_ns, text, level, context = _codec.loads(raw)
+        kind, t_ns = int(kind), int(t_ns)
+    except Exception:
+        return None
+    if kind not in (0, 1) or not isinstance(text, str):
+        return None
+    ctx = (context,) if isinstance(context, dict) else None
+    parts = [text] if level else [p for p in text.split("\n") if p.strip()]
+    return [make_line(kind, part, t_ns, ctx, level if isinstance(level, str) else "")
+            for part in parts]  # fmt: skip
+
+
+class CaptureFile:
+    """A `.captures` file being written: complete lines (or, after the exit flush, raw writes)
+    kept as they are, with this process's constant fields in the first line. Locked while open:
+    no replay takes it before it is whole (or its process gone)."""
+
+    def __init__(self, spool: Spool, constants: dict[str, Any]) -> None:
+        self.spool = spool
+        self.fd: Optional[int] = None
+        self.lines = 0
+        self._constants = constants
+
+    def write(self, lines: list[tuple[int, int, str, str, Any]]) -> str:
+        """Append `[kind, t_ns, text, level, context]` lines; "" when kept, else the reason."""
+        if self.fd is None:
+            reason = self._open()
+            if reason:
+                return reason
+        assert self.fd is not None
+        body = bytearray()
+        for item in lines:
+            body += _codec.dumps(list(item))
+            body += b"\n"
+        try:
+            write_all(self.fd, bytes(body))
+        except OSError as exc:
+            _diag.warn(f"cannot write to the spool {self.spool.directory}: {exc}",
+                       key="spool-write")  # fmt: skip
+            return "spool_no_space" if exc.errno in (28, 122) else "spool_unwritable"
+        self.lines += len(lines)
+        return ""
+
+    def _open(self) -> str:
+        import fcntl
+
+        refusal = self.spool.refusal
+        if refusal:
+            return "spool_off" if not self.spool.directory else "spool_unwritable"
+        name = f"{time.time_ns():020d}-{os.getpid()}-captures{CAPTURES}"
+        fd = self.spool.create(TEMP + name)
+        if fd is None:
+            return "spool_unwritable"
+        # Locked before it has its final name: a replay never sees it unlocked.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            write_all(fd, _codec.dumps({HEADER: self._constants}) + b"\n")
+            self.spool.publish(TEMP + name, name)
+        except OSError as exc:
+            os.close(fd)
+            return "spool_no_space" if exc.errno in (28, 122) else "spool_unwritable"
+        self.fd = fd
+        return ""
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def replay_now(config: Config, stats: Stats, timeout: float) -> tuple[int, str]:
+    """Replay the whole spool on this thread (`vlhook spool replay`), each piece within
+    `timeout` seconds. Returns (files left, why delivery stopped: "" when it did not)."""
+    import itertools
+
+    from vlhook._client import Client, Health
+    from vlhook._entry import EntryBuilder
+    from vlhook._spool import Spool
+    from vlhook._sync import Cancel
+
+    spool = Spool(config.spool_dir, config.spool_max_bytes, stats)
+    replayer = Replayer(spool, stats, EntryBuilder(config, stats))
+    client = Client(config, stats, Health(len(config.endpoints), stuck_s=timeout))
+    cancel, problem = Cancel(), ""
+    try:
+        for seq in itertools.count(1):
+            batch = replayer.next_batch(seq)
+            if batch is None:
+                break
+            cancel.deadline = time.monotonic() + timeout
+            outcome = client.deliver(bytes(batch.body), batch.lines, cancel)
+            if not replayer.settle(batch, outcome):
+                problem = outcome.reason or "the server did not take it"
+                break
+    finally:
+        replayer.stop()
+        client.close()
+    return len(spool.files()), problem

@@ -1,0 +1,74 @@
+"""Waiting without `threading` (~5 ms to import, loaded at start-up by this package otherwise):
+a one-waiter event on a bare lock, the deadline a flush or the exit imposes on a worker, and
+the flush and exit requests the sender answers."""
+
+from __future__ import annotations
+
+import _thread
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from vlhook._exit import ExitReport
+
+
+class Wakeup:
+    """A flag one thread waits on. Held lock = not set; `wait` re-arms it."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """True when set (and re-armed), False when the timeout passed first."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(True, max(timeout, 0.0))
+
+
+class Cancel:
+    """What a delivery worker obeys: `deadline` (monotonic; None = no flush pending) ends its
+    requests and its waits; `poke()` makes a waiting worker look at it again at once."""
+
+    __slots__ = ("_wake", "deadline", "final")
+
+    def __init__(self) -> None:
+        self.deadline: Optional[float] = None
+        self.final = False  # the deadline is the process's exit
+        self._wake = Wakeup()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, unless poked first."""
+        self._wake.wait(seconds)
+
+
+class FlushRequest:
+    __slots__ = ("deadline", "done", "failed", "ok", "upto")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = Wakeup()
+        self.ok = False
+        self.failed = False  # a batch it covers was not delivered (spooled, dropped)
+        self.upto = 0  # the last batch it covers
+
+
+class ShutdownRequest:
+    __slots__ = ("deadline", "done", "report")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = Wakeup()
+        self.report: Optional[ExitReport] = None  # set when the exit is over

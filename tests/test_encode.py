@@ -1,0 +1,151 @@
+"""Tests of `vlhook._encode`: entries become JSON lines, below the server's line limit, with
+the constant fields once and the program's own value winning."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+
+from vlhook._captures import line as make_line
+from vlhook._config import SERVER_LINE_LIMIT, Config, load
+from vlhook._encode import Encoder, constant_fields
+from vlhook._entry import Entry, EntryBuilder, rfc3339
+from vlhook._stats import Stats
+
+NOW_NS = time.time_ns()
+
+
+def config(**env: str) -> Config:
+    return load({"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": "off", **env})
+
+
+def encoder(stats: Stats | None = None, **env: str) -> Encoder:
+    return Encoder(constant_fields(config(**env)), stats or Stats())
+
+
+def entry(msg: str = "hello", **fields: Any) -> Entry:
+    return {"_time": rfc3339(NOW_NS), "_msg": msg, "level": "INFO", "stream": "stdout", **fields}
+
+
+def test_constant_fields_then_entry_fields() -> None:
+    enc = encoder(VICTORIALOGS_FIELDS="env=prod,team=core", VICTORIALOGS_CONTAINER_NAME="box",
+                  VICTORIALOGS_JOB="jobname")  # fmt: skip
+    line = enc.encode(entry("m"))
+    assert line.startswith(enc.prefix)
+    obj = json.loads(line)
+    assert obj["container_name"] == "box" and obj["job"] == "jobname"
+    assert obj["env"] == "prod" and obj["team"] == "core"
+    assert obj["pid"] == os.getpid() and obj["_msg"] == "m"
+
+
+@pytest.mark.parametrize("key", ["container_name", "job", "env", "host", "pid"])
+def test_the_programs_own_field_wins_and_no_key_is_sent_twice(key: str) -> None:
+    enc = encoder(VICTORIALOGS_FIELDS="env=prod")
+    line = enc.encode(entry("m", **{key: "the program's"}))
+    pairs = json.loads(line, object_pairs_hook=lambda items: items)
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), keys
+    assert dict(pairs)[key] == "the program's"
+
+
+def _big_entries(builder: EntryBuilder) -> list[Entry]:
+    bound = {
+        "huge": "h" * 2_000_000,
+        "list": ["x" * 100_000] * 5,
+        "nested": {"deep": {"text": "n" * 500_000}},
+        **{f"f{i:03d}": "v" * 16_000 for i in range(40)},
+    }
+    line = make_line(0, "the message " + "m" * 50_000, NOW_NS, ({"inv": 1}, bound))
+    return builder.from_line(line)
+
+
+def test_lines_never_reach_the_server_limit_even_with_enormous_fields() -> None:
+    stats = Stats()
+    enc = encoder(stats)
+    entries = _big_entries(EntryBuilder(config(), stats))
+    lines = [enc.encode(e) for e in [*entries, entry("after")]]
+    assert len(lines) == 2
+    assert all(len(x) < SERVER_LINE_LIMIT for x in lines)
+    first = json.loads(lines[0])
+    assert first["_msg"] == "the message " + "m" * 50_000 and first["level"] == "INFO"
+    truncated = first["vlhook.truncated"].split(",")
+    assert {"huge", "list", "nested", "f000", "f039", "inv"} <= set(truncated)
+    assert json.loads(lines[1])["_msg"] == "after"
+    assert stats.truncated == 1 and stats.dropped == {}  # shipped, shortened: not a loss
+
+
+@pytest.mark.parametrize("char", ["x", "é", "😀", '"'])
+def test_long_messages_are_split_and_every_line_fits(char: str) -> None:
+    stats = Stats()
+    enc = encoder(stats, VICTORIALOGS_MAX_LINE_BYTES="65536")
+    message = char * 400_000
+    builder = EntryBuilder(config(VICTORIALOGS_MAX_LINE_BYTES="65536"), stats)
+    lines = [enc.encode(e) for e in builder.from_line(make_line(0, message, NOW_NS, None))]
+    assert all(len(x) < SERVER_LINE_LIMIT for x in lines)
+    rows = [json.loads(x) for x in lines]
+    assert [r["msg_part"] for r in rows] == list(range(1, len(rows) + 1))
+    assert {r["msg_parts"] for r in rows} == {len(rows)}
+    assert "".join(r["_msg"] for r in rows) == message
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _deep(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"d": [value]}
+    return value
+
+
+def _values() -> dict[str, Any]:
+    cyclic: dict[str, Any] = {"name": "loop"}
+    cyclic["self"] = cyclic
+    cyclic_list: list[Any] = [1]
+    cyclic_list.append(cyclic_list)
+    return {
+        "cyclic": cyclic,
+        "cyclic_list": cyclic_list,
+        "deep": _deep(2000),
+        "unprintable": _Unprintable(),
+        "set": {3},
+        "bytes": b"\x00\xff",
+        "obj": object(),
+    }
+
+
+@pytest.mark.parametrize("name", list(_values()))
+def test_unencodable_values_are_stringified(name: str) -> None:
+    line = encoder().encode(entry("m", value=_values()[name], plain=5))
+    assert len(line) < SERVER_LINE_LIMIT
+    obj = json.loads(line)
+    assert obj["_msg"] == "m" and obj["plain"] == 5
+    assert isinstance(obj["value"], str) and obj["value"]
+
+
+def test_unprintable_value_gets_a_placeholder() -> None:
+    obj = json.loads(encoder().encode(entry("m", value=_Unprintable())))
+    assert obj["value"] == "<unprintable _Unprintable>"
+
+
+def test_cyclic_value_is_shown_as_python_shows_it() -> None:
+    cyclic: dict[str, Any] = {"a": 1}
+    cyclic["me"] = cyclic
+    obj = json.loads(encoder().encode(entry("m", value=cyclic)))
+    assert obj["value"] == "{'a': 1, 'me': {...}}"
+
+
+def test_append_writes_one_line_per_entry() -> None:
+    body = bytearray()
+    encoder().append([entry("a"), entry("b")], body)
+    assert [json.loads(x)["_msg"] for x in body.splitlines()] == ["a", "b"]
+    assert body.endswith(b"\n")
