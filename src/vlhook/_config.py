@@ -112,6 +112,7 @@ class Config(_Frozen):
     max_line_bytes: int = 64 << 10
     redact: bool = True
     redact_extra: tuple[str, ...] = ()
+    redact_keys: tuple[str, ...] = ()
     debug: bool = False
     flush_on_os_exit: bool = False
     in_lambda: bool = False
@@ -350,6 +351,24 @@ def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
     return True, tuple(patterns)
 
 
+def _redact_keys(reader: _Reader, redact: bool) -> tuple[str, ...]:
+    value = reader.raw("VICTORIALOGS_REDACT_KEYS")
+    if value is None:
+        return ()
+    if not redact:
+        reader.warnings.append(
+            "VICTORIALOGS_REDACT_KEYS is ignored: VICTORIALOGS_REDACT=off turns all redaction off"
+        )
+        return ()
+    names = []
+    for name in value.split(","):
+        if any(char.isalnum() for char in name):
+            names.append(name.strip())
+        elif name.strip():
+            reader.warn("VICTORIALOGS_REDACT_KEYS", name.strip(), "the other names")
+    return tuple(names)
+
+
 def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read every variable once. Never raises."""
     env = os.environ if environ is None else environ
@@ -402,6 +421,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         ),
         redact=redact,
         redact_extra=redact_extra,
+        redact_keys=_redact_keys(r, redact),
         debug=r.boolean("VICTORIALOGS_DEBUG", False),
         flush_on_os_exit=r.boolean("VICTORIALOGS_FLUSH_ON_OS_EXIT", False),
         in_lambda=in_lambda,

@@ -1,19 +1,27 @@
 """Redaction of secrets before anything leaves the process.
 
-Each built-in pattern has a literal that any match must contain; the regex runs only when that
-literal is present, so a line without secrets costs a few substring tests.
+In entries, every string at any depth (keys and values) goes through the patterns, and a field
+whose name says it holds a secret has its value replaced, whatever its type. Each built-in
+pattern has a literal that any match must contain; the regex runs only when that literal is
+present, so a line without secrets costs a few substring tests.
+
+vlhook's own messages go through `scrub`: the patterns, and also credentials in URLs of any
+form, secret query parameters and the configuration's own credentials.
 """
 
 from __future__ import annotations
 
+import enum
 import re
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from collections.abc import Sequence
-    from typing import Callable, Optional
+    from typing import Any, Callable, Optional
 
 MASK = "[REDACTED]"
+TOO_MANY = "[REDACTED: too many nested values to check]"
 
 # (literals any match contains, pattern, replacement)
 _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -32,11 +40,36 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("://",), r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", r"\1" + MASK + "@"),
 )
 
+# Field names that say the value is a secret. A name matches when, lower-cased and without
+# "_", "-", "." and spaces, it ends with one of these: `db_password`, `X-Api-Key`,
+# `accessToken`, `Set-Cookie`, `aws_secret_access_key`. Drawn from sentry-python's default deny
+# list (Sentry's server-side one), less its network addresses (ip_address, remote_addr,
+# x_forwarded_for: not credentials, and logs need them), plus common names it lacks. Plurals
+# that name other things are left out: `prompt_tokens` is a count.
+SECRET_NAMES = (
+    "password", "passwords", "passwd", "pwd", "passphrase",
+    "secret", "secrets", "secretkey", "secretaccesskey", "privatekey",
+    "token", "apikey", "auth", "authorization", "bearer", "jwt", "credential", "credentials",
+    "cookie", "cookies", "session", "sessionid", "phpsessid", "jsessionid", "connectsid",
+    "csrf", "xsrf",
+)  # fmt: skip
+_SEPARATORS = str.maketrans("", "", "_-. ")
+_MAX_NAMES_KEPT = 4096
+_NOT_A_SECRET = (False, None)
+
+
+def field_name(name: str) -> str:
+    """A field name as the deny list is matched against it: lower case, no separators."""
+    return name.lower().translate(_SEPARATORS)
+
 
 class Redactor:
-    """Applies the built-in patterns and the user's own (`VICTORIALOGS_REDACT`)."""
+    """Applies the built-in patterns and the user's own (`VICTORIALOGS_REDACT`) to text, and
+    masks the fields named in the deny list (built-in and `VICTORIALOGS_REDACT_KEYS`)."""
 
-    def __init__(self, extra: Sequence[str] = (), builtin: bool = True) -> None:
+    def __init__(
+        self, extra: Sequence[str] = (), builtin: bool = True, names: Sequence[str] = SECRET_NAMES
+    ) -> None:
         self._rules: list[tuple[tuple[str, ...], re.Pattern[str], str]] = []
         self._hint: Optional[re.Pattern[str]] = None
         literals: list[str] = []
@@ -48,6 +81,15 @@ class Redactor:
         self._extra = [re.compile(p) for p in extra]
         #: Substrings every match contains, or None when a user pattern may match anything.
         self.needles = None if self._extra else tuple(literals)
+        self.names = tuple(sorted({field_name(name) for name in names} - {""}))
+        #: Whether anything can be redacted at all (else only nesting is bounded).
+        self.active = bool(self._rules or self._extra or self.names)
+        #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
+        self.hits = 0
+        #: How many more nested values `nested` examines before it stops (set by the caller).
+        self.left = 0
+        self._verdicts: dict[str, tuple[bool, Optional[str]]] = {}
+        self._path: set[int] = set()  # containers being walked: a value inside itself is a loop
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
@@ -62,13 +104,190 @@ class Redactor:
             out = pattern.sub(MASK, out)
         return None if out == text else out
 
+    def name(self, key: str) -> tuple[bool, Optional[str]]:
+        """Whether a field of this name holds a secret, and the name redacted (None: as is).
+        Remembered: a program uses few field names, many times."""
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            secret = field_name(key).endswith(self.names)
+            renamed = self(key)
+            verdict = _NOT_A_SECRET if not secret and renamed is None else (secret, renamed)
+            if len(self._verdicts) >= _MAX_NAMES_KEPT:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
+
+    def nested(self, value: Any, depth: int) -> Any:
+        """`value` with every string redacted and every secret-named field (or name-value pair)
+        masked; the same object when nothing changed (the program's own objects are never
+        modified). Nesting deeper than `depth` becomes text; past `self.left` values, the rest
+        is not examined but replaced. Objects the encoder would write as text are made text
+        here, and redacted."""
+        self._path.clear()
+        return self._value(value, depth)
+
+    def _value(self, value: Any, depth: int) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
+        if isinstance(value, dict):
+            return self._dict(value, depth)
+        if isinstance(value, (list, tuple)):
+            return self._list(value, depth)
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, (int, float)) or _written_as_itself(value):
+            return value
+        fields = _dataclass_fields(value)
+        if fields is not None:
+            return self._dict(fields, depth)
+        from vlhook._codec import safe_str
+
+        return self._text(safe_str(value))
+
+    def _text(self, text: str) -> str:
+        clean = self(text)
+        if clean is None:
+            return text
+        self.hits += 1
+        return clean
+
+    def _dict(self, value: dict[Any, Any], depth: int) -> Any:
+        if id(value) in self._path:
+            return "{...}"
+        if depth <= 0:
+            return self._too_deep(value)
+        if len(value) > self.left:
+            self.hits += 1
+            return TOO_MANY
+        self.left -= len(value)
+        self._path.add(id(value))
+        items = []
+        changed = False
+        for key, item in value.items():
+            secret, renamed = self.name(key) if isinstance(key, str) else _NOT_A_SECRET
+            if renamed is not None:
+                key = renamed
+                self.hits += 1
+            clean = MASK if secret else self._value(item, depth - 1)
+            if secret:
+                self.hits += 1
+            changed = changed or renamed is not None or clean is not item
+            items.append((key, clean))
+        self._path.discard(id(value))
+        return dict(items) if changed else value
+
+    def _list(self, value: Sequence[Any], depth: int) -> Any:
+        if id(value) in self._path:
+            return "[...]"
+        if depth <= 0:
+            return self._too_deep(value)
+        if len(value) > self.left:
+            self.hits += 1
+            return TOO_MANY
+        self.left -= len(value)
+        self._path.add(id(value))
+        items = [self._value(item, depth - 1) for item in value]
+        self._path.discard(id(value))
+        if len(items) == 2 and isinstance(items[0], str) and self.name(items[0])[0]:
+            # A (name, value) pair, as in a list of headers: [("Authorization", "...")].
+            items[1] = MASK
+            self.hits += 1
+        if all(clean is item for clean, item in zip(items, value)):
+            return value
+        return items
+
+    def _too_deep(self, value: Any) -> str:
+        """Nesting past the depth limit goes as text: no field names there to mask by, so
+        text that mentions one is masked whole."""
+        from vlhook._codec import safe_str
+
+        text = self._text(safe_str(value))
+        normalized = field_name(text)
+        if any(name in normalized for name in self.names):
+            self.hits += 1
+            return MASK
+        return text
+
+
+def _written_as_itself(value: Any) -> bool:
+    """Dates, times, UUIDs and enums: the encoder writes them in its own form, not as text."""
+    if isinstance(value, enum.Enum):
+        return True
+    datetime, uuid = sys.modules.get("datetime"), sys.modules.get("uuid")
+    return (datetime is not None and isinstance(value, (datetime.date, datetime.time))) or (
+        uuid is not None and isinstance(value, uuid.UUID)
+    )
+
+
+def _dataclass_fields(value: Any) -> Optional[dict[str, Any]]:
+    """A dataclass instance as the encoder writes it (an object of its fields), else None."""
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is None or not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return None
+    return {field.name: getattr(value, field.name, None) for field in dataclasses.fields(value)}
+
 
 _default: Optional[Callable[[str], Optional[str]]] = None
 
 
 def redact_text(text: str) -> str:
-    """Built-in redaction for the interceptor's own messages."""
+    """The built-in patterns applied to one text."""
     global _default
     if _default is None:
         _default = Redactor()
     return _default(text) or text
+
+
+# -- vlhook's own messages ---------------------------------------------------------------------
+
+SHOWN = "***"
+#: Shorter configured credentials are not searched for in messages (a one-letter password would
+#: blank every such letter); URLs' credentials are masked whatever their length.
+MIN_SECRET_CHARS = 4
+# A URL's credentials end at its last "@" before a space or a quote, whatever they hold ("/",
+# "?", "#", ",", "@", %-escapes): a message may show a URL that was not parsed as intended.
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
+_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"]*)")
+_forms_of: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def scrub(text: str, secrets: Sequence[str] = (), names: Sequence[str] = ()) -> str:
+    """One of vlhook's own messages as it may be shown: the configuration's credentials
+    (`secrets`, in the forms a message may show them), credentials in URLs, query parameters
+    named like secrets (the built-in names and `names`) and the built-in patterns masked."""
+    for form in _forms(tuple(secrets)):
+        text = text.replace(form, SHOWN)
+    text = _USERINFO.sub(r"\1" + SHOWN + "@", text)
+    if "=" in text:
+        deny = tuple({field_name(name) for name in (*SECRET_NAMES, *names)} - {""})
+
+        def parameter(match: re.Match[str]) -> str:
+            if not field_name(match.group(2)).endswith(deny):
+                return match.group(0)
+            return f"{match.group(1)}{match.group(2)}={SHOWN}"
+
+        text = _QUERY_PARAMETER.sub(parameter, text)
+    return redact_text(text)
+
+
+def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """Each secret as is, %-escaped (in a URL), escaped as Python shows it in a str or bytes
+    repr (in an exception's text) and base64-encoded (`user:password` in a Basic header);
+    longest first, so that no part of a longer one is left."""
+    if secrets not in _forms_of:
+        import binascii
+        from urllib.parse import quote
+
+        forms: set[str] = set()
+        for secret in secrets:
+            raw = secret.encode("utf-8", "replace")
+            forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
+                          binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
+        _forms_of.clear()
+        _forms_of[secrets] = tuple(
+            sorted((f for f in forms if len(f) >= MIN_SECRET_CHARS), key=len, reverse=True)
+        )
+    return _forms_of[secrets]
