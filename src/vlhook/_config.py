@@ -261,17 +261,36 @@ def _host_port(hostport: str, default_port: int) -> tuple[str, int]:
 
 
 def _safe_url(url: str) -> str:
-    """A URL as it may be shown in a warning: credentials replaced."""
+    """A URL as a warning may show it: credentials and query string replaced (the last "@" ends
+    the credentials: a password may hold "@")."""
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    rest, query, _ = rest.partition("?")
+    _, at, rest = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at else ''}{rest}{'?***' if query else ''}"
+
+
+def _cut_credentials(url: str) -> bool:
+    """Whether an "@" stands where no credentials can be: in an item with no scheme, or after
+    the path, query or fragment began. A password holding an unescaped ",", "/", "?" or "#"
+    does that; parsing the pieces would send (and show) parts of it as a host or a path."""
     scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if sep and "@" in authority:
-        # The last "@" ends the credentials (a password may contain "@"), as in parsing.
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    if not sep:
+        return "@" in url
+    if scheme.lower() == "file":
+        return False  # a path, no credentials
+    ends = [index for index in map(rest.find, "/?#") if index >= 0]
+    return "@" in rest[min(ends, default=len(rest)) :]
 
 
 def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
     raw = reader.raw("VICTORIALOGS_URL") or ""
+    if any(_cut_credentials(url.strip()) for url in raw.split(",")):
+        reader.warnings.append(
+            "VICTORIALOGS_URL is not used (shipping is off): an '@' stands where no credentials "
+            "can be, as when a password holds an unescaped ',', '/', '?' or '#'; write those as "
+            "%2C, %2F, %3F and %23"
+        )
+        return ()
     endpoints = []
     for url in raw.split(","):
         if not url.strip():

@@ -1,7 +1,9 @@
 """The interceptor's own voice: diagnostics on the original stderr, and its internal errors.
 
 Nothing here may raise or write through a captured stream (that would be captured and shipped).
-Messages are rate-limited per key and credentials are redacted before they are shown.
+Messages are rate-limited per key. Everything shown goes through `scrub`: the configuration's
+credentials, credentials in URLs of any form, secret query parameters and the built-in patterns
+are masked, whatever the message is about.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional, TextIO
 
+    from vlhook._config import Config
+
 RATE_LIMIT_S = 30.0
 
 _out: Optional[TextIO] = None
@@ -21,6 +25,8 @@ _last_shown: dict[str, float] = {}
 #: Internal errors swallowed so far, as "where: Type: message" (the test suite asserts it is empty).
 internal_errors: list[str] = []
 _MAX_KEPT = 100
+_secrets: tuple[str, ...] = ()
+_secret_names: tuple[str, ...] = ()
 
 
 def configure(out: Optional[TextIO], debug: bool) -> None:
@@ -29,10 +35,33 @@ def configure(out: Optional[TextIO], debug: bool) -> None:
     _debug = debug
 
 
-def _write(text: str) -> None:
-    from vlhook._redact import redact_text
+def protect(config: Config) -> None:
+    """Remember the configuration's credentials (URL passwords, bearer token, header values)
+    and extra secret field names: no message shows them from now on."""
+    global _secrets, _secret_names
+    values = [config.bearer_token, *(value for _, value in config.headers)]
+    for endpoint in config.endpoints:
+        if endpoint.username or endpoint.password:
+            # A lone user name may be a token (`https://TOKEN@host`); the pair is base64-encoded
+            # in the Basic header.
+            values += [endpoint.password or endpoint.username]
+            values += [f"{endpoint.username}:{endpoint.password}"]
+    _secrets = tuple(value for value in values if value)
+    _secret_names = config.redact_keys
 
-    line = f"vlhook: {redact_text(text)}\n"
+
+def scrub(text: str) -> str:
+    """A message as it may be shown."""
+    from vlhook._redact import scrub as _scrub
+
+    return _scrub(text, _secrets, _secret_names)
+
+
+def _write(text: str) -> None:
+    try:
+        line = f"vlhook: {scrub(text)}\n"
+    except Exception:  # never the unscrubbed text
+        line = "vlhook: (a message could not be shown)\n"
     try:
         if _out is not None:
             _out.write(line)
