@@ -320,19 +320,20 @@ class EntryBuilder:
         redactor = self.redactor
         redactor.hits = 0
         redactor.left = MAX_NESTED_VALUES
+        verdicts, may_match = redactor.verdicts, redactor.may_match
         for key, value in list(entry.items()):
             if key in OWN_FIELDS:
                 continue
-            secret, renamed = redactor.name(key)
+            secret, renamed = verdicts.get(key) or redactor.name(key)
             if secret:
                 value = entry[key] = MASK
                 redactor.hits += 1
             elif isinstance(value, str):
-                clean = redactor(value)
+                clean = redactor(value) if may_match(value) else None
                 if clean is not None:
                     value = entry[key] = clean
                     redactor.hits += 1
-                if key != "_msg":
+                if key != "_msg" and len(value) > MAX_VALUE_CHARS:
                     value = entry[key] = _cut(value)
             elif not isinstance(value, (int, float)) and value is not None:
                 # Containers and objects. Nesting past MAX_DEPTH, too deep for the server's

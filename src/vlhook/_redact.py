@@ -84,11 +84,17 @@ class Redactor:
         self.names = tuple(sorted({field_name(name) for name in names} - {""}))
         #: Whether anything can be redacted at all (else only nesting is bounded).
         self.active = bool(self._rules or self._extra or self.names)
+        #: Whether a text may need redacting (false: it certainly does not), in one C call
+        #: unless a user pattern is set (it may match anything).
+        self.may_match: Callable[[str], Any] = (
+            _anything if self._extra else self._hint.search if self._hint else _nothing
+        )
         #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
         self.hits = 0
         #: How many more nested values `nested` examines before it stops (set by the caller).
         self.left = 0
-        self._verdicts: dict[str, tuple[bool, Optional[str]]] = {}
+        #: Field name -> what `name` said of it (callers may look here first: a hot path).
+        self.verdicts: dict[str, tuple[bool, Optional[str]]] = {}
         self._path: set[int] = set()  # containers being walked: a value inside itself is a loop
 
     def __call__(self, text: str) -> Optional[str]:
@@ -107,14 +113,14 @@ class Redactor:
     def name(self, key: str) -> tuple[bool, Optional[str]]:
         """Whether a field of this name holds a secret, and the name redacted (None: as is).
         Remembered: a program uses few field names, many times."""
-        verdict = self._verdicts.get(key)
+        verdict = self.verdicts.get(key)
         if verdict is None:
             secret = field_name(key).endswith(self.names)
             renamed = self(key)
             verdict = _NOT_A_SECRET if not secret and renamed is None else (secret, renamed)
-            if len(self._verdicts) >= _MAX_NAMES_KEPT:
-                self._verdicts.clear()
-            self._verdicts[key] = verdict
+            if len(self.verdicts) >= _MAX_NAMES_KEPT:
+                self.verdicts.clear()
+            self.verdicts[key] = verdict
         return verdict
 
     def nested(self, value: Any, depth: int) -> Any:
@@ -154,6 +160,9 @@ class Redactor:
         self.hits += 1
         return clean
 
+    # _dict and _list test leaves inline (most values are short strings and numbers that
+    # nothing matches): a Python call per leaf would double the cost of a nested value.
+
     def _dict(self, value: dict[Any, Any], depth: int) -> Any:
         if id(value) in self._path:
             return "{...}"
@@ -164,20 +173,37 @@ class Redactor:
             return TOO_MANY
         self.left -= len(value)
         self._path.add(id(value))
-        items = []
-        changed = False
+        verdicts, may_match = self.verdicts, self.may_match
+        out = None
         for key, item in value.items():
-            secret, renamed = self.name(key) if isinstance(key, str) else _NOT_A_SECRET
-            if renamed is not None:
-                key = renamed
-                self.hits += 1
-            clean = MASK if secret else self._value(item, depth - 1)
-            if secret:
-                self.hits += 1
-            changed = changed or renamed is not None or clean is not item
-            items.append((key, clean))
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = self.name(key) if isinstance(key, str) else _NOT_A_SECRET
+            if verdict is _NOT_A_SECRET:
+                kind = type(item)
+                if kind is str:
+                    if not may_match(item):
+                        continue
+                    clean = self._text(item)
+                elif kind is int or kind is float or kind is bool or item is None:
+                    continue
+                else:
+                    clean = self._value(item, depth - 1)
+                if clean is item:
+                    continue
+            else:
+                secret, renamed = verdict
+                clean = MASK if secret else self._value(item, depth - 1)
+                self.hits += secret
+                if renamed is not None:
+                    out = dict(value) if out is None else out
+                    del out[key]
+                    key = renamed
+                    self.hits += 1
+            out = dict(value) if out is None else out
+            out[key] = clean
         self._path.discard(id(value))
-        return dict(items) if changed else value
+        return value if out is None else out
 
     def _list(self, value: Sequence[Any], depth: int) -> Any:
         if id(value) in self._path:
@@ -189,15 +215,29 @@ class Redactor:
             return TOO_MANY
         self.left -= len(value)
         self._path.add(id(value))
-        items = [self._value(item, depth - 1) for item in value]
+        may_match = self.may_match
+        out = None
+        for index, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if not may_match(item):
+                    continue
+                clean = self._text(item)
+            elif kind is int or kind is float or kind is bool or item is None:
+                continue
+            else:
+                clean = self._value(item, depth - 1)
+            if clean is not item:
+                out = list(value) if out is None else out
+                out[index] = clean
         self._path.discard(id(value))
-        if len(items) == 2 and isinstance(items[0], str) and self.name(items[0])[0]:
+        first = value[0] if len(value) == 2 else None
+        if isinstance(first, str) and self.name(first)[0]:
             # A (name, value) pair, as in a list of headers: [("Authorization", "...")].
-            items[1] = MASK
+            out = list(value) if out is None else out
+            out[1] = MASK
             self.hits += 1
-        if all(clean is item for clean, item in zip(items, value)):
-            return value
-        return items
+        return value if out is None else out
 
     def _too_deep(self, value: Any) -> str:
         """Nesting past the depth limit goes as text: no field names there to mask by, so
@@ -210,6 +250,14 @@ class Redactor:
             self.hits += 1
             return MASK
         return text
+
+
+def _anything(text: str) -> bool:
+    return True
+
+
+def _nothing(text: str) -> bool:
+    return False
 
 
 def _written_as_itself(value: Any) -> bool:
