@@ -90,6 +90,7 @@ def spool_command(action: str) -> int:
     from vlhook._spool import Spool
 
     config = load()
+    _diag.protect(config)
     if not config.spool_dir:
         _say("spool is off (VICTORIALOGS_SPOOL_DIR=off)")
         return 0

@@ -325,17 +325,18 @@ def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
     """Each secret as is, %-escaped (in a URL), escaped as Python shows it in a str or bytes
     repr (in an exception's text) and base64-encoded (`user:password` in a Basic header);
     longest first, so that no part of a longer one is left."""
-    if secrets not in _forms_of:
-        import binascii
-        from urllib.parse import quote
+    cached = _forms_of.get(secrets)
+    if cached is not None:
+        return cached
+    import binascii
+    from urllib.parse import quote
 
-        forms: set[str] = set()
-        for secret in secrets:
-            raw = secret.encode("utf-8", "replace")
-            forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
-                          binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
-        _forms_of.clear()
-        _forms_of[secrets] = tuple(
-            sorted((f for f in forms if len(f) >= MIN_SECRET_CHARS), key=len, reverse=True)
-        )
-    return _forms_of[secrets]
+    forms: set[str] = set()
+    for secret in secrets:
+        raw = secret.encode("utf-8", "replace")
+        forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
+                      binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
+    found = tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_CHARS), key=len, reverse=True))
+    _forms_of.clear()  # one configuration per process: keep the last
+    _forms_of[secrets] = found
+    return found
