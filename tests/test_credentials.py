@@ -228,7 +228,7 @@ def test_a_message_that_cannot_be_scrubbed_is_not_shown(monkeypatch: Any, capfd:
     def broken(*args: Any) -> str:
         raise RuntimeError("broken")
 
-    monkeypatch.setattr(_redact, "scrub", broken)
+    monkeypatch.setattr(_redact, "redact_text", broken)
     monkeypatch.setattr(_diag, "_out", None)
     _diag.warn(f"password {SECRET}")
     err = capfd.readouterr().err

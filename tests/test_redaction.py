@@ -129,6 +129,14 @@ def test_ordinary_names(name: str) -> None:
     assert Redactor().name(name) == (False, None), name
 
 
+def test_redact_keys_is_read_as_a_comma_list_and_warns_about_what_names_nothing() -> None:
+    config = load({"VICTORIALOGS_REDACT_KEYS": " ssn , Card-Number,,-, "})
+    assert config.redact_keys == ("ssn", "Card-Number")
+    assert config.warnings == ("VICTORIALOGS_REDACT_KEYS='-' is not valid; using the other names",)
+    off = load({"VICTORIALOGS_REDACT": "off", "VICTORIALOGS_REDACT_KEYS": "ssn"})
+    assert off.redact_keys == () and "ignored" in off.warnings[0]
+
+
 def test_names_are_compared_without_case_or_separators() -> None:
     assert field_name("X-Api_Key.v 2") == "xapikeyv2"
     r = Redactor(names=("Card-Number",))

@@ -25,8 +25,13 @@ _last_shown: dict[str, float] = {}
 #: Internal errors swallowed so far, as "where: Type: message" (the test suite asserts it is empty).
 internal_errors: list[str] = []
 _MAX_KEPT = 100
+SHOWN = "***"
+#: Shorter configured credentials are not searched for in messages (a one-letter password would
+#: blank every such letter); URLs' credentials are masked whatever their length.
+MIN_SECRET_CHARS = 4
 _secrets: tuple[str, ...] = ()
 _secret_names: tuple[str, ...] = ()
+_forms: Optional[tuple[str, ...]] = None  # _secrets as messages may show them, made when needed
 
 
 def configure(out: Optional[TextIO], debug: bool) -> None:
@@ -38,7 +43,7 @@ def configure(out: Optional[TextIO], debug: bool) -> None:
 def protect(config: Config) -> None:
     """Remember the configuration's credentials (URL passwords, bearer token, header values)
     and extra secret field names: no message shows them from now on."""
-    global _secrets, _secret_names
+    global _secrets, _secret_names, _forms
     values = [config.bearer_token, *(value for _, value in config.headers)]
     for endpoint in config.endpoints:
         if endpoint.username or endpoint.password:
@@ -48,13 +53,51 @@ def protect(config: Config) -> None:
             values += [f"{endpoint.username}:{endpoint.password}"]
     _secrets = tuple(value for value in values if value)
     _secret_names = config.redact_keys
+    _forms = None
 
 
 def scrub(text: str) -> str:
-    """A message as it may be shown."""
-    from vlhook._redact import scrub as _scrub
+    """A message as it may be shown: the configuration's credentials (in the forms a message
+    may show them), the credentials of any URL, query parameters named like secrets and the
+    redaction patterns masked."""
+    import re
 
-    return _scrub(text, _secrets, _secret_names)
+    from vlhook._redact import SECRET_NAMES, field_name, redact_text
+
+    for form in _secret_forms():
+        text = text.replace(form, SHOWN)
+    # A URL's credentials end at its last "@" before a space or a quote, whatever they hold
+    # ("/", "?", "#", ",", "@", %-escapes): a message may show a URL not parsed as intended.
+    text = re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@", rf"\1{SHOWN}@", text)
+    if "=" in text:
+        deny = tuple({field_name(name) for name in (*SECRET_NAMES, *_secret_names)} - {""})
+
+        def parameter(match: re.Match[str]) -> str:
+            if not field_name(match.group(2)).endswith(deny):
+                return match.group(0)
+            return f"{match.group(1)}{match.group(2)}={SHOWN}"
+
+        text = re.sub(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"]*)", parameter, text)
+    return redact_text(text)
+
+
+def _secret_forms() -> tuple[str, ...]:
+    """Each credential as is, %-escaped (in a URL), escaped as Python shows it in a str or
+    bytes repr (in an exception's text) and base64-encoded (`user:password` in a Basic header);
+    longest first, so that no part of a longer one is left."""
+    global _forms
+    if _forms is None:
+        import binascii
+        from urllib.parse import quote
+
+        forms: set[str] = set()
+        for secret in _secrets:
+            raw = secret.encode("utf-8", "replace")
+            forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
+                          binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
+        long_enough = (form for form in forms if len(form) >= MIN_SECRET_CHARS)
+        _forms = tuple(sorted(long_enough, key=len, reverse=True))
+    return _forms
 
 
 def _write(text: str) -> None:

@@ -5,8 +5,7 @@ whose name says it holds a secret has its value replaced, whatever its type. Eac
 pattern has a literal that any match must contain; the regex runs only when that literal is
 present, so a line without secrets costs a few substring tests.
 
-vlhook's own messages go through `scrub`: the patterns, and also credentials in URLs of any
-form, secret query parameters and the configuration's own credentials.
+vlhook's own messages are filtered by `_diag.scrub`, with the same patterns and names.
 """
 
 from __future__ import annotations
@@ -287,56 +286,3 @@ def redact_text(text: str) -> str:
     if _default is None:
         _default = Redactor()
     return _default(text) or text
-
-
-# -- vlhook's own messages ---------------------------------------------------------------------
-
-SHOWN = "***"
-#: Shorter configured credentials are not searched for in messages (a one-letter password would
-#: blank every such letter); URLs' credentials are masked whatever their length.
-MIN_SECRET_CHARS = 4
-# A URL's credentials end at its last "@" before a space or a quote, whatever they hold ("/",
-# "?", "#", ",", "@", %-escapes): a message may show a URL that was not parsed as intended.
-_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
-_QUERY_PARAMETER = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"]*)")
-_forms_of: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
-def scrub(text: str, secrets: Sequence[str] = (), names: Sequence[str] = ()) -> str:
-    """One of vlhook's own messages as it may be shown: the configuration's credentials
-    (`secrets`, in the forms a message may show them), credentials in URLs, query parameters
-    named like secrets (the built-in names and `names`) and the built-in patterns masked."""
-    for form in _forms(tuple(secrets)):
-        text = text.replace(form, SHOWN)
-    text = _USERINFO.sub(r"\1" + SHOWN + "@", text)
-    if "=" in text:
-        deny = tuple({field_name(name) for name in (*SECRET_NAMES, *names)} - {""})
-
-        def parameter(match: re.Match[str]) -> str:
-            if not field_name(match.group(2)).endswith(deny):
-                return match.group(0)
-            return f"{match.group(1)}{match.group(2)}={SHOWN}"
-
-        text = _QUERY_PARAMETER.sub(parameter, text)
-    return redact_text(text)
-
-
-def _forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """Each secret as is, %-escaped (in a URL), escaped as Python shows it in a str or bytes
-    repr (in an exception's text) and base64-encoded (`user:password` in a Basic header);
-    longest first, so that no part of a longer one is left."""
-    cached = _forms_of.get(secrets)
-    if cached is not None:
-        return cached
-    import binascii
-    from urllib.parse import quote
-
-    forms: set[str] = set()
-    for secret in secrets:
-        raw = secret.encode("utf-8", "replace")
-        forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
-                      binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
-    found = tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_CHARS), key=len, reverse=True))
-    _forms_of.clear()  # one configuration per process: keep the last
-    _forms_of[secrets] = found
-    return found
