@@ -29,6 +29,7 @@ from vlhook._listen import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DROPIN = os.path.join(ROOT, "sitecustomize")
+SRC = os.path.join(ROOT, "src")
 RESULTS = os.path.join(ROOT, "bench", "results", "latest.json")
 PY = sys.executable
 CHILD_TIMEOUT_S = 120.0  # a hung child is killed: the whole run must stay bounded
@@ -92,6 +93,59 @@ with open(sys.argv[2], "w") as fh:
 """
 
 
+# Figure 6's child: the sender's cost of making entries (level, fields, redaction), in-process,
+# for a group of 256 captures of one kind, with the vlhook found on its PYTHONPATH (this
+# checkout's, or an older one given with --baseline-src). Prints ns per entry for each kind.
+ENTRIES_CHILD = """
+import json, logging, statistics, sys, time
+from vlhook._config import load
+from vlhook._entry import EntryBuilder
+from vlhook._kinds import LOGGING
+from vlhook._stats import Stats
+passes, env = int(sys.argv[1]), json.loads(sys.argv[2])
+builder = EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
+now = time.time_ns()
+def lines(texts):
+    return [(0, text, now, None, None, "") for text in texts]
+def nested(i):
+    return json.dumps({"msg": f"request {i}", "level": "info",
+                       "user": {"id": i, "name": "bob", "roles": ["admin", "dev"]},
+                       "http": {"method": "GET", "path": "/api/items", "status": 200,
+                                "headers": {"accept": "*/*", "user-agent": "curl/8.5"}}})
+def flat(i):
+    return json.dumps({"message": f"request {i}", "level": "info", "logger": "app.http",
+                       "request_id": f"r-{i:08d}", "method": "GET", "status": 200, "ms": 1.5})
+log = logging.getLogger("bench")
+def record(i, extra):
+    rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None, extra=extra)
+    return (LOGGING, rec, now, 0, None, None, logging.INFO, rec.getMessage(), None)
+def order(i):
+    return {"user_id": 42, "duration_ms": 12.5,
+            "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
+groups = {
+    "plain": lines([f"{i:07d} " + "x" * 92 for i in range(256)]),
+    "flat": lines([flat(i) for i in range(256)]),
+    "json": lines([nested(i) for i in range(256)]),
+    "record": [record(i, None) for i in range(256)],
+    "records": [record(i, order(i)) for i in range(256)],
+}
+def one_pass(kind, group):
+    start = time.perf_counter_ns()
+    if kind.startswith("record"):
+        for item in group:
+            builder.from_item(item)
+    else:
+        builder.from_lines(group)
+    return (time.perf_counter_ns() - start) / len(group)
+out = {}
+for kind, group in groups.items():
+    for _ in range(20):
+        one_pass(kind, group)
+    out[kind] = statistics.median(one_pass(kind, group) for _ in range(passes))
+print(json.dumps(out))
+"""
+
+
 @dataclass(frozen=True)
 class Plan:
     quick: bool
@@ -102,11 +156,13 @@ class Plan:
     lines: int
     e2e_runs: int
     import_runs: int
+    entry_runs: int = 9
+    entry_passes: int = 200
 
 
 def make_plan(quick: bool) -> Plan:
     if quick:
-        return Plan(True, 10, 6, 50_000, 2, 50_000, 1, 5)
+        return Plan(True, 10, 6, 50_000, 2, 50_000, 1, 5, 3, 100)
     return Plan(False, 40, 20, 200_000, 5, 200_000, 3, 15)
 
 
@@ -136,6 +192,7 @@ class Context:
     receiver: Receiver
     workdir: str
     rows: list[Row] = field(default_factory=list)
+    baseline_src: str = ""  # an older checkout's src/, for figure 6's before/after
     samples: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -557,6 +614,57 @@ def fig_imports(ctx: Context) -> None:
         ctx.add(row)
 
 
+# -- figure 6: making entries ------------------------------------------------------------------
+
+
+ENTRY_KINDS = {
+    "plain": "plain line (100 chars)",
+    "flat": "JSON line, flat",
+    "json": "JSON line, nested objects",
+    "record": "logging record",
+    "records": "logging record with nested extras",
+}
+
+
+def entry_costs(ctx: Context, src: str, env: dict[str, str]) -> dict[str, float]:
+    child_env = ctx.env("bare", PYTHONPATH=src)
+    args = ["-c", ENTRIES_CHILD, str(ctx.plan.entry_passes), json.dumps(env)]
+    proc = subprocess.run(
+        [PY, *args], env=child_env, cwd=ctx.workdir, capture_output=True, text=True,
+        timeout=CHILD_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"entries child failed: {proc.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(proc.stdout)
+    return result
+
+
+def fig_entries(ctx: Context) -> None:
+    """ns per entry on the sender: this code with redaction on and off, and (with
+    --baseline-src) an older code with its defaults, interleaved run by run. Each figure is the
+    lowest of the runs' medians: on a shared machine a busy moment only ever adds, and an
+    in-process loop of a few microseconds shows it more than a whole process does."""
+    variants = {"on": (SRC, {}), "off": (SRC, {"VICTORIALOGS_REDACT": "off"})}
+    if ctx.baseline_src:
+        variants["before"] = (ctx.baseline_src, {})
+    costs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for index in range(ctx.plan.entry_runs):
+        names = list(variants)
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            costs[name].append(entry_costs(ctx, *variants[name]))
+    for kind, label in ENTRY_KINDS.items():
+        per = {name: [run[kind] for run in runs] for name, runs in costs.items()}
+        for name, values in per.items():
+            ctx.samples[f"entries.{kind}.{name}.ns"] = values
+        on = min(per["on"])
+        note = f"lowest of {ctx.plan.entry_runs} runs; {spread(per['on'])}"
+        ctx.add(ratio_row(f"6 {label}, redaction on vs off", on, min(per["off"]), "ns", None,
+                          note))  # fmt: skip
+        if "before" in per:
+            before = min(per["before"])
+            ctx.add(ratio_row(f"6 {label}, this code vs before", on, before, "ns", None, note))
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
@@ -660,12 +768,18 @@ def preflight(ctx: Context) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, 50k lines")
+    parser.add_argument("--only", choices=sorted(FIGURES), help="run one figure")
+    parser.add_argument(
+        "--baseline-src",
+        default="",
+        help="src/ of an older checkout (e.g. `git archive`d): figure 6 compares with it",
+    )
     args = parser.parse_args(argv)
     started, load_start = time.monotonic(), load_average()
     with tempfile.TemporaryDirectory(prefix="vlhook-bench-") as workdir, Receiver(echo=None) as rx:
-        ctx = Context(make_plan(args.quick), rx, workdir)
+        ctx = Context(make_plan(args.quick), rx, workdir, baseline_src=args.baseline_src)
         preflight(ctx)
-        for figure in (fig_startup, fig_one_line, fig_calls, fig_end_to_end, fig_imports):
+        for figure in [FIGURES[args.only]] if args.only else FIGURES.values():
             print(f"{figure.__name__} ...", flush=True)
             figure(ctx)
         ctx.notes.append(f"load average at start {load_start}, at end {load_average()}")
@@ -674,6 +788,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     write_json(ctx, seconds)
     print(f"{len(ctx.rows)} figures in {seconds:.0f} s; JSON: {os.path.relpath(RESULTS)}")
     return 0
+
+
+FIGURES: dict[str, Callable[[Context], None]] = {
+    "startup": fig_startup,
+    "one_line": fig_one_line,
+    "calls": fig_calls,
+    "end_to_end": fig_end_to_end,
+    "imports": fig_imports,
+    "entries": fig_entries,
+}
 
 
 if __name__ == "__main__":

@@ -358,7 +358,7 @@ def test_client_errors_are_rejected_once(status: int) -> None:
 
 
 def test_retryable_status_is_retried_honouring_retry_after_seconds_and_dates() -> None:
-    date = formatdate(time.time() + 1, usegmt=True)  # about a second ahead
+    date = formatdate(time.time() + 2, usegmt=True)  # 1 to 2 s ahead (whole seconds)
     answers = scripted_answers((503, {"Retry-After": "0"}, b""), (429, {"Retry-After": date}, b""))
     with Scripted(answers) as server:
         s = shipper(server.url)
@@ -367,7 +367,7 @@ def test_retryable_status_is_retried_honouring_retry_after_seconds_and_dates() -
         outcome = s.send()
         elapsed = time.monotonic() - started
         assert outcome.delivered == 1 and s.stats.retries == 2
-        assert 0.3 < elapsed < 4  # the date was honoured (rounded to the second)
+        assert 0.8 < elapsed < 5  # the date was honoured
         assert server.lines() == ["eventually"] and len(server.seen) == 3
         s.close()
 

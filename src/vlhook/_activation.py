@@ -62,6 +62,7 @@ def _start(source: str) -> Optional[Active]:
 
     config = load()
     _diag.configure(sys.stderr, config.debug)
+    _diag.protect(config)
     for warning in config.warnings:
         _diag.warn(warning)
     if not config.active:

@@ -9,17 +9,19 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
+from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
 from vlhook._stats import Stats
 from vlhook._transport import HttpTransport, make_transport, request_headers
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    print(_diag.scrub(text), flush=True)
 
 
 def check(timeout: float = 5.0) -> int:
     config = load()
+    _diag.protect(config)
     for warning in config.warnings:
         _say(f"warning: {warning}")
     if not config.active:
@@ -89,6 +91,7 @@ def spool_command(action: str) -> int:
     from vlhook._spool import Spool
 
     config = load()
+    _diag.protect(config)
     if not config.spool_dir:
         _say("spool is off (VICTORIALOGS_SPOOL_DIR=off)")
         return 0

@@ -112,6 +112,7 @@ class Config(_Frozen):
     max_line_bytes: int = 64 << 10
     redact: bool = True
     redact_extra: tuple[str, ...] = ()
+    redact_keys: tuple[str, ...] = ()
     debug: bool = False
     flush_on_os_exit: bool = False
     in_lambda: bool = False
@@ -260,17 +261,36 @@ def _host_port(hostport: str, default_port: int) -> tuple[str, int]:
 
 
 def _safe_url(url: str) -> str:
-    """A URL as it may be shown in a warning: credentials replaced."""
+    """A URL as a warning may show it: credentials and query string replaced (the last "@" ends
+    the credentials: a password may hold "@")."""
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    rest, query, _ = rest.partition("?")
+    _, at, rest = rest.rpartition("@")
+    return f"{scheme}{sep}{'***@' if at else ''}{rest}{'?***' if query else ''}"
+
+
+def _cut_credentials(url: str) -> bool:
+    """Whether an "@" stands where no credentials can be: in an item with no scheme, or after
+    the path, query or fragment began. A password holding an unescaped ",", "/", "?" or "#"
+    does that; parsing the pieces would send (and show) parts of it as a host or a path."""
     scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    if sep and "@" in authority:
-        # The last "@" ends the credentials (a password may contain "@"), as in parsing.
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    if not sep:
+        return "@" in url
+    if scheme.lower() == "file":
+        return False  # a path, no credentials
+    ends = [index for index in map(rest.find, "/?#") if index >= 0]
+    return "@" in rest[min(ends, default=len(rest)) :]
 
 
 def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
     raw = reader.raw("VICTORIALOGS_URL") or ""
+    if any(_cut_credentials(url.strip()) for url in raw.split(",")):
+        reader.warnings.append(
+            "VICTORIALOGS_URL is not used (shipping is off): an '@' stands where no credentials "
+            "can be, as when a password holds an unescaped ',', '/', '?' or '#'; write those as "
+            "%2C, %2F, %3F and %23"
+        )
+        return ()
     endpoints = []
     for url in raw.split(","):
         if not url.strip():
@@ -350,6 +370,24 @@ def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
     return True, tuple(patterns)
 
 
+def _redact_keys(reader: _Reader, redact: bool) -> tuple[str, ...]:
+    value = reader.raw("VICTORIALOGS_REDACT_KEYS")
+    if value is None:
+        return ()
+    if not redact:
+        reader.warnings.append(
+            "VICTORIALOGS_REDACT_KEYS is ignored: VICTORIALOGS_REDACT=off turns all redaction off"
+        )
+        return ()
+    names = []
+    for name in value.split(","):
+        if any(char.isalnum() for char in name):
+            names.append(name.strip())
+        elif name.strip():
+            reader.warn("VICTORIALOGS_REDACT_KEYS", name.strip(), "the other names")
+    return tuple(names)
+
+
 def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read every variable once. Never raises."""
     env = os.environ if environ is None else environ
@@ -402,6 +440,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         ),
         redact=redact,
         redact_extra=redact_extra,
+        redact_keys=_redact_keys(r, redact),
         debug=r.boolean("VICTORIALOGS_DEBUG", False),
         flush_on_os_exit=r.boolean("VICTORIALOGS_FLUSH_ON_OS_EXIT", False),
         in_lambda=in_lambda,

@@ -1,7 +1,9 @@
 """The interceptor's own voice: diagnostics on the original stderr, and its internal errors.
 
 Nothing here may raise or write through a captured stream (that would be captured and shipped).
-Messages are rate-limited per key and credentials are redacted before they are shown.
+Messages are rate-limited per key. Everything shown goes through `scrub`: the configuration's
+credentials, credentials in URLs of any form, secret query parameters and the built-in patterns
+are masked, whatever the message is about.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Optional, TextIO
 
+    from vlhook._config import Config
+
 RATE_LIMIT_S = 30.0
 
 _out: Optional[TextIO] = None
@@ -22,6 +26,13 @@ _last_shown: dict[str, float] = {}
 #: Internal errors swallowed so far, as "where: Type: message" (the test suite asserts it is empty).
 internal_errors: list[str] = []
 _MAX_KEPT = 100
+SHOWN = "***"
+#: Shorter configured credentials are not searched for in messages (a one-letter password would
+#: blank every such letter); URLs' credentials are masked whatever their length.
+MIN_SECRET_CHARS = 4
+_secrets: tuple[str, ...] = ()
+_secret_names: tuple[str, ...] = ()
+_forms: Optional[tuple[str, ...]] = None  # _secrets as messages may show them, made when needed
 
 
 def configure(out: Optional[TextIO], debug: bool) -> None:
@@ -30,10 +41,71 @@ def configure(out: Optional[TextIO], debug: bool) -> None:
     _debug = debug
 
 
-def _write(text: str) -> None:
-    from vlhook._redact import redact_text
+def protect(config: Config) -> None:
+    """Remember the configuration's credentials (URL passwords, bearer token, header values)
+    and extra secret field names: no message shows them from now on."""
+    global _secrets, _secret_names, _forms
+    values = [config.bearer_token, *(value for _, value in config.headers)]
+    for endpoint in config.endpoints:
+        if endpoint.username or endpoint.password:
+            # A lone user name may be a token (`https://TOKEN@host`); the pair is base64-encoded
+            # in the Basic header.
+            values += [endpoint.password or endpoint.username]
+            values += [f"{endpoint.username}:{endpoint.password}"]
+    _secrets = tuple(value for value in values if value)
+    _secret_names = config.redact_keys
+    _forms = None
 
-    line = f"vlhook: {redact_text(text)}\n"
+
+def scrub(text: str) -> str:
+    """A message as it may be shown: the configuration's credentials (in the forms a message
+    may show them), the credentials of any URL, query parameters named like secrets and the
+    redaction patterns masked."""
+    import re
+
+    from vlhook._redact import SECRET_NAMES, field_name, redact_text
+
+    for form in _secret_forms():
+        text = text.replace(form, SHOWN)
+    # A URL's credentials end at its last "@" before a space or a quote, whatever they hold
+    # ("/", "?", "#", ",", "@", %-escapes): a message may show a URL not parsed as intended.
+    text = re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@", rf"\1{SHOWN}@", text)
+    if "=" in text:
+        deny = tuple({field_name(name) for name in (*SECRET_NAMES, *_secret_names)} - {""})
+
+        def parameter(match: re.Match[str]) -> str:
+            if not field_name(match.group(2)).endswith(deny):
+                return match.group(0)
+            return f"{match.group(1)}{match.group(2)}={SHOWN}"
+
+        text = re.sub(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"]*)", parameter, text)
+    return redact_text(text)
+
+
+def _secret_forms() -> tuple[str, ...]:
+    """Each credential as is, %-escaped (in a URL), escaped as Python shows it in a str or
+    bytes repr (in an exception's text) and base64-encoded (`user:password` in a Basic header);
+    longest first, so that no part of a longer one is left."""
+    global _forms
+    if _forms is None:
+        import binascii
+        from urllib.parse import quote
+
+        forms: set[str] = set()
+        for secret in _secrets:
+            raw = secret.encode("utf-8", "replace")
+            forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
+                          binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
+        long_enough = (form for form in forms if len(form) >= MIN_SECRET_CHARS)
+        _forms = tuple(sorted(long_enough, key=len, reverse=True))
+    return _forms
+
+
+def _write(text: str) -> None:
+    try:
+        line = f"vlhook: {scrub(text)}\n"
+    except Exception:  # never the unscrubbed text
+        line = "vlhook: (a message could not be shown)\n"
     try:
         if _out is not None:
             _out.write(line)

@@ -17,7 +17,7 @@ from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Record, Uncaught
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
-from vlhook._redact import Redactor
+from vlhook._redact import MASK, SECRET_NAMES, Redactor
 from vlhook._stats import Stats
 
 TYPE_CHECKING = False
@@ -190,7 +190,12 @@ class EntryBuilder:
     def __init__(self, config: Config, stats: Stats) -> None:
         self.stats = stats
         self.max_line_bytes = config.max_line_bytes
-        self.redactor = Redactor(config.redact_extra) if config.redact else None
+        # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
+        self.redactor = (
+            Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
+            if config.redact
+            else Redactor(builtin=False, names=())
+        )
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
@@ -198,6 +203,10 @@ class EntryBuilder:
                         "stream": STREAM_NAME[kind]}  # fmt: skip
         obj = None if forced else _parse_json(text)
         if obj is not None:
+            if self.redactor.active and not any(
+                isinstance(obj.get(key), str) and obj[key] for key in MSG_KEYS
+            ):
+                entry["_msg"] = self._object_message(obj, text)
             _map_json(obj, entry)
             return self.finish(entry, context)
         if not forced:
@@ -225,10 +234,10 @@ class EntryBuilder:
         return out
 
     def _lines_with_secrets(self, texts: list[str]) -> Any:
-        if self.redactor is None:
-            return ()
         needles = self.redactor.needles
-        return None if needles is None else lines_containing(texts, needles)
+        if needles is None:
+            return None
+        return lines_containing(texts, needles) if needles else ()
 
     def from_item(self, item: Capture) -> list[Entry]:
         """Entries for a capture made whole: a logging record or an uncaught exception."""
@@ -279,45 +288,68 @@ class EntryBuilder:
         """Add the context, then make the entry safe to send. `only_message`: the message is
         the only value the program wrote (a plain line): the rest is vlhook's own."""
         apply_context(entry, context)
-        if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
-            self._fold_fields(entry)
         if only_message:
             self._redact_message(entry)
         else:
-            self._sanitize(entry)
+            self._sanitize(entry)  # before folding: folded fields become text, redacted already
+        if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
+            self._fold_fields(entry)
+            entry["vlhook.folded_fields"] = _cut(entry["vlhook.folded_fields"])
         message = entry.get("_msg")
         # A character takes at most 6 bytes once JSON-escaped (\u0001): below that, no check.
         if isinstance(message, str) and len(message) * 6 > self.max_line_bytes:
             return self._split(entry, message)
         return [entry]
 
+    def _object_message(self, obj: dict[str, Any], text: str) -> str:
+        """A JSON object with no message key is its own message: its secret-named fields are
+        masked there too."""
+        self.redactor.left = MAX_NESTED_VALUES
+        clean = self.redactor.nested(obj, MAX_DEPTH)
+        return text if clean is obj else _codec.dumps(clean).decode("utf-8", "replace")
+
     def _redact_message(self, entry: Entry) -> None:
-        if self.redactor is not None:
-            clean = self.redactor(entry["_msg"])
-            if clean is not None:
-                entry["_msg"] = clean
-                self.stats.add("redacted")
+        clean = self.redactor(entry["_msg"])
+        if clean is not None:
+            entry["_msg"] = clean
+            self.stats.add("redacted")
 
     def _sanitize(self, entry: Entry) -> None:
-        """Redact string values, cut oversized fields and keys the server would mangle."""
+        """Redact every string at any depth and mask secret-named fields; keep nesting and size
+        within bounds; cut oversized fields and keys the server would mangle."""
+        redactor = self.redactor
+        redactor.hits = 0
+        redactor.left = MAX_NESTED_VALUES
+        verdicts, may_match = redactor.verdicts, redactor.may_match
         for key, value in list(entry.items()):
             if key in OWN_FIELDS:
                 continue
-            if isinstance(value, str):
-                if self.redactor is not None:
-                    clean = self.redactor(value)
-                    if clean is not None:
-                        value = entry[key] = clean
-                        self.stats.add("redacted")
+            secret, renamed = verdicts.get(key) or redactor.name(key)
+            if secret:
+                value = entry[key] = MASK
+                redactor.hits += 1
+            elif isinstance(value, str):
+                clean = redactor(value) if may_match(value) else None
+                if clean is not None:
+                    value = entry[key] = clean
+                    redactor.hits += 1
                 if key != "_msg" and len(value) > MAX_VALUE_CHARS:
-                    entry[key] = value[:MAX_VALUE_CHARS] + f"…[truncated {len(value)} chars]"
-            elif isinstance(value, (dict, list, tuple)) and _depth(value, MAX_DEPTH) > MAX_DEPTH:
-                # Too deep for the server's parser (and some encoders): kept as text.
-                entry[key] = value = _codec.safe_str(value)
+                    value = entry[key] = _cut(value)
+            elif not isinstance(value, (int, float)) and value is not None:
+                # Containers and objects. Nesting past MAX_DEPTH, too deep for the server's
+                # parser (and some encoders), goes as text.
+                value = entry[key] = redactor.nested(value, MAX_DEPTH)
+            if renamed is not None:
+                del entry[key]
+                key = renamed
+                entry[key] = value
+                redactor.hits += 1
             if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "replace")) > MAX_KEY_BYTES:
                 del entry[key]
                 entry[key.encode("utf-8", "replace")[: MAX_KEY_BYTES - 8].decode("utf-8", "ignore")
                       + "~"] = value  # fmt: skip
+        if redactor.hits:
+            self.stats.add("redacted", redactor.hits)
 
     def _fold_fields(self, entry: Entry) -> None:
         """Over ~1,000 fields (after the server flattens) the whole row would be dropped: keep
@@ -359,14 +391,15 @@ CORE_FIELDS = frozenset(
 
 
 MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
+# Nested values examined per entry (redaction walks every one): past that, the rest of a value
+# is replaced, not walked, so that no entry holds the sender for long.
+MAX_NESTED_VALUES = 50_000
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Nesting depth of dicts and lists, counted no further than `limit` + 1."""
-    if limit < 0 or not isinstance(value, (dict, list, tuple)):
-        return 0
-    items = value.values() if isinstance(value, dict) else value
-    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
+def _cut(value: str) -> str:
+    if len(value) <= MAX_VALUE_CHARS:
+        return value
+    return value[:MAX_VALUE_CHARS] + f"…[truncated {len(value)} chars]"
 
 
 def _leaves(value: Any, limit: int, depth: int = 0) -> int:

@@ -92,7 +92,7 @@ class Connection:
         head = [f"{method} {target} HTTP/1.1", f"Host: {self.host_header}",
                 f"Content-Length: {len(body)}"]  # fmt: skip
         head.extend(f"{name}: {value}" for name, value in headers.items())
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        data = _head_bytes(head)
         try:
             self._send_all(data, body, deadline)
             response, keep = self._read_response(deadline)
@@ -257,6 +257,20 @@ class Connection:
                     raise
                 break  # closed: the end of the body
         return data[:MAX_BODY]
+
+
+def _head_bytes(lines: list[str]) -> bytes:
+    """The request head; a header that would split it (a line break in a value) or that is not
+    Latin-1 text is refused, never sent (the value is not repeated: it may be a secret)."""
+    for line in lines:
+        if "\r" in line or "\n" in line or "\0" in line:
+            name = line.partition(":")[0] if ":" in line else "the request line"
+            raise HttpError(f"header {name} holds a line break; not sent", sent_body=False)
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise HttpError("a header holds characters HTTP cannot carry (not Latin-1); not sent",
+                        sent_body=False) from None  # fmt: skip
 
 
 def _parse_head(head: bytes) -> tuple[int, str, str, dict[str, str]]:

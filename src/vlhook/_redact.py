@@ -1,19 +1,26 @@
 """Redaction of secrets before anything leaves the process.
 
-Each built-in pattern has a literal that any match must contain; the regex runs only when that
-literal is present, so a line without secrets costs a few substring tests.
+In entries, every string at any depth (keys and values) goes through the patterns, and a field
+whose name says it holds a secret has its value replaced, whatever its type. Each built-in
+pattern has a literal that any match must contain; the regex runs only when that literal is
+present, so a line without secrets costs a few substring tests.
+
+vlhook's own messages are filtered by `_diag.scrub`, with the same patterns and names.
 """
 
 from __future__ import annotations
 
+import enum
 import re
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from collections.abc import Sequence
-    from typing import Callable, Optional
+    from typing import Any, Callable, Optional
 
 MASK = "[REDACTED]"
+TOO_MANY = "[REDACTED: too many nested values to check]"
 
 # (literals any match contains, pattern, replacement)
 _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -32,11 +39,36 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("://",), r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", r"\1" + MASK + "@"),
 )
 
+# Field names that say the value is a secret. A name matches when, lower-cased and without
+# "_", "-", "." and spaces, it ends with one of these: `db_password`, `X-Api-Key`,
+# `accessToken`, `Set-Cookie`, `aws_secret_access_key`. Drawn from sentry-python's default deny
+# list (Sentry's server-side one), less its network addresses (ip_address, remote_addr,
+# x_forwarded_for: not credentials, and logs need them), plus common names it lacks. Plurals
+# that name other things are left out: `prompt_tokens` is a count.
+SECRET_NAMES = (
+    "password", "passwords", "passwd", "pwd", "passphrase",
+    "secret", "secrets", "secretkey", "secretaccesskey", "privatekey",
+    "token", "apikey", "auth", "authorization", "bearer", "jwt", "credential", "credentials",
+    "cookie", "cookies", "session", "sessionid", "phpsessid", "jsessionid", "connectsid",
+    "csrf", "xsrf",
+)  # fmt: skip
+_SEPARATORS = str.maketrans("", "", "_-. ")
+_MAX_NAMES_KEPT = 4096
+_NOT_A_SECRET = (False, None)
+
+
+def field_name(name: str) -> str:
+    """A field name as the deny list is matched against it: lower case, no separators."""
+    return name.lower().translate(_SEPARATORS)
+
 
 class Redactor:
-    """Applies the built-in patterns and the user's own (`VICTORIALOGS_REDACT`)."""
+    """Applies the built-in patterns and the user's own (`VICTORIALOGS_REDACT`) to text, and
+    masks the fields named in the deny list (built-in and `VICTORIALOGS_REDACT_KEYS`)."""
 
-    def __init__(self, extra: Sequence[str] = (), builtin: bool = True) -> None:
+    def __init__(
+        self, extra: Sequence[str] = (), builtin: bool = True, names: Sequence[str] = SECRET_NAMES
+    ) -> None:
         self._rules: list[tuple[tuple[str, ...], re.Pattern[str], str]] = []
         self._hint: Optional[re.Pattern[str]] = None
         literals: list[str] = []
@@ -48,6 +80,21 @@ class Redactor:
         self._extra = [re.compile(p) for p in extra]
         #: Substrings every match contains, or None when a user pattern may match anything.
         self.needles = None if self._extra else tuple(literals)
+        self.names = tuple(sorted({field_name(name) for name in names} - {""}))
+        #: Whether anything can be redacted at all (else only nesting is bounded).
+        self.active = bool(self._rules or self._extra or self.names)
+        #: Whether a text may need redacting (false: it certainly does not), in one C call
+        #: unless a user pattern is set (it may match anything).
+        self.may_match: Callable[[str], Any] = (
+            _anything if self._extra else self._hint.search if self._hint else _nothing
+        )
+        #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
+        self.hits = 0
+        #: How many more nested values `nested` examines before it stops (set by the caller).
+        self.left = 0
+        #: Field name -> what `name` said of it (callers may look here first: a hot path).
+        self.verdicts: dict[str, tuple[bool, Optional[str]]] = {}
+        self._path: set[int] = set()  # containers being walked: a value inside itself is a loop
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
@@ -62,12 +109,179 @@ class Redactor:
             out = pattern.sub(MASK, out)
         return None if out == text else out
 
+    def name(self, key: str) -> tuple[bool, Optional[str]]:
+        """Whether a field of this name holds a secret, and the name redacted (None: as is).
+        Remembered: a program uses few field names, many times."""
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            secret = field_name(key).endswith(self.names)
+            renamed = self(key)
+            verdict = _NOT_A_SECRET if not secret and renamed is None else (secret, renamed)
+            if len(self.verdicts) >= _MAX_NAMES_KEPT:
+                self.verdicts.clear()
+            self.verdicts[key] = verdict
+        return verdict
+
+    def nested(self, value: Any, depth: int) -> Any:
+        """`value` with every string redacted and every secret-named field (or name-value pair)
+        masked; the same object when nothing changed (the program's own objects are never
+        modified). Nesting deeper than `depth` becomes text; past `self.left` values, the rest
+        is not examined but replaced. Objects the encoder would write as text are made text
+        here, and redacted."""
+        self._path.clear()
+        return self._value(value, depth)
+
+    def _value(self, value: Any, depth: int) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self._text(value)
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
+        if isinstance(value, dict):
+            return self._dict(value, depth)
+        if isinstance(value, (list, tuple)):
+            return self._list(value, depth)
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, (int, float)) or _written_as_itself(value):
+            return value
+        fields = _dataclass_fields(value)
+        if fields is not None:
+            return self._dict(fields, depth)
+        from vlhook._codec import safe_str
+
+        return self._text(safe_str(value))
+
+    def _text(self, text: str) -> str:
+        clean = self(text)
+        if clean is None:
+            return text
+        self.hits += 1
+        return clean
+
+    # _dict and _list test leaves inline (most values are short strings and numbers that
+    # nothing matches): a Python call per leaf would double the cost of a nested value.
+
+    def _dict(self, value: dict[Any, Any], depth: int) -> Any:
+        if id(value) in self._path:
+            return "{...}"
+        if depth <= 0:
+            return self._too_deep(value)
+        if len(value) > self.left:
+            self.hits += 1
+            return TOO_MANY
+        self.left -= len(value)
+        self._path.add(id(value))
+        verdicts, may_match = self.verdicts, self.may_match
+        out = None
+        for key, item in value.items():
+            verdict = verdicts.get(key)
+            if verdict is None:
+                verdict = self.name(key) if isinstance(key, str) else _NOT_A_SECRET
+            if verdict is _NOT_A_SECRET:
+                kind = type(item)
+                if kind is str:
+                    if not may_match(item):
+                        continue
+                    clean = self._text(item)
+                elif kind is int or kind is float or kind is bool or item is None:
+                    continue
+                else:
+                    clean = self._value(item, depth - 1)
+                if clean is item:
+                    continue
+            else:
+                secret, renamed = verdict
+                clean = MASK if secret else self._value(item, depth - 1)
+                self.hits += secret
+                if renamed is not None:
+                    out = dict(value) if out is None else out
+                    del out[key]
+                    key = renamed
+                    self.hits += 1
+            out = dict(value) if out is None else out
+            out[key] = clean
+        self._path.discard(id(value))
+        return value if out is None else out
+
+    def _list(self, value: Sequence[Any], depth: int) -> Any:
+        if id(value) in self._path:
+            return "[...]"
+        if depth <= 0:
+            return self._too_deep(value)
+        if len(value) > self.left:
+            self.hits += 1
+            return TOO_MANY
+        self.left -= len(value)
+        self._path.add(id(value))
+        may_match = self.may_match
+        out = None
+        for index, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if not may_match(item):
+                    continue
+                clean = self._text(item)
+            elif kind is int or kind is float or kind is bool or item is None:
+                continue
+            else:
+                clean = self._value(item, depth - 1)
+            if clean is not item:
+                out = list(value) if out is None else out
+                out[index] = clean
+        self._path.discard(id(value))
+        first = value[0] if len(value) == 2 else None
+        if isinstance(first, str) and self.name(first)[0]:
+            # A (name, value) pair, as in a list of headers: [("Authorization", "...")].
+            out = list(value) if out is None else out
+            out[1] = MASK
+            self.hits += 1
+        return value if out is None else out
+
+    def _too_deep(self, value: Any) -> str:
+        """Nesting past the depth limit goes as text: no field names there to mask by, so
+        text that mentions one is masked whole."""
+        from vlhook._codec import safe_str
+
+        text = self._text(safe_str(value))
+        normalized = field_name(text)
+        if any(name in normalized for name in self.names):
+            self.hits += 1
+            return MASK
+        return text
+
+
+def _anything(text: str) -> bool:
+    return True
+
+
+def _nothing(text: str) -> bool:
+    return False
+
+
+def _written_as_itself(value: Any) -> bool:
+    """Dates, times, UUIDs and enums: the encoder writes them in its own form, not as text."""
+    if isinstance(value, enum.Enum):
+        return True
+    datetime, uuid = sys.modules.get("datetime"), sys.modules.get("uuid")
+    return (datetime is not None and isinstance(value, (datetime.date, datetime.time))) or (
+        uuid is not None and isinstance(value, uuid.UUID)
+    )
+
+
+def _dataclass_fields(value: Any) -> Optional[dict[str, Any]]:
+    """A dataclass instance as the encoder writes it (an object of its fields), else None."""
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is None or not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return None
+    return {field.name: getattr(value, field.name, None) for field in dataclasses.fields(value)}
+
 
 _default: Optional[Callable[[str], Optional[str]]] = None
 
 
 def redact_text(text: str) -> str:
-    """Built-in redaction for the interceptor's own messages."""
+    """The built-in patterns applied to one text."""
     global _default
     if _default is None:
         _default = Redactor()

@@ -1,0 +1,377 @@
+"""Secrets in entries: every string at any depth goes through the patterns, and a field whose
+name says it holds a secret is masked whatever its value. A real program first, then the
+pieces (`vlhook._redact.Redactor`, `vlhook._entry.EntryBuilder`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import sys
+from typing import Any
+
+import pytest
+
+from conftest import run_python
+from vlhook._captures import Line, Record, uncaught
+from vlhook._captures import line as make_line
+from vlhook._captures import record as make_record
+from vlhook._config import load
+from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, Entry, EntryBuilder
+from vlhook._redact import MASK, TOO_MANY, Redactor, field_name
+from vlhook._stats import Stats
+
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+TOKEN = "abcdefghijklmnop0123"  # after "Bearer ": a pattern
+URL_PASSWORD = "pw-9f8e7d"  # in https://bob:...@host: a pattern
+NAMED = "hunter2-named"  # matches no pattern: only its field's name betrays it
+ALL = (AWS_KEY, TOKEN, URL_PASSWORD, NAMED)
+T_NS = 1_700_000_000_000_000_000
+
+
+def stored_text(rows: list[dict[str, str]]) -> str:
+    return json.dumps(rows)
+
+
+# -- a real program ---------------------------------------------------------------------------
+
+PROGRAM = f"""
+import json, logging, sys
+import vlhook
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+log = logging.getLogger("app")
+print(json.dumps({{"msg": "printed", "auth": {{"h": "Bearer {TOKEN}"}},
+                  "req": {{"headers": [["X-Api-Key", "{NAMED}"]],
+                           "Cookie": ["{NAMED}"], "deep": [{{"Password": "{NAMED}"}}],
+                           "note": "key {AWS_KEY}"}}}}))
+log.info("extra", extra={{"k": {{"a": "{AWS_KEY}", "u": "https://bob:{URL_PASSWORD}@host/",
+                               "client_secret": {{"v": "{NAMED}"}}}}, "db_password": "{NAMED}"}})
+try:
+    raise RuntimeError("connect https://bob:{URL_PASSWORD}@db/ with {AWS_KEY}")
+except RuntimeError:
+    log.exception("failed")
+log.info("stack", stack_info=True, extra={{"where": "{AWS_KEY}"}})
+vlhook.bind(session_id="{NAMED}", ctx={{"items": ("Bearer {TOKEN}", 1)}})
+log.info("bound")
+print("plain line")
+raise ValueError("uncaught with {AWS_KEY} and https://bob:{URL_PASSWORD}@x/")
+"""
+
+
+def test_a_program_ships_no_secret_at_any_depth(script: Any, sink: Any) -> None:
+    run = run_python(script(PROGRAM), sink.env())
+    assert run.rc == 1 and "ValueError" in run.err
+    assert all(secret in run.out + run.err for secret in (AWS_KEY, TOKEN, URL_PASSWORD, NAMED))
+    rows = sink.settle(7)
+    by_msg = {r["_msg"].splitlines()[0]: r for r in rows}
+    assert {"printed", "extra", "failed", "stack", "bound", "plain line"} <= set(by_msg)
+    stored = stored_text(rows)
+    for secret in ALL:
+        assert secret not in stored, secret
+    printed = by_msg["printed"]  # the receiver flattens nested objects as the server does
+    assert printed["auth"] == MASK
+    assert printed["req.Cookie"] == MASK
+    assert printed["req.note"] == f"key {MASK}"
+    assert by_msg["extra"]["k.a"] == MASK and by_msg["extra"]["db_password"] == MASK
+    assert by_msg["extra"]["k.client_secret"] == MASK
+    assert f"https://bob:{MASK}@host/" == by_msg["extra"]["k.u"]
+    assert MASK in by_msg["failed"]["exception.message"]
+    assert MASK in by_msg["failed"]["exception.stacktrace"]
+    assert "stack_info" in by_msg["stack"] and by_msg["stack"]["where"] == MASK
+    assert by_msg["bound"]["session_id"] == MASK
+    assert MASK in by_msg["bound"]["ctx.items"]
+    uncaught = next(r for r in rows if r.get("exception.type") == "ValueError")
+    assert MASK in uncaught["exception.message"]
+
+
+def test_redact_keys_extends_the_list_and_off_turns_everything_off(script: Any, sink: Any) -> None:
+    code = (
+        "import json\n"
+        'print(json.dumps({"msg": "m1", "customer": {"SSN": "123-45-6789"}, "password": "pw"}))\n'
+    )
+    run_python(script(code), sink.env(VICTORIALOGS_REDACT_KEYS="ssn, card_number"))
+    (row,) = sink.settle(1)
+    assert row["customer.SSN"] == MASK and row["password"] == MASK
+    run = run_python(
+        script(code.replace("m1", "m2")),
+        sink.env(VICTORIALOGS_REDACT="off", VICTORIALOGS_REDACT_KEYS="ssn"),
+    )
+    assert "VICTORIALOGS_REDACT_KEYS is ignored" in run.err
+    row = next(r for r in sink.settle(2) if r["_msg"] == "m2")
+    assert row["customer.SSN"] == "123-45-6789" and row["password"] == "pw"
+
+
+# -- names ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["password", "PASSWORD", "Password", "db_password", "DB-Password", "user.password",
+     "passwd", "mysql_pwd", "passphrase", "secret", "client_secret", "clientSecret",
+     "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "secret_key", "private_key",
+     "privateKey", "PRIVATE-KEY", "token", "access_token", "accessToken", "refresh-token",
+     "id_token", "X-Auth-Token", "csrftoken", "_xsrf", "api_key", "apikey", "apiKey",
+     "X-Api-Key", "x_api_key", "auth", "basic_auth", "Authorization", "proxy-authorization",
+     "bearer", "jwt", "credentials", "credential", "Cookie", "cookies", "Set-Cookie",
+     "set_cookie", "session", "sessionid", "session_id", "SESSION-ID", "user_session",
+     "PHPSESSID", "JSESSIONID", "connect.sid"],
+)  # fmt: skip
+def test_secret_names(name: str) -> None:
+    assert Redactor().name(name)[0], name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["author", "prompt_tokens", "max_tokens", "tokens", "token_count", "session_duration",
+     "secretary", "keyboard", "monkey", "key", "user", "message", "ip_address", "remote_addr",
+     "x_forwarded_for", "pid", "path", "authored_by", "cookie_count"],
+)  # fmt: skip
+def test_ordinary_names(name: str) -> None:
+    assert Redactor().name(name) == (False, None), name
+
+
+def test_redact_keys_is_read_as_a_comma_list_and_warns_about_what_names_nothing() -> None:
+    config = load({"VICTORIALOGS_REDACT_KEYS": " ssn , Card-Number,,-, "})
+    assert config.redact_keys == ("ssn", "Card-Number")
+    assert config.warnings == ("VICTORIALOGS_REDACT_KEYS='-' is not valid; using the other names",)
+    off = load({"VICTORIALOGS_REDACT": "off", "VICTORIALOGS_REDACT_KEYS": "ssn"})
+    assert off.redact_keys == () and "ignored" in off.warnings[0]
+
+
+def test_names_are_compared_without_case_or_separators() -> None:
+    assert field_name("X-Api_Key.v 2") == "xapikeyv2"
+    r = Redactor(names=("Card-Number",))
+    assert r.name("card_number")[0] and r.name("CARDNUMBER")[0] and r.name("billing.cardNumber")[0]
+    assert not r.name("password")[0]  # only the names given
+    assert Redactor(names=("", "-")).names == ()  # a name of separators only matches nothing
+
+
+# -- nested values ----------------------------------------------------------------------------
+
+
+def r() -> Redactor:
+    red = Redactor()
+    red.left = MAX_NESTED_VALUES
+    return red
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x", "", 1, 0, 2.5, True, None, {"a": {"b": "c"}}, [1, "2"], ("t",), object(), b"raw"],
+)
+def test_a_secret_named_field_is_masked_whatever_its_value(value: Any) -> None:
+    assert r().nested({"password": value, "ok": "kept"}, MAX_DEPTH) == {
+        "password": MASK,
+        "ok": "kept",
+    }
+
+
+def test_every_string_at_any_depth_is_redacted() -> None:
+    value = {
+        "list": [f"k {AWS_KEY}", ("tuple", f"Bearer {TOKEN}"), [[{"url": f"https://u:{NAMED}@h"}]]],
+        "Nested": {"Deeper": {"API-KEY": 12345, "fine": "text"}},
+        f"key {AWS_KEY}": "a secret in a key",
+        3: "non-string key",
+    }
+    out = r().nested(value, MAX_DEPTH)
+    assert out == {
+        "list": [f"k {MASK}", ["tuple", f"Bearer {MASK}"], [[{"url": f"https://u:{MASK}@h"}]]],
+        "Nested": {"Deeper": {"API-KEY": MASK, "fine": "text"}},
+        f"key {MASK}": "a secret in a key",
+        3: "non-string key",
+    }
+    assert all(secret not in repr(out) for secret in ALL)
+
+
+def test_the_programs_objects_are_never_changed() -> None:
+    inner = {"password": "x", "list": [f"Bearer {TOKEN}"]}
+    value = {"inner": inner, "same": {"a": [1, 2]}}
+    before = json.dumps(value)
+    out = r().nested(value, MAX_DEPTH)
+    assert json.dumps(value) == before
+    assert out is not value and out["same"] is value["same"]  # only what changed is copied
+    clean = {"a": [1, {"b": ("c", 2.0)}], "n": None}
+    assert r().nested(clean, MAX_DEPTH) is clean
+
+
+def test_counts_what_it_redacted() -> None:
+    red = r()
+    red.nested({"token": 1, "a": [f"x {AWS_KEY}", "y"], f"{AWS_KEY}": 2}, MAX_DEPTH)
+    assert red.hits == 3
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 5, 5000])  # 5000: past the recursion limit
+def test_deep_values_are_bounded_and_still_redacted(levels: int) -> None:
+    deep: Any = f"leaf {AWS_KEY}"
+    for _ in range(levels // 2):
+        deep = {"d": [deep]}
+    level, kept = r().nested(deep, MAX_DEPTH), 0
+    while isinstance(level, (dict, list)):
+        level = level["d"] if isinstance(level, dict) else level[0]
+        kept += 1
+    assert kept == MAX_DEPTH and isinstance(level, str)  # deeper: text
+    assert AWS_KEY not in level
+    assert levels > 100 or MASK in level
+
+
+def test_a_secret_name_past_the_depth_limit_masks_the_text() -> None:
+    deep: Any = {"password": NAMED}
+    for _ in range(MAX_DEPTH + 2):
+        deep = {"d": deep}
+    flat = json.dumps(r().nested(deep, MAX_DEPTH))
+    assert NAMED not in flat and MASK in flat
+
+
+def test_loops_are_cut() -> None:
+    loop: dict[str, Any] = {"name": "loop", "token": "t"}
+    loop["self"] = loop
+    items: list[Any] = [f"Bearer {TOKEN}"]
+    items.append(items)
+    assert r().nested(loop, MAX_DEPTH) == {"name": "loop", "token": MASK, "self": "{...}"}
+    assert r().nested(items, MAX_DEPTH) == [f"Bearer {MASK}", "[...]"]
+
+
+def test_huge_values_are_not_walked_past_the_budget() -> None:
+    red = r()
+    huge = [f"x {AWS_KEY}"] * (MAX_NESTED_VALUES + 1)
+    assert red.nested({"big": huge, "small": [1]}, MAX_DEPTH) == {"big": TOO_MANY, "small": [1]}
+    wide = {f"k{i}": {"password": NAMED} for i in range(MAX_NESTED_VALUES)}
+    assert NAMED not in json.dumps(r().nested(wide, MAX_DEPTH))
+
+
+def test_objects_are_made_text_and_redacted_except_what_the_encoder_writes_itself() -> None:
+    @dataclasses.dataclass
+    class Login:
+        user: str
+        password: str
+
+    class Opaque:
+        def __str__(self) -> str:
+            return f"Opaque(url=https://u:{URL_PASSWORD}@h/)"
+
+    when = datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc)
+    out = r().nested([Login("bob", NAMED), Opaque(), when, {3}], MAX_DEPTH)
+    assert out[0] == {"user": "bob", "password": MASK}
+    assert out[1] == f"Opaque(url=https://u:{MASK}@h/)"
+    assert out[2] is when
+    assert out[3] == "{3}"
+
+
+def test_nothing_is_masked_without_patterns_and_names_but_nesting_is_bounded() -> None:
+    off = Redactor(builtin=False, names=())
+    off.left = MAX_NESTED_VALUES
+    value = {"password": f"Bearer {TOKEN}", "a": [AWS_KEY]}
+    assert off.nested(value, MAX_DEPTH) is value
+    loop: list[Any] = []
+    loop.append(loop)
+    assert off.nested(loop, MAX_DEPTH) == ["[...]"]
+
+
+# -- entries ----------------------------------------------------------------------------------
+
+
+def builder(**env: str) -> tuple[EntryBuilder, Stats]:
+    stats = Stats()
+    return EntryBuilder(load(env), stats), stats
+
+
+def line(text: str, bound: Any = None) -> Line:
+    return make_line(0, text, T_NS, (None, bound) if bound is not None else None)
+
+
+def record_item(msg: str, extra: dict[str, Any], exc: bool = False, stack: bool = False) -> Record:
+    exc_info = None
+    if exc:
+        try:
+            raise KeyError(f"no https://u:{URL_PASSWORD}@h/ for {AWS_KEY}")
+        except KeyError:
+            exc_info = sys.exc_info()
+    rec = logging.LogRecord("app", logging.ERROR, __file__, 1, msg, None, exc_info)
+    rec.__dict__.update(extra)
+    if stack:
+        rec.stack_info = f"Stack (most recent call last):\n  token {AWS_KEY}"
+    return make_record(rec, T_NS, 0, None, logging.ERROR, rec.getMessage(), [])
+
+
+def only(entries: list[Entry]) -> Entry:
+    assert len(entries) == 1, entries
+    return entries[0]
+
+
+def test_json_lines_nested_and_named() -> None:
+    b, stats = builder()
+    text = json.dumps(
+        {"msg": "x", "auth": {"h": f"Bearer {TOKEN}"}, "a": [{"Set-Cookie": NAMED}], "k": AWS_KEY}
+    )
+    entry = only(b.from_lines([line(text)]))
+    assert entry["auth"] == MASK and entry["a"] == [{"Set-Cookie": MASK}] and entry["k"] == MASK
+    assert entry["level"] == "INFO" and entry["stream"] == "stdout"
+    assert stats.redacted == 3
+
+
+def test_a_json_object_without_a_message_key_is_masked_in_its_message_too() -> None:
+    b, _ = builder()
+    text = json.dumps({"user": "bob", "creds": {"password": NAMED}, "n": 1})
+    entry = only(b.from_lines([line(text)]))
+    assert NAMED not in json.dumps(entry)
+    assert json.loads(entry["_msg"]) == {"user": "bob", "creds": {"password": MASK}, "n": 1}
+    plain = json.dumps({"user": "bob", "n": 1})
+    assert only(b.from_lines([line(plain)]))["_msg"] == plain  # nothing to hide: as written
+
+
+def test_records_extras_exceptions_and_stack_info() -> None:
+    b, stats = builder()
+    extra = {"k": {"a": AWS_KEY, "u": f"https://bob:{URL_PASSWORD}@host/"}, "Token": 5}
+    entry = only(b.from_item(record_item(f"msg {AWS_KEY}", extra, exc=True, stack=True)))
+    flat = json.dumps(entry)
+    assert all(secret not in flat for secret in (AWS_KEY, URL_PASSWORD))
+    assert entry["_msg"] == f"msg {MASK}" and entry["Token"] == MASK
+    assert entry["k"] == {"a": MASK, "u": f"https://bob:{MASK}@host/"}
+    assert MASK in entry["exception.message"] and MASK in entry["stack_info"]
+    assert entry["code.line"] == 1 and entry["level"] == "ERROR"  # vlhook's own fields as is
+    assert stats.redacted >= 6
+
+
+def test_uncaught_exceptions() -> None:
+    b, _ = builder()
+    try:
+        raise ValueError(f"with {AWS_KEY}")
+    except ValueError as exc:
+        error = exc
+    entry = only(b.from_item(uncaught(error, T_NS, 0, None, "MainThread")))
+    assert AWS_KEY not in json.dumps(entry)
+
+
+def test_bound_fields_are_redacted_and_stay_as_bound() -> None:
+    b, _ = builder()
+    bound = {"request": {"headers": {"Authorization": f"Bearer {TOKEN}"}}, "api_key": NAMED}
+    snapshot = json.dumps(bound)
+    entry = only(b.from_lines([line("plain", bound=bound)]))
+    assert entry["request"] == {"headers": {"Authorization": MASK}} and entry["api_key"] == MASK
+    assert json.dumps(bound) == snapshot  # the context is shared with later writes
+
+
+def test_folded_fields_are_redacted_before_folding() -> None:
+    b, _ = builder()
+    obj: dict[str, Any] = {f"f{i}": {str(j): j for j in range(10)} for i in range(100)}
+    obj["zz_nested"] = {"password": NAMED, "key": AWS_KEY}
+    entry = only(b.from_lines([line(json.dumps(obj))]))
+    assert "vlhook.folded_fields" in entry
+    assert NAMED not in json.dumps(entry) and AWS_KEY not in json.dumps(entry)
+
+
+def test_redact_keys_and_off_from_the_configuration() -> None:
+    b, _ = builder(VICTORIALOGS_REDACT_KEYS="Tenant-Ref,,")
+    entry = only(b.from_lines([line(json.dumps({"msg": "m", "x": {"tenant_ref": "t-1"}}))]))
+    assert entry["x"] == {"tenant_ref": MASK}
+    b, stats = builder(VICTORIALOGS_REDACT="off")
+    text = json.dumps({"msg": "m", "password": "p", "k": [AWS_KEY]})
+    entry = only(b.from_lines([line(text)]))
+    assert entry["password"] == "p" and entry["k"] == [AWS_KEY] and stats.redacted == 0
+
+
+def test_a_plain_line_is_left_alone() -> None:
+    b, stats = builder()
+    assert only(b.from_lines([line("password token secret")]))["_msg"] == "password token secret"
+    assert stats.redacted == 0
