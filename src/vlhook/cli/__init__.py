@@ -1,46 +1,18 @@
-"""`vlhook run | check | listen | path | spool`."""
+"""The `vlhook` command (also `python -m vlhook`): run, check, listen, path, spool, tail, query.
+
+Nothing the interceptor loads at interpreter start imports this package. Each command's code
+is imported only when that command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-
-def dropin_dir() -> str:
-    """The directory holding the drop-in sitecustomize.py (wheel copy, else the checkout's)."""
-    packaged = Path(__file__).resolve().parent / "_dropin"
-    if (packaged / "sitecustomize.py").is_file():
-        return str(packaged)
-    return str(Path(__file__).resolve().parents[2] / "sitecustomize")
-
-
-def cmd_path(_: argparse.Namespace) -> int:
-    print(dropin_dir())
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        print("vlhook run: give a command, e.g. `vlhook run -- python app.py`", file=sys.stderr)
-        return 2
-    env = dict(os.environ)
-    paths = [dropin_dir(), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    if not env.get("VICTORIALOGS_URL"):
-        print("vlhook run: VICTORIALOGS_URL is not set; running without shipping", file=sys.stderr)
-    try:
-        os.execvpe(command[0], command, env)
-    except OSError as exc:
-        print(f"vlhook run: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
-    return 0  # pragma: no cover - exec does not return
+from vlhook import __version__
+from vlhook.cli import _query, _run, _tail
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -61,30 +33,42 @@ def cmd_spool(args: argparse.Namespace) -> int:
     return spool_command(args.action)
 
 
+def _add_listen(sub: Any) -> None:
+    listen = sub.add_parser("listen", help="a local receiver that prints what arrives")
+    listen.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    listen.add_argument("--port", type=int, default=9428, help="port (VictoriaLogs' by default)")
+    listen.add_argument("--quiet", action="store_true", help="do not print the received rows")
+    listen.add_argument(
+        "--max-stored", type=int, default=2_000_000, help="rows kept per tenant (oldest go first)"
+    )
+    listen.set_defaults(func=cmd_listen)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlhook", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run a command with the interceptor active")
-    run.add_argument("command", nargs=argparse.REMAINDER)
-    run.set_defaults(func=cmd_run)
+    parser = argparse.ArgumentParser(
+        prog="vlhook",
+        description="Ship any Python program's output and logging to VictoriaLogs, and read it "
+        "back. Configured by the VICTORIALOGS_* environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"vlhook {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    _run.add_run(sub)
     check = sub.add_parser("check", help="validate the configuration and reach the server")
     check.add_argument("--timeout", type=float, default=5.0)
     check.set_defaults(func=cmd_check)
-    listen = sub.add_parser("listen", help="a local receiver that prints what arrives")
-    from vlhook import _listen
-
-    _listen.add_arguments(listen)
-    listen.set_defaults(func=cmd_listen)
-    path = sub.add_parser("path", help="print the drop-in directory (for PYTHONPATH)")
-    path.set_defaults(func=cmd_path)
+    _add_listen(sub)
+    _run.add_path(sub)
     spool = sub.add_parser("spool", help="what is waiting in the spool")
     spool.add_argument("action", nargs="?", default="status", choices=("status", "replay", "purge"))
     spool.set_defaults(func=cmd_spool)
+    _tail.add_tail(sub)
+    _query.add_query(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    # The CLI's own output is not the program's logs (and `listen` must not feed itself).
+    # The CLI's own output is not a program's logs: `listen` must not feed itself, and `tail`
+    # must not ship what it prints (it would then print it again).
     if getattr(sys, "_vlhook_active", None) is not None:
         from vlhook._activation import deactivate
 
