@@ -14,17 +14,42 @@ def _vlhook_activate() -> None:
         return
     if env.get("VICTORIALOGS_DISABLE", "").strip().lower() in ("1", "true", "yes", "on"):
         return
-    # Used from a source checkout, the package sits in ../src: one stat instead of a failed
-    # import that would search the whole path first.
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    if os.path.isdir(os.path.join(src, "vlhook")) and src not in sys.path:
-        sys.path.append(src)
+    if sys.version_info < (3, 9):  # noqa: UP036 - `vlhook run` may start any interpreter
+        sys.stderr.write("vlhook: needs Python 3.9 or later; not shipping\n")
+        return
+    if "vlhook" not in sys.modules:  # else the installed .pth has loaded it already
+        _vlhook_locate()
     try:
         from vlhook._activation import activate
     except ImportError:
         sys.stderr.write("vlhook: the vlhook package is not importable; not shipping\n")
         return
     activate("sitecustomize")
+
+
+def _vlhook_locate() -> None:
+    """Find the vlhook package this drop-in belongs to, whatever the interpreter, without
+    putting any other package on its path."""
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.basename(parent) == "vlhook":  # the wheel's copy: <site-packages>/vlhook/_dropin
+        # Load that one package by location: its site-packages may hold packages built for
+        # another Python.
+        import importlib.util
+
+        init = os.path.join(parent, "__init__.py")
+        spec = importlib.util.spec_from_file_location(
+            "vlhook", init, submodule_search_locations=[parent]
+        )
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["vlhook"] = module
+            spec.loader.exec_module(module)
+        return
+    # A source checkout: the package sits alone in ../src. One stat instead of a failed import
+    # that would search the whole path first.
+    src = os.path.join(parent, "src")
+    if os.path.isdir(os.path.join(src, "vlhook")) and src not in sys.path:
+        sys.path.append(src)
 
 
 def _vlhook_chain() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import PYTHON, SRC, base_env, messages, run_python
+from conftest import DROPIN, PYTHON, SRC, base_env, messages, run_python
 
 
 def _vlhook(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -66,10 +67,12 @@ def test_spool_status_and_replay(receiver: Any, tmp_path: Path) -> None:
 
 
 def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
-    """`vlhook listen` with VICTORIALOGS_URL pointing at itself must not feed on its output."""
+    """`vlhook listen`, active (the drop-in) with VICTORIALOGS_URL pointing at itself, must not
+    feed on its output."""
     port = _free_port()
     env = base_env()
-    env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=f"http://127.0.0.1:{port}")
+    env.update(PYTHONPATH=os.pathsep.join([str(DROPIN), str(SRC)]),
+               VICTORIALOGS_URL=f"http://127.0.0.1:{port}")  # fmt: skip
     proc = subprocess.Popen(
         [PYTHON, "-m", "vlhook", "listen", "--port", str(port)], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

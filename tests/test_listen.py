@@ -754,9 +754,11 @@ def test_echo_prints_one_readable_line_per_row() -> None:
         post(receiver, [js(_msg="debug only")], "?debug=1")
     printed = out.getvalue().splitlines()
     assert len(printed) == 2
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} ERROR  \[web\] first⏎second⏎third", printed[0])
-    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} -      plain", printed[1])
-    assert "hidden" not in out.getvalue()
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3} ERROR \[web\] first⏎second⏎third  extra=hidden", printed[0]
+    )
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} -     plain", printed[1])
+    assert "\x1b[" not in out.getvalue()  # not a terminal: no colour
 
 
 def test_echo_survives_narrow_and_closed_streams() -> None:
@@ -775,14 +777,14 @@ def test_echo_survives_narrow_and_closed_streams() -> None:
 # --- CLI glue ------------------------------------------------------------------------------
 
 
-def test_add_arguments_defaults() -> None:
-    parser = argparse.ArgumentParser()
-    _listen.add_arguments(parser)
-    args = parser.parse_args([])
+def test_listen_arguments_defaults() -> None:
+    from vlhook.cli import build_parser
+
+    args = build_parser().parse_args(["listen"])
     assert (args.host, args.port, args.quiet, args.max_stored) == (
         "127.0.0.1", 9428, False, 2_000_000,
     )  # fmt: skip
-    assert parser.parse_args(["--quiet", "--max-stored", "5"]).max_stored == 5
+    assert build_parser().parse_args(["listen", "--quiet", "--max-stored", "5"]).max_stored == 5
 
 
 def test_run_reports_a_busy_port(recv: Receiver, capsys: pytest.CaptureFixture[str]) -> None:
@@ -799,10 +801,7 @@ def read_line(stream: Any, timeout: float = 10) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_serves_until_signal(sig: signal.Signals) -> None:
-    code = (
-        "import argparse, sys; from vlhook import _listen; p = argparse.ArgumentParser(); "
-        "_listen.add_arguments(p); sys.exit(_listen.run(p.parse_args(sys.argv[1:])))"
-    )
+    code = "import sys; from vlhook.cli import main; sys.exit(main(['listen', *sys.argv[1:]]))"
     src = str(Path(__file__).resolve().parent.parent / "src")
     env = {**os.environ, "PYTHONPATH": src, "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.Popen(
@@ -824,7 +823,7 @@ def test_run_serves_until_signal(sig: signal.Signals) -> None:
         )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200
-        assert read_line(proc.stdout).endswith(" INFO   via cli\n")
+        assert read_line(proc.stdout).endswith(" INFO  via cli\n")
         proc.send_signal(sig)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -104,7 +104,12 @@ def _hook_logging(sender: Sender, config: Config) -> None:
 def deactivate() -> None:
     """Stop capturing in this process (the CLI uses it: a receiver must not ship its own
     output to itself). Already queued entries are still delivered."""
-    from vlhook import _capture_logging, _capture_streams
+    from vlhook import _capture_streams, _imports
 
+    _imports.forget("logging")
     _capture_streams.uninstall()
-    _capture_logging.uninstall()
+    # Only a capture that was installed is undone: importing the module here would import
+    # logging, whose pending hook would import this half-loaded module again.
+    capture_logging = sys.modules.get("vlhook._capture_logging")
+    if capture_logging is not None:
+        capture_logging.uninstall()

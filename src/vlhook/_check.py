@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from urllib.error import HTTPError, URLError
@@ -13,6 +14,7 @@ from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
 from vlhook._stats import Stats
 from vlhook._transport import HttpTransport, make_transport, request_headers
+from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
 
 def _say(text: str) -> None:
@@ -22,10 +24,10 @@ def _say(text: str) -> None:
 def check(timeout: float = 5.0) -> int:
     config = load()
     _diag.protect(config)
-    for warning in config.warnings:
+    for warning in (*config.warnings, *shadowing_warnings(os.environ.get("PYTHONPATH", ""))):
         _say(f"warning: {warning}")
     if not config.active:
-        _say("not active: VICTORIALOGS_URL is not set (or VICTORIALOGS_DISABLE is on)")
+        _say(f"not active: {why_inactive(os.environ)}")
         return 2
     capture = ",".join(sorted(config.capture))
     _say(
@@ -115,7 +117,9 @@ def _replay(config: Config, stats: Stats) -> int:
     from vlhook._replay import replay_now
 
     if not config.active:
-        _say("cannot replay: VICTORIALOGS_URL is not set")
+        for warning in config.warnings:
+            _say(f"warning: {warning}")
+        _say(f"cannot replay: {why_inactive(os.environ)}")
         return 2
     left, problem = replay_now(config, stats, timeout=config.timeout_ms / 1000)
     rejected = stats.replay_rejected

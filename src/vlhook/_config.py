@@ -220,18 +220,20 @@ def _unquote(text: str) -> str:
 
 
 def parse_endpoint(url: str) -> Endpoint:
-    """`scheme://[user:pass@]host[:port][/base]` or `file:///path`; ValueError otherwise."""
+    """`scheme://[user:pass@]host[:port][/base]` or `file:///path`; otherwise ValueError
+    saying why (never with the URL: it may hold credentials)."""
     scheme, sep, rest = url.strip().partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise ValueError(url)
+        raise ValueError("it does not start with http://, https:// or file://")
     if scheme == "file":
         path = _unquote(rest.split("?", 1)[0].split("#", 1)[0])
         if not path.startswith("/"):
-            raise ValueError(url)
+            raise ValueError("a file:// URL needs an absolute path (file:///dir/name.jsonl)")
         return Endpoint(scheme="file", file_path=path)
     if scheme not in ("http", "https"):
-        raise ValueError(url)
+        shown = f"the scheme {scheme!r}" if scheme.isalnum() else "the scheme"
+        raise ValueError(f"{shown} is not http, https or file")
     authority, _, path = rest.split("?", 1)[0].split("#", 1)[0].partition("/")
     userinfo, at, hostport = authority.rpartition("@")
     username, _, password = userinfo.partition(":") if at else ("", "", "")
@@ -252,11 +254,11 @@ def _host_port(hostport: str, default_port: int) -> tuple[str, int]:
         port_text = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port_text = hostport.partition(":")
-    if not host or (port_text and not port_text.isdigit()):
-        raise ValueError(hostport)
-    port = int(port_text) if port_text else default_port
+    if not host:
+        raise ValueError("it has no host name")
+    port = int(port_text) if port_text.isdigit() else -1 if port_text else default_port
     if not 0 < port < 65536:
-        raise ValueError(hostport)
+        raise ValueError(f"the port {port_text!r} is not a number from 1 to 65535")
     return host.lower(), port
 
 
@@ -297,10 +299,10 @@ def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
             continue
         try:
             endpoints.append(parse_endpoint(url))
-        except ValueError:
+        except ValueError as why:
             reader.warnings.append(
-                f"VICTORIALOGS_URL item {_safe_url(url.strip())!r} is not an http(s):// or "
-                "file:// URL; it is ignored"
+                f"VICTORIALOGS_URL item {_safe_url(url.strip())!r} is not a valid URL: {why}; "
+                "it is ignored"
             )
     if raw and not endpoints:
         reader.warnings.append("VICTORIALOGS_URL has no usable URL; shipping is off")

@@ -76,3 +76,9 @@ def when_imported(name: str, hook: Hook) -> None:
         _finder = _PostImportFinder()
         sys.meta_path.insert(0, _finder)
     _finder.hooks.setdefault(name, []).append(hook)
+
+
+def forget(name: str) -> None:
+    """Drop the hooks still waiting for `name` to be imported."""
+    if _finder is not None:
+        _finder.hooks.pop(name, None)

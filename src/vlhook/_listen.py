@@ -57,7 +57,6 @@ _NUMERIC = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _UINT = re.compile(r"\d{1,10}", re.ASCII)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_NEWLINES = re.compile(r"\r\n|\r|\n")
 _TEXT = "text/plain; charset=utf-8"
 _Reply = tuple[int, bytes, str]  # status, body, content type
 
@@ -353,15 +352,6 @@ class _Ingest:
             self.rows.append((t_ns, row))
 
 
-def format_row(t_ns: int, row: dict[str, str], stream_fields: list[str]) -> str:
-    """One readable line: local clock, level, stream values, message (newlines shown as ⏎)."""
-    clock = time.strftime("%H:%M:%S", time.localtime(t_ns // 10**9))
-    stream = " ".join(row[k] for k in sorted(set(stream_fields)) if k in row)
-    tag = f"[{stream}] " if stream else ""
-    line = f"{clock}.{t_ns // 10**6 % 1000:03d} {row.get('level', '-'):<5}  {tag}{row['_msg']}"
-    return _NEWLINES.sub("\u23ce", line)
-
-
 class Receiver:
     """Serves the VictoriaLogs insert API on a daemon thread and keeps rows per tenant.
 
@@ -521,8 +511,8 @@ class Receiver:
             info.lines_stored = len(rows)
             self.requests.append(info)
             self._cond.notify_all()
-        if rows and ingest is not None and self.echo is not None:
-            self._echo(rows, ingest.params.stream_fields)
+        if rows and self.echo is not None:
+            self._echo([row for _, row in rows])
 
     def _store(self, tenant: tuple[int, int], rows: list[dict[str, str]]) -> None:
         stored = self._rows.setdefault(tenant, deque(maxlen=max(self.max_stored, 1)))
@@ -530,9 +520,12 @@ class Receiver:
         stored.extend(rows)
         self._stats["rows_stored"] += len(rows)
 
-    def _echo(self, rows: list[tuple[int, dict[str, str]]], stream_fields: list[str]) -> None:
+    def _echo(self, rows: list[dict[str, str]]) -> None:
         assert self.echo is not None
-        text = "".join(format_row(t_ns, row, stream_fields) + "\n" for t_ns, row in rows)
+        from vlhook.cli._format import format_entry, wants_colour
+
+        colour = wants_colour(self.echo)
+        text = "".join(format_entry(row, colour) + "\n" for row in rows)
         # A terminal that cannot show ⏎ (or the message) gets escapes instead of an error.
         encoding = getattr(self.echo, "encoding", None) or "utf-8"
         text = text.encode(encoding, "backslashreplace").decode(encoding, "replace")
@@ -636,15 +629,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and status != 204:
             self.wfile.write(body)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=9428, help="port (VictoriaLogs' by default)")
-    parser.add_argument("--quiet", action="store_true", help="do not print the received rows")
-    parser.add_argument(
-        "--max-stored", type=int, default=2_000_000, help="rows kept per tenant (oldest go first)"
-    )
 
 
 def run(args: argparse.Namespace) -> int:

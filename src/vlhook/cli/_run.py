@@ -1,0 +1,63 @@
+"""`vlhook run` and `vlhook path`: start any command with the drop-in first on PYTHONPATH.
+
+Only the drop-in directory goes on the path, never the site-packages vlhook is installed in
+(its other packages may be built for another Python): the drop-in loads the vlhook package
+next to it by itself, so any Python 3.9+ interpreter can run under `vlhook run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from vlhook._config import is_enabled
+from vlhook.cli._diagnose import shadowing_warnings, why_inactive
+
+
+def dropin_dir() -> str:
+    """The directory holding the drop-in sitecustomize.py (wheel copy, else the checkout's)."""
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    packaged = os.path.join(package, "_dropin")
+    if os.path.isfile(os.path.join(packaged, "sitecustomize.py")):
+        return packaged
+    return os.path.join(os.path.dirname(os.path.dirname(package)), "sitecustomize")
+
+
+def cmd_path(_: argparse.Namespace) -> int:
+    print(dropin_dir())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("vlhook run: give a command, e.g. `vlhook run -- python app.py`", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    inherited = env.get("PYTHONPATH", "")
+    for warning in shadowing_warnings(inherited):
+        print(f"vlhook run: warning: {warning}", file=sys.stderr)
+    env["PYTHONPATH"] = os.pathsep.join([dropin_dir(), *filter(None, inherited.split(os.pathsep))])
+    if not is_enabled(env):
+        print(f"vlhook run: {why_inactive(env)}; running without shipping", file=sys.stderr)
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        print(f"vlhook run: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
+        return 127
+    return 0  # pragma: no cover - exec does not return
+
+
+def add_run(sub: Any) -> None:
+    run = sub.add_parser("run", help="run a command with the interceptor active")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    run.set_defaults(func=cmd_run)
+
+
+def add_path(sub: Any) -> None:
+    path = sub.add_parser("path", help="print the drop-in directory (for PYTHONPATH)")
+    path.set_defaults(func=cmd_path)

@@ -1,0 +1,194 @@
+"""The CLI around the setup: `--version`, the CLI in an environment where vlhook is active,
+`vlhook run` with an interpreter that has no vlhook, invalid URLs, a shadowing sitecustomize,
+and the start-up path kept apart from CLI code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vlhook
+from conftest import DROPIN, PYTHON, SRC, base_env, messages, purelib, run_python, venv_with
+
+SECRET = "pw-hunter2"
+
+
+def cli(*args: str, env: dict[str, str], python: str = PYTHON) -> subprocess.CompletedProcess[str]:
+    full = base_env()
+    if python == PYTHON:
+        full["PYTHONPATH"] = str(SRC)
+    full.update(env)
+    return subprocess.run(
+        [python, "-m", "vlhook", *args], env=full, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def installed(vlhook_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the wheel installed: its vlhook.pth activates vlhook in every interpreter."""
+    return venv_with(tmp_path_factory.mktemp("venv"), vlhook_wheel)
+
+
+def test_version() -> None:
+    result = cli("--version", env={})
+    assert (result.returncode, result.stdout) == (0, f"vlhook {vlhook.__version__}\n")
+
+
+def test_console_script_entry_point_and_version_when_installed(installed: Path) -> None:
+    code = (
+        "import sys\n"
+        "from importlib.metadata import entry_points\n"
+        "(script,) = [e for e in entry_points(group='console_scripts') if e.name == 'vlhook']\n"
+        "sys.exit(script.load()(['--version']))\n"
+    )
+    result = subprocess.run(
+        [str(installed), "-c", code], env=base_env(), capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout) == (0, f"vlhook {vlhook.__version__}\n")
+
+
+def test_cli_in_an_active_environment_has_no_import_hook_error(
+    installed: Path, receiver: Any
+) -> None:
+    """With the .pth active, the CLI process deactivates its own capture cleanly."""
+    env = {"VICTORIALOGS_URL": receiver.url}
+    for args in (["--version"], ["path"], ["check"], ["query", "*"], ["spool", "status"]):
+        result = cli(*args, env=env, python=str(installed))
+        assert "internal error" not in result.stderr + result.stdout, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+    assert cli("check", env=env, python=str(installed)).returncode == 0
+
+
+def test_deactivated_capture_stays_off_when_logging_comes_later(script: Any, sink: Any) -> None:
+    path = script(
+        "import sys\n"
+        "assert 'logging' not in sys.modules\n"
+        "print('before')\n"
+        "from vlhook._activation import deactivate\n"
+        "deactivate()\n"
+        "import logging\n"
+        "logging.warning('after, logged')\n"
+        "print('after, printed')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0 and run.out == "before\nafter, printed\n"
+    assert messages(sink.settle(1, quiet=1.0)) == ["before"]
+
+
+def _pyenv_python(version: str) -> str:
+    for candidate in sorted(Path("/root/.pyenv/versions").glob(f"{version}.*/bin/python3")):
+        if subprocess.run([str(candidate), "-c", "pass"], capture_output=True).returncode == 0:
+            return str(candidate)
+    return ""
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_run_works_with_an_interpreter_that_has_no_vlhook(
+    version: str, installed: Path, script: Any, sink: Any, tmp_path: Path
+) -> None:
+    """`vlhook run` from an installed vlhook, with another Python's venv where vlhook is not
+    installed: it ships, and only the vlhook package (not its site-packages) is reachable."""
+    other = _pyenv_python(version)
+    if not other:
+        pytest.skip(f"no Python {version} under /root/.pyenv/versions")
+    subprocess.run([other, "-m", "venv", "--without-pip", str(tmp_path / "other")], check=True)
+    foreign = str(tmp_path / "other" / "bin" / "python")
+    site = purelib(installed)
+    path = script(
+        "import logging, os, sys\n"
+        f"print('on', sys.version_info[:2], {site!r} in map(os.path.abspath, sys.path))\n"
+        "logging.warning('logged there')\n"
+        "print(sys.modules['vlhook'].__file__)\n"
+    )
+    result = cli("run", "--", foreign, str(path), env=sink.env(), python=str(installed))
+    major, minor = version.split(".")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"on ({major}, {minor}) False",
+        os.path.join(site, "vlhook", "__init__.py"),
+    ]
+    assert result.stderr == "WARNING:root:logged there\n"
+    assert sorted(messages(sink.settle(3))) == sorted([*result.stdout.splitlines(), "logged there"])
+
+
+def test_invalid_url_is_called_invalid_with_the_reason(tmp_path: Path) -> None:
+    url = f"http://reader:{SECRET}@victorialogs:94x28"
+    check = cli("check", env={"VICTORIALOGS_URL": url})
+    assert check.returncode == 2
+    assert check.stdout.splitlines() == [
+        "warning: VICTORIALOGS_URL item 'http://***@victorialogs:94x28' is not a valid URL: the "
+        "port '94x28' is not a number from 1 to 65535; it is ignored",
+        "warning: VICTORIALOGS_URL has no usable URL; shipping is off",
+        "not active: VICTORIALOGS_URL is not valid (the warning above says why)",
+    ]
+    env = {"VICTORIALOGS_URL": "victorialogs:9428", "VICTORIALOGS_SPOOL_DIR": str(tmp_path)}
+    replay = cli("spool", "replay", env=env)
+    assert "it does not start with http://, https:// or file://" in replay.stdout
+    assert "cannot replay: VICTORIALOGS_URL is not valid" in replay.stdout
+    unset = cli("check", env={})
+    assert "not active: VICTORIALOGS_URL is not set" in unset.stdout
+    for result in (check, replay, unset):
+        assert SECRET not in result.stdout + result.stderr
+
+
+def _user_site(tmp_path: Path) -> Path:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sitecustomize.py").write_text("import os\nos.environ['MINE_RAN'] = '1'\n")
+    return mine
+
+
+def test_check_and_run_warn_about_a_sitecustomize_before_the_dropin(
+    script: Any, sink: Any, tmp_path: Path
+) -> None:
+    mine = _user_site(tmp_path)
+    shadowed = {"PYTHONPATH": os.pathsep.join([str(mine), str(DROPIN), str(SRC)])}
+    path = script(
+        "import os, sys\nprint(os.environ.get('MINE_RAN'), hasattr(sys, '_vlhook_active'))\n"
+    )
+    # The situation warned about: the program runs, vlhook silently does not.
+    silent = run_python(path, {**sink.env(), **shadowed}, dropin=False)
+    assert silent.out == "1 False\n"
+    warning = (
+        f"{mine / 'sitecustomize.py'} comes before the vlhook drop-in on PYTHONPATH: Python runs "
+        "only the first sitecustomize it finds, so vlhook stays inactive in programs started "
+        "with this PYTHONPATH (put the drop-in first; `vlhook run` does)"
+    )
+    check = cli("check", env={**sink.env(), **shadowed})
+    assert f"warning: {warning}" in check.stdout.splitlines()
+    run = cli("run", "--", PYTHON, str(path), env={**sink.env(), **shadowed})
+    assert run.stderr == f"vlhook run: warning: {warning}\n"
+    assert run.stdout == "1 True\n"  # under `vlhook run` both run: the drop-in chains the other
+    assert messages(sink.settle(1)) == ["1 True"]
+    fine = {"PYTHONPATH": os.pathsep.join([str(DROPIN), str(mine), str(SRC)])}
+    assert "comes before" not in cli("check", env={**sink.env(), **fine}).stdout
+    assert cli("run", "--", PYTHON, str(path), env={**sink.env(), **fine}).stderr == ""
+
+
+def test_start_up_path_never_loads_cli_code(script: Any, sink: Any) -> None:
+    path = script(
+        "import logging, sys, vlhook\n"
+        "logging.warning('w')\n"
+        "print('p')\n"
+        "vlhook.flush(5)\n"
+        "sys.stderr.write(' '.join(sorted(m for m in sys.modules if m.startswith('vlhook'))))\n"
+    )
+    loaded = run_python(path, sink.env()).err.splitlines()[-1].split()
+    assert "vlhook._activation" in loaded and "vlhook._capture_logging" in loaded
+    assert not [
+        m for m in loaded if m.startswith("vlhook.cli") or m in ("vlhook._check", "vlhook._listen")
+    ]
+
+
+def test_an_interpreter_older_than_39_runs_unchanged_and_says_why(script: Any, sink: Any) -> None:
+    old = _pyenv_python("3.8")
+    if not old:
+        pytest.skip("no Python 3.8 under /root/.pyenv/versions")
+    path = script("print('still runs')\n")
+    run = run_python(path, sink.env(), python=old)
+    assert (run.rc, run.out) == (0, "still runs\n")
+    assert run.err == "vlhook: needs Python 3.9 or later; not shipping\n"
