@@ -37,7 +37,10 @@ def _seqs(rows: list[dict[str, str]]) -> list[int]:
 def _env(sink: Any, proxy: FaultProxy, **extra: str) -> dict[str, str]:
     """Ship through the proxy, with the default flush interval: the batches are the program's
     three explicit flushes."""
-    return sink.env(VICTORIALOGS_URL=proxy.url, VICTORIALOGS_FLUSH_INTERVAL_MS="500", **extra)
+    env: dict[str, str] = sink.env(
+        VICTORIALOGS_URL=proxy.url, VICTORIALOGS_FLUSH_INTERVAL_MS="500", **extra
+    )
+    return env
 
 
 def _stats(err: str) -> dict[str, Any]:

@@ -62,7 +62,9 @@ def test_batches_spread_over_nodes(script: Any, vl_cluster: Cluster, tmp_path: A
     a_url, b_url = vl_cluster.urls
     # Recording fronts: the requests each insert node received.
     with FaultProxy(a_url, []) as a, FaultProxy(b_url, []) as b:
-        path = script("import vlhook\nfor i in range(20):\n    print('line', i)\n    vlhook.flush(5)\n")
+        path = script(
+            "import vlhook\nfor i in range(20):\n    print('line', i)\n    vlhook.flush(5)\n"
+        )
         run_python(path, sink.env(VICTORIALOGS_URL=f"{a.url},{b.url}"))
         via_a = sum(len(r.lines()) for r in a.requests if r.path.startswith("/insert/"))
         via_b = sum(len(r.lines()) for r in b.requests if r.path.startswith("/insert/"))

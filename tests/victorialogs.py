@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -112,7 +113,9 @@ def _go_install(go: str, gobin: Path) -> None:
             env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        raise Unavailable(f"go install of VictoriaLogs {VERSION} took over {BUILD_TIMEOUT_S} s") from exc
+        raise Unavailable(
+            f"go install of VictoriaLogs {VERSION} took over {BUILD_TIMEOUT_S} s"
+        ) from exc
     if result.returncode != 0 or not (gobin / "victoria-logs").is_file():
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
         raise Unavailable(
@@ -128,9 +131,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _get(url: str, timeout: float) -> tuple[int, bytes]:
+def _get(url: str, timeout: float, cafile: Optional[Path] = None) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return int(response.status), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -139,26 +143,27 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
 class Server:
     """A VictoriaLogs reached by URL: what tests need to read back what it stored."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cafile: Optional[Path] = None) -> None:
         self.url = url.rstrip("/")
+        self.cafile = cafile  # for https: the certificate to trust
 
     def force_flush(self) -> None:
         """Make every row ingested so far searchable at once (else: about a second later)."""
-        status, body = _get(f"{self.url}/internal/force_flush", timeout=10)
+        status, body = _get(f"{self.url}/internal/force_flush", 10, self.cafile)
         if status != 200:
             raise RuntimeError(f"force_flush on {self.url}: HTTP {status} {body[:200]!r}")
 
     def query(self, logsql: str, *, limit: int = 1_000_000, **params: str) -> list[dict[str, str]]:
         args = urllib.parse.urlencode({"query": logsql, "limit": str(limit), **params})
-        status, body = _get(f"{self.url}/select/logsql/query?{args}", timeout=30)
+        status, body = _get(f"{self.url}/select/logsql/query?{args}", 30, self.cafile)
         if status != 200:
             raise RuntimeError(f"query {logsql!r} on {self.url}: HTTP {status} {body[:300]!r}")
         return [json.loads(line) for line in body.splitlines() if line.strip()]
 
-    def rows(self, logsql: str, **params: str) -> list[dict[str, str]]:
+    def rows(self, logsql: str) -> list[dict[str, str]]:
         """Flush, then query: every row stored so far that matches, oldest first."""
         self.force_flush()
-        return self.query(f"{logsql} | sort by (_time)", **params)
+        return self.query(f"{logsql} | sort by (_time)")
 
 
 _running: dict[int, subprocess.Popen[bytes]] = {}
@@ -199,12 +204,24 @@ class VictoriaLogs(Server):
     """One VictoriaLogs process on loopback with its own data directory.
 
     `args` are extra flags (`-storageNode=...` makes it an insert/select node of a cluster).
-    The port and the data directory stay the same across `restart()`.
+    `tls` = (certificate, key): it serves https only. The port and the data directory stay the
+    same across `restart()`.
     """
 
-    def __init__(self, bin_path: Path, workdir: Path, *, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        bin_path: Path,
+        workdir: Path,
+        *,
+        args: tuple[str, ...] = (),
+        tls: Optional[tuple[Path, Path]] = None,
+    ) -> None:
         self.port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.port}")
+        if tls:
+            cert, key = tls
+            args = (*args, "-tls", f"-tlsCertFile={cert}", f"-tlsKeyFile={key}")
+        scheme = "https" if tls else "http"
+        super().__init__(f"{scheme}://127.0.0.1:{self.port}", tls[0] if tls else None)
         self.binary = bin_path
         self.workdir = workdir
         self.args = args
@@ -217,7 +234,7 @@ class VictoriaLogs(Server):
 
     def start(self) -> VictoriaLogs:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 (closed in stop)
+        self._log = open(self.workdir / "server.log", "ab")  # closed in stop()
         argv = [str(self.binary), f"-storageDataPath={self.workdir / 'data'}",
                 f"-httpListenAddr={self.address}", *self.args]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -236,7 +253,7 @@ class VictoriaLogs(Server):
                 self.stop()
                 raise RuntimeError(f"VictoriaLogs exited at start:\n{self.log_tail()}")
             with contextlib.suppress(OSError):
-                if _get(f"{self.url}/health", timeout=1)[0] == 200:
+                if _get(f"{self.url}/health", 1, self.cafile)[0] == 200:
                     return
             time.sleep(0.05)
         self.stop()
