@@ -204,8 +204,9 @@ class VictoriaLogs(Server):
     """One VictoriaLogs process on loopback with its own data directory.
 
     `args` are extra flags (`-storageNode=...` makes it an insert/select node of a cluster).
-    `tls` = (certificate, key): it serves https only. The port and the data directory stay the
-    same across `restart()`.
+    `tls` = (certificate, key): it serves https only. `outlive`: the process is left running
+    when this one ends (in its own session, not killed at exit). The port and the data directory
+    stay the same across `restart()`.
     """
 
     def __init__(
@@ -215,8 +216,10 @@ class VictoriaLogs(Server):
         *,
         args: tuple[str, ...] = (),
         tls: Optional[tuple[Path, Path]] = None,
+        outlive: bool = False,
     ) -> None:
         self.port = free_port()
+        self.outlive = outlive
         if tls:
             cert, key = tls
             args = (*args, "-tls", f"-tlsCertFile={cert}", f"-tlsKeyFile={key}")
@@ -237,11 +240,14 @@ class VictoriaLogs(Server):
         self._log = open(self.workdir / "server.log", "ab")  # closed in stop()
         argv = [str(self.binary), f"-storageDataPath={self.workdir / 'data'}",
                 f"-httpListenAddr={self.address}", *self.args]  # fmt: skip
+        tied = not self.outlive and _in_main_thread()
         self.proc = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=str(self.workdir), preexec_fn=_DIE_WITH_PARENT if _in_main_thread() else None,
+            cwd=str(self.workdir), preexec_fn=_DIE_WITH_PARENT if tied else None,
+            start_new_session=self.outlive,
         )  # fmt: skip
-        _running[self.proc.pid] = self.proc
+        if not self.outlive:
+            _running[self.proc.pid] = self.proc
         self._wait_ready()
         return self
 
