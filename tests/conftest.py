@@ -188,6 +188,20 @@ def _victorialogs_required() -> bool:
     )
 
 
+NEEDS_VICTORIALOGS = "real VictoriaLogs needed: "
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Report every skip for want of VictoriaLogs at one place, so `-ra` folds them into one
+    line with one reason (pytest would list each test's own location)."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and NEEDS_VICTORIALOGS in longrepr[2]:
+        report.longrepr = (__file__, None, longrepr[2])
+
+
 @pytest.fixture(scope="session")
 def victorialogs_bin(pytestconfig: pytest.Config) -> Path:
     """The real VictoriaLogs binary, found or built once (the build's progress is shown).
@@ -197,7 +211,7 @@ def victorialogs_bin(pytestconfig: pytest.Config) -> Path:
         with capture.global_and_fixture_disabled():
             return victorialogs.binary()
     except victorialogs.Unavailable as exc:
-        reason = f"real VictoriaLogs needed: {exc}"
+        reason = f"{NEEDS_VICTORIALOGS}{exc}"
         if _victorialogs_required():
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
