@@ -65,14 +65,10 @@ def find() -> Optional[Path]:
     return cached if cached.is_file() else None
 
 
-def binary(*, build: bool = True) -> Path:
-    """The VictoriaLogs binary: found, else built with `go install` (when `build`)."""
+def binary() -> Path:
+    """The VictoriaLogs binary: found, else built with `go install`."""
     found = find()
-    if found is not None:
-        return found
-    if not build:
-        raise Unavailable(f"no VictoriaLogs binary ({BIN_ENV} unset, none on PATH, none built)")
-    return _build()
+    return found if found is not None else _build()
 
 
 def _build() -> Path:
@@ -158,7 +154,9 @@ class Server:
         status, body = _get(f"{self.url}/select/logsql/query?{args}", 30, self.cafile)
         if status != 200:
             raise RuntimeError(f"query {logsql!r} on {self.url}: HTTP {status} {body[:300]!r}")
-        return [json.loads(line) for line in body.splitlines() if line.strip()]
+        # Invalid UTF-8 that was stored comes back as it was sent.
+        text = body.decode("utf-8", "replace")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def rows(self, logsql: str) -> list[dict[str, str]]:
         """Flush, then query: every row stored so far that matches, oldest first."""
