@@ -277,6 +277,17 @@ def test_invalid_utf8_is_stored_and_read_back_as_sent(batch: Batch) -> None:
     assert b'"_msg":"a\xff b"' in body
 
 
+def test_query_results_are_one_row_per_newline_byte(batch: Batch) -> None:
+    """U+2028 and U+0085 come back raw (valid in JSON): a reader that splits text at every line
+    break Python knows (str.splitlines) cuts such a row in two."""
+    batch.post(batch.line(_msg="a\u2028b\x85c"))
+    batch.server.force_flush()
+    query = urlencode({"query": f'cid:="{batch.cid}"'})
+    _, _, body = _request(batch.server, "GET", f"/select/logsql/query?{query}")
+    assert "a\u2028b\x85c".encode() in body and body.count(b"\n") == 1
+    assert batch.messages() == ["a\u2028b\x85c"]
+
+
 # -- time -----------------------------------------------------------------------------------------
 
 

@@ -154,9 +154,10 @@ class Server:
         status, body = _get(f"{self.url}/select/logsql/query?{args}", 30, self.cafile)
         if status != 200:
             raise RuntimeError(f"query {logsql!r} on {self.url}: HTTP {status} {body[:300]!r}")
-        # Invalid UTF-8 that was stored comes back as it was sent.
-        text = body.decode("utf-8", "replace")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        # One row per b"\n" (str.splitlines would also split at U+2028, U+0085...), decoded
+        # leniently: invalid UTF-8 that was stored comes back as it was sent.
+        lines = body.split(b"\n")
+        return [json.loads(line.decode("utf-8", "replace")) for line in lines if line.strip()]
 
     def rows(self, logsql: str) -> list[dict[str, str]]:
         """Flush, then query: every row stored so far that matches, oldest first."""
