@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/src
 
-.PHONY: demo test lint typecheck unit bench layer wheel clean
+.PHONY: demo test lint typecheck unit bench layer wheel clean victorialogs
 
 $(STAMP): requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): requirements-dev.txt
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# The pinned real VictoriaLogs the tests and the demo run: $$VLHOOK_VICTORIALOGS_BIN, else
+# victoria-logs on PATH, else built once with `go install` into .cache/victorialogs/.
+victorialogs:
+	$(PYTHON) tests/victorialogs.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,17 +1,22 @@
 """`make demo`: run examples/app.py, then the Lambda handler in examples/lambda/ under the real
 awslambdaric and a local Runtime API, under vlhook, and show what arrived.
 
-Without VICTORIALOGS_URL a local receiver (`vlhook listen`, in this process) stands in for
-VictoriaLogs and prints every entry as it arrives. With VICTORIALOGS_URL set, the entries go
-to that server and the demo reads them back with a LogsQL query.
+With VICTORIALOGS_URL set, the entries go to that server. Without it, the demo starts a real
+VictoriaLogs on a free loopback port (the pinned release that tests/victorialogs.py finds or
+builds) and stops it at the end, unless `--keep` (or VLHOOK_DEMO_KEEP=1) leaves it running to be
+explored in its web UI. Either way the demo reads the entries back with a LogsQL query. Only
+when no VictoriaLogs can be had does a local receiver (`vlhook listen`, in this process) stand in,
+and the demo says so.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -19,6 +24,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # victorialogs.py, lambda_runtime.py
 APP = REPO / "examples" / "app.py"
 LAMBDA_EVENTS = [
     {"name": "ann", "threads": 2, "json": True, "order_id": 1},
@@ -59,7 +65,6 @@ def summarise(rows: list[dict[str, str]]) -> None:
 
 def run_lambda(url: str, run_id: str) -> list[str]:
     """Two invocations of the sample handler under the real awslambdaric; their request ids."""
-    sys.path.insert(0, str(REPO / "tests"))
     from lambda_runtime import RuntimeApi
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -92,11 +97,12 @@ def summarise_lambda(rows: list[dict[str, str]], request_ids: list[str]) -> None
             print(f"{row['level']:8} cold_start={row.get('cold_start')}  {line}")
 
 
-def demo_local() -> int:
+def demo_receiver(reason: str) -> int:
     from vlhook._listen import Receiver
 
     with Receiver(echo=None) as receiver:
-        print(f"no VICTORIALOGS_URL: started a local receiver at {receiver.url}\n")
+        print(f"no VictoriaLogs to be had ({reason});")
+        print(f"falling back to vlhook's local receiver at {receiver.url} (not a database)\n")
         run_id = uuid.uuid4().hex[:12]
         result = run_app(receiver.url, run_id)
         show_program_output(result)
@@ -112,31 +118,60 @@ def demo_local() -> int:
     return 0 if len(rows) >= 12 and lambda_ok else 1
 
 
-def demo_remote(url: str) -> int:
-    run_id = uuid.uuid4().hex[:12]
-    show_program_output(run_app(url, run_id))
-    base = url.split(",", maxsplit=1)[0].rstrip("/")
-    query = urllib.parse.urlencode({"query": f"demo_run:{run_id}", "limit": "100"})
+def stored(base: str, logsql: str, count: int) -> list[dict[str, str]]:
+    """Rows matching `logsql`, once at least `count` are searchable (bounded wait)."""
+    query = urllib.parse.urlencode({"query": f"{logsql} | sort by (_time)", "limit": "1000"})
     rows: list[dict[str, str]] = []
-    for _ in range(20):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         urllib.request.urlopen(f"{base}/internal/force_flush", timeout=5).read()
         with urllib.request.urlopen(f"{base}/select/logsql/query?{query}", timeout=10) as r:
             rows = [json.loads(line) for line in r.read().splitlines() if line.strip()]
-        if len(rows) >= 12:
+        if len(rows) >= count:
             break
-        time.sleep(0.5)
+        time.sleep(0.3)
+    return rows
+
+
+def demo_server(url: str) -> int:
+    run_id = uuid.uuid4().hex[:12]
+    show_program_output(run_app(url, run_id))
+    base = url.split(",", maxsplit=1)[0].rstrip("/")
+    rows = stored(base, f"demo_run:{run_id}", 12)
     summarise(rows)
     request_ids = run_lambda(url, run_id)
-    time.sleep(1.5)  # rows become searchable about a second after they are stored
-    urllib.request.urlopen(f"{base}/internal/force_flush", timeout=5).read()
-    query = urllib.parse.urlencode({"query": f"demo_run:{run_id} aws_request_id:*", "limit": "100"})
-    with urllib.request.urlopen(f"{base}/select/logsql/query?{query}", timeout=10) as r:
-        lambda_rows = [json.loads(line) for line in r.read().splitlines() if line.strip()]
+    lambda_rows = stored(base, f"demo_run:{run_id} aws_request_id:*", len(request_ids))
     summarise_lambda(lambda_rows, request_ids)
-    print(f"\nsee them in the UI: {base}/select/vmui/?query=demo_run:{run_id}")
+    print(f"\nread back from VictoriaLogs with the LogsQL query:  demo_run:{run_id}")
+    print(f"web UI: {base}/select/vmui/   (paste the query there)")
     return 0 if len(rows) >= 12 and lambda_rows else 1
+
+
+def demo_local(keep: bool) -> int:
+    import victorialogs
+
+    try:
+        binary = victorialogs.binary()
+    except victorialogs.Unavailable as exc:
+        return demo_receiver(str(exc))
+    workdir = Path(tempfile.mkdtemp(prefix="vlhook-demo-"))
+    server = victorialogs.VictoriaLogs(binary, workdir, outlive=keep).start()
+    assert server.proc is not None
+    print(f"started VictoriaLogs {victorialogs.VERSION} ({binary}) at {server.url}, "
+          f"pid {server.proc.pid}, data in {workdir}\n")  # fmt: skip
+    try:
+        return demo_server(server.url)
+    finally:
+        if keep:
+            print(f"\nVictoriaLogs keeps running at {server.url}: stop it with  "
+                  f"kill {server.proc.pid}")  # fmt: skip
+        else:
+            server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+            print("\nstopped VictoriaLogs (--keep or VLHOOK_DEMO_KEEP=1 leaves it running)")
 
 
 if __name__ == "__main__":
     target = os.environ.get("VICTORIALOGS_URL", "")
-    sys.exit(demo_remote(target) if target else demo_local())
+    keep = "--keep" in sys.argv[1:] or os.environ.get("VLHOOK_DEMO_KEEP") == "1"
+    sys.exit(demo_server(target) if target else demo_local(keep))

@@ -1,18 +1,16 @@
-"""Shared test harness: real interpreters with the drop-in, and a sink to ship to.
+"""Shared test harness: real interpreters with the drop-in, and real VictoriaLogs to ship to.
 
-The sink is `vlhook listen`'s in-process Receiver, or a real VictoriaLogs when
-VLHOOK_TEST_VICTORIALOGS_URL is set (entries are then found by a per-test `test_id` field).
+`sink` ships to one VictoriaLogs shared by the session (started here from the pinned binary that
+tests/victorialogs.py finds or builds; or the server VLHOOK_TEST_VICTORIALOGS_URL names) and reads
+back what it stored. `vl_node` and `vl_cluster` start servers of a test's own, to break them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,8 @@ from typing import Any, Optional, Union
 
 import pytest
 
+import victorialogs
+from victorialogs import Cluster, Server, VictoriaLogs
 from vlhook import _diag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,12 +138,17 @@ def script(tmp_path: Path) -> Any:
 
 
 class Sink:
-    """Where test programs ship to, and what arrived there."""
+    """Where test programs ship to (a real VictoriaLogs), and what it stored for this test.
 
-    def __init__(self, url: str, spool: Path, receiver: Any = None) -> None:
-        self.url = url
-        self.receiver = receiver
+    Every entry a program ships through `env()` carries this test's `test_id`, so tests can
+    share one server: what a test reads back is only its own rows.
+    """
+
+    def __init__(self, server: Server, spool: Path, *, lag: float = 0.0) -> None:
+        self.server = server
+        self.url = server.url
         self.spool = spool
+        self.lag = lag  # how long after a 200 a row may still become visible (cluster: ~1 s)
         self.test_id = uuid.uuid4().hex[:16]
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -158,50 +163,102 @@ class Sink:
         return env
 
     def entries(self, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
-        """Wait (bounded) until at least `count` entries of this test arrived; return them all."""
-        if self.receiver is not None:
-            rows = self.receiver.wait_for(count, timeout=timeout)
-            return [r for r in rows if r.get("test_id") == self.test_id]
-        return self._query(count, timeout)
+        """Wait (bounded) until the server stored at least `count` entries of this test; return
+        them all, oldest first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.server.rows(f'test_id:="{self.test_id}"')
+            if len(rows) >= count or time.monotonic() >= deadline:
+                return rows
+            time.sleep(0.1)
 
     def settle(self, count: int, timeout: float = 10.0, quiet: float = 0.3) -> list[dict[str, str]]:
-        """Entries once `count` arrived and nothing more came for `quiet` seconds (to prove
+        """Entries once `count` are stored and nothing more came for `quiet` seconds (to prove
         that no duplicate follows)."""
         rows = self.entries(count, timeout)
-        time.sleep(quiet)
+        time.sleep(quiet + self.lag)
         return self.entries(len(rows), timeout)
 
-    def _query(self, count: int, timeout: float) -> list[dict[str, str]]:
-        base = self.url.rstrip("/")
-        deadline = time.monotonic() + timeout
-        rows: list[dict[str, str]] = []
-        while time.monotonic() < deadline:
-            urllib.request.urlopen(f"{base}/internal/force_flush", timeout=5).read()
-            query = urllib.parse.urlencode(
-                {"query": f"test_id:{self.test_id} | sort by (_time)", "limit": "1000000"}
-            )
-            with urllib.request.urlopen(f"{base}/select/logsql/query?{query}", timeout=10) as r:
-                rows = [json.loads(line) for line in r.read().splitlines() if line.strip()]
-            if len(rows) >= count:
-                return rows
-            time.sleep(0.2)
-        return rows
+
+def _victorialogs_required() -> bool:
+    """In CI (or when asked) a missing VictoriaLogs fails the tests that need it."""
+    return (
+        os.environ.get("CI", "").lower() in ("true", "1")
+        or os.environ.get("VLHOOK_REQUIRE_VICTORIALOGS") == "1"
+    )
+
+
+NEEDS_VICTORIALOGS = "real VictoriaLogs needed: "
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Report every skip for want of VictoriaLogs at one place, so `-ra` folds them into one
+    line with one reason (pytest would list each test's own location)."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and NEEDS_VICTORIALOGS in longrepr[2]:
+        report.longrepr = (__file__, None, longrepr[2])
+
+
+@pytest.fixture(scope="session")
+def victorialogs_bin(pytestconfig: pytest.Config) -> Path:
+    """The real VictoriaLogs binary, found or built once (the build's progress is shown).
+    Without one: the tests that need it fail in CI, and are skipped elsewhere."""
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    try:
+        with capture.global_and_fixture_disabled():
+            return victorialogs.binary()
+    except victorialogs.Unavailable as exc:
+        reason = f"{NEEDS_VICTORIALOGS}{exc}"
+        if _victorialogs_required():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def victorialogs_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real VictoriaLogs shared by the whole session (tests tell their rows apart by
+    `test_id`), or the server VLHOOK_TEST_VICTORIALOGS_URL names."""
+    external = os.environ.get("VLHOOK_TEST_VICTORIALOGS_URL")
+    if external:
+        yield Server(external)
+        return
+    binary = request.getfixturevalue("victorialogs_bin")
+    with VictoriaLogs(binary, tmp_path_factory.mktemp("victorialogs")) as server:
+        yield server
+
+
+@pytest.fixture
+def vl_node(victorialogs_bin: Path, tmp_path: Path) -> Iterator[VictoriaLogs]:
+    """A VictoriaLogs of this test's own, to freeze, restart or stop."""
+    with VictoriaLogs(victorialogs_bin, tmp_path / "victorialogs") as node:
+        yield node
+
+
+@pytest.fixture
+def vl_cluster(victorialogs_bin: Path, tmp_path: Path) -> Iterator[Cluster]:
+    """2 storage nodes behind 2 insert/select nodes, for this test only."""
+    with Cluster(victorialogs_bin, tmp_path / "cluster") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def sink(victorialogs_server: Server, tmp_path: Path) -> Sink:
+    return Sink(victorialogs_server, tmp_path / "spool")
 
 
 @pytest.fixture
 def receiver() -> Iterator[Any]:
+    """`vlhook listen`'s in-process receiver: only for tests about `listen` itself or that must
+    see the raw requests."""
     from vlhook._listen import Receiver
 
     with Receiver() as r:
         yield r
-
-
-@pytest.fixture
-def sink(receiver: Any, tmp_path: Path) -> Sink:
-    real = os.environ.get("VLHOOK_TEST_VICTORIALOGS_URL")
-    if real:
-        return Sink(real, tmp_path / "spool")
-    return Sink(receiver.url, tmp_path / "spool", receiver)
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,26 @@
-"""A fault-injecting HTTP front for the receiver: each request takes the next fault of a plan
-(then `pass` forever). Faults: pass, reset (RST after part of the body), delay:S, status:N[:S]
-(answer N with Retry-After S, store nothing), close (answer, then close the kept-alive
-connection as an idle server would), stall (read the request, never answer)."""
+"""Fronts for a server that break the client's view of it.
+
+`FaultProxy`: an HTTP front where each request takes the next fault of a plan (then `pass`
+forever), and every request is recorded (time, path, headers, body). Faults: pass, reset (RST
+after reading the request), delay:S, status:N[:S] (answer N with Retry-After S, store nothing),
+close (answer, then close the kept-alive connection as an idle server would), stall (read the
+request, never answer).
+
+`CutProxy`: a TCP pass-through that can be cut (every connection dropped, the port refusing)
+and restored on the same port: a node that is lost and comes back, as the client sees it.
+"""
 
 from __future__ import annotations
 
+import gzip
 import http.client
+import json
 import socket
 import socketserver
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -21,6 +31,7 @@ class FaultProxy:
         self.plan = list(plan)
         self.stall_s = stall_s
         self.log: list[tuple[float, str]] = []  # (time, fault) per request
+        self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         proxy = self
@@ -49,10 +60,11 @@ class FaultProxy:
     def faults(self) -> list[str]:
         return [fault for _, fault in self.log]
 
-    def _next_fault(self) -> str:
+    def _next_fault(self, request: Request) -> str:
         with self._lock:
             fault = self.plan.pop(0) if self.plan else "pass"
-            self.log.append((time.monotonic(), fault))
+            self.log.append((request.received, fault))
+            self.requests.append(request)
             return fault
 
     def _serve(self, conn: socket.socket) -> None:
@@ -62,11 +74,11 @@ class FaultProxy:
             request = _read_request(reader)
             if request is None:
                 return
-            fault = self._next_fault()
+            fault = self._next_fault(request)
             if not self._apply(conn, fault, request):
                 return
 
-    def _apply(self, conn: socket.socket, fault: str, request: dict[str, Any]) -> bool:
+    def _apply(self, conn: socket.socket, fault: str, request: Request) -> bool:
         """Returns whether the connection stays open."""
         kind, _, arg = fault.partition(":")
         if kind == "reset":
@@ -91,20 +103,35 @@ class FaultProxy:
         conn.sendall(f"HTTP/1.1 {status} OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         return kind != "close"
 
-    def _forward(self, request: dict[str, Any]) -> tuple[int, bytes]:
+    def _forward(self, request: Request) -> tuple[int, bytes]:
         upstream = http.client.HTTPConnection(
             self.upstream.hostname or "127.0.0.1", self.upstream.port, timeout=30
         )
         try:
-            upstream.request(request["method"], request["path"], request["body"],
-                             request["headers"])  # fmt: skip
+            upstream.request(request.method, request.path, request.body, request.headers)
             response = upstream.getresponse()
             return response.status, response.read()
         finally:
             upstream.close()
 
 
-def _read_request(reader: Any) -> Optional[dict[str, Any]]:
+@dataclass
+class Request:
+    received: float  # time.monotonic()
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The JSON lines the request carried."""
+        body = self.body
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def _read_request(reader: Any) -> Optional[Request]:
     try:
         line = reader.readline()
         if not line:
@@ -121,4 +148,91 @@ def _read_request(reader: Any) -> Optional[dict[str, Any]]:
         body = reader.read(length) if length else b""
     except (OSError, ValueError):
         return None
-    return {"method": method, "path": path, "headers": headers, "body": body}
+    return Request(time.monotonic(), method, path, headers, body)
+
+
+class CutProxy:
+    """Bytes pass both ways between a client and `upstream` ("host:port") until `cut()`."""
+
+    def __init__(self, upstream: str) -> None:
+        host, _, port = upstream.rpartition(":")
+        self.upstream = (host, int(port))
+        self.connections = 0  # accepted since the start
+        self._listener: Optional[socket.socket] = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.port = self._listen(0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _listen(self, port: int) -> int:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self.connections += 1
+                self._open.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                self._drop(sock)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        """Refuse new connections and drop every open one, both ways."""
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            self._drop(sock)
+
+    def restore(self) -> None:
+        """Accept connections again, on the same port."""
+        if self._listener is None:
+            self._listen(self.port)
+
+    def __enter__(self) -> CutProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cut()

@@ -27,11 +27,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_check_succeeds_against_a_receiver(receiver: Any) -> None:
-    result = _vlhook("check", env={"VICTORIALOGS_URL": receiver.url})
+def test_check_succeeds_against_a_real_server(vl_node: Any) -> None:
+    result = _vlhook("check", env={"VICTORIALOGS_URL": vl_node.url})
     assert result.returncode == 0, result.stdout
     assert "probe accepted (HTTP 200)" in result.stdout and result.stdout.rstrip().endswith("OK")
-    assert any("vlhook check probe" in r["_msg"] for r in receiver.wait_for(1))
+    assert "probe read back: stored and searchable" in result.stdout
+    (probe,) = vl_node.rows("*")  # a server of this test's own: the probe is all it stored
+    assert probe["_msg"].startswith("vlhook check probe") and probe["stream"] == "vlhook"
 
 
 def test_check_fails_plainly_when_unreachable() -> None:
@@ -42,9 +44,9 @@ def test_check_fails_plainly_when_unreachable() -> None:
     assert "hunter2" not in result.stdout + result.stderr
 
 
-def test_check_shows_the_servers_refusal(receiver: Any) -> None:
+def test_check_shows_the_servers_refusal(sink: Any) -> None:
     result = _vlhook(
-        "check", env={"VICTORIALOGS_URL": receiver.url, "VICTORIALOGS_HEADERS": "AccountID=x"}
+        "check", env={"VICTORIALOGS_URL": sink.url, "VICTORIALOGS_HEADERS": "AccountID=x"}
     )
     assert result.returncode == 1 and "HTTP 400" in result.stdout
 
@@ -54,21 +56,22 @@ def test_check_without_url_says_not_active() -> None:
     assert result.returncode == 2 and "not active" in result.stdout
 
 
-def test_spool_status_and_replay(receiver: Any, tmp_path: Path) -> None:
-    spool = tmp_path / "spool"
+def test_spool_status_and_replay(sink: Any) -> None:
+    spool = sink.spool
     spool.mkdir(mode=0o700)
-    (spool / "00000000000000000001-1-0.jsonl").write_bytes(b'{"_msg":"kept on disk"}\n')
-    env = {"VICTORIALOGS_URL": receiver.url, "VICTORIALOGS_SPOOL_DIR": str(spool)}
+    line = f'{{"_msg":"kept on disk","test_id":"{sink.test_id}"}}\n'.encode()
+    (spool / "00000000000000000001-1-0.jsonl").write_bytes(line)
+    env = sink.env()
     status = _vlhook("spool", "status", env=env)
-    assert re.search(r": 1 files, 24 bytes", status.stdout), status.stdout
+    assert re.search(rf": 1 files, {len(line)} bytes", status.stdout), status.stdout
     replay = _vlhook("spool", "replay", env=env)
     assert replay.returncode == 0 and "replayed 1 entries; 0 files left" in replay.stdout
-    assert messages(receiver.wait_for(1)) == ["kept on disk"]
+    assert messages(sink.settle(1)) == ["kept on disk"]
 
 
 def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
-    """`vlhook listen`, active (the drop-in) with VICTORIALOGS_URL pointing at itself, must not
-    feed on its output."""
+    """`vlhook listen` with VICTORIALOGS_URL pointing at itself must not feed on its output.
+    (A test of `listen` itself: no VictoriaLogs involved.)"""
     port = _free_port()
     env = base_env()
     env.update(PYTHONPATH=os.pathsep.join([str(DROPIN), str(SRC)]),

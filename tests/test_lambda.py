@@ -1,5 +1,6 @@
 """The real awslambdaric (`python -m awslambdaric handler.handler`) against a local Runtime API
-and the receiver: every invocation's entries arrive before the next request, tagged with it."""
+and a real VictoriaLogs: every invocation's entries arrive before the next request, tagged with
+it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import pytest
 
-from conftest import DROPIN, REPO, base_env, venv_with
+from conftest import DROPIN, REPO, Sink, base_env, venv_with
+from fault_proxy import CutProxy, FaultProxy
 from lambda_runtime import Invocation, RuntimeApi
 
 HANDLER_DIR = REPO / "examples" / "lambda"
@@ -37,8 +39,6 @@ def run_runtime(
         AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
         AWS_LAMBDA_LOG_GROUP_NAME="/aws/lambda/orders",
         AWS_LAMBDA_LOG_STREAM_NAME="stream",
-        # Only the end-of-invocation flush may deliver: the timer would hide a missing flush.
-        VICTORIALOGS_FLUSH_INTERVAL_MS="600000",
     )
     full.update(env)
     if pythonpath:
@@ -49,12 +49,18 @@ def run_runtime(
     )  # fmt: skip
 
 
-def arrival_times(receiver: Any) -> list[float]:
-    """For each stored row (arrival order), when the request that carried it arrived."""
-    times: list[float] = []
-    for info in receiver.requests:
-        if info.path == "/insert/jsonline":
-            times.extend([info.received] * info.lines_stored)
+def ship_to(sink: Sink, **extra: str) -> dict[str, str]:
+    # Only the end-of-invocation flush may deliver: the timer would hide a missing flush.
+    return sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="600000", **extra)
+
+
+def arrival_times(proxy: FaultProxy) -> dict[str, list[float]]:
+    """For each aws_request_id, when the requests that carried its entries arrived."""
+    times: dict[str, list[float]] = {}
+    for request in proxy.requests:
+        if request.path.startswith("/insert/jsonline"):
+            for line in request.lines():
+                times.setdefault(line.get("aws_request_id", ""), []).append(request.received)
     return times
 
 
@@ -62,29 +68,27 @@ def rows_of(rows: list[dict[str, str]], invocation: Invocation) -> list[dict[str
     return [r for r in rows if r.get("aws_request_id") == invocation.request_id]
 
 
-def test_each_invocation_is_delivered_between_response_and_next(
-    receiver: Any, tmp_path: Path
-) -> None:
-    with RuntimeApi() as api:
+def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> None:
+    # The proxy records when each request reached the server; the rows are read back from it.
+    with RuntimeApi() as api, FaultProxy(sink.url, []) as proxy:
         first = api.add({"name": "ann", "threads": 2, "json": True, "order_id": 1}, trace_id=TRACE)
         second = api.add(
             {"name": "bob", "fail": True}, client_context={"custom": {"trace_id": "t-42"}}
         )
         traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         third = api.add({"name": "cid"}, client_context={"w3c": {"traceparent": traceparent}})
-        result = run_runtime(api, {"VICTORIALOGS_URL": receiver.url,
-                                   "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
+        result = run_runtime(api, ship_to(sink, VICTORIALOGS_URL=proxy.url))
     assert result.returncode == 1  # the Runtime API went away after the last event
     assert json.loads(first.response or b"") == {"ok": True, "name": "ann"}
     assert b"cannot process bob" in (second.error or b"")  # the runtime still reports the error
-    rows = receiver.entries()
-    arrived = arrival_times(receiver)
-    assert len(arrived) == len(rows)
+    arrived = arrival_times(proxy)
+    sent = sum(len(times) for times in arrived.values())
+    rows = sink.settle(sent)
+    assert len(rows) == sent  # each line sent was stored once
 
     # Order: every row of invocation i arrived after its response, before the next /next.
     for index, invocation in enumerate((first, second, third)):
-        times = [arrived[i] for i, r in enumerate(rows)
-                 if r.get("aws_request_id") == invocation.request_id]  # fmt: skip
+        times = arrived.get(invocation.request_id)
         assert times, f"nothing arrived for invocation {index}"
         assert invocation.answered <= min(times)
         assert max(times) <= api.next_calls[index + 1]
@@ -122,19 +126,18 @@ def test_each_invocation_is_delivered_between_response_and_next(
         assert [r["_msg"] for r in rows_of(rows, invocation)].count("processing order") == 1
 
 
-def test_json_log_format_records_once_with_runtime_keys(receiver: Any, tmp_path: Path) -> None:
+def test_json_log_format_records_once_with_runtime_keys(sink: Sink) -> None:
     with RuntimeApi() as api:
         only = api.add({"name": "dee", "order_id": 9})
-        run_runtime(api, {"VICTORIALOGS_URL": receiver.url, "AWS_LAMBDA_LOG_FORMAT": "JSON",
-                          "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
-    rows = rows_of(receiver.entries(), only)
+        run_runtime(api, ship_to(sink, AWS_LAMBDA_LOG_FORMAT="JSON"))
+    rows = rows_of(sink.settle(1), only)
     records = [r for r in rows if r["_msg"] == "processing order"]
     assert len(records) == 1
     assert records[0]["order_id"] == "9" and records[0]["level"] == "INFO"
     assert records[0].get("requestId") == only.request_id  # the runtime's JSON keys, merged
 
 
-def test_powertools_logger_keys_kept_and_once(receiver: Any, tmp_path: Path) -> None:
+def test_powertools_logger_keys_kept_and_once(sink: Sink, tmp_path: Path) -> None:
     pytest.importorskip("aws_lambda_powertools")
     (tmp_path / "pt.py").write_text(
         "from aws_lambda_powertools import Logger\n"
@@ -146,51 +149,37 @@ def test_powertools_logger_keys_kept_and_once(receiver: Any, tmp_path: Path) -> 
     )
     with RuntimeApi() as api:
         only = api.add({})
-        result = run_runtime(api, {"VICTORIALOGS_URL": receiver.url,
-                                   "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")},
-                             handler="pt.handler", cwd=tmp_path)  # fmt: skip
+        result = run_runtime(api, ship_to(sink), handler="pt.handler", cwd=tmp_path)
     assert only.response == b'"ok"', result.stderr
-    rows = [r for r in rows_of(receiver.entries(), only) if r["_msg"] == "charged"]
+    rows = [r for r in rows_of(sink.settle(1), only) if r["_msg"] == "charged"]
     assert len(rows) == 1
     row = rows[0]
     assert row["service"] == "payments" and row["amount"] == "3"
     assert row["function_request_id"] == only.request_id and row["cold_start"] == "true"
 
 
-def test_server_down_during_an_invocation_is_spooled_then_delivered(
-    tmp_path: Path,
-) -> None:
-    import socket
-
-    from vlhook._listen import Receiver
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    receiver = Receiver(port=port)
-
-    with RuntimeApi() as api:
+def test_server_down_during_an_invocation_is_spooled_then_delivered(sink: Sink) -> None:
+    # The server is unreachable (its port refuses) until just before invocation 2.
+    address = sink.url.removeprefix("http://")
+    with RuntimeApi() as api, CutProxy(address) as proxy:
+        proxy.cut()
         first = api.add({"name": "down"})
         second = api.add({"name": "up"})
-        api.before_serving = {1: receiver.start}  # the server comes back before invocation 2
-        run_runtime(api, {"VICTORIALOGS_URL": f"http://127.0.0.1:{port}",
-                          "VICTORIALOGS_EXIT_TIMEOUT_MS": "500",
-                          "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
-    try:
-        rows = receiver.entries()
-        assert "hello down" in [r["_msg"] for r in rows_of(rows, first)]
-        assert "hello up" in [r["_msg"] for r in rows_of(rows, second)]
-        assert not list((tmp_path / "spool").glob("*.jsonl*"))
-    finally:
-        receiver.stop()
+        api.before_serving = {1: proxy.restore}
+        run_runtime(api, ship_to(sink, VICTORIALOGS_URL=proxy.url,
+                                 VICTORIALOGS_EXIT_TIMEOUT_MS="500"))  # fmt: skip
+    rows = sink.settle(2)
+    down = [r["_msg"] for r in rows_of(rows, first)]
+    assert down.count("hello down") == 1
+    assert [r["_msg"] for r in rows_of(rows, second)].count("hello up") == 1
+    assert not list(sink.spool.glob("*.jsonl*"))
 
 
-def test_multi_concurrency_workers_capture_and_ship(receiver: Any, tmp_path: Path) -> None:
+def test_multi_concurrency_workers_capture_and_ship(sink: Sink) -> None:
     with RuntimeApi(linger=0.5) as api:
         invocations = [api.add({"name": f"w{i}"}) for i in range(4)]
-        run_runtime(api, {"VICTORIALOGS_URL": receiver.url, "AWS_LAMBDA_MAX_CONCURRENCY": "2",
-                          "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")})  # fmt: skip
-    rows = receiver.entries()
+        run_runtime(api, ship_to(sink, AWS_LAMBDA_MAX_CONCURRENCY="2"))
+    rows = sink.settle(4)
     for invocation in invocations:
         mine = [r["_msg"] for r in rows_of(rows, invocation)]
         assert f"hello {invocation.event['name']}" in mine
@@ -206,16 +195,12 @@ def venv_with_wheel(vlhook_wheel: Path, tmp_path_factory: pytest.TempPathFactory
     return venv_with(tmp_path_factory.mktemp("lambda-venv"), vlhook_wheel, "awslambdaric", "orjson")
 
 
-def test_installed_pth_activates_under_awslambdaric(
-    receiver: Any, tmp_path: Path, venv_with_wheel: Path
-) -> None:
+def test_installed_pth_activates_under_awslambdaric(sink: Sink, venv_with_wheel: Path) -> None:
     with RuntimeApi() as api:
         first, second = api.add({"name": "pth"}), api.add({"name": "again"})
-        result = run_runtime(api, {"VICTORIALOGS_URL": receiver.url,
-                                   "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")},
-                             pythonpath=None, python=str(venv_with_wheel))  # fmt: skip
+        result = run_runtime(api, ship_to(sink), pythonpath=None, python=str(venv_with_wheel))
     assert first.response, result.stderr.decode()[-2000:]
-    rows = receiver.entries()
+    rows = sink.settle(2)
     for invocation in (first, second):
         mine = [r["_msg"] for r in rows_of(rows, invocation)]
         assert f"hello {invocation.event['name']}" in mine

@@ -48,15 +48,14 @@ def opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return opt
 
 
-def _run(opt: Path, api: RuntimeApi, url: str, tmp: Path, wrapped: bool, pythonpath: str) -> Any:
+def _run(opt: Path, api: RuntimeApi, sink: Any, tmp: Path, wrapped: bool, pythonpath: str) -> Any:
     bootstrap = tmp / "bootstrap.py"
     bootstrap.write_text(BOOTSTRAP)
     env = base_env()
     env.update(
         AWS_LAMBDA_RUNTIME_API=api.address, AWS_LAMBDA_FUNCTION_NAME="orders",
         LAMBDA_TASK_ROOT=str(REPO / "examples" / "lambda"), _HANDLER="handler.handler",
-        TEST_OPT=str(opt), VICTORIALOGS_URL=url, VICTORIALOGS_SPOOL_DIR=str(tmp / "spool"),
-        VICTORIALOGS_FLUSH_INTERVAL_MS="600000",
+        TEST_OPT=str(opt), **sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="600000"),
     )  # fmt: skip
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -79,14 +78,14 @@ def test_layer_layout(opt: Path) -> None:
     ids=["pth", "wrapper", "wrapper_with_function_pythonpath"],
 )
 def test_layer_activates_under_the_managed_bootstrap(
-    opt: Path, receiver: Any, tmp_path: Path, wrapped: bool, pythonpath: str
+    opt: Path, sink: Any, tmp_path: Path, wrapped: bool, pythonpath: str
 ) -> None:
     with RuntimeApi() as api:
         first = api.add({"name": "layer"})
         second = api.add({"name": "again"})
-        result = _run(opt, api, receiver.url, tmp_path, wrapped, pythonpath)
+        result = _run(opt, api, sink, tmp_path, wrapped, pythonpath)
     assert first.response and second.response, result.stderr.decode()
-    rows = receiver.entries()
+    rows = sink.settle(2)
     for invocation in (first, second):
         mine = [r["_msg"] for r in rows if r.get("aws_request_id") == invocation.request_id]
         assert f"hello {invocation.event['name']}" in mine
@@ -96,11 +95,11 @@ def test_layer_activates_under_the_managed_bootstrap(
 
 
 def test_function_pythonpath_without_wrapper_is_not_captured(
-    opt: Path, receiver: Any, tmp_path: Path
+    opt: Path, sink: Any, tmp_path: Path
 ) -> None:
     """Documented limit: with PYTHONPATH set, the runtime skips /opt/python and its .pth."""
     with RuntimeApi() as api:
         only = api.add({"name": "skipped"})
-        _run(opt, api, receiver.url, tmp_path, wrapped=False, pythonpath="/nonexistent")
+        _run(opt, api, sink, tmp_path, wrapped=False, pythonpath="/nonexistent")
     assert only.response
-    assert receiver.entries() == []
+    assert sink.entries(0, timeout=0) == []

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import DROPIN, SRC, base_env, messages, run_python
+from victorialogs import VictoriaLogs
 
 
 def _start(path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -115,44 +117,33 @@ def test_os_exit(script: Any, sink: Any, option: str) -> None:
         assert sink.entries(0, timeout=0.5) == []  # by contract: no flush, documented
 
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """An HTTPS receiver with a self-signed certificate for 127.0.0.1."""
-    import ssl
-
-    from vlhook._listen import Receiver
-
-    folder = tmp_path_factory.mktemp("tls")
-    key, cert = folder / "key.pem", folder / "cert.pem"
+@pytest.fixture
+def tls_server(victorialogs_bin: Path, tmp_path: Path) -> Iterator[VictoriaLogs]:
+    """A real VictoriaLogs serving https with a self-signed certificate for 127.0.0.1."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
          "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    receiver = Receiver().start()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    server = receiver._server  # wrap the listening socket: same receiver, over TLS
-    assert server is not None
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    yield receiver, cert
-    receiver.stop()
+    with VictoriaLogs(victorialogs_bin, tmp_path / "victorialogs", tls=(cert, key)) as server:
+        yield server
 
 
-def test_bad_certificate_is_a_clear_error(tls_server: Any) -> None:
-    receiver, cert = tls_server
-    url = receiver.url.replace("http://", "https://")
+def test_bad_certificate_is_a_clear_error(tls_server: VictoriaLogs) -> None:
     env = base_env()
-    env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=url)
+    env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=tls_server.url)
     result = subprocess.run([sys.executable, "-m", "vlhook", "check"], env=env,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 1
     assert "TLS certificate" in result.stdout and "VICTORIALOGS_CA_BUNDLE" in result.stdout
-    env["VICTORIALOGS_CA_BUNDLE"] = str(cert)
+    assert tls_server.rows("*") == []
+    env["VICTORIALOGS_CA_BUNDLE"] = str(tls_server.cafile)
     trusted = subprocess.run([sys.executable, "-m", "vlhook", "check"], env=env,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert trusted.returncode == 0, trusted.stdout
+    assert len(tls_server.rows("*")) == 1  # the probe, stored
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="the fork warning exists since 3.12")

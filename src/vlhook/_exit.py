@@ -94,6 +94,8 @@ class ExitRun:
         self.work_deadline = request.deadline - self.reserve
         self.finished = False
         self._base = sender.stats.as_dict()
+        assert sender.spool is not None
+        self._own_before = set(sender.spool.own)  # spool files of this process before the exit
         self._raw: Optional[CaptureFile] = None
         self._reported: set[int] = set()  # batches reported as in a request under way
         self._late_lock = _thread.allocate_lock()
@@ -244,7 +246,11 @@ class ExitRun:
         now, base = sender.stats.as_dict(), self._base
         report = ExitReport()
         report.delivered = _delta(now, base, "shipped")
-        report.spooled = _delta(now, base, "spooled")
+        # What this exit wrote to the spool and is still there (the cap may evict some again).
+        assert sender.spool is not None
+        own = sender.spool.own
+        report.spooled = sum(own[name] for name in own if name not in self._own_before)
+        report.spooled += self._raw.lines if self._raw is not None else 0
         report.in_flight = _delta(now, base, "in_flight")
         dropped_now, dropped_base = now["dropped"], base["dropped"]
         assert isinstance(dropped_now, dict) and isinstance(dropped_base, dict)
