@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from vlhook._client import Client, Health, Outcome
 from vlhook._config import Config
-from vlhook._encode import Encoder, constant_fields
+from vlhook._delivery.client import Client, Health, Outcome
+from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import Entry
 from vlhook._stats import Stats
 from vlhook._sync import Cancel

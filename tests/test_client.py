@@ -23,10 +23,8 @@ import pytest
 
 from shipping import Shipper
 from vlhook._config import load
-from vlhook._entry import rfc3339
-from vlhook._http import Connection, HttpError
-from vlhook._listen import Receiver
-from vlhook._transport import (
+from vlhook._delivery.http import Connection, HttpError
+from vlhook._delivery.transport import (
     FileTransport,
     HttpTransport,
     gzip_body,
@@ -35,6 +33,8 @@ from vlhook._transport import (
     request_headers,
     retry_after,
 )
+from vlhook._entry import rfc3339
+from vlhook._listen import Receiver
 
 NOW_NS = time.time_ns()
 

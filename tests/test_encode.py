@@ -1,4 +1,4 @@
-"""Tests of `vlhook._encode`: entries become JSON lines, below the server's line limit, with
+"""Tests of `vlhook._delivery.encode`: entries become JSON lines, below the line limit, with
 the constant fields once and the program's own value winning."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, Config, load
-from vlhook._encode import Encoder, constant_fields
+from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import Entry, EntryBuilder, rfc3339
 from vlhook._stats import Stats
 

@@ -11,7 +11,7 @@ from vlhook import _diag
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
-    from typing import Optional
+    from typing import Callable, Optional
 
     from vlhook._config import Config
     from vlhook._sender import Sender
@@ -78,21 +78,29 @@ def _start(source: str) -> Optional[Active]:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
     _imports.when_imported("multiprocessing.util", _lifecycle.hook_multiprocessing)
-    _imports.when_imported(
-        "awslambdaric.lambda_runtime_client", lambda module: _hook_lambda(module, sender, config)
-    )
     _lifecycle.install(sender, config)
+    active = Active(config, stats, sender, source)
+    for library, ours in INTEGRATIONS:
+        _imports.when_imported(library, _integration(ours, active))
     _diag.debug(
         f"active ({source}): sending to {', '.join(e.display for e in config.endpoints)}, "
         f"capturing {','.join(sorted(config.capture))}"
     )
-    return Active(config, stats, sender, source)
+    return active
 
 
-def _hook_lambda(module: ModuleType, sender: Sender, config: Config) -> None:
-    from vlhook import _lambda
+#: Integrations with libraries a program may use: (the module whose import triggers it, ours).
+#: Ours is imported only then, and has `install(module, active)`; see _integrations/.
+INTEGRATIONS = (("awslambdaric.lambda_runtime_client", "vlhook._integrations.awslambda"),)
 
-    _lambda.patch(module, sender, config)
+
+def _integration(ours: str, active: Active) -> Callable[[ModuleType], None]:
+    def install(module: ModuleType) -> None:
+        import importlib
+
+        importlib.import_module(ours).install(module, active)
+
+    return install
 
 
 def _hook_logging(sender: Sender, config: Config) -> None:

@@ -12,8 +12,8 @@ from urllib.request import Request, urlopen
 
 from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
+from vlhook._delivery.transport import HttpTransport, make_transport, request_headers
 from vlhook._stats import Stats
-from vlhook._transport import HttpTransport, make_transport, request_headers
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
 
@@ -90,7 +90,7 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, str]:
 
 
 def spool_command(action: str) -> int:
-    from vlhook._spool import Spool
+    from vlhook._delivery.spool import Spool
 
     config = load()
     _diag.protect(config)
@@ -114,7 +114,7 @@ def spool_command(action: str) -> int:
 
 
 def _replay(config: Config, stats: Stats) -> int:
-    from vlhook._replay import replay_now
+    from vlhook._delivery.replay import replay_now
 
     if not config.active:
         for warning in config.warnings:

@@ -25,9 +25,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-    from vlhook._batch import Batch
     from vlhook._captures import Context, Line
-    from vlhook._replay import CaptureFile
+    from vlhook._delivery.batch import Batch
+    from vlhook._delivery.replay import CaptureFile
     from vlhook._sender import Sender
     from vlhook._sync import ShutdownRequest
 
@@ -167,8 +167,8 @@ class ExitRun:
         sender.close_batch()
 
     def _go_raw(self, lines: list[Line]) -> None:
-        from vlhook._encode import constant_fields
-        from vlhook._replay import CaptureFile
+        from vlhook._delivery.encode import constant_fields
+        from vlhook._delivery.replay import CaptureFile
 
         sender = self.sender
         assert sender.spool is not None

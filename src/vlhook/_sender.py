@@ -30,18 +30,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 
-    from vlhook._batch import Batch, Batcher
     from vlhook._captures import Line
-    from vlhook._client import Outcome
     from vlhook._config import Config
-    from vlhook._encode import Encoder
+    from vlhook._delivery.batch import Batch, Batcher
+    from vlhook._delivery.client import Outcome
+    from vlhook._delivery.encode import Encoder
+    from vlhook._delivery.replay import Replayer
+    from vlhook._delivery.spool import Spool
+    from vlhook._delivery.workers import Worker
     from vlhook._entry import Entry, EntryBuilder
     from vlhook._exit import ExitReport
     from vlhook._lines import LineAssembler
-    from vlhook._replay import Replayer
-    from vlhook._spool import Spool
     from vlhook._stats import Stats
-    from vlhook._workers import Worker
 
 #: Complete lines made into entries together: the entry builder's searches run once per group.
 LINES_PER_STEP = 256
@@ -197,13 +197,13 @@ class Sender:
 
     def _setup(self) -> None:
         """The pipeline's heavier modules load here, on the sender thread."""
-        from vlhook._batch import Batcher
-        from vlhook._encode import Encoder, constant_fields
+        from vlhook._delivery.batch import Batcher
+        from vlhook._delivery.encode import Encoder, constant_fields
+        from vlhook._delivery.replay import Replayer
+        from vlhook._delivery.spool import Spool
+        from vlhook._delivery.workers import make_workers
         from vlhook._entry import EntryBuilder
         from vlhook._lines import LineAssembler
-        from vlhook._replay import Replayer
-        from vlhook._spool import Spool
-        from vlhook._workers import make_workers
 
         config = self.config
         self.assembler = LineAssembler()

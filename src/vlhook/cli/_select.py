@@ -12,7 +12,7 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 from vlhook._config import Config, Endpoint, load
-from vlhook._transport import request_headers
+from vlhook._delivery.transport import request_headers
 from vlhook.cli._diagnose import why_inactive
 
 GATEWAY_DOWN = frozenset({502, 503, 504})

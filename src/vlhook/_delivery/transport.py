@@ -11,7 +11,7 @@ import base64
 import os
 import zlib
 
-from vlhook._http import Connection, HttpError
+from vlhook._delivery.http import Connection, HttpError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time

@@ -9,15 +9,15 @@ from __future__ import annotations
 import _thread
 
 from vlhook import _diag
-from vlhook._client import Client, Health, Outcome
+from vlhook._delivery.client import Client, Health, Outcome
 from vlhook._sync import Cancel, Wakeup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Callable, Optional
 
-    from vlhook._batch import Batch
     from vlhook._config import Config
+    from vlhook._delivery.batch import Batch
     from vlhook._stats import Stats
 
     Done = Callable[["Worker", "Batch", Outcome], None]

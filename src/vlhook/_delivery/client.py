@@ -17,16 +17,16 @@ import random
 from time import monotonic
 
 from vlhook import _diag
-from vlhook._transport import HttpTransport, Result, make_transport
+from vlhook._delivery.transport import HttpTransport, Result, make_transport
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Optional
 
     from vlhook._config import Config, Endpoint
+    from vlhook._delivery.transport import Transport
     from vlhook._stats import Stats
     from vlhook._sync import Cancel
-    from vlhook._transport import Transport
 
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0

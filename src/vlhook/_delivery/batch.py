@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-    from vlhook._spool import Piece
+    from vlhook._delivery.spool import Piece
 
 
 class Batch:

@@ -16,21 +16,21 @@ import os
 import time
 
 from vlhook import _codec, _diag
-from vlhook._batch import Batch
 from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT
-from vlhook._encode import Encoder
-from vlhook._spool import CAPTURES, TEMP, write_all
+from vlhook._delivery.batch import Batch
+from vlhook._delivery.encode import Encoder
+from vlhook._delivery.spool import CAPTURES, TEMP, write_all
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Any, Optional
 
     from vlhook._captures import Line
-    from vlhook._client import Outcome
     from vlhook._config import Config
+    from vlhook._delivery.client import Outcome
+    from vlhook._delivery.spool import Claim, Spool
     from vlhook._entry import EntryBuilder
-    from vlhook._spool import Claim, Spool
     from vlhook._stats import Stats
 
 PIECE_BYTES = 1 << 20
@@ -257,9 +257,9 @@ def replay_now(config: Config, stats: Stats, timeout: float) -> tuple[int, str]:
     `timeout` seconds. Returns (files left, why delivery stopped: "" when it did not)."""
     import itertools
 
-    from vlhook._client import Client, Health
+    from vlhook._delivery.client import Client, Health
+    from vlhook._delivery.spool import Spool
     from vlhook._entry import EntryBuilder
-    from vlhook._spool import Spool
     from vlhook._sync import Cancel
 
     spool = Spool(config.spool_dir, config.spool_max_bytes, stats)

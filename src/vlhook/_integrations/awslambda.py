@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any, Optional
 
+    from vlhook._activation import Active
     from vlhook._config import Config
     from vlhook._sender import Sender
 
@@ -110,9 +111,9 @@ def client_context_fields(raw: Optional[str]) -> dict[str, str]:
     return {}
 
 
-def patch(module: ModuleType, sender: Sender, config: Config) -> None:
+def install(module: ModuleType, active: Active) -> None:
     """Called when awslambdaric.lambda_runtime_client is imported."""
-    _patch(module, _Invocations(sender, config))
+    _patch(module, _Invocations(active.sender, active.config))
 
 
 def _patch(module: ModuleType, state: _Invocations) -> None:

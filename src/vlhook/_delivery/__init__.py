@@ -1,0 +1,1 @@
+"""The delivery side: encoding, batches, the client and its transport, the spool and its replay."""
