@@ -4,7 +4,11 @@
 forever), and every request is recorded (time, path, headers, body). Faults: pass, reset (RST
 after reading the request), delay:S, status:N[:S] (answer N with Retry-After S, store nothing),
 close (answer, then close the kept-alive connection as an idle server would), stall (read the
-request, never answer).
+request, never answer), redirect:N:BASE (answer N with Location: BASE + the request's path and
+query, store nothing), drip:S
+(forward, then send the answer one byte every S seconds). With `max_body` set, a body larger
+than that many bytes (as sent, compressed) gets 413 whatever the plan says, as nginx's
+`client_max_body_size` does.
 
 `CutProxy`: a TCP pass-through that can be cut (every connection dropped, the port refusing)
 and restored on the same port: a node that is lost and comes back, as the client sees it.
@@ -26,10 +30,13 @@ from urllib.parse import urlsplit
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, plan: list[str], stall_s: float = 30.0) -> None:
+    def __init__(
+        self, upstream: str, plan: list[str], stall_s: float = 30.0, max_body: int = 0
+    ) -> None:
         self.upstream = urlsplit(upstream)
         self.plan = list(plan)
         self.stall_s = stall_s
+        self.max_body = max_body
         self.log: list[tuple[float, str]] = []  # (time, fault) per request
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -62,7 +69,10 @@ class FaultProxy:
 
     def _next_fault(self, request: Request) -> str:
         with self._lock:
-            fault = self.plan.pop(0) if self.plan else "pass"
+            if self.max_body and len(request.body) > self.max_body:
+                fault = "status:413"
+            else:
+                fault = self.plan.pop(0) if self.plan else "pass"
             self.log.append((request.received, fault))
             self.requests.append(request)
             return fault
@@ -97,11 +107,29 @@ class FaultProxy:
                 + body
             )
             return True
+        if kind == "redirect":
+            code, _, base = arg.partition(":")
+            conn.sendall(f"HTTP/1.1 {code} Moved\r\nLocation: {base}{request.path}\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())  # fmt: skip
+            return True
         if kind == "delay":
             time.sleep(float(arg))
         status, body = self._forward(request)
-        conn.sendall(f"HTTP/1.1 {status} OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        answer = f"HTTP/1.1 {status} OK\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        if kind == "drip":
+            return self._drip(conn, answer, float(arg))
+        conn.sendall(answer)
         return kind != "close"
+
+    def _drip(self, conn: socket.socket, answer: bytes, delay: float) -> bool:
+        for index in range(len(answer)):
+            if self._stop.wait(delay):
+                return False
+            try:
+                conn.sendall(answer[index : index + 1])
+            except OSError:
+                return False
+        return True
 
     def _forward(self, request: Request) -> tuple[int, bytes]:
         upstream = http.client.HTTPConnection(

@@ -163,8 +163,8 @@ class ExitRun:
         cut = sender.buffer.unfinished_cut_lines()
         if cut:
             sender.stats.drop("buffer_full", cut, captured=True)
-        sender.report_drops()
         sender.close_batch()
+        sender.report_drops(final=True)
 
     def _go_raw(self, lines: list[Line]) -> None:
         from vlhook._delivery.encode import constant_fields
@@ -208,17 +208,16 @@ class ExitRun:
                 worker.batch = None
                 sender.taken_back.add(batch.seq)
                 if batch.origin is None:
-                    sender.keep(bytes(batch.body), batch.lines, "the exit came first")
+                    sender.keep_batch(batch, "the exit came first")
                 elif sender.replayer is not None:
                     sender.replayer.stop()  # the piece stays in its file
-            elif batch.origin is None:
+            elif batch.origin is None and not batch.report:
                 stats.add("in_flight", batch.lines)
                 self._reported.add(batch.seq)
             elif sender.replayer is not None:  # not sent again: maybe stored, like any request
                 sender.replayer.abandon(batch)
         while sender.ready:
-            batch = sender.ready.popleft()
-            sender.keep(bytes(batch.body), batch.lines, "the exit came first")
+            sender.keep_batch(sender.ready.popleft(), "the exit came first")
         self._answer_late_requests()
         left = lines_in(sender.buffer.take_all())
         if left:

@@ -49,6 +49,7 @@ LINES_PER_STEP = 256
 #: bounded buffer holds them (its policy sheds or blocks).
 MAX_READY = 2
 EXIT_GRACE_S = 0.25  # past the exit deadline, how long shutdown() still waits for the thread
+REPORT_EVERY_S = 5.0  # at most one entry reporting drops this often (and one at exit)
 
 
 class Sender:
@@ -84,6 +85,7 @@ class Sender:
         self._replay_turn = True
         self._spooled_here = False  # this process spooled: replay once delivery works again
         self._reported_drops = 0
+        self._next_report = 0.0
         self.last_problem = ""  # why the last batch not delivered was not
         self.assembler: Optional[LineAssembler] = None
         self.builder: Optional[EntryBuilder] = None
@@ -388,6 +390,12 @@ class Sender:
 
     def settle(self, batch: Batch, outcome: Outcome) -> None:
         stats = self.stats
+        self._unsettled.discard(batch.seq)
+        if batch.report:  # vlhook's own: kept if it can be, never counted as the program's
+            for body, count in outcome.kept:
+                assert self.spool is not None
+                self.spool.put(body, count, own=False)
+            return
         if self.exit is not None:
             self.exit.settling(batch)
         if outcome.delivered:
@@ -409,7 +417,15 @@ class Sender:
         if outcome.delivered < batch.lines:
             for request in self.flushes:
                 request.failed = request.failed or request.upto >= batch.seq
+
+    def keep_batch(self, batch: Batch, why: str) -> None:
+        """A batch that will not be sent now (a flush or the exit could not wait for it)."""
         self._unsettled.discard(batch.seq)
+        if batch.report:
+            assert self.spool is not None
+            self.spool.put(bytes(batch.body), batch.lines, own=False)
+        else:
+            self.keep(bytes(batch.body), batch.lines, why)
 
     def keep(self, body: bytes, lines: int, why: str) -> None:
         """Lines not delivered: to the spool, or dropped with the reason it could not take them."""
@@ -458,8 +474,7 @@ class Sender:
         spooled now (requests under way go on); the flush has failed."""
         for batch in [b for b in self.ready if b.seq <= request.upto]:
             self.ready.remove(batch)
-            self._unsettled.discard(batch.seq)
-            self.keep(bytes(batch.body), batch.lines, "a flush could not wait for it")
+            self.keep_batch(batch, "a flush could not wait for it")
         self.answer(request, ok=False)
 
     def answer(self, request: FlushRequest, ok: bool) -> None:
@@ -489,19 +504,29 @@ class Sender:
 
     # -- reporting -------------------------------------------------------------------------------
 
-    def report_drops(self) -> None:
-        """Data shed anywhere is itself shipped as an entry, and told on stderr."""
+    def report_drops(self, final: bool = False) -> None:
+        """Data shed anywhere is itself shipped as an entry (at most every REPORT_EVERY_S, and
+        once more at exit: every drop reaches the server), and told on stderr. A report travels
+        in a batch of its own: its fate is not the program's entries' (a report the server
+        refuses makes no new report)."""
         total = self.stats.dropped_total
-        if total <= self._reported_drops:
+        now = monotonic()
+        if total <= self._reported_drops or (now < self._next_report and not final):
             return
+        from vlhook._delivery.batch import Batch
         from vlhook._entry import rfc3339
 
+        assert self.encoder is not None and self.batcher is not None
         new = total - self._reported_drops
-        self._reported_drops = total
+        self._reported_drops, self._next_report = total, now + REPORT_EVERY_S
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.dropped.items()))
         text = f"{new} entries dropped ({reasons} since start)"
         _diag.warn(text, key="dropped")
         entry = {"_time": rfc3339(time_ns()), "_msg": f"vlhook: {text}", "level": "WARNING",
                  "stream": "vlhook", "vlhook.dropped": new}  # fmt: skip
+        batch = Batch(self.batcher.next_seq(), now, report=True)
+        self.encoder.append([entry], batch.body)
+        batch.lines = 1
         self.stats.add("reports")
-        self.add_entries([entry], time_ns())
+        self.ready.append(batch)
+        self._unsettled.add(batch.seq)

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 
 
 class Batch:
-    __slots__ = ("body", "lines", "origin", "seq", "started")
+    __slots__ = ("body", "lines", "origin", "report", "seq", "started")
 
-    def __init__(self, seq: int, started: float) -> None:
+    def __init__(self, seq: int, started: float, report: bool = False) -> None:
         self.seq = seq
         self.body = bytearray()
         self.lines = 0
         self.started = started  # monotonic time of its first line
+        #: vlhook's own report of dropped entries, not the program's: counted apart.
+        self.report = report
         #: Where in the spool it was read from (a replayed batch), else None.
         self.origin: Optional[Piece] = None
 

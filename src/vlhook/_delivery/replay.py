@@ -89,8 +89,15 @@ class Replayer:
                 self.stats.drop(reason, count)
         if rejected:
             _diag.warn(f"{rejected} spooled entries rejected: {outcome.reason}", key="replay-rej")
+        if outcome.maybe:
+            self._unanswered(outcome.maybe)
         self.spool.advance(piece.claim, piece.end)
         return True
+
+    def _unanswered(self, lines: int) -> None:
+        _diag.warn(f"{lines} replayed entries were in a request with no answer at exit (the "
+                   "server may or may not store them; they are not sent again)",
+                   key="replay-abandon")  # fmt: skip
 
     def abandon(self, batch: Batch) -> None:
         """At exit, a piece in a request that got no answer: not sent again (the server may
@@ -98,8 +105,7 @@ class Replayer:
         self.under_way = None
         if batch.origin is not None:
             self.spool.advance(batch.origin.claim, batch.origin.end)
-            _diag.warn(f"{batch.lines} replayed entries were in a request with no answer at exit "
-                       "(the server may or may not store them)", key="replay-abandon")  # fmt: skip
+            self._unanswered(batch.lines)
 
     def stop(self) -> None:
         self._drop_claim()

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
 
 BATCH, CAPTURES = ".jsonl", ".captures"  # JSON lines ready to send; raw captures (_replay.py)
 SENT, TEMP = ".sent", ".tmp-"
+# Earlier versions claimed a file by renaming it to `<name>.jsonl.sending-<pid>`; a claim whose
+# pid was reused (pid 1 in a container) was never taken back. Such files are batches like any.
+OLD_CLAIM = BATCH + ".sending-"
 STALE_TEMP_S = 600.0  # a temporary file this old belongs to a process that died mid-write
 _counter = itertools.count()
 
@@ -105,11 +108,12 @@ class Spool:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def put(self, body: bytes, lines: int) -> str:
-        """Keep a batch of JSON lines. "" when kept, else the drop reason."""
+    def put(self, body: bytes, lines: int, own: bool = True) -> str:
+        """Keep a batch of JSON lines. "" when kept, else the drop reason. `own`: entries this
+        process captured (its counters follow them; vlhook's own reports are not)."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}-{lines}{BATCH}"
         reason = self.write(name, body, lines)
-        if not reason:
+        if not reason and own:
             self.own[name] = lines
             self.stats.add("spooled", lines)
         return reason
@@ -172,10 +176,10 @@ class Spool:
         try:
             lines = file.lines if file.lines is not None and not claim.offset else \
                 count_lines(claim.fd, claim.offset, claim.size)  # fmt: skip
+            own = self.own.pop(file.name, None)
             self.finish(claim)
         finally:
             self.release(claim)
-        own = self.own.pop(file.name, None)
         if own is not None:  # this process's entries: from "spooled" to dropped
             self.stats.add("spooled", -lines)
             self.stats.drop("spool_full", lines)
@@ -201,7 +205,7 @@ class Spool:
             if name.startswith(TEMP):
                 self._drop_stale_temp(name, fd)
                 continue
-            if not name.endswith((BATCH, CAPTURES)):
+            if not name.endswith((BATCH, CAPTURES)) and OLD_CLAIM not in name:
                 continue
             try:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
