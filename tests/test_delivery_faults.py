@@ -413,9 +413,9 @@ def test_a_daemon_threads_last_lines_are_kept_not_lost(script: Any, sink: Sink) 
         "def spin():\n"
         "    i = 0\n"
         "    while True:\n"
-        "        print('seq', i, flush=True)\n"
+        "        print('seq', i)\n"
         "        i += 1\n"
-        "        time.sleep(0.0002)\n"
+        "        time.sleep(0.0005)\n"
         "threading.Thread(target=spin, daemon=True).start()\n"
         "time.sleep(0.3)\n"
     )

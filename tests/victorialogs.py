@@ -273,6 +273,13 @@ class VictoriaLogs(Server):
         """SIGSTOP: the node keeps its socket (connections are accepted) but never answers."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        # The signal is delivered asynchronously: wait (bounded) until the kernel says stopped.
+        stat = Path(f"/proc/{self.proc.pid}/stat")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and stat.exists():
+            if stat.read_text().rpartition(")")[2].split()[0] in ("T", "t"):
+                return
+            time.sleep(0.005)
 
     def thaw(self) -> None:
         assert self.proc is not None
