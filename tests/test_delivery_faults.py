@@ -10,6 +10,7 @@ may or may not have been stored: the exit message says how many).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -430,3 +431,26 @@ def test_a_daemon_threads_last_lines_are_kept_not_lost(script: Any, sink: Sink) 
     # the interpreter (printed but never handed over) is missing.
     assert len(printed) - 1 <= len(got) <= len(printed)
     assert set(got) <= set(printed)
+
+
+def test_the_counters_add_up(script: Any, sink: Sink) -> None:
+    """Rejections, retries, 413 splits, a spooled batch: after a flush, every captured entry is
+    shipped, spooled or dropped, and the counters say so."""
+    program = (
+        "import json, sys, vlhook\n"
+        "for step in range(4):\n"
+        "    for i in range(step * 500, (step + 1) * 500):\n"
+        "        print('seq', i)\n"
+        "    vlhook.flush(1.5)\n"
+        "sys.stderr.write('STATS ' + json.dumps(vlhook.stats()) + '\\n')\n"
+    )
+    plan = ["status:400", "status:503:0", "pass", "status:503:30"]
+    with FaultProxy(sink.url, plan, max_body=8192) as proxy:
+        run = run_python(script(program), sink.env(VICTORIALOGS_URL=proxy.url))
+    assert run.rc == 0
+    stats = json.loads(run.err.split("STATS ", 1)[1].splitlines()[0])
+    assert stats["captured"] == 2_000
+    assert stats["in_flight"] == 0
+    assert stats["captured"] == stats["shipped"] + stats["spooled"] + stats["dropped_total"]
+    assert stats["dropped"].get("rejected_http_400", 0) > 0
+    assert stats["batches_split"] > 0 and stats["retries"] > 0
