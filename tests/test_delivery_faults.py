@@ -445,7 +445,7 @@ def test_the_counters_add_up(script: Any, sink: Sink) -> None:
         "sys.stderr.write('STATS ' + json.dumps(vlhook.stats()) + '\\n')\n"
     )
     plan = ["status:400", "status:503:0", "pass", "status:503:30"]
-    with FaultProxy(sink.url, plan, max_body=8192) as proxy:
+    with FaultProxy(sink.url, plan, max_body=2048) as proxy:
         run = run_python(script(program), sink.env(VICTORIALOGS_URL=proxy.url))
     assert run.rc == 0
     stats = json.loads(run.err.split("STATS ", 1)[1].splitlines()[0])
