@@ -100,12 +100,17 @@ ENTRIES_CHILD = """
 import json, logging, statistics, sys, time
 from vlhook._config import load
 from vlhook._entry import EntryBuilder
-from vlhook._kinds import LOGGING
 from vlhook._stats import Stats
+try:  # the typed captures; an older checkout (--baseline-src) had positional tuples
+    from vlhook._captures import line as make_line, record as make_record
+except ImportError:
+    make_line = make_record = None
 passes, env = int(sys.argv[1]), json.loads(sys.argv[2])
 builder = EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
 now = time.time_ns()
 def lines(texts):
+    if make_line is not None:
+        return [make_line(0, text, now, None) for text in texts]
     return [(0, text, now, None, None, "") for text in texts]
 def nested(i):
     return json.dumps({"msg": f"request {i}", "level": "info",
@@ -118,7 +123,9 @@ def flat(i):
 log = logging.getLogger("bench")
 def record(i, extra):
     rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None, extra=extra)
-    return (LOGGING, rec, now, 0, None, None, logging.INFO, rec.getMessage(), None)
+    if make_record is not None:
+        return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), [])
+    return (2, rec, now, 0, None, None, logging.INFO, rec.getMessage(), None)
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
