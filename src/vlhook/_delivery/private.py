@@ -13,12 +13,18 @@ import errno
 import os
 import stat
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY
+# getattr: Windows lacks these flags (it has no spool: open_private_dir refuses it there).
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 #: A new file: never an existing one, never through a link.
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 #: An existing file to read: not through a link, and opening it has no side effect (a named
 #: pipe does not block, a terminal does not become the controlling one).
-READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+READ = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+)
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
           (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
