@@ -90,27 +90,44 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, str]:
 
 
 def spool_command(action: str) -> int:
+    """status, replay or purge, with the checks every process applies: a directory or file
+    that is not safe to use is refused, said, and not touched."""
+    from vlhook._delivery.private import Refused, open_private_dir
     from vlhook._delivery.spool import Spool
 
     config = load()
     _diag.protect(config)
-    if not config.spool_dir:
+    directory = config.spool_dir
+    if not directory:
         _say("spool is off (VICTORIALOGS_SPOOL_DIR=off)")
         return 0
+    try:
+        os.close(open_private_dir(directory, create=False))
+    except FileNotFoundError:
+        _say(f"spool {directory}: no files (the directory does not exist yet)")
+        return 0
+    except Refused as exc:
+        _say(f"spool {directory} refused: {exc}; nothing in it is read, sent or removed")
+        return 1
     stats = Stats()
-    spool = Spool(config.spool_dir, config.spool_max_bytes, stats)
+    spool = Spool(directory, config.spool_max_bytes, stats)
     files = spool.files()
     if action == "purge":
-        _say(f"removed {spool.purge()} files from {config.spool_dir}")
-        return 0
-    if action == "replay":
-        return _replay(config, stats)
-    total = sum(f.size for f in files)
-    _say(f"spool {config.spool_dir}: {len(files)} files, {total} bytes")
-    if files:
-        age = time.time() - files[0].mtime
-        _say(f"oldest: {files[0].name} ({age:.0f} s old)")
-    return 0
+        _say(f"removed {spool.purge()} files from {directory}")
+        code = 0
+    elif action == "replay":
+        code = _replay(config, stats)
+    else:
+        total = sum(f.size for f in files)
+        _say(f"spool {directory}: {len(files)} files, {total} bytes")
+        if files:
+            _say(f"oldest: {files[0].name} ({time.time() - files[0].mtime:.0f} s old)")
+        code = 0
+    if spool.refused:
+        _say(f"left alone: {len(spool.refused)} files that are not this user's own regular "
+             "files (each named in a warning)")  # fmt: skip
+        code = code or 1
+    return code
 
 
 def _replay(config: Config, stats: Stats) -> int:

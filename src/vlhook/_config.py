@@ -7,6 +7,7 @@ used instead, and the safe default is used (or shipping is turned off, for a bad
 from __future__ import annotations
 
 import os
+import stat  # loaded by os already
 import sys
 
 # Read at every start-up of an active process: only builtins here (typing, dataclasses and
@@ -350,8 +351,40 @@ def _spool_dir(reader: _Reader) -> str:
         return ""
     if value is not None:
         return value
-    tmp = reader.env.get("TMPDIR") or "/tmp"  # noqa: S108 - a per-user directory below it
-    return os.path.join(tmp, f"vlhook-spool-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    return default_spool_dir(reader.env)
+
+
+def default_spool_dir(env: Mapping[str, str]) -> str:
+    """The first private place of this user that exists: its runtime directory, a cache
+    directory in its home, else the temporary directory. The same every run in one
+    environment (spooled files are found by the next run), and a few stat calls at most."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    runtime = env.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and _private(runtime, uid, follow=False, mask=0o077):
+        return os.path.join(runtime, "vlhook", "spool")
+    home = env.get("HOME", "")
+    # Not writable by others: no one else can plant a link to be followed under it.
+    if os.path.isabs(home) and _private(home, uid, follow=True, mask=0o022):
+        cache = env.get("XDG_CACHE_HOME", "")
+        base = cache if os.path.isabs(cache) else os.path.join(home, ".cache")
+        return os.path.join(base, "vlhook", "spool")
+    tmp = env.get("TMPDIR") or "/tmp"  # noqa: S108 - a per-user directory, checked when opened
+    return os.path.join(tmp, f"vlhook-spool-{uid}")
+
+
+def _private(path: str, uid: int, follow: bool, mask: int) -> bool:
+    """`path` is a directory of `uid` that this user can write to and no bit of `mask`
+    opens to others."""
+    try:
+        info = os.stat(path, follow_symlinks=follow)
+    except (OSError, ValueError):
+        return False
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == uid
+        and not info.st_mode & mask
+        and os.access(path, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids)
+    )
 
 
 def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:

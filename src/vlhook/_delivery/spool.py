@@ -1,11 +1,11 @@
 """The spool: batches that could not be delivered wait on disk, to be replayed later.
 
 Safe against other local users (vlhook often runs as root in every process of an image): the
-directory is used only when it is a real directory (not a link), owned by the effective user
-and closed to everyone else (vlhook creates it 0700; it never changes the mode of anything it
-did not create); every file is opened relative to that directory's descriptor, created with
-O_EXCL|O_NOFOLLOW and mode 0600, and checked (a regular file of ours, not a link) before it is
-read. Anything else is left alone and reported once.
+directory is used only when it is a real directory (not a link) of the effective user, mode
+0700 (private.py; vlhook creates it so and never changes a mode); every file is opened
+relative to that directory's descriptor, created with O_EXCL|O_NOFOLLOW and mode 0600, and
+checked before it is counted, read, replaced or removed: a regular file of ours with one name,
+not a link, and so is its progress file. Anything else is left alone and reported once.
 
 A write is whole or absent (temporary name, every write checked, renamed into place). A reader
 claims a file with an exclusive `flock` held by its live process: a claim never outlives its
@@ -18,10 +18,10 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import stat
 import time
 
 from vlhook import _diag
+from vlhook._delivery.private import CREATE, READ, Refused, file_problem, open_private_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -81,7 +81,8 @@ class Spool:
         self._refused = "" if directory else "VICTORIALOGS_SPOOL_DIR=off"
         #: Files this process wrote and their entries (its own accounting follows them).
         self.own: dict[str, int] = {}
-        self._reported: set[str] = set()
+        #: Entries left alone, and why (each reported once).
+        self.refused: dict[str, str] = {}
 
     # -- the directory ------------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class Spool:
         if self._fd is None and not self._refused:
             try:
                 self._fd = open_private_dir(self.directory)
-            except SpoolRefused as exc:
+            except Refused as exc:
                 self._refused = str(exc)
                 _diag.warn(f"spool directory {self.directory} not used: {exc}; running without "
                            "a spool (undeliverable entries are dropped and counted)",
@@ -126,7 +127,7 @@ class Spool:
             return "spool_full"
         temp = f"{TEMP}{name}"
         try:
-            out = os.open(temp, _CREATE, 0o600, dir_fd=fd)
+            out = os.open(temp, CREATE, 0o600, dir_fd=fd)
             try:
                 write_all(out, body)
             finally:
@@ -145,7 +146,7 @@ class Spool:
         if fd is None:
             return None
         try:
-            return os.open(name, _CREATE | os.O_APPEND, 0o600, dir_fd=fd)
+            return os.open(name, CREATE | os.O_APPEND, 0o600, dir_fd=fd)
         except OSError as exc:
             _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
             return None
@@ -192,7 +193,8 @@ class Spool:
     # -- reading ------------------------------------------------------------------------------
 
     def files(self) -> list[SpoolFile]:
-        """Waiting files, oldest first (names start with the time they were written)."""
+        """Waiting files of ours, oldest first (names start with the time they were written);
+        anything else is reported and left out."""
         fd = self._dir()
         if fd is None:
             return []
@@ -200,7 +202,7 @@ class Spool:
             names = sorted(os.listdir(fd))
         except OSError:
             return []
-        out = []
+        out, present = [], set(names)
         for name in names:
             if name.startswith(TEMP):
                 self._drop_stale_temp(name, fd)
@@ -211,7 +213,13 @@ class Spool:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except OSError:
                 continue
-            out.append(SpoolFile(name, info.st_size, info.st_mtime, _lines_in_name(name)))
+            problem = file_problem(info)
+            if not problem and name + SENT in present:
+                problem = _progress_problem(name, fd)
+            if problem:
+                self._report(name, problem)
+            else:
+                out.append(SpoolFile(name, info.st_size, info.st_mtime, _lines_in_name(name)))
         return out
 
     def claim(self) -> Optional[Claim]:
@@ -223,33 +231,35 @@ class Spool:
         return None
 
     def claim_file(self, name: str) -> Optional[Claim]:
+        """`name` checked, locked and with its progress; None when another process is
+        replaying it, it is gone, or it (or its progress file) is not ours (reported)."""
         import fcntl
 
         fd = self._dir()
         if fd is None:
             return None
         try:
-            handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+            handle = os.open(name, READ, dir_fd=fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                self._report(name, "it is a symbolic link")
+                self._report(name, "it is a symbolic link, not a regular file")
             return None
         try:
-            problem = _check_file(os.fstat(handle))
-            if problem:
-                self._report(name, problem)
-                os.close(handle)
-                return None
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            info = os.fstat(handle)
-            if info.st_nlink == 0:  # replayed and removed while we waited for it
-                os.close(handle)
-                return None
+            problem = file_problem(os.fstat(handle))
+            if not problem:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # else: being replayed
+                info = os.fstat(handle)
+                if not info.st_nlink:  # replayed and removed while it was being opened
+                    raise FileNotFoundError(name)
+                offset, problem = self._progress(name, fd)
         except OSError:
             os.close(handle)
-            return None  # locked by a live process: it is being replayed
-        offset = min(self._sent_offset(name, fd), info.st_size)
-        return Claim(handle, name, info.st_size, offset, own=name in self.own)
+            return None
+        if problem:
+            os.close(handle)
+            self._report(name, problem)
+            return None
+        return Claim(handle, name, info.st_size, min(offset, info.st_size), own=name in self.own)
 
     def read(self, claim: Claim, limit: int) -> Optional[Piece]:
         """The next whole lines of the claimed file, at most ~`limit` bytes (a longer single
@@ -282,7 +292,7 @@ class Spool:
         if fd is not None:
             temp = f"{TEMP}{claim.name}{SENT}"
             try:
-                out = os.open(temp, _CREATE, 0o600, dir_fd=fd)
+                out = os.open(temp, CREATE, 0o600, dir_fd=fd)
                 try:
                     write_all(out, str(offset).encode())
                 finally:
@@ -294,8 +304,8 @@ class Spool:
     def finish(self, claim: Claim) -> None:
         fd = self._dir()
         if fd is not None:
-            _unlink(claim.name, fd)
-            _unlink(claim.name + SENT, fd)
+            _remove(claim.name, fd, os.fstat(claim.fd))
+            _remove(claim.name + SENT, fd)
         self.own.pop(claim.name, None)
 
     def release(self, claim: Claim) -> None:
@@ -314,99 +324,51 @@ class Spool:
                 removed += 1
         return removed
 
-    def _sent_offset(self, name: str, fd: int) -> int:
+    def _progress(self, name: str, fd: int) -> tuple[int, str]:
+        """How far `name` was replayed (0: from its start), or why its progress file is not
+        ours (then neither file is read, replaced or removed)."""
+        problem = _progress_problem(name, fd)
         try:
-            handle = os.open(name + SENT, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            handle = -1 if problem else os.open(name + SENT, READ, dir_fd=fd)
         except OSError:
-            return 0
+            return 0, ""  # no progress file
         try:
-            if _check_file(os.fstat(handle)):
-                return 0
-            return int(os.read(handle, 32).decode("ascii", "replace").strip() or 0)
+            problem = problem or _progress_problem(name, fd, os.fstat(handle))
+            if problem:
+                return 0, problem
+            return int(os.read(handle, 32).decode("ascii", "replace").strip() or 0), ""
         except (OSError, ValueError):
-            return 0
+            return 0, ""
         finally:
-            os.close(handle)
+            if handle >= 0:
+                os.close(handle)
 
     def _drop_stale_temp(self, name: str, fd: int) -> None:
         try:
             info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if not _check_file(info) and time.time() - info.st_mtime > STALE_TEMP_S:
-                os.unlink(name, dir_fd=fd)
         except OSError:
-            pass
+            return
+        problem = file_problem(info)
+        if problem:
+            self._report(name, problem)
+        elif time.time() - info.st_mtime > STALE_TEMP_S:
+            _unlink(name, fd)
 
     def _report(self, name: str, problem: str) -> None:
-        if name not in self._reported:
-            self._reported.add(name)
+        if name not in self.refused:
+            self.refused[name] = problem
             _diag.warn(f"spool file {os.path.join(self.directory, name)} left alone: {problem}",
                        key=f"spool-file {name}")  # fmt: skip
 
 
-class SpoolRefused(Exception):
-    """The spool directory is not safe to use; the message says why."""
-
-
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-
-
-def open_private_dir(path: str) -> int:
-    """A descriptor of `path`, a directory of the effective user closed to others, created
-    (0700) when missing. Raises SpoolRefused with the reason otherwise."""
-    if not hasattr(os, "geteuid"):
-        raise SpoolRefused("not supported on this system")
+def _progress_problem(name: str, fd: int, info: Optional[os.stat_result] = None) -> str:
+    """Why the progress file of `name` is not ours ("" when it is, or there is none)."""
     try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        info = _create_dir(path)
-    except OSError as exc:
-        raise SpoolRefused(str(exc)) from None
-    _check_dir(info)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise SpoolRefused(str(exc)) from None
-    opened = os.fstat(fd)
-    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
-        os.close(fd)
-        raise SpoolRefused("it was replaced while being opened")
-    return fd
-
-
-def _create_dir(path: str) -> os.stat_result:
-    parent = os.path.dirname(path.rstrip("/"))
-    try:
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass  # made at the same moment by another process: checked like any other
-    except OSError as exc:
-        raise SpoolRefused(f"cannot create it: {exc}") from None
-    try:
-        return os.lstat(path)
-    except OSError as exc:
-        raise SpoolRefused(str(exc)) from None
-
-
-def _check_dir(info: os.stat_result) -> None:
-    if stat.S_ISLNK(info.st_mode):
-        raise SpoolRefused("it is a symbolic link")
-    if not stat.S_ISDIR(info.st_mode):
-        raise SpoolRefused("it is not a directory")
-    if info.st_uid != os.geteuid():
-        raise SpoolRefused(f"it belongs to uid {info.st_uid}, not to this user ({os.geteuid()})")
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        raise SpoolRefused(f"other users can use it (mode {stat.S_IMODE(info.st_mode):04o}; "
-                           "it must be 0700)")  # fmt: skip
-
-
-def _check_file(info: os.stat_result) -> str:
-    if not stat.S_ISREG(info.st_mode):
-        return "it is not a regular file"
-    if info.st_uid != os.geteuid():
-        return f"it belongs to uid {info.st_uid}, not to this user"
-    return ""
+        info = info or os.stat(name + SENT, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return ""
+    problem = file_problem(info)
+    return f"its progress file {name}{SENT} is not ours ({problem})" if problem else ""
 
 
 def _lines_in_name(name: str) -> Optional[int]:
@@ -439,3 +401,13 @@ def _unlink(name: str, fd: int) -> None:
         os.unlink(name, dir_fd=fd)
     except OSError:
         pass
+
+
+def _remove(name: str, fd: int, opened: Optional[os.stat_result] = None) -> None:
+    """Remove `name` if it is a file of ours (and still the one `opened`, when given)."""
+    try:
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return
+    if not file_problem(info) and (opened is None or os.path.samestat(info, opened)):
+        _unlink(name, fd)

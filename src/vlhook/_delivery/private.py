@@ -1,0 +1,137 @@
+"""A directory and files of the effective user that no other local user can plant, swap or read.
+
+vlhook often runs as root in every process of an image, and its default spool lies in a place
+other users may write to (`/tmp`). So nothing here follows a link at the directory or file
+itself, nothing changes the mode or owner of anything, and every check is made on the opened
+descriptor (what was checked is what is used). Directories above the one checked are the
+user's path: they are followed as given.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+# getattr: Windows lacks these flags (it has no spool: open_private_dir refuses it there).
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+#: A new file: never an existing one, never through a link.
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+#: An existing file to read: not through a link, and opening it has no side effect (a named
+#: pipe does not block, a terminal does not become the controlling one).
+READ = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+)
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+class Refused(Exception):
+    """The directory is not safe to use; the message says why."""
+
+
+def open_private_dir(path: str, create: bool = True) -> int:
+    """A descriptor of `path`: a real directory (not a link) of the effective user, mode 0700.
+    Created with mode 0700 when missing (and `create`); its missing parents too. Raises Refused
+    with the reason, or FileNotFoundError when it is missing and not to be created."""
+    if not hasattr(os, "geteuid"):
+        raise Refused("not supported on this system")
+    parent, name = os.path.split(path.rstrip("/"))
+    if not name or name in (".", ".."):
+        raise Refused("it must name a directory of its own")
+    if create:
+        _make_parents(parent)
+    try:
+        parent_fd = os.open(parent or ".", _DIR)
+    except FileNotFoundError:
+        if not create:
+            raise
+        raise Refused(f"its parent directory {parent} does not exist") from None
+    except OSError as exc:
+        raise Refused(f"cannot open its parent directory: {exc.strerror}") from None
+    try:
+        fd = _open_child(parent_fd, name, create)
+    finally:
+        os.close(parent_fd)
+    problem = dir_problem(os.fstat(fd))
+    if problem:
+        os.close(fd)
+        raise Refused(problem)
+    return fd
+
+
+def _make_parents(parent: str) -> None:
+    """Missing parents are made 0700, like the directory itself (os.makedirs would make them
+    with the umask's mode, world-writable under umask 0)."""
+    missing: list[str] = []
+    while parent and not os.path.isdir(parent) and len(missing) < 64:
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass  # made at the same moment by another process
+        except OSError as exc:
+            raise Refused(f"cannot create {directory}: {exc.strerror}") from None
+
+
+def _open_child(parent_fd: int, name: str, create: bool) -> int:
+    for _ in range(2):  # made by another process at the same moment: opened as it is
+        try:
+            return os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+        except OSError as exc:
+            raise Refused(_why_not_a_dir(parent_fd, name, exc)) from None
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise Refused(f"cannot create it: {exc.strerror}") from None
+    raise Refused("it keeps disappearing")
+
+
+def _why_not_a_dir(parent_fd: int, name: str, exc: OSError) -> str:
+    if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+        return str(exc.strerror)
+    try:
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        return str(exc.strerror)
+    return f"it is {kind(info.st_mode)}, not a directory"
+
+
+def dir_problem(info: os.stat_result) -> str:
+    """Why an opened directory is not private to this user ("" when it is)."""
+    if info.st_uid != os.geteuid():
+        return f"it belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()})"
+    mode = stat.S_IMODE(info.st_mode) & 0o777
+    if mode & 0o077:
+        return f"other users can use it (mode {mode:04o}, not 0700)"
+    if mode != 0o700:
+        return f"its mode is {mode:04o}, not 0700"
+    return ""
+
+
+def file_problem(info: os.stat_result) -> str:
+    """Why a file is not one of this user's own regular files ("" when it is)."""
+    if not stat.S_ISREG(info.st_mode):
+        return f"it is {kind(info.st_mode)}, not a regular file"
+    if info.st_uid != os.geteuid():
+        return f"it belongs to uid {info.st_uid}, not to this user (uid {os.geteuid()})"
+    if info.st_nlink > 1:  # a file vlhook wrote has one name; another is someone else's way in
+        return f"it has {info.st_nlink} hard links"
+    return ""
+
+
+def kind(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "a regular file" if stat.S_ISREG(mode) else "a device"
