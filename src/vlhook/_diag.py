@@ -116,15 +116,17 @@ def _write(text: str) -> None:
         pass
 
 
-def warn(text: str, key: Optional[str] = None) -> None:
-    """Something the user must know (bad config, data lost): shown, at most once per key/30 s."""
+def warn(text: str, key: Optional[str] = None) -> bool:
+    """Something the user must know (bad config, data lost): shown, at most once per key/30 s.
+    True when it was shown."""
     now = time.monotonic()
     key = key or text
     last = _last_shown.get(key)
     if last is not None and now - last < RATE_LIMIT_S:
-        return
+        return False
     _last_shown[key] = now
     _write(text)
+    return True
 
 
 def debug(text: str) -> None:

@@ -38,7 +38,7 @@ class ExitReport:
     """What became, during the exit, of everything not yet delivered when it began."""
 
     __slots__ = ("delivered", "dropped", "dropped_before", "in_flight", "problem", "spool",
-                 "spooled")  # fmt: skip
+                 "spooled", "untold")  # fmt: skip
 
     def __init__(self) -> None:
         self.delivered = 0
@@ -48,15 +48,20 @@ class ExitReport:
         self.dropped_before: dict[str, int] = {}  # earlier in the process's life
         self.problem = ""  # why delivery did not succeed, as last seen
         self.spool = ""  # where kept entries are (or why there is no spool)
+        self.untold = 0  # entries dropped earlier that no message has told of yet
 
     @property
     def complete(self) -> bool:
         return not (self.spooled or self.in_flight or self.dropped)
 
     def message(self, exit_timeout_ms: int) -> str:
-        """One plain line for stderr ("" when everything was delivered)."""
+        """One plain line for stderr ("" when everything was delivered and nothing dropped
+        earlier went untold)."""
         if self.complete:
-            return ""
+            if not self.untold:
+                return ""
+            tally = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped_before.items()))
+            return f"entries were dropped while the program ran ({tally} in all)"
         parts = [f"{self.delivered} delivered"] if self.delivered else []
         if self.spooled:
             parts.append(f"{self.spooled} kept in the spool {self.spool} (sent by the next run)")
@@ -256,6 +261,7 @@ class ExitRun:
         report.dropped = {k: v - dropped_base.get(k, 0) for k, v in dropped_now.items()
                           if v > dropped_base.get(k, 0)}  # fmt: skip
         report.dropped_before = {k: v for k, v in dropped_base.items() if v}
+        report.untold = sender.untold_drops(sum(dropped_base.values()))
         report.problem = sender.last_problem
         spool = sender.spool
         report.spool = spool.directory if spool is not None and spool.usable else "(none)"

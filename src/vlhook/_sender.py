@@ -85,6 +85,7 @@ class Sender:
         self._replay_turn = True
         self._spooled_here = False  # this process spooled: replay once delivery works again
         self._reported_drops = 0
+        self._told_drops = 0  # dropped entries a message on stderr has told of
         self._next_report = 0.0
         self.last_problem = ""  # why the last batch not delivered was not
         self.assembler: Optional[LineAssembler] = None
@@ -418,6 +419,10 @@ class Sender:
             for request in self.flushes:
                 request.failed = request.failed or request.upto >= batch.seq
 
+    def untold_drops(self, dropped: int) -> int:
+        """How many of `dropped` no message has told of yet."""
+        return max(0, dropped - self._told_drops)
+
     def keep_batch(self, batch: Batch, why: str) -> None:
         """A batch that will not be sent now (a flush or the exit could not wait for it)."""
         self._unsettled.discard(batch.seq)
@@ -436,8 +441,9 @@ class Sender:
             _diag.debug(f"{lines} entries spooled ({why})")
             return
         self.stats.drop(reason, lines)
-        _diag.warn(f"{lines} entries lost: not delivered ({why}) and {explain_drop(reason)}",
-                   key=f"lost {reason}")  # fmt: skip
+        if self.exit is None:  # at exit, the exit's report says it, once
+            _diag.warn(f"{lines} entries lost: not delivered ({why}) and {explain_drop(reason)}",
+                       key=f"lost {reason}")  # fmt: skip
 
     # -- flushes -------------------------------------------------------------------------------
 
@@ -521,7 +527,8 @@ class Sender:
         self._reported_drops, self._next_report = total, now + REPORT_EVERY_S
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.dropped.items()))
         text = f"{new} entries dropped ({reasons} since start)"
-        _diag.warn(text, key="dropped")
+        if not final and _diag.warn(text, key="dropped"):  # at exit, the exit's report says it
+            self._told_drops = total
         entry = {"_time": rfc3339(time_ns()), "_msg": f"vlhook: {text}", "level": "WARNING",
                  "stream": "vlhook", "vlhook.dropped": new}  # fmt: skip
         batch = Batch(self.batcher.next_seq(), now, report=True)

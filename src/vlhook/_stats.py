@@ -72,6 +72,7 @@ def explain_drop(reason: str) -> str:
     return {
         "spool_off": "the spool is off (VICTORIALOGS_SPOOL_DIR=off)",
         "spool_unwritable": "the spool cannot be written",
+        "spool_refused": "the spool directory is not safe to use (see the warning about it)",
         "spool_no_space": "the disk of the spool is full",
         "spool_full": "the spool is full (VICTORIALOGS_SPOOL_MAX_BYTES)",
     }.get(reason, reason)

@@ -236,7 +236,7 @@ class CaptureFile:
 
         refusal = self.spool.refusal
         if refusal:
-            return "spool_off" if not self.spool.directory else "spool_unwritable"
+            return "spool_off" if not self.spool.directory else "spool_refused"
         name = f"{time.time_ns():020d}-{os.getpid()}-captures{CAPTURES}"
         fd = self.spool.create(TEMP + name)
         if fd is None:

@@ -122,7 +122,7 @@ class Spool:
     def write(self, name: str, body: bytes, lines: int) -> str:
         fd = self._dir()
         if fd is None:
-            return "spool_off" if not self.directory else "spool_unwritable"
+            return "spool_off" if not self.directory else "spool_refused"
         if self.max_bytes <= 0 or not self._make_room(len(body)):
             return "spool_full"
         temp = f"{TEMP}{name}"
