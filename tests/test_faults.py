@@ -115,7 +115,7 @@ def test_server_down_for_longer_than_the_retry_budget_spools(script: Any, sink: 
 
 
 def test_two_processes_replaying_one_spool_send_each_file_once(script: Any, sink: Any) -> None:
-    """Claims are atomic renames: two processes started together share the work, never a
+    """Claims are flock locks held by the claiming process: two processes started together share the
     file."""
     import subprocess
     import sys
