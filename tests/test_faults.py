@@ -115,8 +115,8 @@ def test_server_down_for_longer_than_the_retry_budget_spools(script: Any, sink: 
 
 
 def test_two_processes_replaying_one_spool_send_each_file_once(script: Any, sink: Any) -> None:
-    """Claims are flock locks held by the claiming process: two processes started together share the
-    file."""
+    """Claims are flock locks held by the claiming process: two processes started together
+    share the work, never a file."""
     import subprocess
     import sys
 
