@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import vlhook._codec as codec
 from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, Config, load
 from vlhook._delivery.encode import Encoder, constant_fields
@@ -149,3 +154,55 @@ def test_append_writes_one_line_per_entry() -> None:
     encoder().append([entry("a"), entry("b")], body)
     assert [json.loads(x)["_msg"] for x in body.splitlines()] == ["a", "b"]
     assert body.endswith(b"\n")
+
+
+# -- the same bytes whichever encoder writes them ---------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(), st.sampled_from(["INFO", "ERROR", "DEBUG"]), st.sampled_from(["stdout", "stderr"])
+)
+def test_a_plain_entry_is_written_as_orjson_writes_it(
+    message: str, level: str, stream: str
+) -> None:
+    """Plain lines are written without loading orjson in a short process, and with it in a long
+    one: the server must get the same bytes either way."""
+    enc = encoder(VICTORIALOGS_FIELDS="env=prod,é=ü")
+    plain = {"_time": rfc3339(NOW_NS), "_msg": message, "level": level, "stream": stream}
+    written = enc._encode_plain_first(plain)
+    if _encodable(message):
+        assert written == enc.prefix + orjson.dumps(plain)[1:]
+    else:  # lone surrogates: the general path writes U+FFFD, as the server would show them
+        assert json.loads(written)["level"] == level
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_constant_fields_are_written_as_orjson_writes_them() -> None:
+    fields = constant_fields(config(VICTORIALOGS_FIELDS='env=prod,quote="x",tab=a\tb,ü=ß'))
+    assert codec.simple(fields) == orjson.dumps(fields)
+
+
+def test_a_short_process_loads_neither_orjson_nor_json(script: Any, sink: Any) -> None:
+    from conftest import run_python
+
+    code = (
+        "import sys, vlhook\n"
+        "print('one line')\n"
+        "vlhook.flush(10)\n"
+        "print(sorted(m for m in ('orjson', 'json', 'threading', 're', 'urllib.parse', 'random')"
+        " if m in sys.modules))\n"
+    )
+    run = run_python(script(code), sink.env())
+    loaded = run.out.splitlines()[-1]
+    assert "orjson" not in loaded and "'json'" not in loaded and "urllib.parse" not in loaded
+    assert "random" not in loaded
+    if sys.version_info >= (3, 11):  # below, threading is imported first on purpose (see _sender)
+        assert "threading" not in loaded, loaded

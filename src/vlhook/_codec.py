@@ -1,18 +1,28 @@
-"""JSON encoding and decoding for entries: orjson when installed, the standard library else.
+"""JSON for entries: orjson when installed, the standard library else; both loaded on first
+use, on the sender thread.
 
-Imported on the sender thread only. Values the encoder does not know are stringified; an
-object that cannot even be stringified becomes a placeholder, never an exception.
+A short-lived process that only printed plain lines never loads either: its entries (four
+strings) and the constant fields (strings and integers) are written by `simple()`, on the C
+string escaper the standard library uses, which writes exactly what orjson writes for them
+(the test suite compares the two). orjson (with the dataclasses, inspect and uuid modules it
+pulls in, ~25 ms) is worth loading for a process that writes more than that.
+
+Values the encoder does not know are stringified; an object that cannot even be stringified
+becomes a placeholder, never an exception.
 """
 
 from __future__ import annotations
 
-import json
+# The C parts of the json package (~0.2 ms; the package itself ~8 ms).
+from _json import encode_basestring, make_encoder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Any, Callable
 
 MAX_REPR = 4096
+#: A JSON string literal for a str, quotes included, written as orjson writes it.
+string = encode_basestring
 
 
 def safe_str(value: Any) -> str:
@@ -26,23 +36,63 @@ def safe_str(value: Any) -> str:
     return f"<unprintable {type(value).__name__}>"
 
 
+def _encoder(markers: Any) -> Any:
+    # (cycle markers, what to do with an unknown value, the string escaper, no indent,
+    # compact separators, keys in order, no key skipped, no NaN)
+    return make_encoder(markers, safe_str, string, None, ":", ",", False, False, False)
+
+
+_flat = _encoder(None)  # no cycle can hide in a flat object of strings and integers
+
+
+def simple(obj: dict[str, Any]) -> bytes:
+    """A flat object of strings and integers, as orjson writes it (never with floats: the two
+    write some differently). UnicodeEncodeError for text with lone surrogates."""
+    return "".join(_flat(obj, 0)).encode("utf-8")
+
+
 def _stdlib_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, default=safe_str, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "replace"
-    )
+    return "".join(_encoder({})(obj, 0)).encode("utf-8", "replace")
 
 
-def _pick() -> tuple[Callable[[Any], bytes], Callable[[Any], Any], type[Exception]]:
+def _load() -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
+    """orjson's functions, or the standard library's; rebinds `dumps` and `loads` here."""
+    global dumps, loads, fast, _loaded
+    _loaded = True
     try:
         import orjson
     except ImportError:
-        return _stdlib_dumps, json.loads, ValueError
+        import json
 
+        dumps, loads = _stdlib_dumps, json.loads
+        return dumps, loads
     from functools import partial
 
     # A partial, not a wrapper function: called once per entry, it adds no Python frame.
     dumps = partial(orjson.dumps, default=safe_str, option=orjson.OPT_NON_STR_KEYS)
-    return dumps, orjson.loads, orjson.JSONEncodeError
+    loads, fast = orjson.loads, True
+    return dumps, loads
 
 
-dumps, loads, EncodeError = _pick()
+#: Whether orjson is in use (else plain entries are cheaper written by `simple`).
+fast = False
+_loaded = False
+
+
+def _dumps_first(obj: Any) -> bytes:
+    return _load()[0](obj)
+
+
+def _loads_first(data: Any) -> Any:
+    return _load()[1](data)
+
+
+# Rebound by _load() at the first call: the encoder's own functions from then on.
+dumps: Callable[[Any], bytes] = _dumps_first
+loads: Callable[[Any], Any] = _loads_first
+
+
+def load() -> None:
+    """Load the encoder now (a process writing enough to be worth it)."""
+    if not _loaded:
+        _load()

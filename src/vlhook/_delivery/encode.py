@@ -37,19 +37,43 @@ def constant_fields(config: Config, pid: int = 0) -> dict[str, Any]:
     return fields
 
 
+#: The fields of a plain printed line's entry, in the order the entry builder makes them.
+PLAIN = ("_time", "_msg", "level", "stream")
+#: Entries encoded at once from which loading orjson pays (see _codec.py).
+WORTH_LOADING = 64
+
+
 class Encoder:
     def __init__(self, constants: dict[str, Any], stats: Stats) -> None:
         self.constants = constants
         self.stats = stats
         # `{"container_name":...,"pid":...,` : the entry's own keys follow it.
-        self.prefix = _codec.dumps(constants)[:-1] + b","
+        self.prefix = _constant_prefix(constants)
+        self._head = self.prefix.decode("utf-8")
 
     def append(self, entries: list[Entry], body: bytearray) -> None:
         """Encode the entries as JSON lines at the end of `body`."""
-        encode = self.encode
+        if len(entries) >= WORTH_LOADING:
+            _codec.load()
+        encode = self.encode if _codec.fast else self._encode_plain_first
         for entry in entries:
             body += encode(entry)
             body += b"\n"
+
+    def _encode_plain_first(self, entry: Entry) -> bytes:
+        """A plain line's entry without loading orjson: what it would write, byte for byte."""
+        if tuple(entry) == PLAIN:
+            time_, message, level, stream = entry.values()
+            if message.__class__ is str:
+                line = (f'{self._head}"_time":"{time_}","_msg":{_codec.string(message)},'
+                        f'"level":"{level}","stream":"{stream}"}}')  # fmt: skip
+                try:
+                    encoded = line.encode("utf-8")
+                except UnicodeEncodeError:  # lone surrogates: the general path cleans them
+                    return self.encode(entry)
+                if len(encoded) < SERVER_LINE_LIMIT:
+                    return encoded
+        return self.encode(entry)
 
     def encode(self, entry: Entry) -> bytes:
         """One JSON line for the entry. Never raises."""
@@ -70,6 +94,13 @@ class Encoder:
         return self.prefix + _dumps(kept)[1:]
 
 
+def _constant_prefix(constants: dict[str, Any]) -> bytes:
+    try:
+        return _codec.simple(constants)[:-1] + b","
+    except (UnicodeEncodeError, TypeError, ValueError):  # odd text in VICTORIALOGS_FIELDS
+        return _dumps(constants)[:-1] + b","
+
+
 def _dumps(entry: Entry) -> bytes:
     try:
         return _codec.dumps(entry)
@@ -87,8 +118,11 @@ def _plain(entry: Entry) -> dict[str, Any]:
     that fit in 64 bits, and everything else (containers included) as text."""
     out: dict[str, Any] = {}
     for key, value in entry.items():
-        if isinstance(value, bool) or value is None or isinstance(value, float):
-            plain: Any = value
+        if isinstance(value, float):
+            # NaN and infinities as orjson writes them (JSON has no such numbers).
+            plain: Any = value if value - value == 0 else None
+        elif isinstance(value, bool) or value is None:
+            plain = value
         elif isinstance(value, int):
             plain = value if -(2**63) <= value < 2**64 else str(value)
         else:

@@ -7,9 +7,9 @@ is the client's decision (_client.py), not the transport's.
 
 from __future__ import annotations
 
-import base64
 import os
 import zlib
+from binascii import b2a_base64
 
 from vlhook._delivery.http import Connection, HttpError
 
@@ -59,9 +59,7 @@ def gzip_body(data: Union[bytes, bytearray]) -> bytes:
 def insert_path(endpoint: Endpoint, config: Config) -> str:
     path = f"{endpoint.base_path}/insert/jsonline"
     if config.stream_fields:
-        from urllib.parse import quote  # only with stream fields set (the default)
-
-        path += "?_stream_fields=" + quote(",".join(config.stream_fields), safe=",")
+        path += "?_stream_fields=" + _quote(",".join(config.stream_fields))
     return path
 
 
@@ -80,11 +78,23 @@ def request_headers(endpoint: Endpoint, config: Config, credentials: bool = True
     if credentials and config.bearer_token:
         headers["Authorization"] = f"Bearer {config.bearer_token}"
     elif credentials and (endpoint.username or endpoint.password):
-        token = base64.b64encode(f"{endpoint.username}:{endpoint.password}".encode()).decode()
+        pair = f"{endpoint.username}:{endpoint.password}".encode()
+        token = b2a_base64(pair, newline=False).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
     if credentials:
         headers.update(config.headers)
     return headers
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~,")
+
+
+def _quote(text: str) -> str:
+    """Percent-encoding for a query value (urllib.parse costs ~10 ms to import); "," kept."""
+    if _UNRESERVED.issuperset(text):
+        return text
+    return "".join(c if c in _UNRESERVED else "".join(f"%{b:02X}" for b in c.encode("utf-8"))
+                   for c in text)  # fmt: skip
 
 
 def tls_context(config: Config) -> Any:
