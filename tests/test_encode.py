@@ -204,5 +204,5 @@ def test_a_short_process_loads_neither_orjson_nor_json(script: Any, sink: Any) -
     loaded = run.out.splitlines()[-1]
     assert "orjson" not in loaded and "'json'" not in loaded and "urllib.parse" not in loaded
     assert "random" not in loaded
-    if sys.version_info >= (3, 11):  # below, threading is imported first on purpose (see _sender)
+    if sys.version_info >= (3, 13):  # below, threading is imported first on purpose (_sender)
         assert "threading" not in loaded, loaded

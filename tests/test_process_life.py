@@ -175,9 +175,11 @@ def test_sender_never_becomes_the_main_thread_of_threading(script: Any, sink: An
     waits for that thread to end. A module the sender loads may import threading (orjson
     builds for 3.9 do, through uuid): the program's main thread must stay the main thread, and
     the exit must not wait for the sender. The stand-in `orjson` here imports threading and
-    then fails, so the sender falls back to the standard json module."""
+    then fails, so the sender falls back to the standard json module (a JSON line makes the
+    sender load its encoder: a plain one would not)."""
     path = script(
         "print('first line')\n"
+        'print(\'{"message": "a JSON line"}\')\n'
         "import vlhook\n"
         "vlhook.flush(10)\n"
         "import threading\n"
@@ -186,5 +188,5 @@ def test_sender_never_becomes_the_main_thread_of_threading(script: Any, sink: An
     shim = "import threading\nraise ImportError('a stand-in that imports threading')\n"
     (path.parent / "orjson.py").write_text(shim)
     run = run_python(path, sink.env(), timeout=30)
-    assert (run.rc, run.stdout) == (0, b"first line\nTrue\n")
-    assert messages(sink.settle(2)) == ["first line", "True"]
+    assert (run.rc, run.stdout) == (0, b'first line\n{"message": "a JSON line"}\nTrue\n')
+    assert messages(sink.settle(3)) == ["first line", "a JSON line", "True"]

@@ -188,14 +188,13 @@ class Sender:
 
     def _threading_first_here(self) -> None:
         """Before Python 3.13, `threading` takes the thread that first imports it for the main
-        thread, and at exit waits for that thread to end. On 3.9 and 3.10 the sender's own
-        imports pull it in (orjson imports uuid -> platform -> subprocess -> threading): the
-        process would then hang at exit, waiting for the sender. So there, when the first
-        capture is made on the main thread, that thread imports it first (~5 ms, once; from
-        3.11 none of the sender's imports does, which the test suite checks). A program whose
-        first output comes from a bare `_thread` thread before it imports threading is not
-        covered."""
-        if (sys.version_info < (3, 11) and "threading" not in sys.modules
+        thread, and at exit waits for that thread to end. The sender's own imports can pull it
+        in (on 3.9 and 3.10 orjson does, through uuid -> platform -> subprocess; on 3.12 a
+        module that imports threading hangs the exit, as a test shows): so when the first
+        capture is made on the main thread, that thread imports it first (~4 ms, once). A
+        program whose first output comes from a bare `_thread` thread before it imports
+        threading is not covered."""
+        if (sys.version_info < (3, 13) and "threading" not in sys.modules
                 and _thread.get_ident() == self._main_ident):  # fmt: skip
             import threading  # noqa: F401
 
