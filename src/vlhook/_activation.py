@@ -77,6 +77,7 @@ def _start(source: str) -> Optional[Active]:
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
+    _imports.when_imported("logging", _lifecycle.hook_logging_errors)
     _imports.when_imported("multiprocessing.util", _lifecycle.hook_multiprocessing)
     _lifecycle.install(sender, config)
     active = Active(config, stats, sender, source)

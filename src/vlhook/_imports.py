@@ -45,13 +45,22 @@ def _wrap_loader(spec: Any, name: str, hooks: list[Hook]) -> None:
     loader = spec.loader
     if loader is None or isinstance(loader, type) or not hasattr(loader, "exec_module"):
         return  # builtin or frozen: such a module cannot be hooked this way
-    exec_module = loader.exec_module
+    loader.exec_module = _exec_then(loader.exec_module, lambda module: _run(hooks, module, name))
 
-    def exec_then_hook(module: ModuleType) -> None:
+
+# The wrapper that runs the module body is compiled as a frame of importlib's own: Python takes
+# importlib's frames out of the traceback of an exception raised by a module's body, and so it
+# takes this one out too (else every such traceback would show importlib's frames and ours).
+_EXEC_THEN = """
+def exec_then(exec_module, after):
+    def exec_module_then_hooks(module):
         exec_module(module)
-        _run(hooks, module, name)
-
-    loader.exec_module = exec_then_hook
+        after(module)
+    return exec_module_then_hooks
+"""
+_namespace: dict[str, Any] = {"__name__": __name__}
+exec(compile(_EXEC_THEN, "<frozen importlib._bootstrap_external>", "exec"), _namespace)  # noqa: S102
+_exec_then: Callable[[Hook, Hook], Hook] = _namespace["exec_then"]
 
 
 def _run(hooks: list[Hook], module: ModuleType, name: str) -> None:
