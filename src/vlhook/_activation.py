@@ -67,6 +67,7 @@ def _start(source: str) -> Optional[Active]:
         _diag.warn(warning)
     if not config.active:
         return None
+    _hand_down(config.handed_down)
     stats = Stats()
     sender = Sender(config, stats)
     kinds = [k for k, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if name in config.capture]
@@ -104,6 +105,16 @@ def _integration(ours: str, active: Active) -> Callable[[ModuleType], None]:
     return install
 
 
+#: The environment variables activation set for child processes, with the values they had.
+_replaced: dict[str, Optional[str]] = {}
+
+
+def _hand_down(variables: tuple[tuple[str, str], ...]) -> None:
+    for name, value in variables:
+        _replaced.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+
 def _hook_logging(sender: Sender, config: Config) -> None:
     from vlhook import _capture_logging
 
@@ -115,6 +126,12 @@ def deactivate() -> None:
     output to itself). Already queued entries are still delivered."""
     from vlhook import _capture_streams, _imports
 
+    for name, value in _replaced.items():  # what the commands it starts see is theirs
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _replaced.clear()
     _imports.forget("logging")
     _capture_streams.uninstall()
     # Only a capture that was installed is undone: importing the module here would import
