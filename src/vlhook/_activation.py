@@ -71,7 +71,7 @@ def _start(source: str) -> Optional[Active]:
     stats = Stats()
     sender = Sender(config, stats)
     kinds = [k for k, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if name in config.capture]
-    _capture_streams.install(sender.buffer.put, kinds)
+    _capture_streams.install(sender.buffer.put, kinds, sender.put)
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_capture_streams.forget_held)
@@ -93,7 +93,10 @@ def _start(source: str) -> Optional[Active]:
 
 #: Integrations with libraries a program may use: (the module whose import triggers it, ours).
 #: Ours is imported only then, and has `install(module, active)`; see _integrations/.
-INTEGRATIONS = (("awslambdaric.lambda_runtime_client", "vlhook._integrations.awslambda"),)
+INTEGRATIONS = (
+    ("awslambdaric.lambda_runtime_client", "vlhook._integrations.awslambda"),
+    ("loguru", "vlhook._integrations.loguru"),
+)
 
 
 def _integration(ours: str, active: Active) -> Callable[[ModuleType], None]:

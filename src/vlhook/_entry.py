@@ -14,9 +14,17 @@ from bisect import bisect_right
 from itertools import accumulate
 
 from vlhook import _codec
-from vlhook._captures import STREAM_NAME, Record, Uncaught
+from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
+from vlhook._formats import (
+    exception_key,
+    head_and_traceback,
+    loguru_json,
+    strip_colours,
+    traceback_fields,
+)
+from vlhook._lines import is_traceback_start
 from vlhook._redact import MASK, SECRET_NAMES, Redactor
 from vlhook._stats import Stats
 
@@ -43,7 +51,9 @@ LEVEL_WORDS = {
 _HEAD_TOKEN = re.compile(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
 _PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
 _LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
-MSG_KEYS = ("message", "msg", "_msg", "event", "errorMessage")
+# `_msg` is VictoriaLogs' own message field: a program that sets it means it (any other
+# message key it has stays an ordinary field).
+MSG_KEYS = ("_msg", "message", "msg", "event", "errorMessage")
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
 # What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
@@ -67,6 +77,11 @@ def level_name(levelno: int) -> str:
 
 def detect_level(text: str) -> str:
     """Level of a plain text line from its leading form; INFO when it shows none."""
+    return named_level(text) or "INFO"
+
+
+def named_level(text: str) -> Optional[str]:
+    """The level a line's leading form names, or None."""
     for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, 160)):
         if count == 8:
             break
@@ -85,12 +100,13 @@ def detect_level(text: str) -> str:
     logfmt = _LOGFMT.search(text, 0, 200) if "level=" in text else None
     if logfmt:
         return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
-    return "INFO"
+    return None
 
 
 # What a line must contain, lower-cased, for detect_level to find anything but INFO (every
-# LEVEL_WORDS key other than INFO and NOTICE starts with one of these).
-LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic")
+# LEVEL_WORDS key other than INFO and NOTICE starts with one of these), or for it to be read
+# without its colour codes (ESC).
+LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic", "\x1b")
 # Its upper case is "I": "cr\u0131t".upper() == "CRIT", which the lower-cased search misses.
 _DOTLESS_I = "\u0131"
 
@@ -157,6 +173,11 @@ def valid_time(value: Any) -> bool:
 
 def _map_json(obj: dict[str, Any], entry: Entry) -> None:
     """Merge a printed JSON object into the entry, mapping its message/level/time keys."""
+    loguru = loguru_json(obj)
+    if loguru is not None:
+        entry.update(loguru)
+        return
+    entry.update(exception_key(obj))
     for key in MSG_KEYS:
         value = obj.get(key)
         if isinstance(value, str) and value:
@@ -186,6 +207,33 @@ def _parse_json(text: str) -> Optional[dict[str, Any]]:
     return obj if isinstance(obj, dict) and len(obj) <= MAX_FIELDS else None
 
 
+def _record_object(msg: Any, args: Any, message: str) -> Optional[dict[str, Any]]:
+    """A logging record's message that is an object: a dict logged as the message (structlog's
+    ProcessorFormatter), or a JSON object (structlog's JSONRenderer through logging)."""
+    if isinstance(msg, dict) and not args:
+        # Keys of structlog's own (_record, _from_structlog) and the exc_info/stack_info
+        # requests it leaves in: the record has these.
+        return {k: v for k, v in msg.items()
+                if not str(k).startswith("_") and k not in ("exc_info", "stack_info")}  # fmt: skip
+    return _parse_json(message) if message[:1] == "{" else None
+
+
+def _object_fields(obj: dict[str, Any], keep_message: bool) -> dict[str, Any]:
+    """The fields an object adds to a logging record's entry: its message (when asked), its
+    exception, and its other keys; its level and time keys are dropped (the record's are the
+    precise ones)."""
+    fields = exception_key(obj)
+    if keep_message:
+        key = next((k for k in MSG_KEYS if isinstance(obj.get(k), str) and obj[k]), None)
+        if key is not None:
+            fields["_msg"] = obj.pop(key)
+    dropped = (*LEVEL_KEYS, *TIME_KEYS) if keep_message else (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS)
+    for key in dropped:
+        obj.pop(key, None)
+    fields.update(obj)
+    return fields
+
+
 class EntryBuilder:
     def __init__(self, config: Config, stats: Stats) -> None:
         self.stats = stats
@@ -199,9 +247,13 @@ class EntryBuilder:
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
+        if "\x1b[" in text:
+            text = strip_colours(text)
         entry: Entry = {"_time": rfc3339(t_ns), "_msg": text, "level": forced or "INFO",
                         "stream": STREAM_NAME[kind]}  # fmt: skip
-        obj = None if forced else _parse_json(text)
+        if forced:
+            return self._traceback(entry, text, context)
+        obj = _parse_json(text)
         if obj is not None:
             if self.redactor.active and not any(
                 isinstance(obj.get(key), str) and obj[key] for key in MSG_KEYS
@@ -209,9 +261,22 @@ class EntryBuilder:
                 entry["_msg"] = self._object_message(obj, text)
             _map_json(obj, entry)
             return self.finish(entry, context)
-        if not forced:
-            entry["level"] = detect_level(text)
+        entry["level"] = detect_level(text)
         return self.finish(entry, context, only_message=not context)
+
+    def _traceback(self, entry: Entry, text: str, context: Optional[Context]) -> list[Entry]:
+        """A printed traceback (ERROR), or a record's line with the traceback written with it:
+        that line is the message, its level the entry's, the traceback `exception.*`."""
+        if is_traceback_start(text):
+            entry.update(traceback_fields(text))
+            return self.finish(entry, context)
+        head, trace = head_and_traceback(text)
+        entry["_msg"] = head
+        entry["level"] = named_level(head) or entry["level"]
+        if trace:
+            entry.update(traceback_fields(trace))
+            entry["exception.stacktrace"] = trace
+        return self.finish(entry, context)
 
     def from_lines(self, lines: list[Line]) -> list[Entry]:
         """Entries for a batch of lines, as from_line makes them. The searches for a level word
@@ -228,7 +293,12 @@ class EntryBuilder:
                     or secrets is None or index in secrets):  # fmt: skip
                 out.extend(self.from_line(line))
                 continue
-            level = detect_level(text) if levels is None or index in levels else "INFO"
+            level = "INFO"
+            if levels is None or index in levels:
+                if "\x1b" in text:  # colour codes: read without them
+                    out.extend(self.from_line(line))
+                    continue
+                level = detect_level(text)
             out.append({"_time": rfc3339(t_ns), "_msg": text, "level": level,
                         "stream": STREAM_NAME[kind]})  # fmt: skip
         return out
@@ -245,6 +315,8 @@ class EntryBuilder:
             return self.from_record(item)
         if item.__class__ is Uncaught:
             return self.from_exception(item)
+        if item.__class__ is Event:
+            return self.from_event(item)
         return []
 
     def from_record(self, item: Record) -> list[Entry]:
@@ -262,15 +334,27 @@ class EntryBuilder:
         }
         from vlhook._records import exception_fields, extra_fields
 
+        structured = _record_object(record.msg, record.args, message)
+        if structured is not None:
+            entry.update(_object_fields(structured, keep_message=True))
         entry.update(exception_fields(record))
         entry.update(extra_fields(record))
         for text in texts or ():
             obj = _parse_json(text.strip())
             if obj is not None:
-                for key in (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS):
-                    obj.pop(key, None)  # the record's own values are the precise ones
-                entry.update(obj)
+                for key, value in _object_fields(obj, keep_message=False).items():
+                    if key.startswith("exception."):
+                        entry.setdefault(key, value)  # the record's own exception first
+                    else:
+                        entry[key] = value
         return self.finish(entry, context)
+
+    def from_event(self, item: Event) -> list[Entry]:
+        """Another logging library's record: the fields its integration makes of it."""
+        entry: Entry = {"_time": rfc3339(item.t_ns), "_msg": "", "level": level_name(item.levelno),
+                        "stream": "logging"}  # fmt: skip
+        entry.update(item.fields(item.data))
+        return self.finish(entry, item.context)
 
     def from_exception(self, item: Uncaught) -> list[Entry]:
         exc, t_ns, _thread, context, thread_name = item
