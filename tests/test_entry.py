@@ -21,11 +21,11 @@ from vlhook._entry import (
     MAX_VALUE_CHARS,
     Entry,
     EntryBuilder,
-    detect_level,
     rfc3339,
     split_utf8,
-    valid_time,
 )
+from vlhook._levels import detect_level
+from vlhook._objects import valid_time
 from vlhook._redact import MASK, Redactor, redact_text
 from vlhook._stats import Stats
 

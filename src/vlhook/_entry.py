@@ -1,30 +1,24 @@
 """Entries: what one line or record becomes before it is encoded.
 
-Runs on the sender thread. Plain text gets a level from its leading form; a JSON object keeps
-its keys with its message, level and time keys mapped; a logging record gets its logger, code
-location, thread, exception and extra fields. Every entry gets the context captured with it,
-is redacted, and a message longer than the line budget is split into numbered parts.
+Runs on the sender thread. Plain text gets a level from its leading form (_levels); a JSON
+object keeps its keys with its message, level and time keys mapped (_objects); a logging record
+gets its logger, code location, thread, exception and extra fields; what logging libraries
+print is understood as such (_formats). Every entry gets the context captured with it, is
+redacted, and a message longer than the line budget is split into numbered parts.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from bisect import bisect_right
-from itertools import accumulate
 
 from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
-from vlhook._formats import (
-    exception_key,
-    head_and_traceback,
-    loguru_json,
-    strip_colours,
-    traceback_fields,
-)
+from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
+from vlhook._levels import LEVEL_HINTS, detect_level, level_name, lines_containing, named_level
 from vlhook._lines import is_traceback_start
+from vlhook._objects import MAX_FIELDS, MSG_KEYS, map_json, object_fields, parse_json, record_object
 from vlhook._redact import MASK, SECRET_NAMES, Redactor
 from vlhook._stats import Stats
 
@@ -38,102 +32,8 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
 else:
     Entry = dict
 
-LEVEL_WORDS = {
-    "TRACE": "DEBUG", "DEBUG": "DEBUG", "DBG": "DEBUG",
-    "INFO": "INFO", "NOTICE": "INFO",
-    "WARN": "WARNING", "WARNING": "WARNING",
-    "ERR": "ERROR", "ERROR": "ERROR",
-    "CRIT": "CRITICAL", "CRITICAL": "CRITICAL", "FATAL": "CRITICAL", "PANIC": "CRITICAL",
-}  # fmt: skip
-# The head of a line, token by token: `[bracketed]`, `| piped |`, or a bare word. A level is
-# `[LEVEL]`, `| LEVEL |`, `Level:` or an upper-case `LEVEL`, after any number of timestamp-like
-# or bracketed tokens; the first ordinary word ends the head ("error rate is 5%" has no level).
-_HEAD_TOKEN = re.compile(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
-_PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
-_LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
-# `_msg` is VictoriaLogs' own message field: a program that sets it means it (any other
-# message key it has stays an ordinary field).
-MSG_KEYS = ("_msg", "message", "msg", "event", "errorMessage")
-LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
-TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
-# What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
 MAX_KEY_BYTES = 128
-MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
 MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
-
-
-def level_name(levelno: int) -> str:
-    if levelno >= 50:
-        return "CRITICAL"
-    if levelno >= 40:
-        return "ERROR"
-    if levelno >= 30:
-        return "WARNING"
-    if levelno >= 20:
-        return "INFO"
-    return "DEBUG"
-
-
-def detect_level(text: str) -> str:
-    """Level of a plain text line from its leading form; INFO when it shows none."""
-    return named_level(text) or "INFO"
-
-
-def named_level(text: str) -> Optional[str]:
-    """The level a line's leading form names, or None."""
-    for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, 160)):
-        if count == 8:
-            break
-        bracketed, piped, bare = match.groups()
-        if bracketed or piped:
-            found = LEVEL_WORDS.get((bracketed or piped).upper())
-            if found:
-                return found
-            continue  # [main], [12], [2024-01-01 10:00:00 +0000]: still the head
-        word, colon, _ = bare.partition(":")
-        found = LEVEL_WORDS.get(word.upper())
-        if found and (colon or word.isupper()):
-            return found
-        if not _PREFIX_CHARS.issuperset(bare):
-            break  # an ordinary word: the message has begun
-    logfmt = _LOGFMT.search(text, 0, 200) if "level=" in text else None
-    if logfmt:
-        return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
-    return None
-
-
-# What a line must contain, lower-cased, for detect_level to find anything but INFO (every
-# LEVEL_WORDS key other than INFO and NOTICE starts with one of these), or for it to be read
-# without its colour codes (ESC).
-LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic", "\x1b")
-# Its upper case is "I": "cr\u0131t".upper() == "CRIT", which the lower-cased search misses.
-_DOTLESS_I = "\u0131"
-
-
-def lines_containing(texts: list[str], needles: tuple[str, ...], lower: bool = False) -> Any:
-    """Indexes of the texts that contain one of the needles (lower-cased first with `lower`),
-    or None when that cannot be told cheaply (every text must then be examined).
-
-    One substring search per needle over all the texts joined, in C: a batch of lines costs a
-    fraction of one regular-expression call per line. A few lines more (a needle past a line's
-    head) is fine: the caller examines exactly the lines named."""
-    joined = "\n".join(texts)
-    hay = joined.lower() if lower else joined
-    if len(hay) != len(joined) or (lower and _DOTLESS_I in hay):
-        return None  # lower() moved the offsets, or a letter only upper() maps to ASCII
-    found: set[int] = set()
-    starts: list[int] = []
-    for needle in needles:
-        pos = hay.find(needle)
-        while pos >= 0:
-            if not starts:
-                starts = [0, *accumulate(len(text) + 1 for text in texts)]
-            index = bisect_right(starts, pos) - 1
-            found.add(index)
-            pos = hay.find(needle, starts[index + 1])  # the rest of that line: already in
-    return found
-
 
 _sec_cache: list[Any] = [-1, ""]
 
@@ -144,94 +44,6 @@ def rfc3339(t_ns: int) -> str:
         _sec_cache[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))]
     head: str = _sec_cache[1]
     return f"{head}{t_ns - sec * 1_000_000_000:09d}Z"
-
-
-# Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.
-MAX_EPOCH = 9.2e18
-
-
-def valid_time(value: Any) -> bool:
-    """Whether the server can parse this time (else the whole line would be dropped)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return 0 <= value < MAX_EPOCH
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        return False
-    import calendar
-
-    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
-    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
-    return (
-        1 <= month <= 12
-        and 1 <= day <= calendar.monthrange(year, month)[1]
-        and hour < 24
-        and minute < 60
-        and second < 60
-    )
-
-
-def _map_json(obj: dict[str, Any], entry: Entry) -> None:
-    """Merge a printed JSON object into the entry, mapping its message/level/time keys."""
-    loguru = loguru_json(obj)
-    if loguru is not None:
-        entry.update(loguru)
-        return
-    entry.update(exception_key(obj))
-    for key in MSG_KEYS:
-        value = obj.get(key)
-        if isinstance(value, str) and value:
-            entry["_msg"] = obj.pop(key)
-            break
-    for key in LEVEL_KEYS:
-        value = obj.get(key)
-        if isinstance(value, str) and value.upper() in LEVEL_WORDS:
-            entry["level"] = LEVEL_WORDS[obj.pop(key).upper()]
-            break
-    for key in TIME_KEYS:
-        if key in obj:
-            if valid_time(obj[key]):
-                entry["_time"] = obj.pop(key)
-            break
-    obj.pop("_time", None)  # an unusable literal _time would hide the real one
-    entry.update(obj)
-
-
-def _parse_json(text: str) -> Optional[dict[str, Any]]:
-    if not (text.startswith("{") and text.rstrip().endswith("}")):
-        return None
-    try:
-        obj = _codec.loads(text)
-    except Exception:
-        return None
-    return obj if isinstance(obj, dict) and len(obj) <= MAX_FIELDS else None
-
-
-def _record_object(msg: Any, args: Any, message: str) -> Optional[dict[str, Any]]:
-    """A logging record's message that is an object: a dict logged as the message (structlog's
-    ProcessorFormatter), or a JSON object (structlog's JSONRenderer through logging)."""
-    if isinstance(msg, dict) and not args:
-        # Keys of structlog's own (_record, _from_structlog) and the exc_info/stack_info
-        # requests it leaves in: the record has these.
-        return {k: v for k, v in msg.items()
-                if not str(k).startswith("_") and k not in ("exc_info", "stack_info")}  # fmt: skip
-    return _parse_json(message) if message[:1] == "{" else None
-
-
-def _object_fields(obj: dict[str, Any], keep_message: bool) -> dict[str, Any]:
-    """The fields an object adds to a logging record's entry: its message (when asked), its
-    exception, and its other keys; its level and time keys are dropped (the record's are the
-    precise ones)."""
-    fields = exception_key(obj)
-    if keep_message:
-        key = next((k for k in MSG_KEYS if isinstance(obj.get(k), str) and obj[k]), None)
-        if key is not None:
-            fields["_msg"] = obj.pop(key)
-    dropped = (*LEVEL_KEYS, *TIME_KEYS) if keep_message else (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS)
-    for key in dropped:
-        obj.pop(key, None)
-    fields.update(obj)
-    return fields
 
 
 class EntryBuilder:
@@ -253,13 +65,13 @@ class EntryBuilder:
                         "stream": STREAM_NAME[kind]}  # fmt: skip
         if forced:
             return self._traceback(entry, text, context)
-        obj = _parse_json(text)
+        obj = parse_json(text)
         if obj is not None:
             if self.redactor.active and not any(
                 isinstance(obj.get(key), str) and obj[key] for key in MSG_KEYS
             ):
                 entry["_msg"] = self._object_message(obj, text)
-            _map_json(obj, entry)
+            map_json(obj, entry)
             return self.finish(entry, context)
         entry["level"] = detect_level(text)
         return self.finish(entry, context, only_message=not context)
@@ -310,7 +122,8 @@ class EntryBuilder:
         return lines_containing(texts, needles) if needles else ()
 
     def from_item(self, item: Capture) -> list[Entry]:
-        """Entries for a capture made whole: a logging record or an uncaught exception."""
+        """Entries for a capture made whole: a logging record, an uncaught exception, or another
+        logging library's record."""
         if item.__class__ is Record:
             return self.from_record(item)
         if item.__class__ is Uncaught:
@@ -334,15 +147,15 @@ class EntryBuilder:
         }
         from vlhook._records import exception_fields, extra_fields
 
-        structured = _record_object(record.msg, record.args, message)
+        structured = record_object(record.msg, record.args, message)
         if structured is not None:
-            entry.update(_object_fields(structured, keep_message=True))
+            entry.update(object_fields(structured, keep_message=True))
         entry.update(exception_fields(record))
         entry.update(extra_fields(record))
         for text in texts or ():
-            obj = _parse_json(text.strip())
+            obj = parse_json(text.strip())
             if obj is not None:
-                for key, value in _object_fields(obj, keep_message=False).items():
+                for key, value in object_fields(obj, keep_message=False).items():
                     if key.startswith("exception."):
                         entry.setdefault(key, value)  # the record's own exception first
                     else:

@@ -100,7 +100,8 @@ def loguru_json(obj: dict[str, Any]) -> Optional[dict[str, Any]]:
     number, message = _inner(record, "level", "no"), record.get("message")
     if not isinstance(number, int) or not isinstance(message, str):
         return None
-    from vlhook._entry import level_name, rfc3339
+    from vlhook._entry import rfc3339
+    from vlhook._levels import level_name
 
     fields: dict[str, Any] = {"_msg": message, "level": level_name(number)}
     stamp = _inner(record, "time", "timestamp")

@@ -62,7 +62,8 @@ class _Records:
 
 def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
     """On the sender thread: the entry's fields from a loguru record."""
-    from vlhook._entry import level_name, rfc3339
+    from vlhook._entry import rfc3339
+    from vlhook._levels import level_name
     from vlhook._records import describe_exception
 
     fields: dict[str, Any] = {
