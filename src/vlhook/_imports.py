@@ -48,19 +48,21 @@ def _wrap_loader(spec: Any, name: str, hooks: list[Hook]) -> None:
     loader.exec_module = _exec_then(loader.exec_module, lambda module: _run(hooks, module, name))
 
 
-# The wrapper that runs the module body is compiled as a frame of importlib's own: Python takes
-# importlib's frames out of the traceback of an exception raised by a module's body, and so it
-# takes this one out too (else every such traceback would show importlib's frames and ours).
-_EXEC_THEN = """
-def exec_then(exec_module, after):
-    def exec_module_then_hooks(module):
+# The wrapper that runs the module body carries the file name of one of importlib's frames:
+# Python takes importlib's frames out of the traceback of an exception raised by a module's
+# body, and so it takes this one out too (else every such traceback would show importlib's
+# frames and ours).
+IMPORTLIB_FILE = "<frozen importlib._bootstrap_external>"
+
+
+def _exec_then(exec_module: Hook, after: Hook) -> Hook:
+    def exec_module_then_hooks(module: ModuleType) -> None:
         exec_module(module)
         after(module)
+
+    code = exec_module_then_hooks.__code__
+    exec_module_then_hooks.__code__ = code.replace(co_filename=IMPORTLIB_FILE)
     return exec_module_then_hooks
-"""
-_namespace: dict[str, Any] = {"__name__": __name__}
-exec(compile(_EXEC_THEN, "<frozen importlib._bootstrap_external>", "exec"), _namespace)  # noqa: S102
-_exec_then: Callable[[Hook, Hook], Hook] = _namespace["exec_then"]
 
 
 def _run(hooks: list[Hook], module: ModuleType, name: str) -> None:

@@ -15,7 +15,7 @@ import sys
 from _thread import get_ident
 from time import time_ns
 
-from vlhook import _capture_streams, _context, _diag, _frames
+from vlhook import _capture_streams, _context, _diag
 from vlhook._captures import uncaught
 
 TYPE_CHECKING = False
@@ -102,6 +102,8 @@ def _wrap_excepthook(original: Any) -> Any:
         global _keyboard_interrupt
         with _diag.guard("excepthook"):
             # Shown and shipped as without vlhook: no frame of the stream tee in the middle.
+            from vlhook import _frames
+
             _frames.hide(exc)
             tb = _frames.without_ours(tb)
         capture_exception(exc)
@@ -123,6 +125,8 @@ def hook_threading(threading: Any) -> None:
 
     def excepthook(args: Any) -> Any:
         with _diag.guard("threading.excepthook"):
+            from vlhook import _frames
+
             _frames.hide(args.exc_value)
             tb = _frames.without_ours(args.exc_traceback)
             if tb is not args.exc_traceback:
@@ -196,6 +200,8 @@ def hook_logging_errors(logging: Any) -> None:
 
     def handleError(self: Any, record: Any) -> None:
         with _diag.guard("logging.handleError"):
+            from vlhook import _frames
+
             _frames.hide(sys.exc_info()[1])
         original(self, record)
 
