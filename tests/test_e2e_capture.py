@@ -170,7 +170,8 @@ def test_file_url_writes_json_lines(script: Any, tmp_path: Path) -> None:
     out = tmp_path / "logs.jsonl"
     path = script("print('to a file')\nimport logging\nlogging.warning('warned')\n")
     # A spool of its own: the machine-wide default may hold other programs' batches to replay.
-    run_python(path, {"VICTORIALOGS_URL": f"file://{out}", "VICTORIALOGS_SPOOL_DIR": str(tmp_path)})
+    spool = str(tmp_path / "spool")
+    run_python(path, {"VICTORIALOGS_URL": f"file://{out}", "VICTORIALOGS_SPOOL_DIR": spool})
     import json
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
