@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 #: Keys of the records captured lately, to know a record a second console sink writes.
 GENERATION = 256
-#: Fields the record itself sets: an `extra` field of the same name does not replace them.
-OWN = frozenset({"_time", "_msg", "level", "stream"})
 
 
 class _Records:
@@ -80,7 +78,7 @@ def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
     if exception is not None and exception.type is not None:
         fields.update(describe_exception(exception.type, exception.value, exception.traceback))
     for key, value in record["extra"].items():
-        if key not in OWN:
+        if key not in fields:  # the record's own fields first
             fields[key] = value
     return fields
 
