@@ -73,9 +73,13 @@ def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
     """`vlhook listen` with VICTORIALOGS_URL pointing at itself must not feed on its output.
     (A test of `listen` itself: no VictoriaLogs involved.)"""
     port = _free_port()
+    # A spool of this test's own: the machine-wide default may hold other programs' batches,
+    # which the app would replay to the receiver.
+    spool = str(tmp_path / "spool")
     env = base_env()
     env.update(PYTHONPATH=os.pathsep.join([str(DROPIN), str(SRC)]),
-               VICTORIALOGS_URL=f"http://127.0.0.1:{port}")  # fmt: skip
+               VICTORIALOGS_URL=f"http://127.0.0.1:{port}",
+               VICTORIALOGS_SPOOL_DIR=spool)  # fmt: skip
     proc = subprocess.Popen(
         [PYTHON, "-m", "vlhook", "listen", "--port", str(port)], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -91,7 +95,8 @@ def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
                 import time
 
                 time.sleep(0.1)
-        run_python(app, {"VICTORIALOGS_URL": f"http://127.0.0.1:{port}"})
+        run_python(app, {"VICTORIALOGS_URL": f"http://127.0.0.1:{port}",
+                         "VICTORIALOGS_SPOOL_DIR": spool})  # fmt: skip
         import json
         import time
         import urllib.request

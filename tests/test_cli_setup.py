@@ -115,6 +115,16 @@ def test_run_works_with_an_interpreter_that_has_no_vlhook(
     assert sorted(messages(sink.settle(3))) == sorted([*result.stdout.splitlines(), "logged there"])
 
 
+def test_run_hands_down_no_name_of_its_own(installed: Path, sink: Any) -> None:
+    """The CLI process is active too (the .pth): the program name it would hand down to its
+    children ("vlhook") is taken back, so a `python -c` it runs is named as without it."""
+    code = "import os; print(os.environ.get('VICTORIALOGS_PARENT_PROGRAM'))"
+    result = cli("run", "--", str(installed), "-c", code, env=sink.env(), python=str(installed))
+    assert (result.returncode, result.stdout) == (0, "None\n"), result.stderr
+    (row,) = sink.settle(1)
+    assert (row["_msg"], row["job"]) == ("None", "python")
+
+
 def test_invalid_url_is_called_invalid_with_the_reason(tmp_path: Path) -> None:
     url = f"http://reader:{SECRET}@victorialogs:94x28"
     check = cli("check", env={"VICTORIALOGS_URL": url})

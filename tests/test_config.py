@@ -183,6 +183,43 @@ def test_container_name_and_job_sources(env: dict[str, str], container: str, job
     assert (c.container_name, c.job) == (container, job)
 
 
+@pytest.mark.parametrize(
+    ("argv", "orig_argv", "env", "name", "handed_down"),
+    [
+        (["/srv/app.py"], None, {}, "app", "app"),
+        (["/srv/app.py"], None, {"VICTORIALOGS_PARENT_PROGRAM": "parent"}, "app", "app"),
+        (["/srv/shop/__main__.py"], None, {}, "shop", "shop"),
+        (["-m"], ["python3", "-X", "dev", "-m", "uvicorn", "app:app"], {}, "uvicorn", "uvicorn"),
+        (["-c", "--multiprocessing-fork"], None, {"VICTORIALOGS_PARENT_PROGRAM": "app"}, "app", ""),
+        (["-c"], None, {}, "python", ""),
+        (["-"], None, {"VICTORIALOGS_PARENT_PROGRAM": " "}, "python", ""),
+        ([], None, {"VICTORIALOGS_PARENT_PROGRAM": "app"}, "app", ""),
+    ],
+)
+def test_program_name_own_else_the_parents(
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    orig_argv: Any,
+    env: dict[str, str],
+    name: str,
+    handed_down: str,
+) -> None:
+    """A process with a program of its own is named after it and hands the name down; one with
+    none (a spawned worker, `python -c`) takes the name its parent handed down."""
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig_argv or ["python3", *argv], raising=False)
+    c = load(env)
+    assert (c.container_name, c.job) == (name, name)
+    expected = (("VICTORIALOGS_PARENT_PROGRAM", handed_down),) if handed_down else ()
+    assert c.handed_down == expected
+
+
+def test_explicit_names_win_over_the_parents(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    c = load({"VICTORIALOGS_PARENT_PROGRAM": "app", "VICTORIALOGS_JOB": "j", "HOSTNAME": "h"})
+    assert (c.container_name, c.job) == ("h", "j")
+
+
 @pytest.mark.parametrize("value", ["off", "OFF", " off "])
 def test_spool_off(value: str) -> None:
     assert load({"VICTORIALOGS_SPOOL_DIR": value}).spool_dir == ""

@@ -169,7 +169,9 @@ def test_redaction_can_be_turned_off(script: Any, sink: Any) -> None:
 def test_file_url_writes_json_lines(script: Any, tmp_path: Path) -> None:
     out = tmp_path / "logs.jsonl"
     path = script("print('to a file')\nimport logging\nlogging.warning('warned')\n")
-    run_python(path, {"VICTORIALOGS_URL": f"file://{out}"})
+    # A spool of its own: the machine-wide default may hold other programs' batches to replay.
+    spool = str(tmp_path / "spool")
+    run_python(path, {"VICTORIALOGS_URL": f"file://{out}", "VICTORIALOGS_SPOOL_DIR": spool})
     import json
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]

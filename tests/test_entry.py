@@ -21,11 +21,11 @@ from vlhook._entry import (
     MAX_VALUE_CHARS,
     Entry,
     EntryBuilder,
-    detect_level,
     rfc3339,
     split_utf8,
-    valid_time,
 )
+from vlhook._levels import detect_level
+from vlhook._objects import valid_time
 from vlhook._redact import MASK, Redactor, redact_text
 from vlhook._stats import Stats
 
@@ -118,12 +118,13 @@ def test_forced_level_wins_and_json_is_not_parsed() -> None:
 
 
 # A text made of pieces that trip the batch searches: level words in any case, secrets, a
-# dotless i (upper-cases to "I"), JSON objects.
+# dotless i (upper-cases to "I"), JSON objects, colour codes.
 _PIECES = st.sampled_from(
     ["ERROR:", "[warn]", "cr\u0131t:", "CRIT", '{"msg": "m", "level": "warn"}', "debug",
      "level=error", "x", " ", "12:00:01",
      "Bearer abcdefgh1234", "AKIAIOSFODNN7EXAMPLE", "https://u:pw@h/", "{", "}", '"k": 1', "\r",
-     "é", "😀", "\x00", "trace", "panic", "Fatal", "[main]", "| DBG |", "error rate"]
+     "é", "😀", "\x00", "trace", "panic", "Fatal", "[main]", "| DBG |", "error rate",
+     "\x1b[31m", "\x1b[0m", "\x1b"]
 )  # fmt: skip
 _BATCH_TEXT = st.lists(_PIECES | st.text(max_size=12), min_size=1, max_size=12).map("".join)
 

@@ -21,8 +21,10 @@ from vlhook._capture_streams import StreamTee
 from vlhook._captures import STDOUT, Line, Text, text
 from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, Endpoint, load, parse_endpoint
-from vlhook._entry import EntryBuilder, detect_level, rfc3339, valid_time
+from vlhook._entry import EntryBuilder, rfc3339
+from vlhook._levels import detect_level
 from vlhook._lines import LineAssembler
+from vlhook._objects import valid_time
 from vlhook._stats import Stats
 
 EXCEPTION_GROUP: Any = getattr(builtins, "ExceptionGroup", None)

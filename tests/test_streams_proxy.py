@@ -480,3 +480,40 @@ def test_tee_stands_in_through_install_and_uninstall_of_fake_sys(
     assert raw_out.getvalue() == b"o\n"
     assert raw_err.getvalue() == b"e\n"
     assert [(i[0], i[1]) for i in items] == [(STDOUT, "o\n"), (STDERR, "e\n")]
+
+
+# -- str subclasses an integration knows (loguru's Message) -----------------------------------
+
+
+class Rich(str):
+    """Stands in for loguru's Message (the text of a record)."""
+
+
+def test_a_known_str_subclass_becomes_its_richer_capture(captured: Captured) -> None:
+    records: list[tuple[Any, int]] = []
+    made = {"first": ("capture of first", 40), "again": _capture_streams.NOTHING}
+
+    def make(text: Any) -> Any:
+        return made.get(str.__str__(text))  # None: an unknown text stays text
+
+    saved = _capture_streams._put_record
+    _capture_streams._put_record = lambda item, level: records.append((item, level))
+    _capture_streams.richer[Rich] = make
+    raw, out = wrapper()
+    tee = StreamTee(out, STDOUT)
+    try:
+        tee.write("held ")  # the start of a line: handed on before the record
+        tee.write(Rich("first"))
+        tee.write(Rich("again"))  # the same record at a second sink: nothing more
+        tee.write(Rich("other\n"))
+        _capture_streams.suppressed[threading.get_ident()] = []
+        tee.write(Rich("first"))  # while a logging record is handled: its text, collected
+        texts = _capture_streams.suppressed.pop(threading.get_ident())
+    finally:
+        del _capture_streams.richer[Rich]
+        _capture_streams._put_record = saved
+    out.flush()
+    assert raw.getvalue() == b"held firstagainother\nfirst"  # the program's output, unchanged
+    assert data(captured) == ["held ", "other\n"]
+    assert records == [("capture of first", 40)]
+    assert texts == ["first"]

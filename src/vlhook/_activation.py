@@ -67,16 +67,18 @@ def _start(source: str) -> Optional[Active]:
         _diag.warn(warning)
     if not config.active:
         return None
+    _hand_down(config.handed_down)
     stats = Stats()
     sender = Sender(config, stats)
     kinds = [k for k, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if name in config.capture]
-    _capture_streams.install(sender.buffer.put, kinds)
+    _capture_streams.install(sender.buffer.put, kinds, sender.put)
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_capture_streams.forget_held)
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
+    _imports.when_imported("logging", _lifecycle.hook_logging_errors)
     _imports.when_imported("multiprocessing.util", _lifecycle.hook_multiprocessing)
     _lifecycle.install(sender, config)
     active = Active(config, stats, sender, source)
@@ -91,7 +93,10 @@ def _start(source: str) -> Optional[Active]:
 
 #: Integrations with libraries a program may use: (the module whose import triggers it, ours).
 #: Ours is imported only then, and has `install(module, active)`; see _integrations/.
-INTEGRATIONS = (("awslambdaric.lambda_runtime_client", "vlhook._integrations.awslambda"),)
+INTEGRATIONS = (
+    ("awslambdaric.lambda_runtime_client", "vlhook._integrations.awslambda"),
+    ("loguru", "vlhook._integrations.loguru"),
+)
 
 
 def _integration(ours: str, active: Active) -> Callable[[ModuleType], None]:
@@ -101,6 +106,16 @@ def _integration(ours: str, active: Active) -> Callable[[ModuleType], None]:
         importlib.import_module(ours).install(module, active)
 
     return install
+
+
+#: The environment variables activation set for child processes, with the values they had.
+_replaced: dict[str, Optional[str]] = {}
+
+
+def _hand_down(variables: tuple[tuple[str, str], ...]) -> None:
+    for name, value in variables:
+        _replaced.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
 
 
 def _hook_logging(sender: Sender, config: Config) -> None:
@@ -114,6 +129,12 @@ def deactivate() -> None:
     output to itself). Already queued entries are still delivered."""
     from vlhook import _capture_streams, _imports
 
+    for name, value in _replaced.items():  # what the commands it starts see is theirs
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _replaced.clear()
     _imports.forget("logging")
     _capture_streams.uninstall()
     # Only a capture that was installed is undone: importing the module here would import

@@ -69,7 +69,8 @@ def install(put: Put, level: int) -> None:
         if levelno >= level:
             _put_record(put, record, levelno, message, texts)
 
-    namespace: dict[str, Any] = {"enter": enter, "leave": leave,
+    # Named as this module: a traceback through it shows the frame as without vlhook (_frames).
+    namespace: dict[str, Any] = {"enter": enter, "leave": leave, "__name__": __name__,
                                  "original": logging.Logger.callHandlers}  # fmt: skip
     exec(compile(_WRAPPER, logging.__file__ or "logging", "exec"), namespace)  # noqa: S102
     _original = logging.Logger.callHandlers

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from vlhook._captures import Text
 
     Put = Callable[[Text], None]
+    PutRecord = Callable[[Any, int], None]  # (capture, level)
 
 _put: Optional[Put] = None
+_put_record: Optional[PutRecord] = None
 
 
 #: Per (stream, thread): the start of a line not yet ended by a newline. `print(x)` writes `x`
@@ -68,6 +70,41 @@ def _capture(kind: int, data: Any) -> None:
         _held[(kind, ident)] = item
     else:
         put(item)
+
+
+#: str subclasses that carry a richer form of the text they print (loguru's Message and its
+#: record), each with the function that makes a capture of it: it returns (capture, level),
+#: NOTHING when there is nothing to capture (that record was captured at another sink, or is
+#: below the level shipped), or None to capture the text as it is. Integrations fill it.
+richer: dict[type, Callable[[Any], Any]] = {}
+NOTHING = ()
+
+
+def _keep_str(kind: int, text: str) -> None:
+    """A str subclass was written: its richer form where an integration knows it (not while a
+    logging record or an uncaught exception is being printed: that is the richer form then)."""
+    try:
+        make = richer.get(text.__class__) if richer else None
+        ident = get_ident()
+        put, put_record = _put, _put_record
+        if (
+            make is None
+            or put is None
+            or put_record is None
+            or (suppressed and ident in suppressed)
+        ):
+            _capture(kind, str.__str__(text))
+            return
+        made = make(text)
+        if made is None:
+            _capture(kind, str.__str__(text))
+        elif made is not NOTHING:
+            held = _held.pop((kind, ident), None) if _held else None
+            if held is not None:  # the start of a line written before it comes first
+                put(held)
+            put_record(*made)
+    except Exception as exc:  # capture must never break a write
+        internal_error("capture", exc)
 
 
 def release_held() -> None:
@@ -119,9 +156,12 @@ class _TeeBase:
     def __exit__(self, *exc: object) -> Any:
         return self._vl_target.__exit__(*exc)
 
+    # The original's own method, not a function of ours: a flush that fails (a closed pipe at
+    # exit: "Exception ignored in: ... BrokenPipeError") shows no vlhook frame. It stays local
+    # (awslambdaric's Unbuffered flushes after every write): nothing is sent.
+    @property
     def flush(self) -> Any:
-        # Called after every write by some wrappers (awslambdaric's Unbuffered): stays local.
-        return self._vl_target.flush()
+        return self._vl_target.flush
 
 
 def _keep(kind: int, data: Any) -> None:
@@ -170,8 +210,8 @@ class StreamTee(_TeeBase):
                     _capture(self._vl_kind, text)
                 except Exception as exc:
                     internal_error("capture", exc)
-        elif isinstance(text, str) and text:  # str subclasses (loguru's Message): a plain copy
-            _keep(self._vl_kind, str.__str__(text))
+        elif isinstance(text, str) and text:  # a str subclass (loguru's Message)
+            _keep_str(self._vl_kind, text)
         return written
 
     def writelines(self, lines: Iterable[Any]) -> Any:
@@ -202,10 +242,11 @@ def is_tee(stream: Any) -> bool:
     return type(stream) is StreamTee
 
 
-def install(put: Put, kinds: Iterable[int]) -> None:
-    """Tee the chosen streams. A stream that is None (no console) is left alone."""
-    global _put
-    _put = put
+def install(put: Put, kinds: Iterable[int], put_record: Optional[PutRecord] = None) -> None:
+    """Tee the chosen streams. A stream that is None (no console) is left alone. `put_record`
+    takes the richer captures of what integrations recognise (see `richer`)."""
+    global _put, _put_record
+    _put, _put_record = put, put_record
     for kind in kinds:
         name = KIND_NAMES[kind]
         current = getattr(sys, name)
@@ -218,8 +259,8 @@ def install(put: Put, kinds: Iterable[int]) -> None:
 
 
 def uninstall() -> None:
-    global _put
-    _put = None
+    global _put, _put_record
+    _put = _put_record = None
     for kind, name in KIND_NAMES.items():
         for attr in (name, f"__{name}__"):
             current = getattr(sys, attr)

@@ -13,7 +13,7 @@ from _collections import _tuplegetter  # type: ignore[import-not-found]
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     import logging
-    from typing import Any, NamedTuple, Optional, Union
+    from typing import Any, Callable, NamedTuple, Optional, Union
 
     #: Fields added to an entry, by source, applied in order (the invocation, then the
     #: fields the program bound): each is read-only once published, so it is shared.
@@ -72,6 +72,17 @@ if TYPE_CHECKING:
         context: Optional[Context]
         thread_name: str
 
+    class Event(NamedTuple):
+        """A record of another logging library (loguru's), as that library made it."""
+
+        #: Makes the entry's fields from `data`, on the sender thread.
+        fields: Callable[[Any], Fields]
+        data: Any
+        t_ns: int
+        thread: int
+        context: Optional[Context]
+        levelno: int
+
     class Discard(NamedTuple):
         """Control: the line being assembled for (kind, thread) lost a piece to shedding."""
 
@@ -87,11 +98,12 @@ if TYPE_CHECKING:
         context: Optional[Context]
         level: str  # "" = detect from the text
 
-    Capture = Union[Text, Record, Uncaught]
+    Capture = Union[Text, Record, Uncaught, Event]
 else:
     Text = _record("Text", "kind data t_ns thread context")
     Record = _record("Record", "record t_ns thread context levelno message printed")
     Uncaught = _record("Uncaught", "exc t_ns thread context thread_name")
+    Event = _record("Event", "fields data t_ns thread context levelno")
     Discard = _record("Discard", "kind thread")
     Line = _record("Line", "kind text t_ns context level")
 
@@ -118,6 +130,17 @@ def uncaught(
     exc: BaseException, t_ns: int, thread: int, context: Optional[Context], thread_name: str
 ) -> Uncaught:
     return _new(Uncaught, (exc, t_ns, thread, context, thread_name))
+
+
+def event(
+    fields: Callable[[Any], Fields],
+    data: Any,
+    t_ns: int,
+    thread: int,
+    context: Optional[Context],
+    levelno: int,
+) -> Event:
+    return _new(Event, (fields, data, t_ns, thread, context, levelno))
 
 
 def discard(kind: int, thread: int) -> Discard:

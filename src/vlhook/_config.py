@@ -94,6 +94,8 @@ class Config(_Frozen):
     fields: tuple[tuple[str, str], ...] = ()
     container_name: str = ""
     job: str = ""
+    #: Environment variables set for the processes this one starts (see `_program`).
+    handed_down: tuple[tuple[str, str], ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     bearer_token: str = ""
     account_id: str = ""
@@ -310,15 +312,36 @@ def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
     return tuple(endpoints)
 
 
-def _program_name() -> str:
+#: The program name a process hands down to the processes it starts (see `_program`).
+PARENT_PROGRAM = "VICTORIALOGS_PARENT_PROGRAM"
+
+
+def _own_program_name() -> str:
+    """The script's stem or the `-m` module's name; "" for a process with no program of its
+    own (`python -c`, stdin, a multiprocessing worker started by spawn or forkserver)."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if argv0 == "-m":  # at start-up, before runpy has found the module
+        orig = getattr(sys, "orig_argv", ())  # 3.10+
+        return orig[orig.index("-m") + 1] if "-m" in orig[:-1] else ""
     if argv0 in ("", "-c", "-"):
-        return "python"
+        return ""
     base = os.path.basename(argv0)
     if base == "__main__.py":
         base = os.path.basename(os.path.dirname(argv0)) or base
-    stem = base[:-3] if base.endswith(".py") else base
-    return stem or "python"
+    return base[:-3] if base.endswith(".py") else base
+
+
+def _program(reader: _Reader) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The program name job and container_name fall back to, and the variables to hand down.
+
+    A process with a program of its own hands its name down in VICTORIALOGS_PARENT_PROGRAM; a
+    process with none (a worker of multiprocessing's spawn or forkserver, uvicorn's workers,
+    `python -c`) takes its parent's, so it ships to its parent's stream. A different program
+    started by the process keeps its own name."""
+    own = _own_program_name()
+    if own:
+        return own, ((PARENT_PROGRAM, own),)
+    return reader.raw(PARENT_PROGRAM) or "python", ()
 
 
 def _level(reader: _Reader) -> int:
@@ -436,11 +459,12 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
             "vlhook stays on"
         )
     redact, redact_extra = _redact(r)
+    program, handed_down = _program(r)
     container = (
         r.raw("VICTORIALOGS_CONTAINER_NAME")
         or r.raw("AWS_LAMBDA_FUNCTION_NAME")
         or r.raw("HOSTNAME")
-        or _program_name()
+        or program
     )
     return Config(
         endpoints=endpoints,
@@ -453,7 +477,8 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         ),
         fields=r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"),
         container_name=container,
-        job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else _program_name()),
+        job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else program),
+        handed_down=handed_down,
         headers=r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, parse_pairs, "no extra headers"),
         bearer_token=r.raw("VICTORIALOGS_BEARER_TOKEN") or "",
         account_id=r.tenant("VICTORIALOGS_ACCOUNT_ID"),

@@ -1,22 +1,24 @@
 """Entries: what one line or record becomes before it is encoded.
 
-Runs on the sender thread. Plain text gets a level from its leading form; a JSON object keeps
-its keys with its message, level and time keys mapped; a logging record gets its logger, code
-location, thread, exception and extra fields. Every entry gets the context captured with it,
-is redacted, and a message longer than the line budget is split into numbered parts.
+Runs on the sender thread. Plain text gets a level from its leading form (_levels); a JSON
+object keeps its keys with its message, level and time keys mapped (_objects); a logging record
+gets its logger, code location, thread, exception and extra fields; what logging libraries
+print is understood as such (_formats). Every entry gets the context captured with it, is
+redacted, and a message longer than the line budget is split into numbered parts.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from bisect import bisect_right
-from itertools import accumulate
 
 from vlhook import _codec
-from vlhook._captures import STREAM_NAME, Record, Uncaught
+from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
+from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
+from vlhook._levels import LEVEL_HINTS, detect_level, level_name, lines_containing, named_level
+from vlhook._lines import is_traceback_start
+from vlhook._objects import MAX_FIELDS, MSG_KEYS, map_json, object_fields, parse_json, record_object
 from vlhook._redact import MASK, SECRET_NAMES, Redactor
 from vlhook._stats import Stats
 
@@ -30,94 +32,8 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
 else:
     Entry = dict
 
-LEVEL_WORDS = {
-    "TRACE": "DEBUG", "DEBUG": "DEBUG", "DBG": "DEBUG",
-    "INFO": "INFO", "NOTICE": "INFO",
-    "WARN": "WARNING", "WARNING": "WARNING",
-    "ERR": "ERROR", "ERROR": "ERROR",
-    "CRIT": "CRITICAL", "CRITICAL": "CRITICAL", "FATAL": "CRITICAL", "PANIC": "CRITICAL",
-}  # fmt: skip
-# The head of a line, token by token: `[bracketed]`, `| piped |`, or a bare word. A level is
-# `[LEVEL]`, `| LEVEL |`, `Level:` or an upper-case `LEVEL`, after any number of timestamp-like
-# or bracketed tokens; the first ordinary word ends the head ("error rate is 5%" has no level).
-_HEAD_TOKEN = re.compile(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
-_PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
-_LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
-MSG_KEYS = ("message", "msg", "_msg", "event", "errorMessage")
-LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
-TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
-# What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
 MAX_KEY_BYTES = 128
-MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
 MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
-
-
-def level_name(levelno: int) -> str:
-    if levelno >= 50:
-        return "CRITICAL"
-    if levelno >= 40:
-        return "ERROR"
-    if levelno >= 30:
-        return "WARNING"
-    if levelno >= 20:
-        return "INFO"
-    return "DEBUG"
-
-
-def detect_level(text: str) -> str:
-    """Level of a plain text line from its leading form; INFO when it shows none."""
-    for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, 160)):
-        if count == 8:
-            break
-        bracketed, piped, bare = match.groups()
-        if bracketed or piped:
-            found = LEVEL_WORDS.get((bracketed or piped).upper())
-            if found:
-                return found
-            continue  # [main], [12], [2024-01-01 10:00:00 +0000]: still the head
-        word, colon, _ = bare.partition(":")
-        found = LEVEL_WORDS.get(word.upper())
-        if found and (colon or word.isupper()):
-            return found
-        if not _PREFIX_CHARS.issuperset(bare):
-            break  # an ordinary word: the message has begun
-    logfmt = _LOGFMT.search(text, 0, 200) if "level=" in text else None
-    if logfmt:
-        return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
-    return "INFO"
-
-
-# What a line must contain, lower-cased, for detect_level to find anything but INFO (every
-# LEVEL_WORDS key other than INFO and NOTICE starts with one of these).
-LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic")
-# Its upper case is "I": "cr\u0131t".upper() == "CRIT", which the lower-cased search misses.
-_DOTLESS_I = "\u0131"
-
-
-def lines_containing(texts: list[str], needles: tuple[str, ...], lower: bool = False) -> Any:
-    """Indexes of the texts that contain one of the needles (lower-cased first with `lower`),
-    or None when that cannot be told cheaply (every text must then be examined).
-
-    One substring search per needle over all the texts joined, in C: a batch of lines costs a
-    fraction of one regular-expression call per line. A few lines more (a needle past a line's
-    head) is fine: the caller examines exactly the lines named."""
-    joined = "\n".join(texts)
-    hay = joined.lower() if lower else joined
-    if len(hay) != len(joined) or (lower and _DOTLESS_I in hay):
-        return None  # lower() moved the offsets, or a letter only upper() maps to ASCII
-    found: set[int] = set()
-    starts: list[int] = []
-    for needle in needles:
-        pos = hay.find(needle)
-        while pos >= 0:
-            if not starts:
-                starts = [0, *accumulate(len(text) + 1 for text in texts)]
-            index = bisect_right(starts, pos) - 1
-            found.add(index)
-            pos = hay.find(needle, starts[index + 1])  # the rest of that line: already in
-    return found
-
 
 _sec_cache: list[Any] = [-1, ""]
 
@@ -128,62 +44,6 @@ def rfc3339(t_ns: int) -> str:
         _sec_cache[:] = [sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))]
     head: str = _sec_cache[1]
     return f"{head}{t_ns - sec * 1_000_000_000:09d}Z"
-
-
-# Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.
-MAX_EPOCH = 9.2e18
-
-
-def valid_time(value: Any) -> bool:
-    """Whether the server can parse this time (else the whole line would be dropped)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return 0 <= value < MAX_EPOCH
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        return False
-    import calendar
-
-    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
-    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
-    return (
-        1 <= month <= 12
-        and 1 <= day <= calendar.monthrange(year, month)[1]
-        and hour < 24
-        and minute < 60
-        and second < 60
-    )
-
-
-def _map_json(obj: dict[str, Any], entry: Entry) -> None:
-    """Merge a printed JSON object into the entry, mapping its message/level/time keys."""
-    for key in MSG_KEYS:
-        value = obj.get(key)
-        if isinstance(value, str) and value:
-            entry["_msg"] = obj.pop(key)
-            break
-    for key in LEVEL_KEYS:
-        value = obj.get(key)
-        if isinstance(value, str) and value.upper() in LEVEL_WORDS:
-            entry["level"] = LEVEL_WORDS[obj.pop(key).upper()]
-            break
-    for key in TIME_KEYS:
-        if key in obj:
-            if valid_time(obj[key]):
-                entry["_time"] = obj.pop(key)
-            break
-    obj.pop("_time", None)  # an unusable literal _time would hide the real one
-    entry.update(obj)
-
-
-def _parse_json(text: str) -> Optional[dict[str, Any]]:
-    if not (text.startswith("{") and text.rstrip().endswith("}")):
-        return None
-    try:
-        obj = _codec.loads(text)
-    except Exception:
-        return None
-    return obj if isinstance(obj, dict) and len(obj) <= MAX_FIELDS else None
 
 
 class EntryBuilder:
@@ -199,19 +59,36 @@ class EntryBuilder:
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
+        if "\x1b[" in text:
+            text = strip_colours(text)
         entry: Entry = {"_time": rfc3339(t_ns), "_msg": text, "level": forced or "INFO",
                         "stream": STREAM_NAME[kind]}  # fmt: skip
-        obj = None if forced else _parse_json(text)
+        if forced:
+            return self._traceback(entry, text, context)
+        obj = parse_json(text)
         if obj is not None:
             if self.redactor.active and not any(
                 isinstance(obj.get(key), str) and obj[key] for key in MSG_KEYS
             ):
                 entry["_msg"] = self._object_message(obj, text)
-            _map_json(obj, entry)
+            map_json(obj, entry)
             return self.finish(entry, context)
-        if not forced:
-            entry["level"] = detect_level(text)
+        entry["level"] = detect_level(text)
         return self.finish(entry, context, only_message=not context)
+
+    def _traceback(self, entry: Entry, text: str, context: Optional[Context]) -> list[Entry]:
+        """A printed traceback (ERROR), or a record's line with the traceback written with it:
+        that line is the message, its level the entry's, the traceback `exception.*`."""
+        if is_traceback_start(text):
+            entry.update(traceback_fields(text))
+            return self.finish(entry, context)
+        head, trace = head_and_traceback(text)
+        entry["_msg"] = head
+        entry["level"] = named_level(head) or entry["level"]
+        if trace:
+            entry.update(traceback_fields(trace))
+            entry["exception.stacktrace"] = trace
+        return self.finish(entry, context)
 
     def from_lines(self, lines: list[Line]) -> list[Entry]:
         """Entries for a batch of lines, as from_line makes them. The searches for a level word
@@ -228,7 +105,12 @@ class EntryBuilder:
                     or secrets is None or index in secrets):  # fmt: skip
                 out.extend(self.from_line(line))
                 continue
-            level = detect_level(text) if levels is None or index in levels else "INFO"
+            level = "INFO"
+            if levels is None or index in levels:
+                if "\x1b" in text:  # colour codes: read without them
+                    out.extend(self.from_line(line))
+                    continue
+                level = detect_level(text)
             out.append({"_time": rfc3339(t_ns), "_msg": text, "level": level,
                         "stream": STREAM_NAME[kind]})  # fmt: skip
         return out
@@ -240,11 +122,14 @@ class EntryBuilder:
         return lines_containing(texts, needles) if needles else ()
 
     def from_item(self, item: Capture) -> list[Entry]:
-        """Entries for a capture made whole: a logging record or an uncaught exception."""
+        """Entries for a capture made whole: a logging record, an uncaught exception, or another
+        logging library's record."""
         if item.__class__ is Record:
             return self.from_record(item)
         if item.__class__ is Uncaught:
             return self.from_exception(item)
+        if item.__class__ is Event:
+            return self.from_event(item)
         return []
 
     def from_record(self, item: Record) -> list[Entry]:
@@ -262,15 +147,27 @@ class EntryBuilder:
         }
         from vlhook._records import exception_fields, extra_fields
 
+        structured = record_object(record.msg, record.args, message)
+        if structured is not None:
+            entry.update(object_fields(structured, keep_message=True))
         entry.update(exception_fields(record))
         entry.update(extra_fields(record))
         for text in texts or ():
-            obj = _parse_json(text.strip())
+            obj = parse_json(text.strip())
             if obj is not None:
-                for key in (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS):
-                    obj.pop(key, None)  # the record's own values are the precise ones
-                entry.update(obj)
+                for key, value in object_fields(obj, keep_message=False).items():
+                    if key.startswith("exception."):
+                        entry.setdefault(key, value)  # the record's own exception first
+                    else:
+                        entry[key] = value
         return self.finish(entry, context)
+
+    def from_event(self, item: Event) -> list[Entry]:
+        """Another logging library's record: the fields its integration makes of it."""
+        entry: Entry = {"_time": rfc3339(item.t_ns), "_msg": "", "level": level_name(item.levelno),
+                        "stream": "logging"}  # fmt: skip
+        entry.update(item.fields(item.data))
+        return self.finish(entry, item.context)
 
     def from_exception(self, item: Uncaught) -> list[Entry]:
         exc, t_ns, _thread, context, thread_name = item

@@ -45,13 +45,24 @@ def _wrap_loader(spec: Any, name: str, hooks: list[Hook]) -> None:
     loader = spec.loader
     if loader is None or isinstance(loader, type) or not hasattr(loader, "exec_module"):
         return  # builtin or frozen: such a module cannot be hooked this way
-    exec_module = loader.exec_module
+    loader.exec_module = _exec_then(loader.exec_module, lambda module: _run(hooks, module, name))
 
-    def exec_then_hook(module: ModuleType) -> None:
+
+# The wrapper that runs the module body carries the file name of one of importlib's frames:
+# Python takes importlib's frames out of the traceback of an exception raised by a module's
+# body, and so it takes this one out too (else every such traceback would show importlib's
+# frames and ours).
+IMPORTLIB_FILE = "<frozen importlib._bootstrap_external>"
+
+
+def _exec_then(exec_module: Hook, after: Hook) -> Hook:
+    def exec_module_then_hooks(module: ModuleType) -> None:
         exec_module(module)
-        _run(hooks, module, name)
+        after(module)
 
-    loader.exec_module = exec_then_hook
+    code = exec_module_then_hooks.__code__
+    exec_module_then_hooks.__code__ = code.replace(co_filename=IMPORTLIB_FILE)
+    return exec_module_then_hooks
 
 
 def _run(hooks: list[Hook], module: ModuleType, name: str) -> None:

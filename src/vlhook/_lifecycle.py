@@ -100,6 +100,12 @@ def _wrap_excepthook(original: Any) -> Any:
         exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
     ) -> Any:
         global _keyboard_interrupt
+        with _diag.guard("excepthook"):
+            # Shown and shipped as without vlhook: no frame of the stream tee in the middle.
+            from vlhook import _frames
+
+            _frames.hide(exc)
+            tb = _frames.without_ours(tb)
         capture_exception(exc)
         _keyboard_interrupt = isinstance(exc, KeyboardInterrupt)
         # The traceback Python prints now is the same exception: not captured twice.
@@ -118,6 +124,13 @@ def hook_threading(threading: Any) -> None:
     original = threading.excepthook
 
     def excepthook(args: Any) -> Any:
+        with _diag.guard("threading.excepthook"):
+            from vlhook import _frames
+
+            _frames.hide(args.exc_value)
+            tb = _frames.without_ours(args.exc_traceback)
+            if tb is not args.exc_traceback:
+                args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
         if args.exc_value is not None and args.exc_type is not SystemExit:
             capture_exception(args.exc_value, getattr(args.thread, "name", "") or "")
         ident = get_ident()
@@ -178,6 +191,21 @@ def _choose_fork_warning() -> None:
             if mutated is not None:
                 mutated()
         _fork_filter = None
+
+
+def hook_logging_errors(logging: Any) -> None:
+    """logging's "--- Logging error ---" report shows the failed write's traceback as it would
+    be without vlhook (a handler writing to a closed pipe)."""
+    original = logging.Handler.handleError
+
+    def handleError(self: Any, record: Any) -> None:
+        with _diag.guard("logging.handleError"):
+            from vlhook import _frames
+
+            _frames.hide(sys.exc_info()[1])
+        original(self, record)
+
+    logging.Handler.handleError = handleError
 
 
 def hook_multiprocessing(util: Any) -> None:

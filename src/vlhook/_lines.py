@@ -137,6 +137,12 @@ class LineAssembler:
                 self._complete(key, joined, partial.t_ns, partial.context, out)
             return
         pieces = text.split("\n")
+        if (
+            len(pieces) > 2
+            and is_traceback_start(pieces[1])
+            and self._line_and_traceback(key, pieces, t_ns, context, out)
+        ):
+            return
         partial = self._partial.pop(key, None)
         if partial is not None:
             partial.parts.append(pieces[0])
@@ -147,6 +153,28 @@ class LineAssembler:
             self._complete(key, piece, t_ns, context, out)
         if pieces[-1]:
             self._extend(key, pieces[-1], t_ns, context, out)
+
+    def _line_and_traceback(
+        self, key: Key, pieces: list[str], t_ns: int, context: Optional[Context], out: list[Line]
+    ) -> bool:
+        """A line and a traceback written at once, as logging libraries print a record with its
+        exception (structlog's console output, loguru's text): one entry, whose first line is
+        the record's. False when the line belongs to something else already begun."""
+        partial = self._partial.get(key)
+        head = pieces[0] if partial is None else "".join([*partial.parts, pieces[0]])
+        if key in self._tracebacks or not head.strip() or is_traceback_start(head):
+            return False
+        start_ns, start_context = t_ns, context
+        if partial is not None:
+            del self._partial[key]
+            start_ns, start_context = partial.t_ns, partial.context
+        text = "\n".join([head, *pieces[1:-1]])
+        if "\r" in text:
+            text = _carriage_returns(text)
+        out.append(make_line(key[0], text, start_ns, start_context, "ERROR"))
+        if pieces[-1]:
+            self._extend(key, pieces[-1], t_ns, context, out)
+        return True
 
     def flush(self, out: list[Line], final: bool, now_ns: int = 0) -> None:
         """Emit what no later write can continue: tracebacks past their exception line with

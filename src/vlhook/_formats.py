@@ -1,0 +1,140 @@
+"""What common logging libraries print, understood (sender thread).
+
+A printed line is only text, but the libraries programs use print it in a few known forms:
+colour codes on a terminal (structlog's and loguru's console output), a record's line with its
+traceback written at once (structlog's console renderer, loguru's text), an `exception` key
+holding the traceback (structlog's `format_exc_info`) or its frames (`dict_tracebacks`), and
+loguru's `serialize=True` JSON, which nests the record under `record`. Each becomes what the
+entry of a logging record has: `_msg`, `level`, `_time`, fields, and `exception.*`.
+"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+# Control sequences (colours, styles) a console renderer writes around words.
+_CONTROL = re.compile(r"\x1b\[[0-9;:?]*[A-Za-z]")
+# An exception's line in a printed traceback: `module.Name: message`, or the name alone.
+_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?\Z")
+# What most exception names end with: a line that ends a multi-line message is not taken for one.
+_EXCEPTION_NAMES = ("Error", "Exception", "Warning", "Interrupt", "Exit", "Iteration", "Group")
+CAUSE = "\n\nThe above exception was the direct cause of the following exception:\n\n"
+CONTEXT = "\n\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def strip_colours(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
+def traceback_fields(text: str) -> dict[str, str]:
+    """`exception.type` and `exception.message` from a printed traceback's last exception line
+    (best effort: none when no line looks like one)."""
+    fallback = None
+    for line in reversed(text.splitlines()):
+        if not line or line[0] in " \t":
+            continue
+        match = _EXCEPTION_LINE.match(line)
+        if match is None:
+            continue
+        if match.group(1).endswith(_EXCEPTION_NAMES):
+            fallback = match
+            break
+        fallback = fallback or match
+    if fallback is None:
+        return {}
+    return {"exception.type": fallback.group(1), "exception.message": fallback.group(2) or ""}
+
+
+def exception_key(obj: dict[str, Any]) -> dict[str, Any]:
+    """`exception.*` from a JSON object's `exception` key, when it holds a traceback (taken out
+    of the object); else nothing."""
+    value = obj.get("exception")
+    if isinstance(value, str) and value.startswith("Traceback"):
+        del obj["exception"]
+        return {**traceback_fields(value), "exception.stacktrace": value}
+    if isinstance(value, list) and value and all(isinstance(e, dict) for e in value):
+        if not isinstance(value[0].get("exc_type"), str):
+            return {}
+        del obj["exception"]
+        first = value[0]
+        return {
+            "exception.type": first["exc_type"],
+            "exception.message": str(first.get("exc_value", "")),
+            "exception.stacktrace": _render_frames(value),
+        }
+    return {}
+
+
+def _render_frames(chain: list[dict[str, Any]]) -> str:
+    """structlog's `dict_tracebacks` (the exception first, then its causes) as Python prints a
+    traceback (the first cause first); the frames' locals are left out."""
+    text = ""
+    for position in range(len(chain) - 1, -1, -1):
+        exception = chain[position]
+        lines = ["Traceback (most recent call last):"]
+        for frame in exception.get("frames") or ():
+            if isinstance(frame, dict):
+                lines.append(
+                    f'  File "{frame.get("filename")}", line {frame.get("lineno")}, '
+                    f"in {frame.get('name')}"
+                )
+        value = exception.get("exc_value")
+        lines.append(f"{exception.get('exc_type')}: {value}" if value else
+                     str(exception.get("exc_type")))  # fmt: skip
+        if text:
+            text += CAUSE if chain[position + 1].get("is_cause") else CONTEXT
+        text += "\n".join(lines)
+    return text
+
+
+def loguru_json(obj: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The entry's fields from loguru's `serialize=True` line (`{"text": ..., "record": {...}}`),
+    or None when the object is not one."""
+    record = obj.get("record")
+    if len(obj) != 2 or not isinstance(obj.get("text"), str) or not isinstance(record, dict):
+        return None
+    number, message = _inner(record, "level", "no"), record.get("message")
+    if not isinstance(number, int) or not isinstance(message, str):
+        return None
+    from vlhook._entry import rfc3339
+    from vlhook._levels import level_name
+
+    fields: dict[str, Any] = {"_msg": message, "level": level_name(number)}
+    stamp = _inner(record, "time", "timestamp")
+    if isinstance(stamp, (int, float)) and 0 <= stamp < 1e10:
+        fields["_time"] = rfc3339(round(stamp * 1e6) * 1000)  # seconds, to the microsecond
+    for field, value in (
+        ("logger", record.get("name")),
+        ("code.file", _inner(record, "file", "path")),
+        ("code.line", record.get("line")),
+        ("code.function", record.get("function")),
+        ("thread", _inner(record, "thread", "name")),
+    ):
+        if value is not None:
+            fields[field] = value
+    exception_type = _inner(record, "exception", "type")
+    if exception_type:
+        fields["exception.type"] = exception_type
+        fields["exception.message"] = str(_inner(record, "exception", "value") or "")
+        _, found, trace = obj["text"].partition("\nTraceback (most recent call last):")
+        if found:
+            fields["exception.stacktrace"] = (found[1:] + trace).rstrip("\n")
+    extra = record.get("extra")
+    if isinstance(extra, dict):
+        fields.update((k, v) for k, v in extra.items() if k not in fields)
+    return fields
+
+
+def _inner(record: dict[str, Any], key: str, inner: str) -> Any:
+    value = record.get(key)
+    return value.get(inner) if isinstance(value, dict) else None
+
+
+def head_and_traceback(text: str) -> tuple[str, str]:
+    """A record's line and the traceback written with it (see _lines: one write)."""
+    head, _, trace = text.partition("\n")
+    return head.rstrip(), trace

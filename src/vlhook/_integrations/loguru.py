@@ -1,0 +1,103 @@
+"""loguru: a record written to the console is shipped as one entry made from the record.
+
+loguru formats each record once per sink and hands the sink a `Message`: the formatted text,
+with the record attached. When a sink writes one to a captured stream (loguru's default sink is
+sys.stderr), the tee hands it here instead of keeping the text: the entry gets the record's
+level, message, time, code location, `extra` fields and exception, whatever the sink's format
+(text, colours, `serialize=True` JSON, a multi-line traceback). A record written to several
+console sinks is one entry. Records below VICTORIALOGS_LOG_LEVEL are not shipped, as logging's.
+loguru's own report of a sink that failed ("--- Logging error in Loguru Handler ---") shows the
+traceback as it is without vlhook.
+"""
+
+from __future__ import annotations
+
+import sys
+from _thread import get_ident
+from time import time_ns
+
+from vlhook import _capture_streams, _context, _diag, _frames
+from vlhook._captures import event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Optional
+
+    from vlhook._activation import Active
+
+#: Keys of the records captured lately, to know a record a second console sink writes.
+GENERATION = 256
+
+
+class _Records:
+    def __init__(self, level: int) -> None:
+        self.level = level
+        # Two generations, swapped whole (one assignment), so that no lock is needed: a lock
+        # held by another thread at a fork would stay held in the child.
+        self.new: dict[tuple[Any, ...], object] = {}
+        self.old: dict[tuple[Any, ...], object] = {}
+
+    def capture(self, message: Any) -> Any:
+        """On the writing thread: the capture of the record a Message carries (see
+        `_capture_streams.richer`)."""
+        record = getattr(message, "record", None)
+        if not isinstance(record, dict):
+            return None  # not a record's text: kept as text
+        levelno = record["level"].no
+        if levelno < self.level:
+            return _capture_streams.NOTHING
+        # A record written by two sinks is the same object, or (a sink with enqueue=True, on
+        # loguru's own thread) an equal copy.
+        key = (record["time"], record["thread"].id, record["message"])
+        mine = object()
+        if key in self.old or self.new.setdefault(key, mine) is not mine:
+            return _capture_streams.NOTHING
+        if len(self.new) > GENERATION:
+            self.old, self.new = self.new, {}
+        return event(entry_fields, record, time_ns(), get_ident(), _context.get(), levelno), levelno
+
+
+def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """On the sender thread: the entry's fields from a loguru record."""
+    from vlhook._entry import rfc3339
+    from vlhook._levels import level_name
+    from vlhook._records import describe_exception
+
+    fields: dict[str, Any] = {
+        "_time": rfc3339(round(record["time"].timestamp() * 1e6) * 1000),
+        "_msg": record["message"].rstrip("\n"),  # opt(raw=True) messages end their own line
+        "level": level_name(record["level"].no),
+        "logger": record["name"],
+        "code.file": record["file"].path,
+        "code.line": record["line"],
+        "code.function": record["function"],
+        "thread": record["thread"].name,
+    }
+    exception = record["exception"]
+    if exception is not None and exception.type is not None:
+        fields.update(describe_exception(exception.type, exception.value, exception.traceback))
+    for key, value in record["extra"].items():
+        if key not in fields:  # the record's own fields first
+            fields[key] = value
+    return fields
+
+
+def install(module: ModuleType, active: Active) -> None:
+    """Called when loguru is imported."""
+    from loguru import _error_interceptor, _handler
+
+    _capture_streams.richer[_handler.Message] = _Records(active.config.level).capture
+    _show_reports_as_without(_error_interceptor.ErrorInterceptor)
+    _diag.debug("loguru: records written to the console are shipped as records")
+
+
+def _show_reports_as_without(interceptor: Any) -> None:
+    original = interceptor.print
+
+    def print_report(self: Any, record: Any = None, *, exception: Optional[Any] = None) -> Any:
+        with _diag.guard("loguru error report"):
+            _frames.hide(exception if exception is not None else sys.exc_info()[1])
+        return original(self, record, exception=exception)
+
+    interceptor.print = print_report

@@ -1,0 +1,113 @@
+"""JSON objects in entries: a printed JSON line keeps its keys, its message, level and time
+keys mapped; a logging record whose message is an object (structlog's) adds its keys.
+
+Runs on the sender thread.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vlhook import _codec
+from vlhook._formats import exception_key, loguru_json
+from vlhook._levels import LEVEL_WORDS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from typing import Any, Optional
+
+# `_msg` is VictoriaLogs' own message field: a program that sets it means it (any other
+# message key it has stays an ordinary field).
+MSG_KEYS = ("_msg", "message", "msg", "event", "errorMessage")
+LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
+TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
+# What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
+MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
+
+# Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.
+MAX_EPOCH = 9.2e18
+
+
+def valid_time(value: Any) -> bool:
+    """Whether the server can parse this time (else the whole line would be dropped)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return 0 <= value < MAX_EPOCH
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        return False
+    import calendar
+
+    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
+    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
+    return (
+        1 <= month <= 12
+        and 1 <= day <= calendar.monthrange(year, month)[1]
+        and hour < 24
+        and minute < 60
+        and second < 60
+    )
+
+
+def map_json(obj: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Merge a printed JSON object into the entry, mapping its message/level/time keys."""
+    loguru = loguru_json(obj)
+    if loguru is not None:
+        entry.update(loguru)
+        return
+    entry.update(exception_key(obj))
+    for key in MSG_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            entry["_msg"] = obj.pop(key)
+            break
+    for key in LEVEL_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and value.upper() in LEVEL_WORDS:
+            entry["level"] = LEVEL_WORDS[obj.pop(key).upper()]
+            break
+    for key in TIME_KEYS:
+        if key in obj:
+            if valid_time(obj[key]):
+                entry["_time"] = obj.pop(key)
+            break
+    obj.pop("_time", None)  # an unusable literal _time would hide the real one
+    entry.update(obj)
+
+
+def parse_json(text: str) -> Optional[dict[str, Any]]:
+    if not (text.startswith("{") and text.rstrip().endswith("}")):
+        return None
+    try:
+        obj = _codec.loads(text)
+    except Exception:
+        return None
+    return obj if isinstance(obj, dict) and len(obj) <= MAX_FIELDS else None
+
+
+def record_object(msg: Any, args: Any, message: str) -> Optional[dict[str, Any]]:
+    """A logging record's message that is an object: a dict logged as the message (structlog's
+    ProcessorFormatter), or a JSON object (structlog's JSONRenderer through logging)."""
+    if isinstance(msg, dict) and not args:
+        # Keys of structlog's own (_record, _from_structlog) and the exc_info/stack_info
+        # requests it leaves in: the record has these.
+        return {k: v for k, v in msg.items()
+                if not str(k).startswith("_") and k not in ("exc_info", "stack_info")}  # fmt: skip
+    return parse_json(message) if message[:1] == "{" else None
+
+
+def object_fields(obj: dict[str, Any], keep_message: bool) -> dict[str, Any]:
+    """The fields an object adds to a logging record's entry: its message (when asked), its
+    exception, and its other keys; its level and time keys are dropped (the record's are the
+    precise ones)."""
+    fields = exception_key(obj)
+    if keep_message:
+        key = next((k for k in MSG_KEYS if isinstance(obj.get(k), str) and obj[k]), None)
+        if key is not None:
+            fields["_msg"] = obj.pop(key)
+    dropped = (*LEVEL_KEYS, *TIME_KEYS) if keep_message else (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS)
+    for key in dropped:
+        obj.pop(key, None)
+    fields.update(obj)
+    return fields

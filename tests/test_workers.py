@@ -1,0 +1,111 @@
+"""Workers a program starts ship to its stream (same job and container_name): multiprocessing's
+spawn and forkserver, `python -c` helpers, uvicorn's --workers. A different program it starts
+keeps its own name."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from conftest import DROPIN, INTERNAL_ERROR, base_env
+
+WORKERS = """\
+import logging, multiprocessing, subprocess, sys
+
+def work(method):
+    print('child', method, flush=True)
+    logging.getLogger('worker').warning('logged by %s', method)
+
+if __name__ == '__main__':
+    print('parent', flush=True)
+    for method in ('spawn', 'forkserver'):
+        process = multiprocessing.get_context(method).Process(target=work, args=(method,))
+        process.start()
+        process.join()
+    subprocess.run([sys.executable, '-c', 'print("python -c child")'], check=True)
+    subprocess.run([sys.executable, 'other.py'], check=True)
+"""
+
+
+def run(
+    args: list[str], env: Optional[dict[str, str]], cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """A real interpreter without HOSTNAME (else container_name is the host's, whatever the
+    program), with the drop-in when `env` is given."""
+    full = base_env()
+    full.pop("HOSTNAME", None)
+    if env is not None:
+        full.update(env)
+        full["PYTHONPATH"] = str(DROPIN)
+    proc = subprocess.run(
+        [sys.executable, *args], env=full, capture_output=True, cwd=str(cwd), timeout=120
+    )
+    assert INTERNAL_ERROR not in proc.stderr, proc.stderr.decode("utf-8", "replace")
+    return proc
+
+
+def test_spawned_workers_ship_to_their_parents_stream(script: Any, sink: Any) -> None:
+    path = script(WORKERS)
+    script("print('other program')\n", name="other.py")
+    bare = run([str(path)], None, path.parent)
+    hooked = run([str(path)], sink.env(), path.parent)
+    assert (hooked.returncode, hooked.stdout, hooked.stderr) == (
+        bare.returncode, bare.stdout, bare.stderr
+    )  # fmt: skip
+    assert bare.stdout.count(b"child") == 3 and b"other program" in bare.stdout
+    rows = sink.settle(8)
+    names = {r["_msg"]: (r["job"], r["container_name"], r["_stream"]) for r in rows}
+    app = ("app", "app", '{container_name="app",job="app"}')
+    assert names == {
+        "parent": app,
+        "child spawn": app,
+        "child forkserver": app,
+        "logged by spawn": app,
+        "logged by forkserver": app,
+        "python -c child": app,
+        "other program": ("other", "other", '{container_name="other",job="other"}'),
+    }
+    assert len({r["pid"] for r in rows}) == 5  # the parent, two workers, two programs
+
+
+def _wait_for(sink: Any, message: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(r["_msg"] == message for r in sink.entries(0)) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count} x {message!r} not stored within {timeout} s")
+
+
+@pytest.mark.slow
+def test_uvicorn_workers_ship_to_the_servers_stream(script: Any, sink: Any) -> None:
+    path = script(
+        "print('worker ready', flush=True)\nasync def app(scope, receive, send):\n    pass\n"
+    )
+    full = base_env()
+    full.pop("HOSTNAME", None)
+    full.update(sink.env())
+    full["PYTHONPATH"] = str(DROPIN)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--workers", "2", "--port", "0"],
+        env=full, cwd=str(path.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for(sink, "worker ready", 2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err.decode()
+    assert INTERNAL_ERROR not in err
+    assert out.count(b"worker ready") == 2
+    rows = sink.settle(4)
+    assert {(r["job"], r["container_name"]) for r in rows} == {("uvicorn", "uvicorn")}
+    ready = [r for r in rows if r["_msg"] == "worker ready"]
+    assert len(ready) == 2 and len({r["pid"] for r in ready}) == 2
+    assert any(r["_msg"].startswith("Started parent process") for r in rows)
