@@ -38,9 +38,16 @@ def span_source(trace: ModuleType) -> tuple[Callable[[], Any], Callable[[Any], A
     variable = getattr(runtime, "_current_context", None)
     key = getattr(getattr(trace, "propagation", None), "_SPAN_KEY", None)
     if isinstance(variable, ContextVar) and isinstance(key, str):
+        # The lines of one span share its context: its fields are made once (the pair is
+        # replaced whole, so a thread that reads it sees one context and its own fields).
+        last: list[tuple[Any, Optional[dict[str, str]]]] = [(None, None)]
 
         def fields_in(context: Any) -> Optional[dict[str, str]]:
-            return span_fields(context.get(key))
+            seen, fields = last[0]
+            if seen is not context:
+                fields = span_fields(context.get(key))
+                last[0] = (context, fields)
+            return fields
 
         return variable.get, fields_in
     get_current_span, invalid = trace.get_current_span, trace.INVALID_SPAN
