@@ -130,11 +130,9 @@ def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
 
 
 def _expand(source: tuple[Expand, Any]) -> Optional[Fields]:
-    try:
+    with _diag.guard("context"):  # one bad value must not cost the rest of the batch
         return source[0](source[1])
-    except Exception as exc:  # one bad value must not cost the rest of the batch
-        _diag.internal_error("context", exc)
-        return None
+    return None
 
 
 # -- fields bound with vlhook.bind() ----------------------------------------------------------
