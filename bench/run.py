@@ -79,6 +79,44 @@ with open(out, "w") as fh:
 os._exit(0)
 """
 
+# Figure 7's child: print()'s own-thread CPU in the caller with trace context to read. `plain`:
+# OpenTelemetry not imported; `otel`: imported (the SDK's provider, as a traced program has it),
+# timed outside and inside a span in alternating rounds, so that both see the same process
+# state. `alone`: the sender sleeps while a round is timed and is flushed between rounds (the
+# caller's own work); `shared`: the sender runs as usual, taking its share of the GIL. Writes
+# {"outside": ns, "inside": ns} per print: the lowest round of each.
+TRACE_CHILD = """
+import json, os, sys, time
+import vlhook
+n, rounds, out, kind, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], \\
+    sys.argv[5]
+line = "x" * 100
+if kind == "otel":
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    trace.set_tracer_provider(TracerProvider())
+    tracer = trace.get_tracer("bench")
+def block(count):
+    cpu = time.thread_time_ns()
+    for _ in range(count):
+        print(line)
+    spent = (time.thread_time_ns() - cpu) / count
+    if mode == "alone":
+        vlhook.flush(10)
+    return spent
+block(1000)
+time.sleep(0.3)
+lowest = {"outside": float("inf"), "inside": float("inf")}
+for _ in range(rounds):
+    lowest["outside"] = min(lowest["outside"], block(n // rounds))
+    if kind == "otel":
+        with tracer.start_as_current_span("bench"):
+            lowest["inside"] = min(lowest["inside"], block(n // rounds))
+with open(out, "w") as fh:
+    json.dump(lowest if kind == "otel" else {"outside": lowest["outside"]}, fh)
+os._exit(0)
+"""
+
 # Figure 4's child: 100-character lines (plus the newline), numbered so each row is unique.
 # It notes what vlhook shed (buffer full) by the end of the script: vlhook's own report of it
 # is an entry that is lost with the rest when the exit deadline passes.
@@ -108,10 +146,10 @@ except ImportError:
 passes, env = int(sys.argv[1]), json.loads(sys.argv[2])
 builder = EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
 now = time.time_ns()
-def lines(texts):
+def lines(texts, context=None):
     if make_line is not None:
-        return [make_line(0, text, now, None) for text in texts]
-    return [(0, text, now, None, None, "") for text in texts]
+        return [make_line(0, text, now, context) for text in texts]
+    return [(0, text, now, context and context[0], None, "") for text in texts]
 def nested(i):
     return json.dumps({"msg": f"request {i}", "level": "info",
                        "user": {"id": i, "name": "bob", "roles": ["admin", "dev"]},
@@ -129,8 +167,11 @@ def record(i, extra):
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
+TRACE = ({"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+          "trace_flags": "01"},)
 groups = {
     "plain": lines([f"{i:07d} " + "x" * 92 for i in range(256)]),
+    "traced": lines([f"{i:07d} " + "x" * 92 for i in range(256)], TRACE),
     "flat": lines([flat(i) for i in range(256)]),
     "json": lines([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
@@ -404,6 +445,59 @@ def fig_calls(ctx: Context) -> None:
             ctx.add(ratio_row(f"3 {label}, caller {what}", active, bare, "ns/call", target, note))
 
 
+# -- figure 7: trace context ------------------------------------------------------------------
+
+TRACE_ADDED_LIMIT_NS = 300  # what reading the current span may add to one print()
+#: The sender wakes at no line count and no interval while a round is timed.
+TRACE_SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
+                       "VICTORIALOGS_FLUSH_INTERVAL_MS": "3600000"}  # fmt: skip
+
+
+def fig_trace(ctx: Context) -> None:
+    """print()'s own-thread CPU in the caller, vlhook active, with OpenTelemetry imported
+    (outside and inside a span) against the same print in a process that does not import it,
+    interleaved run by run. `caller alone` is the caller's own work (the target); `sender
+    running` adds what the sender's work on each entry costs the caller through the GIL and
+    the caches (the sender's own cost per entry is figure 4's and 6's). Each figure is the
+    lowest of the runs: on a shared machine a busy moment only ever adds, and the difference
+    sought is a few tens of ns in a few µs."""
+    if not importable(ctx, "opentelemetry.sdk.trace"):
+        ctx.notes.append("7: opentelemetry-sdk is not importable here: skipped")
+        return
+    calls, rounds = ctx.plan.calls // 2, 50
+    modes = {"alone": ("caller alone", TRACE_SENDER_ASLEEP), "shared": ("sender running", {})}
+    for mode, (what, extra) in modes.items():
+        results: dict[str, list[dict[str, float]]] = {"plain": [], "otel": []}
+        for index in range(ctx.plan.call_runs * 2):
+            for kind in ("plain", "otel") if index % 2 else ("otel", "plain"):
+                out = os.path.join(ctx.workdir, f"trace-{mode}-{kind}-{index}.json")
+                args = ["-c", TRACE_CHILD, str(calls), str(rounds), out, kind, mode]
+                ctx.run(args, ctx.env("active", PYTHONPATH=f"{DROPIN}:{SRC}", **extra))
+                with open(out) as fh:
+                    results[kind].append(json.load(fh))
+        trace_rows(ctx, mode, what, results, calls)
+
+
+def trace_rows(
+    ctx: Context, mode: str, what: str, results: dict[str, list[dict[str, float]]], calls: int
+) -> None:
+    plain = [run["outside"] for run in results["plain"]]
+    base = min(plain)
+    ctx.samples[f"trace.{mode}.plain.ns"] = plain
+    for where, label in (("outside", "outside any span"), ("inside", "inside a span")):
+        values = [run[where] for run in results["otel"]]
+        ctx.samples[f"trace.{mode}.otel.{where}.ns"] = values
+        value = min(values)
+        added = value - base
+        note = (f"N={calls} in {len(values)} runs; added {added:+.0f} ns/call; "
+                f"{spread(values)}; baseline {spread(plain)}")  # fmt: skip
+        row = ratio_row(f"7 print(), OpenTelemetry imported, {label}, {what}", value, base,
+                        "ns/call", note=note)  # fmt: skip
+        if mode == "alone":
+            row.target, row.met = f"+{TRACE_ADDED_LIMIT_NS} ns", added <= TRACE_ADDED_LIMIT_NS
+        ctx.add(row)
+
+
 # -- figure 4: lines end to end ---------------------------------------------------------------
 
 
@@ -626,6 +720,7 @@ def fig_imports(ctx: Context) -> None:
 
 ENTRY_KINDS = {
     "plain": "plain line (100 chars)",
+    "traced": "plain line with trace context",
     "flat": "JSON line, flat",
     "json": "JSON line, nested objects",
     "record": "logging record",
@@ -804,6 +899,7 @@ FIGURES: dict[str, Callable[[Context], None]] = {
     "end_to_end": fig_end_to_end,
     "imports": fig_imports,
     "entries": fig_entries,
+    "trace": fig_trace,
 }
 
 

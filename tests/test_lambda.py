@@ -100,6 +100,7 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
     assert {r["xray_trace_id"] for r in ann} == {"1-5759e988-bd862e3fe1be46a994272793"}
     assert {r["trace_id"] for r in ann} == {"5759e988bd862e3fe1be46a994272793"}
     assert {r["span_id"] for r in ann} == {"53995c3f42cd8ad8"}
+    assert {r["trace_flags"] for r in ann} == {"01"}
     assert {r["function_version"] for r in ann} == {"7"}
     assert {r["container_name"] for r in rows} == {"orders"} and {r["job"] for r in rows} == {
         "lambda"
@@ -124,6 +125,61 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
     # Each record exactly once although awslambdaric's own handler prints it through stdout.
     for invocation in (first, second, third):
         assert [r["_msg"] for r in rows_of(rows, invocation)].count("processing order") == 1
+
+
+TRACE_HANDLER = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+trace.set_tracer_provider(TracerProvider())
+tracer = trace.get_tracer("fn")
+
+def handler(event, context):
+    print("handler " + event["name"])
+    if event.get("span"):
+        with tracer.start_as_current_span("work") as span:
+            ids = span.get_span_context()
+            print(f"span {ids.trace_id:032x} {ids.span_id:016x}")
+    return "ok"
+"""
+
+
+def test_trace_ids_come_from_one_source_in_order_of_precedence(sink: Sink, tmp_path: Path) -> None:
+    """The span current in the handler, else the invocation's pair (the caller's trace from
+    the client context, else X-Ray's), else TRACEPARENT."""
+    pytest.importorskip("opentelemetry.sdk.trace")
+    (tmp_path / "traced.py").write_text(TRACE_HANDLER)
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    environment = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    unsampled = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+    with RuntimeApi() as api:
+        w3c = api.add({"name": "w3c"}, trace_id=TRACE,
+                      client_context={"w3c": {"traceparent": caller}})  # fmt: skip
+        custom = api.add({"name": "custom"}, trace_id=TRACE,
+                         client_context={"custom": {"trace_id": "t-42"}})  # fmt: skip
+        xray = api.add({"name": "xray", "span": True}, trace_id=unsampled)
+        bare = api.add({"name": "bare"})
+        run_runtime(api, ship_to(sink, TRACEPARENT=environment), handler="traced.handler",
+                    cwd=tmp_path)  # fmt: skip
+    rows = sink.settle(5)
+
+    def trace_of(invocation: Invocation, prefix: str) -> dict[str, str]:
+        (row,) = [r for r in rows_of(rows, invocation) if r["_msg"].startswith(prefix)]
+        keys = ("trace_id", "span_id", "trace_flags", "xray_trace_id")
+        return {key: row[key] for key in keys if key in row}
+
+    root = "1-5759e988-bd862e3fe1be46a994272793"
+    assert trace_of(w3c, "handler") == {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7", "trace_flags": "01", "xray_trace_id": root}  # fmt: skip
+    # The caller's trace alone: never paired with X-Ray's span.
+    assert trace_of(custom, "handler") == {"trace_id": "t-42", "xray_trace_id": root}
+    assert trace_of(xray, "handler") == {"trace_id": "5759e988bd862e3fe1be46a994272793",
+        "span_id": "53995c3f42cd8ad8", "trace_flags": "00", "xray_trace_id": root}  # fmt: skip
+    (span_row,) = [r for r in rows_of(rows, xray) if r["_msg"].startswith("span ")]
+    _, span_trace, span_id = span_row["_msg"].split()
+    assert trace_of(xray, "span ") == {"trace_id": span_trace, "span_id": span_id,
+                                       "trace_flags": "01", "xray_trace_id": root}  # fmt: skip
+    assert trace_of(bare, "handler") == {"trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "span_id": "b7ad6b7169203331", "trace_flags": "00"}  # fmt: skip
 
 
 def test_json_log_format_records_once_with_runtime_keys(sink: Sink) -> None:

@@ -413,7 +413,7 @@ def test_tracebacks_of_two_threads_stay_apart() -> None:
     asm.feed(text(1, "two\n", t + 1, 2, ({"thread": 2},)), out)
     by_thread: dict[int, list[tuple[str, str]]] = {1: [], 2: []}
     for line in out:
-        assert line.context is not None and line.context[0] is not None
+        assert line.context is not None and isinstance(line.context[0], dict)
         by_thread[line.context[0]["thread"]].append((line[1], line.level))
     assert by_thread[1] == [(tb1.rstrip("\n"), "ERROR"), ("one", "")]
     assert by_thread[2] == [(tb2.rstrip("\n"), "ERROR"), ("two", "")]

@@ -10,8 +10,9 @@ from vlhook import _diag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from contextvars import ContextVar
     from types import ModuleType
-    from typing import Callable, Optional
+    from typing import Any, Callable, Optional
 
     from vlhook._config import Config
     from vlhook._sender import Sender
@@ -54,7 +55,7 @@ def activate(source: str = "api") -> bool:
 
 
 def _start(source: str) -> Optional[Active]:
-    from vlhook import _capture_streams, _imports, _lifecycle
+    from vlhook import _capture_streams, _context, _imports, _lifecycle
     from vlhook._captures import STDERR, STDOUT
     from vlhook._config import load
     from vlhook._sender import Sender
@@ -75,12 +76,15 @@ def _start(source: str) -> Optional[Active]:
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_capture_streams.forget_held)
+        os.register_at_fork(after_in_child=_context.after_fork_in_child)
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
     _imports.when_imported("logging", _lifecycle.hook_logging_errors)
     _imports.when_imported("multiprocessing.util", _lifecycle.hook_multiprocessing)
     _lifecycle.install(sender, config)
+    _context.set_environment(dict(config.trace))
+    _context.when_bound(_carry_bound)
     active = Active(config, stats, sender, source)
     for library, ours in INTEGRATIONS:
         _imports.when_imported(library, _integration(ours, active))
@@ -96,7 +100,17 @@ def _start(source: str) -> Optional[Active]:
 INTEGRATIONS = (
     ("awslambdaric.lambda_runtime_client", "vlhook._integrations.awslambda"),
     ("loguru", "vlhook._integrations.loguru"),
+    ("opentelemetry.trace", "vlhook._integrations.opentelemetry"),
+    ("structlog.contextvars", "vlhook._integrations.structlog_context"),
+    ("loguru._logger", "vlhook._integrations.loguru_context"),
 )
+
+
+def _carry_bound(variable: ContextVar[Any]) -> None:
+    """Once the program binds fields, threads it starts afterwards carry them."""
+    from vlhook import _carry
+
+    _carry.install(variable)
 
 
 def _integration(ours: str, active: Active) -> Callable[[ModuleType], None]:

@@ -15,10 +15,12 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     import logging
     from typing import Any, Callable, NamedTuple, Optional, Union
 
-    #: Fields added to an entry, by source, applied in order (the invocation, then the
-    #: fields the program bound): each is read-only once published, so it is shared.
+    #: Fields added to an entry, by source, applied in order (see _context): each is read-only
+    #: once published, so it is shared. A source's value that is not yet fields travels with
+    #: the function that makes it fields on the sender thread (a span: its ids, as hex).
     Fields = dict[str, Any]
-    Context = tuple[Optional[Fields], ...]
+    Source = Union[Fields, tuple[Callable[[Any], Optional[Fields]], Any]]
+    Context = tuple[Optional[Source], ...]
 
 STDOUT, STDERR = 0, 1
 STREAM_NAME = ("stdout", "stderr")

@@ -119,6 +119,8 @@ class Config(_Frozen):
     debug: bool = False
     flush_on_os_exit: bool = False
     in_lambda: bool = False
+    #: trace_id, span_id, trace_flags (and trace_state) from TRACEPARENT / TRACESTATE.
+    trace: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
 
     @property
@@ -446,6 +448,27 @@ def _redact_keys(reader: _Reader, redact: bool) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _trace(reader: _Reader) -> tuple[tuple[str, str], ...]:
+    """The trace context a launcher handed the process (W3C environment propagation)."""
+    from vlhook._tracecontext import traceparent_fields, tracestate
+
+    parent = reader.raw("TRACEPARENT")
+    if parent is None:
+        return ()
+    fields = traceparent_fields(parent)
+    if fields is None:
+        reader.warn("TRACEPARENT", parent, "no trace id from the environment")
+        return ()
+    state = reader.raw("TRACESTATE")
+    if state is not None:
+        valid = tracestate(state)
+        if valid is None:
+            reader.warn("TRACESTATE", state, "no trace_state")
+        else:
+            fields["trace_state"] = valid
+    return tuple(fields.items())
+
+
 def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read every variable once. Never raises."""
     env = os.environ if environ is None else environ
@@ -504,5 +527,6 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         debug=r.boolean("VICTORIALOGS_DEBUG", False),
         flush_on_os_exit=r.boolean("VICTORIALOGS_FLUSH_ON_OS_EXIT", False),
         in_lambda=in_lambda,
+        trace=_trace(r),
         warnings=tuple(r.warnings),
     )

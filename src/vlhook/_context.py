@@ -1,14 +1,28 @@
-"""Context carried by every capture: the current invocation and the fields the program bound.
+"""Context carried by every capture: trace ids, the current invocation, the fields the program
+bound (through vlhook, structlog or loguru).
 
-Read on the writer's thread at write time (an entry belongs to the invocation during which it
-was written, even when the sender encodes it later). Each source is immutable once published,
-so a capture holds references, not copies. `get()` is what every capture calls: while nothing
-was ever bound and no invocation runs, it returns None at the cost of one call.
+Read on the writer's thread at write time (an entry belongs to the span and the invocation
+during which it was written, even when the sender encodes it later). `get()` is what every
+capture calls: while no source exists it returns None at the cost of one call; it is swapped
+for a richer function only when a source appears.
+
+Two kinds of sources, in order of precedence (a later one wins):
+- process-wide, fixed between changes: the trace context of TRACEPARENT (set at start-up),
+  then the current serverless invocation;
+- context-local, read at every capture by a reader (the current OpenTelemetry span, structlog
+  and loguru context, the fields bound with vlhook.bind()). A reader returns something false
+  when its source holds nothing, else a value kept as is: a dict of fields, or a value that
+  its `expand` function makes into fields later, on the sender thread.
+
+Every value is immutable once published (a bind makes a new dict), so a capture holds
+references, not copies.
 """
 
 from __future__ import annotations
 
 import _thread
+
+from vlhook import _diag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -17,46 +31,140 @@ if TYPE_CHECKING:
 
     from vlhook._captures import Context, Fields
 
+    Read = Callable[[], Any]
+    Expand = Callable[[Any], Optional[Fields]]
+
+#: The fields that name a trace. A source that has `trace_id` replaces all of them, so that an
+#: entry never pairs the trace of one source with the span of another.
+TRACE_FIELDS = ("trace_id", "span_id", "trace_flags", "trace_state")
+
+#: Readers' ranks: their order on an entry (later wins), whichever was installed first.
+SPAN, STRUCTLOG, LOGURU, BOUND = range(4)
+
+#: Fields from TRACEPARENT / TRACESTATE, read once at start-up.
+environment: Optional[Fields] = None
 #: Fields of the current serverless invocation (request id, trace ids), or None outside one.
 invocation: Optional[Fields] = None
 
-
-def _nothing_bound() -> Optional[Fields]:
-    return None
-
-
-#: The bound fields of the calling thread or task. Until the first bind() nothing is bound
-#: anywhere; the context variable (and `contextvars`, ~0.3 ms at start-up) comes with it.
-bound_get: Callable[[], Optional[Fields]] = _nothing_bound
-_bound: Optional[ContextVar[Optional[Fields]]] = None
-_bound_lock = _thread.allocate_lock()
+_process: Optional[Context] = None
+_ranked: list[tuple[int, Read, Optional[Expand]]] = []
+_readers: tuple[tuple[Read, Optional[Expand]], ...] = ()
+_lock = _thread.allocate_lock()
 
 
 def _empty() -> Optional[Context]:
     return None
 
 
-def _sources() -> Optional[Context]:
-    inv, bound = invocation, bound_get()
-    if inv is None and bound is None:
-        return None
-    return (inv, bound)
+def _process_only() -> Optional[Context]:
+    return _process
+
+
+def _read() -> Optional[Context]:
+    context = _process
+    for read, expand in _readers:
+        value = read()
+        if value:
+            if expand is not None:
+                value = (expand, value)
+            context = (*context, value) if context else (value,)
+    return context
 
 
 #: The context of the calling thread or task, for one capture (see the module docstring).
 get: Callable[[], Optional[Context]] = _empty
 
 
-def _variable() -> ContextVar[Optional[Fields]]:
-    global _bound, bound_get, get
-    with _bound_lock:
-        if _bound is None:
-            from contextvars import ContextVar
+def _choose() -> None:
+    """Swap `get` for the cheapest function that reads every source (under _lock)."""
+    global get, _process
+    _process = tuple(f for f in (environment, invocation) if f) or None
+    get = _read if _readers else _process_only if _process else _empty
 
-            _bound = ContextVar("vlhook_bound", default=None)
-            bound_get = _bound.get
-            get = _sources
-    return _bound
+
+def set_environment(fields: Optional[Fields]) -> None:
+    global environment
+    with _lock:
+        environment = fields or None
+        _choose()
+
+
+def set_invocation(fields: Optional[Fields]) -> None:
+    global invocation
+    with _lock:
+        invocation = fields
+        _choose()
+
+
+def after_fork_in_child() -> None:
+    """The lock may have been held by a thread that does not exist in a forked child."""
+    global _lock
+    _lock = _thread.allocate_lock()
+
+
+def add_reader(rank: int, read: Read, expand: Optional[Expand] = None) -> None:
+    """A context-local source from now on. `expand`, when given, runs on the sender thread."""
+    with _lock:
+        _add_reader(rank, read, expand)
+
+
+def _add_reader(rank: int, read: Read, expand: Optional[Expand]) -> None:
+    global _readers
+    _ranked.append((rank, read, expand))
+    _ranked.sort(key=lambda source: source[0])
+    _readers = tuple((read, expand) for _, read, expand in _ranked)
+    _choose()
+
+
+def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
+    """Add a capture's context to its entry (sources in order: later ones win)."""
+    if not context:
+        return
+    for source in context:
+        fields = _expand(source) if isinstance(source, tuple) else source
+        if fields:
+            if "trace_id" in fields:
+                for name in TRACE_FIELDS:
+                    entry.pop(name, None)
+            entry.update(fields)
+
+
+def _expand(source: tuple[Expand, Any]) -> Optional[Fields]:
+    with _diag.guard("context"):  # one bad value must not cost the rest of the batch
+        return source[0](source[1])
+    return None
+
+
+# -- fields bound with vlhook.bind() ----------------------------------------------------------
+
+#: Until the first bind() nothing is bound anywhere; the context variable (and `contextvars`,
+#: ~0.3 ms at start-up) comes with it.
+_bound: Optional[ContextVar[Optional[Fields]]] = None
+_on_bound: list[Callable[[ContextVar[Optional[Fields]]], None]] = []
+
+
+def _variable() -> ContextVar[Optional[Fields]]:
+    global _bound
+    with _lock:
+        if _bound is not None:
+            return _bound
+        from contextvars import ContextVar
+
+        variable = _bound = ContextVar("vlhook_bound", default=None)
+        _add_reader(BOUND, variable.get, None)
+    for hook in _on_bound:
+        with _diag.guard("bind"):
+            hook(variable)
+    return variable
+
+
+def when_bound(hook: Callable[[ContextVar[Optional[Fields]]], None]) -> None:
+    """Call `hook(variable)` once fields are first bound (now, if they already are)."""
+    if _bound is not None:
+        with _diag.guard("bind"):
+            hook(_bound)
+    else:
+        _on_bound.append(hook)
 
 
 def bind(**fields: Any) -> None:
@@ -73,18 +181,3 @@ def unbind(*names: str) -> None:
     current = variable.get()
     if current:
         variable.set({k: v for k, v in current.items() if k not in names} or None)
-
-
-def set_invocation(fields: Optional[Fields]) -> None:
-    global invocation, get
-    invocation = fields
-    if fields is not None:
-        get = _sources
-
-
-def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
-    """Add a capture's context to its entry (sources in order: later ones win)."""
-    if context:
-        for fields in context:
-            if fields:
-                entry.update(fields)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import _thread
 from time import monotonic
 
-from vlhook import _diag
+from vlhook import _context, _diag
 from vlhook._buffer import lines_in
 from vlhook._captures import Text
 from vlhook._stats import explain_drop
@@ -314,9 +314,7 @@ def _merged(context: Optional[Context]) -> Optional[dict[str, Any]]:
     if not context:
         return None
     merged: dict[str, Any] = {}
-    for fields in context:
-        if fields:
-            merged.update(fields)
+    _context.apply(merged, context)
     return merged or None
 
 

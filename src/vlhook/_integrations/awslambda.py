@@ -14,6 +14,7 @@ import os
 import time
 
 from vlhook import _context, _diag
+from vlhook._tracecontext import is_hex, traceparent_fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,31 +64,41 @@ def invocation_fields(request: Any, cold_start: bool) -> dict[str, Any]:
     if version:
         fields["function_version"] = version
     fields["cold_start"] = cold_start
-    fields.update(xray_fields(getattr(request, "x_amzn_trace_id", None) or ""))
-    fields.update(client_context_fields(getattr(request, "client_context", None)))
+    xray = xray_fields(getattr(request, "x_amzn_trace_id", None) or "")
+    root = xray.pop("xray_trace_id", None)
+    if root:
+        fields["xray_trace_id"] = root
+    # The trace ids come from one source: a caller's trace when it sent one, else X-Ray's.
+    fields.update(client_context_fields(getattr(request, "client_context", None)) or xray)
     return fields
 
 
 def xray_fields(header: str) -> dict[str, str]:
-    """`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`."""
+    """`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`: the root
+    as is (`xray_trace_id`), and as a W3C trace id with the parent as its span."""
     parts = dict(p.strip().partition("=")[::2] for p in header.split(";") if "=" in p)
     root = parts.get("Root", "")
     fields: dict[str, str] = {}
-    if root:
-        fields["xray_trace_id"] = root
-        version, _, rest = root.partition("-")
-        w3c = rest.replace("-", "")
-        if version == "1" and len(w3c) == 32 and _hex(w3c):
-            fields["trace_id"] = w3c
-    parent = parts.get("Parent", "")
-    if len(parent) == 16 and _hex(parent):
+    if not root:
+        return fields
+    fields["xray_trace_id"] = root
+    version, _, rest = root.partition("-")
+    w3c = rest.replace("-", "").lower()
+    if version != "1" or not is_hex(w3c, 32):
+        return fields
+    fields["trace_id"] = w3c
+    parent = parts.get("Parent", "").lower()
+    if is_hex(parent, 16):
         fields["span_id"] = parent
+    sampled = parts.get("Sampled")
+    if sampled in ("0", "1"):
+        fields["trace_flags"] = "0" + sampled
     return fields
 
 
 def client_context_fields(raw: Optional[str]) -> dict[str, str]:
-    """A trace propagated by the caller: `custom.trace_id`, or `w3c.traceparent`. It names the
-    caller's trace, so it wins over the id derived from X-Ray."""
+    """A trace propagated by the caller: `w3c.traceparent` (trace, span and flags), or
+    `custom.trace_id` (taken as given, with `custom.span_id` when there is one)."""
     if not raw:
         return {}
     import json  # only when a caller sent a client context
@@ -101,14 +112,14 @@ def client_context_fields(raw: Optional[str]) -> dict[str, str]:
     custom = context.get("custom") or {}
     trace = custom.get("trace_id") if isinstance(custom, dict) else None
     if isinstance(trace, str) and trace:
-        return {"trace_id": trace}
+        fields = {"trace_id": trace}
+        span = custom.get("span_id")
+        if isinstance(span, str) and span:
+            fields["span_id"] = span
+        return fields
     w3c = context.get("w3c") or {}
     parent = w3c.get("traceparent") if isinstance(w3c, dict) else None
-    if isinstance(parent, str):
-        pieces = parent.split("-")
-        if len(pieces) == 4 and len(pieces[1]) == 32 and _hex(pieces[1]):
-            return {"trace_id": pieces[1], "span_id": pieces[2]}
-    return {}
+    return (traceparent_fields(parent) or {}) if isinstance(parent, str) else {}
 
 
 def install(module: ModuleType, active: Active) -> None:
@@ -141,7 +152,3 @@ def _int(value: Any) -> Optional[int]:
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def _hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)

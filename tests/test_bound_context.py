@@ -1,0 +1,175 @@
+"""Fields bound by the program, through real interpreters and a real VictoriaLogs: vlhook.bind()
+carried into threads and pool tasks started afterwards, structlog's contextvars and loguru's
+contextualize() on every entry written meanwhile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import SRC, Sink, run_python
+
+
+def find(rows: list[dict[str, str]], text: str) -> dict[str, str]:
+    """The one row whose message contains `text`."""
+    found = [row for row in rows if text in row["_msg"]]
+    assert len(found) == 1, (text, [row["_msg"] for row in rows])
+    return found[0]
+
+
+BIND_IN_THREADS = """
+import asyncio, threading, vlhook
+from concurrent.futures import ThreadPoolExecutor
+
+gate = threading.Event()
+def early():
+    gate.wait(10)
+    print("thread started before bind")
+before = threading.Thread(target=early)
+before.start()
+
+vlhook.bind(request_id="r-1")
+gate.set()
+before.join()
+
+thread = threading.Thread(target=lambda: print("thread started after bind"))
+thread.start()
+thread.join()
+
+class Worker(threading.Thread):
+    def run(self):
+        print("subclass with its own run")
+worker = Worker()
+worker.start()
+worker.join()
+
+def binds_its_own():
+    vlhook.bind(worker="w-1")
+    print("thread that binds more")
+thread = threading.Thread(target=binds_its_own)
+thread.start()
+thread.join()
+print("main thread afterwards")
+
+with ThreadPoolExecutor(max_workers=1) as pool:
+    pool.submit(print, "task submitted under r-1").result()
+    vlhook.bind(request_id="r-2")
+    pool.submit(print, "task submitted under r-2").result()  # the same worker thread
+    vlhook.unbind("request_id")
+    pool.submit(print, "task submitted with nothing bound").result()
+
+async def main():
+    vlhook.bind(request_id="r-3")
+    await asyncio.get_running_loop().run_in_executor(None, print, "run_in_executor under r-3")
+asyncio.run(main())
+
+def fails():
+    raise ValueError("task failed")
+vlhook.bind(request_id="r-4")
+with ThreadPoolExecutor(max_workers=1) as pool:
+    error = pool.submit(fails).exception()
+import traceback
+traceback.print_exception(type(error), error, error.__traceback__)
+thread = threading.Thread(target=fails)
+thread.start()
+thread.join()
+"""
+
+
+def test_bound_fields_are_carried_into_threads_and_pool_tasks(script: Any, sink: Sink) -> None:
+    path = script(BIND_IN_THREADS)
+    bare = run_python(path, {"PYTHONPATH": str(SRC)}, dropin=False)  # vlhook importable, inactive
+    run = run_python(path, sink.env())
+    # Tracebacks of a failed task and of a thread are exactly as without vlhook.
+    assert (run.rc, run.stdout, run.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    rows = sink.settle(13)
+
+    def bound(text: str) -> tuple[str, str]:
+        row = find(rows, text)
+        return row.get("request_id", ""), row.get("worker", "")
+
+    assert bound("thread started before bind") == ("", "")
+    assert bound("thread started after bind") == ("r-1", "")
+    assert bound("subclass with its own run") == ("r-1", "")
+    assert bound("thread that binds more") == ("r-1", "w-1")
+    assert bound("main thread afterwards") == ("r-1", "")
+    assert bound("task submitted under r-1") == ("r-1", "")
+    assert bound("task submitted under r-2") == ("r-2", "")
+    assert bound("task submitted with nothing bound") == ("", "")
+    assert bound("run_in_executor under r-3") == ("r-3", "")
+    # The printed traceback of the failed task, and the thread's uncaught exception.
+    failed = [row for row in rows if "task failed" in row["_msg"]]
+    assert len(failed) == 2 and {row.get("request_id") for row in failed} == {"r-4"}
+
+
+def test_structlog_contextvars_are_on_every_entry(script: Any, sink: Sink) -> None:
+    pytest.importorskip("structlog")
+    path = script(
+        "import structlog, vlhook\n"
+        "from structlog.contextvars import bind_contextvars, bound_contextvars, "
+        "clear_contextvars, unbind_contextvars\n"
+        "print('before any binding')\n"
+        "bind_contextvars(request_id='s-1', user=7)\n"
+        "print('print under structlog context')\n"
+        "structlog.get_logger().info('structlog event')\n"
+        "unbind_contextvars('user')\n"
+        "print('after unbinding user')\n"
+        "with bound_contextvars(batch='nightly'):\n"
+        "    print('inside bound_contextvars')\n"
+        "bind_contextvars(origin='structlog')\n"
+        "vlhook.bind(origin='vlhook')\n"
+        "print('bound twice')\n"
+        "clear_contextvars()\n"
+        "print('after clearing')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0, run.err
+    rows = sink.settle(7)
+
+    def context(text: str) -> dict[str, str]:
+        row = find(rows, text)
+        return {k: row[k] for k in ("request_id", "user", "batch", "origin") if k in row}
+
+    assert context("before any binding") == {}
+    assert context("print under structlog context") == {"request_id": "s-1", "user": "7"}
+    assert context("structlog event") == {"request_id": "s-1", "user": "7"}
+    assert context("after unbinding user") == {"request_id": "s-1"}
+    assert context("inside bound_contextvars") == {"request_id": "s-1", "batch": "nightly"}
+    assert context("bound twice") == {"request_id": "s-1", "origin": "vlhook"}
+    assert context("after clearing") == {"origin": "vlhook"}
+
+
+def test_loguru_contextualize_is_on_every_entry(script: Any, sink: Sink) -> None:
+    pytest.importorskip("loguru")
+    path = script(
+        "import asyncio\n"
+        "from loguru import logger\n"
+        "with logger.contextualize(task_id=123, user='ann'):\n"
+        "    print('print in contextualize')\n"
+        "    logger.info('loguru in contextualize')\n"
+        "    with logger.contextualize(step='inner'):\n"
+        "        print('nested contextualize')\n"
+        "print('after contextualize')\n"
+        "async def job(name):\n"
+        "    with logger.contextualize(worker=name):\n"
+        "        await asyncio.sleep(0)\n"
+        "        print(f'task {name}')\n"
+        "async def main():\n"
+        "    await asyncio.gather(job('a'), job('b'))\n"
+        "asyncio.run(main())\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0, run.err
+    rows = sink.settle(6)
+
+    def context(text: str) -> dict[str, str]:
+        row = find(rows, text)
+        return {k: row[k] for k in ("task_id", "user", "step", "worker") if k in row}
+
+    assert context("print in contextualize") == {"task_id": "123", "user": "ann"}
+    assert context("loguru in contextualize") == {"task_id": "123", "user": "ann"}
+    assert context("nested contextualize") == {"task_id": "123", "user": "ann", "step": "inner"}
+    assert context("after contextualize") == {}
+    assert context("task a") == {"worker": "a"}
+    assert context("task b") == {"worker": "b"}
