@@ -11,6 +11,7 @@ before the freeze. Its return value carries the next invocation's ids before the
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from vlhook import _context, _diag
@@ -54,7 +55,12 @@ class _Invocations:
             self.pid, self.count = os.getpid(), 0
         self.count += 1
         self.deadline_ms = _int(getattr(request, "deadline_time_in_ms", None))
-        _context.set_invocation(invocation_fields(request, cold_start=self.count == 1))
+        fields = invocation_fields(request, cold_start=self.count == 1)
+        _context.set_invocation(fields)
+        capture_fd = sys.modules.get("vlhook._capture_fd")
+        capture = capture_fd.current() if capture_fd is not None else None
+        if capture is not None:  # lines read at the fd level belong to this invocation too
+            capture.tell_context(fields)
 
 
 def invocation_fields(request: Any, cold_start: bool) -> dict[str, Any]:

@@ -1,0 +1,158 @@
+"""The fd helper's side of the wire: the connections of the program's processes, and what
+they said (notes per channel, flush requests, the invocation's context).
+
+Only processes of the same user are heard (the abstract address is visible to everyone on the
+host); only the process that started the helper may set the context.
+"""
+
+from __future__ import annotations
+
+import _socket
+import _thread
+import os
+from struct import Struct
+
+from vlhook._fd_wire import (
+    CONTEXT,
+    FLUSH,
+    FLUSH_BODY,
+    NOTE,
+    NOTE_ITEM,
+    REPLY,
+    REPLY_BODY,
+    SKIP,
+    STDERR,  # fmt: skip
+    Frames,
+    frame,
+    line_key,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from vlhook._captures import Context
+
+MAX_NOTES = 100_000  # notes never matched (their bytes never came): forgotten past this many
+PEER_CREDENTIALS = Struct("iII")  # struct ucred: pid, uid, gid
+
+
+class Notes:
+    """Lines announced for one channel, by (action, length, CRC-32), as counts."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[int, int, int], int] = {}
+        self.total = 0
+
+    def add(self, action: int, length: int, crc: int) -> None:
+        if self.total >= MAX_NOTES:  # a program that noted lines it never wrote
+            self.counts.clear()
+            self.total = 0
+        key = (action, length, crc)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.total += 1
+
+    def match(self, line: bytes) -> Optional[int]:
+        """SKIP or STDERR when the line was noted (the note is used up), else None."""
+        length, crc = line_key(line)
+        for action in (SKIP, STDERR):
+            key = (action, length, crc)
+            count = self.counts.get(key)
+            if count:
+                if count == 1:
+                    del self.counts[key]
+                else:
+                    self.counts[key] = count - 1
+                self.total -= 1
+                return action
+        return None
+
+
+class Peer:
+    """The connection of one process of the program."""
+
+    __slots__ = ("frames", "lock", "pid", "sock")
+
+    def __init__(self, sock: _socket.socket, pid: int) -> None:
+        self.sock = sock
+        self.pid = pid
+        self.frames = Frames()
+        self.lock = _thread.allocate_lock()
+
+    def reply(self, ident: int, ok: bool) -> None:
+        """From a flush's thread: the answer the process waits for."""
+        with self.lock:
+            try:
+                self.sock.sendall(frame(REPLY, REPLY_BODY.pack(ident, ok)))
+            except OSError:  # the process stopped waiting, or ended
+                pass
+
+
+class Peers:
+    def __init__(self, listener: Any, poller: Any, owner: int, notes: list[Notes]) -> None:
+        self.listener = listener
+        self.poller = poller
+        self.owner = owner
+        self.notes = notes  # per channel
+        self.peers: dict[int, Peer] = {}
+        #: Flushes asked for and not yet served: (peer, id, seconds, final)
+        self.requests: list[tuple[Peer, int, float, bool]] = []
+        self.context: Optional[Context] = None
+
+    def read(self) -> None:
+        """Everything every process has sent so far."""
+        self._accept()
+        for peer in list(self.peers.values()):
+            self._read(peer)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                fd, _ = self.listener._accept()
+            except OSError:  # BlockingIOError: none waiting
+                return
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+            cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, PEER_CREDENTIALS.size)
+            pid, uid, _ = PEER_CREDENTIALS.unpack(cred)
+            if uid != os.getuid():
+                sock.close()
+                continue
+            sock.setblocking(False)
+            self.peers[fd] = Peer(sock, pid)
+            self.poller.register(fd, 1)  # POLLIN: a closed connection wakes the loop too
+
+    def _read(self, peer: Peer) -> None:
+        while True:
+            try:
+                data = peer.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            frames = peer.frames.feed(data) if data else None
+            if frames is None:  # gone, or not speaking our protocol
+                fd = peer.sock.fileno()
+                self.poller.unregister(fd)
+                del self.peers[fd]
+                with peer.lock:
+                    peer.sock.close()
+                return
+            for kind, body in frames:
+                self._heard(peer, kind, body)
+
+    def _heard(self, peer: Peer, kind: bytes, body: bytes) -> None:
+        if kind == NOTE:
+            for offset in range(0, len(body) - NOTE_ITEM.size + 1, NOTE_ITEM.size):
+                channel, action, length, crc = NOTE_ITEM.unpack_from(body, offset)
+                if channel < len(self.notes):
+                    self.notes[channel].add(action, length, crc)
+        elif kind == FLUSH and len(body) == FLUSH_BODY.size:
+            ident, millis, final = FLUSH_BODY.unpack(body)
+            self.requests.append((peer, ident, millis / 1000, bool(final)))
+        elif kind == CONTEXT and peer.pid == self.owner:
+            from vlhook._codec import loads
+
+            fields = loads(body) if body else None
+            self.context = (fields,) if isinstance(fields, dict) else None
