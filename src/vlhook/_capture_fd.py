@@ -81,10 +81,12 @@ class FdCapture:
 
     @staticmethod
     def wait(asked: list[tuple[Link, Optional[int]]], deadline: float) -> bool:
-        return all([link.wait(ident, deadline) for link, ident in asked])  # noqa: C419 - every lock released
+        answers = [link.wait(ident, deadline) for link, ident in asked]  # each one, always
+        return all(answers)
 
     def tell_context(self, fields: Optional[dict[str, Any]]) -> None:
-        """The invocation now running: the helper adds its fields to the lines it reads."""
+        """The invocation now running (None: none): the helper adds its fields to the lines
+        written from now on."""
         from vlhook._codec import dumps
 
         payload = dumps(fields) if fields else b""

@@ -152,6 +152,8 @@ class Peers:
             ident, millis, final = FLUSH_BODY.unpack(body)
             self.requests.append((peer, ident, millis / 1000, bool(final)))
         elif kind == CONTEXT and peer.pid == self.owner:
+            # At once: the program says it only when all it wrote before is read (after a
+            # flush's answer, or at the start of an invocation, when nothing is being written).
             from vlhook._codec import loads
 
             fields = loads(body) if body else None

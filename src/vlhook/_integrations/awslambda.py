@@ -47,6 +47,7 @@ class _Invocations:
             budget = min(budget, self.deadline_ms / 1000 - time.time())
         started = time.monotonic()
         self.sender.flush(max(budget, 0.0))
+        _tell_fd_capture(None)  # after the flush: what was written before it is read
         if len(self.flush_seconds) < 10_000:
             self.flush_seconds.append(time.monotonic() - started)
 
@@ -57,10 +58,15 @@ class _Invocations:
         self.deadline_ms = _int(getattr(request, "deadline_time_in_ms", None))
         fields = invocation_fields(request, cold_start=self.count == 1)
         _context.set_invocation(fields)
-        capture_fd = sys.modules.get("vlhook._capture_fd")
-        capture = capture_fd.current() if capture_fd is not None else None
-        if capture is not None:  # lines read at the fd level belong to this invocation too
-            capture.tell_context(fields)
+        _tell_fd_capture(fields)
+
+
+def _tell_fd_capture(fields: Optional[dict[str, Any]]) -> None:
+    """Lines captured at the fd level belong to the invocation too (VICTORIALOGS_CAPTURE=fd)."""
+    capture_fd = sys.modules.get("vlhook._capture_fd")
+    capture = capture_fd.current() if capture_fd is not None else None
+    if capture is not None:
+        capture.tell_context(fields)
 
 
 def invocation_fields(request: Any, cold_start: bool) -> dict[str, Any]:
