@@ -93,6 +93,33 @@ with open(sys.argv[2], "w") as fh:
 """
 
 
+# Figure 7's alternative to the helper process: a thread in the program reads the pipe that
+# replaced fd 1 and writes it to the real fd (forwarding only: shipping would add its CPU, on
+# the same GIL). As a prefix to figure 3's child, or to a child that writes and is killed.
+READER_THREAD = """
+import os, threading
+_r, _w = os.pipe()
+_original = os.dup(1)
+os.dup2(_w, 1)
+os.close(_w)
+def _forward():
+    while True:
+        data = os.read(_r, 1 << 20)
+        if not data:
+            return
+        os.write(_original, data)
+threading.Thread(target=_forward, daemon=True).start()
+"""
+
+# Figure 7: writes lines to fd 1 as fast as it can, then is killed.
+KILLED_CHILD = """
+import os, signal, sys
+for i in range(int(sys.argv[1])):
+    os.write(1, b"line %07d\\n" % i)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
 # Figure 6's child: the sender's cost of making entries (level, fields, redaction), in-process,
 # for a group of 256 captures of one kind, with the vlhook found on its PYTHONPATH (this
 # checkout's, or an older one given with --baseline-src). Prints ns per entry for each kind.
@@ -835,11 +862,42 @@ def fd_runs(ctx: Context, args: list[str], variants: dict[str, dict[str, str]]
     return walls, cpus, median(helpers)
 
 
+def fd_rows_thread(ctx: Context, results: dict[str, list[dict[str, float]]]) -> None:
+    """The alternative: a reader thread in the program. Its print() cost (forwarding alone),
+    and what reaches the console when the program is killed right after writing."""
+    calls, runs = ctx.plan.calls, []
+    for index in range(ctx.plan.call_runs):
+        out = os.path.join(ctx.workdir, f"thread-calls-{index}.json")
+        ctx.run(["-c", READER_THREAD + CALLS_CHILD, str(calls), out, "print"], ctx.env("bare"))
+        with open(out) as fh:
+            runs.append(json.load(fh)["ns"] / calls)
+    ctx.add(ratio_row("7 print(100 chars), reader thread vs bare, caller wall", median(runs),
+                      median([r["ns"] / calls for r in results["bare"]]), "ns/call", None,
+                      "forwarding only, no shipping"))  # fmt: skip
+    lines = 10_000
+    seen: dict[str, list[int]] = {"thread": [], "fd": []}
+    for _ in range(max(3, ctx.plan.call_runs)):
+        for name, code, env in (("thread", READER_THREAD + KILLED_CHILD, ctx.env("bare")),
+                                ("fd", KILLED_CHILD, ctx.env("active", **FD))):  # fmt: skip
+            argv = [PY, "-c", code, str(lines)]  # killed: its status is not checked
+            done = subprocess.run(argv, env=env, cwd=ctx.workdir, capture_output=True,
+                                  timeout=CHILD_TIMEOUT_S, check=False)  # fmt: skip
+            reap_helper()
+            seen[name].append(done.stdout.count(b"\n"))
+    shutil.rmtree(ctx.spool, ignore_errors=True)
+    ctx.add(Row(f"7 {lines} lines written, then SIGKILL: on the console, reader thread",
+                min(seen["thread"]), min(seen["fd"]), "lines", None, "-", None,
+                f"worst of {len(seen['fd'])} (each: {seen['thread']}); baseline: the same "
+                "with the fd helper"))  # fmt: skip
+
+
 def fig_fd(ctx: Context) -> None:
     if sys.platform != "linux" or not become_subreaper():
         ctx.notes.append("7: fd capture is measured on Linux only: skipped")
         return
-    fd_rows_calls(ctx, fd_call_costs(ctx))
+    calls = fd_call_costs(ctx)
+    fd_rows_calls(ctx, calls)
+    fd_rows_thread(ctx, calls)
     fd_rows_lines(ctx)
     fd_rows_start(ctx)
 
