@@ -90,6 +90,11 @@ class Helper:
         if any(pipe.tty for pipe in self.pipes):
             _signal.signal(_signal.SIGWINCH, self._resize)
         self._close_others()
+        try:  # what `ps` and `top` show for this process (its command line is the program's)
+            with open("/proc/self/comm", "w") as comm:
+                comm.write("vlhook-fd")
+        except OSError:
+            pass
         for pipe in self.pipes:
             os.set_blocking(pipe.fd, False)
             self.poller.register(pipe.fd, select.POLLIN)
