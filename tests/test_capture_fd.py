@@ -363,3 +363,59 @@ def test_flush_delivers_what_reached_the_fds(script: Any, sink: Sink) -> None:
     assert run.rc == 0, run.err
     assert out.read_text() == "True 2"
     assert sorted(messages(sink.settle(2))) == ["printed, still in the Python buffer", "written"]
+
+
+def test_a_stranger_cannot_silence_lines(script: Any, sink: Sink) -> None:
+    """Anyone on the host can see the helper's address; without the token in the program's
+    environment, what they send is not heard."""
+    path = script(
+        "import os, socket, struct, zlib\n"
+        "name = os.environ['VICTORIALOGS_FD_CAPTURED'].split(';')[0].split(':')[3]\n"
+        "line = b'do not skip me'\n"
+        "note = struct.pack('<BBII', 0, 0, len(line), zlib.crc32(line))\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "s.connect(b'\\0' + name.encode())\n"
+        "s.sendall(b'N' + struct.pack('<I', len(note)) + note)\n"
+        "s.close()\n"
+        "os.write(1, line + b'\\n')\n"
+    )
+    hooked = run_python(path, sink.env(**FD))
+    assert hooked.stdout == b"do not skip me\n"
+    assert messages(sink.settle(1)) == ["do not skip me"]
+
+
+def everyone_can_run_python() -> bool:
+    """Whether a process that dropped to `nobody` can still import the standard library."""
+    import json
+
+    path = Path(json.__file__).resolve()
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in path.parents) and bool(
+        os.stat(path).st_mode & 0o004
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not everyone_can_run_python(),
+    reason="needs root, and a Python installation that `nobody` can read",
+)
+def test_workers_that_drop_privileges_are_still_heard(script: Any, sink: Sink) -> None:
+    """A pre-fork master started as root, workers running as nobody (gunicorn --user): the
+    workers' records are stored once, although their handlers print them."""
+    path = script(
+        "import logging, os, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.setgid(65534)\n"
+        "    os.setuid(65534)\n"
+        "    logging.getLogger('worker').info('from the worker')\n"
+        "    print('worker print', flush=True)\n"
+        "    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "logging.getLogger('master').info('from the master')\n"
+    )
+    hooked = run_python(path, sink.env(**FD, VICTORIALOGS_SPOOL_DIR="off"))
+    assert hooked.rc == 0
+    rows = sink.settle(3)
+    assert sorted(messages(rows)) == ["from the master", "from the worker", "worker print"]
+    assert {r["_msg"]: r["stream"] for r in rows}["from the worker"] == "logging"

@@ -35,10 +35,11 @@ def test_a_stream_that_is_not_ours_is_refused() -> None:
 
 
 def test_marker_round_trip_and_bad_items_ignored() -> None:
-    captured = {(15, 301): (b"\0vlhook-fd-7-ab", 0), (15, 302): (b"\0vlhook-fd-7-ab", 1)}
+    captured = {(15, 301): (b"\0vlhook-fd-7-ab", b"t0k3n", 0),
+                (15, 302): (b"\0vlhook-fd-7-ab", b"t0k3n", 1)}  # fmt: skip
     text = format_marker(captured)
     assert parse_marker(text) == captured
-    assert parse_marker(f"garbage;1:2;x:1:0:a;;{text}") == captured
+    assert parse_marker(f"garbage;1:2;x:1:0:a:b;1:2:3:a:;;{text}") == captured
     assert parse_marker("") == {}
 
 

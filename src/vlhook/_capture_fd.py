@@ -47,12 +47,16 @@ class Channel:
         self.index = index
         self.fds = fds
         self.tty = os.isatty(fds[0])
-        if self.tty:
-            self.read, self.write = os.openpty()
-            _mirror_terminal(fds[0], self.write)
-        else:
-            self.read, self.write = os.pipe()
-            _grow(self.write)
+        self.read, self.write = os.openpty() if self.tty else os.pipe()
+        try:
+            if self.tty:
+                _mirror_terminal(fds[0], self.write)
+            else:
+                _grow(self.write)
+        except BaseException:
+            os.close(self.read)
+            os.close(self.write)
+            raise
 
 
 class FdCapture:
@@ -87,9 +91,9 @@ class FdCapture:
     def tell_context(self, fields: Optional[dict[str, Any]]) -> None:
         """The invocation now running (None: none): the helper adds its fields to the lines
         written from now on."""
-        from vlhook._codec import dumps
+        import json  # loaded already where this runs (awslambdaric uses it); orjson is not
 
-        payload = dumps(fields) if fields else b""
+        payload = json.dumps(fields, default=str).encode() if fields else b""
         for link in self.links:
             if link.owned:
                 link.tell_context(payload)
@@ -144,8 +148,8 @@ def start(config: Config, own: bool) -> Optional[FdCapture]:
     routes: dict[int, tuple[Link, int]] = {}
     for fd, ident in idents.items():
         if ident in inherited:
-            address, channel = inherited[ident]
-            routes[fd] = (links.setdefault(address, Link(address, 0)), channel)
+            address, token, channel = inherited[ident]
+            routes[fd] = (links.setdefault(address, Link(address, token, 0)), channel)
     todo = [fd for fd in idents if fd not in routes] if own else []
     saved: dict[int, int] = {}
     added: Captured = {}
@@ -174,14 +178,15 @@ def _start_helper(config: Config, groups: list[tuple[int, ...]]) -> tuple[Link, 
         for index, fds in enumerate(groups):
             channels.append(Channel(index, fds))
         owner = os.getpid()
-        address = b"\0vlhook-fd-%d-%s" % (owner, os.urandom(8).hex().encode())
+        address = b"\0vlhook-fd-%d-%s" % (owner, os.urandom(4).hex().encode())
+        token = os.urandom(16).hex().encode()
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         listener.bind(address)
         listener.listen(64)
         for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
             if stream is not None:
                 stream.flush()
-        _fork_helper(config, channels, listener, owner)
+        _fork_helper(config, channels, listener, owner, token)
     except BaseException:
         for channel in channels:
             os.close(channel.write)
@@ -199,12 +204,14 @@ def _start_helper(config: Config, groups: list[tuple[int, ...]]) -> tuple[Link, 
             saved[fd] = original
             os.dup2(channel.write, fd)
         status = os.fstat(channel.write)
-        added[(status.st_dev, status.st_ino)] = (address, channel.index)
+        added[(status.st_dev, status.st_ino)] = (address, token, channel.index)
         os.close(channel.write)
-    return Link(address, owner), saved, added
+    return Link(address, token, owner), saved, added
 
 
-def _fork_helper(config: Config, channels: list[Channel], listener: Any, owner: int) -> None:
+def _fork_helper(
+    config: Config, channels: list[Channel], listener: Any, owner: int, token: bytes
+) -> None:
     """Fork twice: the helper is nobody's child (never a zombie of the program, never seen by
     the program's wait()); the middle process ends at once and is reaped here."""
     middle = _fork()
@@ -213,7 +220,7 @@ def _fork_helper(config: Config, channels: list[Channel], listener: Any, owner: 
             if os.fork() == 0:
                 from vlhook import _fd_helper
 
-                _fd_helper.main(config, channels, listener, owner)
+                _fd_helper.main(config, channels, listener, owner, token)
         finally:
             os._exit(0)
     os.waitpid(middle, 0)
@@ -240,7 +247,7 @@ def _mirror_terminal(original: int, slave: int) -> None:
         attrs = termios.tcgetattr(original)
         size = fcntl.ioctl(original, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
-    except OSError:
+    except (OSError, termios.error):  # a terminal that will not say: the pty's defaults
         attrs = termios.tcgetattr(slave)
     attrs[1] &= ~termios.OPOST
     termios.tcsetattr(slave, termios.TCSANOW, attrs)

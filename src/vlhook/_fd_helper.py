@@ -41,9 +41,9 @@ HOLD_MAX = 1 << 16  # an unfinished line longer than this is shipped without wai
 DRAIN_MAX = 64 << 20  # bytes a flush reads before it goes on, even if the program writes on
 
 
-def main(config: Config, channels: list[Channel], listener: Any, owner: int) -> None:
+def main(config: Config, channels: list[Channel], listener: Any, owner: int, token: bytes) -> None:
     """Runs in the forked helper; the caller ends the process when this returns."""
-    helper = Helper(config, channels, listener, owner)
+    helper = Helper(config, channels, listener, owner, token)
     with _diag.guard("fd helper"):
         helper.prepare()
     helper.run()
@@ -65,7 +65,9 @@ class Pipe:
 
 
 class Helper:
-    def __init__(self, config: Config, channels: list[Channel], listener: Any, owner: int):
+    def __init__(
+        self, config: Config, channels: list[Channel], listener: Any, owner: int, token: bytes
+    ) -> None:
         from vlhook._sender import Sender
         from vlhook._stats import Stats
 
@@ -74,7 +76,8 @@ class Helper:
         self.listener = listener
         self.pipes = [Pipe(channel) for channel in channels]
         self.poller = select.poll()
-        self.peers = Peers(listener, self.poller, owner, [pipe.notes for pipe in self.pipes])
+        notes = [pipe.notes for pipe in self.pipes]
+        self.peers = Peers(listener, self.poller, owner, token, notes)
         self.stats: Stats = Stats()
         self.sender: Sender = Sender(_with_pid(config, owner), self.stats)
 
@@ -250,8 +253,12 @@ class Helper:
                 self._put(pipe.kind, pipe.tail)
                 pipe.tail = b""
         requests, self.peers.requests = self.peers.requests, []
+        idle = not self.sender.thread_started and not self.sender.buffer.items
         for request in requests:
-            _thread.start_new_thread(self._flush, request)
+            if idle:  # nothing was ever captured: nothing to wait for
+                request[0].reply(request[1], True)
+            else:
+                _thread.start_new_thread(self._flush, request)
 
     def _drain(self) -> None:
         taken = 0

@@ -12,7 +12,7 @@ import _thread
 import os
 from time import monotonic
 
-from vlhook._fd_wire import CONTEXT, FLUSH, FLUSH_BODY, REPLY, REPLY_BODY, Frames, frame
+from vlhook._fd_wire import CONTEXT, FLUSH, FLUSH_BODY, HELLO, REPLY, REPLY_BODY, Frames, frame
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 
 class Link:
-    def __init__(self, address: bytes, owner: int) -> None:
+    def __init__(self, address: bytes, token: bytes, owner: int) -> None:
         self.address = address
+        self.token = token
         self.owner = owner  # pid of the process whose fds the helper captured first
         self._lock = _thread.allocate_lock()
         self._flush_lock = _thread.allocate_lock()
@@ -57,6 +58,7 @@ class Link:
             try:
                 sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 sock.connect(self.address)
+                sock.sendall(frame(HELLO, self.token))
             except OSError:
                 self._broken = True
                 return None
@@ -95,9 +97,11 @@ class Link:
         if sock is None:
             return False
         frames = Frames()
+        poller = select.poll()  # not select(): a busy program's fds may be numbered past 1024
+        poller.register(sock.fileno(), select.POLLIN)
         while True:
             left = deadline - monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
+            if left <= 0 or not poller.poll(left * 1000):
                 return False
             try:
                 data = sock.recv(4096, _socket.MSG_DONTWAIT)

@@ -1,27 +1,28 @@
 """The fd helper's side of the wire: the connections of the program's processes, and what
 they said (notes per channel, flush requests, the invocation's context).
 
-Only processes of the same user are heard (the abstract address is visible to everyone on the
-host); only the process that started the helper may set the context.
+Only connections that start with the helper's token are heard (the abstract address is
+visible to every user of the host); only the process that started the helper may set the
+context.
 """
 
 from __future__ import annotations
 
 import _socket
 import _thread
-import os
 from struct import Struct
 
 from vlhook._fd_wire import (
     CONTEXT,
     FLUSH,
     FLUSH_BODY,
+    HELLO,
     NOTE,
     NOTE_ITEM,
     REPLY,
     REPLY_BODY,
     SKIP,
-    STDERR,  # fmt: skip
+    STDERR,
     Frames,
     frame,
     line_key,
@@ -73,13 +74,14 @@ class Notes:
 class Peer:
     """The connection of one process of the program."""
 
-    __slots__ = ("frames", "lock", "pid", "sock")
+    __slots__ = ("frames", "lock", "pid", "sock", "trusted")
 
     def __init__(self, sock: _socket.socket, pid: int) -> None:
         self.sock = sock
         self.pid = pid
         self.frames = Frames()
         self.lock = _thread.allocate_lock()
+        self.trusted = False  # it said the token
 
     def reply(self, ident: int, ok: bool) -> None:
         """From a flush's thread: the answer the process waits for."""
@@ -91,10 +93,13 @@ class Peer:
 
 
 class Peers:
-    def __init__(self, listener: Any, poller: Any, owner: int, notes: list[Notes]) -> None:
+    def __init__(
+        self, listener: Any, poller: Any, owner: int, token: bytes, notes: list[Notes]
+    ) -> None:
         self.listener = listener
         self.poller = poller
         self.owner = owner
+        self.token = token
         self.notes = notes  # per channel
         self.peers: dict[int, Peer] = {}
         #: Flushes asked for and not yet served: (peer, id, seconds, final)
@@ -115,10 +120,7 @@ class Peers:
                 return
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
             cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, PEER_CREDENTIALS.size)
-            pid, uid, _ = PEER_CREDENTIALS.unpack(cred)
-            if uid != os.getuid():
-                sock.close()
-                continue
+            pid, _, _ = PEER_CREDENTIALS.unpack(cred)
             sock.setblocking(False)
             self.peers[fd] = Peer(sock, pid)
             self.poller.register(fd, 1)  # POLLIN: a closed connection wakes the loop too
@@ -132,17 +134,22 @@ class Peers:
             except OSError:
                 data = b""
             frames = peer.frames.feed(data) if data else None
-            if frames is None:  # gone, or not speaking our protocol
-                fd = peer.sock.fileno()
-                self.poller.unregister(fd)
-                del self.peers[fd]
-                with peer.lock:
-                    peer.sock.close()
+            if frames is None or not all(self._heard(peer, *each) for each in frames):
+                self._drop(peer)  # gone, or not one of ours
                 return
-            for kind, body in frames:
-                self._heard(peer, kind, body)
 
-    def _heard(self, peer: Peer, kind: bytes, body: bytes) -> None:
+    def _drop(self, peer: Peer) -> None:
+        fd = peer.sock.fileno()
+        self.poller.unregister(fd)
+        del self.peers[fd]
+        with peer.lock:
+            peer.sock.close()
+
+    def _heard(self, peer: Peer, kind: bytes, body: bytes) -> bool:
+        """Act on one frame; False when the peer must be dropped."""
+        if not peer.trusted:
+            peer.trusted = kind == HELLO and body == self.token
+            return peer.trusted
         if kind == NOTE:
             for offset in range(0, len(body) - NOTE_ITEM.size + 1, NOTE_ITEM.size):
                 channel, action, length, crc = NOTE_ITEM.unpack_from(body, offset)
@@ -154,7 +161,8 @@ class Peers:
         elif kind == CONTEXT and peer.pid == self.owner:
             # At once: the program says it only when all it wrote before is read (after a
             # flush's answer, or at the start of an invocation, when nothing is being written).
-            from vlhook._codec import loads
+            import json
 
-            fields = loads(body) if body else None
+            fields = json.loads(body) if body else None
             self.context = (fields,) if isinstance(fields, dict) else None
+        return True

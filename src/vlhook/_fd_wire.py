@@ -4,6 +4,10 @@ The program (and every process that shares its captured fds) talks to the helper
 Unix stream connection per process, to an abstract socket the helper listens on. Frames are
 `kind (1 byte) | payload length (4 bytes) | payload`:
 
+- HELLO: the helper's token, first on every connection. The address is visible to every user
+  of the host; the token is only in the environment of the program's processes (which keep it
+  when they drop privileges, as a pre-fork server's workers do). A connection that does not
+  start with it is closed.
 - NOTE: lines this process is about to write to a captured fd, by length and CRC-32, with what
   the helper must do with them: SKIP (already captured richer: a logging record a handler
   prints, a traceback already shipped, vlhook's own message) or STDERR (a line written to
@@ -15,8 +19,8 @@ Unix stream connection per process, to an abstract socket the helper listens on.
 - CONTEXT: the invocation's fields (JSON), applied to the lines read from then on.
 
 The environment variable MARKER tells child processes which of their fds are already captured:
-`dev:ino:channel:address` items separated by `;` (a pipe or pty is known by its device and
-inode, which a child sees through fstat on its own fd 1 and 2).
+`dev:ino:channel:address:token` items separated by `;` (a pipe or pty is known by its device
+and inode, which a child sees through fstat on its own fd 1 and 2).
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-    #: (st_dev, st_ino) of a captured fd -> (helper address, channel)
-    Captured = dict[tuple[int, int], tuple[bytes, int]]
+    #: (st_dev, st_ino) of a captured fd -> (helper address, helper token, channel)
+    Captured = dict[tuple[int, int], tuple[bytes, bytes, int]]
 
 MARKER = "VICTORIALOGS_FD_CAPTURED"
-NOTE, FLUSH, CONTEXT, REPLY = b"N", b"F", b"C", b"R"
+HELLO, NOTE, FLUSH, CONTEXT, REPLY = b"H", b"N", b"F", b"C", b"R"
 SKIP, STDERR = 0, 1
 
 HEAD = Struct("<cI")
@@ -80,16 +84,17 @@ def parse_marker(value: str) -> Captured:
     """What the parent captures; items that do not parse are ignored (a child must start)."""
     captured: Captured = {}
     for item in value.split(";"):
-        parts = item.split(":", 3)
-        if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]) or not parts[3]:
+        parts = item.split(":")
+        if len(parts) != 5 or not all(p.isdigit() for p in parts[:3]) or not all(parts[3:]):
             continue
         dev, ino, channel = (int(p) for p in parts[:3])
-        captured[(dev, ino)] = (b"\0" + parts[3].encode("ascii", "replace"), channel)
+        name, token = (part.encode("ascii", "replace") for part in parts[3:])
+        captured[(dev, ino)] = (b"\0" + name, token, channel)
     return captured
 
 
 def format_marker(captured: Captured) -> str:
     return ";".join(
-        f"{dev}:{ino}:{channel}:{address[1:].decode('ascii', 'replace')}"
-        for (dev, ino), (address, channel) in captured.items()
+        f"{dev}:{ino}:{channel}:{address[1:].decode('ascii')}:{token.decode('ascii')}"
+        for (dev, ino), (address, token, channel) in captured.items()
     )
