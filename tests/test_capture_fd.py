@@ -419,3 +419,33 @@ def test_workers_that_drop_privileges_are_still_heard(script: Any, sink: Sink) -
     rows = sink.settle(3)
     assert sorted(messages(rows)) == ["from the master", "from the worker", "worker print"]
     assert {r["_msg"]: r["stream"] for r in rows}["from the worker"] == "logging"
+
+
+def test_a_signal_handler_that_logs_while_a_record_is_handled(script: Any, sink: Sink) -> None:
+    """The handler runs between two bytecodes of vlhook's own bookkeeping, on the same thread:
+    no deadlock, every record once. (It logs to a logger that prints nothing: a handler that
+    writes to a stream the interrupted code is writing to fails without vlhook too.)"""
+    path = script(
+        "import logging, signal, sys\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "log = logging.getLogger('x')\n"
+        "quiet = logging.getLogger('quiet')\n"
+        "quiet.propagate = False\n"
+        "hits = [0]\n"
+        "def on_alarm(signum, frame):\n"
+        "    hits[0] += 1\n"
+        "    quiet.info('from the handler %d', hits[0])\n"
+        "signal.signal(signal.SIGALRM, on_alarm)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)\n"
+        "for i in range(3000):\n"
+        "    log.info('main %d', i)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0, 0)\n"
+        "open(sys.argv[1], 'w').write(str(hits[0]))\n"
+    )
+    hits = path.parent / "hits"
+    run = run_python(path, sink.env(**FD), args=(str(hits),), timeout=60)
+    assert run.rc == 0, run.err[-2000:]
+    expected = 3000 + int(hits.read_text())
+    assert run.err.count("\n") == 3000
+    rows = sink.settle(expected)
+    assert len(rows) == expected and {r["stream"] for r in rows} == {"logging"}

@@ -24,7 +24,7 @@ class Link:
         self.address = address
         self.token = token
         self.owner = owner  # pid of the process whose fds the helper captured first
-        self._lock = _thread.allocate_lock()
+        self._lock = _thread.RLock()  # a signal handler that logs may run while it is held
         self._flush_lock = _thread.allocate_lock()
         self._sock: Optional[_socket.socket] = None
         self._pid = 0

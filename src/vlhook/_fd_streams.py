@@ -115,7 +115,9 @@ class Watched(dict):  # type: ignore[type-arg]
         super().__init__(initial)
         self._changed = changed
         self._ended = ended
-        self._lock = _thread.allocate_lock()
+        # Re-entrant: a signal handler that logs may run while this thread holds it.
+        # Re-entrant: a signal handler that logs may run while this thread holds it.
+        self._lock = _thread.RLock()
         self._on = False
         if initial:
             self._turn(True)
