@@ -56,7 +56,6 @@ def activate(source: str = "api") -> bool:
 
 def _start(source: str) -> Optional[Active]:
     from vlhook import _capture_streams, _imports, _lifecycle
-    from vlhook._captures import STDERR, STDOUT
     from vlhook._config import load
     from vlhook._sender import Sender
     from vlhook._stats import Stats
@@ -72,15 +71,9 @@ def _start(source: str) -> Optional[Active]:
     fd_capture = _start_fd(config)
     if fd_capture is None:
         sender = Sender(config, stats)
-        covered: dict[int, object] = {}
     else:
-        sender, covered = _linked_sender(config, stats, fd_capture), dict(fd_capture.routes)
-    tees = set(config.capture)
-    if "fd" in tees and not covered:  # fd capture could not start: the streams instead
-        tees |= {"stdout", "stderr"}
-    kinds = [kind for kind, name, fd in ((STDOUT, "stdout", 1), (STDERR, "stderr", 2))
-             if name in tees and fd not in covered]  # fmt: skip
-    _capture_streams.install(sender.buffer.put, kinds)
+        sender = _linked_sender(config, stats, fd_capture)
+    _capture_streams.install(sender.buffer.put, _tee_kinds(config, fd_capture))
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_capture_streams.forget_held)
@@ -116,6 +109,19 @@ def _start_fd(config: Config) -> Optional[FdCapture]:
         _diag.warn(f"VICTORIALOGS_CAPTURE=fd: fds 1 and 2 cannot be captured here ({exc}); "
                    "capturing sys.stdout and sys.stderr instead")  # fmt: skip
         return None
+
+
+def _tee_kinds(config: Config, fd_capture: Optional[FdCapture]) -> list[int]:
+    """The streams to tee: those asked for whose fd is not captured (both, when fd capture
+    was asked for and could not start)."""
+    from vlhook._captures import STDERR, STDOUT
+
+    covered = fd_capture.routes if fd_capture is not None else {}
+    wanted = set(config.capture)
+    if "fd" in wanted and fd_capture is None:
+        wanted |= {"stdout", "stderr"}
+    return [kind for kind, name, fd in ((STDOUT, "stdout", 1), (STDERR, "stderr", 2))
+            if name in wanted and fd not in covered]  # fmt: skip
 
 
 def _linked_sender(config: Config, stats: Stats, capture: FdCapture) -> Sender:
