@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 PIPE_BYTES = 1 << 20  # room in each pipe: the program rarely waits on the helper
 F_SETPIPE_SZ = 1031  # Linux; fcntl has the name only from Python 3.10
+KEPT_FDS_FROM = 100
 
 
 class Channel:
@@ -199,7 +200,7 @@ def _start_helper(config: Config, groups: list[tuple[int, ...]]) -> tuple[Link, 
     saved: dict[int, int] = {}
     added: Captured = {}
     for channel in channels:
-        original = os.dup(channel.fds[0])  # close-on-exec: children never see it
+        original = _keep(channel.fds[0])
         for fd in channel.fds:
             saved[fd] = original
             os.dup2(channel.write, fd)
@@ -251,6 +252,17 @@ def _mirror_terminal(original: int, slave: int) -> None:
         attrs = termios.tcgetattr(slave)
     attrs[1] &= ~termios.OPOST
     termios.tcsetattr(slave, termios.TCSANOW, attrs)
+
+
+def _keep(fd: int) -> int:
+    """A copy of the original fd, to undo the capture: close-on-exec (children never see it),
+    and numbered high, where a program does not expect its own files to be."""
+    import fcntl
+
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, KEPT_FDS_FROM)
+    except OSError:  # a limit on open files below that
+        return os.dup(fd)
 
 
 def _grow(pipe: int) -> None:
