@@ -1,6 +1,8 @@
 """Lambda: what vlhook adds to the caller's latency, and how long each end-of-invocation flush
 takes. The real awslambdaric runs N invocations of the sample handler against the tests' local
-Runtime API, with and without vlhook (receiver in this process), interleaved runs.
+Runtime API, without vlhook, with it, and with it capturing at the fd level
+(VICTORIALOGS_CAPTURE=fd,logging: the flush includes the helper's), receiver in this process,
+interleaved runs.
 
   response latency = response posted - event served     (what the caller waits for)
   after-response   = next /next call - response posted  (billed, not seen: vlhook's flush)
@@ -24,7 +26,7 @@ from lambda_runtime import RuntimeApi  # noqa: E402
 from vlhook._listen import Receiver  # noqa: E402
 
 
-def one_run(invocations: int, url: str) -> tuple[list[float], list[float]]:
+def one_run(invocations: int, url: str, capture: str) -> tuple[list[float], list[float]]:
     with RuntimeApi() as api:
         for i in range(invocations):
             api.add({"name": f"n{i}", "threads": 1, "json": True, "order_id": i})
@@ -33,6 +35,8 @@ def one_run(invocations: int, url: str) -> tuple[list[float], list[float]]:
         env.update(AWS_LAMBDA_RUNTIME_API=api.address, AWS_LAMBDA_FUNCTION_NAME="orders")
         if url:
             env.update(PYTHONPATH=str(REPO / "sitecustomize"), VICTORIALOGS_URL=url)
+        if capture:
+            env.update(VICTORIALOGS_CAPTURE=capture)
         subprocess.run(
             [sys.executable, "-m", "awslambdaric", "handler.handler"],
             env=env, cwd=str(REPO / "examples" / "lambda"), capture_output=True, timeout=300,
@@ -44,15 +48,18 @@ def one_run(invocations: int, url: str) -> tuple[list[float], list[float]]:
     return response[1:], after[1:]  # the cold start is measured apart by the start-up bench
 
 
+#: name -> (vlhook active, VICTORIALOGS_CAPTURE)
+VARIANTS = {"bare": (False, ""), "vlhook": (True, ""), "vlhook fd": (True, "fd,logging")}
+
+
 def measure(invocations: int = 200, rounds: int = 3) -> dict[str, Any]:
     results: dict[str, dict[str, list[float]]] = {
-        "bare": {"response": [], "after": []},
-        "vlhook": {"response": [], "after": []},
+        name: {"response": [], "after": []} for name in VARIANTS
     }
     with Receiver() as receiver:
         for _ in range(rounds):
-            for name, url in (("bare", ""), ("vlhook", receiver.url)):
-                response, after = one_run(invocations, url)
+            for name, (active, capture) in VARIANTS.items():
+                response, after = one_run(invocations, receiver.url if active else "", capture)
                 results[name]["response"] += response
                 results[name]["after"] += after
 
@@ -72,11 +79,11 @@ def main() -> None:
     quick = "--quick" in sys.argv
     summary = measure(invocations=50 if quick else 200, rounds=2 if quick else 3)
     print("Lambda (warm invocations of examples/lambda/handler.py, real awslambdaric)")
-    print(f"{'':24}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
-    for name in ("bare", "vlhook"):
+    print(f"{'':28}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
+    for name in VARIANTS:
         for kind, label in (("response", "response latency"), ("after", "response -> next")):
             row = [summary[f"{name}.{kind}.p{q}_ms"] for q in (50, 90, 99)]
-            print(f"{name + ' ' + label:24}" + "".join(f"{v:>10.3f}" for v in row))
+            print(f"{name + ' ' + label:28}" + "".join(f"{v:>10.3f}" for v in row))
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "lambda.json").write_text(json.dumps(summary, indent=2))

@@ -245,14 +245,11 @@ def test_redact_values(value: str, redact: bool, extra: tuple[str, ...]) -> None
     assert (c.redact, c.redact_extra, c.warnings) == (redact, extra, ())
 
 
-def test_capture_fd_is_answered_with_a_warning() -> None:
-    c = load({"VICTORIALOGS_CAPTURE": "fd,stdout"})
-    assert c.capture == frozenset({"stdout"})
-    (warning,) = c.warnings
-    assert "VICTORIALOGS_CAPTURE" in warning and "not supported" in warning
-    c = load({"VICTORIALOGS_CAPTURE": "fd"})
-    assert c.capture == Config.capture
-    assert len(c.warnings) == 1
+def test_capture_fd_is_a_source() -> None:
+    c = load({"VICTORIALOGS_CAPTURE": "fd,logging"})
+    assert (c.capture, c.warnings) == (frozenset({"fd", "logging"}), ())
+    c = load({"VICTORIALOGS_CAPTURE": " FD "})
+    assert (c.capture, c.warnings) == (frozenset({"fd"}), ())
 
 
 # -- bad values -------------------------------------------------------------------------------
@@ -543,7 +540,7 @@ def test_load_never_raises_and_values_stay_in_range(env: dict[str, str]) -> None
     assert c.exit_timeout_ms >= 0
     assert c.on_full in ("drop", "block")
     assert c.compression in ("gzip", "none")
-    assert c.capture and c.capture <= {"stdout", "stderr", "logging"}
+    assert c.capture and c.capture <= {"stdout", "stderr", "logging", "fd"}
     assert c.level in (10, 20, 30, 40, 50)
     assert c.account_id == "" or 0 <= int(c.account_id) < 2**32
     named = {name for name in env if env[name].strip()}

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any, Callable, Optional
 
+    from vlhook._capture_fd import FdCapture
     from vlhook._config import Config
     from vlhook._sender import Sender
     from vlhook._stats import Stats
@@ -56,7 +57,6 @@ def activate(source: str = "api") -> bool:
 
 def _start(source: str) -> Optional[Active]:
     from vlhook import _capture_streams, _context, _imports, _lifecycle
-    from vlhook._captures import STDERR, STDOUT
     from vlhook._config import load
     from vlhook._sender import Sender
     from vlhook._stats import Stats
@@ -70,9 +70,12 @@ def _start(source: str) -> Optional[Active]:
         return None
     _hand_down(config.handed_down)
     stats = Stats()
-    sender = Sender(config, stats)
-    kinds = [k for k, name in ((STDOUT, "stdout"), (STDERR, "stderr")) if name in config.capture]
-    _capture_streams.install(sender.buffer.put, kinds, sender.put)
+    fd_capture = _start_fd(config)
+    if fd_capture is None:
+        sender = Sender(config, stats)
+    else:
+        sender = _linked_sender(config, stats, fd_capture)
+    _capture_streams.install(sender.buffer.put, _tee_kinds(config, fd_capture), sender.put)
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_capture_streams.forget_held)
@@ -93,6 +96,46 @@ def _start(source: str) -> Optional[Active]:
         f"capturing {','.join(sorted(config.capture))}"
     )
     return active
+
+
+def _start_fd(config: Config) -> Optional[FdCapture]:
+    """Capture at the fd level when asked to, or join the capture of a parent process whose
+    fds this one inherited. None otherwise, or when the fds cannot be captured (then the
+    streams are teed instead, and the user is told)."""
+    from vlhook._fd_wire import MARKER
+
+    own = "fd" in config.capture
+    if not own and MARKER not in os.environ:
+        return None
+    from vlhook import _capture_fd
+
+    try:
+        return _capture_fd.start(config, own)
+    except Exception as exc:  # no fork, no pipes left, no abstract sockets (not Linux)...
+        _diag.warn(f"VICTORIALOGS_CAPTURE=fd: fds 1 and 2 cannot be captured here ({exc}); "
+                   "capturing sys.stdout and sys.stderr instead")  # fmt: skip
+        return None
+
+
+def _tee_kinds(config: Config, fd_capture: Optional[FdCapture]) -> list[int]:
+    """The streams to tee: those asked for whose fd is not captured (both, when fd capture
+    was asked for and could not start)."""
+    from vlhook._captures import STDERR, STDOUT
+
+    covered = fd_capture.routes if fd_capture is not None else {}
+    wanted = set(config.capture)
+    if "fd" in wanted and fd_capture is None:
+        wanted |= {"stdout", "stderr"}
+    return [kind for kind, name, fd in ((STDOUT, "stdout", 1), (STDERR, "stderr", 2))
+            if name in wanted and fd not in covered]  # fmt: skip
+
+
+def _linked_sender(config: Config, stats: Stats, capture: FdCapture) -> Sender:
+    from vlhook._capture_fd import LinkedSender
+
+    sender = LinkedSender(config, stats)
+    sender.capture = capture
+    return sender
 
 
 #: Integrations with libraries a program may use: (the module whose import triggers it, ours).
@@ -151,6 +194,9 @@ def deactivate() -> None:
     _replaced.clear()
     _imports.forget("logging")
     _capture_streams.uninstall()
+    capture_fd = sys.modules.get("vlhook._capture_fd")
+    if capture_fd is not None:
+        capture_fd.stop()
     # Only a capture that was installed is undone: importing the module here would import
     # logging, whose pending hook would import this half-loaded module again.
     capture_logging = sys.modules.get("vlhook._capture_logging")

@@ -358,16 +358,8 @@ def _capture(reader: _Reader) -> frozenset[str]:
             raise ValueError(value)
         return items
 
-    chosen = reader.parsed("VICTORIALOGS_CAPTURE", Config.capture, parse, "stdout,stderr,logging")
-    if "fd" in chosen:
-        # OS-level capture of fds 1 and 2 is not built yet: say so rather than pretend.
-        rest = chosen - {"fd"} or Config.capture
-        reader.warnings.append(
-            "VICTORIALOGS_CAPTURE=fd (file descriptor capture) is not supported yet; capturing "
-            + ",".join(sorted(rest))
-        )
-        return rest
-    return chosen
+    # `fd` takes the place of `stdout` and `stderr` (the fds carry what the streams write).
+    return reader.parsed("VICTORIALOGS_CAPTURE", Config.capture, parse, "stdout,stderr,logging")
 
 
 def _spool_dir(reader: _Reader) -> str:

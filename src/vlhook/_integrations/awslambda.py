@@ -11,6 +11,7 @@ before the freeze. Its return value carries the next invocation's ids before the
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from vlhook import _context, _diag
@@ -47,6 +48,7 @@ class _Invocations:
             budget = min(budget, self.deadline_ms / 1000 - time.time())
         started = time.monotonic()
         self.sender.flush(max(budget, 0.0))
+        _tell_fd_capture(None)  # after the flush: what was written before it is read
         if len(self.flush_seconds) < 10_000:
             self.flush_seconds.append(time.monotonic() - started)
 
@@ -55,7 +57,17 @@ class _Invocations:
             self.pid, self.count = os.getpid(), 0
         self.count += 1
         self.deadline_ms = _int(getattr(request, "deadline_time_in_ms", None))
-        _context.set_invocation(invocation_fields(request, cold_start=self.count == 1))
+        fields = invocation_fields(request, cold_start=self.count == 1)
+        _context.set_invocation(fields)
+        _tell_fd_capture(fields)
+
+
+def _tell_fd_capture(fields: Optional[dict[str, Any]]) -> None:
+    """Lines captured at the fd level belong to the invocation too (VICTORIALOGS_CAPTURE=fd)."""
+    capture_fd = sys.modules.get("vlhook._capture_fd")
+    capture = capture_fd.current() if capture_fd is not None else None
+    if capture is not None:
+        capture.tell_context(fields)
 
 
 def invocation_fields(request: Any, cold_start: bool) -> dict[str, Any]:

@@ -1,0 +1,119 @@
+"""A process's connection to an fd helper: notes, flushes and the invocation's context.
+
+One connection per process (a forked child opens its own: the parent's is the parent's), made
+on first use. Writes are whole frames under a lock; a flush waits for its own reply. When the
+helper cannot be reached, nothing is sent any more from this process and the program goes on.
+"""
+
+from __future__ import annotations
+
+import _socket
+import _thread
+import os
+from time import monotonic
+
+from vlhook._fd_wire import CONTEXT, FLUSH, FLUSH_BODY, HELLO, REPLY, REPLY_BODY, Frames, frame
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+
+class Link:
+    def __init__(self, address: bytes, token: bytes, owner: int) -> None:
+        self.address = address
+        self.token = token
+        self.owner = owner  # pid of the process whose fds the helper captured first
+        self._lock = _thread.RLock()  # a signal handler that logs may run while it is held
+        self._flush_lock = _thread.allocate_lock()
+        self._sock: Optional[_socket.socket] = None
+        self._pid = 0
+        self._broken = False
+        self._ids = 0
+
+    @property
+    def owned(self) -> bool:
+        """This process started the helper (its exit is the helper's flush point)."""
+        return os.getpid() == self.owner
+
+    def send(self, data: bytes) -> bool:
+        with self._lock:
+            sock = self._connected()
+            if sock is None:
+                return False
+            try:
+                sock.sendall(data)
+            except OSError:
+                self._broken = True
+                return False
+            return True
+
+    def _connected(self) -> Optional[_socket.socket]:
+        pid = os.getpid()
+        if pid != self._pid:  # first use, or a forked child: a connection of its own
+            self._pid, self._broken = pid, False
+            inherited, self._sock = self._sock, None
+            if inherited is not None:
+                inherited.close()  # the parent's connection stays open in the parent
+            try:
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                sock.connect(self.address)
+                sock.sendall(frame(HELLO, self.token))
+            except OSError:
+                self._broken = True
+                return None
+            self._sock = sock
+        return None if self._broken else self._sock
+
+    def tell_context(self, payload: bytes) -> None:
+        """The fields of the invocation now running (JSON; empty: none)."""
+        self.send(frame(CONTEXT, payload))
+
+    def ask_flush(self, timeout: float, final: bool) -> Optional[int]:
+        """Ask the helper to ship everything written so far; the id to wait for, or None.
+        The caller flushed Python's own stream buffers first."""
+        if not self._flush_lock.acquire(True, max(timeout, 0.0)):
+            return None
+        self._ids = (self._ids + 1) & 0xFFFFFFFF
+        body = FLUSH_BODY.pack(self._ids, int(max(timeout, 0.0) * 1000), final)
+        if not self.send(frame(FLUSH, body)):
+            self._flush_lock.release()
+            return None
+        return self._ids
+
+    def wait(self, asked: Optional[int], deadline: float) -> bool:
+        """The helper's answer to ask_flush, by `deadline` (monotonic)."""
+        if asked is None:
+            return False
+        try:
+            return self._reply(asked, deadline)
+        finally:
+            self._flush_lock.release()
+
+    def _reply(self, asked: int, deadline: float) -> bool:
+        import select
+
+        sock = self._sock
+        if sock is None:
+            return False
+        frames = Frames()
+        poller = select.poll()  # not select(): a busy program's fds may be numbered past 1024
+        poller.register(sock.fileno(), select.POLLIN)
+        while True:
+            left = deadline - monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return False
+            try:
+                data = sock.recv(4096, _socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            got = frames.feed(data) if data else None
+            if got is None:
+                return False  # the helper is gone
+            for kind, body in got:
+                if kind == REPLY and len(body) == REPLY_BODY.size:
+                    ident, ok = REPLY_BODY.unpack(body)
+                    if ident == asked:  # an earlier one's caller stopped waiting
+                        return bool(ok)
