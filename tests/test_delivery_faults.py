@@ -455,3 +455,27 @@ def test_the_counters_add_up(script: Any, sink: Sink) -> None:
     assert stats["captured"] == stats["shipped"] + stats["spooled"] + stats["dropped_total"]
     assert stats["dropped"].get("rejected_http_400", 0) > 0
     assert stats["batches_split"] > 0 and stats["retries"] > 0
+
+
+def test_no_thread_can_be_started_for_delivery_the_sender_delivers_itself(
+    script: Any, sink: Sink
+) -> None:
+    """At interpreter shutdown Python 3.12 refuses new threads: a delivery worker first needed
+    at exit cannot start. Here every thread after the sender's is refused: each batch is then
+    delivered by the sender itself, and none is reported as under way when it never left."""
+    program = (
+        "import _thread\n"
+        "start, calls = _thread.start_new_thread, []\n"
+        "def refuse(*args, **kwargs):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) > 1:\n"
+        '        raise RuntimeError("can\'t create new thread at interpreter shutdown")\n'
+        "    return start(*args, **kwargs)\n"
+        "_thread.start_new_thread = refuse\n"
+        "for i in range(3000):\n"
+        "    print('seq', i)\n"
+    )
+    run = run_python(script(program), sink.env())
+    assert run.rc == 0 and "at exit" not in run.err, run.err
+    got = seqs(sink.settle(3000))
+    assert sorted(got) == list(range(3000))

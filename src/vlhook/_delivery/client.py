@@ -127,9 +127,13 @@ class Client:
         self._touched = False
         self._taken_back = False
 
-    def deliver(self, body: bytes, lines: int, cancel: Cancel) -> Outcome:
+    def expect(self) -> None:
+        """A new batch is on its way to deliver(): nothing of it has left yet. Called where
+        the batch is handed over, not in deliver(): a take-back may come before it starts."""
         with self._gate:
             self._touched = self._taken_back = False
+
+    def deliver(self, body: bytes, lines: int, cancel: Cancel) -> Outcome:
         outcome = Outcome()
         pieces = _presplit(body, lines, self.health.max_body)
         while pieces:

@@ -38,10 +38,13 @@ class Worker:
         self._started = False
 
     def submit(self, batch: Batch) -> None:
+        """Hand a batch over (RuntimeError when no thread can be started: at interpreter
+        shutdown, Python 3.12 refuses new threads; the sender then delivers it itself)."""
         self.batch = batch
+        self.client.expect()
         if not self._started:
-            self._started = True
             _thread.start_new_thread(self._run, ())
+            self._started = True
         self._inbox.set()
 
     def abort(self) -> None:
