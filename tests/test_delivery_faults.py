@@ -479,3 +479,15 @@ def test_no_thread_can_be_started_for_delivery_the_sender_delivers_itself(
     assert run.rc == 0 and "at exit" not in run.err, run.err
     got = seqs(sink.settle(3000))
     assert sorted(got) == list(range(3000))
+
+
+def test_a_file_url_in_the_spool_folder_is_not_taken_for_a_spool_file(
+    script: Any, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    out = spool / "out.jsonl"
+    env = {"VICTORIALOGS_URL": f"file://{out}", "VICTORIALOGS_SPOOL_DIR": str(spool)}
+    for n in range(2):  # the second run would replay (and remove) it if it took it for its own
+        run_python(script(f"print('run {n}')\n"), env, allow_internal_errors=False)
+    assert [json.loads(x)["_msg"] for x in out.read_text().splitlines()] == ["run 0", "run 1"]

@@ -209,6 +209,9 @@ class Spool:
                 continue
             if not name.endswith((BATCH, CAPTURES)) and OLD_CLAIM not in name:
                 continue
+            if not _named_by_us(name):  # a file:// output kept in the same folder, say
+                self._report(name, "its name is not one vlhook gives its spool files")
+                continue
             try:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except OSError:
@@ -369,6 +372,12 @@ def _progress_problem(name: str, fd: int, info: Optional[os.stat_result] = None)
         return ""
     problem = file_problem(info)
     return f"its progress file {name}{SENT} is not ours ({problem})" if problem else ""
+
+
+def _named_by_us(name: str) -> bool:
+    """`<20-digit time>-<pid>-...`: how vlhook (this version and earlier ones) names them."""
+    head, dash, _ = name.partition("-")
+    return bool(dash) and len(head) == 20 and head.isdigit()
 
 
 def _lines_in_name(name: str) -> Optional[int]:
