@@ -196,7 +196,9 @@ class ExitRun:
         stats.add("captured", entries)
         if reason:
             stats.drop(reason, entries)
-            _diag.warn(f"{entries} entries lost at exit: {explain_drop(reason)}", key="raw-lost")
+            if not self.finished:  # after the report a message would cut into the program's
+                _diag.warn(f"{entries} entries lost at exit: {explain_drop(reason)}",
+                           key="raw-lost")  # fmt: skip
         else:
             stats.add("spooled", entries)
 
