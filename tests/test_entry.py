@@ -132,7 +132,21 @@ _BATCH_TEXT = st.lists(_PIECES | st.text(max_size=12), min_size=1, max_size=12).
 @PROPS
 @given(
     st.lists(
-        st.tuples(_BATCH_TEXT, st.sampled_from(["", "ERROR"]), st.sampled_from([None, {"b": "v"}])),
+        st.tuples(
+            _BATCH_TEXT,
+            st.sampled_from(["", "ERROR"]),
+            st.sampled_from(
+                [
+                    None,
+                    {"b": "v"},
+                    {
+                        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+                        "span_id": "b7ad6b7169203331",
+                        "trace_flags": "01",
+                    },
+                ]
+            ),
+        ),
         min_size=1,
         max_size=20,
     ),

@@ -92,8 +92,9 @@ class EntryBuilder:
 
     def from_lines(self, lines: list[Line]) -> list[Entry]:
         """Entries for a batch of lines, as from_line makes them. The searches for a level word
-        and for a secret run once over the batch; a plain line that neither finds, with no
-        context to add and short enough not to split, is built here in a few steps."""
+        and for a secret run once over the batch; a plain line that neither finds, short enough
+        not to split, with no context or only vlhook's own (trace ids, the invocation), is built
+        here in a few steps."""
         texts = [line.text for line in lines]
         levels = lines_containing(texts, LEVEL_HINTS, lower=True)
         secrets = self._lines_with_secrets(texts)
@@ -101,7 +102,7 @@ class EntryBuilder:
         out: list[Entry] = []
         for index, line in enumerate(lines):
             kind, text, t_ns, context, forced = line
-            if (forced or context or text[:1] == "{" or len(text) > limit
+            if (forced or text[:1] == "{" or len(text) > limit
                     or secrets is None or index in secrets):  # fmt: skip
                 out.extend(self.from_line(line))
                 continue
@@ -111,8 +112,14 @@ class EntryBuilder:
                     out.extend(self.from_line(line))
                     continue
                 level = detect_level(text)
-            out.append({"_time": rfc3339(t_ns), "_msg": text, "level": level,
-                        "stream": STREAM_NAME[kind]})  # fmt: skip
+            entry = {"_time": rfc3339(t_ns), "_msg": text, "level": level,
+                     "stream": STREAM_NAME[kind]}  # fmt: skip
+            if context:
+                apply_context(entry, context)
+                if len(entry) > 4 and not TRUSTED_CONTEXT.issuperset(entry.keys() - PLAIN_KEYS):
+                    out.extend(self.from_line(line))  # the program's own fields: the full path
+                    continue
+            out.append(entry)
         return out
 
     def _lines_with_secrets(self, texts: list[str]) -> Any:
@@ -280,6 +287,10 @@ class EntryBuilder:
 
 # Fields vlhook fills itself from trusted sources: never redacted, never oversized.
 OWN_FIELDS = frozenset({"_time", "level", "stream", "code.line", "cold_start"})
+PLAIN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
+#: Context fields vlhook makes itself from ids (never the program's text): nothing to redact.
+TRUSTED_CONTEXT = frozenset({"trace_id", "span_id", "trace_flags", "aws_request_id",
+                             "xray_trace_id", "function_version", "cold_start"})  # fmt: skip
 CORE_FIELDS = frozenset(
     {"_time", "_msg", "level", "stream", "logger", "code.file", "code.line", "code.function",
      "thread", "exception.type", "exception.message", "exception.stacktrace", "aws_request_id",
