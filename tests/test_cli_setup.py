@@ -42,7 +42,10 @@ def test_console_script_entry_point_and_version_when_installed(installed: Path) 
     code = (
         "import sys\n"
         "from importlib.metadata import entry_points\n"
-        "(script,) = [e for e in entry_points(group='console_scripts') if e.name == 'vlhook']\n"
+        "found = entry_points()\n"  # Python 3.9: a dict of groups; later: selectable
+        "group = found.select(group='console_scripts') if hasattr(found, 'select') else"
+        " found['console_scripts']\n"
+        "(script,) = [e for e in group if e.name == 'vlhook']\n"
         "sys.exit(script.load()(['--version']))\n"
     )
     result = subprocess.run(
