@@ -89,9 +89,9 @@ def _panel(panel: Panel, top: float) -> tuple[list[str], float]:
     out = [_text(10, top + 16, panel.title, 14, weight="bold")]
     rows_top = top + 30 + (14 if panel.marks else 0)
     bottom = rows_top + ROW_H * len(panel.bars)
-    for mark in panel.marks:
+    for mark, (dx, anchor) in _placed(panel.marks):
         out.append(_line(x(mark.value), rows_top - 4, bottom, mark.color))
-        out.append(_text(x(mark.value), rows_top - 8, mark.label, 11, "middle", mark.color))
+        out.append(_text(x(mark.value) + dx, rows_top - 8, mark.label, 11, anchor, mark.color))
     if panel.origin is not None:
         out.append(_line(x(panel.origin.value), rows_top, bottom, MUTED, dashed=False))
         out.append(_text(x(panel.origin.value), bottom + 12, panel.origin.label, 10, "middle",
@@ -102,10 +102,19 @@ def _panel(panel: Panel, top: float) -> tuple[list[str], float]:
         out.append(f'<rect x="{PLOT_X0}" y="{y:.1f}" width="{max(bar.value * scale, 1):.1f}" '
                    f'height="{BAR_H}" fill="{bar.color}" rx="2"/>')  # fmt: skip
         out.append(_text(x(bar.value) + 5, y + BAR_H - 4, bar.text, 12, weight="bold"))
-        for mark in bar.marks:
+        for mark, (dx, anchor) in _placed(bar.marks):
             out.append(_line(x(mark.value), y - 3, y + BAR_H + 3, mark.color))
-            out.append(_text(x(mark.value), y - 4, mark.label, 10, "middle", mark.color))
+            out.append(_text(x(mark.value) + dx, y - 4, mark.label, 10, anchor, mark.color))
     return out, bottom - top + (26 if panel.origin is not None else 14)
+
+
+def _placed(marks: list[Mark]) -> list[tuple[Mark, tuple[int, str]]]:
+    """Two marks side by side: the lower one's label to the left of its line, the higher one's
+    to the right, so that close marks do not write over each other."""
+    ordered = sorted(marks, key=lambda mark: mark.value)
+    if len(ordered) != 2:
+        return [(mark, (0, "middle")) for mark in ordered]
+    return [(ordered[0], (-3, "end")), (ordered[1], (3, "start"))]
 
 
 def _tick(met: bool) -> str:
@@ -179,13 +188,17 @@ def render(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         parts, height = _panel(panel, top)
         body += parts
         top += height + 16
-    load = meta.get("load_average", "?")
-    caption = (
-        f"{meta.get('cpus', '?')} cores, load average {load}; Python "
-        f"{meta.get('python', '?')}; {meta.get('server', '')}; {meta.get('finished', '')}"
-    )
-    body.append(_text(10, top + 4, caption, 10, color=MUTED))
-    height = top + 14
+    captions = [
+        "✓ / ✗: target met / not met; dashed red: the target, dashed green: the moonshot. "
+        "Every figure against a baseline of the same run.",
+        f"{meta.get('finished', '')}: {meta.get('cpus', '?')} cores, load average "
+        f"{meta.get('load_average', '?')}; Python {meta.get('python', '?')}",
+        str(meta.get("server", "")),
+    ]
+    for caption in captions:
+        body.append(_text(10, top + 4, caption, 10, color=MUTED))
+        top += 14
+    height = top + 4
     return "\n".join([
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0f}" '
         f'viewBox="0 0 {WIDTH} {height:.0f}" {FONT}>',

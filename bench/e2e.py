@@ -62,16 +62,17 @@ def ship(ctx: Context, variant: str, vlhook_env: dict[str, str]) -> Shipped:
         shed = sum(json.load(fh).values())
     stored = lines if variant == "bare" else ctx.server.stored(*word(tag), lines)
     ctx.server.clear()
-    return Shipped(run, stored, shed, spooled_lines(ctx))
+    return Shipped(run, stored, shed, spooled_lines(ctx, tag))
 
 
-def spooled_lines(ctx: Context) -> int:
-    """Lines vlhook left in the spool; removed, so that the next child does not replay them."""
-    total = 0
+def spooled_lines(ctx: Context, tag: str) -> int:
+    """The run's lines vlhook left in the spool (its own entries, such as its report of what
+    it shed, are not counted); removed, so that the next child does not replay them."""
+    total, needle = 0, tag.encode()
     for folder, _, files in os.walk(ctx.spool):
         for name in files:
             with open(os.path.join(folder, name), "rb") as fh:
-                total += fh.read().count(b"\n")
+                total += sum(1 for line in fh if needle in line)
     shutil.rmtree(ctx.spool, ignore_errors=True)
     return total
 

@@ -122,7 +122,7 @@ def fd_lines(ctx: Context, name: str, env: dict[str, str]) -> dict[str, float]:
     lines = ctx.plan.lines
     stored = ctx.server.stored(*word(tag), lines) if name in ("tee", "fd") else lines
     ctx.server.clear()
-    spooled_lines(ctx)
+    spooled_lines(ctx, tag)
     return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "helper_cpu_s": helper_cpu,
             "stored": stored}  # fmt: skip
 

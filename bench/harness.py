@@ -53,7 +53,7 @@ class Plan:
 def make_plan(quick: bool) -> Plan:
     if quick:
         return Plan(True, 8, 50_000, 2, 2.0, 2, 200_000, 2, 4, 3, 100, 6, 50, 1)
-    return Plan(False, 30, 200_000, 4, 4.0, 3, 200_000, 5, 12, 7, 200, 20, 200, 2)
+    return Plan(False, 40, 200_000, 5, 5.0, 4, 200_000, 7, 12, 7, 200, 30, 200, 3)
 
 
 @dataclass
