@@ -110,3 +110,10 @@ def test_stderr_sharing_a_channel_labels_its_lines() -> None:
     stream.write("caf\u00e9 warning\n")
     stream.write("no end yet")
     assert noted(link) == [(0, STDERR, *line_key("caf\u00e9 warning".encode()))]
+
+
+def test_the_marker_spelled_at_activation_is_the_wire_s() -> None:
+    from vlhook._activation import FD_MARKER
+    from vlhook._fd_wire import MARKER
+
+    assert FD_MARKER == MARKER

@@ -437,3 +437,45 @@ def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
     asm.discard(0, 1)
     asm.feed(text(0, "new\n", 2, 1, None), out)
     assert [(line[1], line[2]) for line in out] == [("new", 2)]
+
+
+@PROPS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),
+            st.sampled_from([1, 2]),
+            st.one_of(
+                st.text(st.sampled_from("ab \r\nT+E:"), max_size=12),
+                st.sampled_from(
+                    [
+                        "Traceback (most recent call last):\n",
+                        "  File x\n",
+                        "E: boom\n",
+                        "line\n",
+                        "\n",
+                        "  \n",
+                        "end",
+                        b"by\xc3",
+                        b"\xa9\n",
+                    ]
+                ),
+            ),
+        ),
+        max_size=40,
+    )
+)
+def test_feeding_many_writes_at_once_makes_the_same_lines_as_one_by_one(
+    writes: list[tuple[int, int, Any]],
+) -> None:
+    items = [text(kind, data, index, ident, None)
+             for index, (kind, ident, data) in enumerate(writes) if data]  # fmt: skip
+    one, many = LineAssembler(), LineAssembler()
+    by_one: list[Line] = []
+    by_many: list[Line] = []
+    for item in items:
+        one.feed(item, by_one)
+    many.feed_many(items, by_many)
+    for asm, out in ((one, by_one), (many, by_many)):
+        asm.flush(out, final=True, now_ns=10**18)
+    assert by_many == by_one

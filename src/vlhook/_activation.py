@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from vlhook._stats import Stats
 
 MARK = "_vlhook_active"
+#: _fd_wire.MARKER, spelled here: that module is loaded only for fd capture.
+FD_MARKER = "VICTORIALOGS_FD_CAPTURED"
 
 
 class Active:
@@ -102,10 +104,8 @@ def _start_fd(config: Config) -> Optional[FdCapture]:
     """Capture at the fd level when asked to, or join the capture of a parent process whose
     fds this one inherited. None otherwise, or when the fds cannot be captured (then the
     streams are teed instead, and the user is told)."""
-    from vlhook._fd_wire import MARKER
-
     own = "fd" in config.capture
-    if not own and MARKER not in os.environ:
+    if not own and FD_MARKER not in os.environ:
         return None
     from vlhook import _capture_fd
 

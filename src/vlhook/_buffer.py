@@ -75,7 +75,6 @@ class Buffer:
         # two writers can only make the accounting drift slightly, never lose data.
         self.added = 0
         self.removed = 0
-        self._since_wake = 0
         # Text streams whose current line lost a piece to shedding: (kind, thread) -> True while
         # the rest of that line must be shed too, so a line is kept or lost whole.
         self.cut: dict[tuple[int, int], bool] = {}
@@ -101,10 +100,9 @@ class Buffer:
         if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
             return
         self.added += size
-        self.items.append(item)
-        self._since_wake += 1
-        if self._since_wake >= self.wake_every:
-            self._since_wake = 0
+        items = self.items
+        items.append(item)
+        if len(items) == self.wake_every:  # a batch's worth is waiting: the sender takes it
             self.wake()
 
     def put_control(self, item: Any) -> None:
@@ -119,6 +117,16 @@ class Buffer:
         self.removed += len(item.data) + ITEM_OVERHEAD if item.__class__ is Text else \
             item_size(item)  # fmt: skip
         return item
+
+    def pop_many(self, limit: int) -> list[Any]:
+        """Up to `limit` items, oldest first. Sender thread only (so the length only grows
+        while it counts)."""
+        items = self.items
+        popleft = items.popleft
+        out = [popleft() for _ in range(min(limit, len(items)))]
+        self.removed += sum([len(item[1]) + ITEM_OVERHEAD if item.__class__ is Text else
+                             item_size(item) for item in out])  # fmt: skip
+        return out
 
     def take_all(self) -> list[Any]:
         """Everything queued (at exit, when nothing more can be made of it)."""
@@ -203,6 +211,6 @@ class Buffer:
     def reset(self) -> None:
         """After fork: the parent owns what was queued."""
         self.items = deque()
-        self.added = self.removed = self._since_wake = 0
+        self.added = self.removed = 0
         self.cut = {}
         self._room_waiters = []

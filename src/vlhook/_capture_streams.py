@@ -30,19 +30,20 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Callable, Optional
 
-    from vlhook._captures import Text
+    from vlhook._captures import Context, Text
 
     Put = Callable[[Text], None]
+    Held = tuple[str, int, Optional[Context]]
     PutRecord = Callable[[Any, int], None]  # (capture, level)
 
 _put: Optional[Put] = None
 _put_record: Optional[PutRecord] = None
 
 
-#: Per (stream, thread): the start of a line not yet ended by a newline. `print(x)` writes `x`
-#: and then "\n": holding the first until the second turns them into one capture, which halves
-#: the work here and on the sender. Released to the buffer at every flush (release_held).
-_held: dict[tuple[int, int], Text] = {}
+#: Per stream, per thread: the start of a line not yet ended by a newline, as (text, time,
+#: context). `print(x)` writes `x` and then "\n": holding the first until the second turns them
+#: into one capture halves the work here and on the sender. Released at every flush.
+_held: tuple[dict[int, Held], dict[int, Held]] = ({}, {})
 HOLD_MAX = 1 << 16  # a longer unfinished line is passed on without waiting
 
 
@@ -56,20 +57,21 @@ def _capture(kind: int, data: Any) -> None:
     put = _put
     if put is None:
         return
-    held = _held.pop((kind, ident), None) if _held else None
+    held_here = _held[kind]
+    held = held_here.pop(ident, None) if held_here else None
     if data.__class__ is not str:  # bytes: keep the order with any text held before them
         if held is not None:
-            put(held)
+            put(make_text(kind, held[0], held[1], ident, held[2]))
         put(make_text(kind, data, time_ns(), ident, _context.get()))
         return
     if held is not None:
-        item = make_text(kind, held.data + data, held.t_ns, ident, held.context)  # type: ignore[operator]
+        text, t_ns, context = held[0] + data, held[1], held[2]
     else:
-        item = make_text(kind, data, time_ns(), ident, _context.get())
-    if data[-1] != "\n" and len(item.data) < HOLD_MAX:
-        _held[(kind, ident)] = item
+        text, t_ns, context = data, time_ns(), _context.get()
+    if data[-1] != "\n" and len(text) < HOLD_MAX:
+        held_here[ident] = (text, t_ns, context)
     else:
-        put(item)
+        put(make_text(kind, text, t_ns, ident, context))
 
 
 #: str subclasses that carry a richer form of the text they print (loguru's Message and its
@@ -99,9 +101,9 @@ def _keep_str(kind: int, text: str) -> None:
         if made is None:
             _capture(kind, str.__str__(text))
         elif made is not NOTHING:
-            held = _held.pop((kind, ident), None) if _held else None
+            held = _held[kind].pop(ident, None)
             if held is not None:  # the start of a line written before it comes first
-                put(held)
+                put(make_text(kind, held[0], held[1], ident, held[2]))
             put_record(*made)
     except Exception as exc:  # capture must never break a write
         internal_error("capture", exc)
@@ -110,15 +112,17 @@ def _keep_str(kind: int, text: str) -> None:
 def release_held() -> None:
     """Hand every held unfinished line to the buffer (before a flush)."""
     put = _put
-    for key in list(_held):
-        item = _held.pop(key, None)
-        if item is not None and put is not None:
-            put(item)
+    for kind, held_here in enumerate(_held):
+        for ident in list(held_here):
+            held = held_here.pop(ident, None)
+            if held is not None and put is not None:
+                put(make_text(kind, held[0], held[1], ident, held[2]))
 
 
 def forget_held() -> None:
     """In a forked child: what the parent held is the parent's."""
-    _held.clear()
+    for held_here in _held:
+        held_here.clear()
 
 
 class _TeeBase:

@@ -1,11 +1,11 @@
 """JSON for entries: orjson when installed, the standard library else; both loaded on first
 use, on the sender thread.
 
-A short-lived process that only printed plain lines never loads either: its entries (four
-strings) and the constant fields (strings and integers) are written by `simple()`, on the C
-string escaper the standard library uses, which writes exactly what orjson writes for them
-(the test suite compares the two). orjson (with the dataclasses, inspect and uuid modules it
-pulls in, ~25 ms) is worth loading for a process that writes more than that.
+A short-lived process that only printed plain lines never loads either: their entries are
+written by the entry builder with `string()` (the C string escaper the standard library uses)
+and the constant fields by `simple()`, which write exactly what orjson writes for them (the
+test suite compares them). orjson (with the dataclasses, inspect and uuid modules it pulls in,
+~25 ms) is loaded with the first entry that needs a general encoder.
 
 Values the encoder does not know are stringified; an object that cannot even be stringified
 becomes a placeholder, never an exception.
@@ -57,8 +57,7 @@ def _stdlib_dumps(obj: Any) -> bytes:
 
 def _load() -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
     """orjson's functions, or the standard library's; rebinds `dumps` and `loads` here."""
-    global dumps, loads, fast, _loaded
-    _loaded = True
+    global dumps, loads
     try:
         import orjson
     except ImportError:
@@ -70,13 +69,8 @@ def _load() -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
 
     # A partial, not a wrapper function: called once per entry, it adds no Python frame.
     dumps = partial(orjson.dumps, default=safe_str, option=orjson.OPT_NON_STR_KEYS)
-    loads, fast = orjson.loads, True
+    loads = orjson.loads
     return dumps, loads
-
-
-#: Whether orjson is in use (else plain entries are cheaper written by `simple`).
-fast = False
-_loaded = False
 
 
 def _dumps_first(obj: Any) -> bytes:
@@ -90,9 +84,3 @@ def _loads_first(data: Any) -> Any:
 # Rebound by _load() at the first call: the encoder's own functions from then on.
 dumps: Callable[[Any], bytes] = _dumps_first
 loads: Callable[[Any], Any] = _loads_first
-
-
-def load() -> None:
-    """Load the encoder now (a process writing enough to be worth it)."""
-    if not _loaded:
-        _load()

@@ -24,7 +24,7 @@ from vlhook._stats import Stats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
 
     from vlhook._captures import Capture, Context, Line
 
@@ -95,23 +95,41 @@ class EntryBuilder:
         and for a secret run once over the batch; a plain line that neither finds, short enough
         not to split, with no context or only vlhook's own (trace ids, the invocation), is built
         here in a few steps."""
+        return self._batch(lines, written=False)  # type: ignore[return-value]
+
+    def written_lines(self, lines: list[Line]) -> list[Union[Entry, str]]:
+        """As from_lines, but such a plain line without context comes already written as JSON
+        (`"_time":...,"stream":"stdout"}`, the object without its opening brace, where the
+        encoder puts the constant fields): no dict and no encoder call per line."""
+        return self._batch(lines, written=True)
+
+    def _batch(self, lines: list[Line], written: bool) -> list[Union[Entry, str]]:
         texts = [line.text for line in lines]
         levels = lines_containing(texts, LEVEL_HINTS, lower=True)
         secrets = self._lines_with_secrets(texts)
         limit = self.max_line_bytes // 6
-        out: list[Entry] = []
+        string = _codec.string
+        out: list[Union[Entry, str]] = []
+        second, head = -1, ""  # rfc3339, inlined: the lines of a batch share their seconds
         for index, line in enumerate(lines):
             kind, text, t_ns, context, forced = line
             if (forced or text[:1] == "{" or len(text) > limit
-                    or secrets is None or index in secrets):  # fmt: skip
+                    or secrets is None or (secrets and index in secrets)):  # fmt: skip
                 out.extend(self.from_line(line))
                 continue
             level = "INFO"
-            if levels is None or index in levels:
+            if levels is None or (levels and index in levels):
                 if "\x1b" in text:  # colour codes: read without them
                     out.extend(self.from_line(line))
                     continue
                 level = detect_level(text)
+            if written and not context:
+                if t_ns // 1_000_000_000 != second:
+                    second = t_ns // 1_000_000_000
+                    head = rfc3339(t_ns)[:-10]  # "YYYY-MM-DDTHH:MM:SS."
+                out.append(f'"_time":"{head}{t_ns % 1_000_000_000:09d}Z","_msg":{string(text)},'
+                           f'"level":"{level}","stream":"{STREAM_NAME[kind]}"}}')  # fmt: skip
+                continue
             entry = {"_time": rfc3339(t_ns), "_msg": text, "level": level,
                      "stream": STREAM_NAME[kind]}  # fmt: skip
             if context:

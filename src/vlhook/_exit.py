@@ -99,8 +99,8 @@ class ExitRun:
         self.work_deadline = request.deadline - self.reserve
         self.finished = False
         self._base = sender.stats.as_dict()
-        assert sender.spool is not None
-        self._own_before = set(sender.spool.own)  # spool files of this process before the exit
+        # Spool files of this process before the exit.
+        self._own_before = set(sender.spool.own) if sender.spool_used else set()
         self._raw: Optional[CaptureFile] = None
         self._reported: set[int] = set()  # batches reported as in a request under way
         self._late_lock = _thread.allocate_lock()
@@ -176,7 +176,6 @@ class ExitRun:
         from vlhook._delivery.replay import CaptureFile
 
         sender = self.sender
-        assert sender.spool is not None
         sender.add_lines(lines)
         self._raw = CaptureFile(sender.spool, constant_fields(sender.config))
         _diag.debug("exit: no time to make entries; writing raw lines to the spool")
@@ -216,12 +215,12 @@ class ExitRun:
                 sender.taken_back.add(batch.seq)
                 if batch.origin is None:
                     sender.keep_batch(batch, "the exit came first")
-                elif sender.replayer is not None:
+                else:
                     sender.replayer.stop()  # the piece stays in its file
             elif batch.origin is None and not batch.report:
                 stats.add("in_flight", batch.lines)
                 self._reported.add(batch.seq)
-            elif sender.replayer is not None:  # not sent again: maybe stored, like any request
+            else:  # not sent again: maybe stored, like any request
                 sender.replayer.abandon(batch)
         while sender.ready:
             sender.keep_batch(sender.ready.popleft(), "the exit came first")
@@ -229,7 +228,7 @@ class ExitRun:
         left = lines_in(sender.buffer.take_all())
         if left:
             stats.drop("exit_timeout", left, captured=True)
-        if sender.replayer is not None:
+        if sender.spool_used:
             sender.replayer.stop()
         self.request.report = self._report()
         self.finished = True
@@ -253,8 +252,7 @@ class ExitRun:
         report = ExitReport()
         report.delivered = _delta(now, base, "shipped")
         # What this exit wrote to the spool and is still there (the cap may evict some again).
-        assert sender.spool is not None
-        own = sender.spool.own
+        own = sender.spool.own if sender.spool_used else {}
         report.spooled = sum(own[name] for name in own if name not in self._own_before)
         report.spooled += self._raw.lines if self._raw is not None else 0
         report.in_flight = _delta(now, base, "in_flight")
@@ -265,8 +263,8 @@ class ExitRun:
         report.dropped_before = {k: v for k, v in dropped_base.items() if v}
         report.untold = sender.untold_drops(sum(dropped_base.values()))
         report.problem = sender.last_problem
-        spool = sender.spool
-        report.spool = spool.directory if spool is not None and spool.usable else "(none)"
+        if report.spooled:
+            report.spool = sender.spool.directory
         return report
 
     # -- after the report ------------------------------------------------------------------------

@@ -10,16 +10,16 @@ entry of a logging record has: `_msg`, `level`, `_time`, fields, and `exception.
 
 from __future__ import annotations
 
-import re
+from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
 # Control sequences (colours, styles) a console renderer writes around words.
-_CONTROL = re.compile(r"\x1b\[[0-9;:?]*[A-Za-z]")
+_CONTROL = lazy(r"\x1b\[[0-9;:?]*[A-Za-z]")
 # An exception's line in a printed traceback: `module.Name: message`, or the name alone.
-_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?\Z")
+_EXCEPTION_LINE = lazy(r"([A-Za-z_][\w.]*)(?::\s?(.*))?\Z")
 # What most exception names end with: a line that ends a multi-line message is not taken for one.
 _EXCEPTION_NAMES = ("Error", "Exception", "Warning", "Interrupt", "Exit", "Iteration", "Group")
 CAUSE = "\n\nThe above exception was the direct cause of the following exception:\n\n"

@@ -5,9 +5,10 @@ Runs on the sender thread.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from itertools import accumulate
+
+from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -23,9 +24,9 @@ LEVEL_WORDS = {
 # The head of a line, token by token: `[bracketed]`, `| piped |`, or a bare word. A level is
 # `[LEVEL]`, `| LEVEL |`, `Level:` or an upper-case `LEVEL`, after any number of timestamp-like
 # or bracketed tokens; the first ordinary word ends the head ("error rate is 5%" has no level).
-_HEAD_TOKEN = re.compile(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
+_HEAD_TOKEN = lazy(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
 _PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
-_LOGFMT = re.compile(r"\blevel=\"?([A-Za-z]{3,8})\b")
+_LOGFMT = lazy(r"\blevel=\"?([A-Za-z]{3,8})\b")
 
 
 def level_name(levelno: int) -> str:

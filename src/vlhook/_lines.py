@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 
+from vlhook._captures import Line
 from vlhook._captures import line as make_line
 
 TYPE_CHECKING = False
@@ -108,6 +109,28 @@ class LineAssembler:
         self._partial: dict[Key, _Partial] = {}
         self._tracebacks: dict[Key, _Traceback] = {}
         self._decoders: dict[Key, Any] = {}
+
+    def feed_many(self, items: list[Text], out: list[Line]) -> None:
+        """feed() for each item, with what most writes are — one whole line of text that
+        cannot start, continue or hold a traceback, with no line of that stream and thread
+        unfinished — made into a line right here (one call per batch, not per write)."""
+        partial, tracebacks = self._partial, self._tracebacks
+        append = out.append
+        new = tuple.__new__
+        for item in items:
+            kind, data, t_ns, ident, context = item
+            whole = data.__class__ is str and data[-1:] == "\n" and data.count("\n") == 1
+            if (
+                whole
+                and not tracebacks
+                and data[:1] not in _MAYBE_TRACEBACK
+                and "\r" not in data
+                and not (partial and (kind, ident) in partial)
+            ):
+                if not data.isspace():
+                    append(new(Line, (kind, data[:-1], t_ns, context, "")))
+            else:
+                self.feed(item, out)
 
     def feed(self, item: Text, out: list[Line]) -> None:
         kind, data, t_ns, ident, context = item

@@ -6,11 +6,10 @@ Runs on the sender thread.
 
 from __future__ import annotations
 
-import re
-
 from vlhook import _codec
 from vlhook._formats import exception_key, loguru_json
 from vlhook._levels import LEVEL_WORDS
+from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -22,7 +21,7 @@ MSG_KEYS = ("_msg", "message", "msg", "event", "errorMessage")
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
 # What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
+_RFC3339 = lazy(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
 MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
 
 # Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.

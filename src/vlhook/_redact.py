@@ -10,13 +10,14 @@ vlhook's own messages are filtered by `_diag.scrub`, with the same patterns and 
 
 from __future__ import annotations
 
-import enum
-import re
 import sys
+
+from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from collections.abc import Sequence
+    from re import Pattern
     from typing import Any, Callable, Optional
 
 MASK = "[REDACTED]"
@@ -69,15 +70,16 @@ class Redactor:
     def __init__(
         self, extra: Sequence[str] = (), builtin: bool = True, names: Sequence[str] = SECRET_NAMES
     ) -> None:
-        self._rules: list[tuple[tuple[str, ...], re.Pattern[str], str]] = []
-        self._hint: Optional[re.Pattern[str]] = None
+        self._rules: list[tuple[tuple[str, ...], Pattern[str], str]] = []
+        self._hint: Optional[Pattern[str]] = None
         literals: list[str] = []
         if builtin:
-            self._rules = [(lit, re.compile(p), rep) for lit, p, rep in _BUILTIN]
-            # One search in C for any of the literals: most lines stop here.
+            self._rules = [(lit, lazy(p), rep) for lit, p, rep in _BUILTIN]
+            # One search in C for any of the literals: most lines stop here. (The literals
+            # hold no character special to a regular expression.)
             literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
-            self._hint = re.compile("|".join(re.escape(lit) for lit in literals))
-        self._extra = [re.compile(p) for p in extra]
+            self._hint = lazy("|".join(literals))
+        self._extra = _compiled(extra)
         #: Substrings every match contains, or None when a user pattern may match anything.
         self.needles = None if self._extra else tuple(literals)
         self.names = tuple(sorted({field_name(name) for name in names} - {""}))
@@ -85,8 +87,10 @@ class Redactor:
         self.active = bool(self._rules or self._extra or self.names)
         #: Whether a text may need redacting (false: it certainly does not), in one C call
         #: unless a user pattern is set (it may match anything).
+        hint = self._hint
         self.may_match: Callable[[str], Any] = (
-            _anything if self._extra else self._hint.search if self._hint else _nothing
+            # A lambda, not `hint.search`: that would compile the pattern now, not when needed.
+            _anything if self._extra else (lambda text: hint.search(text)) if hint else _nothing  # noqa: PLW0108
         )
         #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
         self.hits = 0
@@ -255,13 +259,22 @@ def _anything(text: str) -> bool:
     return True
 
 
+def _compiled(patterns: Sequence[str]) -> list[Pattern[str]]:
+    if not patterns:
+        return []
+    import re  # only with the user's own patterns (VICTORIALOGS_REDACT)
+
+    return [re.compile(p) for p in patterns]
+
+
 def _nothing(text: str) -> bool:
     return False
 
 
 def _written_as_itself(value: Any) -> bool:
     """Dates, times, UUIDs and enums: the encoder writes them in its own form, not as text."""
-    if isinstance(value, enum.Enum):
+    enum = sys.modules.get("enum")  # not loaded: no value can be an enum
+    if enum is not None and isinstance(value, enum.Enum):
         return True
     datetime, uuid = sys.modules.get("datetime"), sys.modules.get("uuid")
     return (datetime is not None and isinstance(value, (datetime.date, datetime.time))) or (

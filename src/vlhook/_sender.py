@@ -13,6 +13,8 @@ captures made before them; the thread answers them in order (see _exit.py for th
 from __future__ import annotations
 
 import _thread
+import os
+import stat  # loaded by os already
 import sys
 
 # The C type itself: `collections` costs ~2 ms at start-up.
@@ -28,7 +30,8 @@ from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Optional
+    from collections.abc import Sequence
+    from typing import Any, Callable, Optional, Union
 
     from vlhook._captures import Line
     from vlhook._config import Config
@@ -92,8 +95,8 @@ class Sender:
         self.builder: Optional[EntryBuilder] = None
         self.encoder: Optional[Encoder] = None
         self.batcher: Optional[Batcher] = None
-        self.spool: Optional[Spool] = None
-        self.replayer: Optional[Replayer] = None
+        self._spool: Optional[Spool] = None
+        self._replayer: Optional[Replayer] = None
         self.workers: list[Worker] = []
         self.buffer.intercept = self._first_put
 
@@ -202,8 +205,6 @@ class Sender:
         """The pipeline's heavier modules load here, on the sender thread."""
         from vlhook._delivery.batch import Batcher
         from vlhook._delivery.encode import Encoder, constant_fields
-        from vlhook._delivery.replay import Replayer
-        from vlhook._delivery.spool import Spool
         from vlhook._delivery.workers import make_workers
         from vlhook._entry import EntryBuilder
         from vlhook._lines import LineAssembler
@@ -213,9 +214,30 @@ class Sender:
         self.builder = EntryBuilder(config, self.stats)
         self.encoder = Encoder(constant_fields(config), self.stats)
         self.batcher = Batcher(config.batch_lines, config.batch_bytes, self.interval)
-        self.spool = Spool(config.spool_dir, config.spool_max_bytes, self.stats)
-        self.replayer = Replayer(self.spool, self.stats, self.builder)
         self.workers = make_workers(config, self.stats, self._delivered)
+        self._replaying = _may_hold_files(config.spool_dir)
+
+    @property
+    def spool(self) -> Spool:
+        """The spool, set up when first needed (most processes never need it)."""
+        if self._spool is None:
+            from vlhook._delivery.spool import Spool
+
+            self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes, self.stats)
+        return self._spool
+
+    @property
+    def spool_used(self) -> bool:
+        return self._spool is not None
+
+    @property
+    def replayer(self) -> Replayer:
+        if self._replayer is None:
+            from vlhook._delivery.replay import Replayer
+
+            assert self.builder is not None
+            self._replayer = Replayer(self.spool, self.stats, self.builder)
+        return self._replayer
 
     # -- the sender thread ---------------------------------------------------------------------
 
@@ -262,14 +284,26 @@ class Sender:
         self.buffer.made_room()
 
     def _drain(self) -> None:
-        lines: list[Line] = []
-        while len(self.ready) < MAX_READY:
-            try:
-                item = self.buffer.pop()
-            except IndexError:
-                break
-            self.take(item, lines)
         assert self.assembler is not None
+        lines: list[Line] = []
+        feed_many = self.assembler.feed_many
+        while len(self.ready) < MAX_READY:
+            items = self.buffer.pop_many(LINES_PER_STEP)
+            if not items:
+                break
+            texts: list[Text] = []
+            for item in items:  # runs of writes go to the assembler together, in order
+                if item.__class__ is Text:
+                    texts.append(item)
+                    continue
+                if texts:
+                    feed_many(texts, lines)
+                    texts = []
+                self.take(item, lines)
+            if texts:
+                feed_many(texts, lines)
+            if len(lines) >= LINES_PER_STEP:
+                self.add_lines(lines)
         self.assembler.flush(lines, final=False, now_ns=time_ns())
         self.add_lines(lines)
 
@@ -292,10 +326,10 @@ class Sender:
     def add_lines(self, lines: list[Line]) -> None:
         if lines:
             assert self.builder is not None
-            self.add_entries(self.builder.from_lines(lines), lines[0].t_ns)
+            self.add_entries(self.builder.written_lines(lines), lines[0].t_ns)
             lines.clear()
 
-    def add_entries(self, entries: list[Entry], t_ns: int) -> None:
+    def add_entries(self, entries: Sequence[Union[Entry, str]], t_ns: int) -> None:
         if not entries:
             return
         assert self.batcher is not None and self.encoder is not None
@@ -335,12 +369,11 @@ class Sender:
     def _next_batch(self) -> Optional[Batch]:
         """The spool's oldest data and new batches take turns; while a flush or the exit is
         waiting, new batches go first."""
-        replayer = self.replayer
         replay = self.replay_pending
         waiting = bool(self.flushes) or self.exit is not None
         if replay and not (self.ready and (waiting or not self._replay_turn)):
-            assert replayer is not None and self.batcher is not None
-            replayed = replayer.next_batch(self.batcher.next_seq())
+            assert self.batcher is not None
+            replayed = self.replayer.next_batch(self.batcher.next_seq())
             if replayed is not None:
                 self._replay_turn = False
                 return replayed
@@ -357,8 +390,7 @@ class Sender:
 
     @property
     def replay_pending(self) -> bool:
-        replayer = self.replayer
-        return self._replaying and replayer is not None and replayer.under_way is None
+        return self._replaying and self.replayer.under_way is None
 
     def worker_deadline(self) -> Optional[float]:
         """What requests and retry waits must end by: the nearest flush's deadline, or the
@@ -383,7 +415,6 @@ class Sender:
                 continue
             worker.batch = None
             if batch.origin is not None:
-                assert self.replayer is not None
                 if not self.replayer.settle(batch, outcome):
                     self._replaying = False  # the server cannot take it: later
             else:
@@ -394,7 +425,6 @@ class Sender:
         self._unsettled.discard(batch.seq)
         if batch.report:  # vlhook's own: kept if it can be, never counted as the program's
             for body, count in outcome.kept:
-                assert self.spool is not None
                 self.spool.put(body, count, own=False)
             return
         if self.exit is not None:
@@ -427,14 +457,12 @@ class Sender:
         """A batch that will not be sent now (a flush or the exit could not wait for it)."""
         self._unsettled.discard(batch.seq)
         if batch.report:
-            assert self.spool is not None
             self.spool.put(bytes(batch.body), batch.lines, own=False)
         else:
             self.keep(bytes(batch.body), batch.lines, why)
 
     def keep(self, body: bytes, lines: int, why: str) -> None:
         """Lines not delivered: to the spool, or dropped with the reason it could not take them."""
-        assert self.spool is not None
         reason = self.spool.put(body, lines)
         if not reason:
             self._spooled_here = True
@@ -537,3 +565,23 @@ class Sender:
         self.stats.add("reports")
         self.ready.append(batch)
         self._unsettled.add(batch.seq)
+
+
+def _may_hold_files(directory: str) -> bool:
+    """Whether the spool must be looked at now: it exists and either holds something to
+    replay, or is not a private directory of ours (then setting it up says so, at once). A
+    missing one is made when first needed: most processes never need it."""
+    if not directory:
+        return False
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        return False
+    except OSError:  # below a file, say: setting it up says what is wrong
+        return True
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        return True
+    try:
+        return bool(os.listdir(directory))
+    except OSError:
+        return True

@@ -16,7 +16,8 @@ from vlhook._config import SERVER_LINE_LIMIT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any
+    from collections.abc import Sequence
+    from typing import Any, Union
 
     from vlhook._config import Config
     from vlhook._entry import Entry
@@ -37,12 +38,6 @@ def constant_fields(config: Config, pid: int = 0) -> dict[str, Any]:
     return fields
 
 
-#: The fields of a plain printed line's entry, in the order the entry builder makes them.
-PLAIN = ("_time", "_msg", "level", "stream")
-#: Entries encoded at once from which loading orjson pays (see _codec.py).
-WORTH_LOADING = 64
-
-
 class Encoder:
     def __init__(self, constants: dict[str, Any], stats: Stats) -> None:
         self.constants = constants
@@ -51,29 +46,31 @@ class Encoder:
         self.prefix = _constant_prefix(constants)
         self._head = self.prefix.decode("utf-8")
 
-    def append(self, entries: list[Entry], body: bytearray) -> None:
-        """Encode the entries as JSON lines at the end of `body`."""
-        if len(entries) >= WORTH_LOADING:
-            _codec.load()
-        encode = self.encode if _codec.fast else self._encode_plain_first
+    def append(self, entries: Sequence[Union[Entry, str]], body: bytearray) -> None:
+        """Encode the entries as JSON lines at the end of `body`. An entry the builder already
+        wrote as JSON (a str) is joined with its neighbours and encoded with them at once."""
+        written: list[str] = []
         for entry in entries:
-            body += encode(entry)
+            if entry.__class__ is str:
+                written.append(entry)
+                continue
+            if written:
+                self._append_written(written, body)
+                written = []
+            body += self.encode(entry)  # type: ignore[arg-type]
             body += b"\n"
+        if written:
+            self._append_written(written, body)
 
-    def _encode_plain_first(self, entry: Entry) -> bytes:
-        """A plain line's entry without loading orjson: what it would write, byte for byte."""
-        if tuple(entry) == PLAIN:
-            time_, message, level, stream = entry.values()
-            if message.__class__ is str:
-                line = (f'{self._head}"_time":"{time_}","_msg":{_codec.string(message)},'
-                        f'"level":"{level}","stream":"{stream}"}}')  # fmt: skip
-                try:
-                    encoded = line.encode("utf-8")
-                except UnicodeEncodeError:  # lone surrogates: the general path cleans them
-                    return self.encode(entry)
-                if len(encoded) < SERVER_LINE_LIMIT:
-                    return encoded
-        return self.encode(entry)
+    def _append_written(self, written: list[str], body: bytearray) -> None:
+        head = self._head
+        text = head + ("\n" + head).join(written) + "\n"
+        try:
+            body += text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: as the general path writes them
+            for one in written:
+                body += clean(head + one).encode("utf-8")
+                body += b"\n"
 
     def encode(self, entry: Entry) -> bytes:
         """One JSON line for the entry. Never raises."""

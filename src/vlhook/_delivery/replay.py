@@ -151,7 +151,7 @@ class Replayer:
                 bad += int(bool(raw.strip()) and not raw.startswith(b'{"' + HEADER.encode()))
             else:
                 lines.extend(parsed)
-        entries = self.builder.from_lines(lines) if lines else []
+        entries = self.builder.written_lines(lines) if lines else []
         encoder.append(entries, batch.body)
         batch.lines += len(entries)
         self._count_bad(bad)
