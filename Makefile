@@ -33,9 +33,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Ships to a real VictoriaLogs (started by the bench, as `make victorialogs` finds or builds it).
 bench: $(STAMP)
 	$(PY) bench/run.py
-	$(PY) bench/lambda_latency.py
 
 # LAYER_PYTHON / LAYER_ARCH: the Lambda runtime the layer is for (orjson is a binary wheel).
 LAYER_PYTHON ?= 3.12

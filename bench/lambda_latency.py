@@ -1,93 +1,152 @@
-"""Lambda: what vlhook adds to the caller's latency, and how long each end-of-invocation flush
-takes. The real awslambdaric runs N invocations of the sample handler against the tests' local
-Runtime API, without vlhook, with it, and with it capturing at the fd level
-(VICTORIALOGS_CAPTURE=fd,logging: the flush includes the helper's), receiver in this process,
-interleaved runs.
+"""Figure 9: AWS Lambda, the real awslambdaric against the tests' local Runtime API, running
+examples/lambda/handler.py (which prints a line at import), bare and with vlhook, interleaved.
 
+Cold start: a fresh runtime process per run, from spawn to the first invocation's response
+(the init phase AWS bills, plus the first invocation: what the first caller waits for). With
+vlhook the line printed at import must be stored exactly once per process; just before the
+second invocation is served, the bench also asks whether it is stored already (delivered by
+the end of the first invocation at the latest).
+
+Warm invocations, N per process (the first, a cold one, left out):
   response latency = response posted - event served     (what the caller waits for)
-  after-response   = next /next call - response posted  (billed, not seen: vlhook's flush)
+  after response   = next /next call - response posted  (billed, not seen: vlhook's flush)
+also with VICTORIALOGS_CAPTURE=fd,logging (the flush includes the helper's).
+
+Alone: `python bench/lambda_latency.py [--quick]` (the same as `bench/run.py --only lambda`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "src"))
+from fd import reap_helper
+from harness import ChildRun, Context, Row, median, ratio_row, rotated, run_child
+from lambda_runtime import RuntimeApi  # tests/, put on sys.path by server.py
+from server import Match
+from targets import COLD_LIMIT_MS, COLD_MOONSHOT_MS
 
-from lambda_runtime import RuntimeApi  # noqa: E402
-from vlhook._listen import Receiver  # noqa: E402
+HANDLER_DIR = Path(__file__).resolve().parents[1] / "examples" / "lambda"
+INIT_LINE = "init: loading configuration"  # what the handler module prints at import
+EVENT = {"name": "n", "threads": 1, "json": True, "order_id": 1}
+#: name -> (vlhook active, VICTORIALOGS_CAPTURE)
+WARM_VARIANTS = {"bare": (False, ""), "vlhook": (True, ""), "vlhook fd": (True, "fd,logging")}
 
 
-def one_run(invocations: int, url: str, capture: str) -> tuple[list[float], list[float]]:
+def runtime(ctx: Context, api: RuntimeApi, active: bool, function: str, capture: str = ""
+            ) -> ChildRun:  # fmt: skip
+    """The runtime until the Runtime API runs out of events (it then exits with status 1)."""
+    extra = {"AWS_LAMBDA_RUNTIME_API": api.address, "AWS_LAMBDA_FUNCTION_NAME": function}
+    if capture:
+        extra["VICTORIALOGS_CAPTURE"] = capture
+    env = ctx.env("active" if active else "bare", **extra)
+    # cwd: `python -m` puts it on sys.path, where the handler module is.
+    return run_child(["-m", "awslambdaric", "handler.handler"], env, str(HANDLER_DIR), status=1)
+
+
+def init_line(function: str) -> tuple[str, Match]:
+    """The handler's import-time line of one process (its function name is its own)."""
+    logsql = f'container_name:="{function}" _msg:="{INIT_LINE}"'
+    return logsql, lambda row: (row.get("container_name"), row.get("_msg")) == (function, INIT_LINE)
+
+
+def cold_start(ctx: Context, active: bool) -> tuple[float, str, bool]:
+    """(ms from spawn to the first response, the function name, whether the init line was
+    stored before the second invocation was served)."""
+    function = f"orders-{uuid.uuid4().hex[:12]}"
+    seen: list[int] = []
     with RuntimeApi() as api:
-        for i in range(invocations):
-            api.add({"name": f"n{i}", "threads": 1, "json": True, "order_id": i})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VICTORIALOGS_")}
-        env.pop("PYTHONPATH", None)
-        env.update(AWS_LAMBDA_RUNTIME_API=api.address, AWS_LAMBDA_FUNCTION_NAME="orders")
-        if url:
-            env.update(PYTHONPATH=str(REPO / "sitecustomize"), VICTORIALOGS_URL=url)
+        api.add(EVENT)
+        api.add(EVENT)
+        if active:
+            api.before_serving[1] = lambda: seen.append(ctx.server.count(*init_line(function)))
+        spawned = time.monotonic()
+        runtime(ctx, api, active, function)
+        first = api.done[0]
+    if first.response is None:
+        raise RuntimeError(f"the first invocation failed: {first.error!r}")
+    return (first.answered - spawned) * 1000, function, bool(seen and seen[0] >= 1)
+
+
+def fig_cold_start(ctx: Context) -> None:
+    firsts: dict[str, list[float]] = {"bare": [], "vlhook": []}
+    functions: list[str] = []
+    early = 0
+    for index in range(2 + ctx.plan.cold_starts):  # two warm-up rounds, whose lines count too
+        for name in rotated(list(firsts), index):
+            ms, function, stored_early = cold_start(ctx, name == "vlhook")
+            if name == "vlhook":
+                functions.append(function)
+                early += stored_early
+            if index >= 2:
+                firsts[name].append(ms)
+    ctx.server.stored(*init_line(functions[-1]), 1)
+    once = sum(1 for function in functions if ctx.server.count(*init_line(function)) == 1)
+    for name, values in firsts.items():
+        ctx.samples[f"lambda.cold.{name}.ms"] = values
+    bare, active = median(firsts["bare"]), median(firsts["vlhook"])
+    added = active - bare
+    ctx.summary["lambda_cold"] = {"bare_ms": bare, "active_ms": active, "added_ms": added,
+                                  "ratio": active / bare, "once": once, "early": early,
+                                  "processes": len(functions)}  # fmt: skip
+    runs = len(firsts["bare"])
+    ctx.add(Row("9 Lambda cold start, spawn to first response", active, bare, "ms", active / bare,
+                f"+{COLD_LIMIT_MS:g} ms", added <= COLD_LIMIT_MS,
+                f"added {added:+.1f} ms (moonshot +{COLD_MOONSHOT_MS:g} ms); median of {runs} "
+                "processes each"))  # fmt: skip
+    for count, what in ((once, "stored exactly once"),
+                        (early, "stored before the second invocation was served")):  # fmt: skip
+        ctx.add(Row(f"9 Lambda init-phase line {what}", count, len(functions), "processes",
+                    count / len(functions), "= all" if what.endswith("once") else "-",
+                    count == len(functions) if what.endswith("once") else None))  # fmt: skip
+
+
+def warm_run(ctx: Context, active: bool, capture: str) -> tuple[list[float], list[float]]:
+    with RuntimeApi() as api:
+        for i in range(ctx.plan.warm_invocations):
+            api.add({**EVENT, "name": f"n{i}", "order_id": i})
+        runtime(ctx, api, active, "orders", capture)
         if capture:
-            env.update(VICTORIALOGS_CAPTURE=capture)
-        subprocess.run(
-            [sys.executable, "-m", "awslambdaric", "handler.handler"],
-            env=env, cwd=str(REPO / "examples" / "lambda"), capture_output=True, timeout=300,
-            check=False,
-        )  # fmt: skip
+            reap_helper(ctx)
         done = api.done
         response = [d.answered - d.served for d in done]
         after = [api.next_calls[i + 1] - d.answered for i, d in enumerate(done)]
-    return response[1:], after[1:]  # the cold start is measured apart by the start-up bench
+    return response[1:], after[1:]  # the cold one is the cold-start figure's
 
 
-#: name -> (vlhook active, VICTORIALOGS_CAPTURE)
-VARIANTS = {"bare": (False, ""), "vlhook": (True, ""), "vlhook fd": (True, "fd,logging")}
-
-
-def measure(invocations: int = 200, rounds: int = 3) -> dict[str, Any]:
+def fig_warm(ctx: Context) -> None:
     results: dict[str, dict[str, list[float]]] = {
-        name: {"response": [], "after": []} for name in VARIANTS
+        name: {"response": [], "after": []} for name in WARM_VARIANTS
     }
-    with Receiver() as receiver:
-        for _ in range(rounds):
-            for name, (active, capture) in VARIANTS.items():
-                response, after = one_run(invocations, receiver.url if active else "", capture)
-                results[name]["response"] += response
-                results[name]["after"] += after
-
-    def ms(values: list[float], q: float) -> float:
-        return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if q < 100 else 0.0
-
-    summary: dict[str, Any] = {}
-    for name, series in results.items():
-        for kind, values in series.items():
-            summary[f"{name}.{kind}.p50_ms"] = round(statistics.median(values) * 1000, 3)
-            summary[f"{name}.{kind}.p90_ms"] = round(ms(values, 90), 3)
-            summary[f"{name}.{kind}.p99_ms"] = round(ms(values, 99), 3)
-    return summary
+    for index in range(ctx.plan.warm_runs):
+        for name in rotated(list(WARM_VARIANTS), index):
+            response, after = warm_run(ctx, *WARM_VARIANTS[name])
+            results[name]["response"] += response
+            results[name]["after"] += after
+    for kind, label in (("response", "response latency"), ("after", "response -> next (flush)")):
+        for q in (50, 99):
+            base = percentile(results["bare"][kind], q)
+            for name in ("vlhook", "vlhook fd"):
+                value = percentile(results[name][kind], q)
+                note = f"{len(results[name][kind])} warm invocations; added {value - base:+.2f} ms"
+                ctx.add(ratio_row(f"9 Lambda warm, {label} p{q}, {name} vs bare", value, base,
+                                  "ms", note=note))  # fmt: skip
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
-    summary = measure(invocations=50 if quick else 200, rounds=2 if quick else 3)
-    print("Lambda (warm invocations of examples/lambda/handler.py, real awslambdaric)")
-    print(f"{'':28}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
-    for name in VARIANTS:
-        for kind, label in (("response", "response latency"), ("after", "response -> next")):
-            row = [summary[f"{name}.{kind}.p{q}_ms"] for q in (50, 90, 99)]
-            print(f"{name + ' ' + label:28}" + "".join(f"{v:>10.3f}" for v in row))
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lambda.json").write_text(json.dumps(summary, indent=2))
+def percentile(values: list[float], q: int) -> float:
+    """In ms, from seconds."""
+    return statistics.quantiles(values, n=100)[q - 1] * 1000
+
+
+def fig_lambda(ctx: Context) -> None:
+    fig_cold_start(ctx)
+    fig_warm(ctx)
 
 
 if __name__ == "__main__":
-    main()
+    import run
+
+    sys.exit(run.main(["--only", "lambda", *sys.argv[1:]]))

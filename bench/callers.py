@@ -1,0 +1,143 @@
+"""What vlhook costs the program's own thread, per call (figures 3 and 8).
+
+Figure 3: print() and logger.info() in a tight loop (the sender competing for the GIL all the
+time); print() paced at 1,000 lines/s, as a program that logs steadily calls it; and one
+capture on the caller alone (the tee's write path, with the sender asleep). Figure 8: what
+reading the current OpenTelemetry span adds to that capture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from children import CALLS_CHILD, PACED_CHILD, ROUNDS_CHILD
+from harness import DROPIN, SRC, Context, importable, median, ratio_row, spread
+from targets import CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
+
+#: The sender wakes at no line count and no interval while a round is timed.
+SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
+                 "VICTORIALOGS_FLUSH_INTERVAL_MS": "3600000"}  # fmt: skip
+
+
+def call_cost(ctx: Context, kind: str, variant: str, index: int) -> dict[str, float]:
+    out = os.path.join(ctx.workdir, f"calls-{kind}-{variant}-{index}.json")
+    ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, kind], ctx.env(variant))
+    with open(out) as fh:
+        result: dict[str, float] = json.load(fh)
+    return result
+
+
+def fig_calls(ctx: Context) -> None:
+    """Tight loops. print(): the baseline is print() to the same /dev/null. logger.info(): a
+    logger with a bare StreamHandler (same format) writing to that same stdout; with vlhook the
+    record is also captured as a record."""
+    calls = ctx.plan.calls
+    for kind, label, limit in (("print", "print(100 chars) in a tight loop", None),
+                               ("logging", 'logger.info("msg %s", 1) vs bare StreamHandler',
+                                CALL_LIMIT)):  # fmt: skip
+        results: dict[str, list[dict[str, float]]] = {"bare": [], "active": []}
+        for index in range(ctx.plan.call_runs):
+            for variant in ("bare", "active") if index % 2 else ("active", "bare"):
+                results[variant].append(call_cost(ctx, kind, variant, index))
+        shed = max(int(r["dropped"]) for r in results["active"])
+        for key, what in (("ns", "wall"), ("thread_ns", "own-thread CPU")):
+            per_call = {v: [r[key] / calls for r in rs] for v, rs in results.items()}
+            ctx.samples[f"calls.{kind}.{key}"] = [*per_call["bare"], *per_call["active"]]
+            bare, active = median(per_call["bare"]), median(per_call["active"])
+            parts = [f"N={calls}", spread(per_call["active"]), f"vlhook shed {shed} captures"]
+            note = "; ".join(part for part in parts if part)
+            target = limit if key == "ns" else None  # the target is on what the caller waits
+            ctx.add(ratio_row(f"3 {label}, caller {what}", active, bare, "ns/call", target, note))
+            if kind == "logging" and key == "ns":
+                ctx.summary["logging_ratio"] = active / bare
+
+
+def fig_paced(ctx: Context) -> None:
+    """print() at 1,000 lines/s: perf_counter around each call; median and p99 of each run,
+    the median of the runs."""
+    count = int(ctx.plan.paced_s * PACED_RATE)
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "active": []}
+    for index in range(ctx.plan.paced_runs):
+        for variant in ("bare", "active") if index % 2 else ("active", "bare"):
+            out = os.path.join(ctx.workdir, f"paced-{variant}-{index}.json")
+            ctx.run(["-c", PACED_CHILD, str(count), str(PACED_RATE), out], ctx.env(variant))
+            with open(out) as fh:
+                results[variant].append(json.load(fh))
+    label = f"3 print(100 chars) at {PACED_RATE:,} lines/s"
+    for key, limit in (("median", CALL_LIMIT), ("p99", None)):
+        per = {v: [r[key] for r in rs] for v, rs in results.items()}
+        ctx.samples[f"paced.{key}"] = [*per["bare"], *per["active"]]
+        bare, active = median(per["bare"]), median(per["active"])
+        note = f"{count} calls per run, {ctx.plan.paced_runs} runs; {spread(per['active'])}"
+        ctx.add(ratio_row(f"{label}, caller wall, {key}", active, bare, "ns/call", limit, note))
+        ctx.summary[f"paced_{key}_ratio"] = active / bare
+
+
+def rounds_cost(ctx: Context, kind: str, mode: str, index: int, extra: dict[str, str]
+                ) -> dict[str, float]:  # fmt: skip
+    """ROUNDS_CHILD once: the lowest round's own-thread CPU per print()."""
+    out = os.path.join(ctx.workdir, f"rounds-{kind}-{mode}-{index}.json")
+    args = ["-c", ROUNDS_CHILD, str(ctx.plan.calls // 2), "50", out, kind, mode]
+    env = ctx.env("bare") if kind == "bare" else ctx.env("active", PYTHONPATH=f"{DROPIN}:{SRC}",
+                                                         **extra)  # fmt: skip
+    ctx.run(args, env)
+    with open(out) as fh:
+        result: dict[str, float] = json.load(fh)
+    return result
+
+
+def fig_capture(ctx: Context) -> None:
+    """One capture on the caller: print()'s own-thread CPU with vlhook active and its sender
+    asleep (flushed between rounds), against bare print(). The difference is the tee's write
+    path: the capture made and put in the buffer. Lowest round of each run, lowest run."""
+    results: dict[str, list[float]] = {"bare": [], "plain": []}
+    for index in range(ctx.plan.call_runs):
+        for kind in ("bare", "plain") if index % 2 else ("plain", "bare"):
+            results[kind].append(rounds_cost(ctx, kind, "alone", index, SENDER_ASLEEP)["outside"])
+    base, value = min(results["bare"]), min(results["plain"])
+    ctx.samples["capture.bare.ns"] = results["bare"]
+    ctx.samples["capture.active.ns"] = results["plain"]
+    ctx.summary["capture_ns"] = value - base
+    ctx.add(ratio_row("3 one capture on the caller: print() own-thread CPU, sender asleep", value,
+                      base, "ns/call", note=f"added {value - base:+.0f} ns per print(); lowest of "
+                      f"{len(results['plain'])} runs"))  # fmt: skip
+
+
+def fig_trace(ctx: Context) -> None:
+    """print()'s own-thread CPU in the caller, vlhook active, with OpenTelemetry imported
+    (outside and inside a span) against the same print in a process that does not import it,
+    interleaved run by run. `caller alone` is the caller's own work (the target); `sender
+    running` adds what the sender's work on each entry costs the caller through the GIL and
+    the caches. Each figure is the lowest of the runs: on a shared machine a busy moment only
+    ever adds, and the difference sought is a few tens of ns in a few µs."""
+    if not importable(ctx, "opentelemetry.sdk.trace"):
+        ctx.notes.append("8: opentelemetry-sdk is not importable here: skipped")
+        return
+    modes = {"alone": ("caller alone", SENDER_ASLEEP), "shared": ("sender running", {})}
+    for mode, (what, extra) in modes.items():
+        results: dict[str, list[dict[str, float]]] = {"plain": [], "otel": []}
+        for index in range(ctx.plan.call_runs * 2):
+            for kind in ("plain", "otel") if index % 2 else ("otel", "plain"):
+                results[kind].append(rounds_cost(ctx, kind, mode, index, extra))
+        trace_rows(ctx, mode, what, results)
+
+
+def trace_rows(
+    ctx: Context, mode: str, what: str, results: dict[str, list[dict[str, float]]]
+) -> None:
+    plain = [run["outside"] for run in results["plain"]]
+    base = min(plain)
+    ctx.samples[f"trace.{mode}.plain.ns"] = plain
+    for where, label in (("outside", "outside any span"), ("inside", "inside a span")):
+        values = [run[where] for run in results["otel"]]
+        ctx.samples[f"trace.{mode}.otel.{where}.ns"] = values
+        value = min(values)
+        added = value - base
+        note = (f"N={ctx.plan.calls // 2} in {len(values)} runs; added {added:+.0f} ns/call; "
+                f"{spread(values)}; baseline {spread(plain)}")  # fmt: skip
+        row = ratio_row(f"8 print(), OpenTelemetry imported, {label}, {what}", value, base,
+                        "ns/call", note=note)  # fmt: skip
+        if mode == "alone":
+            row.target, row.met = f"+{TRACE_ADDED_LIMIT_NS} ns", added <= TRACE_ADDED_LIMIT_NS
+        ctx.add(row)

@@ -1,0 +1,164 @@
+"""Figure 4: lines end to end to the server, three programs side by side in one run.
+
+The same child prints N lines of 100 characters as fast as it can: bare (to /dev/null), with
+vlhook (VICTORIALOGS_ON_FULL=block: nothing is shed; a 120 s exit budget: everything is
+delivered before it exits), and with the hand-written batcher of children.py (which also
+blocks rather than sheds, and delivers everything before it exits). Interleaved round by
+round. Per round, each shipping variant is compared with that round's bare run:
+
+  extra CPU per shipped line = (child CPU - bare child CPU) / lines stored
+  lines/s end to end         = lines stored / child wall time (spawn to exit; the child exits
+                               once the server has acknowledged its last batch)
+  added peak RSS             = child VmHWM - bare child VmHWM
+
+Lines stored are counted by asking the server (after /internal/force_flush) for the run's tag.
+Then one run with vlhook's default settings shows where the lines go when the program outruns
+the sender: stored, shed, spooled, or counted at exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from children import BATCHER, LINES_CHILD
+from harness import ChildRun, Context, Row, median, rotated
+from server import word
+from targets import CPU_LIMIT_US, CPU_MOONSHOT_US, RATE_LIMIT, RSS_LIMIT_MIB
+
+VARIANTS = ("bare", "vlhook", "batcher")
+SHIPPING = ("vlhook", "batcher")
+LABEL = {"bare": "bare print()", "vlhook": "vlhook", "batcher": "hand-written batcher"}
+LOSSLESS = {"VICTORIALOGS_ON_FULL": "block", "VICTORIALOGS_EXIT_TIMEOUT_MS": "120000"}
+
+
+@dataclass
+class Shipped:
+    run: ChildRun
+    stored: int  # the run's lines the server holds (bare: what it printed)
+    shed: int  # what vlhook counted as shed (buffer full) by the end of the script
+    spooled: int  # lines left in the spool (undelivered by the exit deadline)
+
+    @property
+    def warning(self) -> str:
+        said = [line for line in self.run.stderr.splitlines() if line.startswith("vlhook:")]
+        return said[-1] if said else ""
+
+
+def ship(ctx: Context, variant: str, vlhook_env: dict[str, str]) -> Shipped:
+    lines, tag = ctx.plan.lines, uuid.uuid4().hex[:16]
+    out = os.path.join(ctx.workdir, "shed.json")
+    source, env = LINES_CHILD, ctx.env("bare")
+    if variant == "vlhook":
+        env = ctx.env("active", **vlhook_env)
+    elif variant == "batcher":
+        source, env = BATCHER + LINES_CHILD, ctx.env("bare", BENCH_BATCHER_URL=ctx.server.url)
+    run = ctx.run(["-c", source, str(lines), out, tag], env, rss=True)
+    with open(out) as fh:
+        shed = sum(json.load(fh).values())
+    stored = lines if variant == "bare" else ctx.server.stored(*word(tag), lines)
+    ctx.server.clear()
+    return Shipped(run, stored, shed, spooled_lines(ctx, tag))
+
+
+def spooled_lines(ctx: Context, tag: str) -> int:
+    """The run's lines vlhook left in the spool (its own entries, such as its report of what
+    it shed, are not counted); removed, so that the next child does not replay them."""
+    total, needle = 0, tag.encode()
+    for folder, _, files in os.walk(ctx.spool):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as fh:
+                total += sum(1 for line in fh if needle in line)
+    shutil.rmtree(ctx.spool, ignore_errors=True)
+    return total
+
+
+def fig_end_to_end(ctx: Context) -> None:
+    rounds: list[dict[str, Shipped]] = []
+    for index in range(ctx.plan.e2e_runs):
+        rounds.append({name: ship(ctx, name, LOSSLESS) for name in rotated(list(VARIANTS), index)})
+    per = {name: metrics(rounds, name) for name in VARIANTS}
+    for name, values in per.items():
+        for key, series in values.items():
+            ctx.samples[f"e2e.{name}.{key}"] = series
+    summary: dict[str, Any] = {key: {name: median(per[name][key]) for name in VARIANTS}
+                               for key in per["bare"]}  # fmt: skip
+    summary["lost"] = {name: max(ctx.plan.lines - r[name].stored for r in rounds)
+                       for name in SHIPPING}  # fmt: skip
+    summary.update(lines=ctx.plan.lines, runs=len(rounds))
+    ctx.summary["e2e"] = summary
+    for row in rows(ctx, summary, rounds):
+        ctx.add(row)
+    default_settings(ctx)
+
+
+def metrics(rounds: list[dict[str, Shipped]], name: str) -> dict[str, list[float]]:
+    """Per round: CPU per line (all of it, and over that round's bare run), lines/s, peak RSS."""
+    out: dict[str, list[float]] = {"cpu_us": [], "extra_cpu_us": [], "lines_per_s": [],
+                                   "rss_mib": [], "added_rss_mib": []}  # fmt: skip
+    for r in rounds:
+        run, bare, stored = r[name].run, r["bare"].run, max(r[name].stored, 1)
+        out["cpu_us"].append(run.cpu_s / stored * 1e6)
+        out["extra_cpu_us"].append((run.cpu_s - bare.cpu_s) / stored * 1e6)
+        out["lines_per_s"].append(stored / run.wall_s)
+        out["rss_mib"].append(run.peak_rss_kib / 1024)
+        out["added_rss_mib"].append((run.peak_rss_kib - bare.peak_rss_kib) / 1024)
+    return out
+
+
+def rows(ctx: Context, s: dict[str, Any], rounds: list[dict[str, Shipped]]
+         ) -> list[Row]:  # fmt: skip
+    lines, runs = ctx.plan.lines, len(rounds)
+    extra, rate, rss = s["extra_cpu_us"], s["lines_per_s"], s["added_rss_mib"]
+    head = f"4 {lines} lines, "
+    out = [
+        Row(f"{head}bare print(): CPU per line", s["cpu_us"]["bare"], None, "us", note=
+            f"median of {runs} rounds; bare lines/s {rate['bare']:.0f}, peak RSS "
+            f"{s['rss_mib']['bare']:.1f} MiB"),
+    ]  # fmt: skip
+    for name in SHIPPING:
+        label = LABEL[name]
+        out += [
+            Row(f"{head}{label}: extra CPU per shipped line", extra[name], s["cpu_us"]["bare"],
+                "us", extra[name] / s["cpu_us"]["bare"], f"<= {CPU_LIMIT_US:g} us",
+                extra[name] <= CPU_LIMIT_US if name == "vlhook" else None,
+                "baseline: bare print()'s CPU per line; ratio: extra / bare"),
+            Row(f"{head}{label}: lines/s end to end", rate[name], rate["bare"], "lines/s",
+                rate[name] / rate["bare"], f">= {RATE_LIMIT // 1000}k",
+                rate[name] >= RATE_LIMIT if name == "vlhook" else None,
+                "lines stored / child wall (spawn to exit, after the last acknowledgement); "
+                "baseline: bare print()"),
+            Row(f"{head}{label}: added peak RSS", rss[name], s["rss_mib"]["bare"], "MiB",
+                s["rss_mib"][name] / s["rss_mib"]["bare"], f"<= {RSS_LIMIT_MIB:g} MiB",
+                rss[name] <= RSS_LIMIT_MIB if name == "vlhook" else None,
+                "VmHWM over bare's; baseline and ratio: whole-child peak RSS"),
+            Row(f"{head}{label}: lines not stored", s["lost"][name], lines, "lines", None,
+                "= 0", s["lost"][name] == 0, f"worst of {runs}" + lost_note(rounds, name, lines)),
+        ]  # fmt: skip
+    out.append(Row(f"{head}vlhook vs batcher: extra CPU per line", extra["vlhook"],
+                   extra["batcher"], "us", extra["vlhook"] / extra["batcher"],
+                   f"moonshot < 1x, <= {CPU_MOONSHOT_US:g} us"))  # fmt: skip
+    return out
+
+
+def lost_note(rounds: list[dict[str, Shipped]], name: str, lines: int) -> str:
+    worst = min((r[name] for r in rounds), key=lambda shipped: shipped.stored)
+    if name != "vlhook" or worst.stored == lines:
+        return ""
+    return f"; shed {worst.shed}, spooled {worst.spooled}; child said: {worst.warning or '-'}"
+
+
+def default_settings(ctx: Context) -> None:
+    """One run as a program that sets nothing runs: the buffer fills and sheds, the exit
+    budget spools what it can and counts the rest. Nothing may vanish unaccounted."""
+    shipped = ship(ctx, "vlhook", {})
+    lines = ctx.plan.lines
+    rest = lines - shipped.stored - shipped.shed - shipped.spooled
+    note = (f"shed (buffer full) {shipped.shed}, spooled {shipped.spooled}, the rest ({rest}) "
+            f"counted at exit; child said: {shipped.warning or '(nothing)'}")  # fmt: skip
+    ctx.add(Row(f"4 {lines} lines, vlhook with default settings: lines stored", shipped.stored,
+                lines, "lines", shipped.stored / lines, note=note))  # fmt: skip

@@ -1,0 +1,58 @@
+"""Figure 6: what making entries costs the sender (level, fields, redaction), in-process, per
+entry, for groups of 256 captures of one kind: this code with redaction on and off, and with
+`--baseline-src DIR` an older checkout's src/, interleaved run by run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from children import ENTRIES_CHILD
+from harness import CHILD_TIMEOUT_S, PY, SRC, Context, ratio_row, rotated, spread
+
+ENTRY_KINDS = {
+    "plain": "plain line (100 chars)",
+    "traced": "plain line with trace context",
+    "flat": "JSON line, flat",
+    "json": "JSON line, nested objects",
+    "record": "logging record",
+    "records": "logging record with nested extras",
+}
+
+
+def entry_costs(ctx: Context, src: str, env: dict[str, str]) -> dict[str, float]:
+    child_env = ctx.env("bare", PYTHONPATH=src)
+    args = ["-c", ENTRIES_CHILD, str(ctx.plan.entry_passes), json.dumps(env)]
+    proc = subprocess.run(
+        [PY, *args], env=child_env, cwd=ctx.workdir, capture_output=True, text=True,
+        timeout=CHILD_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"entries child failed: {proc.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(proc.stdout)
+    return result
+
+
+def fig_entries(ctx: Context) -> None:
+    """ns per entry on the sender: this code with redaction on and off, and (with
+    --baseline-src) an older code with its defaults, interleaved run by run. Each figure is the
+    lowest of the runs' medians: on a shared machine a busy moment only ever adds, and an
+    in-process loop of a few microseconds shows it more than a whole process does."""
+    variants = {"on": (SRC, {}), "off": (SRC, {"VICTORIALOGS_REDACT": "off"})}
+    if ctx.baseline_src:
+        variants["before"] = (ctx.baseline_src, {})
+    costs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for index in range(ctx.plan.entry_runs):
+        for name in rotated(list(variants), index):
+            costs[name].append(entry_costs(ctx, *variants[name]))
+    for kind, label in ENTRY_KINDS.items():
+        per = {name: [run[kind] for run in runs] for name, runs in costs.items()}
+        for name, values in per.items():
+            ctx.samples[f"entries.{kind}.{name}.ns"] = values
+        on = min(per["on"])
+        note = f"lowest of {ctx.plan.entry_runs} runs; {spread(per['on'])}"
+        ctx.add(ratio_row(f"6 {label}, redaction on vs off", on, min(per["off"]), "ns", None,
+                          note))  # fmt: skip
+        if "before" in per:
+            before = min(per["before"])
+            ctx.add(ratio_row(f"6 {label}, this code vs before", on, before, "ns", None, note))
