@@ -323,7 +323,7 @@ def _own_program_name() -> str:
     own (`python -c`, stdin, a multiprocessing worker started by spawn or forkserver)."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 == "-m":  # at start-up, before runpy has found the module
-        orig = getattr(sys, "orig_argv", ())  # 3.10+
+        orig = _interpreter_argv()
         return orig[orig.index("-m") + 1] if "-m" in orig[:-1] else ""
     if argv0 in ("", "-c", "-"):
         return ""
@@ -331,6 +331,20 @@ def _own_program_name() -> str:
     if base == "__main__.py":
         base = os.path.basename(os.path.dirname(argv0)) or base
     return base[:-3] if base.endswith(".py") else base
+
+
+def _interpreter_argv() -> list[str]:
+    """The interpreter's own command line: `sys.orig_argv` (3.10+), else Linux's record of it
+    (Python 3.9 keeps no copy; empty where neither exists)."""
+    orig = getattr(sys, "orig_argv", None)
+    if orig is not None:
+        return list(orig)
+    try:
+        with open("/proc/self/cmdline", "rb") as cmdline:
+            raw = cmdline.read()
+    except OSError:
+        return []
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
 
 
 def _program(reader: _Reader) -> tuple[str, tuple[tuple[str, str], ...]]:
