@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -158,6 +159,37 @@ def test_one_of_two_nodes_frozen_the_other_takes_the_batches(
     # The request under way reaches the storage nodes once the frozen node wakes up.
     got = seqs(sink.entries(20_000, timeout=20))
     assert len(got) == len(set(got)) == 20_000
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_long_outage_spools_batches_at_once_and_sheds_nothing(script: Any, sink: Sink) -> None:
+    """The server is down for the whole run, which lasts several retry budgets (1 s here),
+    and the buffer holds about 1,000 lines: while one batch tries again, the others go to the
+    spool at once. Were they to wait their turn, the buffer would fill and shed lines the
+    spool could keep. Every line is replayed later, once."""
+    code = (
+        "import time\n"
+        "for i in range(40_000):\n"
+        "    print('seq', i)\n"
+        "    if i % 500 == 499:\n"
+        "        time.sleep(0.05)\n"
+    )
+    env = sink.env(VICTORIALOGS_URL=f"http://127.0.0.1:{_closed_port()}",
+                   VICTORIALOGS_TIMEOUT_MS="300", VICTORIALOGS_BUFFER_BYTES="262144")  # fmt: skip
+    run = run_python(script(code), env)
+    assert run.rc == 0 and run.out.count("\n") == 40_000
+    assert "dropped" not in run.err and "lost" not in run.err, run.err
+    message = ExitMessage(run.err)
+    assert message.maybe == 0 and message.dropped == {}, run.err
+    assert run.elapsed < 15  # the program's ~4 s, not a retry budget per batch
+    got = stored_exactly(sink, 40_000, message)
+    assert len(got) == 40_000
 
 
 # -- answers that say "not now", "too large", "elsewhere" ----------------------------------------

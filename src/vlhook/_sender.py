@@ -87,6 +87,7 @@ class Sender:
         self._replaying = True  # the spool is replayed when the thread starts
         self._replay_turn = True
         self._spooled_here = False  # this process spooled: replay once delivery works again
+        self.outage = False  # the last batch could not be delivered: see _keep_while_down
         self._reported_drops = 0
         self._told_drops = 0  # dropped entries a message on stderr has told of
         self._next_report = 0.0
@@ -365,6 +366,27 @@ class Sender:
                 self._delivered(worker, batch, worker.client.deliver(
                     bytes(batch.body), batch.lines, worker.cancel))  # fmt: skip
                 self.collect()
+        if self.ready and self.config.spool_dir and (self.outage or self._filling_while_down()):
+            self._keep_while_down()
+
+    def _filling_while_down(self) -> bool:
+        """No server answers, and the buffer is half full behind the batch trying again."""
+        half_full = self.buffer.used * 2 > self.buffer.limit
+        return half_full and self.workers[0].client.health.unreachable()
+
+    def _keep_while_down(self) -> None:
+        """The server took none of the last batch (down, unreachable, frozen, throttling past
+        the retry budget), or answers no request while the buffer fills: while one batch tries
+        again, the others go to the spool at once, to be replayed when a batch gets through.
+        Waiting behind that one, each in turn, would fill the buffer in a long outage and shed
+        lines the spool could keep. A short one (a restart) costs no disk while memory holds."""
+        why = self.last_problem or "the server did not take the last batch"
+        while self.ready:
+            batch = self.ready.popleft()
+            self.keep_batch(batch, why)
+            for request in self.flushes:
+                request.failed = request.failed or request.upto >= batch.seq
+        self._wake.set()  # the buffer may hold more: take it now, not at the next interval
 
     def _next_batch(self) -> Optional[Batch]:
         """The spool's oldest data and new batches take turns; while a flush or the exit is
@@ -415,8 +437,10 @@ class Sender:
                 continue
             worker.batch = None
             if batch.origin is not None:
-                if not self.replayer.settle(batch, outcome):
-                    self._replaying = False  # the server cannot take it: later
+                # The server cannot take it: replay later, and keep new batches meanwhile.
+                self.outage = not self.replayer.settle(batch, outcome)
+                if self.outage:
+                    self._replaying = False
             else:
                 self.settle(batch, outcome)
 
@@ -435,6 +459,9 @@ class Sender:
             stats.add("bytes_sent", len(batch.body))
             if self._spooled_here:  # the server answers again: send what was kept meanwhile
                 self._spooled_here, self._replaying = False, True
+        # A server that answers (even with a rejection) is up; one that took nothing is not.
+        self.outage = not outcome.delivered and not outcome.rejected and \
+            bool(outcome.kept or outcome.maybe)  # fmt: skip
         for reason, count in outcome.rejected.items():
             stats.drop(reason, count)
             stats.last_rejection = outcome.reason

@@ -85,6 +85,11 @@ class Health:
 
             return sorted(rotated, key=rank)
 
+    def unreachable(self) -> bool:
+        """Whether no endpoint answered its last request (each within NODE_DOWN_S)."""
+        now = monotonic()
+        return all(until > now for until in self.down_until)
+
     def is_hung(self, index: int) -> bool:
         return self.hung_until[index] > monotonic()
 
