@@ -127,6 +127,24 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
         assert [r["_msg"] for r in rows_of(rows, invocation)].count("processing order") == 1
 
 
+def test_init_lines_go_with_the_first_invocations_flush(sink: Sink) -> None:
+    """No flush before the first /next (it would delay the cold start's first response): the
+    line the handler module prints at import arrives after that response, before the next
+    /next, exactly once."""
+    with RuntimeApi() as api, FaultProxy(sink.url, []) as proxy:
+        first = api.add({"name": "ann"})
+        api.add({"name": "bob"})
+        result = run_runtime(api, ship_to(sink, VICTORIALOGS_URL=proxy.url))
+    assert result.returncode == 1
+    init = [r.received for r in proxy.requests if r.path.startswith("/insert/jsonline")
+            for line in r.lines() if line.get("_msg") == "init: loading configuration"]  # fmt: skip
+    assert len(init) == 1
+    assert api.next_calls[0] < first.answered <= init[0] <= api.next_calls[1]
+    rows = sink.settle(sum(len(r.lines()) for r in proxy.requests
+                           if r.path.startswith("/insert/jsonline")))  # fmt: skip
+    assert [r["_msg"] for r in rows].count("init: loading configuration") == 1
+
+
 TRACE_HANDLER = """
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider

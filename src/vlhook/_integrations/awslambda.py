@@ -41,7 +41,15 @@ class _Invocations:
         self.flush_seconds: list[float] = []
 
     def end(self) -> None:
-        """Between the response and the next request: flush within the invocation's budget."""
+        """Between the response and the next request: flush within the invocation's budget.
+
+        Not before the first request: the init phase's lines go with the first invocation's
+        flush (the sender may deliver them earlier). A flush there would wait for the sender
+        to load its pipeline and send, delaying the first response by ~10 ms; what it would
+        save is the init lines of an environment frozen after init and reclaimed without ever
+        being invoked (docs/lambda.md)."""
+        if self.count == 0 and os.getpid() == self.pid:
+            return
         _context.set_invocation(None)
         budget = self.config.exit_timeout_ms / 1000
         if self.deadline_ms:
