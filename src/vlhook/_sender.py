@@ -366,8 +366,12 @@ class Sender:
                 self._delivered(worker, batch, worker.client.deliver(
                     bytes(batch.body), batch.lines, worker.cancel))  # fmt: skip
                 self.collect()
-        if self.ready and self.config.spool_dir and (self.outage or self._filling_while_down()):
+        if self.ready and (self.outage or self._filling_while_down()) and self._can_spool():
             self._keep_while_down()
+
+    def _can_spool(self) -> bool:
+        """A spool is set and usable (else batches wait in memory, under the buffer's policy)."""
+        return bool(self.config.spool_dir) and self.spool.usable
 
     def _filling_while_down(self) -> bool:
         """No server answers, and the buffer is half full behind the batch trying again."""
