@@ -388,8 +388,7 @@ class Sender:
         while self.ready:
             batch = self.ready.popleft()
             self.keep_batch(batch, why)
-            for request in self.flushes:
-                request.failed = request.failed or request.upto >= batch.seq
+            self._fail_flushes(batch)
         self._wake.set()  # the buffer may hold more: take it now, not at the next interval
 
     def _next_batch(self) -> Optional[Batch]:
@@ -477,8 +476,12 @@ class Sender:
         for body, count in outcome.kept:
             self.keep(body, count, outcome.reason)
         if outcome.delivered < batch.lines:
-            for request in self.flushes:
-                request.failed = request.failed or request.upto >= batch.seq
+            self._fail_flushes(batch)
+
+    def _fail_flushes(self, batch: Batch) -> None:
+        """Not all of `batch` was delivered: the flushes that cover it have failed."""
+        for request in self.flushes:
+            request.failed = request.failed or request.upto >= batch.seq
 
     def untold_drops(self, dropped: int) -> int:
         """How many of `dropped` no message has told of yet."""

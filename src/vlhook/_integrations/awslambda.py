@@ -48,7 +48,7 @@ class _Invocations:
         to load its pipeline and send, delaying the first response by ~10 ms; what it would
         save is the init lines of an environment frozen after init and reclaimed without ever
         being invoked (docs/lambda.md)."""
-        if self.count == 0 and os.getpid() == self.pid:
+        if self.count == 0:
             return
         _context.set_invocation(None)
         budget = self.config.exit_timeout_ms / 1000
