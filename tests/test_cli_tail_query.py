@@ -466,8 +466,11 @@ def test_tls_settings_are_shipping_ones(tmp_path: Path) -> None:
         untrusted = vlhook("query", "*", env=cli_env(server.url))
         trusted = vlhook("query", "*", env=cli_env(server.url, VICTORIALOGS_CA_BUNDLE=str(cert)))
         unchecked = vlhook("query", "*", env=cli_env(server.url, VICTORIALOGS_TLS_VERIFY="0"))
+        checked = vlhook("check", env=cli_env(server.url, VICTORIALOGS_CA_BUNDLE=str(cert)))
     finally:
         server.stop()
+    # `vlhook check` reads its probe back with the same TLS settings as it sent it.
+    assert "probe read back: stored and searchable" in checked.stdout, checked.stdout
     assert untrusted.returncode == 1
     assert f"TLS certificate of {server.url} not trusted" in untrusted.stderr
     assert "VICTORIALOGS_CA_BUNDLE" in untrusted.stderr

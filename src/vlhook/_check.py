@@ -12,9 +12,13 @@ from urllib.request import Request, urlopen
 
 from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
-from vlhook._delivery.transport import HttpTransport, make_transport, request_headers
+from vlhook._delivery.transport import HttpTransport, make_transport, request_headers, tls_context
 from vlhook._stats import Stats
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _say(text: str) -> None:
@@ -64,29 +68,34 @@ def _read_back(endpoint: Endpoint, config: Config, probe_id: str, timeout: float
     base = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}{endpoint.base_path}"
     headers = {k: v for k, v in request_headers(endpoint, config).items()
                if k in ("Authorization", "AccountID", "ProjectID")}  # fmt: skip
-    _get(f"{base}/internal/force_flush", headers, timeout)
+    # The same TLS settings as shipping: a CA bundle or VICTORIALOGS_TLS_VERIFY=0 apply here too.
+    context = tls_context(config) if endpoint.scheme == "https" else None
+    _get(f"{base}/internal/force_flush", headers, timeout, context)
     query = urlencode({"query": f'"{probe_id}"', "limit": "1"})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, body = _get(f"{base}/select/logsql/query?{query}", headers, timeout)
+        status, body = _get(f"{base}/select/logsql/query?{query}", headers, timeout, context)
         if status == 200 and probe_id in body:
             _say("  probe read back: stored and searchable")
             return
         if status != 200:
-            _say(f"  read-back not available here (HTTP {status}); the server accepted the probe")
+            why = f"HTTP {status}" if status else f"no answer: {body}"
+            _say(f"  read-back not available here ({why}); the server accepted the probe")
             return
         time.sleep(0.5)
     _say("  probe not found by a query yet (rows become searchable ~1 s after ingestion)")
 
 
-def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, str]:
+def _get(url: str, headers: dict[str, str], timeout: float, context: Any) -> tuple[int, str]:
+    """(HTTP status, body); (0, why) when no answer came."""
     try:
-        with urlopen(Request(url, headers=headers), timeout=timeout) as response:
+        request = Request(url, headers=headers)
+        with urlopen(request, timeout=timeout, context=context) as response:
             return int(response.status), response.read(65536).decode("utf-8", "replace")
     except HTTPError as exc:
         return int(exc.code), ""
-    except (URLError, OSError):
-        return 0, ""
+    except (URLError, OSError) as exc:
+        return 0, str(getattr(exc, "reason", exc))
 
 
 def spool_command(action: str) -> int:
