@@ -13,7 +13,14 @@ from lambda_runtime import RuntimeApi
 
 pytest.importorskip("awslambdaric")
 
-from test_lambda import TRACE, arrival_times, rows_of, run_runtime, ship_to
+from test_lambda import (
+    TRACE,
+    arrival_times,
+    assert_each_between_response_and_next,
+    rows_of,
+    run_runtime,
+    ship_to,
+)
 
 
 def test_fd_lines_are_delivered_before_next_and_tagged_with_their_invocation(sink: Sink) -> None:
@@ -29,11 +36,7 @@ def test_fd_lines_are_delivered_before_next_and_tagged_with_their_invocation(sin
     rows = sink.settle(sent)
     assert len(rows) == sent  # each line sent was stored once
 
-    for index, invocation in enumerate((first, second)):
-        times = arrived.get(invocation.request_id)
-        assert times, f"nothing arrived for invocation {index}"
-        assert invocation.answered <= min(times)
-        assert max(times) <= api.next_calls[index + 1]
+    assert_each_between_response_and_next(api, arrived, (first, second))
 
     ann = rows_of(rows, first)
     expected = ["hello ann", "processing order", "payment captured", "ann worker 0", "ann worker 1"]

@@ -64,6 +64,17 @@ def arrival_times(proxy: FaultProxy) -> dict[str, list[float]]:
     return times
 
 
+def assert_each_between_response_and_next(
+    api: RuntimeApi, arrived: dict[str, list[float]], invocations: tuple[Invocation, ...]
+) -> None:
+    """Every row of invocation i arrived after its response, before the next /next."""
+    for index, invocation in enumerate(invocations):
+        times = arrived.get(invocation.request_id)
+        assert times, f"nothing arrived for invocation {index}"
+        assert invocation.answered <= min(times)
+        assert max(times) <= api.next_calls[index + 1]
+
+
 def rows_of(rows: list[dict[str, str]], invocation: Invocation) -> list[dict[str, str]]:
     return [r for r in rows if r.get("aws_request_id") == invocation.request_id]
 
@@ -86,12 +97,7 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
     rows = sink.settle(sent)
     assert len(rows) == sent  # each line sent was stored once
 
-    # Order: every row of invocation i arrived after its response, before the next /next.
-    for index, invocation in enumerate((first, second, third)):
-        times = arrived.get(invocation.request_id)
-        assert times, f"nothing arrived for invocation {index}"
-        assert invocation.answered <= min(times)
-        assert max(times) <= api.next_calls[index + 1]
+    assert_each_between_response_and_next(api, arrived, (first, second, third))
 
     ann = rows_of(rows, first)
     expected = ["hello ann", "processing order", "payment captured", "ann worker 0", "ann worker 1"]
