@@ -18,6 +18,12 @@ def find(rows: list[dict[str, str]], text: str) -> dict[str, str]:
     return found[0]
 
 
+def fields_of(rows: list[dict[str, str]], text: str, keys: tuple[str, ...]) -> dict[str, str]:
+    """Those of `keys` that the one row whose message contains `text` has."""
+    row = find(rows, text)
+    return {k: row[k] for k in keys if k in row}
+
+
 BIND_IN_THREADS = """
 import asyncio, threading, vlhook
 from concurrent.futures import ThreadPoolExecutor
@@ -128,8 +134,7 @@ def test_structlog_contextvars_are_on_every_entry(script: Any, sink: Sink) -> No
     rows = sink.settle(7)
 
     def context(text: str) -> dict[str, str]:
-        row = find(rows, text)
-        return {k: row[k] for k in ("request_id", "user", "batch", "origin") if k in row}
+        return fields_of(rows, text, ("request_id", "user", "batch", "origin"))
 
     assert context("before any binding") == {}
     assert context("print under structlog context") == {"request_id": "s-1", "user": "7"}
@@ -164,8 +169,7 @@ def test_loguru_contextualize_is_on_every_entry(script: Any, sink: Sink) -> None
     rows = sink.settle(6)
 
     def context(text: str) -> dict[str, str]:
-        row = find(rows, text)
-        return {k: row[k] for k in ("task_id", "user", "step", "worker") if k in row}
+        return fields_of(rows, text, ("task_id", "user", "step", "worker"))
 
     assert context("print in contextualize") == {"task_id": "123", "user": "ann"}
     assert context("loguru in contextualize") == {"task_id": "123", "user": "ann"}
