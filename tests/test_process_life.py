@@ -190,3 +190,39 @@ def test_sender_never_becomes_the_main_thread_of_threading(script: Any, sink: An
     run = run_python(path, sink.env(), timeout=30)
     assert (run.rc, run.stdout) == (0, b'first line\n{"message": "a JSON line"}\nTrue\n')
     assert messages(sink.settle(3)) == ["first line", "a JSON line", "True"]
+
+
+def test_a_program_that_never_imports_threading_does_not_get_it(script: Any, sink: Any) -> None:
+    """On 3.11 and 3.12 the sender spares the program the `threading` import (~4 ms) that
+    older Pythons need first on the main thread (there orjson imports it on the sender); when
+    the program imports it later, the main thread is still threading's main thread and a
+    thread's uncaught exception is still shipped. The JSON line makes the sender load orjson."""
+    path = script(
+        "import sys\n"
+        "print('plain line')\n"
+        'print(\'{"message": "a JSON line", "n": 1.5}\')\n'
+        "import vlhook\n"
+        "vlhook.flush(10)\n"
+        "print('threading loaded:', 'threading' in sys.modules)\n"
+        "import threading\n"
+        "print(threading.current_thread() is threading.main_thread())\n"
+        "def fails():\n"
+        "    raise ValueError('thread failed')\n"
+        "thread = threading.Thread(target=fails)\n"
+        "thread.start()\n"
+        "thread.join()\n"
+    )
+    run = run_python(path, sink.env(), timeout=30)
+    loaded = sys.version_info < (3, 11)
+    printed = f'plain line\n{{"message": "a JSON line", "n": 1.5}}\nthreading loaded: {loaded}\n'
+    assert run.stdout == printed.encode() + b"True\n"
+    assert run.rc == 0 and b"ValueError: thread failed" in run.stderr
+    rows = sink.settle(5)
+    assert [row["_msg"] for row in rows][:4] == [
+        "plain line", "a JSON line", f"threading loaded: {loaded}", "True"
+    ]  # fmt: skip
+    assert rows[1]["n"] == "1.5"
+    failed = [row for row in rows if "thread failed" in row["_msg"]]
+    assert len(failed) == 1  # one entry from threading's hook, not a line per frame
+    assert failed[0]["exception.type"] == "ValueError"
+    assert failed[0]["thread"].startswith("Thread-1")  # "Thread-1 (fails)" since 3.10

@@ -4,11 +4,16 @@ vlhook patches `logging` only if and when the program imports it: importing it a
 would cost every process ~15 ms. A finder at the head of `sys.meta_path` lets the real finders
 locate the module, then wraps that module's own loader instance so the hook runs after the
 module body. A hook's failure is swallowed: it must never break the program's import.
+
+The same finder keeps vlhook's own threads from being the first to import a module the program
+must import first (`threading`, before Python 3.13: see `keep_from_own_threads`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from _thread import get_ident
 
 from vlhook._diag import internal_error
 
@@ -24,10 +29,16 @@ if TYPE_CHECKING:
 class _PostImportFinder:
     def __init__(self) -> None:
         self.hooks: dict[str, list[Hook]] = {}
+        #: Modules vlhook's threads may not import until another thread has.
+        self.kept_out: set[str] = set()
 
     def find_spec(
         self, name: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
     ) -> Any:
+        if name in self.kept_out:
+            if get_ident() in _own_threads:
+                raise ModuleNotFoundError(f"{name} is the program's to import first", name=name)
+            self.kept_out.discard(name)
         hooks = self.hooks.pop(name, None)
         if hooks is None:
             return None
@@ -74,19 +85,41 @@ def _run(hooks: list[Hook], module: ModuleType, name: str) -> None:
 
 
 _finder: Optional[_PostImportFinder] = None
+#: The idents of vlhook's own threads (the sender, the delivery workers) in this process.
+_own_threads: set[int] = set()
+
+
+def _installed() -> _PostImportFinder:
+    global _finder
+    if _finder is None:
+        _finder = _PostImportFinder()
+        sys.meta_path.insert(0, _finder)
+    return _finder
 
 
 def when_imported(name: str, hook: Hook) -> None:
     """Call `hook(module)` now if `name` is already imported, else right after its import."""
-    global _finder
     module = sys.modules.get(name)
     if module is not None:
         _run([hook], module, name)
         return
-    if _finder is None:
-        _finder = _PostImportFinder()
-        sys.meta_path.insert(0, _finder)
-    _finder.hooks.setdefault(name, []).append(hook)
+    _installed().hooks.setdefault(name, []).append(hook)
+
+
+def keep_from_own_threads(name: str) -> None:
+    """Until another thread imports `name`, an import of it on one of vlhook's threads fails
+    with ModuleNotFoundError. Before Python 3.13 the thread that first imports `threading`
+    becomes its main thread, and the exit waits for that thread to end: ours never do."""
+    if name not in sys.modules:
+        _installed().kept_out.add(name)
+
+
+def own_thread() -> None:
+    """Called first thing by each thread vlhook starts."""
+    if not _own_threads and hasattr(os, "register_at_fork"):
+        # A forked child has none of them; its new threads may reuse their idents.
+        os.register_at_fork(after_in_child=_own_threads.clear)
+    _own_threads.add(get_ident())
 
 
 def forget(name: str) -> None:

@@ -21,7 +21,7 @@ import sys
 from _collections import deque  # type: ignore[import-not-found]
 from time import monotonic, time_ns
 
-from vlhook import _diag
+from vlhook import _diag, _imports
 from vlhook._buffer import Buffer
 from vlhook._captures import Discard, Text
 from vlhook._exit import ExitRun, unanswered_report
@@ -192,14 +192,19 @@ class Sender:
 
     def _threading_first_here(self) -> None:
         """Before Python 3.13, `threading` takes the thread that first imports it for the main
-        thread, and at exit waits for that thread to end. The sender's own imports can pull it
-        in (on 3.9 and 3.10 orjson does, through uuid -> platform -> subprocess; on 3.12 a
-        module that imports threading hangs the exit, as a test shows): so when the first
-        capture is made on the main thread, that thread imports it first (~4 ms, once). A
-        program whose first output comes from a bare `_thread` thread before it imports
-        threading is not covered."""
-        if (sys.version_info < (3, 13) and "threading" not in sys.modules
-                and _thread.get_ident() == self._main_ident):  # fmt: skip
+        thread, and at exit waits for that thread to end. The sender's own imports must not be
+        the first: on 3.9 and 3.10 orjson imports it (through uuid -> platform -> subprocess),
+        so when the first capture is made on the main thread, that thread imports it first
+        (~4 ms, once). On 3.11 and 3.12 none of the sender's imports needs it, and vlhook's
+        threads are kept from importing it (an import that tries fails; orjson's would fall
+        back to the json module), which spares a process that never imports threading those
+        4 ms. On 3.9 and 3.10, a program whose first output comes from a bare `_thread`
+        thread before it imports threading is not covered."""
+        if sys.version_info >= (3, 13) or "threading" in sys.modules:
+            return
+        if sys.version_info >= (3, 11):
+            _imports.keep_from_own_threads("threading")
+        elif _thread.get_ident() == self._main_ident:
             import threading  # noqa: F401
 
     def _setup(self) -> None:
@@ -244,6 +249,7 @@ class Sender:
 
     def _run(self) -> None:
         self._thread = _thread.get_ident()
+        _imports.own_thread()
         try:
             with self._setup_lock:
                 self._setup()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import _thread
 
-from vlhook import _diag
+from vlhook import _diag, _imports
 from vlhook._delivery.client import Client, Health, Outcome
 from vlhook._sync import Cancel, Wakeup
 
@@ -53,6 +53,7 @@ class Worker:
         self.cancel.poke()
 
     def _run(self) -> None:
+        _imports.own_thread()
         while True:
             self._inbox.wait(None)
             batch = self.batch

@@ -1,0 +1,70 @@
+"""The post-import finder's rule for modules vlhook's threads may not import first."""
+
+from __future__ import annotations
+
+import _thread
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vlhook import _imports
+
+
+@pytest.fixture
+def a_module(tmp_path: Path) -> Iterator[str]:
+    name = "vlhook_test_kept_out"
+    (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        yield name
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+        if _imports._finder is not None:
+            sys.meta_path.remove(_imports._finder)
+        _imports._finder = None
+        _imports._own_threads.clear()
+
+
+def _import_on_own_thread(name: str) -> str:
+    """Import `name` on a new thread that counts as one of vlhook's."""
+    done = _thread.allocate_lock()
+    done.acquire()
+    result: list[str] = []
+
+    def run() -> None:
+        try:
+            _imports.own_thread()
+            __import__(name)
+            result.append("imported")
+        except ImportError as exc:
+            result.append(f"refused: {exc}")
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    assert done.acquire(timeout=10)
+    return result[0]
+
+
+def test_own_threads_are_refused_until_another_thread_imports_it(a_module: str) -> None:
+    _imports.keep_from_own_threads(a_module)
+    assert _import_on_own_thread(a_module).startswith("refused: ")
+    assert a_module not in sys.modules
+    # The program's threads are never refused (this one; a thread started here could reuse
+    # the ident of the one that ended), and once one has imported it, it is there for all.
+    __import__(a_module)
+    sys.modules.pop(a_module)
+    assert _import_on_own_thread(a_module) == "imported"
+
+
+def test_hooks_wait_for_the_import_that_succeeds(a_module: str) -> None:
+    seen: list[int] = []
+    _imports.keep_from_own_threads(a_module)
+    _imports.when_imported(a_module, lambda module: seen.append(module.VALUE))
+    assert _import_on_own_thread(a_module).startswith("refused: ")
+    assert seen == []
+    __import__(a_module)  # this (the program's) thread
+    assert seen == [1]
