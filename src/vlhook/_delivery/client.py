@@ -15,7 +15,6 @@ from __future__ import annotations
 import _thread
 
 # The C generator itself: `random` costs ~5 ms at a short-lived process's first delivery.
-from _random import Random
 from time import monotonic
 
 from vlhook import _diag
@@ -34,7 +33,18 @@ BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 NODE_DOWN_S = 5.0  # an endpoint that could not be reached is avoided this long
 MAX_REDIRECTS = 3
-_jitter = Random().random  # spreads retries in time: not cryptography
+
+
+def _jitter() -> float:
+    """0 to 1, to spread retries in time (not cryptography). `_random` loads at the first
+    retry: most processes never retry."""
+    global _jitter
+    from _random import Random
+
+    _jitter = Random().random
+    return _jitter()
+
+
 OK, TOO_LARGE, REJECTED, KEEP, MAYBE = range(5)
 
 
