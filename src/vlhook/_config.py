@@ -456,11 +456,11 @@ def _redact_keys(reader: _Reader, redact: bool) -> tuple[str, ...]:
 
 def _trace(reader: _Reader) -> tuple[tuple[str, str], ...]:
     """The trace context a launcher handed the process (W3C environment propagation)."""
-    from vlhook._tracecontext import traceparent_fields, tracestate
-
     parent = reader.raw("TRACEPARENT")
     if parent is None:
         return ()
+    from vlhook._tracecontext import traceparent_fields, tracestate
+
     fields = traceparent_fields(parent)
     if fields is None:
         reader.warn("TRACEPARENT", parent, "no trace id from the environment")
