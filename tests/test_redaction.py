@@ -333,6 +333,39 @@ def test_records_extras_exceptions_and_stack_info() -> None:
     assert stats.redacted >= 6
 
 
+def located_record(name: str, thread: str, extra: dict[str, Any]) -> Record:
+    rec = logging.LogRecord(name, logging.INFO, "/srv/app.py", 7, "handled", None, None, "run")
+    rec.threadName = thread
+    rec.__dict__.update(extra)
+    return make_record(rec, T_NS, 0, None, logging.INFO, "handled", [])
+
+
+@pytest.mark.parametrize(
+    ("name", "thread", "extra", "env", "masked"),
+    [
+        ("app", "MainThread", {}, {}, {}),
+        (f"app {AWS_KEY}", "MainThread", {}, {}, {"logger": f"app {MASK}"}),
+        ("app", f"worker {AWS_KEY}", {}, {}, {"thread": f"worker {MASK}"}),
+        ("app", "MainThread", {"logger": f"x {AWS_KEY}"}, {}, {"logger": f"x {MASK}"}),
+        ("app", "MainThread", {}, {"VICTORIALOGS_REDACT_KEYS": "file"}, {"code.file": MASK}),
+    ],
+    ids=["clean", "secret-logger", "secret-thread", "extra-replaces-logger", "redact-key"],
+)
+def test_a_records_location_fields_are_redacted_when_they_need_it(
+    name: str, thread: str, extra: dict[str, Any], env: dict[str, str], masked: dict[str, str]
+) -> None:
+    """The location fields (logger, code, thread) of most records need nothing done and are
+    checked together at once; any that needs redacting still gets it."""
+    b, stats = builder(**env)
+    entry = only(b.from_item(located_record(name, thread, extra)))
+    expected = {"logger": name, "code.file": "/srv/app.py", "code.function": "run"}
+    expected["thread"] = thread
+    expected.update(extra)
+    expected.update(masked)
+    assert {key: entry[key] for key in expected} == expected
+    assert stats.redacted == len(masked)
+
+
 def test_uncaught_exceptions() -> None:
     b, _ = builder()
     try:
