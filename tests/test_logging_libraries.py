@@ -238,3 +238,42 @@ def test_structlog_json_exceptions(script: Any, sink: Any) -> None:
         assert row["exception.type"] == "ZeroDivisionError" and "exception" not in row
         assert 'app.py", line 6, in <module>' in row["exception.stacktrace"]
     assert frames["exception.stacktrace"].endswith("\nZeroDivisionError: division by zero")
+
+
+INTERLEAVED = """
+import logging, sys, threading
+logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.INFO)
+log = logging.getLogger("app")
+def fails():
+    raise ValueError("thread 150")
+for i in range(300):
+    print(f"line {i}")
+    if i % 3:
+        log.info("record %d", i)
+        log.warning("record %d again", i)
+    if i == 150:
+        thread = threading.Thread(target=fails, name="worker")
+        thread.start()
+        thread.join()
+import vlhook
+vlhook.flush(10)  # by the sender thread's own path (the exit takes one capture at a time)
+"""
+
+
+def test_records_and_lines_keep_the_programs_order(
+    script: Any, receiver: Any, tmp_path: Any
+) -> None:
+    """Runs of records are made into entries together: each still comes after the lines
+    written before it and before those written after it (as sent, not only by _time)."""
+    env = {"VICTORIALOGS_URL": receiver.url, "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool")}
+    run = run_python(script(INTERLEAVED), env)
+    assert run.rc == 0
+    expected = []
+    for i in range(300):
+        expected.append(f"line {i}")
+        if i % 3:
+            expected += [f"record {i}", f"record {i} again"]
+        if i == 150:
+            expected.append("ValueError: thread 150")
+    sent = [row["_msg"] for row in receiver.entries()]
+    assert [m.rsplit("\n", 1)[-1] for m in sent] == expected

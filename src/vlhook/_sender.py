@@ -23,7 +23,7 @@ from time import monotonic, time_ns
 
 from vlhook import _diag, _imports
 from vlhook._buffer import Buffer
-from vlhook._captures import Discard, Text
+from vlhook._captures import Discard, Event, Record, Text, Uncaught
 from vlhook._exit import ExitRun, unanswered_report
 from vlhook._stats import explain_drop
 from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup
@@ -298,15 +298,30 @@ class Sender:
             items = self.buffer.pop_many(LINES_PER_STEP)
             if not items:
                 break
+            # Runs of writes go to the assembler together, runs of records to the entry
+            # builder together, in order.
             texts: list[Text] = []
-            for item in items:  # runs of writes go to the assembler together, in order
-                if item.__class__ is Text:
+            records: list[Any] = []
+            for item in items:
+                cls = item.__class__
+                if cls is Text:
+                    if records:
+                        self.take_records(records, lines)
+                        records = []
                     texts.append(item)
                     continue
                 if texts:
                     feed_many(texts, lines)
                     texts = []
+                if cls is Record or cls is Uncaught or cls is Event:
+                    records.append(item)
+                    continue
+                if records:
+                    self.take_records(records, lines)
+                    records = []
                 self.take(item, lines)
+            if records:
+                self.take_records(records, lines)
             if texts:
                 feed_many(texts, lines)
             if len(lines) >= LINES_PER_STEP:
@@ -329,6 +344,15 @@ class Sender:
         else:  # a logging record or an uncaught exception: after the lines written before it
             self.add_lines(lines)
             self.add_entries(self.builder.from_item(item), item.t_ns)
+
+    def take_records(self, records: list[Any], lines: list[Line]) -> None:
+        """Records and uncaught exceptions in a row, after the lines written before them: into
+        the batch at once (not one by one: ~1 µs each)."""
+        assert self.builder is not None
+        self.add_lines(lines)
+        from_item = self.builder.from_item
+        entries = [entry for item in records for entry in from_item(item)]
+        self.add_entries(entries, records[0].t_ns)
 
     def add_lines(self, lines: list[Line]) -> None:
         if lines:
