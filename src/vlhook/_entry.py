@@ -59,10 +59,9 @@ class EntryBuilder:
         #: vlhook._records, loaded with the first record or exception (it imports traceback).
         self._records: Any = None
         # Whether the names of a record's location fields are never masked or renamed (only a
-        # VICTORIALOGS_REDACT_KEYS entry such as "file" would do that).
-        self._location_names_clean = not any(
-            any(self.redactor.name(key)) for key in LOCATION_FIELDS
-        )
+        # VICTORIALOGS_REDACT_KEYS entry such as "file" would do that). Told at the first
+        # record: asking compiles the patterns, which a process of plain lines may never need.
+        self._location_names_clean: Optional[bool] = None
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
@@ -204,6 +203,9 @@ class EntryBuilder:
         """The location fields (logger, code, thread) when they are still the record's own and
         no redaction rule can touch them: one search over them all, not one per field. Empty
         otherwise (then each is examined like any other field)."""
+        if self._location_names_clean is None:
+            names = self.redactor.name
+            self._location_names_clean = not any(any(names(key)) for key in LOCATION_FIELDS)
         values = (record.name, record.pathname, record.funcName, record.threadName)
         if not self._location_names_clean or (
             entry["logger"], entry["code.file"], entry["code.function"], entry["thread"]
