@@ -116,10 +116,12 @@ def keep_from_own_threads(name: str) -> None:
 
 def own_thread() -> None:
     """Called first thing by each thread vlhook starts."""
-    if not _own_threads and hasattr(os, "register_at_fork"):
-        # A forked child has none of them; its new threads may reuse their idents.
-        os.register_at_fork(after_in_child=_own_threads.clear)
     _own_threads.add(get_ident())
+
+
+# A forked child has none of the parent's threads; its new threads may reuse their idents.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_own_threads.clear)
 
 
 def forget(name: str) -> None:
