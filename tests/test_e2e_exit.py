@@ -174,7 +174,7 @@ def test_flood_at_exit_is_delivered_spooled_or_counted(script: Any, sink: Any) -
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert not list(sink.spool.iterdir())
+    assert not list(sink.spool.glob("*"))  # empty, or never made: all delivered in time
     rows = sink.settle(total - dropped - maybe, timeout=30)
     seqs = [r["_msg"] for r in rows if r["_msg"].startswith("seq")]
     assert len(seqs) == len(set(seqs))  # nothing twice
