@@ -181,3 +181,51 @@ def test_flood_at_exit_is_delivered_spooled_or_counted(script: Any, sink: Any) -
     assert total - dropped - maybe <= len(seqs) <= total - dropped
     if kept:
         assert f"replayed {kept.group(1)} entries" in replay.stdout, replay.stdout
+
+
+BURST = """
+import sys
+pad = "x" * 92
+for i in range(200_000):
+    print(f"{i:07d} {pad}")
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM"):
+        sys.stderr.write("peak at the end of the loop: " + line)
+"""
+
+
+def _peak_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_the_exit_makes_batches_only_a_few_ahead_of_delivery(script: Any, sink: Any) -> None:
+    """A burst fills the buffer (`ON_FULL=block`); at exit the rest is made into batches only
+    a few ahead of delivery, so the exit adds little to the process's peak memory (making all
+    of it at once added ~24 MiB here), and every line is still stored once."""
+    env = {**base_env(), **sink.env(VICTORIALOGS_ON_FULL="block",
+                                    VICTORIALOGS_EXIT_TIMEOUT_MS="60000")}  # fmt: skip
+    env["PYTHONPATH"] = str(DROPIN)
+    proc = subprocess.Popen([sys.executable, str(script(BURST))], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    peak, deadline = 0, time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # the exit takes a few seconds
+        try:
+            peak = max(peak, _peak_kib(proc.pid))
+        except OSError:  # it has just ended
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    found = re.search(rb"peak at the end of the loop: VmHWM:\s+(\d+) kB", err)
+    assert found, err
+    added_at_exit_mib = (peak - int(found.group(1))) / 1024
+    assert added_at_exit_mib < 8, added_at_exit_mib
+    sink.server.force_flush()
+    printed = f'test_id:="{sink.test_id}" stream:=stdout'  # (the peak went to stderr)
+    query = f"{printed} | stats count() as rows, count_uniq(_msg) as lines"
+    (counts,) = sink.server.query(query)
+    assert (int(counts["rows"]), int(counts["lines"])) == (200_000, 200_000)
