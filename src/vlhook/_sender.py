@@ -134,8 +134,6 @@ class Sender:
     def shutdown(self, deadline: float) -> ExitReport:
         """The process is ending: deliver what can be by `deadline` (monotonic), keep the rest
         in the spool, and say exactly what became of everything. Idempotent."""
-        from vlhook._exit import ExitRun
-
         if self.before_flush is not None:
             self.before_flush()
         request = self._shutdown

@@ -13,8 +13,6 @@ in a request that got no answer before the deadline: the server may have stored 
 from __future__ import annotations
 
 import _thread
-
-# The C generator itself: `random` costs ~5 ms at a short-lived process's first delivery.
 from time import monotonic
 
 from vlhook import _diag
@@ -36,8 +34,8 @@ MAX_REDIRECTS = 3
 
 
 def _jitter() -> float:
-    """0 to 1, to spread retries in time (not cryptography). `_random` loads at the first
-    retry: most processes never retry."""
+    """0 to 1, to spread retries in time (not cryptography). The C generator itself
+    (`random` costs ~5 ms to import), loaded at the first retry: most processes never retry."""
     global _jitter
     from _random import Random
 
