@@ -1,0 +1,113 @@
+"""VICTORIALOGS_ON_FULL=block: a writer that finds the buffer full waits for room, and goes on
+once the sender has drained the buffer to its low-water mark, not at every capture popped (each
+hand-over wakes two threads: letting the writer on a line at a time made ~13,000 hand-overs for
+200,000 lines). Real threads, a buffer with a small limit, the sender's part played here."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from vlhook._buffer import ITEM_OVERHEAD, RESUME_AT, Buffer
+from vlhook._captures import STDOUT, Text, text
+from vlhook._stats import Stats
+
+LINE = "x" * 99 + "\n"
+SIZE = len(LINE) + ITEM_OVERHEAD
+LIMIT = 40 * SIZE
+
+
+class Wakes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def full_buffer(timeout_s: float = 10.0) -> tuple[Buffer, Wakes, Stats]:
+    wakes, stats = Wakes(), Stats()
+    buffer = Buffer(stats, LIMIT, "block", timeout_s, wake=wakes, wake_every=1 << 30)
+    buffer.intercept = None
+    for _ in range(LIMIT // SIZE):
+        buffer.put(capture(LINE))
+    assert [item.data for item in buffer.items if item.__class__ is Text] == [LINE] * (
+        LIMIT // SIZE
+    )
+    return buffer, wakes, stats
+
+
+def capture(data: str) -> Text:
+    return text(STDOUT, data, time.time_ns(), 1, None)
+
+
+def blocked_writer(buffer: Buffer, data: str) -> threading.Thread:
+    writer = threading.Thread(target=buffer.put, args=(capture(data),), daemon=True)
+    writer.start()
+    deadline = time.monotonic() + 5
+    while not buffer._room_waiters and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert buffer._room_waiters, "the writer should be waiting for room"
+    return writer
+
+
+def pop_to(buffer: Buffer, used: float) -> None:
+    while buffer.used > used:
+        buffer.pop()
+
+
+def test_a_blocked_writer_waits_for_the_low_water_mark_then_goes_on() -> None:
+    buffer, wakes, stats = full_buffer()
+    writer = blocked_writer(buffer, LINE)
+    buffer.pop()  # room for this line, but the buffer is still nearly full
+    buffer.made_room()
+    writer.join(0.2)
+    assert writer.is_alive(), "released for one line's room: a hand-over per line"
+    pop_to(buffer, LIMIT * RESUME_AT)
+    buffer.made_room()
+    writer.join(5)
+    assert not writer.is_alive()
+    assert buffer.items[-1].data == LINE and not stats.dropped
+    assert wakes.count == 1  # the sender is woken once, when the writer first blocks
+
+
+def test_a_large_write_waits_until_it_fits() -> None:
+    buffer, _, stats = full_buffer()
+    big = "y" * (LIMIT // 2) + "\n"  # more than the room left at the low-water mark
+    writer = blocked_writer(buffer, big)
+    pop_to(buffer, LIMIT * RESUME_AT)
+    buffer.made_room()
+    writer.join(0.2)
+    assert writer.is_alive(), "released without room for its write"
+    pop_to(buffer, LIMIT - len(big) - ITEM_OVERHEAD)
+    buffer.made_room()
+    writer.join(5)
+    assert not writer.is_alive()
+    assert buffer.items[-1].data == big and not stats.dropped
+
+
+def test_several_blocked_writers_all_go_on() -> None:
+    buffer, _, stats = full_buffer()
+    writers = [blocked_writer(buffer, f"{i} {LINE}") for i in range(3)]
+    deadline = time.monotonic() + 5
+    while len(buffer._room_waiters) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    pop_to(buffer, LIMIT * RESUME_AT)
+    buffer.made_room()
+    for writer in writers:
+        writer.join(5)
+        assert not writer.is_alive()
+    last = sorted(item.data for item in list(buffer.items)[-3:])
+    assert last == [f"{i} {LINE}" for i in range(3)]
+    assert not stats.dropped
+
+
+def test_a_writer_left_waiting_past_its_timeout_sheds_the_line_and_counts_it() -> None:
+    buffer, _, stats = full_buffer(timeout_s=0.2)
+    started = time.monotonic()
+    buffer.put(capture(LINE))  # nobody makes room
+    assert 0.15 <= time.monotonic() - started < 5
+    assert dict(stats.dropped) == {"buffer_full": 1}
+    assert [item.data for item in buffer.items if item.__class__ is Text] == [LINE] * (
+        LIMIT // SIZE
+    )
