@@ -229,3 +229,34 @@ def test_the_exit_makes_batches_only_a_few_ahead_of_delivery(script: Any, sink: 
     query = f"{printed} | stats count() as rows, count_uniq(_msg) as lines"
     (counts,) = sink.server.query(query)
     assert (int(counts["rows"]), int(counts["lines"])) == (200_000, 200_000)
+
+
+STALLED_EXIT = """
+import atexit, threading, time
+pad = "x" * 92
+for i in range(60_000):
+    print(f"{i:07d} {pad}")
+
+def hold_the_interpreter():
+    time.sleep(0.005)  # the exit has begun by then
+    sum(range(40_000_000))  # one C call: nothing else runs Python meanwhile (~0.3-0.6 s)
+
+# Runs before vlhook's exit flush (registered at start-up, so run last).
+atexit.register(lambda: threading.Thread(target=hold_the_interpreter, daemon=True).start())
+"""
+
+
+def test_a_stall_while_the_exit_makes_entries_does_not_send_the_rest_to_the_spool(
+    script: Any, sink: Any
+) -> None:
+    """The exit writes raw lines to the spool only when making entries at the rate it sees
+    would not finish in time. One stall (another thread holding the interpreter for a moment)
+    is not that rate: judged on it alone, everything left went to the spool, in a process that
+    had the time to deliver it all."""
+    run = run_python(script(STALLED_EXIT), sink.env(VICTORIALOGS_EXIT_TIMEOUT_MS="8000"))
+    assert run.rc == 0, run.err
+    assert "kept in the spool" not in run.err, run.err
+    sink.server.force_flush()
+    query = f'test_id:="{sink.test_id}" | stats count() as rows, count_uniq(_msg) as lines'
+    (counts,) = sink.server.query(query)
+    assert (int(counts["rows"]), int(counts["lines"])) == (60_000, 60_000), run.err
