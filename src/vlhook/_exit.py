@@ -39,11 +39,11 @@ STEP = 256  # captures between two looks at the clock
 AHEAD = 4
 #: Making the rest waits only while the time left is this many times what making it would take.
 SPARE = 4
-#: Entries give way to raw lines only after this many windows of STEP captures in a row were
-#: each too slow to make the rest in time: one stall (another thread holding the interpreter,
-#: a busy moment of the machine) is not the rate. Judged on one window, a stall of ~0.5 s
-#: sent 55,000 lines to the spool in a process that had 8 s to deliver them.
-SLOW_WINDOWS = 3
+#: The making rate is the median of this many windows of STEP captures, the last ones: one
+#: stall (another thread holding the interpreter, a busy moment of the machine) is not the
+#: rate. Judged on one window, a stall of ~0.5 s sent 55,000 lines to the spool as raw lines
+#: in a process that had 8 s to deliver them.
+RATE_WINDOWS = 3
 
 
 class ExitReport:
@@ -119,7 +119,7 @@ class ExitRun:
         self.problem = ""
         #: When making entries paused ahead of delivery: the latest time to go on.
         self._resume_by: Optional[float] = None
-        self._slow_windows = 0  # windows in a row too slow to make the rest in time
+        self._windows: list[float] = []  # the last RATE_WINDOWS windows' durations
 
     @staticmethod
     def nothing() -> ExitReport:
@@ -205,13 +205,16 @@ class ExitRun:
         sender.report_drops(final=True)
 
     def _too_slow(self, window_s: float, remaining: int, time_left: float) -> bool:
-        """Whether making the rest at the rate of the last window of STEP captures would not
-        finish in the time left, for SLOW_WINDOWS windows in a row."""
-        if window_s > 0 and remaining * window_s / STEP > time_left:
-            self._slow_windows += 1
-        else:
-            self._slow_windows = 0
-        return self._slow_windows >= SLOW_WINDOWS
+        """Whether making the rest would not finish in the time left, at the median rate of
+        the last RATE_WINDOWS windows of STEP captures (none judged before there are that
+        many: ~1,000 captures, a few ms)."""
+        windows = self._windows
+        windows.append(window_s)
+        if len(windows) > RATE_WINDOWS:
+            del windows[0]
+        if len(windows) < RATE_WINDOWS:
+            return False
+        return remaining * sorted(windows)[RATE_WINDOWS // 2] / STEP > time_left
 
     def _far_enough_ahead(self) -> bool:
         """Enough batches wait for a delivery that is under way."""
