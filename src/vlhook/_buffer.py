@@ -181,8 +181,7 @@ class Buffer:
         from time import monotonic
 
         deadline = monotonic() + self.block_timeout_s
-        first = True
-        while self.used + size > self.limit:
+        while self.used + size > self.limit:  # again only when another writer took the room
             left = deadline - monotonic()
             if left <= 0:
                 return False
@@ -191,9 +190,7 @@ class Buffer:
             with self._room_lock:  # not between the sender's taking the list and releasing it
                 self._room_wanted = max(self._room_wanted, size)
                 self._room_waiters.append(lock)
-            if first:  # later, the sender is woken by its deliveries: it has batches to send
-                self.wake()
-                first = False
+            self.wake()
             lock.acquire(True, left)
         return True
 
