@@ -5,9 +5,12 @@ hand-over wakes two threads: letting the writer on a line at a time made ~13,000
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from typing import Any
 
+from conftest import run_python
 from vlhook._buffer import ITEM_OVERHEAD, RESUME_AT, Buffer
 from vlhook._captures import STDOUT, Text, text
 from vlhook._stats import Stats
@@ -69,6 +72,7 @@ def test_a_blocked_writer_waits_for_the_low_water_mark_then_goes_on() -> None:
     assert not writer.is_alive()
     assert buffer.items[-1].data == LINE and not stats.dropped
     assert wakes.count == 1  # the sender is woken once, when the writer first blocks
+    assert stats.room_waits == 1 and stats.room_wait_ms >= 150  # it waited 0.2 s and more
 
 
 def test_a_large_write_waits_until_it_fits() -> None:
@@ -108,6 +112,38 @@ def test_a_writer_left_waiting_past_its_timeout_sheds_the_line_and_counts_it() -
     buffer.put(capture(LINE))  # nobody makes room
     assert 0.15 <= time.monotonic() - started < 5
     assert dict(stats.dropped) == {"buffer_full": 1}
+    assert stats.room_waits == 1 and 150 <= stats.room_wait_ms < 5000
     assert [item.data for item in buffer.items if item.__class__ is Text] == [LINE] * (
         LIMIT // SIZE
     )
+
+
+BURST = """
+import sys, vlhook
+for i in range(20_000):
+    print(f"{i:06d} " + "x" * 93)
+stats = vlhook.stats()
+sys.stderr.write(f"waits {stats['room_waits']} {stats['room_wait_ms']}\\n")
+"""
+
+
+def test_a_program_that_outruns_the_sender_is_told_how_often_and_how_long_it_waited(
+    script: Any, sink: Any
+) -> None:
+    """A burst far larger than a small buffer: the program waits for room a few times, not a
+    line at a time, `vlhook.stats()` says how often and how long, and every line is stored."""
+    run = run_python(script(BURST), sink.env(VICTORIALOGS_ON_FULL="block",
+                                             VICTORIALOGS_BUFFER_BYTES="262144",
+                                             VICTORIALOGS_EXIT_TIMEOUT_MS="60000"))  # fmt: skip
+    assert run.rc == 0, run.err
+    waits = re.search(r"waits (\d+) (\d+)", run.err)
+    assert waits, run.err
+    # 20,000 lines of ~325 counted bytes through a 256 KiB buffer (~800 lines): after each
+    # wait the program writes at least 1/8 of it (~100 lines), so at most ~200 waits (25-29
+    # measured: the sender drains more meanwhile); a wait per line or two would be thousands.
+    assert 1 <= int(waits.group(1)) <= 400, run.err
+    sink.server.force_flush()
+    printed = f'test_id:="{sink.test_id}" stream:=stdout'
+    query = f"{printed} | stats count() as rows, count_uniq(_msg) as lines"
+    (counts,) = sink.server.query(query)
+    assert (int(counts["rows"]), int(counts["lines"])) == (20_000, 20_000)

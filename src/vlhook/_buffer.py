@@ -177,22 +177,28 @@ class Buffer:
         return False
 
     def _wait_for_room(self, size: int) -> bool:
-        """Block the writer until the sender has popped enough (bounded by the timeout)."""
+        """Block the writer until the sender has popped enough (bounded by the timeout).
+        Counted (`room_waits`, `room_wait_ms`): what `block` cost the program."""
         from time import monotonic
 
-        deadline = monotonic() + self.block_timeout_s
-        while self.used + size > self.limit:  # again only when another writer took the room
-            left = deadline - monotonic()
-            if left <= 0:
-                return False
-            lock = _thread.allocate_lock()
-            lock.acquire()
-            with self._room_lock:  # not between the sender's taking the list and releasing it
-                self._room_wanted = max(self._room_wanted, size)
-                self._room_waiters.append(lock)
-            self.wake()
-            lock.acquire(True, left)
-        return True
+        started = monotonic()
+        deadline = started + self.block_timeout_s
+        try:
+            while self.used + size > self.limit:  # again only if another writer took the room
+                left = deadline - monotonic()
+                if left <= 0:
+                    return False
+                lock = _thread.allocate_lock()
+                lock.acquire()
+                with self._room_lock:  # not between the sender's taking the list and releasing
+                    self._room_wanted = max(self._room_wanted, size)
+                    self._room_waiters.append(lock)
+                self.wake()
+                lock.acquire(True, left)
+            return True
+        finally:
+            self.stats.add("room_waits")
+            self.stats.add("room_wait_ms", round((monotonic() - started) * 1000))
 
     def _shed_text(self, item: Text) -> None:
         """Shed a write: every line it ends is counted as lost; a line it starts or continues

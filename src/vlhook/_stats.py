@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 COUNTERS = (
     "captured", "shipped", "spooled", "in_flight", "batches", "bytes_sent", "retries",
     "replayed", "replay_rejected", "spool_evicted", "split", "truncated", "redacted", "folded",
-    "batches_split", "reports",
+    "batches_split", "reports", "room_waits", "room_wait_ms",
 )  # fmt: skip
 
 
