@@ -110,8 +110,9 @@ with open(out, "w") as fh:
 
 # Figures 4 and 7: lines of 100 characters (plus the newline), each holding the run's tag (a
 # unique hex word the server is asked for) and its number. Notes what vlhook shed (buffer
-# full) by the end of the script: vlhook's own report of it is an entry that is lost with the
-# rest when the exit deadline passes.
+# full) by the end of the script — vlhook's own report of it is an entry that is lost with
+# the rest when the exit deadline passes — and how often and how long the program waited for
+# room (`ON_FULL=block`).
 LINES_CHILD = """
 import json, sys
 count, out, tag = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -119,8 +120,11 @@ pad = "x" * (100 - len(tag) - 9)
 for i in range(count):
     print(f"{tag} {i:07d} {pad}")
 active = getattr(sys, "_vlhook_active", None)
+stats = active.stats if active is not None else None
 with open(out, "w") as fh:
-    json.dump(dict(active.stats.dropped) if active is not None else {}, fh)
+    json.dump({"dropped": dict(stats.dropped) if stats else {},
+               "room_waits": stats.room_waits if stats else 0,
+               "room_wait_ms": stats.room_wait_ms if stats else 0}, fh)
 """
 
 # Figure 4's third variant, a prefix to LINES_CHILD: the least a program would write to ship

@@ -42,6 +42,8 @@ class Shipped:
     stored: int  # the run's lines the server holds (bare: what it printed)
     shed: int  # what vlhook counted as shed (buffer full) by the end of the script
     spooled: int  # lines left in the spool (undelivered by the exit deadline)
+    room_waits: int  # times the program waited for room (ON_FULL=block), by then
+    room_wait_ms: int  # and how long in all
 
     @property
     def warning(self) -> str:
@@ -59,10 +61,11 @@ def ship(ctx: Context, variant: str, vlhook_env: dict[str, str]) -> Shipped:
         source, env = BATCHER + LINES_CHILD, ctx.env("bare", BENCH_BATCHER_URL=ctx.server.url)
     run = ctx.run(["-c", source, str(lines), out, tag], env, rss=True)
     with open(out) as fh:
-        shed = sum(json.load(fh).values())
+        said = json.load(fh)
     stored = lines if variant == "bare" else ctx.server.stored(*word(tag), lines)
     ctx.server.clear()
-    return Shipped(run, stored, shed, spooled_lines(ctx, tag))
+    return Shipped(run, stored, sum(said["dropped"].values()), spooled_lines(ctx, tag),
+                   said["room_waits"], said["room_wait_ms"])  # fmt: skip
 
 
 def spooled_lines(ctx: Context, tag: str) -> int:
@@ -131,7 +134,7 @@ def rows(ctx: Context, s: dict[str, Any], rounds: list[dict[str, Shipped]]
                 rate[name] / rate["bare"], f">= {RATE_LIMIT // 1000}k",
                 rate[name] >= RATE_LIMIT if name == "vlhook" else None,
                 "lines stored / child wall (spawn to exit, after the last acknowledgement); "
-                "baseline: bare print()"),
+                "baseline: bare print()" + waits_note(rounds, name)),
             Row(f"{head}{label}: added peak RSS", rss[name], s["rss_mib"]["bare"], "MiB",
                 s["rss_mib"][name] / s["rss_mib"]["bare"], f"<= {RSS_LIMIT_MIB:g} MiB",
                 rss[name] <= RSS_LIMIT_MIB if name == "vlhook" else None,
@@ -143,6 +146,15 @@ def rows(ctx: Context, s: dict[str, Any], rounds: list[dict[str, Shipped]]
                    extra["batcher"], "us", extra["vlhook"] / extra["batcher"],
                    f"moonshot < 1x, <= {CPU_MOONSHOT_US:g} us"))  # fmt: skip
     return out
+
+
+def waits_note(rounds: list[dict[str, Shipped]], name: str) -> str:
+    """How often and how long the program waited for room (vlhook's `ON_FULL=block`)."""
+    if name != "vlhook":
+        return ""
+    waits = median([r[name].room_waits for r in rounds])
+    spent = median([r[name].room_wait_ms for r in rounds])
+    return f"; the program waited for room {waits:.0f} times, {spent:.0f} ms in all (median)"
 
 
 def lost_note(rounds: list[dict[str, Shipped]], name: str, lines: int) -> str:
