@@ -226,3 +226,26 @@ def test_a_program_that_never_imports_threading_does_not_get_it(script: Any, sin
     assert len(failed) == 1  # one entry from threading's hook, not a line per frame
     assert failed[0]["exception.type"] == "ValueError"
     assert failed[0]["thread"].startswith("Thread-1")  # "Thread-1 (fails)" since 3.10
+
+
+def test_the_pipeline_loads_when_there_is_work_not_with_the_first_line(
+    script: Any, sink: Any
+) -> None:
+    """A program still starting (a Lambda function's init phase) does not share the interpreter
+    lock with the sender's imports: the first line starts the sender thread, and its pipeline
+    loads at the first batch's worth, flush, exit or flush interval. The line is then
+    delivered as before."""
+    path = script(
+        "import sys, time, vlhook\n"
+        "print('first line')\n"
+        "time.sleep(0.3)\n"
+        "before = 'vlhook._entry' in sys.modules\n"
+        "flushed = vlhook.flush(10)\n"
+        "after = 'vlhook._entry' in sys.modules\n"
+        "print('loaded before', before, 'flushed', flushed, 'loaded after', after)\n"
+    )
+    run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"), timeout=30)
+    assert run.rc == 0, run.stderr
+    report = "loaded before False flushed True loaded after True"
+    assert run.stdout == f"first line\n{report}\n".encode()
+    assert messages(sink.settle(2)) == ["first line", report]

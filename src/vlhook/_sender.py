@@ -2,8 +2,9 @@
 and the one owner of the process's last moments.
 
 Writers only append to the buffer. The thread starts with the first capture (a process that
-writes nothing never starts it) and sleeps on one event, woken by a batch's worth of captures,
-a flush or exit request, a finished delivery, or the flush interval. It never waits on the
+writes nothing never starts it) and loads its pipeline when there is work for it; it sleeps on
+one event, woken by a batch's worth of captures, a flush or exit request, a finished delivery,
+or the flush interval. It never waits on the
 network (the workers do), so whatever a server does, it stays free to batch, flush and spool.
 
 `flush(timeout)` and `shutdown(deadline) -> ExitReport` are requests queued behind the
@@ -248,6 +249,10 @@ class Sender:
     def _run(self) -> None:
         self._thread = _thread.get_ident()
         _imports.own_thread()
+        # The pipeline loads when there is work for it — a batch's worth, a flush, the exit, or
+        # the flush interval — not with the first capture: a program still starting (a Lambda
+        # function's init phase) would share the interpreter lock with these imports.
+        self._wake.wait(self.interval)
         try:
             with self._setup_lock:
                 self._setup()
@@ -255,9 +260,9 @@ class Sender:
             _diag.internal_error("sender start", exc)
             return
         while True:
-            self._wake.wait(self._wait_time())
             with _diag.guard("sender"):
                 self._step()
+            self._wake.wait(self._wait_time())
 
     def _wait_time(self) -> float:
         now = monotonic()
