@@ -85,7 +85,7 @@ class Sender:
         self._shutdown: Optional[ShutdownRequest] = None
         self._unsettled: set[int] = set()  # seqs of batches closed and not settled
         self.taken_back: set[int] = set()  # batches the exit took back from a worker
-        self._replaying = True  # the spool is replayed when the thread starts
+        self._replaying = True  # the spool is replayed when the pipeline loads
         self._replay_turn = True
         self._spooled_here = False  # this process spooled: replay once delivery works again
         self.outage = False  # the last batch could not be delivered: see _keep_while_down
