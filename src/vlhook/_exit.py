@@ -162,24 +162,21 @@ class ExitRun:
         assert sender.assembler is not None
         self._resume_by = None
         lines: list[Line] = []
-        started, done = monotonic(), 0
-        window = started
+        done, window = 0, monotonic()
         while True:
             if done % STEP == 0 and done:
                 now = monotonic()
                 if now >= self.work_deadline:
                     break
-                remaining, time_left = len(sender.buffer.items), self.work_deadline - now
-                slow = self._too_slow(now - window, remaining, time_left)
-                window = now
-                if self._raw is None and slow:
+                making = self._making_time(now - window, len(sender.buffer.items))
+                window, time_left = now, self.work_deadline - now
+                if self._raw is None and making is not None and making > time_left:
                     self._go_raw(lines)
-                elif self._raw is None and self._far_enough_ahead():
-                    making = remaining * (now - started) / done  # the rest, at this rate
-                    if time_left > SPARE * making:
-                        # Go on after an answer, or in time to make the rest anyway.
-                        self._resume_by = self.work_deadline - SPARE * making
-                        break
+                elif (self._raw is None and making is not None and time_left > SPARE * making
+                      and self._far_enough_ahead()):  # fmt: skip
+                    # Go on after an answer, or in time to make the rest anyway.
+                    self._resume_by = self.work_deadline - SPARE * making
+                    break
             try:
                 item = sender.buffer.pop()
             except IndexError:
@@ -204,17 +201,17 @@ class ExitRun:
         sender.close_batch()
         sender.report_drops(final=True)
 
-    def _too_slow(self, window_s: float, remaining: int, time_left: float) -> bool:
-        """Whether making the rest would not finish in the time left, at the median rate of
-        the last RATE_WINDOWS windows of STEP captures (none judged before there are that
-        many: ~1,000 captures, a few ms)."""
+    def _making_time(self, window_s: float, remaining: int) -> Optional[float]:
+        """Seconds making entries of the `remaining` captures would take, at the median rate
+        of the last RATE_WINDOWS windows of STEP captures, the one just ended included; None
+        before there are that many (~1,000 captures, a few ms)."""
         windows = self._windows
         windows.append(window_s)
         if len(windows) > RATE_WINDOWS:
             del windows[0]
         if len(windows) < RATE_WINDOWS:
-            return False
-        return remaining * sorted(windows)[RATE_WINDOWS // 2] / STEP > time_left
+            return None
+        return remaining * sorted(windows)[RATE_WINDOWS // 2] / STEP
 
     def _far_enough_ahead(self) -> bool:
         """Enough batches wait for a delivery that is under way."""

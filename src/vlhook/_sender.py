@@ -4,8 +4,8 @@ and the one owner of the process's last moments.
 Writers only append to the buffer. The thread starts with the first capture (a process that
 writes nothing never starts it) and loads its pipeline when there is work for it; it sleeps on
 one event, woken by a batch's worth of captures, a flush or exit request, a finished delivery,
-or the flush interval. It never waits on the
-network (the workers do), so whatever a server does, it stays free to batch, flush and spool.
+or the flush interval. It never waits on the network (the workers do), so whatever a server
+does, it stays free to batch, flush and spool.
 
 `flush(timeout)` and `shutdown(deadline) -> ExitReport` are requests queued behind the
 captures made before them; the thread answers them in order (see _exit.py for the exit).
