@@ -28,7 +28,7 @@ STREAM_NAME = ("stdout", "stderr")
 _new = tuple.__new__
 
 
-def _record(name: str, fields: str) -> Any:
+def record_type(name: str, fields: str) -> Any:
     """A tuple subclass with named, read-only fields (what namedtuple builds, minus its cost)."""
     names = tuple(fields.split())
     namespace: dict[str, Any] = {"__slots__": (), "_fields": names, "__module__": __name__}
@@ -102,12 +102,12 @@ if TYPE_CHECKING:
 
     Capture = Union[Text, Record, Uncaught, Event]
 else:
-    Text = _record("Text", "kind data t_ns thread context")
-    Record = _record("Record", "record t_ns thread context levelno message printed")
-    Uncaught = _record("Uncaught", "exc t_ns thread context thread_name")
-    Event = _record("Event", "fields data t_ns thread context levelno")
-    Discard = _record("Discard", "kind thread")
-    Line = _record("Line", "kind text t_ns context level")
+    Text = record_type("Text", "kind data t_ns thread context")
+    Record = record_type("Record", "record t_ns thread context levelno message printed")
+    Uncaught = record_type("Uncaught", "exc t_ns thread context thread_name")
+    Event = record_type("Event", "fields data t_ns thread context levelno")
+    Discard = record_type("Discard", "kind thread")
+    Line = record_type("Line", "kind text t_ns context level")
 
 
 def text(

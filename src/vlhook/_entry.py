@@ -10,9 +10,12 @@ redacted, and a message longer than the line budget is split into numbered parts
 from __future__ import annotations
 
 import time
+from _operator import itemgetter, mod
+from itertools import repeat
 
 from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
+from vlhook._captures import line as make_line
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
@@ -24,9 +27,11 @@ from vlhook._stats import Stats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from collections.abc import Iterable
     from typing import Any, Optional, Union
 
     from vlhook._captures import Capture, Context, Line
+    from vlhook._lines import LineRun
 
     Entry = dict[str, Any]
 else:
@@ -36,6 +41,7 @@ MAX_KEY_BYTES = 128
 MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
 
 _sec_cache: list[Any] = [-1, ""]
+_FIRST = itemgetter(0)
 
 
 def rfc3339(t_ns: int) -> str:
@@ -145,6 +151,51 @@ class EntryBuilder:
                     continue
             out.append(entry)
         return out
+
+    def written_run(self, run: LineRun) -> Optional[list[Union[Entry, str]]]:
+        """written_lines for a run of whole lines (see LineAssembler.whole_lines): the lines
+        that name no level and hold no secret, no JSON object and nothing too long for one
+        entry — told by the group's searches — are written in one comprehension; each of the
+        others takes _batch's path in its place. None when the run has context (bound fields,
+        trace ids): written_lines then."""
+        kinds, texts, times, contexts = run
+        if any(contexts):
+            return None
+        levels = lines_containing(texts, LEVEL_HINTS, lower=True)
+        secrets = self._lines_with_secrets(texts)
+        if levels is None or secrets is None:
+            return None
+        first, last = min(times) // 1_000_000_000, max(times) // 1_000_000_000
+        heads: Iterable[str] = repeat(rfc3339(times[0])[:-10]) if first == last else \
+            [rfc3339(t_ns)[:-10] for t_ns in times]  # fmt: skip
+        streams: Iterable[str] = (
+            repeat(STREAM_NAME[kinds[0]])
+            if kinds.count(kinds[0]) == len(kinds)
+            else map(STREAM_NAME.__getitem__, kinds)
+        )
+        # As _batch writes each, in one comprehension (no Python call per line).
+        out: list[Union[Entry, str]] = [
+            f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"INFO","stream":"{stream}"}}'
+            for head, ns, message, stream in zip(
+                heads, map(mod, times, repeat(1_000_000_000)), map(_codec.string, texts), streams
+            )
+        ]
+        others = {*levels, *secrets, *self._unwritten(texts)}
+        for index in sorted(others, reverse=True):  # from the end: the indexes stay valid
+            line = make_line(kinds[index], texts[index], times[index], None)
+            out[index : index + 1] = self._batch([line], written=True)
+        return out
+
+    def _unwritten(self, texts: list[str]) -> list[int]:
+        """Indexes of the lines _batch never writes as JSON itself: objects, and lines too
+        long for one entry."""
+        firsts = "".join(map(_FIRST, texts))
+        found = [index for index, char in enumerate(firsts) if char == "{"] if "{" in firsts \
+            else []  # fmt: skip
+        limit = self.max_line_bytes // 6
+        if max(map(len, texts)) > limit:
+            found.extend(index for index, text in enumerate(texts) if len(text) > limit)
+        return found
 
     def _lines_with_secrets(self, texts: list[str]) -> Any:
         needles = self.redactor.needles

@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from vlhook._sender import Sender
     from vlhook._sync import ShutdownRequest
 
-STEP = 256  # captures between two looks at the clock
+STEP = 256  # captures taken between two looks at the clock
 #: Batches made ahead of delivery while there is time to spare: the rest waits in the buffer,
 #: where its memory already is (making all of it at once added ~24 MiB to a burst's peak).
 AHEAD = 4
 #: Making the rest waits only while the time left is this many times what making it would take.
 SPARE = 4
-#: The making rate is the median of this many windows of STEP captures, the last ones: one
+#: The making rate is the median of this many groups of STEP captures, the last ones: one
 #: stall (another thread holding the interpreter, a busy moment of the machine) is not the
 #: rate. Judged on one window, a stall of ~0.5 s sent 55,000 lines to the spool as raw lines
 #: in a process that had 8 s to deliver them.
@@ -119,7 +119,7 @@ class ExitRun:
         self.problem = ""
         #: When making entries paused ahead of delivery: the latest time to go on.
         self._resume_by: Optional[float] = None
-        self._windows: list[float] = []  # the last RATE_WINDOWS windows' durations
+        self._windows: list[float] = []  # the last RATE_WINDOWS groups' time per capture
 
     @staticmethod
     def nothing() -> ExitReport:
@@ -162,13 +162,13 @@ class ExitRun:
         assert sender.assembler is not None
         self._resume_by = None
         lines: list[Line] = []
-        done, window = 0, monotonic()
+        window, taken = monotonic(), 0
         while True:
-            if done % STEP == 0 and done:
+            if taken:
                 now = monotonic()
                 if now >= self.work_deadline:
                     break
-                making = self._making_time(now - window, len(sender.buffer.items))
+                making = self._making_time((now - window) / taken, len(sender.buffer.items))
                 window, time_left = now, self.work_deadline - now
                 if self._raw is None and making is not None and making > time_left:
                     self._go_raw(lines)
@@ -177,19 +177,22 @@ class ExitRun:
                     # Go on after an answer, or in time to make the rest anyway.
                     self._resume_by = self.work_deadline - SPARE * making
                     break
-            try:
-                item = sender.buffer.pop()
-            except IndexError:
+            items = sender.buffer.pop_many(STEP)
+            if not items:
                 break
-            done += 1
-            if self._raw is not None and item.__class__ is Text:
-                sender.assembler.feed(item, lines)
+            taken = len(items)
+            if self._raw is None:
+                sender.take_many(items, lines, self._take)
                 if len(lines) >= STEP:
-                    self._write_raw(lines)
-            elif item.__class__ is FlushRequest:  # requested during the exit: it cannot wait
-                sender.answer(item, ok=False)
-            else:
-                sender.take(item, lines)
+                    sender.add_lines(lines)
+                continue
+            for item in items:
+                if item.__class__ is Text:
+                    sender.assembler.feed(item, lines)
+                    if len(lines) >= STEP:
+                        self._write_raw(lines)
+                else:
+                    self._take(item, lines)
         if not sender.buffer.items:
             sender.assembler.flush(lines, final=True)
         if self._raw is not None:
@@ -201,17 +204,23 @@ class ExitRun:
         sender.close_batch()
         sender.report_drops(final=True)
 
-    def _making_time(self, window_s: float, remaining: int) -> Optional[float]:
+    def _take(self, item: Any, lines: list[Line]) -> None:
+        if item.__class__ is FlushRequest:  # requested during the exit: it cannot wait
+            self.sender.answer(item, ok=False)
+        else:
+            self.sender.take(item, lines)
+
+    def _making_time(self, per_capture_s: float, remaining: int) -> Optional[float]:
         """Seconds making entries of the `remaining` captures would take, at the median rate
-        of the last RATE_WINDOWS windows of STEP captures, the one just ended included; None
-        before there are that many (~1,000 captures, a few ms)."""
+        of the last RATE_WINDOWS groups of up to STEP captures, the one just ended included;
+        None before there are that many (~1,000 captures, a few ms)."""
         windows = self._windows
-        windows.append(window_s)
+        windows.append(per_capture_s)
         if len(windows) > RATE_WINDOWS:
             del windows[0]
         if len(windows) < RATE_WINDOWS:
             return None
-        return remaining * sorted(windows)[RATE_WINDOWS // 2] / STEP
+        return remaining * sorted(windows)[RATE_WINDOWS // 2]
 
     def _far_enough_ahead(self) -> bool:
         """Enough batches wait for a delivery that is under way."""

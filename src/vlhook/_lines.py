@@ -10,17 +10,36 @@ until its exception line (and any chained tracebacks) end it.
 from __future__ import annotations
 
 import codecs
+from _operator import itemgetter
 
-from vlhook._captures import Line
+from vlhook._captures import Line, record_type
 from vlhook._captures import line as make_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any, Optional
+    from typing import Any, NamedTuple, Optional
 
     from vlhook._captures import Context, Line, Text
 
+    class LineRun(NamedTuple):
+        """Writes that were each exactly one whole line, none of which can start, continue or
+        hold a traceback: the lines, made at once (entries for them too, see _entry)."""
+
+        kinds: list[int]
+        texts: list[str]  # without their newlines; none empty or only white space
+        times: list[int]
+        contexts: list[Optional[Context]]
+else:
+    LineRun = record_type("LineRun", "kinds texts times contexts")
+
 Key = tuple[int, int]
+
+
+def _line_run(
+    kinds: list[int], texts: list[str], times: list[int], contexts: list[Optional[Context]]
+) -> LineRun:
+    return tuple.__new__(LineRun, (kinds, texts, times, contexts))
+
 
 TRACEBACK_START = "Traceback (most recent call last):"
 GROUP_START = "Exception Group Traceback"  # printed indented: "  + Exception Group Traceback"
@@ -104,11 +123,39 @@ class _Traceback:
         return make_line(kind, "\n".join(lines), self.t_ns, self.context, "ERROR")
 
 
+_KIND, _DATA, _TIME, _CONTEXT = (itemgetter(index) for index in (0, 1, 2, 4))
+_FIRST, _LAST = itemgetter(0), itemgetter(-1)
+
+
 class LineAssembler:
     def __init__(self) -> None:
         self._partial: dict[Key, _Partial] = {}
         self._tracebacks: dict[Key, _Traceback] = {}
         self._decoders: dict[Key, Any] = {}
+
+    def whole_lines(self, items: list[Text]) -> Optional[LineRun]:
+        """The writes as a LineRun when each is text with exactly one newline, at its end, and
+        no line of any stream and thread is unfinished: what feed_many would make of them, told
+        with a few C calls over the whole group instead of several per write. None otherwise
+        (then feed_many, which handles everything)."""
+        if self._partial or self._tracebacks or not items:
+            return None
+        count = len(items)
+        data = list(map(_DATA, items))
+        try:
+            joined = "".join(data)  # TypeError: bytes written through .buffer
+            ends = "".join(map(_LAST, data))  # IndexError: an empty write
+        except (TypeError, IndexError):
+            return None
+        if (ends != "\n" * count or joined.count("\n") != count or "\r" in joined
+                or TRACEBACK_START in joined or GROUP_START in joined):  # fmt: skip
+            return None
+        texts = joined.split("\n")
+        texts.pop()  # the "" after the last newline
+        if any(map(str.isspace, texts)) or "" in texts:
+            return None  # empty or blank lines are dropped: feed_many's business
+        return _line_run(list(map(_KIND, items)), texts, list(map(_TIME, items)),
+                         list(map(_CONTEXT, items)))  # fmt: skip
 
     def feed_many(self, items: list[Text], out: list[Line]) -> None:
         """feed() for each item, with what most writes are — one whole line of text that

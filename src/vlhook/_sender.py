@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 #: Complete lines made into entries together: the entry builder's searches run once per group.
 LINES_PER_STEP = 256
+#: A run of writes shorter than this is assembled write by write (the run's own few C calls
+#: cost more than they save).
+MIN_RUN = 8
 #: Closed batches waiting for a free worker; past that the sender stops taking captures and the
 #: bounded buffer holds them (its policy sheds or blocks).
 MAX_READY = 2
@@ -296,41 +299,58 @@ class Sender:
     def _drain(self) -> None:
         assert self.assembler is not None
         lines: list[Line] = []
-        feed_many = self.assembler.feed_many
         while len(self.ready) < MAX_READY:
             items = self.buffer.pop_many(LINES_PER_STEP)
             if not items:
                 break
-            # Runs of writes go to the assembler together, runs of records to the entry
-            # builder together, in order.
-            texts: list[Text] = []
-            records: list[Any] = []
-            for item in items:
-                cls = item.__class__
-                if cls is Text:
-                    if records:
-                        self.take_records(records, lines)
-                        records = []
-                    texts.append(item)
-                    continue
-                if texts:
-                    feed_many(texts, lines)
-                    texts = []
-                if cls is Record or cls is Uncaught or cls is Event:
-                    records.append(item)
-                    continue
-                if records:
-                    self.take_records(records, lines)
-                    records = []
-                self.take(item, lines)
-            if records:
-                self.take_records(records, lines)
-            if texts:
-                feed_many(texts, lines)
+            self.take_many(items, lines, self.take)
             if len(lines) >= LINES_PER_STEP:
                 self.add_lines(lines)
         self.assembler.flush(lines, final=False, now_ns=time_ns())
         self.add_lines(lines)
+
+    def take_many(
+        self, items: list[Any], lines: list[Line], take: Callable[[Any, list[Line]], None]
+    ) -> None:
+        """Items off the buffer, in order: runs of writes go to the assembler together, runs
+        of records to the entry builder together, anything else to `take`."""
+        texts: list[Text] = []
+        records: list[Any] = []
+        for item in items:
+            cls = item.__class__
+            if cls is Text:
+                if records:
+                    self.take_records(records, lines)
+                    records = []
+                texts.append(item)
+                continue
+            if texts:
+                self._feed_many(texts, lines)
+                texts = []
+            if cls is Record or cls is Uncaught or cls is Event:
+                records.append(item)
+                continue
+            if records:
+                self.take_records(records, lines)
+                records = []
+            take(item, lines)
+        if records:
+            self.take_records(records, lines)
+        if texts:
+            self._feed_many(texts, lines)
+
+    def _feed_many(self, texts: list[Text], lines: list[Line]) -> None:
+        """A run of writes into lines: a run of whole plain lines straight into the batch, with
+        a few C calls for the whole run (see LineAssembler.whole_lines); anything else into
+        `lines`, one write at a time."""
+        assert self.assembler is not None and self.builder is not None
+        run = self.assembler.whole_lines(texts) if len(texts) >= MIN_RUN else None
+        written = self.builder.written_run(run) if run is not None else None
+        if written is None:
+            self.assembler.feed_many(texts, lines)
+            return
+        self.add_lines(lines)  # the lines before the run first
+        self.add_entries(written, texts[0].t_ns)
 
     def take(self, item: Any, lines: list[Line]) -> None:
         """One item off the buffer, in order."""

@@ -1,0 +1,125 @@
+"""A run of whole plain lines is made into entries with a few calls for the whole run
+(LineAssembler.whole_lines, EntryBuilder.written_run): it must write exactly what the write-by-
+write path writes (feed_many, written_lines), and step aside wherever that path does more."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vlhook._captures import Line, text
+from vlhook._config import load
+from vlhook._delivery.encode import Encoder
+from vlhook._entry import EntryBuilder
+from vlhook._lines import LineAssembler
+from vlhook._stats import Stats
+
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SECOND = 1_000_000_000
+T0 = 1_780_000_000 * SECOND + 999_000_000  # close to a second's end: runs cross it
+
+
+def builder(**env: str) -> EntryBuilder:
+    return EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
+
+
+def items(writes: list[tuple[int, str]], step_ns: int = 100_000, context: Any = None) -> list[Any]:
+    return [text(kind, data, T0 + index * step_ns, 7, context)
+            for index, (kind, data) in enumerate(writes)]  # fmt: skip
+
+
+def by_run(captures: list[Any], b: EntryBuilder) -> Optional[list[Union[dict[str, Any], str]]]:
+    run = LineAssembler().whole_lines(captures)
+    return None if run is None else b.written_run(run)
+
+
+def by_write(captures: list[Any], b: EntryBuilder) -> list[Union[dict[str, Any], str]]:
+    lines: list[Line] = []
+    LineAssembler().feed_many(captures, lines)
+    return b.written_lines(lines)
+
+
+def encoded(entries: list[Any]) -> bytes:
+    body = bytearray()
+    Encoder({"job": "j"}, Stats()).append(entries, body)
+    return bytes(body)
+
+
+# Lines as programs print them: words, levels, secrets, JSON, quotes, escapes, colours, any
+# character at all.
+LINE = st.one_of(
+    st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), min_size=1, max_size=40),
+    st.sampled_from([
+        "plain words", "ERROR: boom", "[warn] disk", "level=debug x", "Total: 3", "The end",
+        '{"msg": "json", "level": "error"}', "{not json", "say \"hi\" \\ back\\slash\ttab",
+        "token AKIA0123456789ABCDEF", "Authorization: Bearer abcdefghijk", "\x1b[31mred\x1b[0m",
+        "  indented", "\tTabbed", "é ü 日本 \u2028 sep", "x" * 300, "Traceback-like: no",
+    ]),
+)  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), LINE), min_size=1, max_size=60),
+       st.sampled_from([1, 10_000_000, 400_000_000]))  # fmt: skip
+def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
+    writes: list[tuple[int, str]], step_ns: int
+) -> None:
+    captures = items([(kind, line + "\n") for kind, line in writes], step_ns)
+    b = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")  # the 300-char line is split there
+    run = by_run(captures, b)
+    expected = by_write(captures, b)
+    if run is None:  # stepped aside: only where whole_lines or written_run must
+        return
+    assert run == expected
+    assert encoded(run) == encoded(expected)
+
+
+def test_a_typical_run_takes_the_run_path_and_keeps_its_times_and_streams() -> None:
+    writes = [(index % 2, f"request {index} handled in 3 ms\n") for index in range(300)]
+    captures = items(writes, step_ns=7_000_000)  # crosses two second boundaries
+    b = builder()
+    run = by_run(captures, b)
+    assert run is not None
+    assert run == by_write(captures, b)
+    assert run[1] == ('"_time":"2026-05-28T20:26:41.006000000Z","_msg":"request 1 handled in '
+                      '3 ms","level":"INFO","stream":"stderr"}')  # fmt: skip
+
+
+def test_lines_that_need_more_than_writing_are_made_in_place() -> None:
+    writes = [(0, "ok 1\n"), (0, "ERROR boom\n"), (0, '{"msg": "j", "n": 1}\n'),
+              (0, "pw postgres://u:hunter2@db/x\n"), (1, "ok 2\n")]  # fmt: skip
+    b = builder()
+    run = by_run(items(writes), b)
+    assert run is not None
+    assert run == by_write(items(writes), b)
+    assert isinstance(run[2], dict) and run[2]["n"] == 1
+    assert "hunter2" not in str(run[3]) and '"level":"ERROR"' in str(run[1])
+
+
+def test_what_only_the_write_by_write_path_handles_is_left_to_it() -> None:
+    assembler = LineAssembler()
+    cases: list[list[Union[str, bytes]]] = [
+        ["a\n", "b"],  # a write without its newline
+        ["a\nb\n"],  # two lines in one write
+        ["a\n", "\n"],  # an empty line (dropped)
+        ["a\n", "   \n"],  # a blank line (dropped)
+        ["a\r\n"],  # a carriage return
+        ["Traceback (most recent call last):\n", '  File "x", line 1\n'],
+        ["  + Exception Group Traceback (most recent call last):\n"],
+        ["a\n", b"bytes\n"],  # through .buffer
+    ]
+    for writes in cases:
+        captures = [text(0, data, T0, 7, None) for data in writes]
+        assert assembler.whole_lines(captures) is None, writes
+    half: list[Line] = []
+    assembler.feed_many([text(0, "unfinished", T0, 7, None)], half)
+    assert assembler.whole_lines([text(0, "a\n", T0, 8, None)]) is None  # one is pending
+
+
+def test_a_run_with_context_is_left_to_the_write_by_write_path() -> None:
+    bound = ({"user": "bob"},)
+    b = builder()
+    run = LineAssembler().whole_lines(items([(0, "a\n")], context=bound))
+    assert run is not None and b.written_run(run) is None
