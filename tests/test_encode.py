@@ -177,6 +177,25 @@ def test_a_plain_entry_is_written_as_orjson_writes_it(
     assert as_written == as_dicts
 
 
+@pytest.mark.parametrize("fields", ["stream=app", "level=high,team=a", "_msg=x", "_time=t"])
+def test_a_constant_field_named_as_a_line_key_is_replaced_once_whichever_path(
+    fields: str,
+) -> None:
+    """VICTORIALOGS_FIELDS may name a key every line has: the line's own value replaces the
+    constant one, and no line carries the key twice."""
+    enc = encoder(VICTORIALOGS_FIELDS=fields)
+    builder = EntryBuilder(config(VICTORIALOGS_FIELDS=fields), Stats())
+    lines = [make_line(0, f"line {n}", NOW_NS + n, None) for n in range(20)]
+    as_dicts, as_written = bytearray(), bytearray()
+    enc.append(builder.from_lines(lines), as_dicts)
+    enc.append(builder.written_lines(lines), as_written)
+    assert as_written == as_dicts
+    for row in as_written.splitlines():
+        pairs = json.loads(row, object_pairs_hook=list)
+        assert len(pairs) == len({key for key, _ in pairs}), row
+        assert dict(pairs)["_msg"].startswith("line ")
+
+
 def test_constant_fields_are_written_as_orjson_writes_them() -> None:
     fields = constant_fields(config(VICTORIALOGS_FIELDS='env=prod,quote="x",tab=a\tb,ü=ß'))
     assert codec.simple(fields) == orjson.dumps(fields)

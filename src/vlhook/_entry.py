@@ -56,6 +56,10 @@ class EntryBuilder:
     def __init__(self, config: Config, stats: Stats) -> None:
         self.stats = stats
         self.max_line_bytes = config.max_line_bytes
+        # Lines are written as JSON here only when no constant field (VICTORIALOGS_FIELDS) has
+        # one of their keys: the encoder lets an entry's own key replace the constant one, and
+        # a line written here would carry both.
+        self.writes_lines = WRITTEN_KEYS.isdisjoint(name for name, _ in config.fields)
         # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
         self.redactor = (
             Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
@@ -135,7 +139,7 @@ class EntryBuilder:
                     out.extend(self.from_line(line))
                     continue
                 level = detect_level(text)
-            if written and not context:
+            if written and not context and self.writes_lines:
                 if t_ns // 1_000_000_000 != second:
                     second = t_ns // 1_000_000_000
                     head = rfc3339(t_ns)[:-10]  # "YYYY-MM-DDTHH:MM:SS."
@@ -157,9 +161,10 @@ class EntryBuilder:
         that name no level and hold no secret, no JSON object and nothing too long for one
         entry — told by the group's searches — are written in one comprehension; each of the
         others takes _batch's path in its place. None when the run has context (bound fields,
-        trace ids): written_lines then."""
+        trace ids), or when lines are not written here (see `writes_lines`): written_lines
+        then."""
         kinds, texts, times, contexts = run
-        if any(contexts):
+        if any(contexts) or not self.writes_lines:
             return None
         levels = lines_containing(texts, LEVEL_HINTS, lower=True)
         secrets = self._lines_with_secrets(texts)
@@ -392,7 +397,7 @@ class EntryBuilder:
 
 # Fields vlhook fills itself from trusted sources: never redacted, never oversized.
 OWN_FIELDS = frozenset({"_time", "level", "stream", "code.line", "cold_start"})
-PLAIN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
+PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
