@@ -4,12 +4,17 @@ write path writes (feed_many, written_lines), and step aside wherever that path 
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
 from typing import Any, Optional, Union
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlhook._captures import Line, text
+from vlhook._capture_logging import message_of
+from vlhook._captures import Line, record, text
 from vlhook._config import load
 from vlhook._delivery.encode import Encoder
 from vlhook._entry import EntryBuilder
@@ -123,3 +128,79 @@ def test_a_run_with_context_is_left_to_the_write_by_write_path() -> None:
     b = builder()
     run = LineAssembler().whole_lines(items([(0, "a\n")], context=bound))
     assert run is not None and b.written_run(run) is None
+
+
+# -- logging records written as JSON --------------------------------------------------------
+
+LOGGER = logging.getLogger("runs")
+TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
+
+
+def capture_of(
+    msg: Any, args: Any, name: str, func: str, extra: Optional[dict[str, Any]], failing: bool,
+    printed: list[str], context: Any = None, level: int = logging.INFO,
+) -> Any:  # fmt: skip
+    exc_info = None
+    if failing:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            exc_info = sys.exc_info()
+    rec = LOGGER.makeRecord(name, level, "/app/x.py", 12, msg, args, exc_info, func, extra)
+    return record(rec, T0, 7, context, level, message_of(rec), printed)
+
+
+def encoded_records(items: list[Any], b: EntryBuilder) -> tuple[bytes, bytes]:
+    whole = [entry for item in items for entry in b.from_item(item)]
+    return encoded(b.written_records(items)), encoded(whole)
+
+
+@PROPS
+@given(st.lists(st.tuples(
+    st.one_of(TEXT, st.sampled_from(["order %s", "token AKIA0123456789ABCDEF", '{"a": 1}',
+                                     "pw postgres://u:hunter2@db/x", "é\x00\x1f\"\\"]),
+              st.fixed_dictionaries({"k": TEXT})),
+    st.sampled_from([(), (1,), ("x",)]),
+    st.sampled_from(["app", "app.db", "é", "token", "a\"b"]),
+    st.sampled_from(["handler", "<module>", "f\\g"]),
+    st.one_of(st.none(), st.fixed_dictionaries({"user": TEXT})),
+    st.booleans(),
+    st.sampled_from([[], ["plain\n"], ['{"k": 1}\n']]),
+    st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, 50]),
+), min_size=1, max_size=12))  # fmt: skip
+def test_records_are_written_exactly_as_the_general_path_writes_them(cases: list[Any]) -> None:
+    items = []
+    for msg, args, name, func, extra, failing, printed, level in cases:
+        if isinstance(msg, dict) or msg.count("%") != len(args):
+            args = ()
+        items.append(capture_of(msg, args, name, func, extra, failing, printed, level=level))
+    written, whole = encoded_records(items, builder())
+    assert written == whole
+
+
+def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
+    b = builder()
+    items = [
+        capture_of("order %s", (1,), "app", "f", None, False, ["order 1\n"]),
+        capture_of("with extra", (), "app", "f", {"user": "bob"}, False, []),
+        capture_of("failed", (), "app", "f", None, True, []),
+        capture_of("bound", (), "app", "f", None, False, [], context=({"user": "amy"},)),
+        capture_of("token AKIA0123456789ABCDEF", (), "app", "f", None, False, []),
+    ]
+    out = b.written_records(items)
+    assert isinstance(out[0], str) and all(isinstance(entry, dict) for entry in out[1:])
+    assert json.loads("{" + out[0])["code.line"] == 12
+    written, whole = encoded_records(items, b)
+    assert written == whole
+
+
+@pytest.mark.parametrize("env", [{"VICTORIALOGS_FIELDS": "logger=x"},
+                                 {"VICTORIALOGS_REDACT_KEYS": "function"}])  # fmt: skip
+def test_records_are_not_written_here_when_a_setting_touches_their_keys(
+    env: dict[str, str],
+) -> None:
+    b = builder(**env)
+    items = [capture_of("order %s", (1,), "app", "f", None, False, [])]
+    assert all(isinstance(entry, dict) for entry in b.written_records(items))
+    written, whole = encoded_records(items, b)
+    assert written == whole

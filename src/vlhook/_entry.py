@@ -59,7 +59,8 @@ class EntryBuilder:
         # Lines are written as JSON here only when no constant field (VICTORIALOGS_FIELDS) has
         # one of their keys: the encoder lets an entry's own key replace the constant one, and
         # a line written here would carry both.
-        self.writes_lines = WRITTEN_KEYS.isdisjoint(name for name, _ in config.fields)
+        self._constant_names = frozenset(name for name, _ in config.fields)
+        self.writes_lines = WRITTEN_KEYS.isdisjoint(self._constant_names)
         # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
         self.redactor = (
             Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
@@ -72,6 +73,13 @@ class EntryBuilder:
         # VICTORIALOGS_REDACT_KEYS entry such as "file" would do that). Told at the first
         # record: asking compiles the patterns, which a process of plain lines may never need.
         self._location_names_clean: Optional[bool] = None
+        #: Whether plain records are written as JSON here (see written_records): as for lines,
+        #: only when no constant field has one of their keys, and when no redaction rule can
+        #: touch their names either (told at the first record, as above).
+        self._writes_records: Optional[bool] = None
+        #: A record's location (logger, file, line, function, thread) -> those fields written
+        #: as JSON, or "" when they need examining; few distinct ones, many records each.
+        self._locations: dict[tuple[Any, ...], str] = {}
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
@@ -218,6 +226,75 @@ class EntryBuilder:
         if item.__class__ is Event:
             return self.from_event(item)
         return []
+
+    def written_records(self, items: list[Capture]) -> list[Union[Entry, str]]:
+        """Entries for a run of records and exceptions, as from_item makes them; a plain
+        logging record (see _written_record) comes already written as JSON, like a plain line:
+        no dict and no encoder call for it. The search for secrets in the messages runs once
+        over the run."""
+        if not self._records_written():
+            return [entry for item in items for entry in self.from_item(item)]
+        messages = [item.message if isinstance(item, Record) else "" for item in items]
+        secrets = self._lines_with_secrets(messages)
+        out: list[Union[Entry, str]] = []
+        for index, item in enumerate(items):
+            written = "" if secrets is None or (secrets and index in secrets) else \
+                self._written_record(item)  # fmt: skip
+            if written:
+                out.append(written)
+            else:
+                out.extend(self.from_item(item))
+        return out
+
+    def _records_written(self) -> bool:
+        if self._writes_records is None:
+            names = self.redactor.name
+            self._writes_records = RECORD_KEYS.isdisjoint(self._constant_names) and not any(
+                any(names(key)) for key in RECORD_KEYS - OWN_FIELDS
+            )
+        return self._writes_records
+
+    def _written_record(self, item: Capture) -> str:
+        """A logging record written as JSON, as from_record and the encoder would write it,
+        when its entry is its message, level and location and nothing else: no context,
+        exception, stack, `extra=`, object as message, JSON printed by its handlers, message
+        too long for one entry, or location that needs examining. "" else."""
+        if not isinstance(item, Record) or item.context:
+            return ""
+        record, message, printed = item.record, item.message, item.printed
+        if (record.exc_info or record.exc_text or record.stack_info or message[:1] == "{"
+                or len(message) * 6 > self.max_line_bytes or (printed and "{" in "".join(printed))
+                or (isinstance(record.msg, dict) and not record.args)):  # fmt: skip
+            return ""
+        records = self._records or self._load_records()
+        if not records.has_no_extras(record):
+            return ""
+        key = (record.name, record.pathname, record.lineno, record.funcName, record.threadName)
+        try:
+            location = self._locations.get(key)
+        except TypeError:  # a value that cannot be hashed: the general path says what it is
+            return ""
+        if location is None:
+            location = self._write_location(record)
+            if len(self._locations) >= MAX_LOCATIONS:
+                self._locations.clear()
+            self._locations[key] = location
+        if not location:
+            return ""
+        level = level_name(item.levelno)
+        return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
+                f'"level":"{level}","stream":"logging",{location}}}')  # fmt: skip
+
+    def _write_location(self, record: Any) -> str:
+        fields = {"logger": record.name, "code.file": record.pathname,
+                  "code.function": record.funcName, "thread": record.threadName}  # fmt: skip
+        line = record.lineno
+        if line.__class__ is not int or self._clean_location(fields, record) is NO_FIELDS:
+            return ""
+        string = _codec.string
+        return (f'"logger":{string(record.name)},"code.file":{string(record.pathname)},'
+                f'"code.line":{line},"code.function":{string(record.funcName)},'
+                f'"thread":{string(record.threadName)}')  # fmt: skip
 
     def from_record(self, item: Record) -> list[Entry]:
         record, t_ns, _thread, context, levelno, message, texts = item
@@ -401,6 +478,9 @@ PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
+#: The keys of a plain record's entry (written_records).
+RECORD_KEYS = WRITTEN_KEYS | LOCATION_FIELDS | {"code.line"}
+MAX_LOCATIONS = 4096
 #: Context fields vlhook makes itself from ids (never the program's text): nothing to redact.
 TRUSTED_CONTEXT = frozenset({"trace_id", "span_id", "trace_flags", "aws_request_id",
                              "xray_trace_id", "function_version", "cold_start"})  # fmt: skip

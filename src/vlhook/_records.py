@@ -57,6 +57,11 @@ def exception_fields(record: logging.LogRecord) -> dict[str, str]:
     return fields
 
 
+def has_no_extras(record: logging.LogRecord) -> bool:
+    """Whether the record has only a LogRecord's own attributes (one set comparison in C)."""
+    return record.__dict__.keys() <= _standard(record)
+
+
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     standard = _standard(record)
     attrs = record.__dict__

@@ -373,9 +373,7 @@ class Sender:
         the batch at once (not one by one: ~1 µs each)."""
         assert self.builder is not None
         self.add_lines(lines)
-        from_item = self.builder.from_item
-        entries = [entry for item in records for entry in from_item(item)]
-        self.add_entries(entries, records[0].t_ns)
+        self.add_entries(self.builder.written_records(records), records[0].t_ns)
 
     def add_lines(self, lines: list[Line]) -> None:
         if lines:
