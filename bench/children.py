@@ -233,19 +233,18 @@ os.kill(os.getpid(), signal.SIGKILL)
 ENTRIES_CHILD = """
 import json, logging, statistics, sys, time
 from vlhook._config import load
+from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
+from vlhook._lines import LineAssembler
 from vlhook._stats import Stats
-try:  # the typed captures; an older checkout (--baseline-src) had positional tuples
-    from vlhook._captures import line as make_line, record as make_record
-except ImportError:
-    make_line = make_record = None
+from vlhook._captures import record as make_record, text as make_text
 passes, env = int(sys.argv[1]), json.loads(sys.argv[2])
-builder = EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
+config = load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env})
+builder, stats = EntryBuilder(config, Stats()), Stats()
+encoder = Encoder(constant_fields(config), stats)
 now = time.time_ns()
-def lines(texts, context=None):
-    if make_line is not None:
-        return [make_line(0, text, now, context) for text in texts]
-    return [(0, text, now, context and context[0], None, "") for text in texts]
+def writes(texts, context=None):
+    return [make_text(0, text + "\\n", now + i, 7, context) for i, text in enumerate(texts)]
 def nested(i):
     return json.dumps({"msg": f"request {i}", "level": "info",
                        "user": {"id": i, "name": "bob", "roles": ["admin", "dev"]},
@@ -256,30 +255,42 @@ def flat(i):
                        "request_id": f"r-{i:08d}", "method": "GET", "status": 200, "ms": 1.5})
 log = logging.getLogger("bench")
 def record(i, extra):
-    rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None, extra=extra)
-    if make_record is not None:
-        return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), [])
-    return (2, rec, now, 0, None, None, logging.INFO, rec.getMessage(), None)
+    # A function name, as every record logger.info() makes has.
+    rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None,
+                         "handle", extra)
+    return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), [])
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
 TRACE = ({"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
           "trace_flags": "01"},)
 groups = {
-    "plain": lines([f"{i:07d} " + "x" * 92 for i in range(256)]),
-    "traced": lines([f"{i:07d} " + "x" * 92 for i in range(256)], TRACE),
-    "flat": lines([flat(i) for i in range(256)]),
-    "json": lines([nested(i) for i in range(256)]),
+    "plain": writes([f"{i:07d} " + "x" * 92 for i in range(256)]),
+    "traced": writes([f"{i:07d} " + "x" * 92 for i in range(256)], TRACE),
+    "flat": writes([flat(i) for i in range(256)]),
+    "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
     "records": [record(i, order(i)) for i in range(256)],
 }
-def one_pass(kind, group):
-    start = time.perf_counter_ns()
+def made(kind, group):
+    # What the sender makes of a group, as its _feed_many and take_records do (an older
+    # checkout, --baseline-src, without the run and record paths: its per-write path).
     if kind.startswith("record"):
-        for item in group:
-            builder.from_item(item)
-    else:
-        builder.from_lines(group)
+        if hasattr(builder, "written_records"):
+            return builder.written_records(group)
+        return [entry for item in group for entry in builder.from_item(item)]
+    assembler = LineAssembler()
+    run = assembler.whole_lines(group) if hasattr(assembler, "whole_lines") else None
+    entries = builder.written_run(run) if run is not None else None
+    if entries is None:
+        lines = []
+        assembler.feed_many(group, lines)
+        entries = builder.written_lines(lines)
+    return entries
+def one_pass(kind, group):
+    body = bytearray()
+    start = time.perf_counter_ns()
+    encoder.append(made(kind, group), body)
     return (time.perf_counter_ns() - start) / len(group)
 out = {}
 for kind, group in groups.items():

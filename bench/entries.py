@@ -1,6 +1,7 @@
-"""Figure 6: what making entries costs the sender (level, fields, redaction), in-process, per
-entry, for groups of 256 captures of one kind: this code with redaction on and off, and with
-`--baseline-src DIR` an older checkout's src/, interleaved run by run."""
+"""Figure 6: what making entries costs the sender (level, fields, redaction) and writing them as
+JSON lines, in-process, per entry, for groups of 256 captures of one kind made as the sender
+makes them (a run of whole lines, a run of records): this code with redaction on and off, and
+with `--baseline-src DIR` an older checkout's src/, interleaved run by run."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def entry_costs(ctx: Context, src: str, env: dict[str, str]) -> dict[str, float]
 
 
 def fig_entries(ctx: Context) -> None:
-    """ns per entry on the sender: this code with redaction on and off, and (with
+    """ns per entry on the sender, made and written as JSON: this code with redaction on and off, and (with
     --baseline-src) an older code with its defaults, interleaved run by run. Each figure is the
     lowest of the runs' medians: on a shared machine a busy moment only ever adds, and an
     in-process loop of a few microseconds shows it more than a whole process does."""

@@ -165,19 +165,29 @@ class EntryBuilder:
         return out
 
     def written_run(self, run: LineRun) -> Optional[list[Union[Entry, str]]]:
-        """written_lines for a run of whole lines (see LineAssembler.whole_lines): the lines
-        that name no level and hold no secret, no JSON object and nothing too long for one
-        entry — told by the group's searches — are written in one comprehension; each of the
-        others takes _batch's path in its place. None when the run has context (bound fields,
-        trace ids), or when lines are not written here (see `writes_lines`): written_lines
-        then."""
-        kinds, texts, times, contexts = run
-        if any(contexts) or not self.writes_lines:
+        """written_lines for a run of whole lines (see LineAssembler.whole_lines), told by the
+        group's searches: the lines written in one comprehension, with the level a line names
+        where the search found a level word; a line with a secret, a JSON object, colour codes
+        or too much for one entry made whole by from_line in its place. None when lines are not
+        written here (see `writes_lines`), or when most are JSON objects or too long, or when
+        the searches cannot tell (see lines_containing): written_lines then."""
+        kinds, texts, times = run
+        if not self.writes_lines:
             return None
+        # Made whole, as from_line makes them: JSON objects, lines too long, secrets, colours.
+        whole = set(self._unwritten(texts))
+        if len(whole) > len(texts) // 2:
+            return None  # mostly JSON, say: written_lines takes them at less cost
         levels = lines_containing(texts, LEVEL_HINTS, lower=True)
         secrets = self._lines_with_secrets(texts)
         if levels is None or secrets is None:
             return None
+        whole.update(secrets)
+        whole.update(index for index in levels if "\x1b" in texts[index])
+        named = {index: detect_level(texts[index]) for index in levels if index not in whole}
+        level_of: Iterable[str] = (
+            [named.get(index, "INFO") for index in range(len(texts))] if named else repeat("INFO")
+        )
         first, last = min(times) // 1_000_000_000, max(times) // 1_000_000_000
         heads: Iterable[str] = repeat(rfc3339(times[0])[:-10]) if first == last else \
             [rfc3339(t_ns)[:-10] for t_ns in times]  # fmt: skip
@@ -188,15 +198,15 @@ class EntryBuilder:
         )
         # As _batch writes each, in one comprehension (no Python call per line).
         out: list[Union[Entry, str]] = [
-            f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"INFO","stream":"{stream}"}}'
-            for head, ns, message, stream in zip(
-                heads, map(mod, times, repeat(1_000_000_000)), map(_codec.string, texts), streams
+            f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"{level}","stream":"{stream}"}}'
+            for head, ns, message, level, stream in zip(
+                heads, map(mod, times, repeat(1_000_000_000)), map(_codec.string, texts),
+                level_of, streams,
             )
-        ]
-        others = {*levels, *secrets, *self._unwritten(texts)}
-        for index in sorted(others, reverse=True):  # from the end: the indexes stay valid
+        ]  # fmt: skip
+        for index in sorted(whole, reverse=True):  # from the end: the indexes stay valid
             line = make_line(kinds[index], texts[index], times[index], None)
-            out[index : index + 1] = self._batch([line], written=True)
+            out[index : index + 1] = self.from_line(line)
         return out
 
     def _unwritten(self, texts: list[str]) -> list[int]:
