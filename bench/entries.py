@@ -35,10 +35,11 @@ def entry_costs(ctx: Context, src: str, env: dict[str, str]) -> dict[str, float]
 
 
 def fig_entries(ctx: Context) -> None:
-    """ns per entry on the sender, made and written as JSON: this code with redaction on and off, and (with
-    --baseline-src) an older code with its defaults, interleaved run by run. Each figure is the
-    lowest of the runs' medians: on a shared machine a busy moment only ever adds, and an
-    in-process loop of a few microseconds shows it more than a whole process does."""
+    """ns per entry on the sender, made and written as JSON: this code with redaction on and
+    off, and (with --baseline-src) an older code with its defaults, interleaved run by run.
+    Each figure is the lowest of the runs' medians: on a shared machine a busy moment only ever
+    adds, and an in-process loop of a few microseconds shows it more than a whole process
+    does."""
     variants = {"on": (SRC, {}), "off": (SRC, {"VICTORIALOGS_REDACT": "off"})}
     if ctx.baseline_src:
         variants["before"] = (ctx.baseline_src, {})

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_python
 from vlhook._capture_logging import message_of
 from vlhook._captures import Line, record, text
 from vlhook._config import load
@@ -202,3 +203,55 @@ def test_records_are_not_written_here_when_a_setting_touches_their_keys(
     assert all(isinstance(entry, dict) for entry in b.written_records(items))
     written, whole = encoded_records(items, b)
     assert written == whole
+
+
+# -- through a real process, to a real VictoriaLogs -----------------------------------------
+
+BURST = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+log = logging.getLogger("burst")
+for i in range(3000):
+    if i % 500 == 0:
+        log.info("record %d", i)
+    elif i % 250 == 0:
+        log.warning("with extra %d", i, extra={"order": i})
+    if i % 97 == 0:
+        print(f"key AKIA0123456789ABCDEF in line {i}")
+    elif i % 131 == 0:
+        print(json.dumps({"msg": f"json {i}", "k": i}))
+    elif i % 50 == 0:
+        print(f"ERROR failed {i}")
+    elif i % 7 == 0:
+        print(f"to stderr {i}", file=sys.stderr)
+    else:
+        print(f"line {i} done")
+"""
+
+
+def test_a_burst_of_mixed_lines_and_records_is_stored_once_as_written(
+    script: Any, sink: Any
+) -> None:
+    """Thousands of lines at once make runs: each line and record is stored once, with the
+    level it names, its secret masked, its JSON keys, its stream; records with their location
+    (plain ones) and their extra fields (the others); the program's output is unchanged."""
+    path = script(BURST)
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env(), timeout=60)
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    expected = 3000 + 6 + 6  # lines, plain records (every 500th), records with extra
+    rows = sink.settle(expected, timeout=30)
+    assert len(rows) == expected
+    by_msg = {row["_msg"]: row for row in rows}
+    assert len(by_msg) == expected  # each once
+    assert by_msg["line 1 done"]["level"] == "INFO" and by_msg["line 1 done"]["stream"] == "stdout"
+    assert by_msg["ERROR failed 100"]["level"] == "ERROR"
+    assert by_msg["to stderr 7"]["stream"] == "stderr"
+    assert by_msg["json 131"]["k"] == "131"
+    assert "AKIA0123456789ABCDEF" not in str(rows)
+    assert by_msg["key [REDACTED] in line 97"]["level"] == "INFO"
+    plain = by_msg["record 500"]
+    assert (plain["stream"], plain["level"], plain["logger"]) == ("logging", "INFO", "burst")
+    assert plain["code.function"] == "<module>" and plain["code.line"] == "7"
+    extra = by_msg["with extra 250"]
+    assert (extra["level"], extra["order"], extra["logger"]) == ("WARNING", "250", "burst")
