@@ -193,6 +193,44 @@ def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
     assert written == whole
 
 
+def span_ids(span: str) -> dict[str, str]:
+    return {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": span, "trace_flags": "01"}
+
+
+CONTEXTS = [
+    None,
+    ({"aws_request_id": "c6af9ac6-7b61-11e6-9a41-93e812345678", "cold_start": True},),
+    ((span_ids, "b7ad6b7169203331"),),
+    ({"trace_id": "1" * 32, "span_id": "2" * 16}, (span_ids, "00f067aa0ba902b7")),
+    ({"user": "bob"},),  # bound by the program: made whole
+    ({"trace_id": "1" * 32, "trace_state": "k=AKIA0123456789ABCDEF"},),  # not vlhook's own
+    ({"aws_request_id": "AKIA0123456789ABCDEF"},),  # vlhook's own field, yet a secret's form
+]
+
+
+@PROPS
+@given(st.lists(st.tuples(st.sampled_from(range(len(CONTEXTS))), TEXT), min_size=1, max_size=8),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "span"},
+                        {"VICTORIALOGS_FIELDS": "cold_start=x"}]))  # fmt: skip
+def test_records_with_context_are_written_as_the_general_path_writes_them(
+    cases: list[tuple[int, str]], env: dict[str, str]
+) -> None:
+    items = [capture_of(message.replace("%", ""), (), "app", "f", None, False, [],
+                        context=CONTEXTS[index]) for index, message in cases]  # fmt: skip
+    written, whole = encoded_records(items, builder(**env))
+    assert written == whole
+
+
+def test_a_record_in_a_span_or_an_invocation_is_written() -> None:
+    b = builder()
+    for context in CONTEXTS[1:4]:
+        out = b.written_records([capture_of("in a span", (), "app", "f", None, False, [],
+                                            context=context)])  # fmt: skip
+        assert isinstance(out[0], str), context
+        fields = json.loads("{" + out[0])
+        assert fields["_msg"] == "in a span" and ("span_id" in fields or "aws_request_id" in fields)
+
+
 @pytest.mark.parametrize("env", [{"VICTORIALOGS_FIELDS": "logger=x"},
                                  {"VICTORIALOGS_REDACT_KEYS": "function"}])  # fmt: skip
 def test_records_are_not_written_here_when_a_setting_touches_their_keys(

@@ -48,7 +48,12 @@ _flat = _encoder(None)  # no cycle can hide in a flat object of strings and inte
 def simple(obj: dict[str, Any]) -> bytes:
     """A flat object of strings and integers, as orjson writes it (never with floats: the two
     write some differently). UnicodeEncodeError for text with lone surrogates."""
-    return "".join(_flat(obj, 0)).encode("utf-8")
+    return simple_text(obj).encode("utf-8")
+
+
+def simple_text(obj: dict[str, Any]) -> str:
+    """simple(), before it is encoded as UTF-8."""
+    return "".join(_flat(obj, 0))
 
 
 def _stdlib_dumps(obj: Any) -> bytes:

@@ -80,6 +80,8 @@ class EntryBuilder:
         #: A record's location (logger, file, line, function, thread) -> those fields written
         #: as JSON, or "" when they need examining; few distinct ones, many records each.
         self._locations: dict[tuple[Any, ...], str] = {}
+        #: The last record context written, and its fields written as JSON (None: not written).
+        self._last_context: tuple[Any, Optional[str]] = (None, None)
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
@@ -266,10 +268,19 @@ class EntryBuilder:
 
     def _written_record(self, item: Capture) -> str:
         """A logging record written as JSON, as from_record and the encoder would write it,
-        when its entry is its message, level and location and nothing else: no context,
-        exception, stack, `extra=`, object as message, JSON printed by its handlers, message
-        too long for one entry, or location that needs examining. "" else."""
-        if not isinstance(item, Record) or item.context:
+        when its entry is its message, level, location and vlhook's own context fields, and
+        nothing else: no bound fields, exception, stack, `extra=`, object as message, JSON
+        printed by its handlers, message too long for one entry, or location that needs
+        examining. "" else."""
+        if not isinstance(item, Record):
+            return ""
+        last = self._last_context
+        context = (
+            "" if not item.context
+            else last[1] if item.context is last[0]
+            else self._written_context(item.context)
+        )  # fmt: skip
+        if context is None:
             return ""
         record, message, printed = item.record, item.message, item.printed
         if (record.exc_info or record.exc_text or record.stack_info or message[:1] == "{"
@@ -293,7 +304,27 @@ class EntryBuilder:
             return ""
         level = level_name(item.levelno)
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
-                f'"level":"{level}","stream":"logging",{location}}}')  # fmt: skip
+                f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
+
+    def _written_context(self, context: Context) -> Optional[str]:
+        """A record's context written as JSON fields (with a leading comma), when they are all
+        vlhook's own (ids of a trace, a span, a Lambda invocation: nothing to redact) and no
+        setting names any of them; None else (the record is then made whole)."""
+        self._last_context = (context, None)
+        fields: Entry = {}
+        apply_context(fields, context)
+        if not fields:
+            return ""
+        names, texts = self.redactor.name, [v for v in fields.values() if v.__class__ is str]
+        if (not TRUSTED_CONTEXT.issuperset(fields) or not self._constant_names.isdisjoint(fields)
+                or any(any(names(key)) for key in fields)
+                or self.redactor.may_match("\n".join(texts))):  # fmt: skip
+            return None
+        written = "," + _codec.simple_text(fields)[1:-1]
+        # Held with its context (whose identity is then never another's): the records of one
+        # invocation share one context, and are written with it in turn.
+        self._last_context = (context, written)
+        return written
 
     def _write_location(self, record: Any) -> str:
         fields = {"logger": record.name, "code.file": record.pathname,
