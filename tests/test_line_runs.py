@@ -17,7 +17,7 @@ from conftest import run_python
 from vlhook._capture_logging import message_of
 from vlhook._captures import Line, record, text
 from vlhook._config import load
-from vlhook._delivery.encode import Encoder
+from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
 from vlhook._lines import LineAssembler
 from vlhook._stats import Stats
@@ -27,12 +27,30 @@ SECOND = 1_000_000_000
 T0 = 1_780_000_000 * SECOND + 999_000_000  # close to a second's end: runs cross it
 
 
+def span_ids(span: str) -> dict[str, str]:
+    return {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": span, "trace_flags": "01"}
+
+
+CONTEXTS = [
+    None,
+    ({"aws_request_id": "c6af9ac6-7b61-11e6-9a41-93e812345678", "cold_start": True},),
+    ((span_ids, "b7ad6b7169203331"),),
+    ({"trace_id": "1" * 32, "span_id": "2" * 16}, (span_ids, "00f067aa0ba902b7")),
+    ({"user": "bob"},),  # bound by the program: made whole
+    ({"trace_id": "1" * 32, "trace_state": "k=AKIA0123456789ABCDEF"},),  # not vlhook's own
+    ({"aws_request_id": "AKIA0123456789ABCDEF"},),  # vlhook's own field, yet a secret's form
+]
+
+
 def builder(**env: str) -> EntryBuilder:
     return EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
 
 
-def items(writes: list[tuple[int, str]], step_ns: int = 100_000, context: Any = None) -> list[Any]:
-    return [text(kind, data, T0 + index * step_ns, 7, context)
+def items(
+    writes: list[tuple[int, str]], step_ns: int = 100_000, context: Any = None,
+    contexts: Optional[list[Any]] = None,
+) -> list[Any]:  # fmt: skip
+    return [text(kind, data, T0 + index * step_ns, 7, contexts[index] if contexts else context)
             for index, (kind, data) in enumerate(writes)]  # fmt: skip
 
 
@@ -47,9 +65,11 @@ def by_write(captures: list[Any], b: EntryBuilder) -> list[Union[dict[str, Any],
     return b.written_lines(lines)
 
 
-def encoded(entries: list[Any]) -> bytes:
+def encoded(entries: list[Any], **env: str) -> bytes:
+    """As the encoder writes them, with the constant fields of a process of that environment."""
     body = bytearray()
-    Encoder({"job": "j"}, Stats()).append(entries, body)
+    config = load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env})
+    Encoder(constant_fields(config, pid=7), Stats()).append(entries, body)
     return bytes(body)
 
 
@@ -68,18 +88,22 @@ LINE = st.one_of(
 
 @PROPS
 @given(st.lists(st.tuples(st.sampled_from([0, 1]), LINE), min_size=1, max_size=60),
-       st.sampled_from([1, 10_000_000, 400_000_000]))  # fmt: skip
+       st.sampled_from([1, 10_000_000, 400_000_000]),
+       st.one_of(st.none(), st.lists(st.sampled_from(CONTEXTS), min_size=60, max_size=60)),
+       st.sampled_from(["", "span_id=x", "env=prod"]))  # fmt: skip
 def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
-    writes: list[tuple[int, str]], step_ns: int
+    writes: list[tuple[int, str]], step_ns: int, contexts: Optional[list[Any]], fields: str
 ) -> None:
-    captures = items([(kind, line + "\n") for kind, line in writes], step_ns)
-    b = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")  # the 300-char line is split there
+    captures = items([(kind, line + "\n") for kind, line in writes], step_ns, contexts=contexts)
+    # The 300-char line is split at 1 KiB; a constant field may share a context field's name.
+    b = builder(VICTORIALOGS_MAX_LINE_BYTES="1024", VICTORIALOGS_FIELDS=fields)
     run = by_run(captures, b)
     expected = by_write(captures, b)
     if run is None:  # stepped aside: only where whole_lines or written_run must
         return
-    assert run == expected
-    assert encoded(run) == encoded(expected)
+    if not contexts:
+        assert run == expected
+    assert encoded(run, VICTORIALOGS_FIELDS=fields) == encoded(expected, VICTORIALOGS_FIELDS=fields)
 
 
 def test_a_typical_run_takes_the_run_path_and_keeps_its_times_and_streams() -> None:
@@ -124,9 +148,18 @@ def test_what_only_the_write_by_write_path_handles_is_left_to_it() -> None:
     assert assembler.whole_lines([text(0, "a\n", T0, 8, None)]) is None  # one is pending
 
 
-def test_a_run_with_context_is_left_to_the_write_by_write_path() -> None:
-    bound = ({"user": "bob"},)
-    assert LineAssembler().whole_lines(items([(0, "a\n")], context=bound)) is None
+def test_lines_in_a_span_or_an_invocation_are_written_with_its_ids() -> None:
+    b = builder()
+    for context in CONTEXTS[1:4]:
+        captures = items([(0, f"line {n}\n") for n in range(10)], context=context)
+        out = by_run(captures, b)
+        assert out is not None and all(isinstance(entry, str) for entry in out), context
+        assert encoded(out) == encoded(by_write(captures, b))
+        fields = json.loads("{" + str(out[3]))
+        assert fields["_msg"] == "line 3" and ("span_id" in fields or "aws_request_id" in fields)
+    bound = items([(0, f"line {n}\n") for n in range(10)], context=CONTEXTS[4])
+    made = by_run(bound, b)  # the program's own fields: each made whole, as before
+    assert made is not None and all(entry["user"] == "bob" for entry in made)  # type: ignore[index]
 
 
 # -- logging records written as JSON --------------------------------------------------------
@@ -191,21 +224,6 @@ def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
     assert json.loads("{" + out[0])["code.line"] == 12
     written, whole = encoded_records(items, b)
     assert written == whole
-
-
-def span_ids(span: str) -> dict[str, str]:
-    return {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": span, "trace_flags": "01"}
-
-
-CONTEXTS = [
-    None,
-    ({"aws_request_id": "c6af9ac6-7b61-11e6-9a41-93e812345678", "cold_start": True},),
-    ((span_ids, "b7ad6b7169203331"),),
-    ({"trace_id": "1" * 32, "span_id": "2" * 16}, (span_ids, "00f067aa0ba902b7")),
-    ({"user": "bob"},),  # bound by the program: made whole
-    ({"trace_id": "1" * 32, "trace_state": "k=AKIA0123456789ABCDEF"},),  # not vlhook's own
-    ({"aws_request_id": "AKIA0123456789ABCDEF"},),  # vlhook's own field, yet a secret's form
-]
 
 
 @PROPS

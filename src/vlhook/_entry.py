@@ -82,6 +82,7 @@ class EntryBuilder:
         self._locations: dict[tuple[Any, ...], str] = {}
         #: The last record context written, and its fields written as JSON (None: not written).
         self._last_context: tuple[Any, Optional[str]] = (None, None)
+        self._last_line_context: tuple[Any, Optional[str]] = (None, None)
 
     def from_line(self, line: Line) -> list[Entry]:
         kind, text, t_ns, context, forced = line
@@ -173,7 +174,7 @@ class EntryBuilder:
         or too much for one entry made whole by from_line in its place. None when lines are not
         written here (see `writes_lines`), or when most are JSON objects or too long, or when
         the searches cannot tell (see lines_containing): written_lines then."""
-        kinds, texts, times = run
+        kinds, texts, times, contexts = run
         if not self.writes_lines:
             return None
         # Made whole, as from_line makes them: JSON objects, lines too long, secrets, colours.
@@ -186,6 +187,12 @@ class EntryBuilder:
             return None
         whole.update(secrets)
         whole.update(index for index in levels if "\x1b" in texts[index])
+        tails: Iterable[Optional[str]] = repeat("")
+        apart: list[int] = []  # context of the program's own: _batch's path, line by line
+        if any(contexts):
+            tails = list(map(self._line_context, contexts))
+            apart = [index for index, tail in enumerate(tails) if tail is None]
+            whole.difference_update(apart)
         named = {index: detect_level(texts[index]) for index in levels if index not in whole}
         level_of: Iterable[str] = (
             [named.get(index, "INFO") for index in range(len(texts))] if named else repeat("INFO")
@@ -200,15 +207,17 @@ class EntryBuilder:
         )
         # As _batch writes each, in one comprehension (no Python call per line).
         out: list[Union[Entry, str]] = [
-            f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"{level}","stream":"{stream}"}}'
-            for head, ns, message, level, stream in zip(
+            f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"{level}","stream":"{stream}"'
+            f'{tail}}}'
+            for head, ns, message, level, stream, tail in zip(
                 heads, map(mod, times, repeat(1_000_000_000)), map(_codec.string, texts),
-                level_of, streams,
+                level_of, streams, tails,
             )
         ]  # fmt: skip
-        for index in sorted(whole, reverse=True):  # from the end: the indexes stay valid
-            line = make_line(kinds[index], texts[index], times[index], None)
-            out[index : index + 1] = self.from_line(line)
+        for index in sorted({*whole, *apart}, reverse=True):  # from the end: indexes stay valid
+            line = make_line(kinds[index], texts[index], times[index], contexts[index])
+            out[index : index + 1] = self._batch([line], True) if index in apart else \
+                self.from_line(line)  # fmt: skip
         return out
 
     def _unwritten(self, texts: list[str]) -> list[int]:
@@ -308,23 +317,42 @@ class EntryBuilder:
 
     def _written_context(self, context: Context) -> Optional[str]:
         """A record's context written as JSON fields (with a leading comma), when they are all
-        vlhook's own (ids of a trace, a span, a Lambda invocation: nothing to redact) and no
-        setting names any of them; None else (the record is then made whole)."""
+        vlhook's own (see _own_fields) and no redaction rule touches them (a record's fields
+        are all examined); None else (the record is then made whole)."""
         self._last_context = (context, None)
-        fields: Entry = {}
-        apply_context(fields, context)
-        if not fields:
-            return ""
-        names, texts = self.redactor.name, [v for v in fields.values() if v.__class__ is str]
-        if (not TRUSTED_CONTEXT.issuperset(fields) or not self._constant_names.isdisjoint(fields)
-                or any(any(names(key)) for key in fields)
-                or self.redactor.may_match("\n".join(texts))):  # fmt: skip
+        fields = self._own_fields(context)
+        if fields is None:
             return None
-        written = "," + _codec.simple_text(fields)[1:-1]
+        names, texts = self.redactor.name, [v for v in fields.values() if v.__class__ is str]
+        if any(any(names(key)) for key in fields) or self.redactor.may_match("\n".join(texts)):
+            return None
         # Held with its context (whose identity is then never another's): the records of one
         # invocation share one context, and are written with it in turn.
-        self._last_context = (context, written)
-        return written
+        self._last_context = (context, _fields_text(fields))
+        return self._last_context[1]
+
+    def _line_context(self, context: Optional[Context]) -> Optional[str]:
+        """A plain line's context written as JSON fields, as _batch adds them to its entry
+        (vlhook's own fields are not examined there); None when they are not all vlhook's own.
+        The last one is held, as for records: a run's lines mostly share theirs."""
+        if not context:
+            return ""
+        last = self._last_line_context
+        if context is last[0]:
+            return last[1]
+        fields = self._own_fields(context)
+        self._last_line_context = (context, None if fields is None else _fields_text(fields))
+        return self._last_line_context[1]
+
+    def _own_fields(self, context: Context) -> Optional[Entry]:
+        """The context's fields when all are vlhook's own (ids of a trace, a span, a Lambda
+        invocation: made from ids, never the program's text) and no constant field has their
+        names (the encoder would merge the two); None else."""
+        fields: Entry = {}
+        apply_context(fields, context)
+        if TRUSTED_CONTEXT.issuperset(fields) and self._constant_names.isdisjoint(fields):
+            return fields
+        return None
 
     def _write_location(self, record: Any) -> str:
         fields = {"logger": record.name, "code.file": record.pathname,
@@ -536,6 +564,11 @@ MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
 # Nested values examined per entry (redaction walks every one): past that, the rest of a value
 # is replaced, not walked, so that no entry holds the sender for long.
 MAX_NESTED_VALUES = 50_000
+
+
+def _fields_text(fields: Entry) -> str:
+    """Flat fields written as JSON after an entry's own ("" for none): `,"k":"v",...`."""
+    return "," + _codec.simple_text(fields)[1:-1] if fields else ""
 
 
 def _cut(value: str) -> str:

@@ -23,20 +23,22 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
 
     class LineRun(NamedTuple):
         """Writes that were each exactly one whole line, none of which can start, continue or
-        hold a traceback, and none with context: the lines, made at once (entries for them
-        too, see _entry)."""
+        hold a traceback: the lines, made at once (entries for them too, see _entry)."""
 
         kinds: list[int]
         texts: list[str]  # without their newlines; none empty or only white space
         times: list[int]
+        contexts: list[Optional[Context]]
 else:
-    LineRun = record_type("LineRun", "kinds texts times")
+    LineRun = record_type("LineRun", "kinds texts times contexts")
 
 Key = tuple[int, int]
 
 
-def _line_run(kinds: list[int], texts: list[str], times: list[int]) -> LineRun:
-    return tuple.__new__(LineRun, (kinds, texts, times))
+def _line_run(
+    kinds: list[int], texts: list[str], times: list[int], contexts: list[Optional[Context]]
+) -> LineRun:
+    return tuple.__new__(LineRun, (kinds, texts, times, contexts))
 
 
 TRACEBACK_START = "Traceback (most recent call last):"
@@ -133,11 +135,10 @@ class LineAssembler:
 
     def whole_lines(self, items: list[Text]) -> Optional[LineRun]:
         """The writes as a LineRun when each is text with exactly one newline, at its end, and
-        no context, and no line of any stream and thread is unfinished: what feed_many would
-        make of them, told with a few C calls over the whole group instead of several per
-        write. None otherwise (then feed_many, which handles everything; a line's context is
-        for the entry builder to add, line by line)."""
-        if self._partial or self._tracebacks or not items or any(map(_CONTEXT, items)):
+        no line of any stream and thread is unfinished: what feed_many would make of them,
+        told with a few C calls over the whole group instead of several per write. None
+        otherwise (then feed_many, which handles everything)."""
+        if self._partial or self._tracebacks or not items:
             return None
         count = len(items)
         data = list(map(_DATA, items))
@@ -153,7 +154,8 @@ class LineAssembler:
         texts.pop()  # the "" after the last newline
         if any(map(str.isspace, texts)) or "" in texts:
             return None  # empty or blank lines are dropped: feed_many's business
-        return _line_run(list(map(_KIND, items)), texts, list(map(_TIME, items)))
+        return _line_run(list(map(_KIND, items)), texts, list(map(_TIME, items)),
+                         list(map(_CONTEXT, items)))  # fmt: skip
 
     def feed_many(self, items: list[Text], out: list[Line]) -> None:
         """feed() for each item, with what most writes are — one whole line of text that
