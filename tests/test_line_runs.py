@@ -19,7 +19,7 @@ from vlhook._captures import Line, record, text
 from vlhook._config import load
 from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
-from vlhook._lines import LineAssembler
+from vlhook._lines import MIN_RUN, LineAssembler
 from vlhook._stats import Stats
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,7 +119,8 @@ def test_a_typical_run_takes_the_run_path_and_keeps_its_times_and_streams() -> N
 
 def test_lines_that_need_more_than_writing_are_made_in_place() -> None:
     writes = [(0, "ok 1\n"), (0, "ERROR boom\n"), (0, '{"msg": "j", "n": 1}\n'),
-              (0, "pw postgres://u:hunter2@db/x\n"), (1, "ok 2\n")]  # fmt: skip
+              (0, "pw postgres://u:hunter2@db/x\n"), (1, "ok 2\n"),
+              *[(0, f"more {n}\n") for n in range(4)]]  # fmt: skip
     b = builder()
     run = by_run(items(writes), b)
     assert run is not None
@@ -140,12 +141,52 @@ def test_what_only_the_write_by_write_path_handles_is_left_to_it() -> None:
         ["  + Exception Group Traceback (most recent call last):\n"],
         ["a\n", b"bytes\n"],  # through .buffer
     ]
+    plain: list[Union[str, bytes]] = [f"line {n}\n" for n in range(MIN_RUN)]
+    assert assembler.whole_lines([text(0, data, T0, 7, None) for data in plain]) is not None
     for writes in cases:
-        captures = [text(0, data, T0, 7, None) for data in writes]
+        captures = [text(0, data, T0, 7, None) for data in [*plain, *writes]]
         assert assembler.whole_lines(captures) is None, writes
+    assert assembler.whole_lines([text(0, data, T0, 7, None) for data in plain[1:]]) is None
     half: list[Line] = []
     assembler.feed_many([text(0, "unfinished", T0, 7, None)], half)
-    assert assembler.whole_lines([text(0, "a\n", T0, 8, None)]) is None  # one is pending
+    captures = [text(0, data, T0, 8, None) for data in plain]
+    assert assembler.whole_lines(captures) is None  # one is pending
+
+
+CHUNK_LINE = st.one_of(
+    st.binary(min_size=1, max_size=20).filter(lambda b: b"\n" not in b and b"\r" not in b),
+    st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), min_size=1, max_size=20).map(
+        lambda t: t.encode("utf-8")),
+    st.sampled_from([b"ERROR x", b"caf\xc3\xa9", b"cut \xe2\x82", b'{"k": 1}', b"\xff\xfe"]),
+)  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), st.lists(CHUNK_LINE, min_size=2, max_size=12)),
+                min_size=2, max_size=6))  # fmt: skip
+def test_chunks_of_whole_lines_make_what_they_make_one_by_one(
+    chunks: list[tuple[int, list[bytes]]],
+) -> None:
+    """The fd helper's chunks (bytes, many whole lines each, any bytes at all)."""
+    captures = [text(kind, b"\n".join(lines) + b"\n", T0 + n, 0, None)
+                for n, (kind, lines) in enumerate(chunks)]  # fmt: skip
+    b = builder()
+    run = by_run(captures, b)
+    if run is not None:
+        assert encoded(run) == encoded(by_write(captures, b))
+
+
+def test_a_chunk_after_a_character_cut_in_two_is_left_to_the_write_by_write_path() -> None:
+    assembler = LineAssembler()
+    lines: list[Line] = []
+    assembler.feed(text(0, b"ends with \xe2\x82", T0, 0, None), lines)  # "€" cut in two
+    chunk = b"\xac and goes on\n" + b"".join(b"line %d\n" % n for n in range(MIN_RUN))
+    assert assembler.whole_lines([text(0, chunk, T0, 0, None)]) is None
+    assembler.feed(text(0, chunk, T0, 0, None), lines)
+    assert lines[0].text == "ends with \u20ac and goes on"
+    whole = b"".join(b"line %d\n" % n for n in range(MIN_RUN))
+    run = LineAssembler().whole_lines([text(0, whole, T0, 0, None)])
+    assert run is not None and run.texts[-1] == f"line {MIN_RUN - 1}"
 
 
 def test_lines_in_a_span_or_an_invocation_are_written_with_its_ids() -> None:

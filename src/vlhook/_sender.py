@@ -49,10 +49,6 @@ if TYPE_CHECKING:
 
 #: Complete lines made into entries together: the entry builder's searches run once per group.
 LINES_PER_STEP = 256
-#: A run of writes shorter than this is assembled write by write: below ~4 writes the run's
-#: fixed calls cost more than they save (measured, a line: one write 8.6 µs against 5.0 by
-#: itself, 8 writes 2.2 against 2.4, 64 writes 1.7 against 2.3).
-MIN_RUN = 8
 #: Closed batches waiting for a free worker; past that the sender stops taking captures and the
 #: bounded buffer holds them (its policy sheds or blocks).
 MAX_READY = 2
@@ -345,7 +341,7 @@ class Sender:
         a few C calls for the whole run (see LineAssembler.whole_lines); anything else into
         `lines`, one write at a time."""
         assert self.assembler is not None and self.builder is not None
-        run = self.assembler.whole_lines(texts) if len(texts) >= MIN_RUN else None
+        run = self.assembler.whole_lines(texts)
         written = self.builder.written_run(run) if run is not None else None
         if written is None:
             self.assembler.feed_many(texts, lines)
