@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from conftest import run_python
 from vlhook._capture_logging import message_of
 from vlhook._captures import Line, record, text
+from vlhook._captures import line as make_line
 from vlhook._config import load
 from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
@@ -352,3 +353,41 @@ def test_a_burst_of_mixed_lines_and_records_is_stored_once_as_written(
     assert plain["code.function"] == "<module>" and plain["code.line"] == "7"
     extra = by_msg["with extra 250"]
     assert (extra["level"], extra["order"], extra["logger"]) == ("WARNING", "250", "burst")
+
+
+# -- JSON lines the group's search found clean --------------------------------------------
+
+JSON_KEY = st.sampled_from(["msg", "message", "level", "user", "password", "api_key", "ms",
+                            "k" * 40, "trace_id", "tags", "ts", "é"])  # fmt: skip
+JSON_VALUE = st.one_of(
+    st.text(st.characters(codec="utf-8"), max_size=12), st.integers(), st.booleans(), st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["AKIA0123456789ABCDEF", "Bearer abcdefghijkl", "a\\\\b", "x" * 20_000]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(JSON_KEY, st.integers(), max_size=2),
+)  # fmt: skip
+
+
+@PROPS
+@given(st.dictionaries(JSON_KEY, JSON_VALUE, min_size=1, max_size=6),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"}]))  # fmt: skip
+def test_a_json_line_found_clean_is_made_as_when_every_field_is_examined(
+    obj: dict[str, Any], env: dict[str, str]
+) -> None:
+    b = builder(VICTORIALOGS_MAX_LINE_BYTES="100000", **env)
+    text = json.dumps(obj, ensure_ascii=False)
+    clean = not b._lines_with_secrets([text])  # what the group's search tells
+    made = make_line(0, text, T0, None)
+    assert b.from_line(made, clean) == b.from_line(made, False)
+
+
+def test_what_the_search_cannot_see_in_a_json_line_is_still_examined() -> None:
+    """An escape can spell a secret the raw text does not show, and a long field is cut."""
+    b = builder(VICTORIALOGS_MAX_LINE_BYTES="100000")
+    escaped = '{"msg": "x", "key": "\\u0041KIA0123456789ABCDEF"}'
+    long = json.dumps({"msg": "x", "blob": "y" * 20_000})
+    for text in (escaped, long):
+        assert not b._lines_with_secrets([text])  # the raw text holds no secret's literal
+        made = make_line(0, text, T0, None)
+        assert b.from_line(made, True) == b.from_line(made, False)
+    assert b.from_line(make_line(0, escaped, T0, None), True)[0]["key"] == "[REDACTED]"
+    assert len(b.from_line(make_line(0, long, T0, None), True)[0]["blob"]) < 20_000

@@ -83,8 +83,11 @@ class EntryBuilder:
         #: The last record context written, and its fields written as JSON (None: not written).
         self._last_context: tuple[Any, Optional[str]] = (None, None)
         self._last_line_context: tuple[Any, Optional[str]] = (None, None)
+        #: The keys of JSON lines' entries (in order) -> whether none needs examining.
+        self._plain_keys: dict[tuple[str, ...], bool] = {}
 
-    def from_line(self, line: Line) -> list[Entry]:
+    def from_line(self, line: Line, clean: bool = False) -> list[Entry]:
+        """The entries of one line. `clean`: a search found no secret's literal in its text."""
         kind, text, t_ns, context, forced = line
         if "\x1b[" in text:
             text = strip_colours(text)
@@ -99,6 +102,8 @@ class EntryBuilder:
             ):
                 entry["_msg"] = self._object_message(obj, text)
             map_json(obj, entry)
+            if clean and not context and self._nothing_to_examine(entry, text):
+                return self.finish(entry, None, examined=True)
             return self.finish(entry, context)
         entry["level"] = detect_level(text)
         return self.finish(entry, context, only_message=not context)
@@ -142,7 +147,8 @@ class EntryBuilder:
             kind, text, t_ns, context, forced = line
             if (forced or text[:1] == "{" or len(text) > limit
                     or secrets is None or (secrets and index in secrets)):  # fmt: skip
-                out.extend(self.from_line(line))
+                clean = secrets is not None and not (secrets and index in secrets)
+                out.extend(self.from_line(line, clean))
                 continue
             level = "INFO"
             if levels is None or (levels and index in levels):
@@ -217,7 +223,7 @@ class EntryBuilder:
         for index in sorted({*whole, *apart}, reverse=True):  # from the end: indexes stay valid
             line = make_line(kinds[index], texts[index], times[index], contexts[index])
             out[index : index + 1] = self._batch([line], True) if index in apart else \
-                self.from_line(line)  # fmt: skip
+                self.from_line(line, index not in secrets)  # fmt: skip
         return out
 
     def _unwritten(self, texts: list[str]) -> list[int]:
@@ -442,14 +448,15 @@ class EntryBuilder:
         context: Optional[Context],
         only_message: bool = False,
         trusted: frozenset[str] = frozenset(),
+        examined: bool = False,
     ) -> list[Entry]:
         """Add the context, then make the entry safe to send. `only_message`: the message is
         the only value the program wrote (a plain line): the rest is vlhook's own. `trusted`:
-        fields known already to need nothing done."""
+        fields known already to need nothing done; `examined`: all of them."""
         apply_context(entry, context)
         if only_message:
             self._redact_message(entry)
-        else:
+        elif not examined:
             # Before folding: folded fields become text, redacted already.
             self._sanitize(entry, trusted)
         if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
@@ -460,6 +467,28 @@ class EntryBuilder:
         if isinstance(message, str) and len(message) * 6 > self.max_line_bytes:
             return self._split(entry, message)
         return [entry]
+
+    def _nothing_to_examine(self, entry: Entry, text: str) -> bool:
+        """Whether _sanitize would leave a JSON line's entry as it is, told without walking it:
+        its values are all text and numbers written as they are in the line (no escape in it),
+        which a search found without a secret's literal and is too short for a field to be
+        cut; its keys, as a set seen before, have no secret's name and no excess length."""
+        if (
+            len(text) > MAX_VALUE_CHARS
+            or "\\" in text
+            or not SCALARS.issuperset(map(type, entry.values()))
+        ):
+            return False
+        keys = tuple(entry)
+        plain = self._plain_keys.get(keys)
+        if plain is None:
+            names = self.redactor.name
+            plain = all(len(key) * 4 <= MAX_KEY_BYTES and not any(names(key))
+                        for key in keys if key not in OWN_FIELDS)  # fmt: skip
+            if len(self._plain_keys) >= MAX_LOCATIONS:
+                self._plain_keys.clear()
+            self._plain_keys[keys] = plain
+        return plain
 
     def _object_message(self, obj: dict[str, Any], text: str) -> str:
         """A JSON object with no message key is its own message: its secret-named fields are
@@ -547,6 +576,8 @@ PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
+#: Values that _sanitize leaves as they are unless a pattern or a name says otherwise.
+SCALARS = frozenset({str, int, float, bool, type(None)})
 #: The keys of a plain record's entry (written_records).
 RECORD_KEYS = WRITTEN_KEYS | LOCATION_FIELDS | {"code.line"}
 MAX_LOCATIONS = 4096
