@@ -385,9 +385,9 @@ def test_what_the_search_cannot_see_in_a_json_line_is_still_examined() -> None:
     b = builder(VICTORIALOGS_MAX_LINE_BYTES="100000")
     escaped = '{"msg": "x", "key": "\\u0041KIA0123456789ABCDEF"}'
     long = json.dumps({"msg": "x", "blob": "y" * 20_000})
-    for text in (escaped, long):
-        assert not b._lines_with_secrets([text])  # the raw text holds no secret's literal
-        made = make_line(0, text, T0, None)
+    for json_text in (escaped, long):
+        assert not b._lines_with_secrets([json_text])  # the raw text holds no secret's literal
+        made = make_line(0, json_text, T0, None)
         assert b.from_line(made, True) == b.from_line(made, False)
     assert b.from_line(make_line(0, escaped, T0, None), True)[0]["key"] == "[REDACTED]"
     assert len(b.from_line(make_line(0, long, T0, None), True)[0]["blob"]) < 20_000

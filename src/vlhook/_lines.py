@@ -139,10 +139,11 @@ class LineAssembler:
         self._decoders: dict[Key, Any] = {}
 
     def whole_lines(self, items: list[Text]) -> Optional[LineRun]:
-        """The writes as a LineRun when each is text with exactly one newline, at its end, and
-        no line of any stream and thread is unfinished: what feed_many would make of them,
-        told with a few C calls over the whole group instead of several per write. None
-        otherwise (then feed_many, which handles everything)."""
+        """The writes as a LineRun when each is text with exactly one newline, at its end (or
+        bytes that end lines: see _whole_chunks), they are MIN_RUN lines or more, and no line
+        of any stream and thread is unfinished: what feed_many would make of them, told with
+        a few C calls over the whole group instead of several per write. None otherwise (then
+        feed_many, which handles everything)."""
         if self._partial or self._tracebacks or not items:
             return None
         data = list(map(_DATA, items))
