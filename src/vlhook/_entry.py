@@ -176,10 +176,12 @@ class EntryBuilder:
     def written_run(self, run: LineRun) -> Optional[list[Union[Entry, str]]]:
         """written_lines for a run of whole lines (see LineAssembler.whole_lines), told by the
         group's searches: the lines written in one comprehension, with the level a line names
-        where the search found a level word; a line with a secret, a JSON object, colour codes
-        or too much for one entry made whole by from_line in its place. None when lines are not
-        written here (see `writes_lines`), or when most are JSON objects or too long, or when
-        the searches cannot tell (see lines_containing): written_lines then."""
+        where the search found a level word, and its context's fields when they are all
+        vlhook's own; a line with a secret, a JSON object, colour codes or too much for one
+        entry made whole by from_line in its place, one with fields of the program's own by
+        _batch. None when lines are not written here (see `writes_lines`), or when most are
+        JSON objects or too long, or when the searches cannot tell (see lines_containing):
+        written_lines then."""
         kinds, texts, times, contexts = run
         if not self.writes_lines:
             return None
@@ -203,14 +205,7 @@ class EntryBuilder:
         level_of: Iterable[str] = (
             [named.get(index, "INFO") for index in range(len(texts))] if named else repeat("INFO")
         )
-        first, last = min(times) // 1_000_000_000, max(times) // 1_000_000_000
-        heads: Iterable[str] = repeat(rfc3339(times[0])[:-10]) if first == last else \
-            [rfc3339(t_ns)[:-10] for t_ns in times]  # fmt: skip
-        streams: Iterable[str] = (
-            repeat(STREAM_NAME[kinds[0]])
-            if kinds.count(kinds[0]) == len(kinds)
-            else map(STREAM_NAME.__getitem__, kinds)
-        )
+        heads, streams = _heads_and_streams(kinds, times)
         # As _batch writes each, in one comprehension (no Python call per line).
         out: list[Union[Entry, str]] = [
             f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"{level}","stream":"{stream}"'
@@ -595,6 +590,20 @@ MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
 # Nested values examined per entry (redaction walks every one): past that, the rest of a value
 # is replaced, not walked, so that no entry holds the sender for long.
 MAX_NESTED_VALUES = 50_000
+
+
+def _heads_and_streams(kinds: list[int], times: list[int]) -> tuple[Iterable[str], Iterable[str]]:
+    """Per line of a run: its time up to the seconds ("YYYY-MM-DDTHH:MM:SS."), and its stream's
+    name; one repeated value when the run shares it (its lines mostly do)."""
+    first, last = min(times) // 1_000_000_000, max(times) // 1_000_000_000
+    heads: Iterable[str] = repeat(rfc3339(times[0])[:-10]) if first == last else \
+        [rfc3339(t_ns)[:-10] for t_ns in times]  # fmt: skip
+    streams: Iterable[str] = (
+        repeat(STREAM_NAME[kinds[0]])
+        if kinds.count(kinds[0]) == len(kinds)
+        else map(STREAM_NAME.__getitem__, kinds)
+    )
+    return heads, streams
 
 
 def _fields_text(fields: Entry) -> str:
