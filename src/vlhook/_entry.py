@@ -28,12 +28,13 @@ from vlhook._stats import Stats
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from collections.abc import Iterable
-    from typing import Any, Optional, Union
+    from typing import Any, Optional, TypeVar, Union
 
     from vlhook._captures import Capture, Context, Line
     from vlhook._lines import LineRun
 
     Entry = dict[str, Any]
+    T = TypeVar("T")
 else:
     Entry = dict
 
@@ -196,12 +197,13 @@ class EntryBuilder:
         whole.update(secrets)
         whole.update(index for index in levels if "\x1b" in texts[index])
         tails: Iterable[Optional[str]] = repeat("")
-        apart: list[int] = []  # context of the program's own: _batch's path, line by line
+        apart: set[int] = set()  # context of the program's own: _batch's path, line by line
         if any(contexts):
             tails = list(map(self._line_context, contexts))
-            apart = [index for index, tail in enumerate(tails) if tail is None]
+            apart = {index for index, tail in enumerate(tails) if tail is None}
             whole.difference_update(apart)
-        named = {index: detect_level(texts[index]) for index in levels if index not in whole}
+        named = {index: detect_level(texts[index]) for index in levels
+                 if index not in whole and index not in apart}  # fmt: skip
         level_of: Iterable[str] = (
             [named.get(index, "INFO") for index in range(len(texts))] if named else repeat("INFO")
         )
@@ -284,21 +286,14 @@ class EntryBuilder:
         examining. "" else."""
         if not isinstance(item, Record):
             return ""
-        last = self._last_context
-        context = (
-            "" if not item.context
-            else last[1] if item.context is last[0]
-            else self._written_context(item.context)
-        )  # fmt: skip
-        if context is None:
-            return ""
         record, message, printed = item.record, item.message, item.printed
         if (record.exc_info or record.exc_text or record.stack_info or message[:1] == "{"
                 or len(message) * 6 > self.max_line_bytes or (printed and "{" in "".join(printed))
                 or (isinstance(record.msg, dict) and not record.args)):  # fmt: skip
             return ""
         records = self._records or self._load_records()
-        if not records.has_no_extras(record):
+        context = self._written_context(item.context)
+        if context is None or not records.has_no_extras(record):
             return ""
         key = (record.name, record.pathname, record.lineno, record.funcName, record.threadName)
         try:
@@ -306,20 +301,21 @@ class EntryBuilder:
         except TypeError:  # a value that cannot be hashed: the general path says what it is
             return ""
         if location is None:
-            location = self._write_location(record)
-            if len(self._locations) >= MAX_LOCATIONS:
-                self._locations.clear()
-            self._locations[key] = location
+            location = _remember(self._locations, key, self._write_location(record))
         if not location:
             return ""
         level = level_name(item.levelno)
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
                 f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
 
-    def _written_context(self, context: Context) -> Optional[str]:
+    def _written_context(self, context: Optional[Context]) -> Optional[str]:
         """A record's context written as JSON fields (with a leading comma), when they are all
         vlhook's own (see _own_fields) and no redaction rule touches them (a record's fields
         are all examined); None else (the record is then made whole)."""
+        if not context:
+            return ""
+        if context is self._last_context[0]:
+            return self._last_context[1]
         self._last_context = (context, None)
         fields = self._own_fields(context)
         if fields is None:
@@ -356,10 +352,10 @@ class EntryBuilder:
         return None
 
     def _write_location(self, record: Any) -> str:
-        fields = {"logger": record.name, "code.file": record.pathname,
-                  "code.function": record.funcName, "thread": record.threadName}  # fmt: skip
+        """A record's location fields written as JSON, or "" when they need examining."""
         line = record.lineno
-        if line.__class__ is not int or self._clean_location(fields, record) is NO_FIELDS:
+        values = (record.name, record.pathname, record.funcName, record.threadName)
+        if line.__class__ is not int or not self._location_clean(values):
             return ""
         string = _codec.string
         return (f'"logger":{string(record.name)},"code.file":{string(record.pathname)},'
@@ -406,20 +402,22 @@ class EntryBuilder:
         """The location fields (logger, code, thread) when they are still the record's own and
         no redaction rule can touch them: one search over them all, not one per field. Empty
         otherwise (then each is examined like any other field)."""
+        values = (record.name, record.pathname, record.funcName, record.threadName)
+        if (entry["logger"], entry["code.file"], entry["code.function"], entry["thread"]
+                ) != values or not self._location_clean(values):  # fmt: skip
+            return NO_FIELDS
+        return LOCATION_FIELDS
+
+    def _location_clean(self, values: tuple[Any, ...]) -> bool:
+        """Whether a record's logger, file, function and thread need nothing done: all text,
+        none to be cut, no redaction rule touching their names or (one search) their values."""
         if self._location_names_clean is None:
             names = self.redactor.name
             self._location_names_clean = not any(any(names(key)) for key in LOCATION_FIELDS)
-        values = (record.name, record.pathname, record.funcName, record.threadName)
-        if not self._location_names_clean or (
-            entry["logger"], entry["code.file"], entry["code.function"], entry["thread"]
-        ) != values:  # fmt: skip
-            return NO_FIELDS
         texts = [value for value in values if value.__class__ is str]
-        if len(texts) < 4 or self.redactor.may_match("\n".join(texts)):
-            return NO_FIELDS
-        if max(map(len, texts)) > MAX_VALUE_CHARS:
-            return NO_FIELDS  # to be cut
-        return LOCATION_FIELDS
+        return (self._location_names_clean and len(texts) == 4
+                and not self.redactor.may_match("\n".join(texts))
+                and max(map(len, texts)) <= MAX_VALUE_CHARS)  # fmt: skip
 
     def from_event(self, item: Event) -> list[Entry]:
         """Another logging library's record: the fields its integration makes of it."""
@@ -478,11 +476,10 @@ class EntryBuilder:
         plain = self._plain_keys.get(keys)
         if plain is None:
             names = self.redactor.name
-            plain = all(len(key) * 4 <= MAX_KEY_BYTES and not any(names(key))
-                        for key in keys if key not in OWN_FIELDS)  # fmt: skip
-            if len(self._plain_keys) >= MAX_LOCATIONS:
-                self._plain_keys.clear()
-            self._plain_keys[keys] = plain
+            plain = _remember(self._plain_keys, keys, all(
+                len(key) * 4 <= MAX_KEY_BYTES and not any(names(key))
+                for key in keys if key not in OWN_FIELDS
+            ))  # fmt: skip
         return plain
 
     def _object_message(self, obj: dict[str, Any], text: str) -> str:
@@ -575,7 +572,8 @@ NO_FIELDS: frozenset[str] = frozenset()
 SCALARS = frozenset({str, int, float, bool, type(None)})
 #: The keys of a plain record's entry (written_records).
 RECORD_KEYS = WRITTEN_KEYS | LOCATION_FIELDS | {"code.line"}
-MAX_LOCATIONS = 4096
+#: Verdicts kept per builder cache (record locations, JSON key sets): past it, it starts over.
+MAX_REMEMBERED = 4096
 #: Context fields vlhook makes itself from ids (never the program's text): nothing to redact.
 TRUSTED_CONTEXT = frozenset({"trace_id", "span_id", "trace_flags", "aws_request_id",
                              "xray_trace_id", "function_version", "cold_start"})  # fmt: skip
@@ -590,6 +588,14 @@ MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
 # Nested values examined per entry (redaction walks every one): past that, the rest of a value
 # is replaced, not walked, so that no entry holds the sender for long.
 MAX_NESTED_VALUES = 50_000
+
+
+def _remember(cache: dict[Any, T], key: Any, value: T) -> T:
+    """Keep a verdict in a bounded cache (emptied when full: a program has few of each)."""
+    if len(cache) >= MAX_REMEMBERED:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _heads_and_streams(kinds: list[int], times: list[int]) -> tuple[Iterable[str], Iterable[str]]:

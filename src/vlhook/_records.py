@@ -63,8 +63,7 @@ def has_no_extras(record: logging.LogRecord) -> bool:
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    standard = _standard(record)
-    attrs = record.__dict__
-    if attrs.keys() <= standard:  # most records: no extras, told by one set comparison in C
+    if has_no_extras(record):  # most records
         return {}
-    return {k: v for k, v in attrs.items() if k not in standard and k[:1] != "_"}
+    standard = _standard(record)
+    return {k: v for k, v in record.__dict__.items() if k not in standard and k[:1] != "_"}
