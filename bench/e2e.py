@@ -10,6 +10,10 @@ round. Per round, each shipping variant is compared with that round's bare run:
   lines/s end to end         = lines stored / child wall time (spawn to exit; the child exits
                                once the server has acknowledged its last batch)
   added peak RSS             = child VmHWM - bare child VmHWM
+  server CPU per stored line = the server's CPU from the child's spawn until its lines are
+                               flushed to parts and merged (the server idle again) / lines stored
+                               (only when the bench started the server: on a small machine it
+                               shares the cores with the child)
 
 Lines stored are counted by asking the server (after /internal/force_flush) for the run's tag.
 Then one run with vlhook's default settings shows where the lines go when the program outruns
@@ -44,6 +48,7 @@ class Shipped:
     spooled: int  # lines left in the spool (undelivered by the exit deadline)
     room_waits: int  # times the program waited for room (ON_FULL=block), by then
     room_wait_ms: int  # and how long in all
+    server_cpu_s: float  # the server's CPU from the child's spawn to its lines counted
 
     @property
     def warning(self) -> str:
@@ -59,13 +64,16 @@ def ship(ctx: Context, variant: str, vlhook_env: dict[str, str]) -> Shipped:
         env = ctx.env("active", **vlhook_env)
     elif variant == "batcher":
         source, env = BATCHER + LINES_CHILD, ctx.env("bare", BENCH_BATCHER_URL=ctx.server.url)
+    server_before = ctx.server.settled_cpu_s()
     run = ctx.run(["-c", source, str(lines), out, tag], env, rss=True)
+    ctx.server.flush()  # its share of the work, but not the searches that count the lines
+    server_cpu_s = ctx.server.settled_cpu_s() - server_before
     with open(out) as fh:
         said = json.load(fh)
     stored = lines if variant == "bare" else ctx.server.stored(*word(tag), lines)
     ctx.server.clear()
     return Shipped(run, stored, sum(said["dropped"].values()), spooled_lines(ctx, tag),
-                   said["room_waits"], said["room_wait_ms"])  # fmt: skip
+                   said["room_waits"], said["room_wait_ms"], server_cpu_s)  # fmt: skip
 
 
 def spooled_lines(ctx: Context, tag: str) -> int:
@@ -100,9 +108,11 @@ def fig_end_to_end(ctx: Context) -> None:
 
 
 def metrics(rounds: list[dict[str, Shipped]], name: str) -> dict[str, list[float]]:
-    """Per round: CPU per line (all of it, and over that round's bare run), lines/s, peak RSS."""
+    """Per round: CPU per line (all of it, and over that round's bare run), lines/s, peak RSS,
+    the server's CPU per line it stored."""
     out: dict[str, list[float]] = {"cpu_us": [], "extra_cpu_us": [], "lines_per_s": [],
-                                   "rss_mib": [], "added_rss_mib": []}  # fmt: skip
+                                   "rss_mib": [], "added_rss_mib": [],
+                                   "server_cpu_us": []}  # fmt: skip
     for r in rounds:
         run, bare, stored = r[name].run, r["bare"].run, max(r[name].stored, 1)
         out["cpu_us"].append(run.cpu_s / stored * 1e6)
@@ -110,6 +120,7 @@ def metrics(rounds: list[dict[str, Shipped]], name: str) -> dict[str, list[float
         out["lines_per_s"].append(stored / run.wall_s)
         out["rss_mib"].append(run.peak_rss_kib / 1024)
         out["added_rss_mib"].append((run.peak_rss_kib - bare.peak_rss_kib) / 1024)
+        out["server_cpu_us"].append(r[name].server_cpu_s / stored * 1e6)
     return out
 
 
@@ -142,10 +153,27 @@ def rows(ctx: Context, s: dict[str, Any], rounds: list[dict[str, Shipped]]
             Row(f"{head}{label}: lines not stored", s["lost"][name], lines, "lines", None,
                 "= 0", s["lost"][name] == 0, f"worst of {runs}" + lost_note(rounds, name, lines)),
         ]  # fmt: skip
+    if ctx.server.pid:
+        out.append(server_row(head, s["server_cpu_us"]))
     out.append(Row(f"{head}vlhook vs batcher: extra CPU per line", extra["vlhook"],
                    extra["batcher"], "us", extra["vlhook"] / extra["batcher"],
                    f"moonshot < 1x, <= {CPU_MOONSHOT_US:g} us"))  # fmt: skip
     return out
+
+
+def server_row(head: str, server_us: dict[str, float]) -> Row:
+    """What storing the lines cost the server: on a machine of few cores it is CPU the
+    program's pipeline does not get, and vlhook's entries carry more fields than the batcher's
+    (level, container_name, job, host, pid and a stream of their own, against stream alone)."""
+    return Row(
+        f"{head}server CPU per stored line, vlhook (baseline: the batcher's)",
+        server_us["vlhook"],
+        server_us["batcher"],
+        "us",
+        server_us["vlhook"] / server_us["batcher"] if server_us["batcher"] else None,
+        note="the server's CPU from the child's spawn to its lines flushed, per line "
+        "stored; vlhook's entries: 8 fields and stream fields, the batcher's: 3",
+    )
 
 
 def waits_note(rounds: list[dict[str, Shipped]], name: str) -> str:

@@ -46,7 +46,7 @@ class BenchServer:
         """Rows stored so far that `logsql` (a real server) or `match` (the Receiver) selects."""
         if self.receiver is not None:
             return sum(1 for row in self.receiver.entries() if match(row))
-        self._get("/internal/force_flush", {})  # searchable now, not about a second later
+        self.flush()  # searchable now, not about a second later
         body = self._get("/select/logsql/query", {"query": f"{logsql} | stats count() rows"})
         lines = [line for line in body.splitlines() if line.strip()]
         return int(json.loads(lines[0]).get("rows", 0)) if lines else 0
@@ -63,6 +63,32 @@ class BenchServer:
             seen = now
             time.sleep(1.0)
         return seen
+
+    def flush(self) -> None:
+        """Make what the server took searchable (its in-memory rows written to parts)."""
+        if self.receiver is None:
+            self._get("/internal/force_flush", {})
+
+    def cpu_s(self) -> float:
+        """The server's CPU time so far (user + sys, s); 0 when the bench did not start it."""
+        if not self.pid:
+            return 0.0
+        with open(f"/proc/{self.pid}/stat", "rb") as fh:
+            fields = fh.read().rpartition(b")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def settled_cpu_s(self) -> float:
+        """The server's CPU time once it has gone idle (a tenth of a second without a clock
+        tick of CPU: the background merging of what it took is done), waiting at most
+        SETTLE_LIMIT_S; 0 when the bench did not start it."""
+        last, deadline = self.cpu_s(), time.monotonic() + SETTLE_LIMIT_S
+        while self.pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.cpu_s()
+            if now == last:
+                break
+            last = now
+        return last
 
     def clear(self) -> None:
         """Forget what the Receiver holds (200,000 rows are a few hundred MB there)."""
