@@ -13,6 +13,7 @@ import _thread
 
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
+from time import sleep
 
 from vlhook._captures import Discard, Record, Text, discard
 from vlhook._captures import text as make_text
@@ -38,6 +39,11 @@ RESERVE = 1.25  # warnings and errors may use this much of the limit before bein
 #: letting the writer go on for a line or two at a time made them hand over ~13,000 times
 #: for 200,000 lines (measured: 0.8 µs of the writer's CPU a line, and a sender step each).
 RESUME_AT = 0.875
+#: Once captures hold this share of the limit, every LET_IN_EVERY captures (kept or shed) the
+#: writer lets the interpreter lock go for LET_IN_S (see _let_in).
+LET_IN_SHARE = 0.25
+LET_IN_EVERY = 500
+LET_IN_S = 0.0005
 WARNING = 30
 
 
@@ -96,6 +102,8 @@ class Buffer:
         self._room_waiters: list[Any] = []  # locks of writers blocked for room
         self._room_wanted = 0  # the largest write among them
         self._room_lock = _thread.allocate_lock()
+        self.let_in_at = int(limit_bytes * LET_IN_SHARE)
+        self._behind = 0  # captures put past let_in_at since the last _let_in
         #: Sees every capture first while set; returns True when it took the capture itself
         #: (the sender starts its thread this way on the first capture, and takes late writes
         #: after the exit flush straight to the spool) — one test on the fast path.
@@ -108,6 +116,10 @@ class Buffer:
     def put(self, item: Any, level: int = 20) -> None:
         if self.intercept is not None and self.intercept(item, level):
             return
+        if self.added - self.removed > self.let_in_at:  # a burst outgrows it: see _let_in
+            self._behind += 1
+            if self._behind >= LET_IN_EVERY:
+                self._let_in()
         if self.cut and item.__class__ is Text:
             item = self._after_cut(item)
             if not item.data:
@@ -121,6 +133,23 @@ class Buffer:
         items.append(item)
         if len(items) == self.wake_every:  # a batch's worth is waiting: the sender takes it
             self.wake()
+
+    def _let_in(self) -> None:
+        """Captures pile up: the sender is behind, and most likely not even running. The
+        writer lets the interpreter lock go for a moment, so that the sender (or a delivery
+        thread) waiting for it can take it.
+
+        CPython hands the lock back to a thread that lets it go for a moment, again and again:
+        a program printing in a loop does so at every write(2) of its stream's buffer and
+        retakes the lock before the woken sender runs, and the waiting thread's request for
+        the lock is made only when no thread took it for a whole switch interval, which then
+        never happens. Measured: a program printing 200,000 lines kept the sender from
+        running until the loop ended or the buffer was full; with the default `drop`, half
+        the lines were shed. Costs the writer LET_IN_S per LET_IN_EVERY captures, and only
+        while they pile up; sleeping a shorter time let too few in (measured)."""
+        self._behind = 0
+        self.wake()
+        sleep(LET_IN_S)
 
     def put_control(self, item: Any) -> None:
         """Flush and exit requests: never shed, ordered after every capture made before."""
