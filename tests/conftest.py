@@ -125,6 +125,18 @@ def run_python(
     return run
 
 
+def burst_program(lines: int, said: str) -> str:
+    """A program that prints `lines` lines of 100 characters in a loop as fast as it can,
+    then writes `said` to stderr: an f-string's body over `stats` (`vlhook.stats()`)."""
+    return (
+        "import sys, vlhook\n"
+        f"for i in range({lines}):\n"
+        '    print(f"{i:06d} " + "x" * 93)\n'
+        "stats = vlhook.stats()\n"
+        f'sys.stderr.write(f"{said}\\n")\n'
+    )
+
+
 @pytest.fixture
 def script(tmp_path: Path) -> Any:
     """script("code") writes a program file and returns its path."""

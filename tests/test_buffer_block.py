@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from conftest import run_python
+from conftest import burst_program, run_python
 from vlhook._buffer import ITEM_OVERHEAD, RESUME_AT, Buffer
 from vlhook._captures import STDOUT, Text, text
 from vlhook._stats import Stats
@@ -118,13 +118,7 @@ def test_a_writer_left_waiting_past_its_timeout_sheds_the_line_and_counts_it() -
     )
 
 
-BURST = """
-import sys, vlhook
-for i in range(20_000):
-    print(f"{i:06d} " + "x" * 93)
-stats = vlhook.stats()
-sys.stderr.write(f"waits {stats['room_waits']} {stats['room_wait_ms']}\\n")
-"""
+BURST = burst_program(20_000, "waits {stats['room_waits']} {stats['room_wait_ms']}")
 
 
 def test_a_program_that_outruns_the_sender_is_told_how_often_and_how_long_it_waited(

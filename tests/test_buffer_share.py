@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_python
+from conftest import burst_program, run_python
 from vlhook import _buffer
 from vlhook._buffer import ITEM_OVERHEAD, LET_IN_EVERY, LET_IN_SHARE, Buffer
 from vlhook._captures import STDOUT, Text, text
@@ -91,13 +91,7 @@ def test_shed_captures_count_too(sleeps: Calls) -> None:
     assert sleeps.count - before == 2
 
 
-BURST = """
-import sys, vlhook
-for i in range(100_000):
-    print(f"{i:06d} " + "x" * 93)
-stats = vlhook.stats()
-sys.stderr.write(f"shed {stats['dropped'].get('buffer_full', 0)}\\n")
-"""
+BURST = burst_program(100_000, "shed {stats['dropped'].get('buffer_full', 0)}")
 
 
 def test_a_burst_past_a_quarter_of_the_buffer_is_shipped_while_the_program_prints(
