@@ -48,7 +48,7 @@ class Shipped:
     spooled: int  # lines left in the spool (undelivered by the exit deadline)
     room_waits: int  # times the program waited for room (ON_FULL=block), by then
     room_wait_ms: int  # and how long in all
-    server_cpu_s: float  # the server's CPU from the child's spawn to its lines counted
+    server_cpu_s: float  # the server's CPU from the child's spawn until idle again after it
 
     @property
     def warning(self) -> str:

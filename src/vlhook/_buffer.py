@@ -103,7 +103,7 @@ class Buffer:
         self._room_wanted = 0  # the largest write among them
         self._room_lock = _thread.allocate_lock()
         self.let_in_at = int(limit_bytes * LET_IN_SHARE)
-        self._behind = 0  # captures put past let_in_at since the last _let_in
+        self._behind = 0  # captures put past let_in_at since the last _let_in (see _share)
         #: Sees every capture first while set; returns True when it took the capture itself
         #: (the sender starts its thread this way on the first capture, and takes late writes
         #: after the exit flush straight to the spool) — one test on the fast path.
@@ -116,10 +116,6 @@ class Buffer:
     def put(self, item: Any, level: int = 20) -> None:
         if self.intercept is not None and self.intercept(item, level):
             return
-        if self.added - self.removed > self.let_in_at:  # a burst outgrows it: see _let_in
-            self._behind += 1
-            if self._behind >= LET_IN_EVERY:
-                self._let_in()
         if self.cut and item.__class__ is Text:
             item = self._after_cut(item)
             if not item.data:
@@ -127,12 +123,23 @@ class Buffer:
         # item_size, inlined for text: this runs on the program's thread for every line.
         size = len(item.data) + ITEM_OVERHEAD if item.__class__ is Text else item_size(item)
         if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
+            self._share()  # shed and counted: the sender is what empties the buffer
             return
         self.added += size
         items = self.items
         items.append(item)
         if len(items) == self.wake_every:  # a batch's worth is waiting: the sender takes it
             self.wake()
+        if self.added - self.removed > self.let_in_at:  # a burst outgrows it
+            self._share()
+
+    def _share(self) -> None:
+        """Past a quarter of the limit: every LET_IN_EVERY captures, let the sender in. After
+        the capture is kept (or counted as shed): an exception out of the sleep (Ctrl-C) is
+        the program's, and takes no line with it."""
+        self._behind += 1
+        if self._behind >= LET_IN_EVERY:
+            self._let_in()
 
     def _let_in(self) -> None:
         """Captures pile up: the sender is behind, and most likely not even running. The
