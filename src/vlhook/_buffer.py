@@ -43,7 +43,7 @@ RESUME_AT = 0.875
 #: writer lets the interpreter lock go for LET_IN_S (see _let_in).
 LET_IN_SHARE = 0.25
 LET_IN_EVERY = 500
-LET_IN_S = 0.0005
+LET_IN_S = 0.001
 WARNING = 30
 
 
