@@ -3,6 +3,7 @@ multiprocessing, os._exit, and TLS errors that say what is wrong."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -50,6 +51,38 @@ def test_sigint_without_handler_behaves_as_without(script: Any, sink: Any, hooke
         rows = sink.settle(2)
         assert messages(rows)[0] == "ready"
         assert [r.get("exception.type") for r in rows][1] == "KeyboardInterrupt"
+
+
+MASKS = """
+import json, os, vlhook
+print("first line")  # starts the sender
+vlhook.flush(5)  # and the delivery thread
+def blocked(tid):
+    with open(f"/proc/self/task/{tid}/status") as fh:
+        return next(int(line.split()[1], 16) for line in fh if line.startswith("SigBlk:"))
+masks = {tid: blocked(tid) for tid in os.listdir("/proc/self/task")}
+print(json.dumps({"main": os.getpid(), "masks": masks}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_signals_sent_to_the_process_never_land_on_a_vlhook_thread(script: Any, sink: Any) -> None:
+    """A signal sent to the process goes to a thread that does not block it; had it landed on
+    one of vlhook's threads, the handler would still run, but a main thread blocked in sleep()
+    would not be woken, and Ctrl-C would wait for the sleep to end. vlhook's threads block
+    every signal but the faults (which must reach faulthandler in the thread that caused
+    them); the program's are as they were."""
+    run = run_python(script(MASKS), sink.env())
+    assert run.rc == 0, run.err
+    said = json.loads(run.out.splitlines()[-1])
+    masks = {int(tid): mask for tid, mask in said["masks"].items()}
+    assert masks.pop(said["main"]) == 0
+    assert len(masks) >= 2, masks  # the sender and the delivery thread
+    for mask in masks.values():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+            assert mask & (1 << (sig - 1)), (sig, hex(mask))
+        for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT):
+            assert not mask & (1 << (sig - 1)), (sig, hex(mask))
 
 
 def test_program_sigint_handler_still_runs(script: Any, sink: Any) -> None:

@@ -13,7 +13,6 @@ after each read of the pipes, so a note is known before its line is looked at.
 
 from __future__ import annotations
 
-import _thread
 import os
 import select
 from time import time_ns
@@ -24,6 +23,7 @@ from vlhook._captures import text as make_text
 from vlhook._fd_peers import Notes, Peers
 from vlhook._fd_wire import SKIP
 from vlhook._fd_wire import STDERR as LABEL_STDERR
+from vlhook._sync import start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ class Helper:
             if idle:  # nothing was ever captured: nothing to wait for
                 request[0].reply(request[1], True)
             else:
-                _thread.start_new_thread(self._flush, request)
+                start_thread(self._flush, *request)
 
     def _drain(self) -> None:
         taken = 0

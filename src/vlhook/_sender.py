@@ -27,7 +27,7 @@ from vlhook._buffer import Buffer
 from vlhook._captures import Discard, Event, Record, Text, Uncaught
 from vlhook._exit import ExitRun, unanswered_report
 from vlhook._stats import explain_drop
-from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup
+from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class Sender:
             if self._thread is None and not self._inline:
                 self.buffer.intercept = None
                 try:
-                    self._thread = _thread.start_new_thread(self._run, ())
+                    self._thread = start_thread(self._run)
                 except RuntimeError:  # "can't create new thread at interpreter shutdown"
                     self._inline = True
 

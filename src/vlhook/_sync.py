@@ -1,16 +1,41 @@
-"""Waiting without `threading` (~5 ms to import, loaded at start-up by this package otherwise):
-a one-waiter event on a bare lock, the deadline a flush or the exit imposes on a worker, and
-the flush and exit requests the sender answers."""
+"""Threads and waiting without `threading` (~5 ms to import, loaded at start-up by this package
+otherwise): starting one of vlhook's threads, a one-waiter event on a bare lock, the deadline
+a flush or the exit imposes on a worker, and the flush and exit requests the sender answers."""
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # loaded by the interpreter already
 import _thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Any, Callable, Optional
 
     from vlhook._exit import ExitReport
+
+#: Signals a thread raises for itself (a fault): never blocked, so that they still reach
+#: their handlers (faulthandler's) in the thread that caused them.
+_FAULTS = frozenset(getattr(_signal, name) for name in
+                    ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS")
+                    if hasattr(_signal, name))  # fmt: skip
+
+
+def start_thread(run: Callable[..., None], *args: Any) -> int:
+    """Start one of vlhook's threads with the process's signals blocked in it (a new thread
+    takes the mask of the thread that starts it, which gets its own back at once).
+
+    A signal sent to the process (Ctrl-C, SIGTERM) then goes to one of the program's threads,
+    as without vlhook. Python runs its handler on the main thread wherever the signal lands,
+    but only the thread that receives it is woken: landed on ours, it would leave a main
+    thread blocked in sleep() or read() waiting, and Ctrl-C with it. RuntimeError as
+    `_thread.start_new_thread` (at interpreter shutdown)."""
+    if not hasattr(_signal, "pthread_sigmask"):  # not POSIX: no per-thread masks
+        return _thread.start_new_thread(run, args)
+    previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - _FAULTS)
+    try:
+        return _thread.start_new_thread(run, args)
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
 
 
 class Wakeup:

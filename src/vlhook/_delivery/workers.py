@@ -6,11 +6,9 @@ endpoints, flushing and spooling.
 
 from __future__ import annotations
 
-import _thread
-
 from vlhook import _diag, _imports
 from vlhook._delivery.client import Client, Health, Outcome
-from vlhook._sync import Cancel, Wakeup
+from vlhook._sync import Cancel, Wakeup, start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -43,7 +41,7 @@ class Worker:
         self.batch = batch
         self.client.expect()
         if not self._started:
-            _thread.start_new_thread(self._run, ())
+            start_thread(self._run)
             self._started = True
         self._inbox.set()
 
