@@ -40,7 +40,7 @@ RESERVE = 1.25  # warnings and errors may use this much of the limit before bein
 #: for 200,000 lines (measured: 0.8 µs of the writer's CPU a line, and a sender step each).
 RESUME_AT = 0.875
 #: Once captures hold this share of the limit, every LET_IN_EVERY captures (kept or shed) the
-#: writer lets the interpreter lock go for LET_IN_S (see _let_in).
+#: writer lets the interpreter lock go for LET_IN_S (see _share).
 LET_IN_SHARE = 0.25
 LET_IN_EVERY = 500
 LET_IN_S = 0.001
@@ -103,7 +103,7 @@ class Buffer:
         self._room_wanted = 0  # the largest write among them
         self._room_lock = _thread.allocate_lock()
         self.let_in_at = int(limit_bytes * LET_IN_SHARE)
-        self._behind = 0  # captures put past let_in_at since the last _let_in (see _share)
+        self._behind = 0  # captures put past let_in_at since the writer last let go (_share)
         #: Sees every capture first while set; returns True when it took the capture itself
         #: (the sender starts its thread this way on the first capture, and takes late writes
         #: after the exit flush straight to the spool) — one test on the fast path.
@@ -134,17 +134,9 @@ class Buffer:
             self._share()
 
     def _share(self) -> None:
-        """Past a quarter of the limit: every LET_IN_EVERY captures, let the sender in. After
-        the capture is kept (or counted as shed): an exception out of the sleep (Ctrl-C) is
-        the program's, and takes no line with it."""
-        self._behind += 1
-        if self._behind >= LET_IN_EVERY:
-            self._let_in()
-
-    def _let_in(self) -> None:
-        """Captures pile up: the sender is behind, and most likely not even running. The
-        writer lets the interpreter lock go for a moment, so that the sender (or a delivery
-        thread) waiting for it can take it.
+        """Past a quarter of the limit, every LET_IN_EVERY captures: the sender is behind, and
+        most likely not even running. The writer lets the interpreter lock go for a moment,
+        so that the sender (or a delivery thread) waiting for it can take it.
 
         CPython hands the lock back to a thread that lets it go for a moment, again and again:
         a program printing in a loop does so at every write(2) of its stream's buffer and
@@ -153,10 +145,14 @@ class Buffer:
         never happens. Measured: a program printing 200,000 lines kept the sender from
         running until the loop ended or the buffer was full; with the default `drop`, half
         the lines were shed. Costs the writer LET_IN_S per LET_IN_EVERY captures, and only
-        while they pile up; sleeping a shorter time let too few in (measured)."""
-        self._behind = 0
-        self.wake()
-        sleep(LET_IN_S)
+        while they pile up; a shorter sleep let too few in (measured). Called after the
+        capture is kept (or counted as shed): an exception out of the sleep (Ctrl-C) is the
+        program's, and takes no line with it."""
+        self._behind += 1
+        if self._behind >= LET_IN_EVERY:
+            self._behind = 0
+            self.wake()
+            sleep(LET_IN_S)
 
     def put_control(self, item: Any) -> None:
         """Flush and exit requests: never shed, ordered after every capture made before."""
