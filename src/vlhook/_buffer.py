@@ -59,20 +59,39 @@ def item_size(item: Any) -> int:
 def lines_in(items: list[Any]) -> int:
     """How many entries these captures would have made (counted when they cannot be kept):
     every line end, a line left unfinished by a thread's last write, one per record."""
-    lost = 0
-    unfinished: dict[tuple[int, int], bool] = {}
-    for item in items:
+    return sum(map(LineCount().add, items))
+
+
+class LineCount:
+    """lines_in, for captures counted as they come: a line left unfinished is counted once,
+    when it begins (and not again when its end comes)."""
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open: set[tuple[int, int]] = set()  # (kind, thread): an unfinished line counted
+
+    def add(self, item: Any) -> int:
         cls = item.__class__
-        if cls is Text:
-            data = item.data
-            newline = "\n" if isinstance(data, str) else b"\n"
-            lost += data.count(newline)
-            unfinished[(item.kind, item.thread)] = not data.endswith(newline)
-        elif cls is Discard:  # that line's end was shed, and counted then
-            unfinished[(item.kind, item.thread)] = False
-        elif hasattr(item, "t_ns"):  # a record or an uncaught exception
-            lost += 1
-    return lost + sum(unfinished.values())
+        if cls is Discard:  # that line's end was shed, and counted then: not by us
+            key = (item.kind, item.thread)
+            if key in self._open:
+                self._open.discard(key)
+                return -1
+            return 0
+        if cls is not Text:
+            return 1 if hasattr(item, "t_ns") else 0  # a record or an uncaught exception
+        data = item.data
+        newline = "\n" if isinstance(data, str) else b"\n"
+        key = (item.kind, item.thread)
+        count: int = data.count(newline)
+        if count and key in self._open:  # its first newline ends a line counted already
+            count -= 1
+            self._open.discard(key)
+        if data and not data.endswith(newline) and key not in self._open:
+            self._open.add(key)
+            count += 1
+        return count
 
 
 class Buffer:

@@ -38,12 +38,30 @@ def check(timeout: float = 5.0) -> int:
         f"container_name={config.container_name} job={config.job} level>={config.level} "
         f"capture={capture} compression={config.compression}"
     )
+    if not _check_pipeline(config):
+        return 1
     failures = [e.display for e in config.endpoints if not _check_endpoint(e, config, timeout)]
     if failures:
         _say(f"FAILED: {', '.join(failures)}")
         return 1
     _say("OK")
     return 0
+
+
+def _check_pipeline(config: Config) -> bool:
+    """What the sender loads before it sends anything: a package copied incompletely, or built
+    for another Python, fails here, not at the first line a program prints."""
+    from vlhook._sender import Sender
+
+    try:
+        Sender(config, Stats()).load_pipeline()
+    except Exception as exc:
+        _say(
+            f"FAILED: vlhook cannot load what it sends with ({type(exc).__name__}: {exc}); "
+            "nothing would be sent. Reinstall vlhook for this Python, or rebuild the layer"
+        )
+        return False
+    return True
 
 
 def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:

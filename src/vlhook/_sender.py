@@ -23,9 +23,9 @@ from _collections import deque  # type: ignore[import-not-found]
 from time import monotonic, time_ns
 
 from vlhook import _diag, _imports
-from vlhook._buffer import Buffer
+from vlhook._buffer import Buffer, LineCount
 from vlhook._captures import Discard, Event, Record, Text, Uncaught
-from vlhook._exit import ExitRun, unanswered_report
+from vlhook._exit import ExitReport, ExitRun, unanswered_report
 from vlhook._stats import explain_drop
 from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, start_thread
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from vlhook._delivery.spool import Spool
     from vlhook._delivery.workers import Worker
     from vlhook._entry import Entry, EntryBuilder
-    from vlhook._exit import ExitReport
     from vlhook._lines import LineAssembler
     from vlhook._stats import Stats
 
@@ -93,6 +92,9 @@ class Sender:
         self._told_drops = 0  # dropped entries a message on stderr has told of
         self._next_report = 0.0
         self.last_problem = ""  # why the last batch not delivered was not
+        #: Why the pipeline could not load ("": it did, or has not tried yet); see _give_up.
+        self.failed = ""
+        self._refused = LineCount()  # what was captured since, counted as dropped
         self.assembler: Optional[LineAssembler] = None
         self.builder: Optional[EntryBuilder] = None
         self.encoder: Optional[Encoder] = None
@@ -130,6 +132,9 @@ class Sender:
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
         request = FlushRequest(monotonic() + timeout)
         self.buffer.put_control(request)
+        if self.failed:  # checked after queuing: else _give_up, later, answers it
+            self._drop_queued()  # and what a writer woken by it queued after it looked
+            return False
         return request.done.wait(timeout) and request.ok
 
     def shutdown(self, deadline: float) -> ExitReport:
@@ -146,6 +151,8 @@ class Sender:
                 self._run_exit_inline(request)
             else:
                 self._wake.set()  # not queued: the exit takes everything queued, in order
+        if self.failed:  # checked after asking: else _give_up, later, answers the request
+            return self._failed_report()
         if _thread.get_ident() != self._thread:
             request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
         return request.report or unanswered_report(self)
@@ -206,8 +213,9 @@ class Sender:
         elif _thread.get_ident() == self._main_ident:
             import threading  # noqa: F401
 
-    def _setup(self) -> None:
-        """The pipeline's heavier modules load here, on the sender thread."""
+    def load_pipeline(self) -> None:
+        """The pipeline's heavier modules load here, on the sender thread (and in `vlhook
+        check`, which says so when they cannot)."""
         from vlhook._delivery.batch import Batcher
         from vlhook._delivery.encode import Encoder, constant_fields
         from vlhook._delivery.workers import make_workers
@@ -221,6 +229,53 @@ class Sender:
         self.batcher = Batcher(config.batch_lines, config.batch_bytes, self.interval)
         self.workers = make_workers(config, self.stats, self._delivered)
         self._replaying = _may_hold_files(config.spool_dir)
+
+    def _give_up(self, exc: Exception) -> None:
+        """The pipeline cannot load (a broken install, a bug): nothing will be sent from this
+        process. From now on a capture is only counted as dropped, at once — queued, it would
+        make a writer wait for room under `block`, and the exit wait for a thread that is
+        gone — and flushes and the exit are answered at once, saying why.
+
+        No lock with the program's threads (one held here could be wanted by a signal
+        handler interrupting its holder): each side sets its own attribute, then reads the
+        other's, so at least one of them sees both."""
+        _diag.internal_error("sender start", exc)
+        self.buffer.intercept = self._refuse
+        self.failed = f"the sender could not start ({type(exc).__name__}: {exc})"
+        self._drop_queued()
+        request = self._shutdown
+        if request is not None:
+            request.report = self._failed_report()
+            request.done.set()
+
+    def _refuse(self, item: Any, level: int) -> bool:
+        lost = self._refused.add(item)
+        if lost:
+            self.stats.drop("sender_failed", lost, captured=True)
+        return True
+
+    def _drop_queued(self) -> None:
+        """Count what is queued as dropped, answer the flushes among it, free the writers
+        waiting for room."""
+        lost = 0
+        for item in self.buffer.take_all():
+            if item.__class__ is FlushRequest:
+                item.done.set()  # not ok
+            else:
+                lost += self._refused.add(item)
+        if lost:
+            self.stats.drop("sender_failed", lost, captured=True)
+        self.buffer.made_room()
+
+    def _failed_report(self) -> ExitReport:
+        self._drop_queued()  # what writers were queuing meanwhile
+        dropped = self.stats.dropped
+        report = ExitReport()
+        lost = dropped.pop("sender_failed", 0)
+        report.dropped = {"sender_failed": lost} if lost else {}
+        report.dropped_before = {reason: count for reason, count in dropped.items() if count}
+        report.problem = self.failed
+        return report
 
     @property
     def spool(self) -> Spool:
@@ -255,9 +310,9 @@ class Sender:
         self._wake.wait(self.interval)
         try:
             with self._setup_lock:
-                self._setup()
+                self.load_pipeline()
         except Exception as exc:
-            _diag.internal_error("sender start", exc)
+            self._give_up(exc)
             return
         while True:
             with _diag.guard("sender"):
@@ -611,7 +666,11 @@ class Sender:
         thread does the sender's work itself, with the same deadline."""
         with _diag.guard("exit"):
             self._thread = _thread.get_ident()
-            self._setup()
+            try:
+                self.load_pipeline()
+            except Exception as exc:
+                self._give_up(exc)
+                return
             for _ in range(100_000):  # bounded: the exit ends by its deadline
                 self._step()
                 if request.report is not None:

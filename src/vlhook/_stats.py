@@ -75,4 +75,5 @@ def explain_drop(reason: str) -> str:
         "spool_refused": "the spool directory is not safe to use (see the warning about it)",
         "spool_no_space": "the disk of the spool is full",
         "spool_full": "the spool is full (VICTORIALOGS_SPOOL_MAX_BYTES)",
+        "sender_failed": "vlhook could not start its sender (the internal error above says why)",
     }.get(reason, reason)

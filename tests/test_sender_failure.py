@@ -1,0 +1,120 @@
+"""A sender whose pipeline cannot load (a broken install: one of the package's modules fails to
+import): the program runs and exits as without vlhook, and is told what was lost, counted
+exactly. Real programs with a copy of the drop-in whose `_entry` module raises on import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import DROPIN, SRC, base_env, run_python
+from vlhook._buffer import LineCount, lines_in
+from vlhook._captures import discard, text
+
+BROKEN = "raise ImportError('simulated: a module of the package cannot be loaded')\n"
+#: Longer than any of these runs takes with the fix: before it, the exit waited all of it.
+EXIT_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def broken_dropin(tmp_path: Path) -> Path:
+    """A drop-in beside a copy of the package whose entry builder cannot be imported (the
+    sender loads it with the rest of its pipeline, when there is work)."""
+    root = tmp_path / "broken"
+    shutil.copytree(DROPIN, root / "sitecustomize", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SRC, root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "src" / "vlhook" / "_entry.py").write_text(BROKEN)
+    return root / "sitecustomize"
+
+
+def _run(dropin: Path, script: Any, code: str, **env: str) -> Any:
+    path = script(code)
+    full = {"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": "off",
+            "VICTORIALOGS_EXIT_TIMEOUT_MS": str(EXIT_TIMEOUT_MS), "PYTHONPATH": str(dropin),
+            **env}  # fmt: skip
+    return run_python(path, full, dropin=False, allow_internal_errors=True, timeout=120)
+
+
+def test_the_exit_does_not_wait_for_a_sender_that_could_not_start(
+    broken_dropin: Path, script: Any
+) -> None:
+    code = (
+        "import sys\n"
+        "for i in range(20):\n"
+        "    print(f'line {i}')\n"
+        "sys.stdout.flush()\n"
+        "sys.stdout.buffer.write(b'no newline at the end')\n"
+        "sys.exit(3)\n"
+    )
+    run = _run(broken_dropin, script, code)
+    assert run.rc == 3
+    assert run.out == "".join(f"line {i}\n" for i in range(20)) + "no newline at the end"
+    assert run.elapsed < EXIT_TIMEOUT_MS / 3000  # it waited all of it before
+    assert "vlhook: internal error in sender start: ImportError: simulated" in run.err
+    # Every line, the unfinished one included, counted once, and the reason said.
+    assert "at exit, of the entries not yet delivered: 21 dropped: vlhook could not start " \
+        "its sender" in run.err  # fmt: skip
+    assert "the sender could not start (ImportError: simulated" in run.err
+
+
+def test_a_writer_blocked_for_room_goes_on_and_flushes_answer_at_once(
+    broken_dropin: Path, script: Any, tmp_path: Path
+) -> None:
+    """With `block` and a buffer that a few hundred lines fill, the program's writes waited
+    for room that never came (each up to VICTORIALOGS_TIMEOUT_MS)."""
+    said = tmp_path / "said.json"
+    code = (
+        "import json, sys, time, vlhook\n"
+        "for i in range(5000):\n"
+        "    print(f'line {i}')\n"
+        "started = time.monotonic()\n"
+        "flushed = vlhook.flush(20)\n"
+        "took = time.monotonic() - started\n"
+        f"with open({str(said)!r}, 'w') as fh:\n"
+        "    json.dump({'flushed': flushed, 'took': took,\n"
+        "               'dropped': vlhook.stats()['dropped']}, fh)\n"
+    )
+    run = _run(broken_dropin, script, code, VICTORIALOGS_ON_FULL="block",
+               VICTORIALOGS_BUFFER_BYTES="65536", VICTORIALOGS_TIMEOUT_MS="20000")  # fmt: skip
+    assert run.rc == 0
+    assert run.out.splitlines() == [f"line {i}" for i in range(5000)]
+    assert run.elapsed < 20  # one wait for room alone took 20 s before
+    result = json.loads(said.read_text())
+    assert result["flushed"] is False
+    assert result["took"] < 1
+    assert result["dropped"] == {"sender_failed": 5000}
+    assert "5000 dropped: vlhook could not start its sender" in run.err
+
+
+def test_counting_captures_as_they_come_matches_counting_them_all_at_once() -> None:
+    """LineCount (captures refused one by one) and lines_in (what is left, at once) agree: an
+    unfinished line counts once, when it begins; a line whose end was shed, not at all."""
+    pieces = [
+        text(0, b"partial", 1, 7, None),  # begins a line: counted now
+        text(0, "end\nwhole\nopen", 2, 7, None),  # ends it, one more, begins another
+        text(1, "other thread\n", 3, 8, None),
+        text(0, "still open", 4, 7, None),
+        discard(0, 7),  # that line's end was shed (and counted then)
+        text(0, "next\n", 5, 7, None),
+    ]
+    count = LineCount()
+    assert [count.add(item) for item in pieces] == [1, 2, 1, 0, -1, 1]
+    assert [lines_in(pieces[:end]) for end in range(len(pieces) + 1)] == [0, 1, 3, 4, 4, 3, 4]
+
+
+def test_check_says_the_pipeline_cannot_load(broken_dropin: Path) -> None:
+    """`vlhook check` loads what the sender loads: a broken install fails there, plainly,
+    before any program loses a line to it."""
+    env = {**base_env(), "VICTORIALOGS_URL": "http://127.0.0.1:9",
+           "PYTHONPATH": str(broken_dropin.parent / "src")}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "vlhook", "check"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 1
+    assert "FAILED: vlhook cannot load what it sends with (ImportError: simulated" in proc.stdout
+    assert "probe" not in proc.stdout  # no endpoint is tried: nothing would be sent anyway
