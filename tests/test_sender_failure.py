@@ -1,6 +1,8 @@
-"""A sender whose pipeline cannot load (a broken install: one of the package's modules fails to
-import): the program runs and exits as without vlhook, and is told what was lost, counted
-exactly. Real programs with a copy of the drop-in whose `_entry` module raises on import."""
+"""A sender that cannot work: its pipeline cannot load (a broken install: one of the package's
+modules fails to import), or no thread can be started for it (a container at its pids limit).
+The program runs and exits as without vlhook, and is told what became of its lines, counted
+exactly. Real programs: with a copy of the drop-in whose `_entry` module raises on import, and
+in a pids cgroup that allows one task."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import json
 import shutil
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import DROPIN, SRC, base_env, run_python
+from conftest import DROPIN, SRC, base_env, messages, run_python
 from vlhook._buffer import LineCount, lines_in
 from vlhook._captures import discard, text
 
@@ -118,3 +123,54 @@ def test_check_says_the_pipeline_cannot_load(broken_dropin: Path) -> None:
     assert proc.returncode == 1
     assert "FAILED: vlhook cannot load what it sends with (ImportError: simulated" in proc.stdout
     assert "probe" not in proc.stdout  # no endpoint is tried: nothing would be sent anyway
+
+
+@pytest.fixture
+def one_task_cgroup() -> Iterator[Path]:
+    """A pids cgroup (v1) that allows one task: a process moved into it cannot start a thread,
+    as in a container at its pids limit. Needs root and a writable pids hierarchy."""
+    parent = Path("/sys/fs/cgroup/pids")
+    if not (parent / "cgroup.procs").exists():
+        pytest.skip("no cgroup v1 pids hierarchy here")
+    group = parent / f"vlhook-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        (group / "pids.max").write_text("1")
+    except OSError as exc:
+        pytest.skip(f"cannot make a pids cgroup here: {exc}")
+    try:
+        yield group
+    finally:
+        for _ in range(50):  # its last task may take a moment to leave after exiting
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_no_thread_to_be_had_the_exit_sends_everything_and_says_why(
+    one_task_cgroup: Path, script: Any, sink: Any
+) -> None:
+    path = script(
+        "import time\n"
+        "for i in range(5):\n"
+        "    print(f'before {i}')\n"
+        "time.sleep(0.3)\n"
+        "for i in range(5):\n"
+        "    print(f'after {i}')\n"
+    )
+    # The shell joins the group, then becomes the interpreter: its one task.
+    procs = one_task_cgroup / "cgroup.procs"
+    code = f'echo $$ > {procs} && exec "$0" "$1"'
+    env = {**base_env(), **sink.env(), "PYTHONPATH": str(DROPIN)}
+    proc = subprocess.run(["sh", "-c", code, sys.executable, str(path)], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"before {i}" for i in range(5)] + \
+        [f"after {i}" for i in range(5)]  # fmt: skip
+    assert "vlhook: the sender thread cannot be started (can't start new thread): what is " \
+        "captured waits in memory, and is sent at exit" in proc.stderr  # fmt: skip
+    assert "internal error" not in proc.stderr
+    stored = messages(sink.settle(10))
+    assert sorted(stored) == sorted(proc.stdout.splitlines())  # each once

@@ -76,7 +76,9 @@ class Sender:
 
     def _reset(self) -> None:
         self._thread: Optional[int] = None  # ident of the thread once started
-        self._inline = False  # no thread could be started (interpreter shutdown): see shutdown
+        #: No thread could be started (interpreter shutdown; a container's pids limit, no memory
+        #: for a stack): the exit does the sender's work on the exiting thread (see shutdown).
+        self._inline = False
         self._completions: deque[tuple[Worker, Batch, Outcome]] = deque()
         self.ready: deque[Batch] = deque()
         self.flushes: list[FlushRequest] = []
@@ -193,8 +195,11 @@ class Sender:
                 self.buffer.intercept = None
                 try:
                     self._thread = start_thread(self._run)
-                except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                except RuntimeError as exc:
                     self._inline = True
+                    if not sys.is_finalizing():  # Python 3.12 refuses new threads then: no news
+                        _diag.warn(f"the sender thread cannot be started ({exc}): what is "
+                                   "captured waits in memory, and is sent at exit")  # fmt: skip
 
     def _threading_first_here(self) -> None:
         """Before Python 3.13, `threading` takes the thread that first imports it for the main
