@@ -174,3 +174,36 @@ def test_no_thread_to_be_had_the_exit_sends_everything_and_says_why(
     assert "internal error" not in proc.stderr
     stored = messages(sink.settle(10))
     assert sorted(stored) == sorted(proc.stdout.splitlines())  # each once
+
+
+def test_no_thread_to_be_had_a_writer_under_block_does_not_wait_in_vain(
+    one_task_cgroup: Path, script: Any, sink: Any, tmp_path: Path
+) -> None:
+    """No thread makes room in the buffer until the exit: under `block`, each write past a
+    full buffer waited VICTORIALOGS_TIMEOUT_MS for nothing. Now it is shed and counted, and
+    the exit sends the rest: stored + dropped = printed."""
+    said = tmp_path / "said.json"
+    path = script(
+        "import json, vlhook\n"
+        "for i in range(3000):\n"
+        "    print(f'line {i:05d}')\n"
+        f"with open({str(said)!r}, 'w') as fh:\n"
+        "    json.dump(vlhook.stats()['dropped'], fh)\n"
+    )
+    procs = one_task_cgroup / "cgroup.procs"
+    code = f'echo $$ > {procs} && exec "$0" "$1"'
+    env = {**base_env(), **sink.env(VICTORIALOGS_ON_FULL="block", VICTORIALOGS_BUFFER_BYTES="65536",
+                                    VICTORIALOGS_TIMEOUT_MS="20000"),
+           "PYTHONPATH": str(DROPIN)}  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.run(["sh", "-c", code, sys.executable, str(path)], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 20  # one wait alone took 20 s before
+    shed = json.loads(said.read_text()).get("buffer_full", 0)
+    assert shed > 0  # 3,000 captures do not fit in 64 KiB
+    rows = sink.settle(3000 - shed + 1)  # and vlhook's own entry that reports the drops
+    stored = messages(rows, "stdout")
+    assert len(stored) == len(set(stored)) == 3000 - shed
+    assert messages(rows, "vlhook") == [f"vlhook: {shed} entries dropped (buffer_full: {shed} "
+                                        "since start)"]  # fmt: skip

@@ -197,6 +197,7 @@ class Sender:
                     self._thread = start_thread(self._run)
                 except RuntimeError as exc:
                     self._inline = True
+                    self.buffer.block = False  # no thread makes room: a writer would wait in vain
                     if not sys.is_finalizing():  # Python 3.12 refuses new threads then: no news
                         _diag.warn(f"the sender thread cannot be started ({exc}): what is "
                                    "captured waits in memory, and is sent at exit")  # fmt: skip
