@@ -1,7 +1,7 @@
-"""A burst that outgrows a quarter of the buffer: the writer lets the interpreter lock go now
-and then, so that the sender runs while the program prints (a program printing in a loop
-otherwise keeps it from running at all: CPython hands the lock back to the thread that lets
-it go for each write(2), before the woken sender runs). The buffer's part with the sender's
+"""A burst that outgrows a sixteenth of the buffer: the writer lets the interpreter lock go
+now and then, so that the sender runs while the program prints (a program printing in a
+loop otherwise keeps it from running at all: CPython hands the lock back to the thread that
+lets it go for each write(2), before the woken sender runs). The buffer's part with the sender's
 played here; then a real program bursting into a real VictoriaLogs with the default policy."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from vlhook._stats import Stats
 
 LINE = "x" * 99 + "\n"
 SIZE = len(LINE) + ITEM_OVERHEAD
-LIMIT = 4 * LET_IN_EVERY * SIZE  # a quarter of it: LET_IN_EVERY lines
+LIMIT = round(LET_IN_EVERY * SIZE / LET_IN_SHARE)  # its share: LET_IN_EVERY lines
 
 
 class Calls:
@@ -49,29 +49,30 @@ def capture() -> Text:
     return text(STDOUT, LINE, time.time_ns(), 1, None)
 
 
-def test_the_share_is_a_quarter_of_the_limit() -> None:
+def test_the_share_is_a_sixteenth_of_the_limit() -> None:
     made, _, _ = buffer()
+    assert LET_IN_SHARE == 1 / 16
     assert made.let_in_at == int(LIMIT * LET_IN_SHARE) == LET_IN_EVERY * SIZE
 
 
 def test_a_writer_the_sender_keeps_up_with_never_lets_go(sleeps: Calls) -> None:
-    """Up to a quarter of the limit the buffer takes a burst at the program's own pace."""
+    """Up to its share of the limit the buffer takes a burst at the program's own pace."""
     made, wakes, _ = buffer()
     for _ in range(20):
-        for _ in range(LET_IN_EVERY):  # exactly a quarter: not past it
+        for _ in range(LET_IN_EVERY):  # exactly the share: not past it
             made.put(capture())
         made.pop_many(LET_IN_EVERY)  # the sender took them
     assert (sleeps.count, wakes.count) == (0, 0)
 
 
-def test_past_a_quarter_the_writer_lets_go_once_every_so_many_captures(sleeps: Calls) -> None:
+def test_past_the_share_the_writer_lets_go_once_every_so_many_captures(sleeps: Calls) -> None:
     made, wakes, _ = buffer()
-    for _ in range(LET_IN_EVERY + 1):  # one past the quarter
+    for _ in range(LET_IN_EVERY + 1):  # one past the share
         made.put(capture())
     assert sleeps.count == 0
     for _ in range(3 * LET_IN_EVERY):
         made.put(capture())
-    # Counted from the capture that took it past the quarter: the LET_IN_EVERY-th from it,
+    # Counted from the capture that took it past the share: the LET_IN_EVERY-th from it,
     # itself included, lets the sender in.
     assert sleeps.count == 3
     assert wakes.count == 3  # and the sender is woken each time, in case it sleeps
@@ -114,7 +115,7 @@ def test_an_exception_out_of_the_sleep_takes_no_line_with_it(
 BURST = burst_program(150_000, "shed {stats['dropped'].get('buffer_full', 0)}")
 
 
-def test_a_burst_past_a_quarter_of_the_buffer_is_shipped_while_the_program_prints(
+def test_a_burst_past_the_share_of_the_buffer_is_shipped_while_the_program_prints(
     script: Any, sink: Any
 ) -> None:
     """150,000 lines printed in a loop into a 16 MiB buffer, which holds about a third of
