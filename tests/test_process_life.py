@@ -123,6 +123,65 @@ def test_prefork_workers_each_ship_their_own_once(script: Any, sink: Any) -> Non
     assert sorted(messages(rows)) == sorted(expected)
 
 
+def test_a_fork_while_a_vlhook_thread_counts_leaves_the_child_free(script: Any, sink: Any) -> None:
+    """vlhook's threads update its counters under a lock: a fork while one of them holds it
+    gave the child that lock held by a thread it does not have, and the child hung at its
+    exit (its report reads the counters). Here a thread of the parent holds the lock through
+    the fork: the child must still ship its line and exit, and say nothing of the parent's
+    counts."""
+    path = script(
+        "import os, sys, threading\n"
+        "print('parent line', flush=True)\n"
+        "stats = sys._vlhook_active.stats\n"
+        "held, release = threading.Event(), threading.Event()\n"
+        "def hold():\n"
+        "    with stats._lock:\n"
+        "        held.set()\n"
+        "        release.wait()\n"
+        "threading.Thread(target=hold).start()\n"
+        "held.wait()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('child line')\n"
+        "    sys.exit(0)\n"
+        "release.set()\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child exit', os.waitstatus_to_exitcode(status))\n"
+    )
+    run = run_python(path, sink.env(VICTORIALOGS_EXIT_TIMEOUT_MS="3000"), timeout=30)
+    assert run.rc == 0, run.err
+    assert run.out.splitlines() == ["parent line", "child line", "child exit 0"]
+    assert run.err == ""
+    rows = sink.settle(3)
+    assert sorted(messages(rows)) == ["child exit 0", "child line", "parent line"]
+
+
+def test_a_forked_child_reports_only_its_own_drops(script: Any, sink: Any) -> None:
+    """The parent shed lines (a tiny buffer, `drop`) and reported it; its forked child, which
+    sheds nothing, reports nothing: the parent's drops are the parent's."""
+    path = script(
+        "import os, sys, vlhook\n"
+        "for i in range(3000):\n"
+        "    print(f'burst {i}')\n"
+        "vlhook.flush(10)\n"
+        "shed = vlhook.stats()['dropped'].get('buffer_full', 0)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    print('child line', vlhook.stats()['dropped'], vlhook.stats()['captured'])\n"
+        "    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('parent shed', shed > 0)\n"
+    )
+    run = run_python(path, sink.env(VICTORIALOGS_BUFFER_BYTES="65536"))
+    assert run.rc == 0, run.err
+    assert "child line {} 0" in run.out.splitlines()
+    assert "parent shed True" in run.out.splitlines()
+    sink.server.force_flush()
+    reports = sink.server.rows(f'test_id:="{sink.test_id}" stream:=vlhook')
+    pids = {row["pid"] for row in reports}
+    assert len(pids) == 1, reports  # the parent's only
+
+
 def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
     path = script(
         "import multiprocessing as mp\n"

@@ -176,6 +176,7 @@ class Sender:
         self._setup_lock = _thread.allocate_lock()
         self._lock = _thread.allocate_lock()
         self._wake = Wakeup()
+        self.stats.after_fork()
         self.buffer.wake = self._wake.set
         self.buffer.reset()
         self._reset()

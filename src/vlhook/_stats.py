@@ -31,6 +31,15 @@ class Stats:
         self._dropped: dict[str, int] = {}
         self.last_rejection = ""
 
+    def after_fork(self) -> None:
+        """In a forked child: a process of its own, counted from nothing (what the parent
+        captured, shipped and dropped is the parent's, and so are its reports of it), under a
+        lock no thread of the parent can be holding."""
+        self._lock = _thread.allocate_lock()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._dropped = {}
+        self.last_rejection = ""
+
     def add(self, name: str, count: int = 1) -> None:
         with self._lock:
             self._counts[name] += count
