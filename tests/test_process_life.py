@@ -4,6 +4,7 @@ multiprocessing, os._exit, and TLS errors that say what is wrong."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -180,6 +181,58 @@ def test_a_forked_child_reports_only_its_own_drops(script: Any, sink: Any) -> No
     reports = sink.server.rows(f'test_id:="{sink.test_id}" stream:=vlhook')
     pids = {row["pid"] for row in reports}
     assert len(pids) == 1, reports  # the parent's only
+
+
+# SIGTERM sent at the N-th line the program's main thread runs in the functions named (the
+# buffer's path for a full buffer), once it gets there: Python runs the signal handler between
+# two operations of that thread, so the exit it leads to may begin anywhere in that path.
+FULL_SIGTERM = """
+import os, signal, sys
+at, names = int(sys.argv[1]), sys.argv[2].split(",")
+seen = 0
+def line(frame, event, arg):
+    global seen
+    if event == "line":
+        seen += 1
+        if seen == at:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return line
+def calls(frame, event, arg):
+    code = frame.f_code
+    if code.co_name in names and "vlhook" in code.co_filename:
+        return line
+    return None
+print("ready", flush=True)
+sys.settrace(calls)
+for i in range(5000):
+    print(f"flood {i:05d} " + "x" * 80)
+sys.settrace(None)
+print("lines run in the path:", seen, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("on_full", "path"),
+    [("drop", "_make_room,_shed_text,drop"), ("block", "_make_room,_wait_for_room,add")],
+)
+def test_sigterm_while_the_buffer_is_full_ends_the_process(
+    on_full: str, path: str, script: Any, sink: Any
+) -> None:
+    """A flood into a tiny buffer stopped with SIGTERM, the signal landing at each line of the
+    full buffer's path in turn (shedding a line, or waiting for room): the process dies of it
+    within the exit budget, as without vlhook. A lock taken there was held by the main thread
+    when the handler ran the exit, which takes it too: 1 in 20 floods under `drop` stopped this
+    way never ended."""
+    program = script(FULL_SIGTERM)
+    env = sink.env(VICTORIALOGS_BUFFER_BYTES="65536", VICTORIALOGS_EXIT_TIMEOUT_MS="2000",
+                   VICTORIALOGS_ON_FULL=on_full)  # fmt: skip
+    dry = run_python(program, env, args=("0", path))
+    seen = re.search(r"lines run in the path: (\d+)", dry.err)
+    assert dry.rc == 0 and seen and int(seen.group(1)) > 25, dry.err
+    for at in range(1, 25):  # the first lines, one after the other
+        run = run_python(program, env, args=(str(at), path), timeout=20)
+        assert run.rc == -signal.SIGTERM, (at, run.err)
+        assert run.elapsed < 10, (at, run.elapsed)
 
 
 def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
