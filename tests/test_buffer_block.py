@@ -143,3 +143,27 @@ def test_a_program_that_outruns_the_sender_is_told_how_often_and_how_long_it_wai
     query = f"{printed} | stats count() as rows, count_uniq(_msg) as lines"
     (counts,) = sink.server.query(query)
     assert (int(counts["rows"]), int(counts["lines"])) == (20_000, 20_000)
+
+
+def test_a_write_larger_than_the_whole_buffer_is_shipped_in_pieces(script: Any, sink: Any) -> None:
+    """One write larger than the buffer can never fit as one capture: the writer waited
+    VICTORIALOGS_TIMEOUT_MS for room that could not come, then it was dropped. It goes in as
+    pieces, each waiting for room as any write does, and every character is stored."""
+    path = script(
+        "import sys, time\n"
+        "started = time.monotonic()\n"
+        "print('big ' + 'z' * 3_000_000)\n"
+        "print(f'took {time.monotonic() - started:.2f}', file=sys.stderr)\n"
+    )
+    env = sink.env(VICTORIALOGS_ON_FULL="block", VICTORIALOGS_BUFFER_BYTES="1048576",
+                   VICTORIALOGS_TIMEOUT_MS="20000",
+                   VICTORIALOGS_EXIT_TIMEOUT_MS="30000")  # fmt: skip
+    run = run_python(path, env)
+    assert run.rc == 0, run.err
+    took = re.search(r"took (\d+\.\d+)", run.err)
+    assert took and float(took.group(1)) < 10, run.err  # 20 s before, and then dropped
+    assert "dropped" not in run.err
+    sink.server.force_flush()
+    rows = sink.server.rows(f'test_id:="{sink.test_id}" stream:=stdout')
+    assert sum(len(row["_msg"]) for row in rows) == 4 + 3_000_000
+    assert "".join(row["_msg"] for row in rows).count("z") == 3_000_000

@@ -144,6 +144,9 @@ class Buffer:
                 return
         # item_size, inlined for text: this runs on the program's thread for every line.
         size = len(item.data) + ITEM_OVERHEAD if item.__class__ is Text else item_size(item)
+        if size > self.limit and self.block and item.__class__ is Text:
+            self._put_pieces(item, level)
+            return
         if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
             self._share()  # shed and counted: the sender is what empties the buffer
             return
@@ -175,6 +178,16 @@ class Buffer:
             self._behind = 0
             self.wake()
             sleep(LET_IN_S)
+
+    def _put_pieces(self, item: Text, level: int) -> None:
+        """A write larger than the whole buffer, under `block`: it can never fit as one
+        capture (the writer waited VICTORIALOGS_TIMEOUT_MS, then it was dropped), so it goes
+        in as pieces of a quarter of the buffer, each waiting for room as any write does. The
+        sender joins them into the line they make, split into entries as any long line."""
+        data, step = item.data, max(1, self.limit // 4 - ITEM_OVERHEAD)
+        for start in range(0, len(data), step):
+            self.put(make_text(item.kind, data[start : start + step], item.t_ns, item.thread,
+                               item.context), level)  # fmt: skip
 
     def put_control(self, item: Any) -> None:
         """Flush and exit requests: never shed, ordered after every capture made before."""
