@@ -233,7 +233,10 @@ class Buffer:
                 lock.release()
 
     def _make_room(self, item: Any, size: int, level: int) -> bool:
-        if self.block and self._wait_for_room(size):
+        # A record larger than the whole buffer (a text that large comes in pieces) waits for
+        # the buffer to be empty, then goes in: it could never fit, and its memory is the
+        # program's already.
+        if self.block and self._wait_for_room(min(size, self.limit)):
             return True
         if not self.block and level >= WARNING and self.used + size <= self.limit * RESERVE:
             return True
