@@ -13,15 +13,16 @@ import atexit
 import os
 import sys
 from _thread import get_ident
-from time import time_ns
+from time import sleep, time_ns
 
-from vlhook import _capture_streams, _context, _diag
+from vlhook import _capture_streams, _context, _diag, _imports
 from vlhook._captures import uncaught
+from vlhook._sync import start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional
 
     from vlhook._config import Config
     from vlhook._sender import Sender
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 _sender: Optional[Sender] = None
 _config: Optional[Config] = None
 _keyboard_interrupt = False  # the program ended on an unhandled Ctrl-C
+#: vlhook's SIGTERM handler, when it installed one; and whether it has begun (see _watch_sigterm).
+_on_sigterm: Optional[Callable[[int, Optional[FrameType]], None]] = None
+_sigterm_began = False
+#: The write end of the signal wakeup fd vlhook set in this process (-1: none).
+_wakeup_fd = -1
+#: How long the main thread has to begin vlhook's SIGTERM handler before it is signalled again,
+#: and how many times at most.
+POKE_AFTER_S = 0.05
+POKES = 40
 
 
 def install(sender: Sender, config: Config) -> None:
@@ -154,6 +164,8 @@ def _install_sigterm() -> None:
         return  # the program (or its launcher) handles SIGTERM itself: leave it alone
 
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+        global _sigterm_began
+        _sigterm_began = True
         try:
             with _diag.guard("SIGTERM flush"):
                 if _sender is not None and _config is not None:
@@ -163,6 +175,8 @@ def _install_sigterm() -> None:
             signal_module.signal(signum, signal_module.SIG_DFL)
             os.kill(os.getpid(), signum)
 
+    global _on_sigterm
+    _on_sigterm = on_sigterm
     signal_module.signal(signal_module.SIGTERM, on_sigterm)
 
 
@@ -219,6 +233,59 @@ def _register_child_flush(_: object) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
         util.Finalize(None, _at_exit, exitpriority=-(10**6))
+    with _diag.guard("SIGTERM watch"):
+        _watch_sigterm()
+
+
+def _watch_sigterm() -> None:
+    """In a forked multiprocessing child with vlhook's SIGTERM handler: see that it runs.
+
+    Python runs a handler on the main thread when that thread next looks, and a main thread
+    already blocked in a wait is woken only by a signal delivered to it. So the handler may
+    never run: when SIGTERM comes just after the main thread's last look and before it blocks
+    (a Pool worker taking the task queue's lock as Pool.terminate() sends it: 1 to 3 % of
+    `with Pool()` exits hung, measured), or when another of the child's threads takes it.
+    Without a handler of Python's the kernel ends the process whatever it is doing. Here a
+    thread of vlhook's hears of the signal through `signal.set_wakeup_fd` (unless the program
+    set one) and, while the handler has not begun, signals the main thread again."""
+    import _signal  # loaded by the interpreter already
+
+    global _wakeup_fd
+    if _on_sigterm is None or _signal.getsignal(_signal.SIGTERM) is not _on_sigterm:
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not the main thread; not allowed here
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    if previous not in (-1, _wakeup_fd):  # the program's own (or its parent's): left alone
+        _signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    _wakeup_fd = write_fd
+    start_thread(_poke_main, read_fd, get_ident())
+
+
+def _poke_main(read_fd: int, main: int) -> None:
+    import _signal
+
+    _imports.own_thread()
+    while True:
+        try:
+            heard = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not heard:
+            return
+        for _ in range(POKES if _signal.SIGTERM in heard else 0):
+            sleep(POKE_AFTER_S)
+            if _sigterm_began or _signal.getsignal(_signal.SIGTERM) is not _on_sigterm:
+                break
+            _signal.pthread_kill(main, _signal.SIGTERM)
 
 
 def _patch_os_exit(sender: Sender, config: Config) -> None:
