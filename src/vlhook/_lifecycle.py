@@ -33,8 +33,9 @@ _keyboard_interrupt = False  # the program ended on an unhandled Ctrl-C
 #: vlhook's SIGTERM handler, when it installed one; and whether it has begun (see _watch_sigterm).
 _on_sigterm: Optional[Callable[[int, Optional[FrameType]], None]] = None
 _sigterm_began = False
-#: The write end of the signal wakeup fd vlhook set in this process (-1: none).
-_wakeup_fd = -1
+#: The pipe whose write end is the signal wakeup fd vlhook set (in this process or, inherited,
+#: in the one it was forked from); (-1, -1): none.
+_wakeup_pipe = (-1, -1)
 #: How long the main thread has to begin vlhook's SIGTERM handler before it is signalled again,
 #: and how many times at most.
 POKE_AFTER_S = 0.05
@@ -250,7 +251,7 @@ def _watch_sigterm() -> None:
     set one) and, while the handler has not begun, signals the main thread again."""
     import _signal  # loaded by the interpreter already
 
-    global _wakeup_fd
+    global _wakeup_pipe
     if _on_sigterm is None or _signal.getsignal(_signal.SIGTERM) is not _on_sigterm:
         return
     read_fd, write_fd = os.pipe()
@@ -261,12 +262,14 @@ def _watch_sigterm() -> None:
         os.close(read_fd)
         os.close(write_fd)
         return
-    if previous not in (-1, _wakeup_fd):  # the program's own (or its parent's): left alone
+    if previous not in (-1, _wakeup_pipe[1]):  # the program's own (or its parent's): left be
         _signal.set_wakeup_fd(previous)
         os.close(read_fd)
         os.close(write_fd)
         return
-    _wakeup_fd = write_fd
+    for inherited in _wakeup_pipe if previous != -1 else ():  # the parent's, and its reader's
+        os.close(inherited)
+    _wakeup_pipe = (read_fd, write_fd)
     start_thread(_poke_main, read_fd, get_ident())
 
 
