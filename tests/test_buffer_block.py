@@ -145,28 +145,45 @@ def test_a_program_that_outruns_the_sender_is_told_how_often_and_how_long_it_wai
     assert (int(counts["rows"]), int(counts["lines"])) == (20_000, 20_000)
 
 
-def test_a_write_larger_than_the_whole_buffer_is_shipped_in_pieces(script: Any, sink: Any) -> None:
-    """One write larger than the buffer can never fit as one capture: the writer waited
-    VICTORIALOGS_TIMEOUT_MS for room that could not come, then it was dropped. It goes in as
-    pieces, each waiting for room as any write does, and every character is stored."""
+#: A small buffer under `block`, and a long request timeout: an oversized capture that waited
+#: for room would wait that long (and was then dropped).
+OVERSIZED = {
+    "VICTORIALOGS_ON_FULL": "block",
+    "VICTORIALOGS_BUFFER_BYTES": "1048576",
+    "VICTORIALOGS_TIMEOUT_MS": "20000",
+    "VICTORIALOGS_EXIT_TIMEOUT_MS": "30000",
+}
+
+
+def _run_oversized(script: Any, sink: Any, writes: str) -> None:
+    """Run `writes` (one statement) timed: the program must not wait for room that never
+    comes, and nothing may be dropped."""
     path = script(
-        "import sys, time\n"
+        "import logging, sys, time\n"
+        "logging.basicConfig(stream=open('/dev/null', 'w'))\n"
+        "for i in range(2000):\n"
+        "    print(f'before {i}')\n"
         "started = time.monotonic()\n"
-        "print('big ' + 'z' * 3_000_000)\n"
+        f"{writes}\n"
         "print(f'took {time.monotonic() - started:.2f}', file=sys.stderr)\n"
     )
-    env = sink.env(VICTORIALOGS_ON_FULL="block", VICTORIALOGS_BUFFER_BYTES="1048576",
-                   VICTORIALOGS_TIMEOUT_MS="20000",
-                   VICTORIALOGS_EXIT_TIMEOUT_MS="30000")  # fmt: skip
-    run = run_python(path, env)
+    run = run_python(path, sink.env(**OVERSIZED))
     assert run.rc == 0, run.err
     took = re.search(r"took (\d+\.\d+)", run.err)
     assert took and float(took.group(1)) < 10, run.err  # 20 s before, and then dropped
     assert "dropped" not in run.err
     sink.server.force_flush()
+
+
+def test_a_write_larger_than_the_whole_buffer_is_shipped_in_pieces(script: Any, sink: Any) -> None:
+    """One write larger than the buffer can never fit as one capture: the writer waited
+    VICTORIALOGS_TIMEOUT_MS for room that could not come, then it was dropped. It goes in as
+    pieces, each waiting for room as any write does, and every character is stored."""
+    _run_oversized(script, sink, "print('big ' + 'z' * 3_000_000)")
     rows = sink.server.rows(f'test_id:="{sink.test_id}" stream:=stdout')
-    assert sum(len(row["_msg"]) for row in rows) == 4 + 3_000_000
-    assert "".join(row["_msg"] for row in rows).count("z") == 3_000_000
+    stored = "".join(row["_msg"] for row in rows)
+    assert len(stored) == sum(len(f"before {i}") for i in range(2000)) + len("big ") + 3_000_000
+    assert stored.count("z") == 3_000_000
 
 
 def test_a_record_larger_than_the_whole_buffer_waits_for_it_to_empty(
@@ -175,24 +192,7 @@ def test_a_record_larger_than_the_whole_buffer_waits_for_it_to_empty(
     """A logging record whose message alone outweighs the buffer goes in once the buffer is
     empty (it could never fit; its memory is the program's already) rather than being dropped
     after the writer waited VICTORIALOGS_TIMEOUT_MS."""
-    path = script(
-        "import logging, sys, time\n"
-        "logging.basicConfig(stream=open('/dev/null', 'w'))\n"
-        "for i in range(2000):\n"
-        "    print(f'before {i}')\n"
-        "started = time.monotonic()\n"
-        "logging.warning('big %s', 'w' * 1_500_000)\n"
-        "print(f'took {time.monotonic() - started:.2f}', file=sys.stderr)\n"
-    )
-    env = sink.env(VICTORIALOGS_ON_FULL="block", VICTORIALOGS_BUFFER_BYTES="1048576",
-                   VICTORIALOGS_TIMEOUT_MS="20000",
-                   VICTORIALOGS_EXIT_TIMEOUT_MS="30000")  # fmt: skip
-    run = run_python(path, env)
-    assert run.rc == 0, run.err
-    took = re.search(r"took (\d+\.\d+)", run.err)
-    assert took and float(took.group(1)) < 10, run.err  # 20 s before, and then dropped
-    assert "dropped" not in run.err
-    sink.server.force_flush()
+    _run_oversized(script, sink, "logging.warning('big %s', 'w' * 1_500_000)")
     rows = sink.server.rows(f'test_id:="{sink.test_id}" level:=WARNING')
     assert "".join(row["_msg"] for row in rows).count("w") == 1_500_000
     assert len(sink.server.rows(f'test_id:="{sink.test_id}" stream:=stdout')) == 2000
