@@ -144,12 +144,13 @@ class Buffer:
                 return
         # item_size, inlined for text: this runs on the program's thread for every line.
         size = len(item.data) + ITEM_OVERHEAD if item.__class__ is Text else item_size(item)
-        if size > self.limit and self.block and item.__class__ is Text:
-            self._put_pieces(item, level)
-            return
-        if self.added - self.removed + size > self.limit and not self._make_room(item, size, level):
-            self._share()  # shed and counted: the sender is what empties the buffer
-            return
+        if self.added - self.removed + size > self.limit:
+            if size > self.limit and self.block and item.__class__ is Text:
+                self._put_pieces(item, level)
+                return
+            if not self._make_room(item, size, level):
+                self._share()  # shed and counted: the sender is what empties the buffer
+                return
         self.added += size
         items = self.items
         items.append(item)
@@ -180,10 +181,10 @@ class Buffer:
             sleep(LET_IN_S)
 
     def _put_pieces(self, item: Text, level: int) -> None:
-        """A write larger than the whole buffer, under `block`: it can never fit as one
-        capture (the writer waited VICTORIALOGS_TIMEOUT_MS, then it was dropped), so it goes
-        in as pieces of a quarter of the buffer, each waiting for room as any write does. The
-        sender joins them into the line they make, split into entries as any long line."""
+        """A write larger than the whole buffer, under `block`: as one capture it could never
+        fit, however long the writer waited, so it goes in as pieces of a quarter of the
+        buffer, each waiting for room as any write does. The sender joins them into the line
+        they make, split into entries as any long line."""
         data, step = item.data, max(1, self.limit // 4 - ITEM_OVERHEAD)
         for start in range(0, len(data), step):
             self.put(make_text(item.kind, data[start : start + step], item.t_ns, item.thread,

@@ -9,6 +9,8 @@ child starts with an empty buffer and its own sender.
 
 from __future__ import annotations
 
+# The C module, loaded by the interpreter already: `signal` pulls in enum (~5 ms).
+import _signal  # type: ignore[import-not-found]
 import atexit
 import os
 import sys
@@ -73,8 +75,6 @@ def _die_of_sigint() -> None:
     """After an unhandled KeyboardInterrupt CPython dies of SIGINT (status -2 / 130), unless
     Python code ran imports in the meantime: vlhook's sender may have. Do what CPython does,
     now: this handler runs last, the streams are flushed first."""
-    import _signal  # type: ignore[import-not-found]
-
     if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
         return  # the program installed its own: CPython would not re-raise either
     for stream in (sys.stdout, sys.stderr):
@@ -155,13 +155,9 @@ def hook_threading(threading: Any) -> None:
 
 
 def _install_sigterm() -> None:
-    try:
-        import _signal as signal_module  # the C module: `signal` pulls in enum (~5 ms)
-    except ImportError:  # pragma: no cover - not CPython
-        import signal as signal_module
     if get_ident() != _main_thread_ident():
         return
-    if signal_module.getsignal(signal_module.SIGTERM) != signal_module.SIG_DFL:
+    if _signal.getsignal(_signal.SIGTERM) != _signal.SIG_DFL:
         return  # the program (or its launcher) handles SIGTERM itself: leave it alone
 
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
@@ -173,12 +169,12 @@ def _install_sigterm() -> None:
                     final_flush(_sender, _config)  # as at exit: deliver, spool, or count
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
-            signal_module.signal(signum, signal_module.SIG_DFL)
+            _signal.signal(signum, _signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
     global _on_sigterm
     _on_sigterm = on_sigterm
-    signal_module.signal(signal_module.SIGTERM, on_sigterm)
+    _signal.signal(_signal.SIGTERM, on_sigterm)
 
 
 # Python 3.12+ warns at fork() when the process has other threads. When vlhook's sender is the
@@ -249,8 +245,6 @@ def _watch_sigterm() -> None:
     Without a handler of Python's the kernel ends the process whatever it is doing. Here a
     thread of vlhook's hears of the signal through `signal.set_wakeup_fd` (unless the program
     set one) and, while the handler has not begun, signals the main thread again."""
-    import _signal  # loaded by the interpreter already
-
     global _wakeup_pipe
     if _on_sigterm is None or _signal.getsignal(_signal.SIGTERM) is not _on_sigterm:
         return
@@ -274,8 +268,6 @@ def _watch_sigterm() -> None:
 
 
 def _poke_main(read_fd: int, main: int) -> None:
-    import _signal
-
     _imports.own_thread()
     while True:
         try:
