@@ -72,8 +72,10 @@ def test_lines_written_while_the_server_restarts_are_spooled_then_stored_once(
         proc.kill()
     assert proc.returncode == 0, err
     stats = json.loads(err.decode().split("STATS ", 1)[1].splitlines()[0])
-    # The third batch goes first (a flush waits for it); the spool is replayed after it.
-    assert (stats["spooled"], stats["dropped_total"]) == (20, 0)
+    # The second batch went through the spool: still there when the program asked (the third
+    # batch goes first, and the flush waits only for it), or replayed already (a busy machine
+    # can hold the program back that long).
+    assert (stats["spooled"] + stats["replayed"], stats["dropped_total"]) == (20, 0)
     assert b"at exit" not in err  # everything, the spool included, was delivered
     rows = sink.settle(60)
     # Every line once: the first batch survived the restart, the second was replayed once.
