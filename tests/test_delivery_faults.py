@@ -208,6 +208,41 @@ def test_frozen_server_on_a_busy_machine_nothing_dropped(
     stored_exactly(sink, 20_000, message)
 
 
+# The program's last act: three threads left computing as it exits.
+SPINNING = """
+import threading
+def spin():
+    while True:
+        pass
+for _ in range(3):
+    threading.Thread(target=spin, daemon=True).start()
+"""
+
+
+def test_frozen_server_and_threads_computing_at_exit_every_line_accounted_for(
+    script: Any, vl_node: VictoriaLogs, tmp_path: Path
+) -> None:
+    """Three of the program's threads compute while it exits: the sender gets the interpreter
+    in turns, and waited a turn (5 ms and more) after each of its file writes. It spooled 2,000
+    of 19,000 lines in the exit's time, and the exit gave up on it with no word of the rest (the
+    queue was empty: "nothing left"). Now the turns are shorter while the exit waits, the
+    batches go to the spool in a few files, and an exit given up on counts everything the
+    sender held, its spool sealed: whatever the machine, every line is stored once, or counted."""
+    sink = Sink(vl_node, tmp_path / "spool")
+    proc = start_program(script, sink.env(), QUICK_EXIT + SPINNING)
+    wait_ready(proc)
+    vl_node.freeze()
+    try:
+        run = finish(proc)
+    finally:
+        vl_node.thaw()
+    assert run.rc == 0 and run.out.count("\n") == 20_000
+    message = ExitMessage(run.err)
+    assert message.kept + message.maybe + message.dropped_total == 19_001, run.err
+    assert len(list(sink.spool.glob("*.jsonl"))) <= 4  # ~3 MB of entries
+    stored_exactly(sink, 20_000, message)
+
+
 def test_one_of_two_nodes_frozen_the_other_takes_the_batches(
     script: Any, vl_cluster: Cluster, tmp_path: Path
 ) -> None:

@@ -47,6 +47,8 @@ SPARE = 4
 #: rate. Judged on one window, a stall of ~0.5 s sent 55,000 lines to the spool as raw lines
 #: in a process that had 8 s to deliver them.
 RATE_WINDOWS = 3
+#: An exit given up on waits this long at most for a spool write under way (see Spool.seal).
+SEAL_WAIT_S = 0.25
 
 
 class ExitReport:
@@ -251,18 +253,20 @@ class ExitRun:
 
     def _keep_raw(self, rows: list[tuple[int, int, str, str, Any]], entries: int = 0) -> None:
         """Write raw lines; `entries`: how many entries they make (default: one each)."""
-        assert self._raw is not None
+        raw = self._raw
+        assert raw is not None
         entries = entries or len(rows)
-        reason = self._raw.write(rows)
         stats = self.sender.stats
-        stats.add("captured", entries)
-        if reason:
-            stats.drop(reason, entries)
-            if not self.finished:  # after the report a message would cut into the program's
-                _diag.warn(f"{entries} entries lost at exit: {explain_drop(reason)}",
-                           key="raw-lost")  # fmt: skip
-        else:
-            stats.add("spooled", entries)
+        with raw.spool.lock:  # written and counted at once (see Spool.seal)
+            reason = "exit_timeout" if raw.spool.sealed else raw.write(rows)
+            stats.add("captured", entries)
+            if reason:
+                stats.drop(reason, entries)
+            else:
+                stats.add("spooled", entries)
+        if reason and not self.finished:  # after the report a message would cut into the
+            _diag.warn(f"{entries} entries lost at exit: {explain_drop(reason)}",  # program's
+                       key="raw-lost")  # fmt: skip
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -285,15 +289,16 @@ class ExitRun:
                 self._reported.add(batch.seq)
             else:  # not sent again: maybe stored, like any request
                 sender.replayer.abandon(batch)
-        while sender.ready:
-            sender.keep_batch(sender.ready.popleft(), "the exit came first")
+        batches = list(sender.ready)
+        sender.ready.clear()
+        sender.keep_batches(batches, "the exit came first")
         self._answer_late_requests()
         left = lines_in(sender.buffer.take_all())
         if left:
             stats.drop("exit_timeout", left, captured=True)
         if sender.spool_used:
             sender.replayer.stop()
-        self.request.report = self._report()
+        self.request.report = self.report()
         self.finished = True
         sender.buffer.intercept = self._late_put
         self.request.done.set()
@@ -309,13 +314,14 @@ class ExitRun:
             sender.wait(end - monotonic())
             sender.collect()
 
-    def _report(self) -> ExitReport:
+    def report(self) -> ExitReport:
+        """What became of everything not yet delivered when the exit began, as of now."""
         sender = self.sender
         now, base = sender.stats.as_dict(), self._base
         report = ExitReport()
         report.delivered = _delta(now, base, "shipped")
         # What this exit wrote to the spool and is still there (the cap may evict some again).
-        own = sender.spool.own if sender.spool_used else {}
+        own = dict(sender.spool.own) if sender.spool_used else {}  # a copy: see unanswered_report
         report.spooled = sum(own[name] for name in own if name not in self._own_before)
         report.spooled += self._raw.lines if self._raw is not None else 0
         report.in_flight = _delta(now, base, "in_flight")
@@ -381,11 +387,36 @@ def _delta(now: dict[str, Any], base: dict[str, Any], name: str) -> int:
 
 
 def unanswered_report(sender: Sender) -> ExitReport:
-    """The sender thread did not answer in time (stuck, or gone): count what is still queued."""
-    report = ExitReport()
+    """The sender thread did not finish the exit in time (the program's other threads kept the
+    interpreter from it, a call held it, or it is gone), on the exiting thread: the spool is
+    sealed first, so every number below is final. Dropped: the captures still queued, and the
+    entries the sender made but neither delivered nor kept; those in a request under way may
+    still be stored. Not counted: captures the sender was making entries of at that moment
+    (at most STEP)."""
+    stats = sender.stats
+    sender.spool.seal(SEAL_WAIT_S)
     left = lines_in(sender.buffer.take_all())
     if left:
-        sender.stats.drop("exit_timeout", left, captured=True)
-        report.dropped = {"exit_timeout": left}
+        stats.drop("exit_timeout", left, captured=True)
+    now: dict[str, Any] = stats.as_dict()  # one snapshot: the sender may still be counting
+    settled = sum(now[name] for name in ("shipped", "spooled", "dropped_total", "in_flight"))
+    pending = max(0, now["captured"] - settled)
+    under_way = min(pending, _in_requests(sender))
+    if under_way:
+        stats.add("in_flight", under_way)
+    if pending > under_way:
+        stats.drop("exit_timeout", pending - under_way)
+    if sender.exit is not None:
+        report = sender.exit.report()
+    else:
+        report = ExitReport()
+        report.dropped = {"exit_timeout": left + pending - under_way} if left + pending else {}
+        report.in_flight = under_way
     report.problem = "the sender did not finish in time"
     return report
+
+
+def _in_requests(sender: Sender) -> int:
+    """The program's entries in requests under way (read from another thread: a snapshot)."""
+    batches = [worker.batch for worker in sender.workers]
+    return sum(b.lines for b in batches if b is not None and b.origin is None and not b.report)

@@ -15,6 +15,7 @@ it got beside it (`<name>.sent`), so a process that stops mid-file leaves exactl
 
 from __future__ import annotations
 
+import _thread
 import errno
 import itertools
 import os
@@ -83,6 +84,9 @@ class Spool:
         self.own: dict[str, int] = {}
         #: Entries left alone, and why (each reported once).
         self.refused: dict[str, str] = {}
+        #: Held while a file of this process is written and counted; see seal().
+        self.lock = _thread.allocate_lock()
+        self.sealed = False
 
     # -- the directory ------------------------------------------------------------------------
 
@@ -109,14 +113,25 @@ class Spool:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def seal(self, timeout: float) -> None:
+        """The exit was given up on (its thread did not finish in time): what this process's
+        files hold is final, for the report said so. A write under way ends first."""
+        held = self.lock.acquire(True, timeout)
+        self.sealed = True
+        if held:
+            self.lock.release()
+
     def put(self, body: bytes, lines: int, own: bool = True) -> str:
         """Keep a batch of JSON lines. "" when kept, else the drop reason. `own`: entries this
         process captured (its counters follow them; vlhook's own reports are not)."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(_counter)}-{lines}{BATCH}"
-        reason = self.write(name, body, lines)
-        if not reason and own:
-            self.own[name] = lines
-            self.stats.add("spooled", lines)
+        with self.lock:
+            if self.sealed:
+                return "exit_timeout"
+            reason = self.write(name, body, lines)
+            if not reason and own:
+                self.own[name] = lines
+                self.stats.add("spooled", lines)
         return reason
 
     def write(self, name: str, body: bytes, lines: int) -> str:
