@@ -243,6 +243,39 @@ def test_frozen_server_and_threads_computing_at_exit_every_line_accounted_for(
     stored_exactly(sink, 20_000, message)
 
 
+# The same, stopped by SIGTERM (`docker stop`) while the threads compute.
+STOPPED_WHILE_COMPUTING = (
+    QUICK_EXIT
+    + SPINNING.replace("daemon=True", "daemon=False")
+    + """
+import os, signal, time
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(60)
+"""
+)
+
+
+def test_sigterm_while_threads_compute_every_line_accounted_for(
+    script: Any, vl_node: VictoriaLogs, tmp_path: Path
+) -> None:
+    """vlhook's SIGTERM handler runs the exit on the main thread while the program's threads
+    hold the interpreter in turns: the process still dies of the signal, at once after the
+    exit's budget, and every line is stored once or counted."""
+    sink = Sink(vl_node, tmp_path / "spool")
+    proc = start_program(script, sink.env(), STOPPED_WHILE_COMPUTING)
+    wait_ready(proc)
+    vl_node.freeze()
+    try:
+        run = finish(proc)
+    finally:
+        vl_node.thaw()
+    # (What Python's stdout buffer still held is lost to the signal, as without vlhook.)
+    assert run.rc == -signal.SIGTERM and run.elapsed < 10
+    message = ExitMessage(run.err)
+    assert message.kept + message.maybe + message.dropped_total == 19_001, run.err
+    stored_exactly(sink, 20_000, message)
+
+
 def test_one_of_two_nodes_frozen_the_other_takes_the_batches(
     script: Any, vl_cluster: Cluster, tmp_path: Path
 ) -> None:
