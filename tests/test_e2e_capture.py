@@ -109,6 +109,27 @@ def test_logging_records_carry_code_location_extra_and_exception(script: Any, si
     assert "Traceback (most recent call last)" in error["exception.stacktrace"]
 
 
+def test_a_logged_record_is_freed_at_once_as_without_vlhook(script: Any, sink: Any) -> None:
+    """The capture reads what it ships of a record when its handlers are done, and keeps not
+    the record itself: it is freed when the call returns (with the sender asleep), as without
+    vlhook. Kept until the sender's turn, records cost logger.info() ~6 µs a call in a burst."""
+    path = script(
+        "import gc, logging, weakref\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "log = logging.getLogger('app')\n"
+        "refs = []\n"
+        "log.addFilter(lambda record: refs.append(weakref.ref(record)) or True)\n"
+        "log.info('order %s', 17, extra={'order_id': 17})\n"
+        "gc.collect()\n"
+        "print('freed' if refs[0]() is None else 'held')\n"
+    )
+    env = sink.env(VICTORIALOGS_BATCH_LINES="100000", VICTORIALOGS_FLUSH_INTERVAL_MS="60000")
+    run = run_python(path, env)
+    assert run.out == "freed\n"
+    (row,) = [r for r in sink.settle(2) if r["stream"] == "logging"]
+    assert row["_msg"] == "order 17" and row["order_id"] == "17"
+
+
 def test_printed_traceback_is_one_error_entry(script: Any, sink: Any) -> None:
     path = script(
         "import traceback\n"

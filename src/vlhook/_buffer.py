@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 #: str header, the queue's slot (measured with tracemalloc: 213 B, whatever the length). So
 #: VICTORIALOGS_BUFFER_BYTES bounds the memory held, not only the characters.
 ITEM_OVERHEAD = 224
-#: A logging record's capture: the LogRecord (its __dict__ is most of it) and the capture's
-#: list of what its handlers printed, for a short message (1,100 B measured with tracemalloc).
-#: Its message is counted twice more: in the capture, and in the line a handler printed.
-RECORD_OVERHEAD = 1024
+#: A logging record's capture: its two tuples (what the sender reads of the record, and the
+#: capture), the record's arguments and the list of what its handlers printed: with a short
+#: message and its printed line, 607-623 B in all on Python 3.9-3.13 (tracemalloc,
+#: test_buffer_memory.py); 1,100 B when the capture held the LogRecord itself. Its message is
+#: counted twice more: in the capture, and in the line a handler printed.
+RECORD_OVERHEAD = 640
 OTHER_SIZE = 512  # an uncaught exception, another library's record, a control
 RESERVE = 1.25  # warnings and errors may use this much of the limit before being shed
 #: With `block`, writers waiting for room go on once the buffer has drained to this share of

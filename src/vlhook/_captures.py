@@ -53,10 +53,29 @@ if TYPE_CHECKING:
         thread: int
         context: Optional[Context]
 
+    class LogView(NamedTuple):
+        """What the sender reads of a logging record, read when its handlers are done: the
+        record itself (its dict of ~25 attributes, its formatted strings) is freed at once, as
+        without vlhook. Keeping it until the sender's turn cost logger.info() ~6 µs a call:
+        memory never reused warm (measured on Python 3.11, the sender asleep)."""
+
+        name: str
+        pathname: str
+        lineno: int
+        funcName: str  # the record's own names: the sender reads either alike
+        threadName: Optional[str]
+        msg: Any
+        args: Any
+        exc_info: Any
+        exc_text: Optional[str]
+        stack_info: Optional[str]
+        #: The attributes passed as `extra=` (None: none, as in most records).
+        extras: Optional[dict[str, Any]]
+
     class Record(NamedTuple):
         """A logging record, with what was read from it before its handlers ran."""
 
-        record: logging.LogRecord
+        record: LogView
         t_ns: int
         thread: int
         context: Optional[Context]
@@ -103,6 +122,8 @@ if TYPE_CHECKING:
     Capture = Union[Text, Record, Uncaught, Event]
 else:
     Text = record_type("Text", "kind data t_ns thread context")
+    LogView = record_type("LogView", "name pathname lineno funcName threadName msg args exc_info "
+                                     "exc_text stack_info extras")  # fmt: skip
     Record = record_type("Record", "record t_ns thread context levelno message printed")
     Uncaught = record_type("Uncaught", "exc t_ns thread context thread_name")
     Event = record_type("Event", "fields data t_ns thread context levelno")
@@ -125,7 +146,26 @@ def record(
     message: str,
     printed: list[str],
 ) -> Record:
-    return _new(Record, (rec, t_ns, thread, context, levelno, message, printed))
+    view = _new(LogView, (rec.name, rec.pathname, rec.lineno, rec.funcName, rec.threadName,
+                          rec.msg, rec.args, rec.exc_info, rec.exc_text, rec.stack_info,
+                          _extras(rec)))  # fmt: skip
+    return _new(Record, (view, t_ns, thread, context, levelno, message, printed))
+
+
+_standard_attrs: frozenset[str] = frozenset()
+
+
+def _extras(rec: logging.LogRecord) -> Optional[dict[str, Any]]:
+    """The record's attributes passed as `extra=` (None when there are none: one set
+    comparison in C)."""
+    global _standard_attrs
+    attrs = rec.__dict__
+    if not _standard_attrs:  # every attribute a record has of itself
+        blank = type(rec)("", 0, "", 0, "", None, None)
+        _standard_attrs = frozenset(blank.__dict__) | {"message", "asctime", "taskName"}
+    if attrs.keys() <= _standard_attrs:
+        return None
+    return {k: v for k, v in attrs.items() if k not in _standard_attrs and k[:1] != "_"}
 
 
 def uncaught(

@@ -12,20 +12,10 @@ from vlhook._codec import safe_str
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import logging
     from types import TracebackType
     from typing import Any, Optional
 
-_standard_attrs: frozenset[str] = frozenset()
-
-
-def _standard(record: logging.LogRecord) -> frozenset[str]:
-    """Every attribute a LogRecord has of itself; anything else was passed as `extra=`."""
-    global _standard_attrs
-    if not _standard_attrs:
-        blank = type(record)("", 0, "", 0, "", None, None)
-        _standard_attrs = frozenset(blank.__dict__) | {"message", "asctime", "taskName"}
-    return _standard_attrs
+    from vlhook._captures import LogView
 
 
 def describe_exception(
@@ -46,7 +36,7 @@ def describe_exception(
     }
 
 
-def exception_fields(record: logging.LogRecord) -> dict[str, str]:
+def exception_fields(record: LogView) -> dict[str, str]:
     fields: dict[str, str] = {}
     if record.exc_info and record.exc_info[0] is not None:
         fields.update(describe_exception(*record.exc_info))
@@ -57,13 +47,9 @@ def exception_fields(record: logging.LogRecord) -> dict[str, str]:
     return fields
 
 
-def has_no_extras(record: logging.LogRecord) -> bool:
-    """Whether the record has only a LogRecord's own attributes (one set comparison in C)."""
-    return record.__dict__.keys() <= _standard(record)
+def has_no_extras(record: LogView) -> bool:
+    return record.extras is None
 
 
-def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    if has_no_extras(record):  # most records
-        return {}
-    standard = _standard(record)
-    return {k: v for k, v in record.__dict__.items() if k not in standard and k[:1] != "_"}
+def extra_fields(record: LogView) -> dict[str, Any]:
+    return record.extras or {}
