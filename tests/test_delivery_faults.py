@@ -118,6 +118,16 @@ def finish(proc: Any, timeout: float = 60) -> Run:
     return Run(proc.returncode, out, err, time.monotonic() - started)
 
 
+def finish_frozen(proc: Any, node: VictoriaLogs) -> Run:
+    """Once the program is READY, the server stops answering until the program has ended."""
+    wait_ready(proc)
+    node.freeze()
+    try:
+        return finish(proc)
+    finally:
+        node.thaw()
+
+
 # -- a frozen server ----------------------------------------------------------------------------
 
 
@@ -130,12 +140,7 @@ def test_frozen_server_mid_run_everything_is_spooled_nothing_lost(
     the server is back, the next replay stores every line exactly once."""
     sink = Sink(vl_node, tmp_path / "spool")
     proc = start_stepped(script, sink.env(), total=20_000, steps=20)
-    wait_ready(proc)
-    vl_node.freeze()
-    try:
-        run = finish(proc)
-    finally:
-        vl_node.thaw()
+    run = finish_frozen(proc, vl_node)
     assert run.rc == 0 and run.out.count("\n") == 20_000
     message = ExitMessage(run.err)
     assert message.dropped == {}, run.err
@@ -194,13 +199,8 @@ def test_frozen_server_on_a_busy_machine_nothing_dropped(
     of 10 ms: ~9,000 of 19,000 lines dropped in every run; 5,504 once on 2 busy cores)."""
     sink = Sink(vl_node, tmp_path / "spool")
     proc = start_program(script, sink.env(), QUICK_EXIT)
-    wait_ready(proc)
-    vl_node.freeze()
-    try:
-        with throttled(proc.pid, run_ms=10, period_ms=100):
-            run = finish(proc)
-    finally:
-        vl_node.thaw()
+    with throttled(proc.pid, run_ms=10, period_ms=100):
+        run = finish_frozen(proc, vl_node)
     assert run.rc == 0 and run.out.count("\n") == 20_000
     message = ExitMessage(run.err)
     assert message.dropped == {}, run.err
@@ -230,12 +230,7 @@ def test_frozen_server_and_threads_computing_at_exit_every_line_accounted_for(
     sender held, its spool sealed: whatever the machine, every line is stored once, or counted."""
     sink = Sink(vl_node, tmp_path / "spool")
     proc = start_program(script, sink.env(), QUICK_EXIT + SPINNING)
-    wait_ready(proc)
-    vl_node.freeze()
-    try:
-        run = finish(proc)
-    finally:
-        vl_node.thaw()
+    run = finish_frozen(proc, vl_node)
     assert run.rc == 0 and run.out.count("\n") == 20_000
     message = ExitMessage(run.err)
     assert message.kept + message.maybe + message.dropped_total == 19_001, run.err
@@ -263,12 +258,7 @@ def test_sigterm_while_threads_compute_every_line_accounted_for(
     exit's budget, and every line is stored once or counted."""
     sink = Sink(vl_node, tmp_path / "spool")
     proc = start_program(script, sink.env(), STOPPED_WHILE_COMPUTING)
-    wait_ready(proc)
-    vl_node.freeze()
-    try:
-        run = finish(proc)
-    finally:
-        vl_node.thaw()
+    run = finish_frozen(proc, vl_node)
     # (What Python's stdout buffer still held is lost to the signal, as without vlhook.)
     assert run.rc == -signal.SIGTERM and run.elapsed < 10
     message = ExitMessage(run.err)
