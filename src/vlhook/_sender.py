@@ -677,9 +677,10 @@ class Sender:
     def _expire(self, request: FlushRequest) -> None:
         """A flush's deadline came first: batches it covers that are not in a request are
         spooled now (requests under way go on); the flush has failed."""
-        for batch in [b for b in self.ready if b.seq <= request.upto]:
+        covered = [b for b in self.ready if b.seq <= request.upto]
+        for batch in covered:
             self.ready.remove(batch)
-            self.keep_batch(batch, "a flush could not wait for it")
+        self.keep_batches(covered, "a flush could not wait for it")
         self.answer(request, ok=False)
 
     def answer(self, request: FlushRequest, ok: bool) -> None:
