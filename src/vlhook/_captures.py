@@ -73,7 +73,8 @@ if TYPE_CHECKING:
         extras: Optional[dict[str, Any]]
 
     class Record(NamedTuple):
-        """A logging record, with what was read from it before its handlers ran."""
+        """A logging record: its level and message, read before its handlers ran, and what
+        the sender reads of the rest, read after."""
 
         record: LogView
         t_ns: int
