@@ -238,6 +238,35 @@ def test_frozen_server_and_threads_computing_at_exit_every_line_accounted_for(
     stored_exactly(sink, 20_000, message)
 
 
+# 60,000 lines, then a thread holds the interpreter in one C call (~1.5 s) while the exit makes
+# entries of them: the exit is given up on in the middle of a group.
+HELD_MID_EXIT = """
+import atexit, threading, time
+for i in range(60_000):
+    print('seq', i)
+
+def hold_the_interpreter():
+    time.sleep(0.005)  # the exit has begun by then
+    sum(range(150_000_000))
+
+# Runs before vlhook's exit flush (registered at start-up, so run last).
+atexit.register(lambda: threading.Thread(target=hold_the_interpreter, daemon=True).start())
+"""
+
+
+def test_an_exit_given_up_on_mid_drain_counts_every_line(
+    script: Any, vl_node: VictoriaLogs, tmp_path: Path
+) -> None:
+    """The sender is given up on while it makes entries of the queue: it takes no group more
+    once the one under way is counted, so every line is stored once, or counted (before: the
+    group it had taken off the queue, not yet entries, was in neither)."""
+    sink = Sink(vl_node, tmp_path / "spool")
+    run = run_python(script(HELD_MID_EXIT), sink.env(VICTORIALOGS_EXIT_TIMEOUT_MS="300"))
+    assert run.rc == 0
+    assert "the sender did not finish in time" in run.err, run.err
+    stored_exactly(sink, 60_000, ExitMessage(run.err))
+
+
 # The same, stopped by SIGTERM (`docker stop`) while the threads compute.
 STOPPED_WHILE_COMPUTING = (
     QUICK_EXIT

@@ -1,12 +1,15 @@
-"""The spool of an exit given up on: what its files hold is what the report said."""
+"""An exit given up on: the spool's files hold what the report said, and the waits for what
+the sender is doing count only the time the exiting thread could run."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from vlhook._delivery.spool import Spool
 from vlhook._stats import Stats
+from vlhook._sync import acquire_patiently
 
 
 def test_a_sealed_spool_keeps_nothing_more(tmp_path: Path) -> None:
@@ -29,3 +32,30 @@ def test_the_seal_waits_for_a_write_under_way(tmp_path: Path) -> None:
     spool.lock.release()
     sealing.join(10)
     assert spool.sealed
+
+
+def test_a_patient_wait_does_not_count_time_nobody_could_run() -> None:
+    """The exit given up on waits for what the sender is doing to end; while a C call holds
+    the interpreter the sender cannot end it, and the wait does not run out meanwhile."""
+    lock = threading.Lock()
+    lock.acquire()
+
+    def hold_the_interpreter_then_release() -> None:
+        time.sleep(0.02)
+        sum(range(30_000_000))  # one C call: ~0.3 s with nothing else running Python
+        lock.release()
+
+    holder = threading.Thread(target=hold_the_interpreter_then_release)
+    holder.start()
+    try:
+        assert acquire_patiently(lock, 0.1)
+    finally:
+        holder.join(10)
+
+
+def test_a_patient_wait_still_ends() -> None:
+    lock = threading.Lock()
+    lock.acquire()
+    started = time.monotonic()
+    assert not acquire_patiently(lock, 0.1)
+    assert time.monotonic() - started < 1

@@ -47,7 +47,8 @@ SPARE = 4
 #: rate. Judged on one window, a stall of ~0.5 s sent 55,000 lines to the spool as raw lines
 #: in a process that had 8 s to deliver them.
 RATE_WINDOWS = 3
-#: An exit given up on waits this long at most for a spool write under way (see Spool.seal).
+#: An exit given up on waits this long at most for what the sender is doing to end (a group of
+#: captures being counted, batches handed over, a spool write: see Sender.halt, Spool.seal).
 SEAL_WAIT_S = 0.25
 
 
@@ -186,32 +187,42 @@ class ExitRun:
                     if now < resume_by:
                         self._resume_by = resume_by
                         break
-            items = sender.buffer.pop_many(STEP)
-            if not items:
+            taken = self._take_group(lines)
+            if not taken:
                 break
-            taken = len(items)
-            if self._raw is None:
-                sender.take_many(items, lines, self._take)
-                if len(lines) >= STEP:
-                    sender.add_lines(lines)
-                continue
-            for item in items:
-                if item.__class__ is Text:
-                    sender.assembler.feed(item, lines)
-                    if len(lines) >= STEP:
-                        self._write_raw(lines)
-                else:
-                    self._take(item, lines)
-        if not sender.buffer.items:
-            sender.assembler.flush(lines, final=True)
-        if self._raw is not None:
-            self._write_raw(lines)
-        sender.add_lines(lines)
+        with sender.moving:
+            if not sender.buffer.items and not sender.halted:
+                sender.assembler.flush(lines, final=True)
+            self._pass_on(lines)
         cut = sender.buffer.unfinished_cut_lines()
         if cut:
             sender.stats.drop("buffer_full", cut, captured=True)
         sender.close_batch()
         sender.report_drops(final=True)
+
+    def _take_group(self, lines: list[Line]) -> int:
+        """Up to STEP captures off the queue, made into entries or written raw before the next
+        group: at any moment a capture is queued or counted (see Sender.halt). How many were
+        taken: 0 when none (or the exit was given up on)."""
+        sender = self.sender
+        assert sender.assembler is not None
+        with sender.moving:
+            items = [] if sender.halted else sender.buffer.pop_many(STEP)
+            if self._raw is None:
+                sender.take_many(items, lines, self._take)
+            else:
+                for item in items:
+                    if item.__class__ is Text:
+                        sender.assembler.feed(item, lines)
+                    else:
+                        self._take(item, lines)
+            self._pass_on(lines)
+        return len(items)
+
+    def _pass_on(self, lines: list[Line]) -> None:
+        if self._raw is not None:
+            self._write_raw(lines)
+        self.sender.add_lines(lines)
 
     def _take(self, item: Any, lines: list[Line]) -> None:
         if item.__class__ is FlushRequest:  # requested during the exit: it cannot wait
@@ -391,10 +402,12 @@ def unanswered_report(sender: Sender) -> ExitReport:
     interpreter from it, a call held it, or it is gone), on the exiting thread: the spool is
     sealed first, so every number below is final. Dropped: the captures still queued, and the
     entries the sender made but neither delivered nor kept; those in a request under way may
-    still be stored. Not counted: captures the sender was making entries of at that moment
-    (at most STEP)."""
+    still be stored. Not counted: a line left unfinished by its thread's last write, which
+    the sender held waiting for its end."""
     stats = sender.stats
-    sender.spool.seal(SEAL_WAIT_S)
+    until = monotonic() + SEAL_WAIT_S
+    sender.halt(SEAL_WAIT_S)
+    sender.spool.seal(max(0.0, until - monotonic()))
     left = lines_in(sender.buffer.take_all())
     if left:
         stats.drop("exit_timeout", left, captured=True)

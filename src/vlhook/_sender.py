@@ -27,7 +27,7 @@ from vlhook._buffer import Buffer, LineCount
 from vlhook._captures import Discard, Event, Record, Text, Uncaught
 from vlhook._exit import ExitReport, ExitRun, unanswered_report
 from vlhook._stats import explain_drop
-from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, start_thread
+from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, acquire_patiently, start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,6 +93,10 @@ class Sender:
         self.flushes: list[FlushRequest] = []
         self.exit: Optional[ExitRun] = None
         self._shutdown: Optional[ShutdownRequest] = None
+        #: Held while a group of captures is taken off the queue and counted, and while batches
+        #: are handed to workers; see halt(). Reentrant: no path of the sender's can hang on it.
+        self.moving = _thread.RLock()
+        self.halted = False
         self._unsettled: set[int] = set()  # seqs of batches closed and not settled
         self.taken_back: set[int] = set()  # batches the exit took back from a worker
         self._replaying = True  # the spool is replayed when the pipeline loads
@@ -299,7 +303,10 @@ class Sender:
         if self._spool is None:
             from vlhook._delivery.spool import Spool
 
-            self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes, self.stats)
+            with self.moving:  # an exit given up on makes it too, to seal it (see halt)
+                if self._spool is None:
+                    self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes,
+                                        self.stats)  # fmt: skip
         return self._spool
 
     @property
@@ -368,14 +375,25 @@ class Sender:
         assert self.assembler is not None
         lines: list[Line] = []
         while len(self.ready) < MAX_READY:
-            items = self.buffer.pop_many(LINES_PER_STEP)
+            with self.moving:  # a group is counted before the next (see halt)
+                items = [] if self.halted else self.buffer.pop_many(LINES_PER_STEP)
+                self.take_many(items, lines, self.take)
+                self.add_lines(lines)
             if not items:
                 break
-            self.take_many(items, lines, self.take)
-            if len(lines) >= LINES_PER_STEP:
-                self.add_lines(lines)
-        self.assembler.flush(lines, final=False, now_ns=time_ns())
-        self.add_lines(lines)
+        with self.moving:
+            self.assembler.flush(lines, final=False, now_ns=time_ns())
+            self.add_lines(lines)
+
+    def halt(self, timeout: float) -> None:
+        """On the exiting thread, when the sender did not finish the exit in time: once what it
+        is doing ends (a group of captures counted, batches handed over; within `timeout`), it
+        takes nothing more off the queue and starts no request. Every capture is then queued,
+        counted, or in a request under way, and stays so."""
+        held = acquire_patiently(self.moving, timeout)
+        self.halted = True
+        if held:
+            self.moving.release()
 
     def take_many(
         self, items: list[Any], lines: list[Line], take: Callable[[Any, list[Line]], None]
@@ -472,6 +490,11 @@ class Sender:
 
     def dispatch(self) -> None:
         """Hand waiting batches to idle workers: replayed spool first when its turn comes."""
+        with self.moving:
+            if not self.halted:
+                self._dispatch()
+
+    def _dispatch(self) -> None:
         for worker in self.workers:
             if worker.batch is not None:
                 continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # loaded by the interpreter already
 import _thread
+from time import monotonic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +37,24 @@ def start_thread(run: Callable[..., None], *args: Any) -> int:
         return _thread.start_new_thread(run, args)
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
+
+
+#: acquire_patiently waits in slices this long; a slice counts at most twice that.
+SLICE_S = 0.01
+
+
+def acquire_patiently(lock: Any, timeout: float) -> bool:
+    """lock.acquire() within `timeout` of this thread's own waiting. Waiting on a lock gives
+    up the interpreter, and taking it back waits for whichever thread holds it: a slice that
+    took far longer than asked (a C call holding the interpreter for a second) does not count
+    in full, for the lock's holder could not run either."""
+    waited = 0.0
+    while waited < timeout:
+        start = monotonic()
+        if lock.acquire(True, SLICE_S):
+            return True
+        waited += min(monotonic() - start, 2 * SLICE_S)
+    return False
 
 
 class Wakeup:

@@ -23,6 +23,7 @@ import time
 
 from vlhook import _diag
 from vlhook._delivery.private import CREATE, READ, Refused, file_problem, open_private_dir
+from vlhook._sync import acquire_patiently
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -116,7 +117,7 @@ class Spool:
     def seal(self, timeout: float) -> None:
         """The exit was given up on (its thread did not finish in time): what this process's
         files hold is final, for the report said so. A write under way ends first."""
-        held = self.lock.acquire(True, timeout)
+        held = acquire_patiently(self.lock, timeout)
         self.sealed = True
         if held:
             self.lock.release()
