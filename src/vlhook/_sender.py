@@ -631,9 +631,9 @@ class Sender:
         return max(0, dropped - self._told_drops)
 
     def keep_batches(self, batches: list[Batch], why: str) -> None:
-        """Batches that will not be sent now, in as few files as the spool's cap and a replay's
-        reading allow: each file costs the sender several calls that give up the interpreter,
-        and a turn to get it back each (see EXIT_SWITCH_S)."""
+        """Batches that will not be sent now, together in files of up to KEEP_FILE_BYTES: each
+        file costs the sender several calls that give up the interpreter, and a turn to get it
+        back after each (see EXIT_SWITCH_S)."""
         body, lines = bytearray(), 0
         for batch in batches:
             if batch.report:
