@@ -257,14 +257,18 @@ atexit.register(lambda: threading.Thread(target=hold_the_interpreter, daemon=Tru
 def test_an_exit_given_up_on_mid_drain_counts_every_line(
     script: Any, vl_node: VictoriaLogs, tmp_path: Path
 ) -> None:
-    """The sender is given up on while it makes entries of the queue: it takes no group more
-    once the one under way is counted, so every line is stored once, or counted (before: the
-    group it had taken off the queue, not yet entries, was in neither)."""
+    """The sender is given up on while it makes entries of the queue: once what it is doing
+    is counted it takes no group more, starts and settles no request and does not end the
+    exit, so every line is stored once, or counted (before: the group it had taken off the
+    queue was in neither, or batches counted as dropped were sent and stored; 1 run in 5)."""
     sink = Sink(vl_node, tmp_path / "spool")
     run = run_python(script(HELD_MID_EXIT), sink.env(VICTORIALOGS_EXIT_TIMEOUT_MS="300"))
     assert run.rc == 0
-    assert "the sender did not finish in time" in run.err, run.err
-    stored_exactly(sink, 60_000, ExitMessage(run.err))
+    message = ExitMessage(run.err)  # the sender's own report, if it ended the exit meanwhile
+    try:
+        stored_exactly(sink, 60_000, message)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the exit said: {message.text}") from exc
 
 
 # The same, stopped by SIGTERM (`docker stop`) while the threads compute.

@@ -157,7 +157,9 @@ class ExitRun:
         busy = any(worker.batch is not None for worker in sender.workers)
         idle = not (sender.ready or busy or sender.buffer.items or sender.replay_pending)
         if idle or monotonic() >= self.work_deadline:
-            self._finish()
+            with sender.moving:  # all of it, or none once halted (see Sender.halt)
+                if not sender.halted:
+                    self._finish()
 
     def _dispatch(self) -> None:
         sender = self.sender
@@ -397,7 +399,7 @@ def _delta(now: dict[str, Any], base: dict[str, Any], name: str) -> int:
     return int(now[name]) - int(base[name])
 
 
-def unanswered_report(sender: Sender) -> ExitReport:
+def unanswered_report(sender: Sender, request: ShutdownRequest) -> ExitReport:
     """The sender thread did not finish the exit in time (the program's other threads kept the
     interpreter from it, a call held it, or it is gone), on the exiting thread: the spool is
     sealed first, so every number below is final. Dropped: the captures still queued, and the
@@ -407,6 +409,8 @@ def unanswered_report(sender: Sender) -> ExitReport:
     stats = sender.stats
     until = monotonic() + SEAL_WAIT_S
     sender.halt(SEAL_WAIT_S)
+    if request.report is not None:
+        return request.report  # it finished the exit while being halted
     sender.spool.seal(max(0.0, until - monotonic()))
     left = lines_in(sender.buffer.take_all())
     if left:

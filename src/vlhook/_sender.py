@@ -170,7 +170,7 @@ class Sender:
             return self._failed_report()
         if _thread.get_ident() != self._thread:
             _wait_for_exit(request)
-        return request.report or unanswered_report(self)
+        return request.report or unanswered_report(self, request)
 
     # -- fork --------------------------------------------------------------------------------
 
@@ -389,7 +389,8 @@ class Sender:
         """On the exiting thread, when the sender did not finish the exit in time: once what it
         is doing ends (a group of captures counted, batches handed over; within `timeout`), it
         takes nothing more off the queue and starts no request. Every capture is then queued,
-        counted, or in a request under way, and stays so."""
+        counted, or in a request under way, and stays so: the sender settles no request and
+        does not end the exit either (the exiting thread reports it)."""
         held = acquire_patiently(self.moving, timeout)
         self.halted = True
         if held:
@@ -573,6 +574,12 @@ class Sender:
         self._wake.set()
 
     def collect(self) -> None:
+        """What the workers' requests came to, settled (nothing once halted: see halt)."""
+        with self.moving:
+            if not self.halted:
+                self._collect()
+
+    def _collect(self) -> None:
         while True:
             try:
                 worker, batch, outcome = self._completions.popleft()
