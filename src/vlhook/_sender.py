@@ -640,14 +640,16 @@ class Sender:
     def keep_batches(self, batches: list[Batch], why: str) -> None:
         """Batches that will not be sent now, together in files of up to KEEP_FILE_BYTES: each
         file costs the sender several calls that give up the interpreter, and a turn to get it
-        back after each (see EXIT_SWITCH_S)."""
+        back after each (see EXIT_SWITCH_S). At most an eighth of the spool's cap each, so
+        that the cap still evicts the oldest piecemeal (a file over the cap is not kept)."""
+        limit = min(KEEP_FILE_BYTES, self.spool.max_bytes // 8)
         body, lines = bytearray(), 0
         for batch in batches:
             if batch.report:
                 self.keep_batch(batch, why)
                 continue
             self._unsettled.discard(batch.seq)
-            if body and len(body) + len(batch.body) > KEEP_FILE_BYTES:
+            if body and len(body) + len(batch.body) > limit:
                 self.keep(bytes(body), lines, why)
                 body, lines = bytearray(), 0
             body += batch.body
