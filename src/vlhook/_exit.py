@@ -117,7 +117,7 @@ class ExitRun:
         self.reserve = min(0.2, max(0.01, budget * 0.1))
         self.work_deadline = request.deadline - self.reserve
         #: Making entries ahead of delivery pauses at the latest until half the work time.
-        self.halfway = now + max(0.0, self.work_deadline - now) / 2
+        self._halfway = now + max(0.0, self.work_deadline - now) / 2
         self.finished = False
         self._base = sender.stats.as_dict()
         # Spool files of this process before the exit.
@@ -185,7 +185,7 @@ class ExitRun:
                     self._go_raw(lines)
                 elif self._raw is None and making is not None and self._far_enough_ahead():
                     # Go on after an answer, or in time to make the rest anyway.
-                    resume_by = min(self.work_deadline - SPARE * making, self.halfway)
+                    resume_by = min(self.work_deadline - SPARE * making, self._halfway)
                     if now < resume_by:
                         self._resume_by = resume_by
                         break
@@ -401,11 +401,11 @@ def _delta(now: dict[str, Any], base: dict[str, Any], name: str) -> int:
 
 def unanswered_report(sender: Sender, request: ShutdownRequest) -> ExitReport:
     """The sender thread did not finish the exit in time (the program's other threads kept the
-    interpreter from it, a call held it, or it is gone), on the exiting thread: the spool is
-    sealed first, so every number below is final. Dropped: the captures still queued, and the
-    entries the sender made but neither delivered nor kept; those in a request under way may
-    still be stored. Not counted: a line left unfinished by its thread's last write, which
-    the sender held waiting for its end."""
+    interpreter from it, a call held it, or it is gone), on the exiting thread: the sender is
+    halted and the spool sealed first, so every number below is final. Dropped: the captures
+    still queued, and the entries the sender made but neither delivered nor kept; those in a
+    request under way may still be stored. Not counted: a line left unfinished by its
+    thread's last write, which the sender held waiting for its end."""
     stats = sender.stats
     until = monotonic() + SEAL_WAIT_S
     sender.halt(SEAL_WAIT_S)
@@ -415,7 +415,7 @@ def unanswered_report(sender: Sender, request: ShutdownRequest) -> ExitReport:
     left = lines_in(sender.buffer.take_all())
     if left:
         stats.drop("exit_timeout", left, captured=True)
-    now: dict[str, Any] = stats.as_dict()  # one snapshot: the sender may still be counting
+    now: dict[str, Any] = stats.as_dict()  # one snapshot (a halt that timed out: still moving)
     settled = sum(now[name] for name in ("shipped", "spooled", "dropped_total", "in_flight"))
     pending = max(0, now["captured"] - settled)
     under_way = min(pending, _in_requests(sender))
