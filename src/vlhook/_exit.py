@@ -123,6 +123,7 @@ class ExitRun:
         # Spool files of this process before the exit.
         self._own_before = set(sender.spool.own) if sender.spool_used else set()
         self._raw: Optional[CaptureFile] = None
+        self._raw_spooled = 0  # entries in it (a raw write may hold several lines)
         self._reported: set[int] = set()  # batches reported as in a request under way
         self._late_lock = _thread.allocate_lock()
         self.problem = ""
@@ -149,7 +150,8 @@ class ExitRun:
     def step(self) -> None:
         sender = self.sender
         if self.finished:
-            self._answer_late_requests()
+            with self._late_lock:
+                self._keep_rest()  # a flush asked for since, or a write that just missed it
             return
         self._dispatch()  # what was made ahead first: making more may then wait for it
         self._drain()
@@ -183,6 +185,7 @@ class ExitRun:
                 window = now
                 if self._raw is None and making is not None and making > self.work_deadline - now:
                     self._go_raw(lines)
+                    _diag.debug("exit: no time to make entries; writing raw lines to the spool")
                 elif self._raw is None and making is not None and self._far_enough_ahead():
                     # Go on after an answer, or in time to make the rest anyway.
                     resume_by = min(self.work_deadline - SPARE * making, self._halfway)
@@ -256,7 +259,6 @@ class ExitRun:
         sender = self.sender
         sender.add_lines(lines)
         self._raw = CaptureFile(sender.spool, constant_fields(sender.config))
-        _diag.debug("exit: no time to make entries; writing raw lines to the spool")
 
     def _write_raw(self, lines: list[Line]) -> None:
         if lines:
@@ -277,6 +279,7 @@ class ExitRun:
                 stats.drop(reason, entries)
             else:
                 stats.add("spooled", entries)
+                self._raw_spooled += entries
         if reason and not self.finished:  # after the report a message would cut into the
             _diag.warn(f"{entries} entries lost at exit: {explain_drop(reason)}",  # program's
                        key="raw-lost")  # fmt: skip
@@ -305,15 +308,15 @@ class ExitRun:
         batches = list(sender.ready)
         sender.ready.clear()
         sender.keep_batches(batches, "the exit came first")
-        self._answer_late_requests()
-        left = lines_in(sender.buffer.take_all())
-        if left:
-            stats.drop("exit_timeout", left, captured=True)
+        with self._late_lock:  # what is queued is kept before any write that comes after it
+            # From here on a write goes straight to the spool (on the writer's thread): one
+            # made while this exit ended would otherwise stay queued, and be lost untold.
+            sender.buffer.intercept = self._late_put
+            self._keep_rest()
         if sender.spool_used:
             sender.replayer.stop()
         self.request.report = self.report()
         self.finished = True
-        sender.buffer.intercept = self._late_put
         self.request.done.set()
 
     def _end_requests(self) -> None:
@@ -336,7 +339,7 @@ class ExitRun:
         # What this exit wrote to the spool and is still there (the cap may evict some again).
         own = dict(sender.spool.own) if sender.spool_used else {}  # a copy: see unanswered_report
         report.spooled = sum(own[name] for name in own if name not in self._own_before)
-        report.spooled += self._raw.lines if self._raw is not None else 0
+        report.spooled += self._raw_spooled
         report.in_flight = _delta(now, base, "in_flight")
         dropped_now, dropped_base = now["dropped"], base["dropped"]
         assert isinstance(dropped_now, dict) and isinstance(dropped_base, dict)
@@ -352,39 +355,55 @@ class ExitRun:
     # -- after the report ------------------------------------------------------------------------
 
     def _late_put(self, item: Any, level: int) -> bool:
-        """On a thread still writing after the exit report: straight to the spool."""
+        """On a thread still writing once the exit is ending: straight to the spool."""
         with self._late_lock, _diag.guard("late write"):
-            self._keep_late(item)
+            self._keep_late([item])
         return True
 
-    def _keep_late(self, item: Any) -> None:
-        sender = self.sender
-        if item.__class__ is Text:
-            data = item.data
-            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+    def _keep_late(self, items: list[Any]) -> None:
+        """Captures kept as they came: lines raw (written together), records as entries."""
+        rows, entries = [], 0
+        for item in items:
+            if item.__class__ is Text:
+                data = item.data
+                text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                count = sum(1 for part in text.split("\n") if part.strip())
+                if count:
+                    rows.append((item.kind, item.t_ns, text, "", _merged(item.context)))
+                    entries += count
+            elif hasattr(item, "t_ns"):
+                self._keep_record(item)
+        if rows:
             if self._raw is None:
                 self._go_raw([])
-            entries = sum(1 for part in text.split("\n") if part.strip())
-            if entries:
-                row = (item.kind, item.t_ns, text, "", _merged(item.context))
-                self._keep_raw([row], entries)
-        elif hasattr(item, "t_ns") and sender.builder is not None and sender.encoder is not None:
+            self._keep_raw(rows, entries)
+
+    def _keep_record(self, item: Any) -> None:
+        sender = self.sender
+        if sender.builder is not None and sender.encoder is not None:
             made = sender.builder.from_item(item)
             body = bytearray()
             sender.encoder.append(made, body)
             sender.stats.add("captured", len(made))
             sender.keep(bytes(body), len(made), "written after the exit flush")
 
-    def _answer_late_requests(self) -> None:
-        """Flushes asked for now cannot deliver anything more: answered, not kept waiting."""
+    def _keep_rest(self) -> None:
+        """Everything still queued: flushes asked for now cannot deliver anything more
+        (answered, not kept waiting); captures are written raw to the spool like late writes,
+        those left when the exit's time is up counted as dropped. Under _late_lock."""
         sender = self.sender
-        rest = []
-        for item in sender.buffer.take_all():
+        items = sender.buffer.take_all()
+        for item in items:
             if item.__class__ is FlushRequest:
                 sender.answer(item, ok=False)
-            else:
-                rest.append(item)
-        sender.buffer.items.extend(rest)
+        captures = [item for item in items if item.__class__ is not FlushRequest]
+        kept = 0
+        while kept < len(captures) and monotonic() < self.request.deadline:
+            self._keep_late(captures[kept : kept + STEP])
+            kept += STEP
+        left = lines_in(captures[kept:])
+        if left:
+            sender.stats.drop("exit_timeout", left, captured=True)
 
 
 def _merged(context: Optional[Context]) -> Optional[dict[str, Any]]:
