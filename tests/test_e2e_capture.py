@@ -81,6 +81,19 @@ def test_active_process_that_writes_nothing_starts_no_thread(script: Any, sink: 
     assert run.err.strip() == "[] 1"
 
 
+def test_a_delivered_line_loads_no_spool_up_to_the_end(script: Any, sink: Any) -> None:
+    """The spool and its replay load only when there is something to keep or replay: not in
+    a script whose one line is delivered, not even at its exit (every import is listed)."""
+    run = run_python(script("print('hello')\n"), sink.env(PYTHONPROFILEIMPORTTIME="1"))
+    assert run.out == "hello\n"
+    imported = [line.rsplit("|", 1)[-1].strip() for line in run.err.splitlines()
+                if line.startswith("import time:")]  # fmt: skip
+    assert "vlhook._delivery.client" in imported  # the line was sent: the list is complete
+    assert "vlhook._delivery.spool" not in imported
+    assert "vlhook._delivery.replay" not in imported
+    assert messages(sink.settle(1)) == ["hello"]
+
+
 def test_logging_records_carry_code_location_extra_and_exception(script: Any, sink: Any) -> None:
     path = script(
         "import logging\n"

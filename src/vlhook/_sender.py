@@ -642,6 +642,8 @@ class Sender:
         file costs the sender several calls that give up the interpreter, and a turn to get it
         back after each (see EXIT_SWITCH_S). At most an eighth of the spool's cap each, so
         that the cap still evicts the oldest piecemeal (a file over the cap is not kept)."""
+        if not batches:
+            return  # nothing to keep: the spool is not even loaded (most processes' exit)
         limit = min(KEEP_FILE_BYTES, self.spool.max_bytes // 8)
         body, lines = bytearray(), 0
         for batch in batches:
