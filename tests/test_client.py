@@ -25,6 +25,7 @@ from shipping import Shipper
 from vlhook._config import load
 from vlhook._delivery.http import Connection, HttpError
 from vlhook._delivery.transport import (
+    GZIP_MIN_BYTES,
     FileTransport,
     HttpTransport,
     gzip_body,
@@ -137,7 +138,7 @@ def scripted_answers(*answers: Answer) -> Callable[[str, dict[str, str], bytes],
 def test_http_request_format(recv: Receiver) -> None:
     s = shipper(recv.url, VICTORIALOGS_STREAM_FIELDS="container_name,job,env",
                 VICTORIALOGS_FIELDS="env=test")  # fmt: skip
-    s.add([entry("over http", k="v")])
+    s.add([entry("over http", k="v", padding="p" * GZIP_MIN_BYTES)])
     assert s.send().delivered == 1
     rows = recv.wait_for(1, timeout=5)
     assert [(r["_msg"], r["k"], r["env"]) for r in rows] == [("over http", "v", "test")]
@@ -160,6 +161,22 @@ def test_http_without_compression(recv: Receiver) -> None:
     assert s.send().delivered == 1
     assert [r["_msg"] for r in recv.wait_for(1, timeout=5)] == ["plain body"]
     assert "content-encoding" not in recv.requests[-1].headers
+    s.close()
+
+
+def test_a_small_body_goes_uncompressed(recv: Receiver) -> None:
+    """A body below GZIP_MIN_BYTES fits one packet anyway: sent as it is, labelled as such,
+    and zlib is not even loaded for it (a one-line script's whole delivery)."""
+    s = shipper(recv.url)
+    s.add([entry("small")])
+    assert s.send().delivered == 1
+    assert [r["_msg"] for r in recv.wait_for(1, timeout=5)] == ["small"]
+    info = recv.requests[-1]
+    assert "content-encoding" not in info.headers
+    s.add([entry("large", padding="p" * GZIP_MIN_BYTES)])
+    assert s.send().delivered == 1
+    assert [r["_msg"] for r in recv.wait_for(2, timeout=5)] == ["small", "large"]
+    assert recv.requests[-1].headers["content-encoding"] == "gzip"
     s.close()
 
 

@@ -82,8 +82,9 @@ def test_active_process_that_writes_nothing_starts_no_thread(script: Any, sink: 
 
 
 def test_a_delivered_line_loads_no_spool_up_to_the_end(script: Any, sink: Any) -> None:
-    """The spool and its replay load only when there is something to keep or replay: not in
-    a script whose one line is delivered, not even at its exit (every import is listed)."""
+    """The spool and its replay load only when there is something to keep or replay, zlib
+    only for a body worth compressing: not in a script whose one line is delivered, not even
+    at its exit (every import is listed)."""
     run = run_python(script("print('hello')\n"), sink.env(PYTHONPROFILEIMPORTTIME="1"))
     assert run.out == "hello\n"
     imported = [line.rsplit("|", 1)[-1].strip() for line in run.err.splitlines()
@@ -91,6 +92,7 @@ def test_a_delivered_line_loads_no_spool_up_to_the_end(script: Any, sink: Any) -
     assert "vlhook._delivery.client" in imported  # the line was sent: the list is complete
     assert "vlhook._delivery.spool" not in imported
     assert "vlhook._delivery.replay" not in imported
+    assert "zlib" not in imported  # a body this small goes uncompressed
     assert messages(sink.settle(1)) == ["hello"]
 
 

@@ -8,7 +8,6 @@ is the client's decision (_client.py), not the transport's.
 from __future__ import annotations
 
 import os
-import zlib
 
 from vlhook._delivery.http import Connection, HttpError
 
@@ -21,6 +20,11 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     Transport = Union["HttpTransport", "FileTransport"]
 
 USER_AGENT = "vlhook/0.1"
+#: A smaller body goes uncompressed: with the request's headers it fits one TCP segment either
+#: way, and a process that never sends more (a one-line script, most Lambda invocations) never
+#: loads zlib (~0.45 ms).
+GZIP_MIN_BYTES = 1024
+GZIP_MAGIC = b"\x1f\x8b"  # what every gzip body begins with, and no body of JSON lines
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -51,6 +55,8 @@ class Result:
 
 
 def gzip_body(data: Union[bytes, bytearray]) -> bytes:
+    import zlib  # at the first body worth compressing
+
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: ~5x smaller, cheapest CPU
     return compressor.compress(data) + compressor.flush()
 
@@ -115,18 +121,21 @@ class HttpTransport:
         self.config = config
         self.target = target or insert_path(endpoint, config)
         self.headers = request_headers(endpoint, config, credentials)
+        self.plain_headers = {k: v for k, v in self.headers.items() if k != "Content-Encoding"}
         tls = tls_context(config) if endpoint.scheme == "https" else None
         self.connection = Connection(endpoint.host, endpoint.port, tls)
         self.gzip = config.compression == "gzip"
 
     def wire(self, body: bytes) -> bytes:
-        """The body as this endpoint takes it (compressed unless VICTORIALOGS_COMPRESSION=none)."""
-        return gzip_body(body) if self.gzip else body
+        """The body as this endpoint takes it: compressed unless VICTORIALOGS_COMPRESSION=none
+        or smaller than GZIP_MIN_BYTES."""
+        return gzip_body(body) if self.gzip and len(body) >= GZIP_MIN_BYTES else body
 
     def post(self, wire: bytes, deadline: float) -> Result:
         """POST an already encoded (and compressed) body; the answer, or why there is none."""
         try:
-            response = self.connection.request("POST", self.target, self.headers, wire, deadline)
+            headers = self.headers if wire[:2] == GZIP_MAGIC else self.plain_headers
+            response = self.connection.request("POST", self.target, headers, wire, deadline)
         except HttpError as exc:
             return Result(False, retryable=True, sent=exc.sent_body, timed_out=exc.timeout,
                           message=_describe(exc, self.endpoint))  # fmt: skip
