@@ -81,6 +81,19 @@ def test_active_process_that_writes_nothing_starts_no_thread(script: Any, sink: 
     assert run.err.strip() == "[] 1"
 
 
+def test_a_silent_process_loads_no_delivery_and_no_exit_code(script: Any, sink: Any) -> None:
+    """What a process that writes nothing loads, up to its very end (every import listed):
+    the capture and the sender's front, never the pipeline, the exit's code or the spool."""
+    run = run_python(script("pass\n"), sink.env(PYTHONPROFILEIMPORTTIME="1"))
+    imported = [line.rsplit("|", 1)[-1].strip() for line in run.err.splitlines()
+                if line.startswith("import time:")]  # fmt: skip
+    assert "vlhook._sender" in imported  # it is active: the list is vlhook's
+    later = [m for m in imported if m.startswith(("vlhook._delivery", "vlhook._exit",
+                                                  "vlhook._entry"))]  # fmt: skip
+    assert later == []
+    assert run.err.count("\n") == len(imported)  # and it said nothing
+
+
 def test_a_delivered_line_loads_no_spool_up_to_the_end(script: Any, sink: Any) -> None:
     """The spool and its replay load only when there is something to keep or replay, zlib
     only for a body worth compressing: not in a script whose one line is delivered, not even

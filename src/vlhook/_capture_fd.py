@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
     from vlhook._config import Config
-    from vlhook._exit import ExitReport
     from vlhook._fd_streams import FdStream, Noter
     from vlhook._fd_wire import Captured
+    from vlhook._stats import ExitReport
 
 PIPE_BYTES = 1 << 20  # room in each pipe: the program rarely waits on the helper
 F_SETPIPE_SZ = 1031  # Linux; fcntl has the name only from Python 3.10

@@ -284,7 +284,7 @@ class Helper:
     def _report(self, before: dict[str, Union[int, str, dict[str, int]]]) -> None:
         """The program is exiting and not all its output could be delivered: say what became
         of it, as the exit report does."""
-        from vlhook._exit import ExitReport
+        from vlhook._stats import ExitReport
 
         now = self.stats.as_dict()
         report = ExitReport()

@@ -25,8 +25,7 @@ from time import monotonic, time_ns
 from vlhook import _diag, _imports
 from vlhook._buffer import Buffer, LineCount
 from vlhook._captures import Discard, Event, Record, Text, Uncaught
-from vlhook._exit import ExitReport, ExitRun, unanswered_report
-from vlhook._stats import explain_drop
+from vlhook._stats import ExitReport, explain_drop
 from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, acquire_patiently, start_thread
 
 TYPE_CHECKING = False
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from vlhook._delivery.spool import Spool
     from vlhook._delivery.workers import Worker
     from vlhook._entry import Entry, EntryBuilder
+    from vlhook._exit import ExitRun
     from vlhook._lines import LineAssembler
     from vlhook._stats import Stats
 
@@ -161,7 +161,7 @@ class Sender:
         if request is None:
             request = self._shutdown = ShutdownRequest(deadline)
             if self._thread is None and not self._inline and not self.buffer.items:
-                return ExitRun.nothing()
+                return ExitReport()  # nothing was captured: nothing to say
             if self._thread is None:  # no thread could be started: do it here, now
                 self._run_exit_inline(request)
             else:
@@ -170,7 +170,11 @@ class Sender:
             return self._failed_report()
         if _thread.get_ident() != self._thread:
             _wait_for_exit(request)
-        return request.report or unanswered_report(self, request)
+        if request.report is not None:
+            return request.report
+        from vlhook._exit import unanswered_report
+
+        return unanswered_report(self, request)
 
     # -- fork --------------------------------------------------------------------------------
 
@@ -728,6 +732,8 @@ class Sender:
     def _begin_exit(self, request: ShutdownRequest) -> None:
         for flush in list(self.flushes):
             self.answer(flush, ok=False)  # their callers are gone or going
+        from vlhook._exit import ExitRun  # the exit's own code: loaded when it comes
+
         self.exit = ExitRun(self, request)
         self.tell_workers()
 

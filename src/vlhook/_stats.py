@@ -119,3 +119,56 @@ def explain_drop(reason: str) -> str:
         "spool_full": "the spool is full (VICTORIALOGS_SPOOL_MAX_BYTES)",
         "sender_failed": "vlhook could not start its sender (the internal error above says why)",
     }.get(reason, reason)
+
+
+class ExitReport:
+    """What became, during the exit, of everything not yet delivered when it began."""
+
+    __slots__ = ("delivered", "dropped", "dropped_before", "in_flight", "problem", "spool",
+                 "spooled", "untold")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.spooled = 0
+        self.in_flight = 0
+        self.dropped: dict[str, int] = {}  # during the exit, by reason
+        self.dropped_before: dict[str, int] = {}  # earlier in the process's life
+        self.problem = ""  # why delivery did not succeed, as last seen
+        self.spool = ""  # where kept entries are (or why there is no spool)
+        self.untold = 0  # entries dropped earlier that no message has told of yet
+
+    @property
+    def complete(self) -> bool:
+        return not (self.spooled or self.in_flight or self.dropped)
+
+    def message(self, exit_timeout_ms: int) -> str:
+        """One plain line for stderr ("" when everything was delivered and nothing dropped
+        earlier went untold)."""
+        if self.complete:
+            if not self.untold:
+                return ""
+            tally = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped_before.items()))
+            return f"entries were dropped while the program ran ({tally} in all)"
+        parts = [f"{self.delivered} delivered"] if self.delivered else []
+        if self.spooled:
+            parts.append(f"{self.spooled} kept in the spool {self.spool} (sent by the next run)")
+        if self.in_flight:
+            parts.append(f"{self.in_flight} in a request still under way with no answer "
+                         "(the server may or may not store them)")  # fmt: skip
+        for reason, count in sorted(self.dropped.items()):
+            parts.append(f"{count} dropped: {_why_dropped(reason, exit_timeout_ms)}")
+        text = "at exit, of the entries not yet delivered: " + "; ".join(parts)
+        if self.problem:
+            text += f". Last delivery problem: {self.problem}"
+        if self.dropped_before:
+            tally = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped_before.items()))
+            text += f" (dropped earlier: {tally})"
+        return text
+
+
+def _why_dropped(reason: str, exit_timeout_ms: int) -> str:
+    if reason == "exit_timeout":
+        return f"no time left within VICTORIALOGS_EXIT_TIMEOUT_MS={exit_timeout_ms}"
+    if reason.startswith("rejected_http_"):
+        return f"rejected by the server (HTTP {reason[14:]})"
+    return explain_drop(reason)

@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Optional
 
-    from vlhook._exit import ExitReport
+    from vlhook._stats import ExitReport
 
 #: Signals a thread raises for itself (a fault): never blocked, so that they still reach
 #: their handlers (faulthandler's) in the thread that caused them.
