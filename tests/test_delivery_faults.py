@@ -29,6 +29,7 @@ import pytest
 from conftest import DROPIN, SRC, Run, Sink, base_env, run_python
 from fault_proxy import FaultProxy
 from victorialogs import Cluster, VictoriaLogs
+from vlhook._sender import KEEP_FILE_BYTES
 
 # Numbered lines in steps; between steps the program waits for a line on stdin (the test
 # changes the world meanwhile), then exits.
@@ -146,6 +147,11 @@ def test_frozen_server_mid_run_everything_is_spooled_nothing_lost(
     assert message.dropped == {}, run.err
     assert message.kept >= 15_000, run.err
     assert run.elapsed < 12  # the program's own time plus the 2 s exit budget
+    # Batches kept together (each file costs the exit several turns of the interpreter), in
+    # files of at most KEEP_FILE_BYTES: far fewer files than batches of up to ~1,250 lines.
+    sizes = [path.stat().st_size for path in sink.spool.glob("*.jsonl")]
+    assert max(sizes) <= KEEP_FILE_BYTES
+    assert len(sizes) < message.kept // 1_250
     got = stored_exactly(sink, 20_000, message)
     assert len(got) == 20_000  # the request under way was stored when the server woke up
 
