@@ -366,6 +366,20 @@ def test_a_long_outage_spools_batches_at_once_and_sheds_nothing(script: Any, sin
 PLAIN = "for i in range({total}):\n    print('seq', i)\n"
 
 
+def test_a_request_holds_at_most_batch_lines_entries(script: Any, sink: Sink) -> None:
+    """Captures are made into entries in groups of up to 256; a group fills a batch up to
+    VICTORIALOGS_BATCH_LINES and the next batch takes the rest (it made batches of 256)."""
+    with FaultProxy(sink.url, []) as proxy:
+        run = run_python(
+            script(PLAIN.format(total=2_000)),
+            sink.env(VICTORIALOGS_URL=proxy.url, VICTORIALOGS_BATCH_LINES="50"),
+        )
+    assert run.rc == 0
+    sizes = [len(request.lines()) for request in proxy.requests]
+    assert max(sizes) == 50 and sum(sizes) == 2_000
+    assert len(set(seqs(sink.settle(2_000)))) == 2_000
+
+
 def test_503_with_retry_after_30_for_the_whole_run_is_spooled_without_waiting(
     script: Any, sink: Sink
 ) -> None:

@@ -475,14 +475,22 @@ class Sender:
     def add_entries(self, entries: Sequence[Union[Entry, str]], t_ns: int) -> None:
         if not entries:
             return
-        assert self.batcher is not None and self.encoder is not None
+        batcher, encoder = self.batcher, self.encoder
+        assert batcher is not None and encoder is not None
+        count = len(entries)
         # The batch's clock starts when its first line was written, not when it got here.
-        batch = self.batcher.body(monotonic() - max(0, time_ns() - t_ns) / 1e9)
-        self.encoder.append(entries, batch.body)
-        batch.lines += len(entries)
-        self.stats.add("captured", len(entries))
-        if self.batcher.full():
-            self.close_batch()
+        started = monotonic() - max(0, time_ns() - t_ns) / 1e9
+        while entries:
+            batch = batcher.body(started)
+            # A group of captures fills a batch up to VICTORIALOGS_BATCH_LINES, not past it.
+            room = max(1, batcher.max_lines - batch.lines)
+            part = entries if len(entries) <= room else entries[:room]
+            encoder.append(part, batch.body)
+            batch.lines += len(part)
+            entries = entries[len(part) :]
+            if batcher.full():
+                self.close_batch()
+        self.stats.add("captured", count)
 
     def close_batch(self) -> None:
         assert self.batcher is not None
