@@ -93,8 +93,8 @@ class ExitRun:
     def step(self) -> None:
         sender = self.sender
         if self.finished:
-            with self._late_lock:
-                self._keep_rest()  # a flush asked for since, or a write that just missed it
+            with self._late_lock:  # a flush asked for since, or a write that just missed it:
+                self._keep_rest(None)  # kept as a late write is, whatever the time
             return
         self._dispatch()  # what was made ahead first: making more may then wait for it
         self._drain()
@@ -255,7 +255,7 @@ class ExitRun:
             # From here on a write goes straight to the spool (on the writer's thread): one
             # made while this exit ended would otherwise stay queued, and be lost untold.
             sender.buffer.intercept = self._late_put
-            self._keep_rest()
+            self._keep_rest(self.request.deadline)
         if sender.spool_used:
             sender.replayer.stop()
         self.request.report = self.report()
@@ -330,10 +330,10 @@ class ExitRun:
             sender.stats.add("captured", len(made))
             sender.keep(bytes(body), len(made), "written after the exit flush")
 
-    def _keep_rest(self) -> None:
+    def _keep_rest(self, deadline: Optional[float]) -> None:
         """Everything still queued: flushes asked for now cannot deliver anything more
         (answered, not kept waiting); captures are written raw to the spool like late writes,
-        those left when the exit's time is up counted as dropped. Under _late_lock."""
+        those left at `deadline` (if any) counted as dropped. Under _late_lock."""
         sender = self.sender
         items = sender.buffer.take_all()
         for item in items:
@@ -341,7 +341,7 @@ class ExitRun:
                 sender.answer(item, ok=False)
         captures = [item for item in items if item.__class__ is not FlushRequest]
         kept = 0
-        while kept < len(captures) and monotonic() < self.request.deadline:
+        while kept < len(captures) and (deadline is None or monotonic() < deadline):
             self._keep_late(captures[kept : kept + STEP])
             kept += STEP
         left = lines_in(captures[kept:])
