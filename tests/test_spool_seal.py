@@ -59,3 +59,27 @@ def test_a_patient_wait_still_ends() -> None:
     started = time.monotonic()
     assert not acquire_patiently(lock, 0.1)
     assert time.monotonic() - started < 1
+
+
+def test_an_exit_given_up_on_counts_the_line_the_sender_held_unfinished(tmp_path: Path) -> None:
+    """A line whose end never came waits in the sender until the exit's last drain ends it;
+    an exit given up on before that counts it as dropped (it was in no number at all)."""
+    from vlhook._captures import STDOUT, Line, text
+    from vlhook._config import load
+    from vlhook._exit import unanswered_report
+    from vlhook._sender import Sender
+    from vlhook._sync import ShutdownRequest
+
+    config = load(
+        {"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": str(tmp_path)}
+    )
+    stats = Stats()
+    sender = Sender(config, stats)
+    sender.load_pipeline()  # here: no sender thread, which would take it further
+    assert sender.assembler is not None
+    made: list[Line] = []
+    sender.assembler.feed(text(STDOUT, "unfinished", time.time_ns(), 1, None), made)
+    assert made == [] and sender.assembler.held() == 1
+    report = unanswered_report(sender, ShutdownRequest(time.monotonic()))
+    assert report.dropped == {"exit_timeout": 1}
+    assert (stats.captured, stats.dropped_total) == (1, 1)

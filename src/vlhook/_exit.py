@@ -365,9 +365,8 @@ def unanswered_report(sender: Sender, request: ShutdownRequest) -> ExitReport:
     """The sender thread did not finish the exit in time (the program's other threads kept the
     interpreter from it, a call held it, or it is gone), on the exiting thread: the sender is
     halted and the spool sealed first, so every number below is final. Dropped: the captures
-    still queued, and the entries the sender made but neither delivered nor kept; those in a
-    request under way may still be stored. Not counted: a line left unfinished by its
-    thread's last write, which the sender held waiting for its end."""
+    still queued, the lines the sender held waiting for their end, and the entries it made but
+    neither delivered nor kept; those in a request under way may still be stored."""
     stats = sender.stats
     until = monotonic() + SEAL_WAIT_S
     sender.halt(SEAL_WAIT_S)
@@ -375,6 +374,8 @@ def unanswered_report(sender: Sender, request: ShutdownRequest) -> ExitReport:
         return request.report  # it finished the exit while being halted
     sender.spool.seal(max(0.0, until - monotonic()))
     left = lines_in(sender.buffer.take_all())
+    # Lines the sender held waiting for their end, or for the rest of their traceback.
+    left += sender.assembler.held() if sender.assembler is not None else 0
     if left:
         stats.drop("exit_timeout", left, captured=True)
     now: dict[str, Any] = stats.as_dict()  # one snapshot (a halt that timed out: still moving)

@@ -310,6 +310,11 @@ class LineAssembler:
                 self._complete(key, joined, partial.t_ns, partial.context, out, at_end=True)
             self._decoders.clear()
 
+    def held(self) -> int:
+        """How many entries what it holds would make: each unfinished line, each traceback
+        still being gathered (counted when an exit given up on can no longer make them)."""
+        return len(self._partial) + len(self._tracebacks)
+
     def discard(self, kind: int, ident: int) -> None:
         """The rest of the current line was shed (buffer full): forget its beginning."""
         self._partial.pop((kind, ident), None)
