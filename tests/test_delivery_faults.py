@@ -522,6 +522,30 @@ def test_the_spool_cap_evicts_the_oldest_and_the_message_counts_what_is_left(
     assert message.kept + evicted == total, run.err
 
 
+def test_batches_kept_together_fill_files_of_at_most_an_eighth_of_the_cap(
+    script: Any, sink: Sink
+) -> None:
+    """Batches that cannot be sent are kept several to a file, each file at most an eighth of
+    the spool's cap: the cap then evicts the oldest piecemeal (a file over the cap would not
+    be kept at all)."""
+    from victorialogs import free_port
+
+    total, cap = 5_000, 200_000
+    env = sink.env(VICTORIALOGS_URL=f"http://127.0.0.1:{free_port()}",
+                   VICTORIALOGS_SPOOL_MAX_BYTES=str(cap),
+                   VICTORIALOGS_BATCH_LINES="50")  # fmt: skip
+    run = run_python(script(PLAIN.format(total=total)), env)
+    message = ExitMessage(run.err)
+    files = list(sink.spool.glob("*.jsonl"))
+    assert files, run.err
+    assert max(path.stat().st_size for path in files) <= cap // 8
+    assert max(path.read_bytes().count(b"\n") for path in files) > 50  # batches were joined
+    reports = sum(p.read_bytes().count(b'"stream":"vlhook"') for p in files)
+    assert message.kept == sum(p.read_bytes().count(b"\n") for p in files) - reports > 0
+    evicted = sum(message.dropped.values()) + message.dropped_before.get("spool_full", 0)
+    assert message.kept + evicted == total, run.err
+
+
 # -- replay ---------------------------------------------------------------------------------------
 
 
