@@ -83,3 +83,33 @@ def test_an_exit_given_up_on_counts_the_line_the_sender_held_unfinished(tmp_path
     report = unanswered_report(sender, ShutdownRequest(time.monotonic()))
     assert report.dropped == {"exit_timeout": 1}
     assert (stats.captured, stats.dropped_total) == (1, 1)
+
+
+def test_an_exit_out_of_time_keeps_the_line_the_sender_held_unfinished(tmp_path: Path) -> None:
+    """The exit's drain runs out of time with captures still queued: the line the sender held
+    for its end is kept with the entries made, as it is (it was neither kept nor counted)."""
+    from vlhook._captures import STDOUT, Line, text
+    from vlhook._config import load
+    from vlhook._exit import ExitRun
+    from vlhook._sender import Sender
+    from vlhook._sync import ShutdownRequest
+
+    config = load(
+        {"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": str(tmp_path)}
+    )
+    stats = Stats()
+    sender = Sender(config, stats)
+    sender.load_pipeline()  # here: no sender thread, the test takes its steps
+    assert sender.assembler is not None
+    made: list[Line] = []
+    sender.assembler.feed(text(STDOUT, "unfinished", time.time_ns(), 1, None), made)
+    # More than one group of another thread's lines: the drain stops after the first.
+    queued = [text(STDOUT, f"line {i}\n", time.time_ns(), 2, None) for i in range(300)]
+    sender.buffer.items.extend(queued)
+    request = ShutdownRequest(time.monotonic())  # no time at all: what is left is dropped
+    ExitRun(sender, request).step()
+    report = request.report
+    assert report is not None
+    # The first group and the held line kept, the rest counted: every line in one number.
+    assert (report.spooled, report.dropped) == (257, {"exit_timeout": 44})
+    assert stats.captured == 301 == stats.spooled + stats.dropped_total

@@ -248,6 +248,7 @@ class ExitRun:
                 self._reported.add(batch.seq)
             else:  # not sent again: maybe stored, like any request
                 sender.replayer.abandon(batch)
+        self._end_held_lines()
         batches = list(sender.ready)
         sender.ready.clear()
         sender.keep_batches(batches, "the exit came first")
@@ -261,6 +262,17 @@ class ExitRun:
         self.request.report = self.report()
         self.finished = True
         self.request.done.set()
+
+    def _end_held_lines(self) -> None:
+        """Lines the sender held for an end that did not come in time (the drain ran out of
+        time with their threads' next writes still queued): entries as they are, kept with
+        the rest; the drain ends them itself when it empties the queue."""
+        sender = self.sender
+        assert sender.assembler is not None
+        lines: list[Line] = []
+        sender.assembler.flush(lines, final=True)
+        sender.add_lines(lines)
+        sender.close_batch()
 
     def _end_requests(self) -> None:
         """Requests and waits still under way end now; their outcomes come back at once."""
