@@ -1,5 +1,6 @@
-"""An exit given up on: the spool's files hold what the report said, and the waits for what
-the sender is doing count only the time the exiting thread could run."""
+"""An exit given up on or out of time: the spool's files hold what the report said, the lines
+the sender held for their end are in one number, and the waits for what the sender is doing
+count only the time the exiting thread could run."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import threading
 import time
 from pathlib import Path
 
+from vlhook._captures import STDOUT, Line, text
+from vlhook._config import load
 from vlhook._delivery.spool import Spool
+from vlhook._exit import ExitRun, unanswered_report
+from vlhook._sender import Sender
 from vlhook._stats import Stats
-from vlhook._sync import acquire_patiently
+from vlhook._sync import ShutdownRequest, acquire_patiently
 
 
 def test_a_sealed_spool_keeps_nothing_more(tmp_path: Path) -> None:
@@ -61,48 +66,32 @@ def test_a_patient_wait_still_ends() -> None:
     assert time.monotonic() - started < 1
 
 
-def test_an_exit_given_up_on_counts_the_line_the_sender_held_unfinished(tmp_path: Path) -> None:
-    """A line whose end never came waits in the sender until the exit's last drain ends it;
-    an exit given up on before that counts it as dropped (it was in no number at all)."""
-    from vlhook._captures import STDOUT, Line, text
-    from vlhook._config import load
-    from vlhook._exit import unanswered_report
-    from vlhook._sender import Sender
-    from vlhook._sync import ShutdownRequest
-
-    config = load(
-        {"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": str(tmp_path)}
-    )
-    stats = Stats()
-    sender = Sender(config, stats)
-    sender.load_pipeline()  # here: no sender thread, which would take it further
+def sender_holding_a_line(spool: Path) -> Sender:
+    """A sender whose pipeline is loaded here, with no thread of its own (the test takes its
+    steps), holding one line whose end has not come."""
+    config = load({"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": str(spool)})
+    sender = Sender(config, Stats())
+    sender.load_pipeline()
     assert sender.assembler is not None
     made: list[Line] = []
     sender.assembler.feed(text(STDOUT, "unfinished", time.time_ns(), 1, None), made)
     assert made == [] and sender.assembler.held() == 1
+    return sender
+
+
+def test_an_exit_given_up_on_counts_the_line_the_sender_held_unfinished(tmp_path: Path) -> None:
+    """A line whose end never came waits in the sender until the exit's last drain ends it;
+    an exit given up on before that counts it as dropped (it was in no number at all)."""
+    sender = sender_holding_a_line(tmp_path)
     report = unanswered_report(sender, ShutdownRequest(time.monotonic()))
     assert report.dropped == {"exit_timeout": 1}
-    assert (stats.captured, stats.dropped_total) == (1, 1)
+    assert (sender.stats.captured, sender.stats.dropped_total) == (1, 1)
 
 
 def test_an_exit_out_of_time_keeps_the_line_the_sender_held_unfinished(tmp_path: Path) -> None:
     """The exit's drain runs out of time with captures still queued: the line the sender held
     for its end is kept with the entries made, as it is (it was neither kept nor counted)."""
-    from vlhook._captures import STDOUT, Line, text
-    from vlhook._config import load
-    from vlhook._exit import ExitRun
-    from vlhook._sender import Sender
-    from vlhook._sync import ShutdownRequest
-
-    config = load(
-        {"VICTORIALOGS_URL": "http://127.0.0.1:9", "VICTORIALOGS_SPOOL_DIR": str(tmp_path)}
-    )
-    stats = Stats()
-    sender = Sender(config, stats)
-    sender.load_pipeline()  # here: no sender thread, the test takes its steps
-    assert sender.assembler is not None
-    made: list[Line] = []
-    sender.assembler.feed(text(STDOUT, "unfinished", time.time_ns(), 1, None), made)
+    sender = sender_holding_a_line(tmp_path)
     # More than one group of another thread's lines: the drain stops after the first.
     queued = [text(STDOUT, f"line {i}\n", time.time_ns(), 2, None) for i in range(300)]
     sender.buffer.items.extend(queued)
@@ -112,4 +101,5 @@ def test_an_exit_out_of_time_keeps_the_line_the_sender_held_unfinished(tmp_path:
     assert report is not None
     # The first group and the held line kept, the rest counted: every line in one number.
     assert (report.spooled, report.dropped) == (257, {"exit_timeout": 44})
+    stats = sender.stats
     assert stats.captured == 301 == stats.spooled + stats.dropped_total
