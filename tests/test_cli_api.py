@@ -36,6 +36,21 @@ def test_check_succeeds_against_a_real_server(vl_node: Any) -> None:
     assert probe["_msg"].startswith("vlhook check probe") and probe["stream"] == "vlhook"
 
 
+def test_check_probes_compressed_as_batches_go(sink: Any) -> None:
+    """The probe is a few hundred bytes, which a batch would send as they are: the check sends
+    it as larger batches go, so that a proxy mangling gzip shows here."""
+    from fault_proxy import FaultProxy
+
+    for compression, encoding in (("gzip", "gzip"), ("none", None)):
+        with FaultProxy(sink.url, []) as proxy:
+            env = {"VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_COMPRESSION": compression}
+            result = _vlhook("check", env=env)
+        assert "probe accepted (HTTP 200)" in result.stdout, result.stdout
+        posts = [r for r in proxy.requests if r.path.startswith("/insert/")]
+        assert [r.headers.get("Content-Encoding") for r in posts] == [encoding]
+        assert posts[0].lines()[0]["_msg"].startswith("vlhook check probe")
+
+
 def test_check_fails_plainly_when_unreachable() -> None:
     url = f"http://user:hunter2@127.0.0.1:{_free_port()}"
     result = _vlhook("check", env={"VICTORIALOGS_URL": url})

@@ -12,7 +12,13 @@ from urllib.request import Request, urlopen
 
 from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
-from vlhook._delivery.transport import HttpTransport, make_transport, request_headers, tls_context
+from vlhook._delivery.transport import (
+    HttpTransport,
+    gzip_body,
+    make_transport,
+    request_headers,
+    tls_context,
+)
 from vlhook._stats import Stats
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
@@ -71,7 +77,11 @@ def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:
              "container_name": config.container_name, "job": config.job}  # fmt: skip
     transport = make_transport(endpoint, config)
     body = json.dumps(entry).encode() + b"\n"
-    result = transport.post(transport.wire(body), time.monotonic() + timeout)
+    # Compressed as a batch is (a body this small would otherwise go as it is): a proxy that
+    # mangles gzip is found here, not by the first real batch.
+    compressed = isinstance(transport, HttpTransport) and transport.gzip
+    wire = gzip_body(body) if compressed else transport.wire(body)
+    result = transport.post(wire, time.monotonic() + timeout)
     transport.close()
     if not result.ok:
         _say(f"  probe refused: {result.message or result.status}")
