@@ -307,7 +307,7 @@ class ExitRun:
             report.spool = sender.spool.directory
         return report
 
-    # -- after the report ------------------------------------------------------------------------
+    # -- writes that come as the exit ends, and after its report ----------------------------------
 
     def _late_put(self, item: Any, level: int) -> bool:
         """On a thread still writing once the exit is ending: straight to the spool."""
