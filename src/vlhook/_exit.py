@@ -102,9 +102,7 @@ class ExitRun:
         busy = any(worker.batch is not None for worker in sender.workers)
         idle = not (sender.ready or busy or sender.buffer.items or sender.replay_pending)
         if idle or monotonic() >= self.work_deadline:
-            with sender.moving:  # all of it, or none once halted (see Sender.halt)
-                if not sender.halted:
-                    self._finish()
+            sender.unless_halted(self._finish)  # all of it, or none once halted
 
     def _dispatch(self) -> None:
         sender = self.sender
@@ -138,15 +136,22 @@ class ExitRun:
             taken = self._take_group(lines)
             if not taken:
                 break
-        with sender.moving:
-            if not sender.buffer.items and not sender.halted:
-                sender.assembler.flush(lines, final=True)
-            self._pass_on(lines)
+        sender.unless_halted(self._end_lines)
         cut = sender.buffer.unfinished_cut_lines()
         if cut:
             sender.stats.drop("buffer_full", cut, captured=True)
         sender.close_batch()
         sender.report_drops(final=True)
+
+    def _end_lines(self, now: bool = False) -> None:
+        """Lines the sender held for their end are ended as they are: once nothing queued can
+        continue them, or `now` (the exit's time is up)."""
+        sender = self.sender
+        assert sender.assembler is not None
+        if now or not sender.buffer.items:
+            lines: list[Line] = []
+            sender.assembler.flush(lines, final=True)
+            self._pass_on(lines)
 
     def _take_group(self, lines: list[Line]) -> int:
         """Up to STEP captures off the queue, made into entries or written raw before the next
@@ -155,7 +160,7 @@ class ExitRun:
         sender = self.sender
         assert sender.assembler is not None
         with sender.moving:
-            items = [] if sender.halted else sender.buffer.pop_many(STEP)
+            items = sender.pop_group(STEP)
             if self._raw is None:
                 sender.take_many(items, lines, self._take)
             else:
@@ -248,7 +253,9 @@ class ExitRun:
                 self._reported.add(batch.seq)
             else:  # not sent again: maybe stored, like any request
                 sender.replayer.abandon(batch)
-        self._end_held_lines()
+        # The drain may have run out of time with the next writes of those lines still queued.
+        self._end_lines(now=True)
+        sender.close_batch()
         batches = list(sender.ready)
         sender.ready.clear()
         sender.keep_batches(batches, "the exit came first")
@@ -262,17 +269,6 @@ class ExitRun:
         self.request.report = self.report()
         self.finished = True
         self.request.done.set()
-
-    def _end_held_lines(self) -> None:
-        """Lines the sender held for an end that did not come in time (the drain ran out of
-        time with their threads' next writes still queued): entries as they are, kept with
-        the rest; the drain ends them itself when it empties the queue."""
-        sender = self.sender
-        assert sender.assembler is not None
-        lines: list[Line] = []
-        sender.assembler.flush(lines, final=True)
-        sender.add_lines(lines)
-        sender.close_batch()
 
     def _end_requests(self) -> None:
         """Requests and waits still under way end now; their outcomes come back at once."""
@@ -347,11 +343,12 @@ class ExitRun:
         (answered, not kept waiting); captures are written raw to the spool like late writes,
         those left at `deadline` (if any) counted as dropped. Under _late_lock."""
         sender = self.sender
-        items = sender.buffer.take_all()
-        for item in items:
+        captures = []
+        for item in sender.buffer.take_all():
             if item.__class__ is FlushRequest:
                 sender.answer(item, ok=False)
-        captures = [item for item in items if item.__class__ is not FlushRequest]
+            else:
+                captures.append(item)
         kept = 0
         while kept < len(captures) and (deadline is None or monotonic() < deadline):
             self._keep_late(captures[kept : kept + STEP])

@@ -380,7 +380,7 @@ class Sender:
         lines: list[Line] = []
         while len(self.ready) < MAX_READY:
             with self.moving:  # a group is counted before the next (see halt)
-                items = [] if self.halted else self.buffer.pop_many(LINES_PER_STEP)
+                items = self.pop_group(LINES_PER_STEP)
                 self.take_many(items, lines, self.take)
                 self.add_lines(lines)
             if not items:
@@ -388,6 +388,17 @@ class Sender:
         with self.moving:
             self.assembler.flush(lines, final=False, now_ns=time_ns())
             self.add_lines(lines)
+
+    def pop_group(self, limit: int) -> list[Any]:
+        """Up to `limit` captures off the queue, none once halted. Under `moving`: the caller
+        counts them before a halt can look (see halt)."""
+        return [] if self.halted else self.buffer.pop_many(limit)
+
+    def unless_halted(self, step: Callable[[], None]) -> None:
+        """One step of the sender's that a halt waits for, or none once halted (see halt)."""
+        with self.moving:
+            if not self.halted:
+                step()
 
     def halt(self, timeout: float) -> None:
         """On the exiting thread, when the sender did not finish the exit in time: once what it
@@ -503,9 +514,7 @@ class Sender:
 
     def dispatch(self) -> None:
         """Hand waiting batches to idle workers: replayed spool first when its turn comes."""
-        with self.moving:
-            if not self.halted:
-                self._dispatch()
+        self.unless_halted(self._dispatch)
 
     def _dispatch(self) -> None:
         for worker in self.workers:
@@ -587,9 +596,7 @@ class Sender:
 
     def collect(self) -> None:
         """What the workers' requests came to, settled (nothing once halted: see halt)."""
-        with self.moving:
-            if not self.halted:
-                self._collect()
+        self.unless_halted(self._collect)
 
     def _collect(self) -> None:
         while True:

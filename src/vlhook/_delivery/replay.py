@@ -208,7 +208,6 @@ class CaptureFile:
     def __init__(self, spool: Spool, constants: dict[str, Any]) -> None:
         self.spool = spool
         self.fd: Optional[int] = None
-        self.lines = 0
         self._constants = constants
 
     def write(self, lines: list[tuple[int, int, str, str, Any]]) -> str:
@@ -228,7 +227,6 @@ class CaptureFile:
             _diag.warn(f"cannot write to the spool {self.spool.directory}: {exc}",
                        key="spool-write")  # fmt: skip
             return "spool_no_space" if exc.errno in (28, 122) else "spool_unwritable"
-        self.lines += len(lines)
         return ""
 
     def _open(self) -> str:
