@@ -25,7 +25,6 @@ import pytest
 
 from conftest import DROPIN, PYTHON, SRC, base_env, run_python
 
-VL_BIN = os.environ.get("VLHOOK_VICTORIALOGS_BIN", "/root/.cache/vlhook-vl/bin/victoria-logs")
 HOST = os.uname().nodename
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CLOCK = r"\d\d:\d\d:\d\d\.\d{3}"
@@ -40,12 +39,12 @@ def free_port() -> int:
 class VictoriaLogs:
     """One real VictoriaLogs single node on a free loopback port, with its own storage."""
 
-    def __init__(self, storage: Path, *flags: str) -> None:
+    def __init__(self, binary: Path, storage: Path, *flags: str) -> None:
         self.port = free_port()
         scheme = "https" if "-tls" in flags else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [VL_BIN, f"-storageDataPath={storage}", f"-httpListenAddr=127.0.0.1:{self.port}",
+            [str(binary), f"-storageDataPath={storage}", f"-httpListenAddr=127.0.0.1:{self.port}",
              "-loggerLevel=ERROR", *flags],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -103,10 +102,10 @@ class VictoriaLogs:
 
 
 @pytest.fixture(scope="module")
-def victorialogs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaLogs]:
-    if not os.access(VL_BIN, os.X_OK):
-        pytest.skip(f"no VictoriaLogs binary at {VL_BIN} (set VLHOOK_VICTORIALOGS_BIN)")
-    server = VictoriaLogs(tmp_path_factory.mktemp("vl"))
+def victorialogs(
+    tmp_path_factory: pytest.TempPathFactory, victorialogs_bin: Path
+) -> Iterator[VictoriaLogs]:
+    server = VictoriaLogs(victorialogs_bin, tmp_path_factory.mktemp("vl"))
     yield server
     server.stop()
 
@@ -305,10 +304,10 @@ def test_tail_since_and_json(
     assert "\x1b[" not in since.out.text + recent.out.text  # pipes: no colour
 
 
-def test_tail_reports_a_server_that_goes_away(tmp_path: Path, tails: Callable[..., Tail]) -> None:
-    if not os.access(VL_BIN, os.X_OK):
-        pytest.skip(f"no VictoriaLogs binary at {VL_BIN} (set VLHOOK_VICTORIALOGS_BIN)")
-    server = VictoriaLogs(tmp_path / "vl")
+def test_tail_reports_a_server_that_goes_away(
+    tmp_path: Path, tails: Callable[..., Tail], victorialogs_bin: Path
+) -> None:
+    server = VictoriaLogs(victorialogs_bin, tmp_path / "vl")
     try:
         tail = tails("*", env=cli_env(server.url))
         assert "Ctrl-C stops" in tail.started()
@@ -449,9 +448,7 @@ def test_query_uses_the_first_url_that_answers(victorialogs: VictoriaLogs, tmp_p
     assert files.returncode == 1 and "there is no server to ask" in files.stderr
 
 
-def test_tls_settings_are_shipping_ones(tmp_path: Path) -> None:
-    if not os.access(VL_BIN, os.X_OK):
-        pytest.skip(f"no VictoriaLogs binary at {VL_BIN} (set VLHOOK_VICTORIALOGS_BIN)")
+def test_tls_settings_are_shipping_ones(tmp_path: Path, victorialogs_bin: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     made = subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -461,7 +458,9 @@ def test_tls_settings_are_shipping_ones(tmp_path: Path) -> None:
     )  # fmt: skip
     if made.returncode != 0:
         pytest.skip("openssl cannot make a test certificate here")
-    server = VictoriaLogs(tmp_path / "vl", "-tls", f"-tlsCertFile={cert}", f"-tlsKeyFile={key}")
+    server = VictoriaLogs(
+        victorialogs_bin, tmp_path / "vl", "-tls", f"-tlsCertFile={cert}", f"-tlsKeyFile={key}"
+    )
     try:
         untrusted = vlhook("query", "*", env=cli_env(server.url))
         trusted = vlhook("query", "*", env=cli_env(server.url, VICTORIALOGS_CA_BUNDLE=str(cert)))
@@ -478,12 +477,15 @@ def test_tls_settings_are_shipping_ones(tmp_path: Path) -> None:
     assert (unchecked.returncode, unchecked.stderr) == (0, "")
 
 
-def test_credentials_reach_the_server_and_never_the_output(tmp_path: Path) -> None:
-    if not os.access(VL_BIN, os.X_OK):
-        pytest.skip(f"no VictoriaLogs binary at {VL_BIN} (set VLHOOK_VICTORIALOGS_BIN)")
+def test_credentials_reach_the_server_and_never_the_output(
+    tmp_path: Path, victorialogs_bin: Path
+) -> None:
     password = "s3cret-pass"
     server = VictoriaLogs(
-        tmp_path / "vl", "-httpAuth.username=reader", f"-httpAuth.password={password}"
+        victorialogs_bin,
+        tmp_path / "vl",
+        "-httpAuth.username=reader",
+        f"-httpAuth.password={password}",
     )
     try:
         token = base64.b64encode(f"reader:{password}".encode()).decode()
