@@ -186,7 +186,9 @@ def test_a_forked_child_reports_only_its_own_drops(script: Any, sink: Any) -> No
 
 # SIGTERM sent at the N-th line the program's main thread runs in the functions named (the
 # buffer's path for a full buffer), once it gets there: Python runs the signal handler between
-# two operations of that thread, so the exit it leads to may begin anywhere in that path.
+# two operations of that thread, so the exit it leads to may begin anywhere in that path. Its
+# lines are long, ~16 of them to the buffer: it is full again and again however often the
+# writer lets the sender in (with lines of ~100 characters it was full only now and then).
 FULL_SIGTERM = """
 import os, signal, sys
 at, names = int(sys.argv[1]), sys.argv[2].split(",")
@@ -206,7 +208,7 @@ def calls(frame, event, arg):
 print("ready", flush=True)
 sys.settrace(calls)
 for i in range(5000):
-    print(f"flood {i:05d} " + "x" * 80)
+    print(f"flood {i:05d} " + "x" * 4000)
 sys.settrace(None)
 print("lines run in the path:", seen, file=sys.stderr)
 """
