@@ -207,14 +207,20 @@ def test_a_burst_past_the_share_of_the_buffer_is_shipped_while_the_program_print
                                              VICTORIALOGS_EXIT_TIMEOUT_MS="60000"))  # fmt: skip
     assert run.rc == 0, run.err
     assert run.out.count("\n") == 150_000
+    assert stored_once_or_shed(run, sink, "stdout", 150_000) <= 20_000, run.err
+
+
+def stored_once_or_shed(run: Any, sink: Any, stream: str, total: int) -> int:
+    """The burst's entries of `stream` the server stored, each once, and those the program
+    said were shed make `total`; returns how many were shed."""
     shed = re.search(r"shed (\d+)", run.err)
     assert shed, run.err
     sink.server.force_flush()
-    printed = f'test_id:="{sink.test_id}" stream:=stdout'
-    (counts,) = sink.server.query(f"{printed} | stats count() as rows, count_uniq(_msg) as lines")
+    burst = f'test_id:="{sink.test_id}" stream:={stream}'
+    (counts,) = sink.server.query(f"{burst} | stats count() as rows, count_uniq(_msg) as lines")
     assert int(counts["rows"]) == int(counts["lines"])  # once each
-    assert int(counts["rows"]) + int(shed.group(1)) == 150_000
-    assert int(shed.group(1)) <= 20_000, run.err
+    assert int(counts["rows"]) + int(shed.group(1)) == total
+    return int(shed.group(1))
 
 
 LOGGING_BURST = """import logging, os, sys, vlhook
@@ -244,11 +250,4 @@ def test_a_logging_burst_is_shipped_while_the_program_logs(script: Any, sink: An
                 "VICTORIALOGS_FLUSH_INTERVAL_MS": "500"}  # fmt: skip
     run = run_python(script(LOGGING_BURST), sink.env(**settings))
     assert run.rc == 0, run.err
-    shed = re.search(r"shed (\d+)", run.err)
-    assert shed, run.err
-    sink.server.force_flush()
-    records = f'test_id:="{sink.test_id}" stream:=logging'
-    (counts,) = sink.server.query(f"{records} | stats count() as rows, count_uniq(_msg) as lines")
-    assert int(counts["rows"]) == int(counts["lines"])  # once each
-    assert int(counts["rows"]) + int(shed.group(1)) == 60_000
-    assert int(shed.group(1)) <= 3_000, run.err
+    assert stored_once_or_shed(run, sink, "logging", 60_000) <= 3_000, run.err
