@@ -269,7 +269,6 @@ class Buffer:
     def _wait_for_room(self, size: int) -> bool:
         """Block the writer until the sender has popped enough (bounded by the timeout).
         Counted (`room_waits`, `room_wait_ms`): what `block` cost the program."""
-
         started = monotonic()
         deadline = started + self.block_timeout_s
         try:
