@@ -12,13 +12,7 @@ from urllib.request import Request, urlopen
 
 from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
-from vlhook._delivery.transport import (
-    HttpTransport,
-    gzip_body,
-    make_transport,
-    request_headers,
-    tls_context,
-)
+from vlhook._delivery.transport import HttpTransport, make_transport, request_headers, tls_context
 from vlhook._stats import Stats
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
@@ -79,9 +73,7 @@ def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:
     body = json.dumps(entry).encode() + b"\n"
     # Compressed as a batch is (a body this small would otherwise go as it is): a proxy that
     # mangles gzip is found here, not by the first real batch.
-    compressed = isinstance(transport, HttpTransport) and transport.gzip
-    wire = gzip_body(body) if compressed else transport.wire(body)
-    result = transport.post(wire, time.monotonic() + timeout)
+    result = transport.post(transport.wire(body, min_bytes=0), time.monotonic() + timeout)
     transport.close()
     if not result.ok:
         _say(f"  probe refused: {result.message or result.status}")

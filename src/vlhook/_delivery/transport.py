@@ -126,10 +126,10 @@ class HttpTransport:
         self.connection = Connection(endpoint.host, endpoint.port, tls)
         self.gzip = config.compression == "gzip"
 
-    def wire(self, body: bytes) -> bytes:
+    def wire(self, body: bytes, min_bytes: int = GZIP_MIN_BYTES) -> bytes:
         """The body as this endpoint takes it: compressed unless VICTORIALOGS_COMPRESSION=none
-        or smaller than GZIP_MIN_BYTES."""
-        return gzip_body(body) if self.gzip and len(body) >= GZIP_MIN_BYTES else body
+        or smaller than `min_bytes`."""
+        return gzip_body(body) if self.gzip and len(body) >= min_bytes else body
 
     def post(self, wire: bytes, deadline: float) -> Result:
         """POST an already encoded (and compressed) body; the answer, or why there is none."""
@@ -169,7 +169,7 @@ class FileTransport:
         self.endpoint = endpoint
         self.path = endpoint.file_path
 
-    def wire(self, body: bytes) -> bytes:
+    def wire(self, body: bytes, min_bytes: int = GZIP_MIN_BYTES) -> bytes:
         return body
 
     def post(self, wire: bytes, deadline: float) -> Result:
