@@ -1,8 +1,10 @@
-"""The post-import finder's rule for modules vlhook's threads may not import first."""
+"""The post-import finder's rule for modules vlhook's threads may not import first, and the
+garbage collector paused while vlhook loads its own modules."""
 
 from __future__ import annotations
 
 import _thread
+import gc
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +70,36 @@ def test_hooks_wait_for_the_import_that_succeeds(a_module: str) -> None:
     assert seen == []
     __import__(a_module)  # this (the program's) thread
     assert seen == [1]
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    was = gc.isenabled()
+    try:
+        yield
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_collector_paused_then_on_again(collector: None) -> None:
+    gc.enable()
+    with _imports.CollectorPaused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ImportError), _imports.CollectorPaused():
+        raise ImportError("a module that cannot load")
+    assert gc.isenabled()
+
+
+def test_collector_the_program_turned_off_stays_off(collector: None) -> None:
+    gc.disable()
+    with _imports.CollectorPaused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+
+
+def test_collector_the_program_turns_on_meanwhile_stays_on(collector: None) -> None:
+    gc.enable()
+    with _imports.CollectorPaused():
+        gc.enable()  # another of the program's threads, say
+    assert gc.isenabled()

@@ -431,3 +431,37 @@ def test_the_pipeline_loads_when_there_is_work_not_with_the_first_line(
     report = "loaded before False flushed True loaded after True"
     assert run.stdout == f"first line\n{report}\n".encode()
     assert messages(sink.settle(2)) == ["first line", report]
+
+
+#: Notes every collection made off the main thread while the sender's pipeline loads (its
+#: first module begun, its last not yet done), then reports it with the collector's state.
+COLLECTIONS_PROBE = (
+    "import _thread, gc, sys, vlhook\n"
+    "main, during = _thread.get_ident(), []\n"
+    "def loading():\n"
+    "    last = sys.modules.get('vlhook._lines')\n"
+    "    return 'vlhook._delivery.batch' in sys.modules and not hasattr(last, 'LineAssembler')\n"
+    "def watch(phase, info):\n"
+    "    if phase == 'start' and _thread.get_ident() != main and loading():\n"
+    "        during.append(info['generation'])\n"
+    "gc.callbacks.append(watch)\n"
+    "{state}\n"
+    "print('one line')\n"
+    "flushed = vlhook.flush(10)\n"
+    "print('flushed', flushed, 'collections', during, 'enabled', gc.isenabled())\n"
+)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_pipeline_loads_without_a_collection_and_leaves_the_collector_as_it_was(
+    script: Any, sink: Any, enabled: bool
+) -> None:
+    """The sender's imports make only objects that live as long as the process: the collector
+    waits while they load (a one-line script ends ~1.5 ms sooner), and is then as the program
+    left it, on or off. Unpaused, the ~230 KB of code they load always set one off."""
+    path = script(COLLECTIONS_PROBE.format(state="" if enabled else "gc.disable()"))
+    run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"), timeout=30)
+    assert run.rc == 0, run.stderr
+    report = f"flushed True collections [] enabled {enabled}"
+    assert run.stdout == f"one line\n{report}\n".encode()
+    assert messages(sink.settle(2)) == ["one line", report]

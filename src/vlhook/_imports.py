@@ -6,7 +6,8 @@ locate the module, then wraps that module's own loader instance so the hook runs
 module body. A hook's failure is swallowed: it must never break the program's import.
 
 The same finder keeps vlhook's own threads from being the first to import a module the program
-must import first (`threading`, before Python 3.13: see `keep_from_own_threads`).
+must import first (`threading`, before Python 3.13: see `keep_from_own_threads`). And while
+vlhook loads its own modules, the cyclic garbage collector waits (`CollectorPaused`).
 """
 
 from __future__ import annotations
@@ -128,3 +129,34 @@ def forget(name: str) -> None:
     """Drop the hooks still waiting for `name` to be imported."""
     if _finder is not None:
         _finder.hooks.pop(name, None)
+
+
+class CollectorPaused:
+    """`with CollectorPaused():` the cyclic garbage collector does not run automatically.
+
+    For the imports of vlhook's own modules, made when the process has a use for them:
+    everything an import makes (functions, classes, their code and constants) lives as long
+    as the process, so a collection in the middle traverses all of it and frees nothing.
+    Measured on a script that prints one line: the sender's pipeline loads at the exit, and
+    a generation-1 collection in the middle of it took 1.1-2.6 ms; paused, the process ended
+    ~1.5-1.9 ms sooner (interleaved runs). What the program threw away meanwhile waits those
+    few milliseconds, then is collected as usual.
+
+    A collector that is off is left alone, and one turned off is turned back on only if it is
+    still off: a program that turns it on meanwhile keeps it on. A program that turns it off
+    in those milliseconds would find it on again: the one case this cannot tell apart."""
+
+    __slots__ = ("_paused",)
+
+    def __enter__(self) -> None:
+        import gc  # built in; loaded here, not by every process at start-up
+
+        self._paused = gc.isenabled()
+        if self._paused:
+            gc.disable()
+
+    def __exit__(self, *exc_info: object) -> None:
+        import gc
+
+        if self._paused and not gc.isenabled():
+            gc.enable()

@@ -239,12 +239,13 @@ class Sender:
 
     def load_pipeline(self) -> None:
         """The pipeline's heavier modules load here, on the sender thread (and in `vlhook
-        check`, which says so when they cannot)."""
-        from vlhook._delivery.batch import Batcher
-        from vlhook._delivery.encode import Encoder, constant_fields
-        from vlhook._delivery.workers import make_workers
-        from vlhook._entry import EntryBuilder
-        from vlhook._lines import LineAssembler
+        check`, which says so when they cannot), with the garbage collector paused."""
+        with _imports.CollectorPaused():
+            from vlhook._delivery.batch import Batcher
+            from vlhook._delivery.encode import Encoder, constant_fields
+            from vlhook._delivery.workers import make_workers
+            from vlhook._entry import EntryBuilder
+            from vlhook._lines import LineAssembler
 
         config = self.config
         self.assembler = LineAssembler()
