@@ -103,3 +103,11 @@ def test_collector_the_program_turns_on_meanwhile_stays_on(collector: None) -> N
     with _imports.CollectorPaused():
         gc.enable()  # another of the program's threads, say
     assert gc.isenabled()
+
+
+def test_collector_not_paused_when_not_asked(collector: None) -> None:
+    gc.enable()
+    with _imports.CollectorPaused(False):
+        assert gc.isenabled()
+        gc.disable()  # the program's own choice, made meanwhile
+    assert not gc.isenabled()

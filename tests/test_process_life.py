@@ -465,3 +465,33 @@ def test_the_pipeline_loads_without_a_collection_and_leaves_the_collector_as_it_
     report = f"flushed True collections [] enabled {enabled}"
     assert run.stdout == f"one line\n{report}\n".encode()
     assert messages(sink.settle(2)) == ["one line", report]
+
+
+#: The program goes on running while the sender's pipeline loads at the flush interval, and
+#: looks at the collector between its own steps until the pipeline is there (bounded: 5 s).
+COLLECTOR_WATCH = (
+    "import gc, sys, time, vlhook\n"
+    "print('one line')\n"
+    "seen, looks, end = set(), 0, time.monotonic() + 5\n"
+    "while time.monotonic() < end:\n"
+    "    looks += 1\n"
+    "    seen.add(gc.isenabled())\n"
+    "    if hasattr(sys.modules.get('vlhook._lines'), 'LineAssembler'):\n"
+    "        break\n"
+    "print('loaded', time.monotonic() < end, 'collector seen', sorted(seen),\n"
+    "      'looked more than once', looks > 1)\n"
+)
+
+
+def test_a_pipeline_loaded_while_the_program_runs_leaves_its_collector_alone(
+    script: Any, sink: Any
+) -> None:
+    """The collector waits only while a thread of the program waits for the sender (a flush,
+    the exit): a program that goes on running while the pipeline loads never sees it off, and
+    a `gc.disable()` it makes then is never undone."""
+    run = run_python(script(COLLECTOR_WATCH), sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="50"),
+                     timeout=30)  # fmt: skip
+    assert run.rc == 0, run.stderr
+    report = "loaded True collector seen [True] looked more than once True"
+    assert run.stdout == f"one line\n{report}\n".encode()
+    assert messages(sink.settle(2)) == ["one line", report]

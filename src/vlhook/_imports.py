@@ -132,7 +132,8 @@ def forget(name: str) -> None:
 
 
 class CollectorPaused:
-    """`with CollectorPaused():` the cyclic garbage collector does not run automatically.
+    """`with CollectorPaused(when):` the cyclic garbage collector does not run automatically
+    (when `when` is true; else this does nothing).
 
     For the imports of vlhook's own modules, made when the process has a use for them:
     everything an import makes (functions, classes, their code and constants) lives as long
@@ -142,13 +143,22 @@ class CollectorPaused:
     ~1.5-1.9 ms sooner (interleaved runs). What the program threw away meanwhile waits those
     few milliseconds, then is collected as usual.
 
-    A collector that is off is left alone, and one turned off is turned back on only if it is
-    still off: a program that turns it on meanwhile keeps it on. A program that turns it off
-    in those milliseconds would find it on again: the one case this cannot tell apart."""
+    The collector's switch is the whole process's, so the caller pauses it only while the
+    program waits for vlhook (a flush, the exit), not while the program's code runs on. A
+    collector that is off is left alone, and one turned off is turned back on only if it is
+    still off: a program whose other thread turns it on meanwhile keeps it on. One whose
+    other thread turns it off in those milliseconds would find it on again: the one case
+    this cannot tell apart."""
 
-    __slots__ = ("_paused",)
+    __slots__ = ("_paused", "_when")
+
+    def __init__(self, when: bool = True) -> None:
+        self._when = when
 
     def __enter__(self) -> None:
+        self._paused = False
+        if not self._when:
+            return
         import gc  # built in; loaded here, not by every process at start-up
 
         self._paused = gc.isenabled()
@@ -156,7 +166,9 @@ class CollectorPaused:
             gc.disable()
 
     def __exit__(self, *exc_info: object) -> None:
+        if not self._paused:
+            return
         import gc
 
-        if self._paused and not gc.isenabled():
+        if not gc.isenabled():
             gc.enable()

@@ -93,6 +93,8 @@ class Sender:
         self.flushes: list[FlushRequest] = []
         self.exit: Optional[ExitRun] = None
         self._shutdown: Optional[ShutdownRequest] = None
+        #: A thread of the program waits for the sender: a flush was asked, or the exit.
+        self._awaited = False
         #: Held while a group of captures is taken off the queue and counted, and while batches
         #: are handed to workers; see halt(). Reentrant: no path of the sender's can hang on it.
         self.moving = _thread.RLock()
@@ -146,6 +148,7 @@ class Sender:
             return False  # a flush from inside the sender cannot wait for itself
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
         request = FlushRequest(monotonic() + timeout)
+        self._awaited = True
         self.buffer.put_control(request)
         if self.failed:  # checked after queuing: else _give_up, later, answers it
             self._drop_queued()  # and what a writer woken by it queued after it looked
@@ -165,6 +168,7 @@ class Sender:
             if self._thread is None:  # no thread could be started: do it here, now
                 self._run_exit_inline(request)
             else:
+                self._awaited = True
                 self._wake.set()  # not queued: the exit takes everything queued, in order
         if self.failed:  # checked after asking: else _give_up, later, answers the request
             return self._failed_report()
@@ -237,10 +241,11 @@ class Sender:
         elif _thread.get_ident() == self._main_ident:
             import threading  # noqa: F401
 
-    def load_pipeline(self) -> None:
+    def load_pipeline(self, pause_collector: bool = False) -> None:
         """The pipeline's heavier modules load here, on the sender thread (and in `vlhook
-        check`, which says so when they cannot), with the garbage collector paused."""
-        with _imports.CollectorPaused():
+        check`, which says so when they cannot); with the garbage collector paused when a
+        thread of the program waits for them (see `_imports.CollectorPaused`)."""
+        with _imports.CollectorPaused(pause_collector):
             from vlhook._delivery.batch import Batcher
             from vlhook._delivery.encode import Encoder, constant_fields
             from vlhook._delivery.workers import make_workers
@@ -338,7 +343,7 @@ class Sender:
         self._wake.wait(self.interval)
         try:
             with self._setup_lock:
-                self.load_pipeline()
+                self.load_pipeline(pause_collector=self._awaited)
         except Exception as exc:
             self._give_up(exc)
             return
@@ -759,7 +764,7 @@ class Sender:
         with _diag.guard("exit"):
             self._thread = _thread.get_ident()
             try:
-                self.load_pipeline()
+                self.load_pipeline(pause_collector=True)  # on the exiting thread itself
             except Exception as exc:
                 self._give_up(exc)
                 return
