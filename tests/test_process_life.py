@@ -427,10 +427,8 @@ def test_the_pipeline_loads_when_there_is_work_not_with_the_first_line(
         "print('loaded before', before, 'flushed', flushed, 'loaded after', after)\n"
     )
     run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"), timeout=30)
-    assert run.rc == 0, run.stderr
     report = "loaded before False flushed True loaded after True"
-    assert run.stdout == f"first line\n{report}\n".encode()
-    assert messages(sink.settle(2)) == ["first line", report]
+    _printed_and_stored(run, sink, "first line", report)
 
 
 #: Notes every collection made off the main thread while the sender's pipeline loads (its
@@ -461,10 +459,7 @@ def test_the_pipeline_loads_without_a_collection_and_leaves_the_collector_as_it_
     left it, on or off. Unpaused, the ~230 KB of code they load always set one off."""
     path = script(COLLECTIONS_PROBE.format(state="" if enabled else "gc.disable()"))
     run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"), timeout=30)
-    assert run.rc == 0, run.stderr
-    report = f"flushed True collections [] enabled {enabled}"
-    assert run.stdout == f"one line\n{report}\n".encode()
-    assert messages(sink.settle(2)) == ["one line", report]
+    _printed_and_stored(run, sink, "one line", f"flushed True collections [] enabled {enabled}")
 
 
 #: The program goes on running while the sender's pipeline loads at the flush interval, and
@@ -491,7 +486,12 @@ def test_a_pipeline_loaded_while_the_program_runs_leaves_its_collector_alone(
     a `gc.disable()` it makes then is never undone."""
     run = run_python(script(COLLECTOR_WATCH), sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="50"),
                      timeout=30)  # fmt: skip
-    assert run.rc == 0, run.stderr
     report = "loaded True collector seen [True] looked more than once True"
-    assert run.stdout == f"one line\n{report}\n".encode()
-    assert messages(sink.settle(2)) == ["one line", report]
+    _printed_and_stored(run, sink, "one line", report)
+
+
+def _printed_and_stored(run: Any, sink: Any, first: str, report: str) -> None:
+    """The program ended well, printed `first` and then its `report`, and both were stored."""
+    assert run.rc == 0, run.stderr
+    assert run.stdout == f"{first}\n{report}\n".encode()
+    assert messages(sink.settle(2)) == [first, report]
