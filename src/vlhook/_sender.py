@@ -93,8 +93,7 @@ class Sender:
         self.flushes: list[FlushRequest] = []
         self.exit: Optional[ExitRun] = None
         self._shutdown: Optional[ShutdownRequest] = None
-        #: A thread of the program waits for the sender: a flush was asked, or the exit.
-        self._awaited = False
+        self._flush_asked = False  # a thread of the program has waited in flush()
         #: Held while a group of captures is taken off the queue and counted, and while batches
         #: are handed to workers; see halt(). Reentrant: no path of the sender's can hang on it.
         self.moving = _thread.RLock()
@@ -148,7 +147,7 @@ class Sender:
             return False  # a flush from inside the sender cannot wait for itself
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
         request = FlushRequest(monotonic() + timeout)
-        self._awaited = True
+        self._flush_asked = True
         self.buffer.put_control(request)
         if self.failed:  # checked after queuing: else _give_up, later, answers it
             self._drop_queued()  # and what a writer woken by it queued after it looked
@@ -168,7 +167,6 @@ class Sender:
             if self._thread is None:  # no thread could be started: do it here, now
                 self._run_exit_inline(request)
             else:
-                self._awaited = True
                 self._wake.set()  # not queued: the exit takes everything queued, in order
         if self.failed:  # checked after asking: else _give_up, later, answers the request
             return self._failed_report()
@@ -343,7 +341,8 @@ class Sender:
         self._wake.wait(self.interval)
         try:
             with self._setup_lock:
-                self.load_pipeline(pause_collector=self._awaited)
+                # The collector pauses only while a thread of the program waits: a flush, the exit.
+                self.load_pipeline(self._flush_asked or self._shutdown is not None)
         except Exception as exc:
             self._give_up(exc)
             return
