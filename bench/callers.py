@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from children import CALLS_CHILD, PACED_CHILD, ROUNDS_CHILD
+from children import CALLS_CHILD, PACED_CHILD, PACED_SAME_CHILD, ROUNDS_CHILD
 from harness import DROPIN, SRC, Context, importable, median, ratio_row, spread
 from targets import CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
 
@@ -72,6 +72,29 @@ def fig_paced(ctx: Context) -> None:
         note = f"{count} calls per run, {ctx.plan.paced_runs} runs; {spread(per['active'])}"
         ctx.add(ratio_row(f"{label}, caller wall, {key}", active, bare, "ns/call", limit, note))
         ctx.summary[f"paced_{key}_ratio"] = active / bare
+
+
+def fig_paced_same(ctx: Context) -> None:
+    """print() at 1,000 lines/s through the tee and, on alternate lines, to the tee's own
+    original stream, in one process (PACED_SAME_CHILD): a change of a few per cent to the
+    write path shows here, where the figure across processes moves by ±30 % from run to run.
+    The median of each run's medians."""
+    count = int(ctx.plan.paced_s * PACED_RATE) // 2
+    results: dict[str, list[float]] = {"tee": [], "raw": []}
+    for index in range(ctx.plan.paced_runs):
+        out = os.path.join(ctx.workdir, f"paced-same-{index}.json")
+        ctx.run(["-c", PACED_SAME_CHILD, str(count), str(PACED_RATE), out], ctx.env("active"))
+        with open(out) as fh:
+            run: dict[str, float] = json.load(fh)
+        for kind, values in results.items():
+            values.append(run[kind])
+    ctx.samples["paced_same.raw"], ctx.samples["paced_same.tee"] = results["raw"], results["tee"]
+    tee, raw = median(results["tee"]), median(results["raw"])
+    ctx.summary["paced_same_ratio"] = tee / raw
+    note = (f"{count} calls of each per run, {ctx.plan.paced_runs} runs; added {tee - raw:+.0f} "
+            f"ns/call; {spread(results['tee'])}")  # fmt: skip
+    label = f"3 print(100 chars) at {PACED_RATE:,} lines/s, tee vs its own stream, one process"
+    ctx.add(ratio_row(f"{label}, median", tee, raw, "ns/call", note=note))
 
 
 def rounds_cost(ctx: Context, kind: str, mode: str, index: int, extra: dict[str, str]

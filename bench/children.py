@@ -108,6 +108,40 @@ with open(out, "w") as fh:
                "mean": sum(spent) / len(spent)}, fh)
 """
 
+# Figure 3: print() at `rate` lines per second as PACED_CHILD, vlhook active, every other line
+# written to the tee's own original stream instead of through the tee: both kinds of call see
+# the same process, the same caches after each sleep and the same sender, so that their ratio
+# is free of what varies from one process to the next (±30 % here). Writes the median of each.
+PACED_SAME_CHILD = """
+import json, sys, time
+from vlhook._capture_streams import original
+n, rate, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+line = "x" * 100
+tee, raw = sys.stdout, original(sys.stdout)
+clock, sleep, period = time.perf_counter_ns, time.sleep, 1_000_000_000 // rate
+warm = rate // 2
+spent = {"tee": [], "raw": []}
+start = clock()
+for i in range(warm + 2 * n):
+    wait = start + i * period - clock()
+    if wait > 0:
+        sleep(wait / 1e9)
+    if i % 2:
+        before = clock()
+        print(line, file=raw)
+        spent["raw"].append(clock() - before)
+    else:
+        before = clock()
+        print(line, file=tee)
+        spent["tee"].append(clock() - before)
+medians = {}
+for kind, values in spent.items():
+    values = sorted(values[warm // 2:])
+    medians[kind] = values[len(values) // 2]
+with open(out, "w") as fh:
+    json.dump(medians, fh)
+"""
+
 # Figures 4 and 7: lines of 100 characters (plus the newline), each holding the run's tag (a
 # unique hex word the server is asked for) and its number. Notes what vlhook shed (buffer
 # full) by the end of the script — vlhook's own report of it is an entry that is lost with
