@@ -13,7 +13,7 @@ from _thread import get_ident
 from time import time_ns
 
 from vlhook import _context
-from vlhook._captures import STDERR, STDOUT
+from vlhook._captures import STDERR, STDOUT, Text
 from vlhook._captures import text as make_text
 from vlhook._diag import internal_error
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any, Callable, Optional
 
-    from vlhook._captures import Context, Text
+    from vlhook._captures import Context
 
     Put = Callable[[Text], None]
     Held = tuple[str, int, Optional[Context]]
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 _put: Optional[Put] = None
 _put_record: Optional[PutRecord] = None
+_new = tuple.__new__
 
 
 #: Per stream, per thread: the start of a line not yet ended by a newline, as (text, time,
@@ -47,31 +48,44 @@ _held: tuple[dict[int, Held], dict[int, Held]] = ({}, {})
 HOLD_MAX = 1 << 16  # a longer unfinished line is passed on without waiting
 
 
-def _capture(kind: int, data: Any) -> None:
+def _capture_text(kind: int, text: str) -> None:
+    """A str write: print(x) makes two, `x` and then "\n". The only Python frame a write adds
+    to the tee's, and the capture's tuple made here rather than by `_captures.text`: a capture
+    made after a pause finds little of the interpreter in the CPU's caches, and every frame on
+    its path then counts (measured with the C-level `_context.get`: print() at 1,000 lines/s
+    cost 2.68x the tee's own stream in the same process before, 2.61x after, medians of 10
+    interleaved runs; see docs/performance.md). Inlined into `StreamTee.write` too: no gain."""
     ident = get_ident()
     if suppressed and ident in suppressed:
         texts = suppressed[ident]
-        if texts is not None and isinstance(data, str):
-            texts.append(data)
+        if texts is not None:
+            texts.append(text)
         return
     put = _put
     if put is None:
         return
     held_here = _held[kind]
     held = held_here.pop(ident, None) if held_here else None
-    if data.__class__ is not str:  # bytes: keep the order with any text held before them
-        if held is not None:
-            put(make_text(kind, held[0], held[1], ident, held[2]))
-        put(make_text(kind, data, time_ns(), ident, _context.get()))
-        return
     if held is not None:
-        text, t_ns, context = held[0] + data, held[1], held[2]
+        text, t_ns, context = held[0] + text, held[1], held[2]
     else:
-        text, t_ns, context = data, time_ns(), _context.get()
-    if data[-1] != "\n" and len(text) < HOLD_MAX:
+        t_ns, context = time_ns(), _context.get()
+    if text[-1] != "\n" and len(text) < HOLD_MAX:
         held_here[ident] = (text, t_ns, context)
     else:
-        put(make_text(kind, text, t_ns, ident, context))
+        put(_new(Text, (kind, text, t_ns, ident, context)))
+
+
+def _capture_bytes(kind: int, data: bytes) -> None:
+    """A write through `.buffer`: after any text held before it, to keep their order."""
+    ident = get_ident()
+    put = _put
+    if (suppressed and ident in suppressed) or put is None:
+        return
+    held = _held[kind].pop(ident, None) if _held[kind] else None
+    if held is not None:
+        put(make_text(kind, held[0], held[1], ident, held[2]))
+    put(make_text(kind, data, time_ns(), ident, _context.get()))
 
 
 #: str subclasses that carry a richer form of the text they print (loguru's Message and its
@@ -95,11 +109,11 @@ def _keep_str(kind: int, text: str) -> None:
             or put_record is None
             or (suppressed and ident in suppressed)
         ):
-            _capture(kind, str.__str__(text))
+            _capture_text(kind, str.__str__(text))
             return
         made = make(text)
         if made is None:
-            _capture(kind, str.__str__(text))
+            _capture_text(kind, str.__str__(text))
         elif made is not NOTHING:
             held = _held[kind].pop(ident, None)
             if held is not None:  # the start of a line written before it comes first
@@ -171,7 +185,10 @@ class _TeeBase:
 def _keep(kind: int, data: Any) -> None:
     """Capture after the original write succeeded (a write that raised was not output)."""
     try:
-        _capture(kind, data)
+        if data.__class__ is str:
+            _capture_text(kind, data)
+        else:
+            _capture_bytes(kind, data)
     except Exception as exc:  # capture must never break a write
         internal_error("capture", exc)
 
@@ -211,7 +228,7 @@ class StreamTee(_TeeBase):
         if text.__class__ is str:
             if text:
                 try:  # _keep, inlined: every print() comes here twice
-                    _capture(self._vl_kind, text)
+                    _capture_text(self._vl_kind, text)
                 except Exception as exc:
                     internal_error("capture", exc)
         elif isinstance(text, str) and text:  # a str subclass (loguru's Message)

@@ -3,8 +3,9 @@ bound (through vlhook, structlog or loguru).
 
 Read on the writer's thread at write time (an entry belongs to the span and the invocation
 during which it was written, even when the sender encodes it later). `get()` is what every
-capture calls: while no source exists it returns None at the cost of one call; it is swapped
-for a richer function only when a source appears.
+capture calls: while no context-local source exists it is a C call that returns the same value
+every time (None, or the process-wide fields), with no Python frame; it is swapped for a
+function that reads the sources only when one appears.
 
 Two kinds of sources, in order of precedence (a later one wins):
 - process-wide, fixed between changes: the trace context of TRACEPARENT (set at start-up),
@@ -21,6 +22,7 @@ references, not copies.
 from __future__ import annotations
 
 import _thread
+from itertools import repeat
 
 from vlhook import _diag
 
@@ -52,12 +54,11 @@ _readers: tuple[tuple[Read, Optional[Expand]], ...] = ()
 _lock = _thread.allocate_lock()
 
 
-def _empty() -> Optional[Context]:
-    return None
-
-
-def _process_only() -> Optional[Context]:
-    return _process
+def _always(context: Optional[Context]) -> Callable[[], Optional[Context]]:
+    """A C callable that returns `context` at every call: no Python frame on the path of every
+    capture. A capture made after a pause (a program that logs now and then) finds little of
+    the interpreter in the CPU's caches, and each frame then counts (see `_capture_text`)."""
+    return repeat(context).__next__
 
 
 def _read() -> Optional[Context]:
@@ -72,14 +73,14 @@ def _read() -> Optional[Context]:
 
 
 #: The context of the calling thread or task, for one capture (see the module docstring).
-get: Callable[[], Optional[Context]] = _empty
+get: Callable[[], Optional[Context]] = _always(None)
 
 
 def _choose() -> None:
     """Swap `get` for the cheapest function that reads every source (under _lock)."""
     global get, _process
     _process = tuple(f for f in (environment, invocation) if f) or None
-    get = _read if _readers else _process_only if _process else _empty
+    get = _read if _readers else _always(_process)
 
 
 def set_environment(fields: Optional[Fields]) -> None:
