@@ -212,7 +212,7 @@ TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
 
 def capture_of(
     msg: Any, args: Any, name: str, func: str, extra: Optional[dict[str, Any]], failing: bool,
-    printed: list[str], context: Any = None, level: int = logging.INFO,
+    printed: list[str], context: Any = None, level: int = logging.INFO, t_ns: int = T0,
 ) -> Any:  # fmt: skip
     exc_info = None
     if failing:
@@ -221,7 +221,7 @@ def capture_of(
         except ValueError:
             exc_info = sys.exc_info()
     rec = LOGGER.makeRecord(name, level, "/app/x.py", 12, msg, args, exc_info, func, extra)
-    return record(rec, T0, 7, context, level, message_of(rec), printed)
+    return record(rec, t_ns, 7, context, level, message_of(rec), printed)
 
 
 def encoded_records(items: list[Any], b: EntryBuilder) -> tuple[bytes, bytes]:
@@ -249,6 +249,47 @@ def test_records_are_written_exactly_as_the_general_path_writes_them(cases: list
             args = ()
         items.append(capture_of(msg, args, name, func, extra, failing, printed, level=level))
     written, whole = encoded_records(items, builder())
+    assert written == whole
+
+
+@PROPS
+@given(st.lists(st.tuples(
+    st.one_of(TEXT.filter(lambda t: t[:1] != "{"),
+              st.sampled_from(["order 7", "token AKIA0123456789ABCDEF", "é\x00\x1f\"\\",
+                               "pw postgres://u:hunter2@db/x", ""])),
+    st.sampled_from(["app", "app.db", "é", "a\"b"]),
+    st.sampled_from(["handler", "<module>", "f\\g"]),
+    st.sampled_from([[], ["plain\n"]]),
+    st.sampled_from([logging.DEBUG, logging.INFO, 25, logging.WARNING, logging.ERROR, 50]),
+    st.integers(0, 3_000_000_000),
+), min_size=1, max_size=12), st.sampled_from(range(4)))  # fmt: skip
+def test_a_run_of_plain_records_is_written_at_once_as_one_by_one(
+    cases: list[Any], context: int
+) -> None:
+    """Records with nothing to examine but their message (a secret in it is found and the
+    record made whole in its place), sharing a context: written at once, and exactly as one by
+    one."""
+    items = [capture_of(msg.replace("%", ""), (), name, func, None, False, printed,
+                        context=CONTEXTS[context], level=level, t_ns=T0 + offset)
+             for msg, name, func, printed, level, offset in cases]  # fmt: skip
+    b = builder()
+    assert b._written_record_run(items) is not None
+    written, whole = encoded_records(items, b)
+    assert written == whole
+
+
+@pytest.mark.parametrize("odd", [
+    {"extra": {"user": "bob"}}, {"failing": True}, {"printed": ['{"k": 1}\n']},
+    {"msg": '{"a": 1}'}, {"msg": {"k": "v"}}, {"context": CONTEXTS[1]}, {"msg": "x" * 100_000},
+    {"name": "AKIA0123456789ABCDEF"},  # a location to examine
+])  # fmt: skip
+def test_a_run_with_one_record_not_plain_is_written_one_by_one(odd: dict[str, Any]) -> None:
+    plain: dict[str, Any] = {"msg": "order 1", "args": (), "name": "app", "func": "f",
+                             "extra": None, "failing": False, "printed": []}  # fmt: skip
+    items = [capture_of(**plain), capture_of(**{**plain, **odd}), capture_of(**plain)]
+    b = builder()
+    assert b._written_record_run(items) is None
+    written, whole = encoded_records(items, b)
     assert written == whole
 
 
