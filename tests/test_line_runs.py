@@ -293,6 +293,23 @@ def test_a_run_with_one_record_not_plain_is_written_one_by_one(odd: dict[str, An
     assert written == whole
 
 
+class Unequal:
+    """A value a program may bind (an array, say) that cannot be compared."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("the truth value is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+def test_records_whose_bound_values_cannot_be_compared_are_written_one_by_one() -> None:
+    items = [capture_of("order 1", (), "app", "f", None, False, [], context=({"v": Unequal()},))
+             for _ in range(3)]  # fmt: skip
+    b = builder()
+    assert b._written_record_run(items) is None
+    assert [entry["_msg"] for entry in b.written_records(items)] == ["order 1"] * 3  # type: ignore[index]
+
+
 def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
     b = builder()
     items = [

@@ -323,8 +323,12 @@ class EntryBuilder:
             return None
         messages: list[str] = list(map(_MESSAGE, items))
         contexts = list(map(_CONTEXT, items))
+        try:  # equal, not only the same: a context read from a reader is made at each capture
+            shared = contexts.count(contexts[0]) == count
+        except Exception:  # a value bound by the program whose == raises (an array, say)
+            return None
         if (
-            contexts.count(contexts[0]) != count
+            not shared
             or "{" in "".join([message[:1] for message in messages])
             or max(map(len, messages)) * 6 > self.max_line_bytes
             or "{" in "".join(chain.from_iterable(map(_PRINTED, items)))
