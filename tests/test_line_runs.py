@@ -83,6 +83,8 @@ LINE = st.one_of(
         '{"msg": "json", "level": "error"}', "{not json", "say \"hi\" \\ back\\slash\ttab",
         "token AKIA0123456789ABCDEF", "Authorization: Bearer abcdefghijk", "\x1b[31mred\x1b[0m",
         "  indented", "\tTabbed", "é ü 日本 \u2028 sep", "x" * 300, "Traceback-like: no",
+        "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "db postgres://app:hunter2@db/x",
+        "SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYab", "bell\x07 nul\x00 esc\x1b",
     ]),
 )  # fmt: skip
 
@@ -105,6 +107,25 @@ def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
     if not contexts:
         assert run == expected
     assert encoded(run, VICTORIALOGS_FIELDS=fields) == encoded(expected, VICTORIALOGS_FIELDS=fields)
+
+
+@PROPS
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), LINE), min_size=1, max_size=60),
+       st.sampled_from([1, 10_000_000, 400_000_000]))  # fmt: skip
+def test_a_run_writes_each_line_as_that_line_made_by_itself_and_examined_whole(
+    writes: list[tuple[int, str]], step_ns: int
+) -> None:
+    """Against the path that searches nothing over the group: each line redacted, its level
+    read and its text escaped by itself (what the group's searches may only narrow down)."""
+    captures = items([(kind, line + "\n") for kind, line in writes], step_ns)
+    b = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
+    run = by_run(captures, b)
+    if run is None:
+        return
+    lines: list[Line] = []
+    LineAssembler().feed_many(captures, lines)
+    alone = [entry for line in lines for entry in b.from_line(line)]
+    assert encoded(run) == encoded(alone)
 
 
 def test_a_typical_run_takes_the_run_path_and_keeps_its_times_and_streams() -> None:

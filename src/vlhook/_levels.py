@@ -11,7 +11,7 @@ from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any, Optional
+    from typing import Optional
 
 LEVEL_WORDS = {
     "TRACE": "DEBUG", "DEBUG": "DEBUG", "DBG": "DEBUG",
@@ -76,27 +76,51 @@ LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic", "
 _DOTLESS_I = "\u0131"
 
 
-def lines_containing(texts: list[str], needles: tuple[str, ...], lower: bool = False) -> Any:
-    """Indexes of the texts that contain one of the needles (lower-cased first with `lower`),
-    or None when that cannot be told cheaply (every text must then be examined).
+class Hay:
+    """A group's texts joined once (and lower-cased once) for the several searches made over
+    them: level words, secrets' literals, characters JSON escapes.
 
     One substring search per needle over all the texts joined, in C: a batch of lines costs a
     fraction of one regular-expression call per line. A few lines more (a needle past a line's
-    head) is fine: the caller examines exactly the lines named."""
-    joined = "\n".join(texts)
-    hay = joined.lower() if lower else joined
-    if len(hay) != len(joined) or (lower and _DOTLESS_I in hay):
-        return None  # lower() moved the offsets, or a letter only upper() maps to ASCII
-    found: set[int] = set()
-    starts: list[int] = []
-    for needle in needles:
-        pos = hay.find(needle)
-        while pos >= 0:
-            if not starts:
-                from _bisect import bisect_right  # once a needle is found (~0.3 ms to load)
+    head, or found only once lower-cased) is fine: the caller examines exactly the lines named."""
 
-                starts = [0, *accumulate(len(text) + 1 for text in texts)]
-            index = bisect_right(starts, pos) - 1
-            found.add(index)
-            pos = hay.find(needle, starts[index + 1])  # the rest of that line: already in
-    return found
+    __slots__ = ("_joined", "_lowered", "_starts", "texts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self._joined = "\n".join(texts)
+        #: The joined texts lower-cased, made by the first search that asks; "" when lower-
+        #: casing moved the offsets (see lines_with).
+        self._lowered: Optional[str] = None
+        self._starts: list[int] = []  # each text's offset in the joined texts, once needed
+
+    def lines_with(self, needles: tuple[str, ...], lower: bool = False) -> Optional[set[int]]:
+        """Indexes of the texts that contain one of the needles (lower-cased with `lower`: the
+        needles are then lower case), or None when lower-casing moved the offsets or cannot
+        be trusted to find them (a letter only upper() maps to ASCII): the caller must then
+        examine every text, or search without `lower`."""
+        hay = self._joined
+        if lower:
+            if self._lowered is None:
+                lowered = hay.lower()
+                usable = len(lowered) == len(hay) and _DOTLESS_I not in lowered
+                self._lowered = lowered if usable else ""
+            if len(self._lowered) != len(hay):
+                return None
+            hay = self._lowered
+        found: set[int] = set()
+        for needle in needles:
+            pos = hay.find(needle)
+            while pos >= 0:
+                index = self._index(pos)
+                found.add(index)
+                pos = hay.find(needle, self._starts[index + 1])  # the rest of that line: in
+        return found
+
+    def _index(self, pos: int) -> int:
+        """Which text the joined texts' offset falls in."""
+        from _bisect import bisect_right  # only once a needle is found (~0.3 ms to load)
+
+        if not self._starts:
+            self._starts = [0, *accumulate(len(text) + 1 for text in self.texts)]
+        return bisect_right(self._starts, pos) - 1
