@@ -277,6 +277,7 @@ def test_records_are_written_exactly_as_the_general_path_writes_them(cases: list
 @given(st.lists(st.tuples(
     st.one_of(TEXT.filter(lambda t: t[:1] != "{"),
               st.sampled_from(["order 7", "token AKIA0123456789ABCDEF", "é\x00\x1f\"\\",
+                               "two\nlines",
                                "pw postgres://u:hunter2@db/x", ""])),
     st.sampled_from(["app", "app.db", "é", "a\"b"]),
     st.sampled_from(["handler", "<module>", "f\\g"]),

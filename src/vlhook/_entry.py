@@ -307,7 +307,8 @@ class EntryBuilder:
         messages = self._plain_messages(items, views)
         if messages is None:
             return None
-        secrets = self._lines_with_secrets(messages)
+        hay = Hay(messages)
+        secrets = self._lines_with_secrets(hay)
         if secrets is None:  # no search can tell: every record is examined whole
             return None
         locations = self._record_locations(views)
@@ -317,11 +318,11 @@ class EntryBuilder:
         names = {levelno: level_name(levelno) for levelno in set(levels)}
         times = list(map(_T_NS, items))
         out: list[Union[Entry, str]] = [
-            f'"_time":"{head}{ns:09d}Z","_msg":{message},"level":"{level}","stream":"logging",'
+            f'"_time":"{head}{ns}Z","_msg":"{message}","level":"{level}","stream":"logging",'
             f"{location}{context}}}"
             for head, ns, message, level, location in zip(
-                _heads(times), map(mod, times, repeat(1_000_000_000)),
-                map(_codec.string, messages), map(names.__getitem__, levels), locations,
+                _heads(times), _nanoseconds(times), _string_contents(hay),
+                map(names.__getitem__, levels), locations,
             )
         ]  # fmt: skip
         for index in sorted(secrets, reverse=True):  # from the end: indexes stay valid
@@ -714,7 +715,7 @@ def _nanoseconds(times: list[int]) -> list[str]:
 
 
 #: What JSON escapes in a string: its quote, a backslash, and control characters (the newline
-#: ends lines: never inside one).
+#: too, which joins the texts searched: see Hay.holds_newlines).
 _ESCAPED = ('"', "\\", *(chr(code) for code in range(32) if code != 10))
 
 
@@ -724,7 +725,9 @@ def _string_contents(hay: Hay) -> list[str]:
     for a group's 100 KB); those texts alone are escaped (`_codec.string` costs ~4 ns a
     character: half a line's making, when every text went through it)."""
     texts = hay.texts
-    found = hay.lines_with(_ESCAPED)
+    found = hay.lines_with(_ESCAPED) or set()
+    if hay.holds_newlines():  # a record's message may span lines
+        found.update(index for index, text in enumerate(texts) if "\n" in text)
     if not found:
         return texts
     contents = list(texts)

@@ -117,6 +117,10 @@ class Hay:
                 pos = hay.find(needle, self._starts[index + 1])  # the rest of that line: in
         return found
 
+    def holds_newlines(self) -> bool:
+        """Whether a text holds a newline of its own (a line never does; a message may)."""
+        return self._joined.count("\n") >= len(self.texts)
+
     def _index(self, pos: int) -> int:
         """Which text the joined texts' offset falls in."""
         from _bisect import bisect_right  # only once a needle is found (~0.3 ms to load)
