@@ -13,6 +13,8 @@ import _thread
 
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
+from _operator import itemgetter
+from itertools import repeat
 from time import monotonic, sleep
 
 from vlhook._captures import Discard, Record, Text, discard
@@ -59,6 +61,8 @@ LET_IN_S = 0.001
 LET_IN_PERIOD_S = 0.001
 LET_IN_CHECK = 50
 WARNING = 30
+_ALL_TEXT = {Text}
+_DATA = itemgetter(1)  # a Text's data
 
 
 def item_size(item: Any) -> int:
@@ -226,10 +230,12 @@ class Buffer:
         """Up to `limit` items, oldest first. Sender thread only (so the length only grows
         while it counts)."""
         items = self.items
-        popleft = items.popleft
-        out = [popleft() for _ in range(min(limit, len(items)))]
-        self.removed += sum([len(item[1]) + ITEM_OVERHEAD if item.__class__ is Text else
-                             item_size(item) for item in out])  # fmt: skip
+        out = list(map(deque.popleft, repeat(items, min(limit, len(items)))))
+        # Told with C calls when they are all text, as a burst's are (item_size otherwise).
+        if set(map(type, out)) == _ALL_TEXT:
+            self.removed += sum(map(len, map(_DATA, out))) + ITEM_OVERHEAD * len(out)
+        else:
+            self.removed += sum(map(item_size, out))
         return out
 
     def take_all(self) -> list[Any]:

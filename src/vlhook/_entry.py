@@ -321,7 +321,7 @@ class EntryBuilder:
             f'"_time":"{head}{ns}Z","_msg":"{message}","level":"{level}","stream":"logging",'
             f"{location}{context}}}"
             for head, ns, message, level, location in zip(
-                _heads(times), _nanoseconds(times), _string_contents(hay),
+                _heads(times), _nanoseconds(times), _string_contents(hay, messages=True),
                 map(names.__getitem__, levels), locations,
             )
         ]  # fmt: skip
@@ -719,14 +719,14 @@ def _nanoseconds(times: list[int]) -> list[str]:
 _ESCAPED = ('"', "\\", *(chr(code) for code in range(32) if code != 10))
 
 
-def _string_contents(hay: Hay) -> list[str]:
+def _string_contents(hay: Hay, messages: bool = False) -> list[str]:
     """Per text: what JSON writes between its quotes. That is the text itself unless it holds a
     character JSON escapes, told for the group by one C search per such character (a few µs
     for a group's 100 KB); those texts alone are escaped (`_codec.string` costs ~4 ns a
     character: half a line's making, when every text went through it)."""
     texts = hay.texts
     found = hay.lines_with(_ESCAPED) or set()
-    if hay.holds_newlines():  # a record's message may span lines
+    if messages and hay.holds_newlines():  # a message may span lines (a line never does)
         found.update(index for index, text in enumerate(texts) if "\n" in text)
     if not found:
         return texts
