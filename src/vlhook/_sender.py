@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 #: Complete lines made into entries together: the entry builder's searches run once per group.
 LINES_PER_STEP = 256
+_ONLY_TEXT = {Text}
 #: Closed batches waiting for a free worker; past that the sender stops taking captures and the
 #: bounded buffer holds them (its policy sheds or blocks).
 MAX_READY = 2
@@ -421,6 +422,9 @@ class Sender:
     ) -> None:
         """Items off the buffer, in order: runs of writes go to the assembler together, runs
         of records to the entry builder together, anything else to `take`."""
+        if set(map(type, items)) == _ONLY_TEXT:  # writes only (a burst's): none looked at alone
+            self._feed_many(items, lines)
+            return
         texts: list[Text] = []
         records: list[Any] = []
         for item in items:
