@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from vlhook._stats import Stats
 
 #: Complete lines made into entries together: the entry builder's searches run once per group.
-LINES_PER_STEP = 256
+#: 1,024 rather than 256: 3-4 % less CPU per line end to end (6.78 against 6.99 µs, 12
+#: interleaved rounds of 200,000 lines), the sender holding the interpreter ~2 ms a step.
+LINES_PER_STEP = 1024
 _ONLY_TEXT = {Text}
 #: Closed batches waiting for a free worker; past that the sender stops taking captures and the
 #: bounded buffer holds them (its policy sheds or blocks).
