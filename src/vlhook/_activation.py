@@ -178,7 +178,8 @@ def _hand_down(variables: tuple[tuple[str, str], ...]) -> None:
 def _hook_logging(sender: Sender, config: Config) -> None:
     from vlhook import _capture_logging
 
-    _capture_logging.install(sender.put, config.level)
+    # The buffer's own put, as the streams have it: no frame of the sender's per record.
+    _capture_logging.install(sender.buffer.put, config.level)
 
 
 def deactivate() -> None:
