@@ -9,6 +9,7 @@ The write path does the least possible: stamp time and thread, append to the buf
 from __future__ import annotations
 
 import sys
+from _operator import attrgetter
 from _thread import get_ident
 from time import time_ns
 
@@ -176,10 +177,9 @@ class _TeeBase:
 
     # The original's own method, not a function of ours: a flush that fails (a closed pipe at
     # exit: "Exception ignored in: ... BrokenPipeError") shows no vlhook frame. It stays local
-    # (awslambdaric's Unbuffered flushes after every write): nothing is sent.
-    @property
-    def flush(self) -> Any:
-        return self._vl_target.flush
+    # (awslambdaric's Unbuffered flushes after every write): nothing is sent. Read by a C
+    # getter, not a Python one: a logging handler flushes after every record.
+    flush = property(attrgetter("_vl_target.flush"))
 
 
 def _keep(kind: int, data: Any) -> None:
