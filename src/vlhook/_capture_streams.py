@@ -22,8 +22,9 @@ KIND_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
 #: Threads whose writes are not captured as text, because the same data is already captured
 #: in a richer form (a logging record being handled, an uncaught exception being printed).
-#: The value collects the text written meanwhile (a JSON line a handler printed is merged into
-#: the record's entry), or is None to just skip it.
+#: The value collects the writes made meanwhile that may hold a JSON object (one a handler
+#: printed is merged into the record's entry; a write without "{" cannot be, and is left
+#: out), or is None to just skip them.
 suppressed: dict[int, Optional[list[str]]] = {}
 
 TYPE_CHECKING = False
@@ -59,7 +60,7 @@ def _capture_text(kind: int, text: str) -> None:
     ident = get_ident()
     if suppressed and ident in suppressed:
         texts = suppressed[ident]
-        if texts is not None:
+        if texts is not None and "{" in text:  # only an object is merged into the record
             texts.append(text)
         return
     put = _put

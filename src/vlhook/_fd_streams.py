@@ -52,8 +52,8 @@ class Noter:
         suppressed = _capture_streams.suppressed
         if ident in suppressed:
             printed = suppressed[ident]
-            if printed is not None:
-                printed.append(text)  # a JSON line a handler prints is merged into its record
+            if printed is not None and "{" in text:  # only an object is merged into the record
+                printed.append(text)
             action = SKIP
         elif self.label:
             action = STDERR
