@@ -93,14 +93,16 @@ def test_the_stream_notes_only_while_some_thread_is_suppressed() -> None:
         assert stream.write != target.write
         stream.write("INFO:a:one\npart")
         stream.write("ial\n")
+        stream.write('{"k": 1}\n')  # what may be merged into the record: only a "{" write
         watched.pop(get_ident(), None)
         assert stream.write == target.write
         stream.write("not noted\n")
     finally:
         _capture_streams.suppressed = saved
-    assert printed == ["INFO:a:one\npart", "ial\n"]
-    assert noted(link) == [(1, SKIP, *line_key(b"INFO:a:one")), (1, SKIP, *line_key(b"partial"))]
-    assert target.buffer.getvalue() == b"INFO:a:one\npartial\nnot noted\n"
+    assert printed == ['{"k": 1}\n']
+    assert noted(link) == [(1, SKIP, *line_key(b"INFO:a:one")), (1, SKIP, *line_key(b"partial")),
+                           (1, SKIP, *line_key(b'{"k": 1}'))]  # fmt: skip
+    assert target.buffer.getvalue() == b'INFO:a:one\npartial\n{"k": 1}\nnot noted\n'
 
 
 def test_stderr_sharing_a_channel_labels_its_lines() -> None:

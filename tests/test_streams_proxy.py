@@ -507,13 +507,14 @@ def test_a_known_str_subclass_becomes_its_richer_capture(captured: Captured) -> 
         tee.write(Rich("again"))  # the same record at a second sink: nothing more
         tee.write(Rich("other\n"))
         _capture_streams.suppressed[threading.get_ident()] = []
-        tee.write(Rich("first"))  # while a logging record is handled: its text, collected
+        tee.write(Rich("first"))  # while a logging record is handled: not captured as text,
+        tee.write(Rich('{"k": 1}'))  # and collected if it may be an object to merge into it
         texts = _capture_streams.suppressed.pop(threading.get_ident())
     finally:
         del _capture_streams.richer[Rich]
         _capture_streams._put_record = saved
     out.flush()
-    assert raw.getvalue() == b"held firstagainother\nfirst"  # the program's output, unchanged
+    assert raw.getvalue() == b'held firstagainother\nfirst{"k": 1}'  # the output, unchanged
     assert data(captured) == ["held ", "other\n"]
     assert records == [("capture of first", 40)]
-    assert texts == ["first"]
+    assert texts == ['{"k": 1}']
