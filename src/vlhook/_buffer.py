@@ -17,7 +17,7 @@ from _operator import itemgetter
 from itertools import repeat
 from time import monotonic, sleep
 
-from vlhook._captures import Discard, Record, Text, discard
+from vlhook._captures import Discard, Record, Text, all_text, discard
 from vlhook._captures import text as make_text
 
 TYPE_CHECKING = False
@@ -61,7 +61,6 @@ LET_IN_S = 0.001
 LET_IN_PERIOD_S = 0.001
 LET_IN_CHECK = 50
 WARNING = 30
-_ALL_TEXT = {Text}
 _DATA = itemgetter(1)  # a Text's data
 
 
@@ -232,7 +231,7 @@ class Buffer:
         items = self.items
         out = list(map(deque.popleft, repeat(items, min(limit, len(items)))))
         # Told with C calls when they are all text, as a burst's are (item_size otherwise).
-        if set(map(type, out)) == _ALL_TEXT:
+        if all_text(out):
             self.removed += sum(map(len, map(_DATA, out))) + ITEM_OVERHEAD * len(out)
         else:
             self.removed += sum(map(item_size, out))

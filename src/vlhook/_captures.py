@@ -138,6 +138,14 @@ def text(
     return _new(Text, (kind, data, t_ns, thread, context))
 
 
+def all_text(items: list[Any]) -> bool:
+    """Whether every capture is a write (as a burst's are), told with C calls over them."""
+    return set(map(type, items)) == _TEXT_ONLY
+
+
+_TEXT_ONLY = {Text}
+
+
 def record(
     rec: logging.LogRecord,
     t_ns: int,
