@@ -1,6 +1,8 @@
 """Levels: the five names entries use, and the level a printed line names at its head.
 
-Runs on the sender thread.
+`Hay` searches a group's texts at once for what may name a level, and for what the entry
+builder also looks for in them (secrets' literals, characters JSON escapes). Runs on the
+sender thread.
 """
 
 from __future__ import annotations
