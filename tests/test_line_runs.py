@@ -128,6 +128,21 @@ def test_a_run_writes_each_line_as_that_line_made_by_itself_and_examined_whole(
     assert encoded(run) == encoded(alone)
 
 
+def test_a_run_with_lone_surrogates_is_encoded_as_its_lines_one_by_one() -> None:
+    """Bytes a surrogateescape stream let through are not escaped by JSON: written as they are,
+    the encoder replaces them, as it does for an entry made whole."""
+    writes = [(0, f"line {n} " + ("caf\udce9" if n % 3 == 0 else "ok") + "\n") for n in range(12)]
+    captures = items(writes)
+    b = builder()
+    run = by_run(captures, b)
+    assert run is not None
+    lines: list[Line] = []
+    LineAssembler().feed_many(captures, lines)
+    alone = [entry for line in lines for entry in b.from_line(line)]
+    assert encoded(run) == encoded(alone)
+    assert encoded(run).count("caf\ufffd".encode()) == 4
+
+
 def test_a_typical_run_takes_the_run_path_and_keeps_its_times_and_streams() -> None:
     writes = [(index % 2, f"request {index} handled in 3 ms\n") for index in range(300)]
     captures = items(writes, step_ns=7_000_000)  # crosses two second boundaries
