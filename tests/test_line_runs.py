@@ -20,6 +20,7 @@ from vlhook._captures import line as make_line
 from vlhook._config import load
 from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
+from vlhook._levels import Hay
 from vlhook._lines import MIN_RUN, LineAssembler
 from vlhook._stats import Stats
 
@@ -470,7 +471,7 @@ def test_a_json_line_found_clean_is_made_as_when_every_field_is_examined(
 ) -> None:
     b = builder(VICTORIALOGS_MAX_LINE_BYTES="100000", **env)
     text = json.dumps(obj, ensure_ascii=False)
-    clean = not b._lines_with_secrets([text])  # what the group's search tells
+    clean = not b._lines_with_secrets(Hay([text]))  # what the group's search tells
     made = make_line(0, text, T0, None)
     assert b.from_line(made, clean) == b.from_line(made, False)
 
@@ -481,7 +482,7 @@ def test_what_the_search_cannot_see_in_a_json_line_is_still_examined() -> None:
     escaped = '{"msg": "x", "key": "\\u0041KIA0123456789ABCDEF"}'
     long = json.dumps({"msg": "x", "blob": "y" * 20_000})
     for json_text in (escaped, long):
-        assert not b._lines_with_secrets([json_text])  # the raw text holds no secret's literal
+        assert not b._lines_with_secrets(Hay([json_text]))  # the raw text holds no secret's literal
         made = make_line(0, json_text, T0, None)
         assert b.from_line(made, True) == b.from_line(made, False)
     assert b.from_line(make_line(0, escaped, T0, None), True)[0]["key"] == "[REDACTED]"

@@ -10,7 +10,7 @@ redacted, and a message longer than the line budget is split into numbered parts
 from __future__ import annotations
 
 import time
-from _operator import attrgetter, itemgetter, mod
+from _operator import attrgetter, getitem, itemgetter, mod
 from itertools import chain, repeat
 
 from vlhook import _codec
@@ -245,7 +245,7 @@ class EntryBuilder:
             found.extend(index for index, text in enumerate(texts) if len(text) > limit)
         return found
 
-    def _lines_with_secrets(self, texts: Union[list[str], Hay]) -> Any:
+    def _lines_with_secrets(self, hay: Hay) -> Any:
         """Indexes of the texts holding a secret's literal (searched lower-cased where the
         texts' levels were: a few lines more, one search less); None when a pattern of the
         user's may match anything."""
@@ -254,7 +254,6 @@ class EntryBuilder:
             return None
         if not needles:
             return ()
-        hay = texts if isinstance(texts, Hay) else Hay(texts)
         found = hay.lines_with(self._lowered_needles, lower=True)
         return hay.lines_with(needles) if found is None else found
 
@@ -280,7 +279,7 @@ class EntryBuilder:
         if run is not None:
             return run
         messages = [item.message if isinstance(item, Record) else "" for item in items]
-        secrets = self._lines_with_secrets(messages)
+        secrets = self._lines_with_secrets(Hay(messages))
         out: list[Union[Entry, str]] = []
         for index, item in enumerate(items):
             written = "" if secrets is None or (secrets and index in secrets) else \
@@ -719,20 +718,28 @@ def _nanoseconds(times: list[int]) -> list[str]:
 _ESCAPED = ('"', "\\", *(chr(code) for code in range(32) if code != 10))
 
 
+_INSIDE_QUOTES = slice(1, -1)
+
+
 def _string_contents(hay: Hay, messages: bool = False) -> list[str]:
     """Per text: what JSON writes between its quotes. That is the text itself unless it holds a
     character JSON escapes, told for the group by one C search per such character (a few µs
-    for a group's 100 KB); those texts alone are escaped (`_codec.string` costs ~4 ns a
-    character: half a line's making, when every text went through it)."""
+    for a group's 100 KB): when none does, no text is escaped (`_codec.string` costs ~4 ns a
+    character, half a line's making when every text went through it); when few do, those
+    alone; when many do (quoted values, say), all of them, as before, with C calls."""
     texts = hay.texts
-    found = hay.lines_with(_ESCAPED) or set()
-    if messages and hay.holds_newlines():  # a message may span lines (a line never does)
-        found.update(index for index, text in enumerate(texts) if "\n" in text)
-    if not found:
+    own_newlines = messages and hay.holds_newlines()  # a message may span lines; a line never
+    escapes = hay.count(_ESCAPED)
+    if not escapes and not own_newlines:
         return texts
+    if escapes * 4 > len(texts):  # finding each one's line would cost more than escaping all
+        return list(map(getitem, map(_codec.string, texts), repeat(_INSIDE_QUOTES)))
+    found = hay.lines_with(_ESCAPED) or set()
+    if own_newlines:
+        found.update(index for index, text in enumerate(texts) if "\n" in text)
     contents = list(texts)
     for index in found:
-        contents[index] = _codec.string(texts[index])[1:-1]
+        contents[index] = _codec.string(texts[index])[_INSIDE_QUOTES]
     return contents
 
 
