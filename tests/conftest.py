@@ -174,12 +174,13 @@ class Sink:
         env.update(extra)
         return env
 
-    def entries(self, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
-        """Wait (bounded) until the server stored at least `count` entries of this test; return
-        them all, oldest first."""
+    def entries(self, count: int, timeout: float = 10.0, where: str = "") -> list[dict[str, str]]:
+        """Wait (bounded) until the server stored at least `count` entries of this test (that
+        also match the LogsQL filter `where`: vlhook's own report of the exit is an entry of the
+        test too); return them all, oldest first."""
         deadline = time.monotonic() + timeout
         while True:
-            rows = self.server.rows(f'test_id:="{self.test_id}"')
+            rows = self.server.rows(f'test_id:="{self.test_id}" {where}')
             if len(rows) >= count or time.monotonic() >= deadline:
                 return rows
             time.sleep(0.1)
