@@ -32,7 +32,7 @@ _original: Optional[Callable[[logging.Logger, logging.LogRecord], None]] = None
 
 # The wrapper is compiled under logging's own file name: when a handler fails, logging prints
 # the call stack minus its own frames (it recognises them by directory), and a frame of ours in
-# the middle would add lines to the program's stderr. Everything else happens in _enter/_leave.
+# the middle would add lines to the program's stderr. Everything else happens in enter/leave.
 _WRAPPER = """
 def callHandlers(self, record):
     state = enter(record)
@@ -58,7 +58,7 @@ def install(put: Put, level: int) -> None:
             # Snapshot before handlers run: some (awslambdaric's JSON one) rewrite the level.
             levelno = record.levelno
             if levelno >= level:
-                try:  # message_of, inlined: one frame less on every record
+                try:  # message_of only when this fails: one frame less on every record
                     message = record.getMessage()
                 except Exception:
                     message = message_of(record)
@@ -68,7 +68,7 @@ def install(put: Put, level: int) -> None:
         return ident, outer, texts, levelno, message
 
     def leave(record: logging.LogRecord, state: tuple[Any, ...]) -> None:
-        # _put_record's work done here: one frame less on every record.
+        # The capture is made here rather than in a helper: one frame less on every record.
         ident, outer, texts, levelno, message = state
         if outer is OUTSIDE:
             suppressed.pop(ident, None)
