@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import DROPIN, INTERNAL_ERROR, base_env
+from conftest import DROPIN, INTERNAL_ERROR, base_env, run_python
 
 PRINT_LOOP = "for i in range(100000):\n    print(i)\n"
 PROGRAMS = {
@@ -126,3 +126,32 @@ def test_exception_in_a_hooked_module_body(script: Any, sink: Any, tmp_path: Pat
     rows = sink.settle(1)
     assert [r["exception.message"] for r in rows] == ["broken module"]
     assert "importlib" not in rows[0]["exception.stacktrace"]
+
+
+HANDLER_OF_ITS_OWN = (
+    "import logging, sys\n"
+    "class Mine(logging.StreamHandler):\n"
+    "    def emit(self, record):\n"
+    "        super().emit(record)\n"
+    "        if record.name == 'boom':\n"
+    "            raise RuntimeError('handler broke')\n"
+    "logging.basicConfig(level=logging.INFO, handlers=[Mine(sys.stderr)])\n"
+    "logging.getLogger('app').warning('two %s %s', 'one')\n"
+    "logging.getLogger('app').info('fine')\n"
+    "logging.getLogger('boom').error('last')\n"
+)
+
+
+def test_a_failing_handler_of_the_programs_own(script: Any, sink: Any) -> None:
+    """logging's report of a handler defined by the program prints the call stack from that
+    handler's frame out, logging's frames included, and an exception out of a handler passes
+    through them: `callHandlers` shows as one frame, on logging's own lines and columns."""
+    path = script(HANDLER_OF_ITS_OWN)
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stderr) == (bare.rc, bare.stderr), hooked.stderr.decode()
+    assert bare.stderr.count(b", in callHandlers\n    hdlr.handle(record)\n") == 2
+    rows = sink.settle(4)
+    assert sorted(r["_msg"].split(" (")[0] for r in rows if r["stream"] == "logging") == [
+        "fine", "last", "two %s %s"]  # fmt: skip
+    assert [r["exception.message"] for r in rows if "exception.type" in r] == ["handler broke"]

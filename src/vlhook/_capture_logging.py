@@ -30,9 +30,9 @@ OUTSIDE: Any = object()
 
 _original: Optional[Callable[[logging.Logger, logging.LogRecord], None]] = None
 
-# The wrapper is compiled under logging's own file name: when a handler fails, logging prints
-# the call stack minus its own frames (it recognises them by directory), and a frame of ours in
-# the middle would add lines to the program's stderr. Everything else happens in enter/leave.
+# Fallback, when logging's source cannot be had (see _in_place): a wrapper compiled under
+# logging's own file name, so that logging's report of a failing handler, which prints the
+# call stack from the first frame outside its directory, does not print it from ours.
 _WRAPPER = """
 def callHandlers(self, record):
     state = enter(record)
@@ -83,12 +83,91 @@ def install(put: Put, level: int) -> None:
         except Exception as exc:
             internal_error("capture.logging", exc)
 
+    original = logging.Logger.callHandlers
+    hooked = _in_place(original, enter, leave) or _wrapper(original, enter, leave)
+    _original = original
+    logging.Logger.callHandlers = hooked  # type: ignore[method-assign]
+
+
+def _in_place(original: Any, enter: Any, leave: Any) -> Optional[Callable[..., None]]:
+    """logging's own `callHandlers`, compiled again from its source with `enter` before its
+    body and `leave` after it, every line of it on the line it has in logging: one frame, as
+    without vlhook, where a wrapper is a second one. A handler of the program's that fails
+    makes logging print the call stack from that handler's frame out, logging's frames
+    included: a wrapper's frame showed there as two lines more. None when the source cannot
+    be had (a stdlib zipped without it) or does not compile to the running function's code
+    (another copy, or already wrapped by a library). ~0.3 ms, once, when logging loads."""
+    from types import FunctionType  # loaded by logging already (through re and enum)
+
+    try:
+        code = original.__code__
+        with open(code.co_filename, encoding="utf-8") as fh:
+            lines = _function_lines(fh.read(), code.co_firstlineno, code.co_name)
+        source = _sources(lines, code.co_firstlineno, code.co_name)
+        module = compile(source, code.co_filename, "exec", dont_inherit=True)  # not our future
+        made = {c.co_name: c for c in module.co_consts if hasattr(c, "co_name")}
+        if made[code.co_name].co_code != code.co_code:
+            return None
+        function: Callable[..., None] = FunctionType(made["_hooked"], original.__globals__)(
+            enter, leave)  # fmt: skip
+    except Exception:  # any surprise: the wrapper instead
+        return None
+    function.__qualname__, function.__doc__ = original.__qualname__, original.__doc__
+    return function
+
+
+#: The most lines a function's source is looked for in, from its `def`.
+MAX_LINES = 200
+
+
+def _function_lines(text: str, first: int, name: str) -> list[str]:
+    """The source's lines from the `def` of `name` on line `first` (1-based) on: found with C
+    searches, not by splitting the whole file (~2,000 lines for logging)."""
+    at = text.find(f"def {name}(")
+    while at >= 0:
+        begin = text.rfind("\n", 0, at) + 1
+        if text.count("\n", 0, begin) + 1 == first:
+            return text[begin:].split("\n", MAX_LINES)
+        at = text.find(f"def {name}(", at + 1)
+    raise ValueError(f"no def {name} on line {first}")
+
+
+def _sources(lines: list[str], first: int, name: str) -> str:
+    """One module's source: a maker `_hooked(enter, leave)` returning the function of `lines`
+    (its `def` first) with the first two lines of its docstring turned into `state =
+    enter(record)` and `try:` and `leave(record, state)` in a `finally:` after its body; then
+    the function as it is, to compare with the running one. The made function begins on line
+    `first`, and its body's lines are kept as they are, on their own lines and columns (where
+    Python 3.11+ points its carets in a traceback): what is added is indented less than they
+    are, which is all that nesting needs."""
+    head, depth = lines[0].lstrip(), _depth(lines[0])
+    end = 1
+    while end < len(lines) and (not lines[end].strip() or _depth(lines[end]) > depth):
+        end += 1
+    if end >= MAX_LINES:
+        raise ValueError("the function is longer than it is looked for")
+    body = lines[1:end]
+    doc = body[0].strip()
+    quote = doc[:3]
+    if quote not in ('"""', "'''") or quote in doc[3:] or _depth(body[0]) < 4:
+        raise ValueError("no docstring of two lines or more to make room in")
+    closing = next(i for i, line in enumerate(body[1:], 1) if quote in line)
+    return "\n" * (first - 2) + "\n".join(
+        ["def _hooked(enter, leave):", " " + head, "  state = enter(record)", "  try:",
+         *[""] * (closing - 1), *body[closing + 1 :],
+         "  finally:", "   leave(record, state)", f" return {name}", head, *body])  # fmt: skip
+
+
+def _depth(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _wrapper(original: Any, enter: Any, leave: Any) -> Callable[..., None]:
     # Named as this module: a traceback through it shows the frame as without vlhook (_frames).
     namespace: dict[str, Any] = {"enter": enter, "leave": leave, "__name__": __name__,
-                                 "original": logging.Logger.callHandlers}  # fmt: skip
+                                 "original": original}  # fmt: skip
     exec(compile(_WRAPPER, logging.__file__ or "logging", "exec"), namespace)  # noqa: S102
-    _original = logging.Logger.callHandlers
-    logging.Logger.callHandlers = namespace["callHandlers"]  # type: ignore[method-assign]
+    return namespace["callHandlers"]  # type: ignore[no-any-return]
 
 
 def message_of(record: logging.LogRecord) -> str:
