@@ -121,3 +121,10 @@ def test_logging_of_this_python_is_rebuilt_on_its_own_lines() -> None:
     assert [(f.filename, f.line) for f in frames] == [(logging.__file__, "hdlr.handle(record)")]
     assert hooked.__code__.co_firstlineno == original.__code__.co_firstlineno
     assert hooked.__globals__ is original.__globals__
+
+
+def test_a_body_using_the_added_names_is_not_rebuilt(tmp_path: Path) -> None:
+    """`state` (or `enter`, `leave`) in the body would be clobbered by, or shadow, ours."""
+    clash = MODULE.replace("self.seen.append(record)", "state = self.seen.append(record)")
+    module = _load(tmp_path / "fake_logging_clash.py", clash)
+    assert _in_place(module.Logger.callHandlers, *_calls()[1:]) is None

@@ -96,11 +96,14 @@ def _in_place(original: Any, enter: Any, leave: Any) -> Optional[Callable[..., N
     makes logging print the call stack from that handler's frame out, logging's frames
     included: a wrapper's frame showed there as two lines more. None when the source cannot
     be had (a stdlib zipped without it) or does not compile to the running function's code
-    (another copy, or already wrapped by a library). ~0.3 ms, once, when logging loads."""
+    (another copy, or already wrapped by a library). ~0.5 ms, once, when logging loads."""
     from types import FunctionType  # loaded by logging already (through re and enum)
 
     try:
         code = original.__code__
+        names = {*code.co_names, *code.co_varnames, *code.co_freevars}
+        if ADDED & names or "record" not in code.co_varnames[: code.co_argcount]:
+            return None  # the body's own names would be ours, or it takes no record
         with open(code.co_filename, encoding="utf-8") as fh:
             lines = _function_lines(fh.read(), code.co_firstlineno, code.co_name)
         source = _sources(lines, code.co_firstlineno, code.co_name)
@@ -118,6 +121,8 @@ def _in_place(original: Any, enter: Any, leave: Any) -> Optional[Callable[..., N
 
 #: The most lines a function's source is looked for in, from its `def`.
 MAX_LINES = 200
+#: The names the lines added to the function bring in (besides its `record` argument).
+ADDED = frozenset({"enter", "leave", "state"})
 
 
 def _function_lines(text: str, first: int, name: str) -> list[str]:
@@ -140,6 +145,8 @@ def _sources(lines: list[str], first: int, name: str) -> str:
     `first`, and its body's lines are kept as they are, on their own lines and columns (where
     Python 3.11+ points its carets in a traceback): what is added is indented less than they
     are, which is all that nesting needs."""
+    if first < 2:
+        raise ValueError("no line before the function for the maker's own")
     head, depth = lines[0].lstrip(), _depth(lines[0])
     end = 1
     while end < len(lines) and (not lines[end].strip() or _depth(lines[end]) > depth):
