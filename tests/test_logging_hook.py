@@ -128,3 +128,30 @@ def test_a_body_using_the_added_names_is_not_rebuilt(tmp_path: Path) -> None:
     clash = MODULE.replace("self.seen.append(record)", "state = self.seen.append(record)")
     module = _load(tmp_path / "fake_logging_clash.py", clash)
     assert _in_place(module.Logger.callHandlers, *_calls()[1:]) is None
+
+
+def test_a_record_that_cannot_be_formatted_is_formatted_once() -> None:
+    """The program's mismatched format and args: one attempt, as without vlhook (an argument's
+    __str__ may have effects), and a readable message in the capture."""
+    from vlhook import _capture_logging
+
+    formatted: list[int] = []
+
+    class Counted:
+        def __str__(self) -> str:
+            formatted.append(1)
+            return "c"
+
+    captured: list[Any] = []
+    assert _capture_logging._original is None, "a hook of this process's own is installed"
+    _capture_logging.install(lambda item, level: captured.append(item), logging.INFO)
+    try:
+        logger = logging.Logger("vlhook-test-once")
+        logger.addHandler(logging.NullHandler())  # formats nothing itself
+        logger.propagate = False
+        logger.warning("two %s %s", Counted())  # noqa: PLE1206 - the mismatch is the point
+    finally:
+        _capture_logging.uninstall()
+    assert formatted == [1]
+    assert [item.message.split(" (")[0] for item in captured] == ["two %s %s"]
+    assert "formatting failed" in captured[0].message

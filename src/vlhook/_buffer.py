@@ -13,11 +13,10 @@ import _thread
 
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
-from _operator import itemgetter
 from itertools import repeat
 from time import monotonic, sleep
 
-from vlhook._captures import Discard, Record, Text, all_text, discard
+from vlhook._captures import TEXT_DATA, Discard, Record, Text, all_text, discard
 from vlhook._captures import text as make_text
 
 TYPE_CHECKING = False
@@ -61,7 +60,6 @@ LET_IN_S = 0.001
 LET_IN_PERIOD_S = 0.001
 LET_IN_CHECK = 50
 WARNING = 30
-_DATA = itemgetter(1)  # a Text's data
 
 
 def item_size(item: Any) -> int:
@@ -232,7 +230,7 @@ class Buffer:
         out = list(map(deque.popleft, repeat(items, min(limit, len(items)))))
         # Told with C calls when they are all text, as a burst's are (item_size otherwise).
         if all_text(out):
-            self.removed += sum(map(len, map(_DATA, out))) + ITEM_OVERHEAD * len(out)
+            self.removed += sum(map(len, map(TEXT_DATA, out))) + ITEM_OVERHEAD * len(out)
         else:
             self.removed += sum(map(item_size, out))
         return out

@@ -58,10 +58,10 @@ def install(put: Put, level: int) -> None:
             # Snapshot before handlers run: some (awslambdaric's JSON one) rewrite the level.
             levelno = record.levelno
             if levelno >= level:
-                try:  # message_of only when this fails: one frame less on every record
+                try:  # message_of's work, without its frame on every record
                     message = record.getMessage()
-                except Exception:
-                    message = message_of(record)
+                except Exception as error:
+                    message = _unformattable(record, error)
         except Exception as exc:
             internal_error("capture.logging", exc)
         suppressed[ident] = texts
@@ -87,6 +87,12 @@ def install(put: Put, level: int) -> None:
     hooked = _in_place(original, enter, leave) or _wrapper(original, enter, leave)
     _original = original
     logging.Logger.callHandlers = hooked  # type: ignore[method-assign]
+
+
+#: The most lines a function's source is looked for in, from its `def`.
+MAX_LINES = 200
+#: The names the lines added to the function bring in (besides its `record` argument).
+ADDED = frozenset({"enter", "leave", "state"})
 
 
 def _in_place(original: Any, enter: Any, leave: Any) -> Optional[Callable[..., None]]:
@@ -117,12 +123,6 @@ def _in_place(original: Any, enter: Any, leave: Any) -> Optional[Callable[..., N
         return None
     function.__qualname__, function.__doc__ = original.__qualname__, original.__doc__
     return function
-
-
-#: The most lines a function's source is looked for in, from its `def`.
-MAX_LINES = 200
-#: The names the lines added to the function bring in (besides its `record` argument).
-ADDED = frozenset({"enter", "leave", "state"})
 
 
 def _function_lines(text: str, first: int, name: str) -> list[str]:
@@ -181,13 +181,19 @@ def message_of(record: logging.LogRecord) -> str:
     """record.getMessage(), or a readable form when the format and args do not match."""
     try:
         return record.getMessage()
-    except Exception as error:  # the program's bug: shown in the entry, never raised
-        from vlhook._codec import safe_str
+    except Exception as error:
+        return _unformattable(record, error)
 
-        return (
-            f"{safe_str(record.msg)} (formatting failed: {safe_str(error)}; "
-            f"args: {safe_str(record.args)})"
-        )
+
+def _unformattable(record: logging.LogRecord, error: Exception) -> str:
+    """A record whose format and args do not match (the program's bug): shown in the entry,
+    never raised, and not formatted again."""
+    from vlhook._codec import safe_str
+
+    return (
+        f"{safe_str(record.msg)} (formatting failed: {safe_str(error)}; "
+        f"args: {safe_str(record.args)})"
+    )
 
 
 def uninstall() -> None:

@@ -9,6 +9,7 @@ constructor below, so mypy checks every place that makes one.
 from __future__ import annotations
 
 from _collections import _tuplegetter  # type: ignore[import-not-found]
+from _operator import itemgetter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -136,6 +137,11 @@ def text(
     kind: int, data: Union[str, bytes], t_ns: int, thread: int, context: Optional[Context]
 ) -> Text:
     return _new(Text, (kind, data, t_ns, thread, context))
+
+
+#: A Text's kind, data, time and context as C getters, for map() over a group of captures (a
+#: field's descriptor on the class is not callable).
+TEXT_KIND, TEXT_DATA, TEXT_TIME, TEXT_CONTEXT = (itemgetter(index) for index in (0, 1, 2, 4))
 
 
 def all_text(items: list[Any]) -> bool:

@@ -13,7 +13,7 @@ import codecs
 from _operator import itemgetter
 from itertools import chain, repeat
 
-from vlhook._captures import Line, record_type
+from vlhook._captures import TEXT_CONTEXT, TEXT_DATA, TEXT_KIND, TEXT_TIME, Line, record_type
 from vlhook._captures import line as make_line
 
 TYPE_CHECKING = False
@@ -124,7 +124,6 @@ class _Traceback:
         return make_line(kind, "\n".join(lines), self.t_ns, self.context, "ERROR")
 
 
-_KIND, _DATA, _TIME, _CONTEXT = (itemgetter(index) for index in (0, 1, 2, 4))
 #: A run of fewer lines is assembled write by write: below ~4 lines the run's fixed calls cost
 #: more than they save (measured, a line: one write 8.6 µs against 5.0 by itself, 8 writes 2.2
 #: against 2.4, 64 writes 1.7 against 2.3).
@@ -146,7 +145,7 @@ class LineAssembler:
         feed_many, which handles everything)."""
         if self._partial or self._tracebacks or not items:
             return None
-        data = list(map(_DATA, items))
+        data = list(map(TEXT_DATA, items))
         if data[0].__class__ is bytes:
             return self._whole_chunks(items, data)
         count = len(items)
@@ -157,8 +156,8 @@ class LineAssembler:
             return None
         if count < MIN_RUN or ends != "\n" * count or joined.count("\n") != count:
             return None
-        return self._run(joined, list(map(_KIND, items)), list(map(_TIME, items)),
-                         list(map(_CONTEXT, items)))  # fmt: skip
+        return self._run(joined, list(map(TEXT_KIND, items)), list(map(TEXT_TIME, items)),
+                         list(map(TEXT_CONTEXT, items)))  # fmt: skip
 
     def _whole_chunks(self, items: list[Text], data: list[Any]) -> Optional[LineRun]:
         """whole_lines for chunks of bytes that each end a line (the fd helper's: many lines
@@ -174,7 +173,7 @@ class LineAssembler:
             return None
         kinds, times, contexts = (
             list(chain.from_iterable(map(repeat, map(field, items), counts)))  # per line
-            for field in (_KIND, _TIME, _CONTEXT)
+            for field in (TEXT_KIND, TEXT_TIME, TEXT_CONTEXT)
         )
         return self._run(joined.decode("utf-8", "replace"), kinds, times, contexts)
 
