@@ -238,11 +238,15 @@ for i in range(60_000):
     print(f"{i:07d} {pad}")
 
 def hold_the_interpreter():
+    exiting.wait()
     time.sleep(0.005)  # the exit has begun by then
     sum(range(40_000_000))  # one C call: nothing else runs Python meanwhile (~0.3-0.6 s)
 
-# Runs before vlhook's exit flush (registered at start-up, so run last).
-atexit.register(lambda: threading.Thread(target=hold_the_interpreter, daemon=True).start())
+# Started now: Python 3.12 starts no thread once the exit has begun, not even in an atexit
+# callback. The callback runs before vlhook's exit flush (registered at start-up, so run last).
+exiting = threading.Event()
+threading.Thread(target=hold_the_interpreter, daemon=True).start()
+atexit.register(exiting.set)
 """
 
 
