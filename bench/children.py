@@ -300,6 +300,9 @@ TRACE = ({"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169
           "trace_flags": "01"},)
 groups = {
     "plain": writes([f"{i:07d} " + "x" * 92 for i in range(256)]),
+    # A request line with a long query string: words, numbers, no level, nothing to escape.
+    "long": writes([(f"{i:07d} GET /api/search?" + "&".join(
+        f"field{k}=value{k * i}" for k in range(80)))[:1000] for i in range(256)]),
     "traced": writes([f"{i:07d} " + "x" * 92 for i in range(256)], TRACE),
     "flat": writes([flat(i) for i in range(256)]),
     "json": writes([nested(i) for i in range(256)]),

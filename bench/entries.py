@@ -13,6 +13,7 @@ from harness import CHILD_TIMEOUT_S, PY, SRC, Context, ratio_row, rotated, sprea
 
 ENTRY_KINDS = {
     "plain": "plain line (100 chars)",
+    "long": "plain line (1,000 chars)",
     "traced": "plain line with trace context",
     "flat": "JSON line, flat",
     "json": "JSON line, nested objects",

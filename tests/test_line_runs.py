@@ -20,7 +20,7 @@ from vlhook._captures import line as make_line
 from vlhook._config import load
 from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
-from vlhook._levels import Hay
+from vlhook._levels import Hay, detect_level
 from vlhook._lines import MIN_RUN, LineAssembler
 from vlhook._stats import Stats
 
@@ -487,3 +487,52 @@ def test_what_the_search_cannot_see_in_a_json_line_is_still_examined() -> None:
         assert b.from_line(made, True) == b.from_line(made, False)
     assert b.from_line(make_line(0, escaped, T0, None), True)[0]["key"] == "[REDACTED]"
     assert len(b.from_line(make_line(0, long, T0, None), True)[0]["blob"]) < 20_000
+
+
+# Long lines: a head that may name a level, then words in which a level word, a colour code,
+# a secret or a character JSON escapes may come at any place, near the LEVEL_HEAD mark too.
+LONG_HEAD = st.sampled_from([
+    "", "ERROR ", "[warn] ", "2026-12-04 10:00:00 DEBUG ", "Fatal: ", "level=crit ", "| trace | ",
+    "x" * 150 + " WARN ", "y" * 196,
+])  # fmt: skip
+LONG_PIECE = st.sampled_from([
+    "words ", "ERROR ", "level=error ", "\x1b[31mred\x1b[0m ", "a\"b ", "AKIA0123456789ABCDEF ",
+    "Bearer abcdefghijk ", "err", "é ",
+])  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(LONG_HEAD, st.integers(0, 900), st.lists(LONG_PIECE, max_size=3)),
+                min_size=MIN_RUN, max_size=20))  # fmt: skip
+def test_long_lines_searched_at_their_heads_make_what_each_line_makes_by_itself(
+    shapes: list[tuple[str, int, list[str]]],
+) -> None:
+    """Lines long enough that the group's level words are searched at their heads alone
+    (Hay.level_candidates): what a level word past the head, a colour code or a secret
+    anywhere does to a line is what it does to that line examined whole."""
+    texts = [head + "z" * pad + "".join(pieces) + "w" * 300 for head, pad, pieces in shapes]
+    captures = items([(0, line + "\n") for line in texts])
+    b = builder(VICTORIALOGS_MAX_LINE_BYTES="100000")
+    run = by_run(captures, b)
+    assert run is not None
+    lines: list[Line] = []
+    LineAssembler().feed_many(captures, lines)
+    assert encoded(run) == encoded([entry for line in lines for entry in b.from_line(line)])
+
+
+def test_the_level_search_of_long_lines_looks_at_their_heads_and_colours_anywhere() -> None:
+    filler = "w" * 1000
+    texts = [
+        "ERROR at the head " + filler,  # 0: a level at the head
+        "x" * 250 + " ERROR past the head " + filler,  # 1: too far in to name a level
+        filler + "\x1b[31mred\x1b[0m",  # 2: colour codes, far in
+        filler,  # 3: nothing
+        "y" * 185 + " level=warn " + filler,  # 4: a logfmt level just before the mark
+        "y" * 190 + " level=warn " + filler,  # 5: across it: read as far as the mark, "war"
+    ]
+    found = Hay(texts).level_candidates()
+    assert found == {0, 2, 4}
+    assert [detect_level(texts[index]) for index in (0, 1, 3, 4, 5)] == \
+        ["ERROR", "INFO", "INFO", "WARNING", "INFO"]  # fmt: skip
+    short = ["ERROR a", "x" * 50 + " ERROR past", "plain"]
+    assert Hay(short).level_candidates() == {0, 1}  # short lines: searched whole, as before

@@ -19,7 +19,7 @@ from vlhook._captures import line as make_line
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
-from vlhook._levels import LEVEL_HINTS, Hay, detect_level, level_name, named_level
+from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
 from vlhook._objects import MAX_FIELDS, MSG_KEYS, map_json, object_fields, parse_json, record_object
 from vlhook._redact import MASK, SECRET_NAMES, Redactor
@@ -149,7 +149,7 @@ class EntryBuilder:
 
     def _batch(self, lines: list[Line], written: bool) -> list[Union[Entry, str]]:
         hay = Hay([line.text for line in lines])
-        levels = hay.lines_with(LEVEL_HINTS, lower=True)
+        levels = hay.level_candidates()
         secrets = self._lines_with_secrets(hay)
         limit = self.max_line_bytes // 6
         string = _codec.string
@@ -202,7 +202,7 @@ class EntryBuilder:
         if len(whole) > len(texts) // 2:
             return None  # mostly JSON, say: written_lines takes them at less cost
         hay = Hay(texts)
-        levels = hay.lines_with(LEVEL_HINTS, lower=True)
+        levels = hay.level_candidates()
         secrets = self._lines_with_secrets(hay)
         if levels is None or secrets is None:
             return None

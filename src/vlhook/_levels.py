@@ -8,6 +8,7 @@ sender thread.
 from __future__ import annotations
 
 from itertools import accumulate
+from operator import itemgetter
 
 from vlhook._patterns import lazy
 
@@ -28,6 +29,11 @@ LEVEL_WORDS = {
 _HEAD_TOKEN = lazy(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
 _PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
 _LOGFMT = lazy(r"\blevel=\"?([A-Za-z]{3,8})\b")
+# How far into a line named_level reads: its head tokens within the first _HEAD_CHARS
+# characters, a logfmt `level=` within the first _LOGFMT_CHARS. A level word further on names
+# nothing, so the group's search for level words need not look further either (LEVEL_HEAD).
+_HEAD_CHARS = 160
+_LOGFMT_CHARS = 200
 
 
 def level_name(levelno: int) -> str:
@@ -49,7 +55,7 @@ def detect_level(text: str) -> str:
 
 def named_level(text: str) -> Optional[str]:
     """The level a line's leading form names, or None."""
-    for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, 160)):
+    for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, _HEAD_CHARS)):
         if count == 8:
             break
         bracketed, piped, bare = match.groups()
@@ -64,16 +70,23 @@ def named_level(text: str) -> Optional[str]:
             return found
         if not _PREFIX_CHARS.issuperset(bare):
             break  # an ordinary word: the message has begun
-    logfmt = _LOGFMT.search(text, 0, 200) if "level=" in text else None
+    logfmt = _LOGFMT.search(text, 0, _LOGFMT_CHARS) if "level=" in text else None
     if logfmt:
         return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
     return None
 
 
-# What a line must contain, lower-cased, for detect_level to find anything but INFO (every
-# LEVEL_WORDS key other than INFO and NOTICE starts with one of these), or for it to be read
-# without its colour codes (ESC).
-LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic", "\x1b")
+# What a line must contain, lower-cased, within its first LEVEL_HEAD characters, for
+# detect_level to find anything but INFO: every LEVEL_WORDS key other than INFO and NOTICE
+# starts with one of these.
+LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic")
+LEVEL_HEAD = max(_HEAD_CHARS, _LOGFMT_CHARS)
+_LEVEL_HEAD = itemgetter(slice(0, LEVEL_HEAD))
+# Texts longer than this on average are cut to their heads for that search; measured over
+# groups of 1,024 lines, cutting costs more than it saves below ~200 characters on average.
+_CUT_FROM = LEVEL_HEAD * 5 // 4
+# A line with colour codes (ESC, anywhere) is read without them.
+_COLOUR = ("\x1b",)
 # Its upper case is "I": "cr\u0131t".upper() == "CRIT", which the lower-cased search misses.
 _DOTLESS_I = "\u0131"
 
@@ -122,6 +135,24 @@ class Hay:
                 index = bisect_right(starts, pos) - 1
                 found.add(index)
                 pos = hay.find(needle, starts[index + 1])  # the rest of that line: in already
+        return found
+
+    def level_candidates(self) -> Optional[set[int]]:
+        """Indexes of the texts that may name a level (a level word at most LEVEL_HEAD
+        characters in) or hold colour codes; None when the search cannot tell (see
+        lines_with): the caller must then examine every text.
+
+        The level words are searched over the texts' heads alone when the texts are long:
+        eight searches over a group's every character cost ~5 ns a character here, and on
+        lines of 1,000 characters most of that would be spent past any place a level can be
+        named (measured: 9.3 → 1.8 ms for a group of 1,024 such lines). Shorter texts are
+        searched as they are."""
+        heads = self
+        if len(self._joined) > _CUT_FROM * len(self.texts):
+            heads = Hay(list(map(_LEVEL_HEAD, self.texts)))
+        found = heads.lines_with(LEVEL_HINTS, lower=True)
+        if found is not None:
+            found.update(self.lines_with(_COLOUR) or ())
         return found
 
     def count(self, needles: tuple[str, ...]) -> int:
