@@ -3,6 +3,7 @@ multiprocessing, os._exit, and TLS errors that say what is wrong."""
 
 from __future__ import annotations
 
+import _thread
 import json
 import re
 import signal
@@ -17,6 +18,9 @@ import pytest
 
 from conftest import DROPIN, SRC, base_env, messages, run_python
 from victorialogs import VictoriaLogs
+from vlhook._config import load
+from vlhook._sender import Sender
+from vlhook._stats import Stats
 
 
 def _start(path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -52,6 +56,63 @@ def test_sigint_without_handler_behaves_as_without(script: Any, sink: Any, hooke
         rows = sink.settle(2)
         assert messages(rows)[0] == "ready"
         assert [r.get("exception.type") for r in rows][1] == "KeyboardInterrupt"
+
+
+# The program's SIGINT handler prints and exits. The signal is made to come while vlhook starts
+# its sender on the first capture, with every signal blocked on the program's thread: Python
+# runs the handler where that thread unblocks them, inside the start. LATE: the sender thread
+# runs only once the exit has begun.
+SIGNAL_IN_START = """
+import os, signal, sys, time, _thread
+LATE = {late}
+def stop(signum, frame):
+    print("stopping cleanly")
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+real = _thread.start_new_thread
+def start(run, args, *rest):
+    _thread.start_new_thread = real  # once
+    os.kill(os.getpid(), signal.SIGINT)
+    def later(*a):
+        time.sleep(0.5)
+        run(*a)
+    return real(later if LATE else run, args, *rest)
+_thread.start_new_thread = start
+print("ready", flush=True)
+time.sleep(20)
+"""
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["thread-first", "exit-first"])
+def test_a_handler_that_exits_during_the_senders_start_loses_no_line(
+    script: Any, sink: Any, late: bool
+) -> None:
+    """Before: the line being captured was lost with the handler's exception, and a thread
+    started but not yet recorded could run beside an exit that did its work itself."""
+    run = run_python(script(SIGNAL_IN_START.format(late=late)), sink.env(), timeout=20)
+    assert (run.rc, run.out, run.err) == (0, "ready\nstopping cleanly\n", ""), run.err
+    rows = sink.settle(2)
+    assert sorted(messages(rows)) == ["ready", "stopping cleanly"]
+
+
+def test_a_sender_thread_that_runs_once_the_exit_took_its_work_ends_at_once() -> None:
+    """The exit claims the sender's work for its own thread when no sender thread has
+    registered itself; one that was started all the same (see above) then stands aside."""
+    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    assert sender._claim()  # the exit does the work on this thread
+    ended: list[bool] = []
+
+    def run() -> None:
+        sender._run()
+        ended.append(True)
+
+    _thread.start_new_thread(run, ())
+    deadline = time.monotonic() + 10
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ended and sender._thread == _thread.get_ident()
+    assert sender.assembler is None  # it loaded nothing, took nothing
+    assert not sender._claim()  # and the work stays claimed
 
 
 MASKS = """

@@ -81,7 +81,7 @@ def named_level(text: str) -> Optional[str]:
 # starts with one of these.
 LEVEL_HINTS = ("trac", "debu", "dbg", "warn", "err", "crit", "fatal", "panic")
 LEVEL_HEAD = max(_HEAD_CHARS, _LOGFMT_CHARS)
-_LEVEL_HEAD = itemgetter(slice(0, LEVEL_HEAD))
+_HEAD_OF = itemgetter(slice(0, LEVEL_HEAD))  # a text cut to its first LEVEL_HEAD characters
 # Texts longer than this on average are cut to their heads for that search; measured over
 # groups of 1,024 lines, cutting costs more than it saves below ~200 characters on average.
 _CUT_FROM = LEVEL_HEAD * 5 // 4
@@ -149,7 +149,7 @@ class Hay:
         searched as they are."""
         heads = self
         if len(self._joined) > _CUT_FROM * len(self.texts):
-            heads = Hay(list(map(_LEVEL_HEAD, self.texts)))
+            heads = Hay(list(map(_HEAD_OF, self.texts)))
         found = heads.lines_with(LEVEL_HINTS, lower=True)
         if found is not None:
             found.update(self.lines_with(_COLOUR) or ())

@@ -166,7 +166,7 @@ class Sender:
             request = self._shutdown = ShutdownRequest(deadline)
             if self._thread is None and not self._inline and not self.buffer.items:
                 return ExitReport()  # nothing was captured: nothing to say
-            if self._thread is None:  # no thread could be started: do it here, now
+            if self._claim():  # no sender thread runs: the work is done here, now
                 self._run_exit_inline(request)
             else:
                 self._wake.set()  # not queued: the exit takes everything queued, in order
@@ -205,16 +205,29 @@ class Sender:
     # -- starting ----------------------------------------------------------------------------
 
     def _first_put(self, item: Any, level: int) -> bool:
-        self._start()
+        """The first capture starts the sender, then goes on into the buffer.
+
+        A signal handler of the program's runs on the thread the signal finds the program on,
+        which may be this one, in the middle of the start (the start unblocks signals, and
+        Python runs the handlers of those that came meanwhile right there). Should it raise
+        (Ctrl-C, or a handler's `sys.exit()`), the capture is kept all the same, and the
+        program's exception goes on, as it would have from the program's own next line."""
+        try:
+            self._start()
+        except BaseException:
+            self.buffer.put(item, level)  # started or not: the intercept is undone by then
+            raise
         return False  # and the capture goes on into the buffer
 
     def _start(self) -> None:
         # A bare thread, like a daemon one: never joined at exit, invisible to
-        # threading.enumerate(); the exit waits for it with a deadline.
+        # threading.enumerate(); the exit waits for it with a deadline. The thread also
+        # registers itself (_run): an exception out of a signal handler may cut this short
+        # between the thread's start and the assignment.
         self._threading_first_here()
         with self._lock:
+            self.buffer.intercept = None
             if self._thread is None and not self._inline:
-                self.buffer.intercept = None
                 try:
                     self._thread = start_thread(self._run)
                 except RuntimeError as exc:
@@ -334,8 +347,22 @@ class Sender:
 
     # -- the sender thread ---------------------------------------------------------------------
 
+    def _claim(self) -> bool:
+        """Whether the calling thread is to do the sender's work: no sender thread has
+        registered itself. Then it is the sender from now on, and a thread started but not yet
+        running (its start cut short by a signal handler's exception, see _first_put) finds the
+        work taken when it does run, and ends."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = _thread.get_ident()
+                return True
+            return False
+
     def _run(self) -> None:
-        self._thread = _thread.get_ident()
+        with self._lock:
+            if self._thread not in (None, _thread.get_ident()):
+                return  # the exit does the work on its own thread (see _claim)
+            self._thread = _thread.get_ident()
         _imports.own_thread()
         # The pipeline loads when there is work for it — a batch's worth, a flush, the exit, or
         # the flush interval — not with the first capture: a program still starting (a Lambda
@@ -763,10 +790,10 @@ class Sender:
         self.tell_workers()
 
     def _run_exit_inline(self, request: ShutdownRequest) -> None:
-        """No thread could be started (Python 3.12 at interpreter shutdown): the exiting
-        thread does the sender's work itself, with the same deadline."""
+        """No sender thread runs (none could be started: Python 3.12 at interpreter shutdown;
+        or the one started had not yet registered itself, see _claim): the exiting thread does
+        the sender's work itself, with the same deadline."""
         with _diag.guard("exit"):
-            self._thread = _thread.get_ident()
             try:
                 self.load_pipeline(pause_collector=True)  # on the exiting thread itself
             except Exception as exc:
