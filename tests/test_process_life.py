@@ -18,6 +18,9 @@ import pytest
 
 from conftest import DROPIN, SRC, base_env, messages, run_python
 from victorialogs import VictoriaLogs
+from vlhook import _sender as sender_module
+from vlhook import _sync
+from vlhook._captures import text
 from vlhook._config import load
 from vlhook._sender import Sender
 from vlhook._stats import Stats
@@ -113,6 +116,69 @@ def test_a_sender_thread_that_runs_once_the_exit_took_its_work_ends_at_once() ->
     assert ended and sender._thread == _thread.get_ident()
     assert sender.assembler is None  # it loaded nothing, took nothing
     assert not sender._claim()  # and the work stays claimed
+
+
+def test_a_start_cut_short_before_the_thread_keeps_the_capture_and_starts_one_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler's exception before the thread was started: the capture is still kept, and
+    a thread is started (here at once, by the same capture), not never."""
+    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    calls: list[Any] = []
+
+    def start(run: Any, *args: Any) -> int:
+        calls.append(run)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as a handler of the program's would, before the start
+        return 12345  # started (a stand-in: no thread runs here)
+
+    monkeypatch.setattr(sender_module, "start_thread", start)
+    with pytest.raises(KeyboardInterrupt):
+        sender.put(text(0, "first\n", time.time_ns(), 1, None))
+    assert len(calls) == 2 and sender._thread == 12345
+    assert [item.data for item in sender.buffer.items] == ["first\n"]
+    assert sender.buffer.intercept is None
+
+
+class RaisingMask:
+    """Stands in for `_signal`: each pthread_sigmask call sets the mask it is asked for and
+    then, at the call numbered `raise_at`, raises as a handler of the program's would."""
+
+    SIG_BLOCK, SIG_SETMASK = signal.SIG_BLOCK, signal.SIG_SETMASK
+
+    def __init__(self, raise_at: int) -> None:
+        self.mask: set[int] = set()
+        self.calls = 0
+        self.raise_at = raise_at
+
+    def valid_signals(self) -> set[int]:
+        return set(signal.valid_signals())
+
+    def pthread_sigmask(self, how: int, signals: Any) -> set[int]:
+        previous = set(self.mask)
+        self.mask = set(signals) if how == self.SIG_SETMASK else self.mask | set(signals)
+        self.calls += 1
+        if self.calls == self.raise_at:
+            raise KeyboardInterrupt
+        return previous
+
+
+@pytest.mark.parametrize("raise_at", [1, 2, 3], ids=["reading", "blocking", "restoring"])
+def test_a_handler_raising_in_a_thread_start_leaves_the_mask_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, raise_at: int
+) -> None:
+    """Before: raised in the call that blocks every signal, the program's thread kept them all
+    blocked (its Ctrl-C and SIGTERM never reached it again)."""
+    fake = RaisingMask(raise_at)
+    monkeypatch.setattr(_sync, "_signal", fake)
+    ran: list[bool] = []
+    with pytest.raises(KeyboardInterrupt):
+        _sync.start_thread(lambda: ran.append(True))
+    deadline = time.monotonic() + 5
+    while raise_at == 3 and not ran and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.mask == set()
+    assert ran == ([True] if raise_at == 3 else [])  # started only once every signal was blocked
 
 
 MASKS = """

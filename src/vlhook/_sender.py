@@ -209,13 +209,15 @@ class Sender:
 
         A signal handler of the program's runs on the thread the signal finds the program on,
         which may be this one, in the middle of the start (the start unblocks signals, and
-        Python runs the handlers of those that came meanwhile right there). Should it raise
-        (Ctrl-C, or a handler's `sys.exit()`), the capture is kept all the same, and the
-        program's exception goes on, as it would have from the program's own next line."""
+        Python runs the handlers of those that came meanwhile right there). What it prints
+        goes into the buffer (the intercept is undone before the thread is started: it would
+        come back here, to a lock held). Should the handler raise (Ctrl-C, or a handler's
+        `sys.exit()`), the capture is kept all the same, and the program's exception goes on,
+        as it would have from the program's own next line."""
         try:
             self._start()
         except BaseException:
-            self.buffer.put(item, level)  # started or not: the intercept is undone by then
+            self.buffer.put(item, level)  # (through _start again if it was cut short)
             raise
         return False  # and the capture goes on into the buffer
 
@@ -226,8 +228,8 @@ class Sender:
         # between the thread's start and the assignment.
         self._threading_first_here()
         with self._lock:
-            self.buffer.intercept = None
             if self._thread is None and not self._inline:
+                self.buffer.intercept = None
                 try:
                     self._thread = start_thread(self._run)
                 except RuntimeError as exc:
@@ -236,6 +238,11 @@ class Sender:
                     if not sys.is_finalizing():  # Python 3.12 refuses new threads then: no news
                         _diag.warn(f"the sender thread cannot be started ({exc}): what is "
                                    "captured waits in memory, and is sent at exit")  # fmt: skip
+                except BaseException:
+                    # Cut short, perhaps before the thread was started: the next capture
+                    # starts one (a second thread started meanwhile stands aside, see _run).
+                    self.buffer.intercept = self._first_put
+                    raise
 
     def _threading_first_here(self) -> None:
         """Before Python 3.13, `threading` takes the thread that first imports it for the main

@@ -29,11 +29,17 @@ def start_thread(run: Callable[..., None], *args: Any) -> int:
     as without vlhook. Python runs its handler on the main thread wherever the signal lands,
     but only the thread that receives it is woken: landed on ours, it would leave a main
     thread blocked in sleep() or read() waiting, and Ctrl-C with it. RuntimeError as
-    `_thread.start_new_thread` (at interpreter shutdown)."""
+    `_thread.start_new_thread` (at interpreter shutdown).
+
+    Each `pthread_sigmask` call runs, once the mask is set, the Python handlers of signals
+    that came meanwhile, and a handler may raise (Ctrl-C, a handler's `sys.exit()`). The mask
+    is read first, changing nothing, so that it is put back whichever call that happens in:
+    else the program's thread would be left with every signal blocked."""
     if not hasattr(_signal, "pthread_sigmask"):  # not POSIX: no per-thread masks
         return _thread.start_new_thread(run, args)
-    previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - _FAULTS)
+    previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     try:
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - _FAULTS)
         return _thread.start_new_thread(run, args)
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
