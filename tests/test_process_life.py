@@ -140,6 +140,27 @@ def test_a_start_cut_short_before_the_thread_keeps_the_capture_and_starts_one_af
     assert sender.buffer.intercept is None
 
 
+def test_a_start_cut_short_after_the_thread_registered_makes_no_second_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cut short by a handler after its thread had registered itself: the capture that tries
+    again finds it there, and captures go straight to the buffer from then on."""
+    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    calls: list[Any] = []
+
+    def start(run: Any, *args: Any) -> int:
+        calls.append(run)
+        sender._thread = 12345  # the thread ran and registered itself (_run)
+        raise KeyboardInterrupt  # then the handler raised where the mask is put back
+
+    monkeypatch.setattr(sender_module, "start_thread", start)
+    with pytest.raises(KeyboardInterrupt):
+        sender.put(text(0, "first\n", time.time_ns(), 1, None))
+    sender.put(text(0, "second\n", time.time_ns(), 1, None))
+    assert len(calls) == 1 and sender.buffer.intercept is None
+    assert [item.data for item in sender.buffer.items] == ["first\n", "second\n"]
+
+
 class RaisingMask:
     """Stands in for `_signal`: each pthread_sigmask call sets the mask it is asked for and
     then, at the call numbered `raise_at`, raises as a handler of the program's would."""

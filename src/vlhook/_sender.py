@@ -228,8 +228,8 @@ class Sender:
         # between the thread's start and the assignment.
         self._threading_first_here()
         with self._lock:
+            self.buffer.intercept = None  # also when a thread registered itself meanwhile
             if self._thread is None and not self._inline:
-                self.buffer.intercept = None
                 try:
                     self._thread = start_thread(self._run)
                 except RuntimeError as exc:
