@@ -98,10 +98,15 @@ def test_a_handler_that_exits_during_the_senders_start_loses_no_line(
     assert sorted(messages(rows)) == ["ready", "stopping cleanly"]
 
 
+def idle_sender() -> Sender:
+    """A sender of this process's own, nothing started: the tests below take its steps."""
+    return Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+
+
 def test_a_sender_thread_that_runs_once_the_exit_took_its_work_ends_at_once() -> None:
     """The exit claims the sender's work for its own thread when no sender thread has
     registered itself; one that was started all the same (see above) then stands aside."""
-    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    sender = idle_sender()
     assert sender._claim()  # the exit does the work on this thread
     ended: list[bool] = []
 
@@ -123,7 +128,7 @@ def test_a_start_cut_short_before_the_thread_keeps_the_capture_and_starts_one_af
 ) -> None:
     """A handler's exception before the thread was started: the capture is still kept, and
     a thread is started (here at once, by the same capture), not never."""
-    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    sender = idle_sender()
     calls: list[Any] = []
 
     def start(run: Any, *args: Any) -> int:
@@ -145,7 +150,7 @@ def test_a_start_cut_short_after_the_thread_registered_makes_no_second_one(
 ) -> None:
     """Cut short by a handler after its thread had registered itself: the capture that tries
     again finds it there, and captures go straight to the buffer from then on."""
-    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    sender = idle_sender()
     calls: list[Any] = []
 
     def start(run: Any, *args: Any) -> int:

@@ -217,7 +217,10 @@ class Sender:
         try:
             self._start()
         except BaseException:
-            self.buffer.put(item, level)  # (through _start again if it was cut short)
+            # Cut short, perhaps before the thread was started: this capture goes through the
+            # start again (a second thread started that way stands aside, see _run).
+            self.buffer.intercept = self._first_put
+            self.buffer.put(item, level)
             raise
         return False  # and the capture goes on into the buffer
 
@@ -238,11 +241,6 @@ class Sender:
                     if not sys.is_finalizing():  # Python 3.12 refuses new threads then: no news
                         _diag.warn(f"the sender thread cannot be started ({exc}): what is "
                                    "captured waits in memory, and is sent at exit")  # fmt: skip
-                except BaseException:
-                    # Cut short, perhaps before the thread was started: the next capture
-                    # starts one (a second thread started meanwhile stands aside, see _run).
-                    self.buffer.intercept = self._first_put
-                    raise
 
     def _threading_first_here(self) -> None:
         """Before Python 3.13, `threading` takes the thread that first imports it for the main
