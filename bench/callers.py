@@ -20,9 +20,10 @@ SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
                  "VICTORIALOGS_FLUSH_INTERVAL_MS": "3600000"}  # fmt: skip
 
 
-def call_cost(ctx: Context, kind: str, variant: str, index: int) -> dict[str, float]:
-    out = os.path.join(ctx.workdir, f"calls-{kind}-{variant}-{index}.json")
-    ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, kind], ctx.env(variant))
+def call_cost(ctx: Context, kind: str, variant: str, index: int, cpus: str = "all"
+              ) -> dict[str, float]:  # fmt: skip
+    out = os.path.join(ctx.workdir, f"calls-{kind}-{variant}-{index}-{cpus}.json")
+    ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, kind, cpus], ctx.env(variant))
     with open(out) as fh:
         result: dict[str, float] = json.load(fh)
     return result
@@ -51,6 +52,31 @@ def fig_calls(ctx: Context) -> None:
             ctx.add(ratio_row(f"3 {label}, caller {what}", active, bare, "ns/call", target, note))
             if kind == "logging" and key == "ns":
                 ctx.summary["logging_ratio"] = active / bare
+
+
+def fig_one_cpu(ctx: Context) -> None:
+    """logger.info() in the tight loop, the whole process (bare, or vlhook's threads with the
+    program's) on one CPU. On two, every time the caller lets the interpreter lock go (a
+    handler's write(2) per record) a vlhook thread waiting for it on the other CPU is woken,
+    mostly in vain; on one CPU the waiting thread runs only when the caller's time slice or
+    switch interval ends. The difference between this row and the one above is what those
+    hand-overs across CPUs cost (see docs/performance.md)."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        ctx.notes.append("3 logger.info() on one CPU: not measured (one CPU, or no affinity)")
+        return
+    results: dict[str, list[float]] = {"bare": [], "active": []}
+    shed = 0
+    for index in range(ctx.plan.call_runs):
+        for variant in ("bare", "active") if index % 2 else ("active", "bare"):
+            cost = call_cost(ctx, "logging", variant, index, "one")
+            results[variant].append(cost["ns"] / ctx.plan.calls)
+            shed = max(shed, int(cost["dropped"]))
+    ctx.samples["calls.logging_one_cpu.ns"] = [*results["bare"], *results["active"]]
+    bare, active = median(results["bare"]), median(results["active"])
+    ctx.summary["logging_one_cpu_ratio"] = active / bare
+    note = f"N={ctx.plan.calls}; {spread(results['active'])}; vlhook shed {shed} captures"
+    ctx.add(ratio_row('3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall',
+                      active, bare, "ns/call", note=note))  # fmt: skip
 
 
 def fig_paced(ctx: Context) -> None:

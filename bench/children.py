@@ -4,10 +4,13 @@ code that runs them so that each reads as the program it is."""
 from __future__ import annotations
 
 # Figure 3's child: times only the call loop, then leaves with os._exit so the exit flush of
-# what it captured (a figure-4 matter) does not slow the run down.
+# what it captured (a figure-4 matter) does not slow the run down. `cpus`: "all", or "one" to
+# run the whole process on one CPU (as on a machine, or in a container, that has one).
 CALLS_CHILD = """
 import json, os, sys, time
-n, out, kind = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, out, kind, cpus = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+if cpus == "one":  # before the first capture starts vlhook's threads: they inherit it
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 line = "x" * 100
 if kind == "print":
     def call():

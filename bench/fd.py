@@ -90,7 +90,8 @@ def fd_call_costs(ctx: Context) -> dict[str, list[dict[str, float]]]:
     for index in range(ctx.plan.call_runs):
         for name in rotated(list(variants), index):
             out = os.path.join(ctx.workdir, f"fd-calls-{index}.json")
-            ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, "print"], variants[name],
+            ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, "print", "all"],
+                    variants[name],
                     pipe=name == "bare pipe")  # fmt: skip
             helper_cpu = reap_helper(ctx)  # before the next run: never two at once
             with open(out) as fh:
@@ -215,7 +216,9 @@ def fd_rows_thread(ctx: Context, results: dict[str, list[dict[str, float]]]) -> 
     calls, runs = ctx.plan.calls, []
     for index in range(ctx.plan.call_runs):
         out = os.path.join(ctx.workdir, f"thread-calls-{index}.json")
-        ctx.run(["-c", READER_THREAD + CALLS_CHILD, str(calls), out, "print"], ctx.env("bare"))
+        ctx.run(
+            ["-c", READER_THREAD + CALLS_CHILD, str(calls), out, "print", "all"], ctx.env("bare")
+        )
         with open(out) as fh:
             runs.append(json.load(fh)["ns"] / calls)
     ctx.add(ratio_row("7 print(100 chars), reader thread vs bare, caller wall", median(runs),
