@@ -137,6 +137,24 @@ def burst_program(lines: int, said: str) -> str:
     )
 
 
+def held_at_exit(printing: str, work: int) -> str:
+    """A program: `printing` (its lines), then a thread that holds the interpreter in one C
+    call, `sum(range(work))`, starting 5 ms after the exit has begun, while vlhook's exit flush
+    makes entries of those lines. (The thread starts with the program and waits for an atexit
+    callback to let it go: Python 3.12 starts no thread once the exit has begun, not even in
+    such a callback. That callback runs before vlhook's exit flush, registered at start-up and
+    so run last.)"""
+    return (
+        "import atexit, threading, time\n" + printing + "\ndef hold_the_interpreter():\n"
+        "    exiting.wait()\n"
+        "    time.sleep(0.005)  # the exit has begun by then\n"
+        f"    sum(range({work}))  # one C call: nothing else runs Python meanwhile\n"
+        "exiting = threading.Event()\n"
+        "threading.Thread(target=hold_the_interpreter, daemon=True).start()\n"
+        "atexit.register(exiting.set)\n"
+    )
+
+
 @pytest.fixture
 def script(tmp_path: Path) -> Any:
     """script("code") writes a program file and returns its path."""

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import DROPIN, SRC, Run, Sink, base_env, run_python
+from conftest import DROPIN, SRC, Run, Sink, base_env, held_at_exit, run_python
 from fault_proxy import FaultProxy
 from victorialogs import Cluster, VictoriaLogs
 from vlhook._sender import KEEP_FILE_BYTES
@@ -246,22 +246,7 @@ def test_frozen_server_and_threads_computing_at_exit_every_line_accounted_for(
 
 # 60,000 lines, then a thread holds the interpreter in one C call (~1.5 s) while the exit makes
 # entries of them: the exit is given up on in the middle of a group.
-HELD_MID_EXIT = """
-import atexit, threading, time
-for i in range(60_000):
-    print('seq', i)
-
-def hold_the_interpreter():
-    exiting.wait()
-    time.sleep(0.005)  # the exit has begun by then
-    sum(range(150_000_000))
-
-# Started now: Python 3.12 starts no thread once the exit has begun, not even in an atexit
-# callback. The callback runs before vlhook's exit flush (registered at start-up, so run last).
-exiting = threading.Event()
-threading.Thread(target=hold_the_interpreter, daemon=True).start()
-atexit.register(exiting.set)
-"""
+HELD_MID_EXIT = held_at_exit("for i in range(60_000):\n    print('seq', i)\n", 150_000_000)
 
 
 def test_an_exit_given_up_on_mid_drain_counts_every_line(

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from conftest import DROPIN, SRC, base_env, messages, run_python
+from conftest import DROPIN, SRC, base_env, held_at_exit, messages, run_python
 
 
 def test_sys_exit_code_is_kept_and_lines_delivered(script: Any, sink: Any) -> None:
@@ -231,23 +231,11 @@ def test_the_exit_makes_batches_only_a_few_ahead_of_delivery(script: Any, sink: 
     assert (int(counts["rows"]), int(counts["lines"])) == (200_000, 200_000)
 
 
-STALLED_EXIT = """
-import atexit, threading, time
-pad = "x" * 92
-for i in range(60_000):
-    print(f"{i:07d} {pad}")
-
-def hold_the_interpreter():
-    exiting.wait()
-    time.sleep(0.005)  # the exit has begun by then
-    sum(range(40_000_000))  # one C call: nothing else runs Python meanwhile (~0.3-0.6 s)
-
-# Started now: Python 3.12 starts no thread once the exit has begun, not even in an atexit
-# callback. The callback runs before vlhook's exit flush (registered at start-up, so run last).
-exiting = threading.Event()
-threading.Thread(target=hold_the_interpreter, daemon=True).start()
-atexit.register(exiting.set)
-"""
+# 60,000 lines, then a thread holds the interpreter for ~0.3-0.6 s while the exit makes
+# entries of them.
+STALLED_EXIT = held_at_exit(
+    'pad = "x" * 92\nfor i in range(60_000):\n    print(f"{i:07d} {pad}")\n', 40_000_000
+)
 
 
 def test_a_stall_while_the_exit_makes_entries_does_not_send_the_rest_to_the_spool(
