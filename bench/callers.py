@@ -29,6 +29,15 @@ def call_cost(ctx: Context, kind: str, variant: str, index: int, cpus: str = "al
     return result
 
 
+def call_costs(ctx: Context, kind: str, cpus: str = "all") -> dict[str, list[dict[str, float]]]:
+    """CALLS_CHILD's results, bare and active alternating (who goes first too), per variant."""
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "active": []}
+    for index in range(ctx.plan.call_runs):
+        for variant in ("bare", "active") if index % 2 else ("active", "bare"):
+            results[variant].append(call_cost(ctx, kind, variant, index, cpus))
+    return results
+
+
 def fig_calls(ctx: Context) -> None:
     """Tight loops. print(): the baseline is print() to the same /dev/null. logger.info(): a
     logger with a bare StreamHandler (same format) writing to that same stdout; with vlhook the
@@ -37,10 +46,7 @@ def fig_calls(ctx: Context) -> None:
     for kind, label, limit in (("print", "print(100 chars) in a tight loop", None),
                                ("logging", 'logger.info("msg %s", 1) vs bare StreamHandler',
                                 CALL_LIMIT)):  # fmt: skip
-        results: dict[str, list[dict[str, float]]] = {"bare": [], "active": []}
-        for index in range(ctx.plan.call_runs):
-            for variant in ("bare", "active") if index % 2 else ("active", "bare"):
-                results[variant].append(call_cost(ctx, kind, variant, index))
+        results = call_costs(ctx, kind)
         shed = max(int(r["dropped"]) for r in results["active"])
         for key, what in (("ns", "wall"), ("thread_ns", "own-thread CPU")):
             per_call = {v: [r[key] / calls for r in rs] for v, rs in results.items()}
@@ -64,17 +70,13 @@ def fig_one_cpu(ctx: Context) -> None:
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         ctx.notes.append("3 logger.info() on one CPU: not measured (one CPU, or no affinity)")
         return
-    results: dict[str, list[float]] = {"bare": [], "active": []}
-    shed = 0
-    for index in range(ctx.plan.call_runs):
-        for variant in ("bare", "active") if index % 2 else ("active", "bare"):
-            cost = call_cost(ctx, "logging", variant, index, "one")
-            results[variant].append(cost["ns"] / ctx.plan.calls)
-            shed = max(shed, int(cost["dropped"]))
-    ctx.samples["calls.logging_one_cpu.ns"] = [*results["bare"], *results["active"]]
-    bare, active = median(results["bare"]), median(results["active"])
+    results = call_costs(ctx, "logging", "one")
+    shed = max(int(r["dropped"]) for r in results["active"])
+    per_call = {v: [r["ns"] / ctx.plan.calls for r in rs] for v, rs in results.items()}
+    ctx.samples["calls.logging_one_cpu.ns"] = [*per_call["bare"], *per_call["active"]]
+    bare, active = median(per_call["bare"]), median(per_call["active"])
     ctx.summary["logging_one_cpu_ratio"] = active / bare
-    note = f"N={ctx.plan.calls}; {spread(results['active'])}; vlhook shed {shed} captures"
+    note = f"N={ctx.plan.calls}; {spread(per_call['active'])}; vlhook shed {shed} captures"
     ctx.add(ratio_row('3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall',
                       active, bare, "ns/call", note=note))  # fmt: skip
 
