@@ -16,7 +16,7 @@ from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from collections.abc import Sequence
+    from collections.abc import Sequence, Sized
     from re import Pattern
     from typing import Any, Callable, Optional
 
@@ -166,9 +166,11 @@ class Redactor:
     # _dict and _list test leaves inline (most values are short strings and numbers that
     # nothing matches): a Python call per leaf would double the cost of a nested value.
 
-    def _dict(self, value: dict[Any, Any], depth: int) -> Any:
+    def _enter(self, value: Sized, depth: int, cycle: str) -> Optional[str]:
+        """Before a container's items are looked at: what stands for it instead (a cycle, too
+        deep, too many values in all), or None once it is entered (leave with _path.discard)."""
         if id(value) in self._path:
-            return "{...}"
+            return cycle
         if depth <= 0:
             return self._too_deep(value)
         if len(value) > self.left:
@@ -176,6 +178,12 @@ class Redactor:
             return TOO_MANY
         self.left -= len(value)
         self._path.add(id(value))
+        return None
+
+    def _dict(self, value: dict[Any, Any], depth: int) -> Any:
+        instead = self._enter(value, depth, "{...}")
+        if instead is not None:
+            return instead
         verdicts, may_match = self.verdicts, self.may_match
         out = None
         for key, item in value.items():
@@ -209,15 +217,9 @@ class Redactor:
         return value if out is None else out
 
     def _list(self, value: Sequence[Any], depth: int) -> Any:
-        if id(value) in self._path:
-            return "[...]"
-        if depth <= 0:
-            return self._too_deep(value)
-        if len(value) > self.left:
-            self.hits += 1
-            return TOO_MANY
-        self.left -= len(value)
-        self._path.add(id(value))
+        instead = self._enter(value, depth, "[...]")
+        if instead is not None:
+            return instead
         may_match = self.may_match
         out = None
         for index, item in enumerate(value):
