@@ -8,11 +8,11 @@ reading the current OpenTelemetry span adds to that capture.
 
 from __future__ import annotations
 
-import json
 import os
+from typing import Optional
 
 from children import CALLS_CHILD, PACED_CHILD, PACED_SAME_CHILD, ROUNDS_CHILD
-from harness import DROPIN, SRC, Context, importable, median, ratio_row, spread
+from harness import DROPIN, OUT, SRC, Context, alternated, importable, median, ratio_row, spread
 from targets import CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
 
 #: The sender wakes at no line count and no interval while a round is timed.
@@ -20,44 +20,43 @@ SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
                  "VICTORIALOGS_FLUSH_INTERVAL_MS": "3600000"}  # fmt: skip
 
 
-def call_cost(ctx: Context, kind: str, variant: str, index: int, cpus: str = "all"
-              ) -> dict[str, float]:  # fmt: skip
-    out = os.path.join(ctx.workdir, f"calls-{kind}-{variant}-{index}-{cpus}.json")
-    ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, kind, cpus], ctx.env(variant))
-    with open(out) as fh:
-        result: dict[str, float] = json.load(fh)
-    return result
-
-
 def call_costs(ctx: Context, kind: str, cpus: str = "all") -> dict[str, list[dict[str, float]]]:
-    """CALLS_CHILD's results, bare and active alternating (who goes first too), per variant."""
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "active": []}
-    for index in range(ctx.plan.call_runs):
-        for variant in ("bare", "active") if index % 2 else ("active", "bare"):
-            results[variant].append(call_cost(ctx, kind, variant, index, cpus))
-    return results
+    """CALLS_CHILD's results, vlhook active and bare alternating, per variant."""
+    args = ["-c", CALLS_CHILD, str(ctx.plan.calls), OUT, kind, cpus]
+
+    def one(variant: str, index: int) -> dict[str, float]:
+        return ctx.result(args, ctx.env(variant), f"calls-{kind}-{index}")
+
+    return alternated(["active", "bare"], ctx.plan.call_runs, one)
 
 
 def fig_calls(ctx: Context) -> None:
     """Tight loops. print(): the baseline is print() to the same /dev/null. logger.info(): a
     logger with a bare StreamHandler (same format) writing to that same stdout; with vlhook the
     record is also captured as a record."""
-    calls = ctx.plan.calls
     for kind, label, limit in (("print", "print(100 chars) in a tight loop", None),
                                ("logging", 'logger.info("msg %s", 1) vs bare StreamHandler',
                                 CALL_LIMIT)):  # fmt: skip
         results = call_costs(ctx, kind)
-        shed = max(int(r["dropped"]) for r in results["active"])
         for key, what in (("ns", "wall"), ("thread_ns", "own-thread CPU")):
-            per_call = {v: [r[key] / calls for r in rs] for v, rs in results.items()}
-            ctx.samples[f"calls.{kind}.{key}"] = [*per_call["bare"], *per_call["active"]]
-            bare, active = median(per_call["bare"]), median(per_call["active"])
-            parts = [f"N={calls}", spread(per_call["active"]), f"vlhook shed {shed} captures"]
-            note = "; ".join(part for part in parts if part)
             target = limit if key == "ns" else None  # the target is on what the caller waits
-            ctx.add(ratio_row(f"3 {label}, caller {what}", active, bare, "ns/call", target, note))
+            name = f"calls.{kind}.{key}"
+            ratio = call_row(ctx, results, key, name, f"3 {label}, caller {what}", target)
             if kind == "logging" and key == "ns":
-                ctx.summary["logging_ratio"] = active / bare
+                ctx.summary["logging_ratio"] = ratio
+
+
+def call_row(ctx: Context, results: dict[str, list[dict[str, float]]], key: str, name: str,
+             label: str, limit: Optional[float] = None) -> float:  # fmt: skip
+    """The row of one of CALLS_CHILD's measures (`key`) per call, vlhook against bare, its
+    samples kept as `name`. Returns the ratio."""
+    shed = max(int(r["dropped"]) for r in results["active"])
+    per_call = {v: [r[key] / ctx.plan.calls for r in rs] for v, rs in results.items()}
+    ctx.samples[name] = [*per_call["bare"], *per_call["active"]]
+    bare, active = median(per_call["bare"]), median(per_call["active"])
+    note = f"N={ctx.plan.calls}; {spread(per_call['active'])}; vlhook shed {shed} captures"
+    ctx.add(ratio_row(label, active, bare, "ns/call", limit, note))
+    return active / bare
 
 
 def fig_one_cpu(ctx: Context) -> None:
@@ -71,27 +70,21 @@ def fig_one_cpu(ctx: Context) -> None:
         ctx.notes.append("3 logger.info() on one CPU: not measured (one CPU, or no affinity)")
         return
     results = call_costs(ctx, "logging", "one")
-    shed = max(int(r["dropped"]) for r in results["active"])
-    per_call = {v: [r["ns"] / ctx.plan.calls for r in rs] for v, rs in results.items()}
-    ctx.samples["calls.logging_one_cpu.ns"] = [*per_call["bare"], *per_call["active"]]
-    bare, active = median(per_call["bare"]), median(per_call["active"])
-    ctx.summary["logging_one_cpu_ratio"] = active / bare
-    note = f"N={ctx.plan.calls}; {spread(per_call['active'])}; vlhook shed {shed} captures"
-    ctx.add(ratio_row('3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall',
-                      active, bare, "ns/call", note=note))  # fmt: skip
+    label = '3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall'
+    ratio = call_row(ctx, results, "ns", "calls.logging_one_cpu.ns", label)
+    ctx.summary["logging_one_cpu_ratio"] = ratio
 
 
 def fig_paced(ctx: Context) -> None:
     """print() at 1,000 lines/s: perf_counter around each call; median and p99 of each run,
     the median of the runs."""
     count = int(ctx.plan.paced_s * PACED_RATE)
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "active": []}
-    for index in range(ctx.plan.paced_runs):
-        for variant in ("bare", "active") if index % 2 else ("active", "bare"):
-            out = os.path.join(ctx.workdir, f"paced-{variant}-{index}.json")
-            ctx.run(["-c", PACED_CHILD, str(count), str(PACED_RATE), out], ctx.env(variant))
-            with open(out) as fh:
-                results[variant].append(json.load(fh))
+    args = ["-c", PACED_CHILD, str(count), str(PACED_RATE), OUT]
+
+    def one(variant: str, index: int) -> dict[str, float]:
+        return ctx.result(args, ctx.env(variant), f"paced-{index}")
+
+    results = alternated(["active", "bare"], ctx.plan.paced_runs, one)
     label = f"3 print(100 chars) at {PACED_RATE:,} lines/s"
     for key, limit in (("median", CALL_LIMIT), ("p99", None)):
         per = {v: [r[key] for r in rs] for v, rs in results.items()}
@@ -109,11 +102,9 @@ def fig_paced_same(ctx: Context) -> None:
     The median of each run's medians."""
     count = int(ctx.plan.paced_s * PACED_RATE) // 2
     results: dict[str, list[float]] = {"tee": [], "raw": []}
+    args = ["-c", PACED_SAME_CHILD, str(count), str(PACED_RATE), OUT]
     for index in range(ctx.plan.paced_runs):
-        out = os.path.join(ctx.workdir, f"paced-same-{index}.json")
-        ctx.run(["-c", PACED_SAME_CHILD, str(count), str(PACED_RATE), out], ctx.env("active"))
-        with open(out) as fh:
-            run: dict[str, float] = json.load(fh)
+        run = ctx.result(args, ctx.env("active"), f"paced-same-{index}")
         for kind, values in results.items():
             values.append(run[kind])
     ctx.samples["paced_same.raw"], ctx.samples["paced_same.tee"] = results["raw"], results["tee"]
@@ -128,24 +119,21 @@ def fig_paced_same(ctx: Context) -> None:
 def rounds_cost(ctx: Context, kind: str, mode: str, index: int, extra: dict[str, str]
                 ) -> dict[str, float]:  # fmt: skip
     """ROUNDS_CHILD once: the lowest round's own-thread CPU per print()."""
-    out = os.path.join(ctx.workdir, f"rounds-{kind}-{mode}-{index}.json")
-    args = ["-c", ROUNDS_CHILD, str(ctx.plan.calls // 2), "50", out, kind, mode]
+    args = ["-c", ROUNDS_CHILD, str(ctx.plan.calls // 2), "50", OUT, kind, mode]
     env = ctx.env("bare") if kind == "bare" else ctx.env("active", PYTHONPATH=f"{DROPIN}:{SRC}",
                                                          **extra)  # fmt: skip
-    ctx.run(args, env)
-    with open(out) as fh:
-        result: dict[str, float] = json.load(fh)
-    return result
+    return ctx.result(args, env, f"rounds-{kind}-{mode}-{index}")
 
 
 def fig_capture(ctx: Context) -> None:
     """One capture on the caller: print()'s own-thread CPU with vlhook active and its sender
     asleep (flushed between rounds), against bare print(). The difference is the tee's write
     path: the capture made and put in the buffer. Lowest round of each run, lowest run."""
-    results: dict[str, list[float]] = {"bare": [], "plain": []}
-    for index in range(ctx.plan.call_runs):
-        for kind in ("bare", "plain") if index % 2 else ("plain", "bare"):
-            results[kind].append(rounds_cost(ctx, kind, "alone", index, SENDER_ASLEEP)["outside"])
+
+    def one(kind: str, index: int) -> float:
+        return rounds_cost(ctx, kind, "alone", index, SENDER_ASLEEP)["outside"]
+
+    results = alternated(["plain", "bare"], ctx.plan.call_runs, one)
     base, value = min(results["bare"]), min(results["plain"])
     ctx.samples["capture.bare.ns"] = results["bare"]
     ctx.samples["capture.active.ns"] = results["plain"]
@@ -167,11 +155,12 @@ def fig_trace(ctx: Context) -> None:
         return
     modes = {"alone": ("caller alone", SENDER_ASLEEP), "shared": ("sender running", {})}
     for mode, (what, extra) in modes.items():
-        results: dict[str, list[dict[str, float]]] = {"plain": [], "otel": []}
-        for index in range(ctx.plan.call_runs * 2):
-            for kind in ("plain", "otel") if index % 2 else ("otel", "plain"):
-                results[kind].append(rounds_cost(ctx, kind, mode, index, extra))
-        trace_rows(ctx, mode, what, results)
+
+        def one(kind: str, index: int, mode: str = mode, extra: dict[str, str] = extra
+                ) -> dict[str, float]:  # fmt: skip
+            return rounds_cost(ctx, kind, mode, index, extra)
+
+        trace_rows(ctx, mode, what, alternated(["otel", "plain"], ctx.plan.call_runs * 2, one))
 
 
 def trace_rows(

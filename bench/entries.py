@@ -9,7 +9,7 @@ import json
 import subprocess
 
 from children import ENTRIES_CHILD
-from harness import CHILD_TIMEOUT_S, PY, SRC, Context, ratio_row, rotated, spread
+from harness import CHILD_TIMEOUT_S, PY, SRC, Context, alternated, ratio_row, spread
 
 ENTRY_KINDS = {
     "plain": "plain line (100 chars)",
@@ -44,10 +44,8 @@ def fig_entries(ctx: Context) -> None:
     variants = {"on": (SRC, {}), "off": (SRC, {"VICTORIALOGS_REDACT": "off"})}
     if ctx.baseline_src:
         variants["before"] = (ctx.baseline_src, {})
-    costs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
-    for index in range(ctx.plan.entry_runs):
-        for name in rotated(list(variants), index):
-            costs[name].append(entry_costs(ctx, *variants[name]))
+    costs = alternated(list(variants), ctx.plan.entry_runs,
+                       lambda name, _: entry_costs(ctx, *variants[name]))  # fmt: skip
     for kind, label in ENTRY_KINDS.items():
         per = {name: [run[kind] for run in runs] for name, runs in costs.items()}
         for name, values in per.items():

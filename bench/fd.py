@@ -8,7 +8,6 @@ program and helper, start-up, and the alternatives (a reader thread, a spawned h
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,14 +18,16 @@ from children import CALLS_CHILD, KILLED_CHILD, LINES_CHILD, READER_THREAD
 from e2e import LOSSLESS, spooled_lines
 from harness import (
     CHILD_TIMEOUT_S,
+    OUT,
     PY,
     SRC,
+    ChildRun,
     Context,
     Row,
+    alternated,
     interleaved,
     median,
     ratio_row,
-    rotated,
     spread,
 )
 from server import word
@@ -86,16 +87,13 @@ def fd_variants(ctx: Context) -> dict[str, dict[str, str]]:
 def fd_call_costs(ctx: Context) -> dict[str, list[dict[str, float]]]:
     """print() in figure 3's child, bare, teed and at the fd level, interleaved run by run."""
     variants = fd_variants(ctx)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
-    for index in range(ctx.plan.call_runs):
-        for name in rotated(list(variants), index):
-            out = os.path.join(ctx.workdir, f"fd-calls-{index}.json")
-            ctx.run(["-c", CALLS_CHILD, str(ctx.plan.calls), out, "print", "all"],
-                    variants[name],
-                    pipe=name == "bare pipe")  # fmt: skip
-            helper_cpu = reap_helper(ctx)  # before the next run: never two at once
-            with open(out) as fh:
-                results[name].append({**json.load(fh), "helper_cpu_s": helper_cpu})
+    args = ["-c", CALLS_CHILD, str(ctx.plan.calls), OUT, "print", "all"]
+
+    def one(name: str, index: int) -> dict[str, float]:
+        result = ctx.result(args, variants[name], f"fd-calls-{index}", pipe=name == "bare pipe")
+        return {**result, "helper_cpu_s": reap_helper(ctx)}  # before the next: never two at once
+
+    results = alternated(list(variants), ctx.plan.call_runs, one)
     shutil.rmtree(ctx.spool, ignore_errors=True)  # what the helpers had no time to deliver
     return results
 
@@ -133,10 +131,8 @@ def fd_rows_lines(ctx: Context) -> None:
     variants = {name: {**env, **LOSSLESS} if name in ("tee", "fd") else env
                 for name, env in fd_variants(ctx).items()}  # fmt: skip
     lines = ctx.plan.lines
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
-    for index in range(ctx.plan.e2e_runs):
-        for name in rotated(list(variants), index):
-            runs[name].append(fd_lines(ctx, name, variants[name]))
+    runs = alternated(list(variants), ctx.plan.e2e_runs,
+                      lambda name, _: fd_lines(ctx, name, variants[name]))  # fmt: skip
 
     def med(name: str, key: str) -> float:
         return median([run[key] for run in runs[name]])
@@ -195,32 +191,23 @@ def fd_rows_start(ctx: Context) -> None:
 def fd_runs(ctx: Context, args: list[str], variants: dict[str, dict[str, str]]
             ) -> tuple[dict[str, list[float]], dict[str, list[float]], float]:  # fmt: skip
     """Wall and CPU (ms) per variant, and the median CPU of the fd helper."""
-    walls: dict[str, list[float]] = {name: [] for name in variants}
-    cpus: dict[str, list[float]] = {name: [] for name in variants}
-    helpers: list[float] = []
-    for index in range(ctx.plan.startup_runs + 2):
-        for name in rotated(list(variants), index):
-            run = ctx.run(args, variants[name])
-            helper = reap_helper(ctx)
-            if index >= 2:  # warm-up rounds
-                walls[name].append(run.wall_s * 1000)
-                cpus[name].append(run.cpu_s * 1000)
-                if name == "fd":
-                    helpers.append(helper * 1000)
-    return walls, cpus, median(helpers)
+
+    def one(name: str, _: int) -> tuple[ChildRun, float]:
+        return ctx.run(args, variants[name]), reap_helper(ctx)
+
+    runs = alternated(list(variants), ctx.plan.startup_runs, one, warmup=2)
+    walls = {name: [run.wall_s * 1000 for run, _ in done] for name, done in runs.items()}
+    cpus = {name: [run.cpu_s * 1000 for run, _ in done] for name, done in runs.items()}
+    return walls, cpus, median([helper * 1000 for _, helper in runs["fd"]])
 
 
 def fd_rows_thread(ctx: Context, results: dict[str, list[dict[str, float]]]) -> None:
     """The alternative: a reader thread in the program. Its print() cost (forwarding alone),
     and what reaches the console when the program is killed right after writing."""
-    calls, runs = ctx.plan.calls, []
-    for index in range(ctx.plan.call_runs):
-        out = os.path.join(ctx.workdir, f"thread-calls-{index}.json")
-        ctx.run(
-            ["-c", READER_THREAD + CALLS_CHILD, str(calls), out, "print", "all"], ctx.env("bare")
-        )
-        with open(out) as fh:
-            runs.append(json.load(fh)["ns"] / calls)
+    calls = ctx.plan.calls
+    args = ["-c", READER_THREAD + CALLS_CHILD, str(calls), OUT, "print", "all"]
+    runs = [ctx.result(args, ctx.env("bare"), f"thread-calls-{index}")["ns"] / calls
+            for index in range(ctx.plan.call_runs)]  # fmt: skip
     ctx.add(ratio_row("7 print(100 chars), reader thread vs bare, caller wall", median(runs),
                       median([r["ns"] / calls for r in results["bare"]]), "ns/call", None,
                       "forwarding only, no shipping"))  # fmt: skip

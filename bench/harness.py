@@ -7,6 +7,7 @@ says so. Its wall time runs from spawn to reap; its CPU is its own rusage (wait4
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -15,7 +16,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from server import BenchServer
 
@@ -28,6 +29,9 @@ CHILD_TIMEOUT_S = 180.0  # a hung child is killed: the whole run must stay bound
 #: What a child never inherits. PYTHON*: PYTHONDONTWRITEBYTECODE would recompile the drop-in
 #: and vlhook at every start, PYTHONUNBUFFERED would make every print a syscall. The rest is
 #: what vlhook reads: a stray TRACEPARENT or AWS_LAMBDA_* would change what it does.
+#: Where a child's arguments name the file it writes its result to (see Context.result).
+OUT = "{out}"
+T = TypeVar("T")
 STRIPPED = ("PYTHON", "VICTORIALOGS_", "VLHOOK_", "AWS_LAMBDA_", "_X_AMZN_", "TRACEPARENT",
             "TRACESTATE", "OTEL_")  # fmt: skip
 
@@ -111,6 +115,17 @@ class Context:
         # A neutral cwd: `python -c` puts it on sys.path, and the checkout has a
         # `sitecustomize` folder that would import as a namespace package.
         return run_child(args, env, self.workdir, rss=rss, pipe=pipe)
+
+    def result(
+        self, args: list[str], env: dict[str, str], name: str, pipe: bool = False
+    ) -> dict[str, Any]:
+        """Run a child that writes its result as JSON to the file its arguments name at OUT
+        (`name`.json in the scratch directory), and read that result."""
+        out = os.path.join(self.workdir, f"{name}.json")
+        self.run([out if arg == OUT else arg for arg in args], env, pipe=pipe)
+        with open(out) as fh:
+            result: dict[str, Any] = json.load(fh)
+        return result
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -209,18 +224,25 @@ def rotated(names: list[str], index: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
+def alternated(
+    names: list[str], runs: int, one: Callable[[str, int], T], warmup: int = 0
+) -> dict[str, list[T]]:
+    """`one(name, index)` for every name in every round, who goes first rotating (see
+    rotated); the first `warmup` rounds are run and left out."""
+    out: dict[str, list[T]] = {name: [] for name in names}
+    for index in range(warmup + runs):
+        for name in rotated(names, index):
+            result = one(name, index)
+            if index >= warmup:
+                out[name].append(result)
+    return out
+
+
 def interleaved(
     ctx: Context, variants: dict[str, tuple[list[str], dict[str, str]]], runs: int, warmup: int = 2
 ) -> dict[str, list[ChildRun]]:
     """Round-robin over the variants. Warm-up rounds fill the .pyc and page caches."""
-    out: dict[str, list[ChildRun]] = {name: [] for name in variants}
-    for rnd in range(warmup + runs):
-        for name in rotated(list(variants), rnd):
-            args, env = variants[name]
-            result = ctx.run(args, env)
-            if rnd >= warmup:
-                out[name].append(result)
-    return out
+    return alternated(list(variants), runs, lambda name, _: ctx.run(*variants[name]), warmup)
 
 
 def median(values: list[float]) -> float:
@@ -231,7 +253,7 @@ def spread(values: list[float]) -> str:
     """Inter-quartile range relative to the median: how far apart two medians must be to mean
     anything."""
     if len(values) < 4:
-        return ""
+        return f"no IQR of {len(values)} runs"
     q1, _, q3 = statistics.quantiles(values, n=4)
     return f"IQR ±{(q3 - q1) / 2 / median(values) * 100:.1f}%"
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import uuid
 
-from harness import ChildRun, Context, Row, importable, median, ratio_row, rotated, spread
+from harness import (
+    ChildRun,
+    Context,
+    Row,
+    importable,
+    interleaved,
+    median,
+    ratio_row,
+    rotated,
+    spread,
+)
 from server import word
 from targets import INACTIVE_LIMIT, ONE_LINE_LIMIT, SILENT_LIMIT
 
@@ -19,13 +29,9 @@ OPTIONAL_IMPORTS = ("requests", "urllib3", "wrapt", "pythonjsonlogger")
 
 
 def fig_startup(ctx: Context) -> None:
-    args = ["-c", "pass"]
-    walls: dict[str, list[float]] = {name: [] for name in ("bare", "inactive", "active")}
-    for index in range(2 + ctx.plan.startup_runs):  # two warm-up rounds
-        for name in rotated(list(walls), index):
-            run = ctx.run(args, ctx.env(name))
-            if index >= 2:
-                walls[name].append(run.wall_s * 1000)
+    variants = {name: (["-c", "pass"], ctx.env(name)) for name in ("bare", "inactive", "active")}
+    runs = interleaved(ctx, variants, ctx.plan.startup_runs)
+    walls = {name: [run.wall_s * 1000 for run in done] for name, done in runs.items()}
     for name, values in walls.items():
         ctx.samples[f"startup.{name}.ms"] = values
     bare = median(walls["bare"])
@@ -81,12 +87,10 @@ def fig_imports(ctx: Context) -> None:
             modules.append(module)
         else:
             ctx.notes.append(f"5: {module} is not importable here: skipped")
-    walls: dict[str, list[float]] = {name: [] for name in ["", *modules]}
-    for index in range(1 + ctx.plan.import_runs):  # one warm-up round
-        for name in rotated(list(walls), index):
-            run = ctx.run(["-c", f"import {name}" if name else "pass"], ctx.env("bare"))
-            if index >= 1:
-                walls[name].append(run.wall_s * 1000)
+    variants = {name: (["-c", f"import {name}" if name else "pass"], ctx.env("bare"))
+                for name in ["", *modules]}  # fmt: skip
+    runs = interleaved(ctx, variants, ctx.plan.import_runs, warmup=1)
+    walls = {name: [run.wall_s * 1000 for run in done] for name, done in runs.items()}
     base = median(walls[""])
     for module in modules:
         value = median(walls[module])
