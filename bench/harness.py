@@ -25,13 +25,13 @@ DROPIN = os.path.join(ROOT, "sitecustomize")
 SRC = os.path.join(ROOT, "src")
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 PY = sys.executable
+#: Where a child's arguments name the file it writes its result to (see Context.result).
+OUT = "{out}"
+T = TypeVar("T")
 CHILD_TIMEOUT_S = 180.0  # a hung child is killed: the whole run must stay bounded
 #: What a child never inherits. PYTHON*: PYTHONDONTWRITEBYTECODE would recompile the drop-in
 #: and vlhook at every start, PYTHONUNBUFFERED would make every print a syscall. The rest is
 #: what vlhook reads: a stray TRACEPARENT or AWS_LAMBDA_* would change what it does.
-#: Where a child's arguments name the file it writes its result to (see Context.result).
-OUT = "{out}"
-T = TypeVar("T")
 STRIPPED = ("PYTHON", "VICTORIALOGS_", "VLHOOK_", "AWS_LAMBDA_", "_X_AMZN_", "TRACEPARENT",
             "TRACESTATE", "OTEL_")  # fmt: skip
 
