@@ -13,19 +13,23 @@ from typing import Optional
 
 from children import CALLS_CHILD, PACED_CHILD, PACED_SAME_CHILD, ROUNDS_CHILD
 from harness import DROPIN, OUT, SRC, Context, alternated, importable, median, ratio_row, spread
-from targets import CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
+from targets import BIG_BATCH_LINES, CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
 
+BIG_BATCHES = {"VICTORIALOGS_BATCH_LINES": str(BIG_BATCH_LINES)}
 #: The sender wakes at no line count and no interval while a round is timed.
 SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
                  "VICTORIALOGS_FLUSH_INTERVAL_MS": "3600000"}  # fmt: skip
 
 
-def call_costs(ctx: Context, kind: str, cpus: str = "all") -> dict[str, list[dict[str, float]]]:
-    """CALLS_CHILD's results, vlhook active and bare alternating, per variant."""
+def call_costs(
+    ctx: Context, kind: str, cpus: str = "all", settings: Optional[dict[str, str]] = None
+) -> dict[str, list[dict[str, float]]]:
+    """CALLS_CHILD's results, vlhook active (with `settings`) and bare alternating."""
     args = ["-c", CALLS_CHILD, str(ctx.plan.calls), OUT, kind, cpus]
 
     def one(variant: str, index: int) -> dict[str, float]:
-        return ctx.result(args, ctx.env(variant), f"calls-{kind}-{index}")
+        env = ctx.env(variant, **(settings or {})) if variant == "active" else ctx.env(variant)
+        return ctx.result(args, env, f"calls-{kind}-{index}")
 
     return alternated(["active", "bare"], ctx.plan.call_runs, one)
 
@@ -73,6 +77,18 @@ def fig_one_cpu(ctx: Context) -> None:
     label = '3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall'
     ratio = call_row(ctx, results, "ns", "calls.logging_one_cpu.ns", label)
     ctx.summary["logging_one_cpu_ratio"] = ratio
+
+
+def fig_big_batches(ctx: Context) -> None:
+    """logger.info() in the tight loop with batches of BIG_BATCH_LINES: a batch is one
+    request, and each request wakes vlhook's threads a few times, each wake-up a storm of
+    vain ones while the caller writes (see fig_one_cpu). Fewer requests, fewer storms: the
+    setting a program that logs in tight loops can choose (docs/troubleshooting.md)."""
+    results = call_costs(ctx, "logging", settings=BIG_BATCHES)
+    label = ('3 logger.info("msg %s", 1) vs bare StreamHandler, '
+             f"VICTORIALOGS_BATCH_LINES={BIG_BATCH_LINES}, caller wall")  # fmt: skip
+    ratio = call_row(ctx, results, "ns", "calls.logging_big_batches.ns", label)
+    ctx.summary["logging_big_batches_ratio"] = ratio
 
 
 def fig_paced(ctx: Context) -> None:

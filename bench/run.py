@@ -28,7 +28,15 @@ from typing import Any, Callable, Optional
 
 import chart
 import targets
-from callers import fig_calls, fig_capture, fig_one_cpu, fig_paced, fig_paced_same, fig_trace
+from callers import (
+    fig_big_batches,
+    fig_calls,
+    fig_capture,
+    fig_one_cpu,
+    fig_paced,
+    fig_paced_same,
+    fig_trace,
+)
 from e2e import fig_end_to_end
 from entries import fig_entries
 from fd import fig_fd
@@ -43,6 +51,7 @@ DOC_CHART = os.path.join(ROOT, "docs", "performance.svg")
 def fig_callers(ctx: Context) -> None:
     fig_calls(ctx)
     fig_one_cpu(ctx)
+    fig_big_batches(ctx)
     fig_paced(ctx)
     fig_paced_same(ctx)
     fig_capture(ctx)
