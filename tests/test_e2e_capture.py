@@ -112,7 +112,7 @@ def test_a_delivered_line_loads_no_spool_up_to_the_end(script: Any, sink: Any) -
     # of the standard library written in Python (`operator` cost ~0.3 ms where `_operator` does).
     later = imported[imported.index("site") + 1 :]
     in_python = [name for name in later if not name.startswith("vlhook")
-                 and (importlib.util.find_spec(name).origin or "").endswith(".py")]  # fmt: skip
+                 and written_in_python(name)]  # fmt: skip
     if sys.version_info >= (3, 11):  # before, the first capture imports threading on purpose
         assert in_python == []  # (see Sender._threading_first_here), and what it imports
     assert messages(sink.settle(1)) == ["hello"]
@@ -246,3 +246,9 @@ def test_capture_selects_sources(script: Any, sink: Any, capture: str) -> None:
     expected = {"stdout": ["out"], "logging": ["rec"], "stderr,logging": ["err", "rec"]}[capture]
     rows = sink.settle(len(expected))
     assert sorted(messages(rows)) == expected
+
+
+def written_in_python(module: str) -> bool:
+    """Whether a module (of this interpreter's) is Python source, not C."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and (spec.origin or "").endswith(".py")
