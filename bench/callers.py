@@ -15,6 +15,7 @@ from children import CALLS_CHILD, PACED_CHILD, PACED_SAME_CHILD, ROUNDS_CHILD
 from harness import DROPIN, OUT, SRC, Context, alternated, importable, median, ratio_row, spread
 from targets import BIG_BATCH_LINES, CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
 
+#: Figure 3's logger.info() loop again, with fewer requests (fig_big_batches).
 BIG_BATCHES = {"VICTORIALOGS_BATCH_LINES": str(BIG_BATCH_LINES)}
 #: The sender wakes at no line count and no interval while a round is timed.
 SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
