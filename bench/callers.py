@@ -15,7 +15,7 @@ from children import CALLS_CHILD, PACED_CHILD, PACED_SAME_CHILD, ROUNDS_CHILD
 from harness import DROPIN, OUT, SRC, Context, alternated, importable, median, ratio_row, spread
 from targets import BIG_BATCH_LINES, CALL_LIMIT, PACED_RATE, TRACE_ADDED_LIMIT_NS
 
-#: Figure 3's logger.info() loop again, with fewer requests (fig_big_batches).
+#: Figure 3's logger.info() loop is run a third way, with fewer requests (see fig_calls).
 BIG_BATCHES = {"VICTORIALOGS_BATCH_LINES": str(BIG_BATCH_LINES)}
 #: The sender wakes at no line count and no interval while a round is timed.
 SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
@@ -23,45 +23,60 @@ SENDER_ASLEEP = {"VICTORIALOGS_BATCH_LINES": "1000000",
 
 
 def call_costs(
-    ctx: Context, kind: str, cpus: str = "all", settings: Optional[dict[str, str]] = None
+    ctx: Context, kind: str, cpus: str = "all", actives: Optional[dict[str, dict[str, str]]] = None
 ) -> dict[str, list[dict[str, float]]]:
-    """CALLS_CHILD's results, vlhook active (with `settings`) and bare alternating."""
+    """CALLS_CHILD's results: bare and vlhook active, interleaved; `actives` names vlhook's
+    variants and their settings (by default one, "active", as configured by default)."""
     args = ["-c", CALLS_CHILD, str(ctx.plan.calls), OUT, kind, cpus]
+    variants = actives or {"active": {}}
 
     def one(variant: str, index: int) -> dict[str, float]:
-        env = ctx.env(variant, **(settings or {})) if variant == "active" else ctx.env(variant)
+        env = ctx.env("bare") if variant == "bare" else ctx.env("active", **variants[variant])
         return ctx.result(args, env, f"calls-{kind}-{index}")
 
-    return alternated(["active", "bare"], ctx.plan.call_runs, one)
+    return alternated([*variants, "bare"], ctx.plan.call_runs, one)
 
 
 def fig_calls(ctx: Context) -> None:
     """Tight loops. print(): the baseline is print() to the same /dev/null. logger.info(): a
     logger with a bare StreamHandler (same format) writing to that same stdout; with vlhook the
-    record is also captured as a record."""
+    record is also captured as a record.
+
+    logger.info() is also run with batches of BIG_BATCH_LINES, interleaved with the other two:
+    a batch is one request, and each request wakes vlhook's threads a few times, each wake-up
+    a storm of vain ones while the caller writes (see fig_one_cpu). Fewer requests, fewer
+    storms: the setting a program that logs in tight loops can choose
+    (docs/troubleshooting.md)."""
     for kind, label, limit in (("print", "print(100 chars) in a tight loop", None),
                                ("logging", 'logger.info("msg %s", 1) vs bare StreamHandler',
                                 CALL_LIMIT)):  # fmt: skip
-        results = call_costs(ctx, kind)
+        logging = kind == "logging"
+        results = call_costs(ctx, kind, actives={"active": {}, "big": BIG_BATCHES} if logging
+                             else None)  # fmt: skip
         for key, what in (("ns", "wall"), ("thread_ns", "own-thread CPU")):
             target = limit if key == "ns" else None  # the target is on what the caller waits
             name = f"calls.{kind}.{key}"
             ratio = call_row(ctx, results, key, name, f"3 {label}, caller {what}", target)
-            if kind == "logging" and key == "ns":
+            if logging and key == "ns":
                 ctx.summary["logging_ratio"] = ratio
+        if logging:
+            big = f"3 {label}, VICTORIALOGS_BATCH_LINES={BIG_BATCH_LINES}, caller wall"
+            ratio = call_row(ctx, results, "ns", "calls.logging_big_batches.ns", big, active="big")
+            ctx.summary["logging_big_batches_ratio"] = ratio
 
 
 def call_row(ctx: Context, results: dict[str, list[dict[str, float]]], key: str, name: str,
-             label: str, limit: Optional[float] = None) -> float:  # fmt: skip
-    """The row of one of CALLS_CHILD's measures (`key`) per call, vlhook against bare, its
-    samples kept as `name`. Returns the ratio."""
-    shed = max(int(r["dropped"]) for r in results["active"])
+             label: str, limit: Optional[float] = None, active: str = "active"
+             ) -> float:  # fmt: skip
+    """The row of one of CALLS_CHILD's measures (`key`) per call, vlhook's variant `active`
+    against bare, its samples kept as `name`. Returns the ratio."""
+    shed = max(int(r["dropped"]) for r in results[active])
     per_call = {v: [r[key] / ctx.plan.calls for r in rs] for v, rs in results.items()}
-    ctx.samples[name] = [*per_call["bare"], *per_call["active"]]
-    bare, active = median(per_call["bare"]), median(per_call["active"])
-    note = f"N={ctx.plan.calls}; {spread(per_call['active'])}; vlhook shed {shed} captures"
-    ctx.add(ratio_row(label, active, bare, "ns/call", limit, note))
-    return active / bare
+    ctx.samples[name] = [*per_call["bare"], *per_call[active]]
+    bare, mine = median(per_call["bare"]), median(per_call[active])
+    note = f"N={ctx.plan.calls}; {spread(per_call[active])}; vlhook shed {shed} captures"
+    ctx.add(ratio_row(label, mine, bare, "ns/call", limit, note))
+    return mine / bare
 
 
 def fig_one_cpu(ctx: Context) -> None:
@@ -78,18 +93,6 @@ def fig_one_cpu(ctx: Context) -> None:
     label = '3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall'
     ratio = call_row(ctx, results, "ns", "calls.logging_one_cpu.ns", label)
     ctx.summary["logging_one_cpu_ratio"] = ratio
-
-
-def fig_big_batches(ctx: Context) -> None:
-    """logger.info() in the tight loop with batches of BIG_BATCH_LINES: a batch is one
-    request, and each request wakes vlhook's threads a few times, each wake-up a storm of
-    vain ones while the caller writes (see fig_one_cpu). Fewer requests, fewer storms: the
-    setting a program that logs in tight loops can choose (docs/troubleshooting.md)."""
-    results = call_costs(ctx, "logging", settings=BIG_BATCHES)
-    label = ('3 logger.info("msg %s", 1) vs bare StreamHandler, '
-             f"VICTORIALOGS_BATCH_LINES={BIG_BATCH_LINES}, caller wall")  # fmt: skip
-    ratio = call_row(ctx, results, "ns", "calls.logging_big_batches.ns", label)
-    ctx.summary["logging_big_batches_ratio"] = ratio
 
 
 def fig_paced(ctx: Context) -> None:

@@ -29,7 +29,6 @@ from typing import Any, Callable, Optional
 import chart
 import targets
 from callers import (
-    fig_big_batches,
     fig_calls,
     fig_capture,
     fig_one_cpu,
@@ -51,7 +50,6 @@ DOC_CHART = os.path.join(ROOT, "docs", "performance.svg")
 def fig_callers(ctx: Context) -> None:
     fig_calls(ctx)
     fig_one_cpu(ctx)
-    fig_big_batches(ctx)
     fig_paced(ctx)
     fig_paced_same(ctx)
     fig_capture(ctx)
