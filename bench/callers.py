@@ -37,6 +37,10 @@ def call_costs(
     return alternated([*variants, "bare"], ctx.plan.call_runs, one)
 
 
+PRINT_LABEL = "print(100 chars) in a tight loop"
+LOGGING_LABEL = 'logger.info("msg %s", 1) vs bare StreamHandler'
+
+
 def fig_calls(ctx: Context) -> None:
     """Tight loops. print(): the baseline is print() to the same /dev/null. logger.info(): a
     logger with a bare StreamHandler (same format) writing to that same stdout; with vlhook the
@@ -47,22 +51,22 @@ def fig_calls(ctx: Context) -> None:
     a storm of vain ones while the caller writes (see fig_one_cpu). Fewer requests, fewer
     storms: the setting a program that logs in tight loops can choose
     (docs/troubleshooting.md)."""
-    for kind, label, limit in (("print", "print(100 chars) in a tight loop", None),
-                               ("logging", 'logger.info("msg %s", 1) vs bare StreamHandler',
-                                CALL_LIMIT)):  # fmt: skip
-        logging = kind == "logging"
-        results = call_costs(ctx, kind, actives={"active": {}, "big": BIG_BATCHES} if logging
-                             else None)  # fmt: skip
-        for key, what in (("ns", "wall"), ("thread_ns", "own-thread CPU")):
-            target = limit if key == "ns" else None  # the target is on what the caller waits
-            name = f"calls.{kind}.{key}"
-            ratio = call_row(ctx, results, key, name, f"3 {label}, caller {what}", target)
-            if logging and key == "ns":
-                ctx.summary["logging_ratio"] = ratio
-        if logging:
-            big = f"3 {label}, VICTORIALOGS_BATCH_LINES={BIG_BATCH_LINES}, caller wall"
-            ratio = call_row(ctx, results, "ns", "calls.logging_big_batches.ns", big, active="big")
-            ctx.summary["logging_big_batches_ratio"] = ratio
+    tight_rows(ctx, "print", PRINT_LABEL, call_costs(ctx, "print"))
+    results = call_costs(ctx, "logging", actives={"active": {}, "big": BIG_BATCHES})
+    ctx.summary["logging_ratio"] = tight_rows(ctx, "logging", LOGGING_LABEL, results, CALL_LIMIT)
+    big = f"3 {LOGGING_LABEL}, VICTORIALOGS_BATCH_LINES={BIG_BATCH_LINES}, caller wall"
+    ratio = call_row(ctx, results, "ns", "calls.logging_big_batches.ns", big, active="big")
+    ctx.summary["logging_big_batches_ratio"] = ratio
+
+
+def tight_rows(ctx: Context, kind: str, label: str, results: dict[str, list[dict[str, float]]],
+               limit: Optional[float] = None) -> float:  # fmt: skip
+    """A tight loop's rows: the caller's wall time (the target is on what it waits) and its
+    own CPU. Returns the wall time's ratio."""
+    wall = call_row(ctx, results, "ns", f"calls.{kind}.ns", f"3 {label}, caller wall", limit)
+    call_row(ctx, results, "thread_ns", f"calls.{kind}.thread_ns",
+             f"3 {label}, caller own-thread CPU")  # fmt: skip
+    return wall
 
 
 def call_row(ctx: Context, results: dict[str, list[dict[str, float]]], key: str, name: str,
@@ -90,7 +94,7 @@ def fig_one_cpu(ctx: Context) -> None:
         ctx.notes.append("3 logger.info() on one CPU: not measured (one CPU, or no affinity)")
         return
     results = call_costs(ctx, "logging", "one")
-    label = '3 logger.info("msg %s", 1) vs bare StreamHandler, one CPU, caller wall'
+    label = f"3 {LOGGING_LABEL}, one CPU, caller wall"
     ratio = call_row(ctx, results, "ns", "calls.logging_one_cpu.ns", label)
     ctx.summary["logging_one_cpu_ratio"] = ratio
 

@@ -245,6 +245,11 @@ def interleaved(
     return alternated(list(variants), runs, lambda name, _: ctx.run(*variants[name]), warmup)
 
 
+def walls_ms(runs: dict[str, list[ChildRun]]) -> dict[str, list[float]]:
+    """Each variant's wall times, in ms."""
+    return {name: [run.wall_s * 1000 for run in done] for name, done in runs.items()}
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -20,6 +20,7 @@ from harness import (
     ratio_row,
     rotated,
     spread,
+    walls_ms,
 )
 from server import word
 from targets import INACTIVE_LIMIT, ONE_LINE_LIMIT, SILENT_LIMIT
@@ -30,8 +31,7 @@ OPTIONAL_IMPORTS = ("requests", "urllib3", "wrapt", "pythonjsonlogger")
 
 def fig_startup(ctx: Context) -> None:
     variants = {name: (["-c", "pass"], ctx.env(name)) for name in ("bare", "inactive", "active")}
-    runs = interleaved(ctx, variants, ctx.plan.startup_runs)
-    walls = {name: [run.wall_s * 1000 for run in done] for name, done in runs.items()}
+    walls = walls_ms(interleaved(ctx, variants, ctx.plan.startup_runs))
     for name, values in walls.items():
         ctx.samples[f"startup.{name}.ms"] = values
     bare = median(walls["bare"])
@@ -89,8 +89,7 @@ def fig_imports(ctx: Context) -> None:
             ctx.notes.append(f"5: {module} is not importable here: skipped")
     variants = {name: (["-c", f"import {name}" if name else "pass"], ctx.env("bare"))
                 for name in ["", *modules]}  # fmt: skip
-    runs = interleaved(ctx, variants, ctx.plan.import_runs, warmup=1)
-    walls = {name: [run.wall_s * 1000 for run in done] for name, done in runs.items()}
+    walls = walls_ms(interleaved(ctx, variants, ctx.plan.import_runs, warmup=1))
     base = median(walls[""])
     for module in modules:
         value = median(walls[module])

@@ -87,8 +87,7 @@ def test_a_silent_process_loads_no_delivery_and_no_exit_code(script: Any, sink: 
     """What a process that writes nothing loads, up to its very end (every import listed):
     the capture and the sender's front, never the pipeline, the exit's code or the spool."""
     run = run_python(script("pass\n"), sink.env(PYTHONPROFILEIMPORTTIME="1"))
-    imported = [line.rsplit("|", 1)[-1].strip() for line in run.err.splitlines()
-                if line.startswith("import time:")]  # fmt: skip
+    imported = imported_modules(run.err)
     assert "vlhook._sender" in imported  # it is active: the list is vlhook's
     later = [m for m in imported if m.startswith(("vlhook._delivery", "vlhook._exit",
                                                   "vlhook._entry"))]  # fmt: skip
@@ -102,19 +101,17 @@ def test_a_delivered_line_loads_no_spool_up_to_the_end(script: Any, sink: Any) -
     at its exit (every import is listed)."""
     run = run_python(script("print('hello')\n"), sink.env(PYTHONPROFILEIMPORTTIME="1"))
     assert run.out == "hello\n"
-    imported = [line.rsplit("|", 1)[-1].strip() for line in run.err.splitlines()
-                if line.startswith("import time:")]  # fmt: skip
+    imported = imported_modules(run.err)
     assert "vlhook._delivery.client" in imported  # the line was sent: the list is complete
     assert "vlhook._delivery.spool" not in imported
     assert "vlhook._delivery.replay" not in imported
     assert "zlib" not in imported  # a body this small goes uncompressed
     # What loads after the start (the program imports nothing) is vlhook's own or C: no module
     # of the standard library written in Python (`operator` cost ~0.3 ms where `_operator` does).
-    later = imported[imported.index("site") + 1 :]
-    in_python = [name for name in later if not name.startswith("vlhook")
-                 and written_in_python(name)]  # fmt: skip
     if sys.version_info >= (3, 11):  # before, the first capture imports threading on purpose
-        assert in_python == []  # (see Sender._threading_first_here), and what it imports
+        later = imported[imported.index("site") + 1 :]  # (Sender._threading_first_here)
+        assert [name for name in later if not name.startswith("vlhook")
+                and written_in_python(name)] == []  # fmt: skip
     assert messages(sink.settle(1)) == ["hello"]
 
 
@@ -246,6 +243,12 @@ def test_capture_selects_sources(script: Any, sink: Any, capture: str) -> None:
     expected = {"stdout": ["out"], "logging": ["rec"], "stderr,logging": ["err", "rec"]}[capture]
     rows = sink.settle(len(expected))
     assert sorted(messages(rows)) == expected
+
+
+def imported_modules(err: str) -> list[str]:
+    """The modules `-X importtime` (PYTHONPROFILEIMPORTTIME) listed on stderr, in order."""
+    return [line.rsplit("|", 1)[-1].strip() for line in err.splitlines()
+            if line.startswith("import time:")]  # fmt: skip
 
 
 def written_in_python(module: str) -> bool:

@@ -163,9 +163,6 @@ class Redactor:
         self.hits += 1
         return clean
 
-    # _dict and _list test leaves inline (most values are short strings and numbers that
-    # nothing matches): a Python call per leaf would double the cost of a nested value.
-
     def _enter(self, value: Sized, depth: int, cycle: str) -> Optional[str]:
         """Before a container's items are looked at: what stands for it instead (a cycle, too
         deep, too many values in all), or None once it is entered (leave with _path.discard)."""
@@ -179,6 +176,9 @@ class Redactor:
         self.left -= len(value)
         self._path.add(id(value))
         return None
+
+    # _dict and _list test leaves inline (most values are short strings and numbers that
+    # nothing matches): a Python call per leaf would double the cost of a nested value.
 
     def _dict(self, value: dict[Any, Any], depth: int) -> Any:
         instead = self._enter(value, depth, "{...}")
