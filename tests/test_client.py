@@ -397,6 +397,18 @@ def test_retry_after_forms() -> None:
     assert later is not None and 95 < later <= 100
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_a_retry_after_of_no_time_still_backs_off(value: str) -> None:
+    """0, a negative number or a past date must not make the retries a busy loop."""
+    with Scripted(lambda p, h, b: (503, {"Retry-After": value}, b"")) as server:
+        s = shipper(server.url, VICTORIALOGS_TIMEOUT_MS="500")  # retried for 1 s, then kept
+        s.add([entry("a")])
+        outcome = s.send()
+        # Backoff from 0.1 s, doubling: tries at ~0, 0.1, 0.3, 0.7 s (jittered ±20 %).
+        assert outcome.kept_lines == 1 and 3 <= len(server.seen) <= 6, len(server.seen)
+        s.close()
+
+
 def test_unreachable_server_is_retried_then_kept_for_the_spool() -> None:
     s = shipper(f"http://127.0.0.1:{free_port()}", VICTORIALOGS_TIMEOUT_MS="250")
     s.add([entry("x")])

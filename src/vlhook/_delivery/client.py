@@ -216,8 +216,10 @@ class Client:
                 # it) could store it twice (a frozen server stores both when it wakes). It is
                 # reported as under way instead.
                 return MAYBE, result
-            wait = result.retry_after if result.retry_after is not None else backoff
-            wait *= 0.8 + 0.4 * _jitter()  # 0.8 to 1.2
+            # The server's Retry-After is a floor over the backoff, never a shortcut: 0, a
+            # negative number or a past date would otherwise retry at once, thousands of
+            # times a second, against a server that says it is overloaded.
+            wait = max(backoff * (0.8 + 0.4 * _jitter()), result.retry_after or 0.0)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             resume = monotonic() + wait
             if resume > stop:
