@@ -8,6 +8,7 @@ rather than VictoriaLogs; what the real server stores is checked by the end-to-e
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.server
 import json
@@ -348,6 +349,101 @@ def test_chunked_answer_is_read_and_the_connection_kept() -> None:
             assert (response.status, response.body) == (400, b"hello world")
             assert conn.is_open
         conn.close()
+
+
+class RawServer:
+    """Reads whole requests (head and Content-Length body) on any number of connections and
+    answers each with `answer(index)`: byte strings sent in turn, a number a pause between
+    them. Every request's body is kept, in order, whatever was answered."""
+
+    def __init__(self, answer: Callable[[int], list[Any]]) -> None:
+        self.answer = answer
+        self.bodies: list[bytes] = []
+        self.connections = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # a client that closed: that connection ends
+            self._requests(conn)
+
+    def _requests(self, conn: socket.socket) -> None:
+        data = b""
+        for _ in range(100):
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(data) < length:
+                data += conn.recv(65536)
+            self.bodies.append(data[:length])
+            data = data[length:]
+            for part in self.answer(len(self.bodies) - 1):
+                if isinstance(part, bytes):
+                    conn.sendall(part)
+                else:
+                    time.sleep(part)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("answer", [
+    [OK_EMPTY + b"\r\n"],  # one stray line end, in the same segment as the answer
+    [OK_EMPTY, 0.05, b"\r\n"],  # ... or arriving a moment after it, before the next request
+    [b"HTTP/1.1 204 No Content\r\n\r\n\r\n"],
+    [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nxyz"],
+], ids=["same-segment", "later-segment", "204", "chunked"])  # fmt: skip
+def test_bytes_past_an_answer_never_make_a_request_sent_twice(answer: list[Any]) -> None:
+    """Bytes no request asked for must not be read as the next request's answer: that
+    answer would not parse, and the request, stored already, would be sent again."""
+    server = RawServer(lambda index: answer)
+    try:
+        s = shipper(server.url)
+        for name in ("one", "two", "three"):
+            s.add([entry(name)])
+            assert s.send().delivered == 1
+            time.sleep(0.1)  # the later stray bytes have come
+        assert [json.loads(body)["_msg"] for body in server.bodies] == ["one", "two", "three"]
+        assert s.stats.retries == 0 and server.connections == 3  # each answer ended its own
+        s.close()
+    finally:
+        server.close()
+
+
+def test_an_answer_that_does_not_parse_is_an_answer_not_an_idle_close() -> None:
+    """The server answered (it read the request): sending again is a retry, counted, not a
+    silent resend as after a kept-alive connection's idle close."""
+    server = RawServer(lambda index: [b"hello\r\n\r\n"] if index == 1 else [OK_EMPTY])
+    try:
+        s = shipper(server.url)
+        s.add([entry("one")])
+        assert s.send().delivered == 1
+        s.add([entry("two")])
+        assert s.send().delivered == 1
+        assert s.stats.retries == 1  # "two" was sent twice: counted as a retry
+        assert [json.loads(body)["_msg"] for body in server.bodies] == ["one", "two", "two"]
+        s.close()
+    finally:
+        server.close()
 
 
 # -- outcomes -----------------------------------------------------------------------------------

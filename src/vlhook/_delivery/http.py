@@ -56,7 +56,7 @@ class Connection:
         self.tls = tls
         self.host_header = (f"[{host}]" if ":" in host else host) + f":{port}"
         self._sock: Any = None
-        self._pending = b""  # bytes read past the last answer (none expected)
+        self._pending = b""  # bytes read past a 1xx answer: the start of the next
         self._aborted = False
 
     @property
@@ -68,6 +68,8 @@ class Connection:
     ) -> Response:
         """Send one request and read its answer, all before `deadline` (monotonic)."""
         self._aborted = False
+        if self._sock is not None and self._stale():
+            self.close()
         if self._sock is None:
             self._sock = self._connect(deadline)
             return self._exchange(method, target, headers, body, deadline)
@@ -102,6 +104,23 @@ class Connection:
         if not keep:
             self.close()
         return response
+
+    def _stale(self) -> bool:
+        """Whether the idle kept-alive connection has something to read before a request is
+        sent on it: the server closed it, or sent bytes no request asked for. An answer read
+        on it could not be told from those bytes (a request then stored but taken for
+        unanswered is stored twice): a new connection is opened instead. Plain TCP only: TLS
+        records cannot be peeked at; an answer that does not parse still counts as one."""
+        if self.tls is not None:
+            return False
+        try:
+            self._sock.settimeout(0.0)
+            self._sock.recv(1, _socket.MSG_PEEK)
+        except BlockingIOError:
+            return False  # nothing to read: idle, as it should be
+        except OSError:
+            pass  # reset: closed
+        return True
 
     def abort(self) -> None:
         """Make a request under way on another thread fail at once (at exit)."""
@@ -190,17 +209,18 @@ class Connection:
         return data
 
     def _read_response(self, deadline: float) -> tuple[Response, bool]:
+        informed = False  # a 1xx answer came: the server read the request
         while True:  # 1xx answers (100 Continue) precede the real one
             buffer = b""
             while b"\r\n\r\n" not in buffer:
                 if len(buffer) > MAX_HEAD:
                     raise HttpError("answer headers too long", sent_body=True, answered=True)
-                buffer += self._recv(deadline, answered=bool(buffer))
+                buffer += self._recv(deadline, answered=informed or bool(buffer))
             head, _, rest = buffer.partition(b"\r\n\r\n")
             status, reason, version, headers = _parse_head(head)
             if not 100 <= status < 200:
                 break
-            self._pending = rest
+            self._pending, informed = rest, True
         body, complete = self._read_body(status, headers, rest, deadline)
         keep = complete and version != "HTTP/1.0" and headers.get("connection") != "close"
         return Response(status, reason, headers, body), keep
@@ -210,7 +230,7 @@ class Connection:
     ) -> tuple[bytes, bool]:
         """The body (up to MAX_BODY) and whether the connection can carry the next request."""
         if status in (204, 304):
-            return b"", True
+            return b"", not data
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return self._read_chunked(data, deadline)
         length_text = headers.get("content-length")
@@ -219,13 +239,14 @@ class Connection:
         try:
             length = int(length_text)
         except ValueError:
-            raise HttpError("bad Content-Length in the answer", sent_body=True) from None
+            raise HttpError("bad Content-Length in the answer", sent_body=True,
+                            answered=True) from None  # fmt: skip
         if length > MAX_BODY:
             return data[:MAX_BODY], False  # not worth reading: the connection is dropped
         while len(data) < length:
             data += self._recv(deadline)
-        self._pending = data[length:]
-        return data[:length], True
+        # Bytes past the answer were asked for by no request: the connection is not reused.
+        return data[:length], len(data) == length
 
     def _read_chunked(self, data: bytes, deadline: float) -> tuple[bytes, bool]:
         body = b""
@@ -236,11 +257,13 @@ class Connection:
             try:
                 size = int(size_line.split(b";")[0].strip() or b"0", 16)
             except ValueError:
-                raise HttpError("bad chunk in the answer", sent_body=True) from None
+                raise HttpError("bad chunk in the answer", sent_body=True,
+                                answered=True) from None  # fmt: skip
             if size == 0:
                 while b"\r\n\r\n" not in b"\r\n" + data:  # trailers, then the blank line
                     data += self._recv(deadline)
-                return body, True
+                end = (b"\r\n" + data).index(b"\r\n\r\n") + 2
+                return body, end == len(data)  # bytes past it: not reused (see above)
             if len(body) > MAX_BODY:
                 return body[:MAX_BODY], False
             while len(data) < size + 2:
@@ -278,7 +301,7 @@ def _parse_head(head: bytes) -> tuple[int, str, str, dict[str, str]]:
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/") or not code.isdigit():
-        raise HttpError(f"not an HTTP answer: {lines[0][:80]!r}", sent_body=True)
+        raise HttpError(f"not an HTTP answer: {lines[0][:80]!r}", sent_body=True, answered=True)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
