@@ -140,6 +140,40 @@ def test_blackholed_server_exit_is_bounded(script: Any, tmp_path: Any) -> None:
     assert run.elapsed < 4
 
 
+def test_a_batch_whose_connection_never_opened_is_spooled_not_under_way(
+    script: Any, tmp_path: Any
+) -> None:
+    """A server whose accept queue is full: connect() hangs, and nothing of the batch leaves.
+    At exit that batch is spooled like the rest, not reported as maybe stored."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = []  # fill the queue: later connections wait for a SYN-ACK that never comes
+        for _ in range(3):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            queued.append(sock)
+        time.sleep(0.2)
+        path = script("import time\nfor i in range(500):\n    print('early', i)\n"
+                      "time.sleep(1.0)  # the first batch's connection is being opened\n"
+                      "for i in range(500):\n    print('late', i)\n")  # fmt: skip
+        spool = tmp_path / "spool"
+        env = {
+            "VICTORIALOGS_URL": f"http://127.0.0.1:{port}",
+            "VICTORIALOGS_EXIT_TIMEOUT_MS": "1000",
+            "VICTORIALOGS_SPOOL_DIR": str(spool),
+            "VICTORIALOGS_DEBUG": "1",
+        }
+        run = run_python(path, env)
+        for sock in queued:
+            sock.close()
+    assert run.rc == 0 and run.elapsed < 8
+    assert "under way" not in run.err, run.err
+    assert sum(f.read_bytes().count(b"\n") for f in spool.glob("*.jsonl")) == 1000
+
+
 def test_spooled_lines_are_replayed_by_the_next_run(script: Any, sink: Any, tmp_path: Any) -> None:
     spool = tmp_path / "spool"
     first = script("print('from the first run')\n", name="first.py")

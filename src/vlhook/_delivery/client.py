@@ -269,15 +269,22 @@ class Client:
             _diag.debug(f"{result.message}; trying the next endpoint")
         return result
 
-    def _post(self, transport: Transport, wire: bytes, deadline: float) -> Result:
+    def _may_send(self) -> bool:
+        """Right before the first byte of a request leaves (the connection is open): whether
+        the sender has not taken the batch back. From here on it cannot."""
         with self._gate:
             if self._taken_back:
-                return Result(False, retryable=False, message="taken back at exit")
+                return False
             self._touched = True
+            return True
+
+    def _post(self, transport: Transport, wire: bytes, deadline: float) -> Result:
+        # Not `touched` yet: a connection that takes long to open (a full accept queue, a slow
+        # DNS lookup, a TLS handshake) sends nothing, and the exit may take the batch back.
         self._active, self._aborted = transport, False
         started = monotonic()
         try:
-            result = transport.post(wire, deadline)
+            result = transport.post(wire, deadline, self._may_send)
             if self._aborted:
                 waited = monotonic() - started
                 result.message = (f"no answer from {transport.endpoint.display} in {waited:.1f} s "

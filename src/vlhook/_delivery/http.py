@@ -14,7 +14,7 @@ from time import monotonic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional
 
 MAX_HEAD = 64 << 10  # status line and headers
 MAX_BODY = 64 << 10  # an answer body is kept up to this (error texts); the rest is skipped
@@ -34,6 +34,13 @@ class HttpError(Exception):
         self.sent_body = sent_body
         self.timeout = timeout
         self.answered = answered  # part of an answer came: the server did read the request
+
+
+class Withdrawn(HttpError):
+    """The request was withdrawn before any byte of it was sent (see `may_send`)."""
+
+    def __init__(self) -> None:
+        super().__init__("withdrawn before any byte of it was sent", sent_body=False)
 
 
 class Response:
@@ -58,16 +65,26 @@ class Connection:
         self._sock: Any = None
         self._pending = b""  # bytes read past a 1xx answer: the start of the next
         self._aborted = False
+        self._may_send: Optional[Callable[[], bool]] = None  # of the request under way
 
     @property
     def is_open(self) -> bool:
         return self._sock is not None
 
     def request(
-        self, method: str, target: str, headers: dict[str, str], body: bytes, deadline: float
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        deadline: float,
+        may_send: Optional[Callable[[], bool]] = None,
     ) -> Response:
-        """Send one request and read its answer, all before `deadline` (monotonic)."""
+        """Send one request and read its answer, all before `deadline` (monotonic).
+        `may_send` is asked once the connection is open, right before the first byte goes:
+        False withdraws the request (Withdrawn), with nothing of it sent."""
         self._aborted = False
+        self._may_send = may_send
         if self._sock is not None and self._stale():
             self.close()
         if self._sock is None:
@@ -95,6 +112,9 @@ class Connection:
                 f"Content-Length: {len(body)}"]  # fmt: skip
         head.extend(f"{name}: {value}" for name, value in headers.items())
         data = _head_bytes(head)
+        may_send = self._may_send
+        if may_send is not None and not may_send():
+            raise Withdrawn()
         try:
             self._send_all(data, body, deadline)
             response, keep = self._read_response(deadline)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from vlhook._delivery.http import Connection, HttpError
+from vlhook._delivery.http import Connection, HttpError, Withdrawn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any, Optional, Union
+    from typing import Any, Callable, Optional, Union
 
     from vlhook._config import Config, Endpoint
 
@@ -131,11 +131,17 @@ class HttpTransport:
         or smaller than `min_bytes`."""
         return gzip_body(body) if self.gzip and len(body) >= min_bytes else body
 
-    def post(self, wire: bytes, deadline: float) -> Result:
-        """POST an already encoded (and compressed) body; the answer, or why there is none."""
+    def post(
+        self, wire: bytes, deadline: float, may_send: Optional[Callable[[], bool]] = None
+    ) -> Result:
+        """POST an already encoded (and compressed) body; the answer, or why there is none.
+        `may_send`: asked right before the first byte leaves; False withdraws the request."""
         try:
             headers = self.headers if wire[:2] == GZIP_MAGIC else self.plain_headers
-            response = self.connection.request("POST", self.target, headers, wire, deadline)
+            response = self.connection.request("POST", self.target, headers, wire, deadline,
+                                               may_send)  # fmt: skip
+        except Withdrawn as exc:
+            return Result(False, retryable=False, message=str(exc))
         except HttpError as exc:
             return Result(False, retryable=True, sent=exc.sent_body, timed_out=exc.timeout,
                           message=_describe(exc, self.endpoint))  # fmt: skip
@@ -172,7 +178,11 @@ class FileTransport:
     def wire(self, body: bytes, min_bytes: int = GZIP_MIN_BYTES) -> bytes:
         return body
 
-    def post(self, wire: bytes, deadline: float) -> Result:
+    def post(
+        self, wire: bytes, deadline: float, may_send: Optional[Callable[[], bool]] = None
+    ) -> Result:
+        if may_send is not None and not may_send():
+            return Result(False, retryable=False, message=str(Withdrawn()))
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
