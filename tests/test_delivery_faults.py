@@ -392,6 +392,35 @@ def test_a_proxy_refusing_bodies_over_8_kib_gets_smaller_ones(script: Any, sink:
     assert sorted(got) == list(range(5_000))
 
 
+def test_a_replayed_piece_split_by_413_and_then_cut_short_is_never_stored_twice(
+    script: Any, sink: Sink
+) -> None:
+    """A replay through a proxy that refuses large bodies: the piece is halved, some halves
+    are stored, then the server answers 503 until the retries give up. What was stored must
+    not be replayed again, and the replay must say how much it stored."""
+    from victorialogs import free_port
+
+    total = 3_000
+    run = run_python(script(PLAIN.format(total=total)),
+                     sink.env(VICTORIALOGS_URL=f"http://127.0.0.1:{free_port()}"))  # fmt: skip
+    assert ExitMessage(run.err).kept == total, run.err
+    plan = ["pass"] * 3 + ["status:503"] * 1_000  # a few halves pass, then the outage
+    with FaultProxy(sink.url, plan, max_body=4_000) as proxy:
+        env = {**base_env(), **sink.env(), "PYTHONPATH": str(SRC),
+               "VICTORIALOGS_URL": proxy.url, "VICTORIALOGS_TIMEOUT_MS": "300"}  # fmt: skip
+        cut = subprocess.run([sys.executable, "-m", "vlhook", "spool", "replay"], env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        passed = proxy.faults().count("pass")
+    assert passed == 3 and cut.returncode != 0, cut.stdout + cut.stderr
+    stored_first = len(seqs(sink.settle(1, timeout=30)))
+    assert f"replayed {stored_first} entries" in cut.stdout + cut.stderr, (stored_first, cut)
+    result = replay(sink)
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = seqs(sink.settle(total, timeout=30))
+    assert len(got) == len(set(got)), "a line was stored twice"
+    assert sorted(got) == list(range(total))
+
+
 @pytest.mark.parametrize("code", ["307", "308"])
 def test_temporary_and_permanent_307_308_redirects_are_followed(
     script: Any, sink: Sink, code: str

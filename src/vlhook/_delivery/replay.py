@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from vlhook._captures import Line
     from vlhook._config import Config
     from vlhook._delivery.client import Outcome
-    from vlhook._delivery.spool import Claim, Spool
+    from vlhook._delivery.spool import Claim, Piece, Spool
     from vlhook._entry import EntryBuilder
     from vlhook._stats import Stats
 
@@ -74,7 +74,7 @@ class Replayer:
         self.under_way = None
         piece = batch.origin
         assert piece is not None
-        if outcome.kept:
+        if outcome.kept and not self._keep_rest_apart(piece, outcome):
             self._drop_claim()
             return False
         own = piece.claim.own
@@ -92,7 +92,21 @@ class Replayer:
         if outcome.maybe:
             self._unanswered(outcome.maybe)
         self.spool.advance(piece.claim, piece.end)
+        if outcome.kept:  # its rest is in a file of its own now; the server cannot take more
+            self._drop_claim()
+            return False
         return True
+
+    def _keep_rest_apart(self, piece: Piece, outcome: Outcome) -> bool:
+        """Part of the piece went (halves of it were stored after a 413, then the rest could
+        not be sent): the rest is kept in a spool file of its own, so that the part stored is
+        never sent again. False when none of it went, or the rest could not be kept apart:
+        then the whole piece stays, and the part stored may be stored again (at least once,
+        never lost)."""
+        if not (outcome.delivered or outcome.rejected or outcome.maybe):
+            return False
+        rest = b"".join(body for body, _ in outcome.kept)
+        return not self.spool.put(rest, outcome.kept_lines, own=piece.claim.own)
 
     def _unanswered(self, lines: int) -> None:
         _diag.warn(f"{lines} replayed entries were in a request with no answer at exit (the "
