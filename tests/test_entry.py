@@ -476,6 +476,26 @@ def test_long_json_message_is_split_too() -> None:
     assert "".join(e["_msg"] for e in entries) == "y" * 2500
 
 
+# -- captures whose objects break the making ---------------------------------------------------
+
+
+def test_a_capture_that_cannot_be_made_still_goes_as_an_entry_that_says_why() -> None:
+    """An uncaught "exception" that is no exception (a program calling sys.excepthook by hand
+    with a string): an exception out of the builder took the whole group popped with it."""
+    from vlhook._captures import uncaught
+
+    b, _ = builder(VICTORIALOGS_URL="http://x")
+    bad = uncaught("not an exception", T_NS, 1, None, "MainThread")  # type: ignore[arg-type]
+    entry = one(b.from_item(bad))
+    assert entry["level"] == "ERROR" and entry["stream"] == "stderr"
+    assert entry["_msg"].startswith("[vlhook could not make this entry: AttributeError")
+    assert entry["_time"] == rfc3339(T_NS)
+    good = uncaught(ValueError("fine"), T_NS, 1, None, "MainThread")
+    made = b.written_records([bad, good])
+    assert len(made) == 2 and isinstance(made[1], dict)
+    assert made[1]["exception.type"] == "ValueError"
+
+
 # -- keys and values --------------------------------------------------------------------------
 
 

@@ -259,7 +259,18 @@ class EntryBuilder:
 
     def from_item(self, item: Capture) -> list[Entry]:
         """Entries for a capture made whole: a logging record, an uncaught exception, or another
-        logging library's record."""
+        logging library's record. One the program's objects keep from being made (an attribute
+        that raises, a value that is no exception) still goes, as an entry that says so: an
+        exception out of here took the whole group of captures popped with it, uncounted."""
+        try:
+            return self._from_item(item)
+        except Exception as exc:  # said in the entry itself, where the user looks
+            from vlhook._diag import debug
+
+            debug(f"an entry could not be made: {type(exc).__name__}: {exc}")
+            return self._unmade(item, exc)
+
+    def _from_item(self, item: Capture) -> list[Entry]:
         if item.__class__ is Record:
             return self.from_record(item)
         if item.__class__ is Uncaught:
@@ -521,6 +532,20 @@ class EntryBuilder:
         entry: Entry = {"_time": rfc3339(item.t_ns), "_msg": "", "level": level_name(item.levelno),
                         "stream": "logging"}  # fmt: skip
         entry.update(item.fields(item.data))
+        return self.finish(entry, item.context)
+
+    def _unmade(self, item: Capture, exc: Exception) -> list[Entry]:
+        """The entry of a capture whose own could not be made: its time, level and message
+        (what of them can be read), and why."""
+        why = f"[vlhook could not make this entry: {type(exc).__name__}: {exc}]"
+        message = getattr(item, "message", "")
+        levelno = getattr(item, "levelno", 40)  # an uncaught exception's: ERROR
+        entry: Entry = {
+            "_time": rfc3339(item.t_ns),
+            "_msg": f"{message}\n{why}" if isinstance(message, str) and message else why,
+            "level": level_name(levelno if isinstance(levelno, int) else 40),
+            "stream": "stderr" if item.__class__ is Uncaught else "logging",
+        }
         return self.finish(entry, item.context)
 
     def from_exception(self, item: Uncaught) -> list[Entry]:
