@@ -102,3 +102,101 @@ def test_closed_stdout_behaves_as_without(script: Any, sink: Any) -> None:
     assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
     # The failed print was never output, so it is not shipped; the error message is.
     assert messages(sink.settle(1)) == ["error: I/O operation on closed file."]
+
+
+def test_writelines_outputs_and_ships_the_lines_written_before_an_error(
+    script: Any, sink: Any
+) -> None:
+    # The lines are not made into a list first: those before the error are output (and shipped,
+    # in order with what the generator prints itself); the one whose write failed is not.
+    path = script(
+        "import sys\n"
+        "def lines():\n"
+        "    yield 'one\\n'\n"
+        "    print('making two')\n"
+        "    yield 'two\\n'\n"
+        "    raise RuntimeError('no three')\n"
+        "try:\n    sys.stdout.writelines(lines())\n"
+        "except RuntimeError as e:\n    print('caught', e)\n"
+        "try:\n    sys.stdout.writelines(['four\\n', 5, 'six\\n'])\n"
+        "except TypeError:\n    print('not a str')\n"
+        "sys.stdout.flush()\n"
+        "line = bytearray(b'bytes one\\n')\n"
+        "def chunks():\n"
+        "    yield line\n"
+        "    line[:] = b'bytes two\\n'  # reused: each is shipped as it was written\n"
+        "    yield line\n"
+        "    raise RuntimeError('no bytes three')\n"
+        "try:\n    sys.stdout.buffer.writelines(chunks())\n"
+        "except RuntimeError as e:\n    sys.stdout.buffer.flush()\n    print('caught', e)\n"
+    )
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert bare.out.startswith("one\nmaking two\ntwo\ncaught no three\nfour\nnot a str\n")
+    assert messages(sink.settle(10)) == [
+        "one", "making two", "two", "caught no three", "four", "not a str",
+        "bytes one", "bytes two", "caught no bytes three",
+    ]  # fmt: skip
+
+
+def test_delattr_copy_and_pickle_answer_as_the_original(script: Any, sink: Any) -> None:
+    path = script(
+        "import copy, pickle, sys\n"
+        "def show(label, call):\n"
+        "    try:\n        print(label, call())\n"
+        "    except Exception as e:\n        print(label, type(e).__name__, e)\n"
+        "sys.stdout.x = 1\n"
+        "show('del', lambda: delattr(sys.stdout, 'x'))\n"
+        "show('del again', lambda: delattr(sys.stdout, 'x'))\n"
+        "show('copy', lambda: copy.copy(sys.stdout))\n"
+        "show('copy buffer', lambda: copy.copy(sys.stdout.buffer))\n"
+        "show('deepcopy', lambda: copy.deepcopy(sys.stderr))\n"
+        "show('pickle', lambda: pickle.dumps(sys.stdout))\n"
+        "show('reduce_ex', lambda: sys.stdout.__reduce_ex__(2))\n"
+        "show('reduce', lambda: sys.stdout.__reduce__())\n"
+        "show('getstate', lambda: sys.stdout.__getstate__())\n"  # Python < 3.11: AttributeError
+    )
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert bare.out.count("TypeError cannot pickle") == 6 and "del None" in bare.out
+    assert len(sink.settle(9)) == 9
+
+
+def test_a_tee_made_without_init_raises_attributeerror_not_recursionerror() -> None:
+    from vlhook._capture_streams import StreamTee
+
+    blank = StreamTee.__new__(StreamTee)  # as copy and pickle would make one
+    assert not hasattr(blank, "encoding")
+    assert not hasattr(blank, "__setstate__")
+
+
+def test_stream_detached_and_wrapped_anew_is_still_shipped(script: Any, sink: Any) -> None:
+    # `detach()` gives the buffer's tee (the one `.buffer` gives): the new wrapper's bytes
+    # are captured, decoded on the sender; the program sees the original's behaviour.
+    path = script(
+        "import io, sys\n"
+        "print('before')\n"
+        "buffer = sys.stdout.buffer\n"
+        "raw = sys.stdout.detach()\n"
+        "sys.stdout = io.TextIOWrapper(raw, encoding='utf-8', line_buffering=True)\n"
+        "print('after', sys.stdout.buffer is buffer, sys.stdout.fileno(), sys.stdout.isatty(),\n"
+        "      isinstance(sys.stdout.buffer, io.BufferedWriter), 'é')\n"
+        "try:\n    sys.__stdout__.write('detached\\n')\n"
+        "except ValueError as e:\n    print('old stream:', e)\n"
+        "sys.stderr = io.TextIOWrapper(sys.stderr.detach(), encoding='utf-8')\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "sys.stderr.flush()\n"
+        "print('last')\n"
+        "sys.stdout.close()\n"
+    )
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert bare.out.startswith("before\nafter True 1 False True é\nold stream: underlying")
+    rows = sink.settle(5)
+    assert messages(rows, "stdout") == [
+        "before", "after True 1 False True é", bare.out.splitlines()[2], "last",
+    ]  # fmt: skip
+    assert messages(rows, "stderr") == ["to stderr"]

@@ -29,7 +29,7 @@ suppressed: dict[int, Optional[list[str]]] = {}
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any, Callable, Optional
 
     from vlhook._captures import Context
@@ -155,10 +155,23 @@ class _TeeBase:
         return type(self._vl_target)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_vl_target":  # unset (an instance made by __new__ alone): no recursion
+            raise AttributeError(name)
         return getattr(self._vl_target, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._vl_target, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._vl_target, name)
+
+    # copy.copy() and pickle ask for these first, and object's own would copy the tee (with the
+    # original inside): the original's answer instead, TypeError "cannot pickle" for a stream.
+    # Properties, as `flush`: the original's own methods, no frame of ours when they raise.
+    __reduce_ex__ = property(attrgetter("_vl_target.__reduce_ex__"))
+    __reduce__ = property(attrgetter("_vl_target.__reduce__"))
+    # Python < 3.11: no object.__getstate__, so AttributeError as from the original.
+    __getstate__ = property(attrgetter("_vl_target.__getstate__"))
 
     def __repr__(self) -> str:
         return repr(self._vl_target)
@@ -194,6 +207,32 @@ def _keep(kind: int, data: Any) -> None:
         internal_error("capture", exc)
 
 
+def _kept_as_written(
+    kind: int, lines: Iterable[Any], keep: Callable[[int, Any], None]
+) -> Iterator[Any]:
+    """The program's lines for the original's writelines, one at a time, each kept once the
+    next is asked for: the original writes a line before it asks for the next, so a line whose
+    write raised (and any after it) is not kept, and a line the iterable prints as it makes the
+    next one (or an error it raises) comes after the lines written before. Nothing is made into
+    a list: without vlhook the lines written before an error are output."""
+    for line in lines:
+        yield line
+        keep(kind, line)
+
+
+def _keep_text(kind: int, text: Any) -> None:
+    if isinstance(text, str) and text:  # the original wrote it: it is a str
+        _keep(kind, str.__str__(text))
+
+
+def _keep_bytes(kind: int, data: Any) -> None:
+    try:
+        if data:  # a copy: the program may reuse a bytearray for the next line
+            _keep(kind, bytes(data))
+    except Exception as exc:  # capture must never break a write
+        internal_error("capture", exc)
+
+
 class BinaryTee(_TeeBase):
     """Stands in for `sys.stdout.buffer`: captures the bytes, decoded later on the sender."""
 
@@ -207,12 +246,7 @@ class BinaryTee(_TeeBase):
         return written
 
     def writelines(self, lines: Iterable[Any]) -> Any:
-        lines = list(lines)
-        written = self._vl_target.writelines(lines)
-        for data in lines:
-            if data:
-                _keep(self._vl_kind, bytes(data))
-        return written
+        return self._vl_target.writelines(_kept_as_written(self._vl_kind, lines, _keep_bytes))
 
 
 class StreamTee(_TeeBase):
@@ -237,16 +271,28 @@ class StreamTee(_TeeBase):
         return written
 
     def writelines(self, lines: Iterable[Any]) -> Any:
-        lines = list(lines)
-        written = self._vl_target.writelines(lines)
-        for text in lines:
-            if text and isinstance(text, str):
-                _keep(self._vl_kind, str.__str__(text))
-        return written
+        return self._vl_target.writelines(_kept_as_written(self._vl_kind, lines, _keep_text))
 
     @property
     def buffer(self) -> Any:
-        raw = self._vl_target.buffer  # AttributeError exactly as without the tee
+        return self._vl_teed(self._vl_target.buffer)  # AttributeError exactly as without the tee
+
+    @property
+    def detach(self) -> Callable[[], Any]:
+        """The original's detach, whose buffer comes back teed: a program that wraps it anew
+        (`sys.stdout = io.TextIOWrapper(sys.stdout.detach(), ...)`) is still captured, as one
+        that wraps `sys.stdout.buffer` (bytes, decoded on the sender)."""
+        self._vl_target.detach  # noqa: B018 - AttributeError exactly as without the tee
+        return self._vl_detach
+
+    def _vl_detach(self) -> Any:
+        tee = self._vl_teed(self._vl_target.detach())
+        # A detached stream holds no buffer: one the program drops is freed as without the tee.
+        object.__setattr__(self, "_vl_binary", None)
+        return tee
+
+    def _vl_teed(self, raw: Any) -> Any:
+        """The BinaryTee around `raw`: the same one each time (`buffer is buffer`)."""
         tee = self._vl_binary
         if tee is None or tee._vl_target is not raw:
             tee = BinaryTee(raw, self._vl_kind)
