@@ -70,6 +70,19 @@ def test_os_write_and_print_are_stored_once_with_their_stream(script: Any, sink:
     assert {row["job"] for row in rows.values()} == {"app"}
 
 
+def test_a_stream_detached_and_wrapped_anew_is_flushed_without_a_word(
+    script: Any, sink: Sink
+) -> None:
+    """The original stream, detached, cannot be flushed (ValueError): nothing of it to push."""
+    path = script("import io, sys\n"
+                  "sys.stdout = io.TextIOWrapper(sys.stdout.detach(), line_buffering=True)\n"
+                  "print('after detach')\n")  # fmt: skip
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env(**FD))
+    assert_same_console(bare, hooked)
+    assert messages(sink.settle(1)) == ["after detach"]
+
+
 def test_shell_child_output_is_stored_once(script: Any, sink: Sink) -> None:
     path = script(
         "import subprocess, sys\n"

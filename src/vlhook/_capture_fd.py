@@ -80,7 +80,10 @@ class FdCapture:
         process started). Python's own buffers go to the fds first."""
         for stream in self.streams:
             with _diag.guard("fd flush"):
-                stream._vl_target.flush()
+                try:
+                    stream._vl_target.flush()
+                except ValueError:  # detached or closed by the program: it holds nothing
+                    pass
         return [(link, link.ask_flush(timeout, final)) for link in self.links
                 if link.owned or not final]  # fmt: skip
 
