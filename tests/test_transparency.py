@@ -200,3 +200,19 @@ def test_stream_detached_and_wrapped_anew_is_still_shipped(script: Any, sink: An
         "before", "after True 1 False True é", bare.out.splitlines()[2], "last",
     ]  # fmt: skip
     assert messages(rows, "stderr") == ["to stderr"]
+
+
+def test_a_recursion_limit_far_below_the_default_does_not_crash_the_program(
+    script: Any, sink: Any
+) -> None:
+    """orjson's import crashes the interpreter near the recursion limit: with a limit the
+    program set that low, vlhook's sender writes entries with the standard library."""
+    path = script("import logging, sys\n"
+                  "sys.setrecursionlimit(60)\n"
+                  "print('{\"a\": 1}')\n"
+                  "logging.getLogger('t').warning('a record')\n")  # fmt: skip
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.out, hooked.err) == (bare.rc, bare.out, bare.err) == \
+        (0, '{"a": 1}\n', "a record\n")  # fmt: skip
+    assert sorted(messages(sink.settle(2))) == ["a record", '{"a": 1}']
