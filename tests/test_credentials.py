@@ -5,8 +5,11 @@ errors are shown with VICTORIALOGS_DEBUG=1), and one that works; the spool is re
 from __future__ import annotations
 
 import base64
+import http.server
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 from conftest import PYTHON, SRC, base_env, run_python
 from vlhook import _diag
 from vlhook._config import load
+from vlhook._delivery.transport import HttpTransport
 
 SECRET = "Zq8SECRETx"
 PROGRAM = "import logging\nprint('a line')\nlogging.warning('a record')\n"
@@ -233,3 +237,41 @@ def test_a_message_that_cannot_be_scrubbed_is_not_shown(monkeypatch: Any, capfd:
     _diag.warn(f"password {SECRET}")
     err = capfd.readouterr().err
     assert "vlhook: (a message could not be shown)" in err and SECRET not in err
+
+
+# The secret's place in the answer: " you sent Bearer token-" is 23 characters after the
+# padding, so the cut at 500 falls inside it.
+@pytest.mark.parametrize("padding", [468, 472, 476])
+def test_an_echoed_credential_is_masked_before_the_answer_is_cut(
+    padding: int, protected: Any
+) -> None:
+    """A server's error answer is cut to 500 characters for the message: masked first, or a
+    credential cut in its middle is no longer found whole, and its beginning is shown."""
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = ("x" * padding + f" you sent {self.headers['Authorization']}").encode()
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"VICTORIALOGS_URL": f"http://127.0.0.1:{server.server_address[1]}",
+               "VICTORIALOGS_BEARER_TOKEN": f"token-{SECRET}"}  # fmt: skip
+        protected(env)
+        transport = HttpTransport(load(env).endpoints[0], load(env))
+        result = transport.post(b'{"_msg":"x"}\n', time.monotonic() + 5)
+        transport.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.status == 400 and "you sent" in result.message
+    pieces = {SECRET[i : i + 4] for i in range(len(SECRET) - 3)}
+    assert not [piece for piece in pieces if piece in result.message], result.message

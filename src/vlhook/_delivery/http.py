@@ -321,7 +321,10 @@ def _parse_head(head: bytes) -> tuple[int, str, str, dict[str, str]]:
     version, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/") or not code.isdigit():
-        raise HttpError(f"not an HTTP answer: {lines[0][:80]!r}", sent_body=True, answered=True)
+        from vlhook._diag import scrub  # masked before it is cut (see transport.post)
+
+        first = scrub(lines[0])[:80]
+        raise HttpError(f"not an HTTP answer: {first!r}", sent_body=True, answered=True)
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")

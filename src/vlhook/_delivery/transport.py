@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from vlhook._delivery.http import Connection, HttpError, Withdrawn
+from vlhook._diag import scrub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -151,7 +152,9 @@ class HttpTransport:
         status = response.status
         if 200 <= status < 300:
             return Result(True, status)
-        text = response.body.decode("utf-8", "replace").strip()
+        # Masked before it is cut: a credential the server echoes, cut in its middle, would no
+        # longer be found whole by the masking of the message where it is shown.
+        text = scrub(response.body.decode("utf-8", "replace").strip())
         return Result(
             False,
             status,
