@@ -61,6 +61,119 @@ def test_sigint_without_handler_behaves_as_without(script: Any, sink: Any, hooke
         assert [r.get("exception.type") for r in rows][1] == "KeyboardInterrupt"
 
 
+def _bare_and_hooked(
+    args: list[str], sink: Any, cwd: Path, stdin: bytes = b""
+) -> list[tuple[int, bytes, bytes]]:
+    """The same command without vlhook, then with the drop-in: (status, stdout, stderr) each."""
+    runs = []
+    for env in ({}, {**sink.env(), "PYTHONPATH": str(DROPIN)}):
+        full = base_env()
+        full.pop("PYTHONSTARTUP", None)
+        full.update(env)
+        proc = subprocess.run([sys.executable, *args], input=stdin, capture_output=True,
+                              env=full, cwd=str(cwd), timeout=60)  # fmt: skip
+        runs.append((proc.returncode, proc.stdout, proc.stderr))
+    return runs
+
+
+# An unhandled KeyboardInterrupt ends the process with SIGINT, after finalization (atexit, the
+# files' buffers written, `__del__` run), as CPython does it. Before, vlhook killed the process
+# with SIGINT at its own atexit step: finalization was skipped (the file below stayed empty,
+# `__del__` never ran), a Ctrl-C the program had handled (passed to sys.excepthook, shown by a
+# console) still killed it, and under the program's own sys.excepthook the status became 1.
+FINALIZED = """
+import os, sys
+out = open(sys.argv[1], "w")
+out.write("written, never closed\\n")
+class Finalized:
+    def __del__(self):
+        os.write(1, b"__del__ ran\\n")
+kept = Finalized()
+print("raising")
+raise KeyboardInterrupt
+"""
+HANDLED = """
+import sys
+try:
+    raise KeyboardInterrupt
+except KeyboardInterrupt:
+    sys.excepthook(*sys.exc_info())
+print("handled")
+"""
+OWN_HOOK = """
+import sys
+def hook(*exc_info):
+    sys.__excepthook__(*exc_info)
+sys.excepthook = hook
+raise KeyboardInterrupt
+"""
+CONSOLE = "import code\ncode.interact(banner='', exitmsg='')\n"
+INTERRUPTED_CASES = {  # name: (program, arguments after the program, stdin, status)
+    "script": ("raise KeyboardInterrupt\n", [], b"", -signal.SIGINT),
+    "finalized": (FINALIZED, ["out.txt"], b"", -signal.SIGINT),
+    "handled": (HANDLED, [], b"", 0),
+    "own-hook": (OWN_HOOK, [], b"", -signal.SIGINT),
+    "console": (CONSOLE, [], b"raise KeyboardInterrupt\nprint('after')\n", 0),
+    "console-last": (CONSOLE, [], b"raise KeyboardInterrupt\n", 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INTERRUPTED_CASES))
+def test_a_keyboard_interrupt_ends_the_process_as_without_vlhook(
+    script: Any, sink: Any, case: str
+) -> None:
+    program, args, stdin, status = INTERRUPTED_CASES[case]
+    path = script(program)
+    bare, hooked = _bare_and_hooked([str(path), *args], sink, path.parent, stdin)
+    assert bare[0] == status, bare
+    assert hooked == bare
+    if case == "finalized":
+        assert b"__del__ ran\n" in hooked[1]
+        assert (path.parent / "out.txt").read_text() == "written, never closed\n"
+
+
+@pytest.mark.parametrize(
+    "args, stdin",
+    [
+        (["-c", "raise KeyboardInterrupt"], b""),
+        (["-m", "app"], b""),
+        (["-i", "-c", "raise KeyboardInterrupt"], b"print(6 * 7)\n"),  # typed after: status 0
+        (["-i"], b"raise KeyboardInterrupt\n"),  # the last statement typed: SIGINT
+        (["-i"], b"raise KeyboardInterrupt\nx = 1\n"),
+    ],
+    ids=["-c", "-m", "-i then a statement", "-i last statement", "-i statement after"],
+)
+def test_a_keyboard_interrupt_at_the_top_level_ends_the_process_as_without_vlhook(
+    script: Any, sink: Any, args: list[str], stdin: bytes
+) -> None:
+    path = script("raise KeyboardInterrupt\n")
+    bare, hooked = _bare_and_hooked(args, sink, path.parent, stdin)
+    assert hooked == bare
+
+
+# code.InteractiveConsole shows a traceback through its own write() when sys.excepthook is
+# sys.__excepthook__, and through the hook (with one frame more) otherwise: vlhook's hook is
+# both, as Python's was.
+CONSOLE_WRITE = """
+import code, sys
+print(sys.excepthook is sys.__excepthook__)
+class Console(code.InteractiveConsole):
+    def write(self, data):
+        sys.stdout.write("[console] " + data)
+console = Console()
+console.push("1/0")
+console.push("def f(:")
+"""
+
+
+def test_interactive_consoles_show_tracebacks_as_without_vlhook(script: Any, sink: Any) -> None:
+    path = script(CONSOLE_WRITE)
+    bare, hooked = _bare_and_hooked([str(path)], sink, path.parent)
+    assert bare[1].startswith(b"True\n[console] Traceback") and hooked == bare
+    bare, hooked = _bare_and_hooked(["-m", "code"], sink, path.parent, b"1/0\n")
+    assert hooked[1:] == bare[1:] and hooked[0] == bare[0] == 0
+
+
 # The program's SIGINT handler prints and exits. The signal is made to come while vlhook starts
 # its sender on the first capture, with every signal blocked on the program's thread: Python
 # runs the handler where that thread unblocks them, inside the start. LATE: the sender thread

@@ -2,8 +2,9 @@
 
 Exit: an atexit handler registered at start-up, so it runs after every handler the program
 registers later (those may still log). An uncaught exception is shipped as one ERROR entry
-before Python prints it; the printed copy is not captured again. SIGTERM, when the program has
-no handler of its own, flushes and then dies of the signal exactly as it would have. A forked
+before Python prints it; the printed copy is not captured again; after an unhandled Ctrl-C the
+process still dies of SIGINT once finalized (see _note_end). SIGTERM, when the program has no
+handler of its own, flushes and then dies of the signal exactly as it would have. A forked
 child starts with an empty buffer and its own sender.
 """
 
@@ -31,7 +32,13 @@ if TYPE_CHECKING:
 
 _sender: Optional[Sender] = None
 _config: Optional[Config] = None
-_keyboard_interrupt = False  # the program ended on an unhandled Ctrl-C
+#: CPython's "die of SIGINT" flag as the program alone would have left it (see _note_end);
+#: None while vlhook's excepthook has seen no end of the program's top-level code.
+_interrupted: Optional[bool] = None
+_watching = False  # the audit hook that follows the flag's resets is added
+#: The file names of code run from a string: exec()/eval() of a str, an interactive statement
+#: ("<stdin>", "<stdin>-N" on Python 3.13).
+STRING_FILES = ("<string>", "<stdin>")
 #: vlhook's SIGTERM handler, when it installed one; and whether it has begun (see _watch_sigterm).
 _on_sigterm: Optional[Callable[[int, Optional[FrameType]], None]] = None
 _sigterm_began = False
@@ -48,7 +55,13 @@ def install(sender: Sender, config: Config) -> None:
     global _sender, _config
     _sender, _config = sender, config
     atexit.register(_at_exit)
-    sys.excepthook = _wrap_excepthook(sys.excepthook)
+    hook = _wrap_excepthook(sys.excepthook)
+    if sys.excepthook is sys.__excepthook__:
+        # Programs tell "no hook of anyone's" by this identity: code.InteractiveConsole then
+        # shows tracebacks through its own write(), PyQt aborts on an exception in a slot,
+        # some libraries install their hook only then. It holds as without vlhook.
+        sys.__excepthook__ = hook
+    sys.excepthook = hook
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(
             before=sender.before_fork,
@@ -67,24 +80,101 @@ def _at_exit() -> None:
         return
     with _diag.guard("exit flush"):
         final_flush(_sender, _config)
-    if _keyboard_interrupt:
-        _die_of_sigint()
+    interrupted = _interrupted
+    if interrupted is None:
+        interrupted = _interrupted_by_last()
+    if interrupted:
+        _mark_interrupted()
 
 
-def _die_of_sigint() -> None:
-    """After an unhandled KeyboardInterrupt CPython dies of SIGINT (status -2 / 130), unless
-    Python code ran imports in the meantime: vlhook's sender may have. Do what CPython does,
-    now: this handler runs last, the streams are flushed first."""
-    if _signal.getsignal(_signal.SIGINT) is not _signal.default_int_handler:
-        return  # the program installed its own: CPython would not re-raise either
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:  # a closed pipe: as CPython itself, nothing to do about it
-            pass
-    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
-    os.kill(os.getpid(), _signal.SIGINT)
+def _note_end(exc: BaseException, tb: Optional[TracebackType]) -> None:
+    """Follow CPython's flag for an unhandled Ctrl-C, from the hook Python calls when the
+    program's top-level code ends on an exception.
+
+    CPython dies of SIGINT, after finalizing (atexit, files flushed, `__del__`), when that
+    code (a script, `-c`, `-m`, an interactive statement) ended with exactly KeyboardInterrupt.
+    Its flag is reset whenever code run from a string starts: `exec`/`eval` of a str (which
+    namedtuple and dataclasses do when imported), the next interactive statement. vlhook's own
+    work after the interrupt (this capture, the sender's imports, the exit flush) runs such
+    code, so the flag is mirrored here, its resets by the program followed by an audit hook
+    (added only now), and set again at vlhook's last exit step (_mark_interrupted)."""
+    global _interrupted
+    if _top_level_end(tb):
+        _interrupted = type(exc) is KeyboardInterrupt  # that class only, as CPython
+        if _interrupted:
+            _watch_resets()
+
+
+def _top_level_end(tb: Optional[TracebackType]) -> bool:
+    """The traceback is of code that ended at the top: its first frame was called by no
+    Python code (a console's runcode() was) and no longer runs (the program did not catch the
+    exception and pass it to the hook itself)."""
+    if tb is None or tb.tb_frame.f_back is not None:
+        return False
+    first: Optional[FrameType] = tb.tb_frame
+    frame: Optional[FrameType] = sys._getframe(1)
+    while frame is not None:
+        if frame is first:
+            return False
+        frame = frame.f_back
+    return True
+
+
+def _watch_resets() -> None:
+    global _watching
+    if not _watching:
+        _watching = True  # one hook at most, even when adding it fails
+        sys.addaudithook(_on_audit)
+
+
+def _on_audit(event: str, args: tuple[Any, ...]) -> None:
+    """A program's code run from a string resets CPython's flag: so does it vlhook's mirror.
+    (Code compiled by the program with "<string>" as its file name and run as a code object
+    does not, but is taken for such code: the process then ends with status 1, not -2.)"""
+    global _interrupted
+    if event != "exec" or not _interrupted:
+        return
+    try:
+        name = getattr(args[0], "co_filename", "")
+        if isinstance(name, str) and name.startswith(STRING_FILES) and not _ours_running():
+            _interrupted = False
+    except Exception:  # an audit hook's exception would be raised in the program's exec
+        pass
+
+
+def _ours_running() -> bool:
+    """vlhook's own work runs on this thread: one of its threads, or a call of vlhook's. The
+    original excepthook's, called by vlhook's, counts as such: on Python 3.13 its imports (of
+    `traceback`, to show the exception) leave the flag set."""
+    if get_ident() in _imports._own_threads:
+        return True
+    frame: Optional[FrameType] = sys._getframe(1).f_back  # the audit hook's caller, if any
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        if isinstance(name, str) and name.startswith("vlhook"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupted_by_last() -> bool:
+    """The program replaced vlhook's excepthook: what Python recorded of the last exception
+    it showed (reset by the program since is not known then)."""
+    if sys.flags.inspect or os.environ.get("PYTHONINSPECT"):
+        return False  # statements typed since may have reset the flag: left as it is
+    tb = getattr(sys, "last_traceback", None)
+    exc = getattr(sys, "last_value", None)
+    return type(exc) is KeyboardInterrupt and tb is not None and tb.tb_frame.f_back is None
+
+
+def _mark_interrupted() -> None:
+    """Set CPython's flag again, as code run from a string that ends with KeyboardInterrupt
+    does: CPython then finalizes and dies of SIGINT itself, as it would have (status -2, 130
+    in a shell)."""
+    try:
+        exec("raise KeyboardInterrupt", {})  # noqa: S102 - a constant: the flag is the point
+    except (KeyboardInterrupt, Exception):  # another: a program's audit hook refused the exec
+        pass
 
 
 def final_flush(sender: Sender, config: Config) -> None:
@@ -110,15 +200,14 @@ def _wrap_excepthook(original: Any) -> Any:
     def excepthook(
         exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
     ) -> Any:
-        global _keyboard_interrupt
         with _diag.guard("excepthook"):
+            _note_end(exc, tb)  # first: before vlhook's own work resets CPython's flag
             # Shown and shipped as without vlhook: no frame of the stream tee in the middle.
             from vlhook import _frames
 
             _frames.hide(exc)
             tb = _frames.without_ours(tb)
         capture_exception(exc)
-        _keyboard_interrupt = isinstance(exc, KeyboardInterrupt)
         # The traceback Python prints now is the same exception: not captured twice.
         ident = get_ident()
         _capture_streams.suppressed[ident] = None
