@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -216,3 +217,21 @@ def test_a_recursion_limit_far_below_the_default_does_not_crash_the_program(
     assert (hooked.rc, hooked.out, hooked.err) == (bare.rc, bare.out, bare.err) == \
         (0, '{"a": 1}\n', "a record\n")  # fmt: skip
     assert sorted(messages(sink.settle(2))) == ["a record", '{"a": 1}']
+
+
+def test_hooks_called_by_hand_with_no_exception_answer_as_without(script: Any, sink: Any) -> None:
+    """A program calling sys.excepthook / threading.excepthook itself with a value that is no
+    exception: Python's own complaint, no word of vlhook's, every line around it shipped."""
+    path = script("import sys, threading\n"
+                  "print('before')\n"
+                  "sys.excepthook(ValueError, 'a string', None)\n"
+                  "threading.excepthook(threading.ExceptHookArgs((ValueError, 's', None, None)))\n"
+                  "for i in range(3):\n    print('after', i)\n")  # fmt: skip
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    idents = re.compile(r"thread \d+")
+    assert (hooked.rc, hooked.out) == (bare.rc, bare.out)
+    assert idents.sub("thread N", hooked.err) == idents.sub("thread N", bare.err)
+    assert "vlhook" not in hooked.err and "Exception expected" in hooked.err
+    shipped = messages(sink.settle(6))
+    assert {"before", "after 0", "after 1", "after 2"} <= set(shipped)

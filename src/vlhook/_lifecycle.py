@@ -200,6 +200,8 @@ def _wrap_excepthook(original: Any) -> Any:
     def excepthook(
         exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
     ) -> Any:
+        if not isinstance(exc, BaseException):  # a program calling the hook by hand: Python
+            return original(exc_type, exc, tb)  # says what is wrong, nothing to ship
         with _diag.guard("excepthook"):
             _note_end(exc, tb)  # first: before vlhook's own work resets CPython's flag
             # Shown and shipped as without vlhook: no frame of the stream tee in the middle.
@@ -224,6 +226,8 @@ def hook_threading(threading: Any) -> None:
     original = threading.excepthook
 
     def excepthook(args: Any) -> Any:
+        if not isinstance(getattr(args, "exc_value", None), BaseException):
+            return original(args)  # none, or a program calling the hook by hand: as without us
         with _diag.guard("threading.excepthook"):
             from vlhook import _frames
 
@@ -231,7 +235,7 @@ def hook_threading(threading: Any) -> None:
             tb = _frames.without_ours(args.exc_traceback)
             if tb is not args.exc_traceback:
                 args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
-        if args.exc_value is not None and args.exc_type is not SystemExit:
+        if args.exc_type is not SystemExit:
             capture_exception(args.exc_value, getattr(args.thread, "name", "") or "")
         ident = get_ident()
         _capture_streams.suppressed[ident] = None
