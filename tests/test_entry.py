@@ -584,6 +584,15 @@ JWT = (
             "w0rd",
         ),
         ("redis://:s3cr3t@localhost:6379/0", f"redis://:{MASK}@localhost:6379/0", "s3cr3t"),
+        (  # base64 passwords hold "/"
+            "dsn postgresql://app:Zm9v/YmFy+cXV4@db:5432/app",
+            f"dsn postgresql://app:{MASK}@db:5432/app",
+            "YmFy",
+        ),
+        ("dsn postgresql://app:p@ssw0rd@db/app", f"dsn postgresql://app:{MASK}@db/app", "ssw0rd"),
+        ('{"dsn": "https://u:a/b@h"}', f'{{"dsn": "https://u:{MASK}@h"}}', "a/b"),
+        ("key_AKIAIOSFODNN7EXAMPLE", f"key_{MASK}", "IOSFODNN7"),
+        ("'[default]\\nAKIAIOSFODNN7EXAMPLE'", f"'[default]\\n{MASK}'", "IOSFODNN7"),
     ],
 )
 def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
@@ -604,6 +613,8 @@ def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
         "mailto:someone@example.com",
         "secret of the universe",
         "ratio 12:30 at host@example",
+        "https://host:8080/a/b then mail bob@example.com",
+        "XAKIAIOSFODNN7EXAMPLE9",
         "",
     ],
 )

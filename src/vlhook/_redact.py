@@ -27,7 +27,9 @@ TOO_MANY = "[REDACTED: too many nested values to check]"
 _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("AKIA", "ASIA", "AIDA", "AROA"),
-        r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b",
+        # Not `\b`: a key right after a word character (`key_AKIA…`, `\nAKIA…` in a repr)
+        # is one too; only more capitals or digits around it make it something else.
+        r"(?<![A-Z0-9])(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])",
         MASK,
     ),
     (
@@ -37,7 +39,14 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     ),
     (("earer", "EARER"), r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*", r"\1" + MASK),
     (("eyJ",), r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
-    (("://",), r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", r"\1" + MASK + "@"),
+    # A URL's password ends at the last "@" before a space or a quote (it may hold "/" and
+    # "@": base64 text, an unescaped "@"), as vlhook's own messages are masked; at most 256
+    # characters, so that a long run of "x://y:" costs a bounded search each.
+    (
+        ("://",),
+        r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s'\"<>]{1,256}@",
+        r"\1" + MASK + "@",
+    ),
 )
 
 # Field names that say the value is a secret. A name matches when, lower-cased and without
