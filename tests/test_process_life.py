@@ -594,6 +594,27 @@ def test_bad_certificate_is_a_clear_error(tls_server: VictoriaLogs) -> None:
     assert len(tls_server.rows("*")) == 1  # the probe, stored
 
 
+@pytest.mark.parametrize("bundle", ["missing.pem", "not-pem.txt"])
+def test_a_ca_bundle_that_cannot_be_used_is_named_once_and_verification_stays(
+    tls_server: VictoriaLogs, script: Any, tmp_path: Path, bundle: str
+) -> None:
+    """Missing or not PEM: one warning naming the variable, the system's certificates used
+    (this server's is not among them: kept in the spool), never a sender that cannot start."""
+    (tmp_path / "not-pem.txt").write_text("not a certificate\n")
+    env = {
+        "VICTORIALOGS_URL": tls_server.url,
+        "VICTORIALOGS_CA_BUNDLE": str(tmp_path / bundle),
+        "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool"),
+        "VICTORIALOGS_EXIT_TIMEOUT_MS": "1000",
+    }
+    run = run_python(script("print('over tls')\n"), env)
+    assert run.rc == 0 and run.out == "over tls\n"
+    assert run.err.count("VICTORIALOGS_CA_BUNDLE=") == 1, run.err
+    assert "system's trusted certificates" in run.err and "internal error" not in run.err
+    assert "1 kept in the spool" in run.err, run.err
+    assert tls_server.rows("*") == []
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="the fork warning exists since 3.12")
 def test_fork_warning_shown_exactly_as_without_vlhook(script: Any, sink: Any) -> None:
     """The program's own thread makes Python warn at fork(): with vlhook too, and only then."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from vlhook._delivery.http import Connection, HttpError, Withdrawn
-from vlhook._diag import scrub
+from vlhook._diag import scrub, warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -108,7 +108,12 @@ def _quote(text: str) -> str:
 def tls_context(config: Config) -> Any:
     import ssl
 
-    context = ssl.create_default_context(cafile=config.ca_bundle or None)
+    try:
+        context = ssl.create_default_context(cafile=config.ca_bundle or None)
+    except (OSError, ssl.SSLError) as exc:  # missing, unreadable, not PEM: still verified
+        warn(f"VICTORIALOGS_CA_BUNDLE={config.ca_bundle!r} cannot be used ({exc}); using the "
+             "system's trusted certificates", key="ca-bundle")  # fmt: skip
+        context = ssl.create_default_context()
     if not config.tls_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
