@@ -373,6 +373,8 @@ def test_repr_shows_the_secret_fields_masked_only_when_set() -> None:
     assert "password='***'" in repr(c)
     assert "headers=()" in repr(c)
     assert "username='u'" in repr(c)
+    lone = load({"VICTORIALOGS_URL": f"https://{SECRET}@h"})  # a user name alone: a token
+    assert "username='***'" in repr(lone) and SECRET not in repr(lone)
 
 
 # -- URLs -------------------------------------------------------------------------------------

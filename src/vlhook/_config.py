@@ -44,13 +44,16 @@ class _Frozen:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{k}={'***' if k in self._secret and getattr(self, k) else getattr(self, k)!r}"
+            f"{k}={'***' if self._hidden(k) and getattr(self, k) else getattr(self, k)!r}"
             for k in sorted(vars(type(self)))
             if not k.startswith("_")
             and not callable(getattr(self, k))
             and not isinstance(getattr(type(self), k), property)
         )
         return f"{type(self).__name__}({shown})"
+
+    def _hidden(self, name: str) -> bool:
+        return name in self._secret
 
     def _values(self) -> tuple[object, ...]:
         names = sorted(n for n in vars(type(self)) if not n.startswith("_"))
@@ -77,6 +80,10 @@ class Endpoint(_Frozen):
     username: str = ""
     password: str = ""
     file_path: str = ""
+
+    def _hidden(self, name: str) -> bool:
+        # A lone user name may be a token (`https://TOKEN@host`): hidden as a password is.
+        return super()._hidden(name) or (name == "username" and not self.password)
 
     @property
     def display(self) -> str:
