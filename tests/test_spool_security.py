@@ -235,3 +235,31 @@ def test_d_progress_file_and_stale_temporary_file_that_are_links(
         assert _cli(stand, sink, action).returncode == 1
     assert snapshot(stand.top) == before
     assert sorted(messages(sink.settle(len(OWN)))) == OWN
+
+
+# -- a file:// output in a shared directory -------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["link", "file"])
+def test_e_file_output_planted_by_another_user_gets_nothing(
+    planted: str, script: Any, stand: Stand, sink: Any
+) -> None:
+    """nobody puts a link to a root-only file, or a file of theirs anyone may write, where
+    root's `file://` output goes: neither is written to (the victim file keeps its content,
+    nobody reads nothing), and root's lines are kept in root's spool."""
+    victim = stand.root_only("victim.jsonl", b"root's own\n")
+    out = stand.shared / "out.jsonl"
+    if planted == "link":
+        as_nobody("ln", "-s", str(victim), str(out))
+    else:
+        as_nobody("sh", "-c", 'umask 0 && : > "$1"', "-", str(out))
+    spool = stand.private / "spool"
+    env = sink.env(VICTORIALOGS_URL=f"file://{out}", VICTORIALOGS_SPOOL_DIR=str(spool),
+                   VICTORIALOGS_EXIT_TIMEOUT_MS="1000")  # fmt: skip
+    run = run_python(script(PROGRAM), env)
+    assert (run.rc, run.out) == (3, "victim output\n")
+    assert victim.read_bytes() == b"root's own\n"
+    if planted == "file":
+        assert out.read_bytes() == b"" and "another user's file" in run.err, run.err
+    kept = b"".join(path.read_bytes() for path in spool.glob("*.jsonl"))
+    assert b"victim output" in kept and b"victim error" in kept

@@ -192,10 +192,16 @@ class FileTransport:
         if may_send is not None and not may_send():
             return Result(False, retryable=False, message=str(Withdrawn()))
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            # Not through a link another user may have put in its place (in /tmp, say).
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
         try:
+            refusal = _not_ours(fd)
+            if refusal:
+                warn(f"{self.path} is {refusal}: nothing is written to it (entries are kept in "
+                     "the spool)", key=f"file-refused {self.path}")  # fmt: skip
+                return Result(False, retryable=False, message=f"{self.path} is {refusal}")
             start = os.lseek(fd, 0, os.SEEK_END)
             written = 0
             view = memoryview(wire)
@@ -213,6 +219,22 @@ class FileTransport:
 
     def close(self) -> None:
         pass
+
+
+def _not_ours(fd: int) -> str:
+    """Why an opened output file is not to be written ("" when it is): made by another user
+    (who would read what is appended), or one more name of a file (a hard link to another's).
+    A character device (/dev/null) is fine: no user can make one."""
+    import stat
+
+    info = os.fstat(fd)
+    if stat.S_ISCHR(info.st_mode):
+        return ""
+    if info.st_uid != os.geteuid():
+        return "another user's file"
+    if stat.S_ISREG(info.st_mode) and info.st_nlink != 1:
+        return "a file with more than one name (a hard link)"
+    return ""
 
 
 def _truncate(fd: int, size: int) -> None:
