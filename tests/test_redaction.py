@@ -102,6 +102,21 @@ def test_redact_keys_extends_the_list_and_off_turns_everything_off(script: Any, 
     assert row["customer.SSN"] == "123-45-6789" and row["password"] == "pw"
 
 
+def test_constant_fields_are_redacted_as_any_field(script: Any, sink: Any) -> None:
+    """VICTORIALOGS_FIELDS, the job and the container name go in every entry: a secret's name
+    or a pattern masks them there too."""
+    env = sink.env(
+        VICTORIALOGS_FIELDS=f"test_id={sink.test_id},db_password={NAMED},"
+        f"note=Bearer {TOKEN},env=prod",
+        VICTORIALOGS_JOB=f"https://u:{URL_PASSWORD}@h",
+    )
+    run_python(script("print('with constants')\n"), env)
+    (row,) = sink.settle(1)
+    assert row["db_password"] == MASK and row["note"] == f"Bearer {MASK}"
+    assert row["job"] == f"https://u:{MASK}@h" and row["env"] == "prod"
+    assert not [secret for secret in ALL if secret in stored_text([row])]
+
+
 # -- names ------------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
 from vlhook._objects import MAX_FIELDS, MSG_KEYS, map_json, object_fields, parse_json, record_object
-from vlhook._redact import MASK, SECRET_NAMES, Redactor
+from vlhook._redact import MASK, SECRET_NAMES, Redactor, field_name
 from vlhook._stats import Stats
 
 TYPE_CHECKING = False
@@ -97,6 +97,27 @@ class EntryBuilder:
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
+
+    def constants(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The fields every entry carries (VICTORIALOGS_FIELDS, container_name, job...),
+        redacted as any field is, once: a secret's name or a pattern masks them too. Without
+        a secret's literal or a user pattern no regular expression is compiled (a short-lived
+        process then never loads `re`)."""
+        redactor = self.redactor
+        if not redactor.active:
+            return fields
+        out: dict[str, Any] = {}
+        for key, value in fields.items():
+            if field_name(key).endswith(redactor.names):
+                value = MASK
+            elif isinstance(value, str) and self._may_hold_secret(value):
+                value = redactor(value) or value
+            out[(self._may_hold_secret(key) and redactor(key)) or key] = value
+        return out
+
+    def _may_hold_secret(self, text: str) -> bool:
+        needles = self.redactor.needles
+        return needles is None or any(needle in text for needle in needles)
 
     def from_line(self, line: Line, clean: bool = False) -> list[Entry]:
         """The entries of one line. `clean`: a search found no secret's literal in its text."""

@@ -273,7 +273,7 @@ class Sender:
         config = self.config
         self.assembler = LineAssembler()
         self.builder = EntryBuilder(config, self.stats)
-        self.encoder = Encoder(constant_fields(config), self.stats)
+        self.encoder = Encoder(self.builder.constants(constant_fields(config)), self.stats)
         self.batcher = Batcher(config.batch_lines, config.batch_bytes, self.interval)
         self.workers = make_workers(config, self.stats, self._delivered)
         self._replaying = _may_hold_files(config.spool_dir)
