@@ -547,3 +547,17 @@ def test_load_never_raises_and_values_stay_in_range(env: dict[str, str]) -> None
     assert c.account_id == "" or 0 <= int(c.account_id) < 2**32
     named = {name for name in env if env[name].strip()}
     assert all(any(w.startswith(f"{n}=") for n in named) for w in c.warnings), c.warnings
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VICTORIALOGS_BEARER_TOKEN", "tök€n-S3cr3tP4ss"),
+        ("VICTORIALOGS_HEADERS", "X-Key=v€-S3cr3tP4ss"),
+    ],
+)
+def test_a_credential_http_cannot_carry_is_named_once_never_shown(name: str, value: str) -> None:
+    c = load({"VICTORIALOGS_URL": "http://h:1", name: value})
+    (warning,) = c.warnings
+    assert warning.startswith(name) and "cannot carry" in warning and SECRET not in warning
+    assert load({"VICTORIALOGS_URL": "http://h:1", name: value.replace("€", "e")}).warnings == ()

@@ -425,6 +425,25 @@ def _private(path: str, uid: int, follow: bool, mask: int) -> bool:
     )
 
 
+def _carried(reader: _Reader, name: str, value: T) -> T:
+    """A value that goes into HTTP headers as it is: one HTTP cannot carry (not Latin-1, a
+    line break) makes every request fail before it is sent. Said once here, naming the
+    variable; kept, so that the entries wait in the spool for the value to be mended."""
+    if not value:
+        return value
+    text = "".join(f"{k}{v}" for k, v in value) if isinstance(value, tuple) else str(value)
+    try:
+        text.encode("latin-1")
+        carried = not any(c in text for c in "\r\n\0")
+    except UnicodeEncodeError:
+        carried = False
+    if not carried:
+        reader.warnings.append(f"{name} holds characters HTTP headers cannot carry (only "
+                               "Latin-1, no line breaks): no request can be sent; entries are "
+                               "kept in the spool")  # fmt: skip
+    return value
+
+
 def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
     value = reader.raw("VICTORIALOGS_REDACT")
     if value is None or value.lower() in TRUE:
@@ -502,6 +521,8 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         or r.raw("HOSTNAME")
         or program
     )
+    headers = r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, parse_pairs, "no extra headers")
+    headers = _carried(r, "VICTORIALOGS_HEADERS", headers)
     return Config(
         endpoints=endpoints,
         level=_level(r),
@@ -515,8 +536,10 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         container_name=container,
         job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else program),
         handed_down=handed_down,
-        headers=r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, parse_pairs, "no extra headers"),
-        bearer_token=r.raw("VICTORIALOGS_BEARER_TOKEN") or "",
+        headers=headers,
+        bearer_token=_carried(
+            r, "VICTORIALOGS_BEARER_TOKEN", r.raw("VICTORIALOGS_BEARER_TOKEN") or ""
+        ),
         account_id=r.tenant("VICTORIALOGS_ACCOUNT_ID"),
         project_id=r.tenant("VICTORIALOGS_PROJECT_ID"),
         tls_verify=r.boolean("VICTORIALOGS_TLS_VERIFY", True),
