@@ -259,6 +259,7 @@ BAD: list[tuple[str, str, str, Any]] = [
     ("LOG_LEVEL", "verbose", "level", 20),
     ("VICTORIALOGS_CAPTURE", "stdout,files", "capture", Config.capture),
     ("VICTORIALOGS_CAPTURE", ",", "capture", Config.capture),
+    ("VICTORIALOGS_STREAM_FIELDS", ",", "stream_fields", Config.stream_fields),
     ("VICTORIALOGS_FIELDS", "novalue", "fields", ()),
     ("VICTORIALOGS_FIELDS", "a=1,=2", "fields", ()),
     ("VICTORIALOGS_HEADERS", "X-Api-Key", "headers", ()),

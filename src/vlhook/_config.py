@@ -425,6 +425,14 @@ def _private(path: str, uid: int, follow: bool, mask: int) -> bool:
     )
 
 
+def _names(value: str) -> tuple[str, ...]:
+    """A comma list of field names; none at all (`,`) is not valid."""
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise ValueError(value)
+    return names
+
+
 def _carried(reader: _Reader, name: str, value: T) -> T:
     """A value that goes into HTTP headers as it is: one HTTP cannot carry (not Latin-1, a
     line break) makes every request fail before it is sent. Said once here, naming the
@@ -530,7 +538,8 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         stream_fields=r.parsed(
             "VICTORIALOGS_STREAM_FIELDS",
             Config.stream_fields,
-            lambda v: tuple(f.strip() for f in v.split(",") if f.strip()),
+            _names,
+            ",".join(Config.stream_fields),
         ),
         fields=r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"),
         container_name=container,
