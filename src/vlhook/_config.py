@@ -446,7 +446,7 @@ def _carried(reader: _Reader, name: str, value: T) -> T:
     except UnicodeEncodeError:
         carried = False
     if not carried:
-        reader.warnings.append(f"{name} holds characters HTTP headers cannot carry (only "
+        reader.warnings.append(f"{name}=<hidden> holds characters HTTP headers cannot carry (only "
                                "Latin-1, no line breaks): no request can be sent; entries are "
                                "kept in the spool")  # fmt: skip
     return value
