@@ -175,6 +175,22 @@ def test_sigkill_from_outside_while_writing(script: Any, sink: Sink, tmp_path: P
     assert sorted(rows) == sorted(printed)
 
 
+def test_a_kill_of_the_whole_process_group_spares_what_was_written(script: Any, sink: Sink) -> None:
+    """`kill -9 -PGID` (GNU timeout, a CI job's end) right after ~2 MB of writes: the helper,
+    in a process group of its own, writes out and delivers what was still in the pipe."""
+    path = script("import os, signal\n"
+                  "for i in range(2000):\n"
+                  "    os.write(1, b'%04d ' % i + b'x' * 1018 + b'\\n')\n"
+                  "os.killpg(0, signal.SIGKILL)\n")  # fmt: skip
+    env = base_env()
+    env.update(sink.env(**FD), PYTHONPATH=str(DROPIN))
+    proc = subprocess.run([PYTHON, str(path)], env=env, capture_output=True, timeout=60,
+                          start_new_session=True)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL
+    assert len(proc.stdout) == 2000 * 1024
+    assert len(sink.settle(2000, timeout=30)) == 2000
+
+
 def read_pty(master: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> bytes:
     """Everything the program (and vlhook's helper) wrote to the terminal, until they close it."""
     out = b""

@@ -92,6 +92,15 @@ class Helper:
             _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
         if any(pipe.tty for pipe in self.pipes):
             _signal.signal(_signal.SIGWINCH, self._resize)
+        else:
+            # Out of the program's process group: a kill of the whole group (GNU timeout, a CI
+            # job's end, `kill -9 -PGID`) would end this process too, with what the program
+            # wrote last still in the pipe, unwritten. On a terminal it stays in the group, the
+            # terminal's own: a resize reaches the foreground group only.
+            try:
+                os.setpgid(0, 0)
+            except OSError:
+                pass
         self._close_others()
         try:  # what `ps` and `top` show for this process (its command line is the program's)
             with open("/proc/self/comm", "w") as comm:
