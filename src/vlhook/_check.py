@@ -6,19 +6,13 @@ import json
 import os
 import time
 import uuid
-from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
-from urllib.request import Request, urlopen
 
 from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
-from vlhook._delivery.transport import HttpTransport, make_transport, request_headers, tls_context
+from vlhook._delivery.transport import HttpTransport, make_transport
 from vlhook._stats import Stats
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 
 def _say(text: str) -> None:
@@ -85,37 +79,43 @@ def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:
 
 
 def _read_back(endpoint: Endpoint, config: Config, probe_id: str, timeout: float) -> None:
-    base = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}{endpoint.base_path}"
-    headers = {k: v for k, v in request_headers(endpoint, config).items()
-               if k in ("Authorization", "AccountID", "ProjectID")}  # fmt: skip
-    # The same TLS settings as shipping: a CA bundle or VICTORIALOGS_TLS_VERIFY=0 apply here too.
-    context = tls_context(config) if endpoint.scheme == "https" else None
-    _get(f"{base}/internal/force_flush", headers, timeout, context)
+    # Through the CLI's requests: the same headers, TLS settings (a CA bundle or
+    # VICTORIALOGS_TLS_VERIFY=0) and redirect rules as shipping, so that no redirect takes the
+    # credentials to another host or over plain http.
+    _get(endpoint, config, "/internal/force_flush", timeout)
     query = urlencode({"query": f'"{probe_id}"', "limit": "1"})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status, body = _get(f"{base}/select/logsql/query?{query}", headers, timeout, context)
+        status, body = _get(endpoint, config, f"/select/logsql/query?{query}", timeout)
         if status == 200 and probe_id in body:
             _say("  probe read back: stored and searchable")
             return
         if status != 200:
-            why = f"HTTP {status}" if status else f"no answer: {body}"
+            why = f"HTTP {status}" if status else body
             _say(f"  read-back not available here ({why}); the server accepted the probe")
             return
         time.sleep(0.5)
     _say("  probe not found by a query yet (rows become searchable ~1 s after ingestion)")
 
 
-def _get(url: str, headers: dict[str, str], timeout: float, context: Any) -> tuple[int, str]:
-    """(HTTP status, body); (0, why) when no answer came."""
+def _get(endpoint: Endpoint, config: Config, path: str, timeout: float) -> tuple[int, str]:
+    """(HTTP status, body) of a GET of `path` under the endpoint; (0, why) when no answer came
+    or a redirect was not followed."""
+    from http.client import HTTPException
+
+    from vlhook.cli._select import SelectError, exchange
+
     try:
-        request = Request(url, headers=headers)
-        with urlopen(request, timeout=timeout, context=context) as response:
-            return int(response.status), response.read(65536).decode("utf-8", "replace")
-    except HTTPError as exc:
-        return int(exc.code), ""
-    except (URLError, OSError) as exc:
-        return 0, str(getattr(exc, "reason", exc))
+        conn, response, _ = exchange(endpoint, config, "GET", endpoint.base_path + path, None,
+                                     timeout)  # fmt: skip
+    except SelectError as exc:
+        return 0, str(exc)
+    try:
+        return int(response.status), response.read(65536).decode("utf-8", "replace")
+    except (OSError, HTTPException) as exc:
+        return 0, f"no answer: {type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
 
 
 def spool_command(action: str) -> int:

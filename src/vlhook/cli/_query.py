@@ -14,7 +14,9 @@ from vlhook.cli._tail import INTERRUPTED
 
 
 def _say(text: str) -> None:
-    print(f"vlhook query: {text}", file=sys.stderr, flush=True)
+    from vlhook.cli._select import say
+
+    say("query", text)  # masked: the server's error text may echo the credentials
 
 
 def positive(text: str) -> int:

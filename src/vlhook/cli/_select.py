@@ -1,6 +1,7 @@
 """Reading from VictoriaLogs' `/select/logsql/*` with shipping's settings: the same URLs (the
-first that answers), credentials, extra headers, tenancy and TLS. Errors are plain sentences,
-never with credentials (endpoints are shown by `Endpoint.display`)."""
+first that answers), credentials, extra headers, tenancy, TLS and redirects. Errors are plain
+sentences, never with credentials (endpoints are shown by `Endpoint.display`, the server's own
+text is masked by `_diag.scrub`)."""
 
 from __future__ import annotations
 
@@ -11,30 +12,44 @@ from collections.abc import Iterator
 from typing import Any, Optional
 from urllib.parse import urlencode
 
+from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
-from vlhook._delivery.transport import request_headers
+from vlhook._delivery.client import MAX_REDIRECTS, _redirect_target
+from vlhook._delivery.transport import request_headers, tls_context
 from vlhook.cli._diagnose import why_inactive
 
 GATEWAY_DOWN = frozenset({502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: As shipping: only these keep the method and the body (301, 302 and 303 would turn a POST
+#: into a GET without its query).
+FOLLOWED = frozenset({307, 308})
+ERROR_READ_BYTES = 65536
+ERROR_SHOWN_CHARS = 500
 
 
 class SelectError(Exception):
     """What went wrong, as the user should read it."""
 
 
+def say(command: str, text: str) -> None:
+    """A message of `vlhook <command>` on stderr, masked as every message vlhook prints."""
+    print(_diag.scrub(f"vlhook {command}: {text}"), file=sys.stderr, flush=True)
+
+
 def configured(command: str) -> Optional[Config]:
     """The shipping configuration, or None after saying why there is nothing to read from."""
     config = load()
+    _diag.protect(config)  # from here on, no message shows its credentials
     for warning in config.warnings:
-        print(f"vlhook {command}: warning: {warning}", file=sys.stderr)
+        say(command, f"warning: {warning}")
     if not config.active:
-        print(f"vlhook {command}: {why_inactive(os.environ)}", file=sys.stderr)
+        say(command, why_inactive(os.environ))
         return None
     return config
 
 
-def headers_for(endpoint: Endpoint, config: Config) -> dict[str, str]:
-    headers = request_headers(endpoint, config)
+def headers_for(endpoint: Endpoint, config: Config, credentials: bool = True) -> dict[str, str]:
+    headers = request_headers(endpoint, config, credentials)
     headers.pop("Content-Encoding", None)  # the request body is a small form, sent as is
     headers["Content-Type"] = "application/x-www-form-urlencoded"
     return headers
@@ -87,48 +102,118 @@ def open_select(config: Config, path: str, params: dict[str, str], follow: bool)
     raise SelectError("; ".join(failures))
 
 
-class _Unreachable(Exception):
-    pass
+class _Unreachable(SelectError):
+    """No answer from this endpoint: the next one may have one."""
 
 
 def _request(
     endpoint: Endpoint, config: Config, path: str, params: dict[str, str], follow: bool
 ) -> Answer:
-    from http.client import HTTPException
-
-    conn = _connection(endpoint, config)
-    try:
-        conn.request("POST", endpoint.base_path + path, urlencode(params).encode(),
-                     headers_for(endpoint, config))  # fmt: skip
-        response = conn.getresponse()
-    except (OSError, HTTPException) as exc:
-        conn.close()
-        raise _Unreachable(_unreachable(exc, endpoint)) from None
+    body = urlencode(params).encode()
+    timeout = config.timeout_ms / 1000
+    conn, response, hop = exchange(endpoint, config, "POST", endpoint.base_path + path, body,
+                                   timeout)  # fmt: skip
     if response.status != 200:
-        text = response.read(4096).decode("utf-8", "replace").strip()
+        text = error_text(response)
         conn.close()
-        message = f"HTTP {response.status} from {endpoint.display}: {text}"
+        message = f"HTTP {response.status} from {hop.display}{_redirected(endpoint, hop)}: {text}"
         # A proxy's "nothing behind me" is no answer: the next URL may have one.
         raise (_Unreachable if response.status in GATEWAY_DOWN else SelectError)(message)
     if follow and conn.sock is not None:
         conn.sock.settimeout(None)  # a quiet stream is not a dead one
-    return Answer(endpoint, conn, response)
+    return Answer(hop, conn, response)
 
 
-def _connection(endpoint: Endpoint, config: Config) -> Any:
+def exchange(
+    endpoint: Endpoint,
+    config: Config,
+    method: str,
+    target: str,
+    body: Optional[bytes],
+    timeout: float,
+) -> tuple[Any, Any, Endpoint]:
+    """(connection, response, endpoint that answered) of one request, with redirects followed
+    as shipping follows them: 307 and 308 only, within the same scheme (never https to http),
+    at most MAX_REDIRECTS times, and the credentials (Authorization, VICTORIALOGS_HEADERS) sent
+    only to the configured endpoint's own host and port. A redirect not followed is a
+    SelectError that says so; no answer is an _Unreachable."""
+    hop, path = endpoint, target
+    for _ in range(MAX_REDIRECTS + 1):
+        headers = headers_for(endpoint, config, credentials=_same_server(hop, endpoint))
+        conn, response = _send(hop, config, method, path, body, timeout, headers)
+        if response.status not in REDIRECTS:
+            return conn, response, hop
+        location = response.getheader("Location") or ""
+        conn.close()
+        hop, path = _next_hop(hop, response.status, location)
+    raise SelectError(f"{endpoint.display} redirects more than {MAX_REDIRECTS} times: not followed")
+
+
+def _send(
+    endpoint: Endpoint,
+    config: Config,
+    method: str,
+    target: str,
+    body: Optional[bytes],
+    timeout: float,
+    headers: dict[str, str],
+) -> tuple[Any, Any]:
+    from http.client import HTTPException
+
+    conn = _connection(endpoint, config, timeout)
+    try:
+        conn.request(method, target, body, headers)
+        return conn, conn.getresponse()
+    except (OSError, HTTPException) as exc:
+        conn.close()
+        raise _Unreachable(_unreachable(exc, endpoint)) from None
+    except ValueError as exc:  # a header value with a line break: every endpoint gets it
+        conn.close()
+        raise SelectError(f"cannot ask {endpoint.display}: {_reason(exc)}") from None
+
+
+def _same_server(a: Endpoint, b: Endpoint) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def _redirected(endpoint: Endpoint, hop: Endpoint) -> str:
+    """Why an answer from another server came without the credentials being sent to it."""
+    if _same_server(hop, endpoint):
+        return ""
+    return f" (where {endpoint.display} redirects; sent without credentials)"
+
+
+def _next_hop(origin: Endpoint, status: int, location: str) -> tuple[Endpoint, str]:
+    """Where a redirect leads, if it is one shipping would follow; SelectError if not."""
+    target = _redirect_target(origin, location) if status in FOLLOWED else None
+    if target is None:
+        where = repr(location) if location else "nowhere (no Location)"
+        raise SelectError(
+            f"{origin.display} redirects (HTTP {status}) to {where}: not followed (only 307 and "
+            "308 within the same scheme are); set VICTORIALOGS_URL to the new address"
+        )
+    return target
+
+
+def error_text(response: Any) -> str:
+    """The start of an error answer's body, masked: the whole text read is masked first, then
+    cut (a credential cut in its middle would no longer be recognised)."""
+    data = response.read(ERROR_READ_BYTES + 1)
+    if len(data) > ERROR_READ_BYTES:
+        # The read itself cut the body: only whole lines are kept, as a credential (a header
+        # value) cannot hold a line break.
+        data = data[:ERROR_READ_BYTES].rpartition(b"\n")[0]
+    text = _diag.scrub(data.decode("utf-8", "replace").strip())
+    return text if len(text) <= ERROR_SHOWN_CHARS else text[:ERROR_SHOWN_CHARS] + " ..."
+
+
+def _connection(endpoint: Endpoint, config: Config, timeout: float) -> Any:
     import http.client
 
-    timeout = config.timeout_ms / 1000
     if endpoint.scheme != "https":
         return http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
-    import ssl
-
-    context = ssl.create_default_context(cafile=config.ca_bundle or None)
-    if not config.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     return http.client.HTTPSConnection(
-        endpoint.host, endpoint.port, timeout=timeout, context=context
+        endpoint.host, endpoint.port, timeout=timeout, context=tls_context(config)
     )
 
 

@@ -32,7 +32,9 @@ def this_host_query() -> str:
 
 
 def _say(text: str) -> None:
-    print(f"vlhook tail: {text}", file=sys.stderr, flush=True)
+    from vlhook.cli._select import say
+
+    say("tail", text)  # masked: the server's error text may echo the credentials
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
