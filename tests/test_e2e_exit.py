@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -286,3 +287,52 @@ def test_a_stall_while_the_exit_makes_entries_does_not_send_the_rest_to_the_spoo
     query = f'test_id:="{sink.test_id}" | stats count() as rows, count_uniq(_msg) as lines'
     (counts,) = sink.server.query(query)
     assert (int(counts["rows"]), int(counts["lines"])) == (60_000, 60_000), run.err
+
+
+# An uncaught exception's traceback keeps `a` alive until the modules are cleared: its
+# `__del__` prints at interpreter teardown, after vlhook's exit flush, when no import works.
+PRINTS_AT_TEARDOWN = (
+    "class A:\n"
+    "    def __del__(self):\n"
+    "        print('bye from del')\n"
+    "a = A()\n"
+    "raise ValueError('x')\n"
+)
+
+
+def test_a_print_at_interpreter_teardown_changes_nothing_on_stderr(
+    script: Any, tmp_path: Any
+) -> None:
+    """Delivered everything, so no spool loaded: the late line cannot be kept (nothing can be
+    imported any more) and is counted as dropped, without a word. It used to add `vlhook: (a
+    message could not be shown)`: the late write imported modules, and so did the filter of
+    the internal error's message."""
+    path = script(PRINTS_AT_TEARDOWN)
+    bare = run_python(path, dropin=False)
+    spool = tmp_path / "spool"
+    hooked = run_python(path, {"VICTORIALOGS_URL": f"file://{tmp_path / 'out.jsonl'}",
+                               "VICTORIALOGS_SPOOL_DIR": str(spool)})  # fmt: skip
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert bare.rc == 1 and bare.stdout == b"bye from del\n"
+    assert not spool.exists()
+
+
+def test_a_print_at_interpreter_teardown_is_kept_where_the_exit_spooled(
+    script: Any, tmp_path: Any
+) -> None:
+    """The exit spooled (the server is down), so what a late write needs was loaded before
+    its report: the line printed at teardown is in the spool, and stderr holds only the
+    program's own output and that report."""
+    path = script(PRINTS_AT_TEARDOWN)
+    bare = run_python(path, dropin=False)
+    spool = tmp_path / "spool"
+    hooked = run_python(path, {"VICTORIALOGS_URL": f"http://127.0.0.1:{_unused_port()}",
+                               "VICTORIALOGS_EXIT_TIMEOUT_MS": "300",
+                               "VICTORIALOGS_SPOOL_DIR": str(spool)})  # fmt: skip
+    assert (hooked.rc, hooked.stdout) == (bare.rc, bare.stdout)
+    report = hooked.err.splitlines()[-1]
+    assert report.startswith("vlhook: at exit, of the entries not yet delivered: 1 kept")
+    assert hooked.err == bare.err + report + "\n"
+    (captures,) = spool.glob("*.captures")
+    rows = [json.loads(line) for line in captures.read_text().splitlines()[1:]]
+    assert [row[2] for row in rows] == ["bye from del\n"]

@@ -3,16 +3,20 @@
 Nothing here may raise or write through a captured stream (that would be captured and shipped).
 Messages are rate-limited per key. Everything shown goes through `scrub`: the configuration's
 credentials, credentials in URLs of any form, secret query parameters and the built-in patterns
-are masked, whatever the message is about.
+are masked, whatever the message is about. What `scrub` needs (`re`, the patterns) loads with
+the first message, or earlier by `ready()`: at interpreter teardown no import works, and a
+message that could not be filtered then is not shown at all.
 """
 
 from __future__ import annotations
 
 import os
+import sys  # loaded by the interpreter already
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from re import Match
     from types import TracebackType
     from typing import Optional, TextIO
 
@@ -33,6 +37,9 @@ MIN_SECRET_CHARS = 4
 _secrets: tuple[str, ...] = ()
 _secret_names: tuple[str, ...] = ()
 _forms: Optional[tuple[str, ...]] = None  # _secrets as messages may show them, made when needed
+_filters: Optional[_Filters] = None  # what scrub needs: loaded at the first message, or by ready()
+#: What urllib.parse.quote(..., safe="") leaves as it is (that module costs ~13 ms to import).
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
 
 def configure(out: Optional[TextIO], debug: bool) -> None:
@@ -57,29 +64,68 @@ def protect(config: Config) -> None:
     _forms = None
 
 
+def ready() -> None:
+    """Load everything showing a message takes, now: at interpreter teardown (an object's
+    `__del__` that prints as the modules are cleared) no import works, not even of a module
+    loaded already. For a process in which a message may come that late (see _exit)."""
+    redaction = _loaded().redaction
+    # Each built-in pattern compiles at the first text holding its literal: these hold them all.
+    redaction.redact_text(" ".join(redaction.Redactor().needles or ()))
+    _secret_forms()
+
+
+class _Filters:
+    """What scrub needs beyond this module."""
+
+    __slots__ = ("parameter", "redaction", "url_credentials")
+
+    def __init__(self) -> None:
+        import re
+
+        from vlhook import _redact
+
+        self.redaction = _redact  # the module: its functions are looked up at each call (tests
+        # replace them)
+        # A URL's credentials end at its last "@" before a space or a quote, whatever they hold
+        # ("/", "?", "#", ",", "@", %-escapes): a message may show a URL not parsed as intended.
+        self.url_credentials = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
+        self.parameter = re.compile(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"]*)")
+
+
+def _loaded() -> _Filters:
+    global _filters
+    if _filters is None:
+        _filters = _Filters()
+    return _filters
+
+
 def scrub(text: str) -> str:
     """A message as it may be shown: the configuration's credentials (in the forms a message
     may show them), the credentials of any URL, query parameters named like secrets and the
     redaction patterns masked."""
-    import re
-
-    from vlhook._redact import SECRET_NAMES, field_name, redact_text
-
+    filters = _loaded()
+    redaction = filters.redaction
     for form in _secret_forms():
         text = text.replace(form, SHOWN)
-    # A URL's credentials end at its last "@" before a space or a quote, whatever they hold
-    # ("/", "?", "#", ",", "@", %-escapes): a message may show a URL not parsed as intended.
-    text = re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@", rf"\1{SHOWN}@", text)
+    text = filters.url_credentials.sub(_credentials_masked, text)
     if "=" in text:
-        deny = tuple({field_name(name) for name in (*SECRET_NAMES, *_secret_names)} - {""})
+        field_name = redaction.field_name
+        names = (*redaction.SECRET_NAMES, *_secret_names)
+        deny = tuple({field_name(name) for name in names} - {""})
 
-        def parameter(match: re.Match[str]) -> str:
+        def parameter(match: Match[str]) -> str:
             if not field_name(match.group(2)).endswith(deny):
                 return match.group(0)
             return f"{match.group(1)}{match.group(2)}={SHOWN}"
 
-        text = re.sub(r"([?&;])([^=&;#\s'\"]+)=([^&;#\s'\"]*)", parameter, text)
-    return redact_text(text)
+        text = filters.parameter.sub(parameter, text)
+    return str(redaction.redact_text(text))
+
+
+def _credentials_masked(match: Match[str]) -> str:
+    # A function, not the template r"\1***@": before Python 3.12 a template imports `re` at
+    # each use, and no import works at interpreter teardown.
+    return f"{match.group(1)}{SHOWN}@"
 
 
 def _secret_forms() -> tuple[str, ...]:
@@ -88,23 +134,35 @@ def _secret_forms() -> tuple[str, ...]:
     longest first, so that no part of a longer one is left."""
     global _forms
     if _forms is None:
-        import binascii
-        from urllib.parse import quote
-
         forms: set[str] = set()
-        for secret in _secrets:
-            raw = secret.encode("utf-8", "replace")
-            forms.update((secret, quote(secret, safe=""), repr(secret)[1:-1], repr(raw)[2:-1],
-                          binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
+        if _secrets:
+            import binascii
+
+            for secret in _secrets:
+                raw = secret.encode("utf-8", "replace")
+                forms.update((secret, _escaped(raw), repr(secret)[1:-1], repr(raw)[2:-1],
+                              binascii.b2a_base64(raw, newline=False).decode()))  # fmt: skip
         long_enough = (form for form in forms if len(form) >= MIN_SECRET_CHARS)
         _forms = tuple(sorted(long_enough, key=len, reverse=True))
     return _forms
 
 
+def _escaped(raw: bytes) -> str:
+    """`raw` %-escaped as urllib.parse.quote(..., safe="") writes it."""
+    return "".join(chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in raw)
+
+
 def _write(text: str) -> None:
+    # At interpreter teardown no import works: a message whose filter is not loaded (see
+    # ready), or that needs an import all the same, is not shown (never unfiltered, and never
+    # a word in place of it in the program's last output).
+    if _filters is None and sys.is_finalizing():
+        return
     try:
         line = f"vlhook: {scrub(text)}\n"
-    except Exception:  # never the unscrubbed text
+    except Exception as exc:  # never the unscrubbed text
+        if isinstance(exc, ImportError) and sys.is_finalizing():
+            return
         line = "vlhook: (a message could not be shown)\n"
     try:
         if _out is not None:

@@ -9,12 +9,15 @@ requests still under way are ended, batches that never left are spooled, and wha
 request that got no answer is reported as such (the server may have stored it: spooling it
 too could store it twice). Dropped only when the spool cannot take it, and the report says
 why. After the report, writes by threads still running go straight to the spool, on the
-writing thread.
+writing thread; so do an object's `__del__` that prints at interpreter teardown, when no import
+works: what those writes need is loaded before the report, in a process whose exit loaded the
+spool (elsewhere such a write is counted as dropped: see _ready_for_late_writes).
 """
 
 from __future__ import annotations
 
 import _thread
+import sys  # loaded by the interpreter already
 from time import monotonic
 
 from vlhook import _context, _diag
@@ -201,12 +204,15 @@ class ExitRun:
         return len(sender.ready) >= AHEAD and any(w.batch is not None for w in sender.workers)
 
     def _go_raw(self, lines: list[Line]) -> None:
+        self.sender.add_lines(lines)
+        self._raw = self._capture_file()
+
+    def _capture_file(self) -> CaptureFile:
         from vlhook._delivery.encode import constant_fields
         from vlhook._delivery.replay import CaptureFile
 
-        sender = self.sender
-        sender.add_lines(lines)
-        self._raw = CaptureFile(sender.spool, constant_fields(sender.config))
+        config = self.sender.config
+        return CaptureFile(self.sender.spool, constant_fields(config), config)
 
     def _write_raw(self, lines: list[Line]) -> None:
         if lines:
@@ -259,6 +265,7 @@ class ExitRun:
         batches = list(sender.ready)
         sender.ready.clear()
         sender.keep_batches(batches, "the exit came first")
+        self._ready_for_late_writes()
         with self._late_lock:  # what is queued is kept before any write that comes after it
             # From here on a write goes straight to the spool (on the writer's thread): one
             # made while this exit ended would otherwise stay queued, and be lost untold.
@@ -305,10 +312,30 @@ class ExitRun:
 
     # -- writes that come as the exit ends, and after its report ----------------------------------
 
+    def _ready_for_late_writes(self) -> None:
+        """Load what keeping a write after the report takes, while imports still work: at
+        interpreter teardown (an object's `__del__` that prints as the modules are cleared)
+        none does, not even of a module loaded already. Only where the spool is loaded already
+        (this exit or an earlier moment kept or replayed something): elsewhere it would cost
+        every exit the spool's modules, for a write that rarely comes (see _late_put)."""
+        with _diag.guard("exit"):  # without it, such a write is only counted (see _late_put)
+            if self._raw is None and self.sender.spool_used:
+                self._raw = self._capture_file()  # the file itself is made at its first write
+            if self._raw is not None:
+                self._raw.ready()
+
     def _late_put(self, item: Any, level: int) -> bool:
         """On a thread still writing once the exit is ending: straight to the spool."""
         with self._late_lock, _diag.guard("late write"):
-            self._keep_late([item])
+            try:
+                self._keep_late([item])
+            except ImportError:
+                if not sys.is_finalizing():
+                    raise
+                # At teardown, where the exit did not load the spool (or, before Python 3.12,
+                # a built-in pattern's substitution imports `re`): lost, and counted (the
+                # report is out: no word of it either).
+                self.sender.stats.drop("exit_timeout", lines_in([item]), captured=True)
         return True
 
     def _keep_late(self, items: list[Any]) -> None:

@@ -6,35 +6,43 @@ first, one piece under way at a time; what became of each piece is recorded befo
 read, so a process that stops mid-file leaves exactly the unsent rest. Every line is checked to
 be a JSON object below the server's line limit: anything else (a corrupt or foreign file) is
 counted as `replay_rejected`, never sent (a too-long line would make the server lose the lines
-after it). A `.captures` file holds complete lines not yet made into entries; they are built
-here, with the constant fields of the process that wrote them.
+after it). A `.captures` file holds complete lines not yet made into entries, redacted as text
+when written; they are built here, with the constant fields and the redaction of the process
+that wrote them (its secret field names apply only once an entry is made).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from _json import make_encoder
 
 from vlhook import _codec, _diag
 from vlhook._captures import line as make_line
-from vlhook._config import SERVER_LINE_LIMIT
+from vlhook._config import SERVER_LINE_LIMIT, Config
 from vlhook._delivery.batch import Batch
 from vlhook._delivery.encode import Encoder
 from vlhook._delivery.spool import CAPTURES, TEMP, write_all
+from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, EntryBuilder
+from vlhook._formats import strip_colours
+from vlhook._redact import SECRET_NAMES, Redactor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from collections.abc import Iterable
     from typing import Any, Optional
 
     from vlhook._captures import Line
-    from vlhook._config import Config
     from vlhook._delivery.client import Outcome
     from vlhook._delivery.spool import Claim, Piece, Spool
-    from vlhook._entry import EntryBuilder
     from vlhook._stats import Stats
 
 PIECE_BYTES = 1 << 20
 HEADER = "vlhook-captures"
+#: Beside HEADER in a `.captures` file's first line: the writer's redaction, as
+#: {"on": VICTORIALOGS_REDACT is not off, "patterns": its own patterns, "keys":
+#: VICTORIALOGS_REDACT_KEYS}. Files written before it have none.
+REDACTION = "vlhook-redaction"
 
 
 class Replayer:
@@ -46,6 +54,7 @@ class Replayer:
         self.builder = builder
         self._claim: Optional[Claim] = None
         self._encoder: Optional[Encoder] = None  # of the .captures file being replayed
+        self._file_builder: Optional[EntryBuilder] = None  # and the builder of its entries
         self.under_way: Optional[Batch] = None
 
     def next_batch(self, seq: int) -> Optional[Batch]:
@@ -129,16 +138,16 @@ class Replayer:
         if claim is None:
             return None
         self._claim = claim
-        self._encoder = None
+        self._encoder = self._file_builder = None
         if claim.name.endswith(CAPTURES):
-            self._encoder = self._captures_encoder(claim)
+            self._read_header(claim)
         return claim
 
     def _drop_claim(self) -> None:
         if self._claim is not None:
             self.spool.release(self._claim)
         self._claim = None
-        self._encoder = None
+        self._encoder = self._file_builder = None
 
     def _fill(self, batch: Batch, data: bytes) -> None:
         if self._encoder is not None:
@@ -165,21 +174,38 @@ class Replayer:
                 bad += int(bool(raw.strip()) and not raw.startswith(b'{"' + HEADER.encode()))
             else:
                 lines.extend(parsed)
-        entries = self.builder.written_lines(lines) if lines else []
+        builder = self._file_builder or self.builder
+        entries = builder.written_lines(lines) if lines else []
         encoder.append(entries, batch.body)
         batch.lines += len(entries)
         self._count_bad(bad)
 
-    def _captures_encoder(self, claim: Claim) -> Optional[Encoder]:
+    def _read_header(self, claim: Claim) -> None:
         head = os.pread(claim.fd, 64 << 10, 0).split(b"\n", 1)[0]
         try:
             header = _codec.loads(head)
             constants = header[HEADER]
         except Exception:
-            constants = None
+            header = constants = None
         if not isinstance(constants, dict):
             constants = {"vlhook.replay": "captures file without a header"}
-        return Encoder(constants, self.stats)
+        self._encoder = Encoder(constants, self.stats)
+        redaction = header.get(REDACTION) if isinstance(header, dict) else None
+        if isinstance(redaction, dict):  # else an earlier version's: built as they were then
+            self._file_builder = self._writers_builder(redaction, constants.keys())
+
+    def _writers_builder(self, redaction: dict[str, Any], names: Iterable[str]) -> EntryBuilder:
+        """A builder with the redaction the file's writer had (this process's may be weaker:
+        another VICTORIALOGS_REDACT, or off), and its constant fields' `names` (see
+        EntryBuilder.writes_lines)."""
+        config = Config(
+            max_line_bytes=self.builder.max_line_bytes,
+            fields=tuple((str(name), "") for name in names),
+            redact=redaction.get("on") is not False,  # anything but a plain "off" is on
+            redact_extra=_valid_patterns(_strings(redaction.get("patterns"))),
+            redact_keys=_strings(redaction.get("keys")),
+        )
+        return EntryBuilder(config, self.stats)
 
     def _count_bad(self, bad: int) -> None:
         if bad:
@@ -196,6 +222,33 @@ def _valid(raw: bytes) -> bool:
         return isinstance(_codec.loads(raw), dict)
     except Exception:
         return False
+
+
+def _json(obj: Any) -> bytes:
+    """Strings, numbers, lists and objects as JSON, by the C encoder of the standard library."""
+    encode = make_encoder({}, _codec.safe_str, _codec.string, None, ":", ",", False, False, False)
+    return "".join(encode(obj, 0)).encode("utf-8", "replace")
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
+
+
+def _valid_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """The writer's own patterns that compile here. (One that does not, from another Python
+    version, was applied to each text when it was written.)"""
+    if not patterns:
+        return ()
+    import re
+
+    valid = []
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+            valid.append(pattern)
+        except re.error:
+            pass
+    return tuple(valid)
 
 
 def _parse_line(raw: bytes) -> Optional[list[Line]]:
@@ -216,25 +269,49 @@ def _parse_line(raw: bytes) -> Optional[list[Line]]:
 
 class CaptureFile:
     """A `.captures` file being written: complete lines (or, after the exit flush, raw writes)
-    kept as they are, with this process's constant fields in the first line. Locked while open:
-    no replay takes it before it is whole (or its process gone)."""
+    as text, with this process's constant fields and redaction in the first line. Locked while
+    open: no replay takes it before it is whole (or its process gone).
 
-    def __init__(self, spool: Spool, constants: dict[str, Any]) -> None:
+    Nothing is written unredacted: each text (line by line) and context goes through this
+    process's redaction first, as its entries would have. orjson is not needed (~25 ms to
+    import, where a process printed only plain lines): lines are written as it would write
+    them, with the C parts of the standard library's json."""
+
+    def __init__(self, spool: Spool, constants: dict[str, Any], config: Config) -> None:
+        import fcntl
+
         self.spool = spool
         self.fd: Optional[int] = None
-        self._constants = constants
+        redaction = {"on": config.redact, "patterns": list(config.redact_extra),
+                     "keys": list(config.redact_keys)}  # fmt: skip
+        self._header = _json({HEADER: constants, REDACTION: redaction})
+        self._redactor = (
+            Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
+            if config.redact
+            else None
+        )
+        self._lock = fcntl.flock, fcntl.LOCK_EX
+
+    def ready(self) -> None:
+        """Load now what a write may still need: a write may come at interpreter teardown (an
+        object's `__del__` that prints as the modules are cleared), when no import works, not
+        even of a module loaded already."""
+        self.spool.refusal  # noqa: B018 - opens the directory
+        strip_colours("\x1b[0m")  # its pattern compiled
+        if self._redactor is not None:
+            # Each built-in pattern compiles at the first text holding its literal: these hold
+            # them all. (The user's own compile with the redactor.)
+            self._redactor(" ".join(Redactor().needles or ()))
+        _diag.ready()
 
     def write(self, lines: list[tuple[int, int, str, str, Any]]) -> str:
         """Append `[kind, t_ns, text, level, context]` lines; "" when kept, else the reason."""
+        body = self._encoded(lines)  # first: what fails at teardown fails before the file is made
         if self.fd is None:
             reason = self._open()
             if reason:
                 return reason
         assert self.fd is not None
-        body = bytearray()
-        for item in lines:
-            body += _codec.dumps(list(item))
-            body += b"\n"
         try:
             write_all(self.fd, bytes(body))
         except OSError as exc:
@@ -243,9 +320,46 @@ class CaptureFile:
             return "spool_no_space" if exc.errno in (28, 122) else "spool_unwritable"
         return ""
 
-    def _open(self) -> str:
-        import fcntl
+    def _encoded(self, lines: list[tuple[int, int, str, str, Any]]) -> bytearray:
+        # One search over all the texts tells most groups of lines apart (no secret's literal,
+        # no colour); a user's pattern may match anything: then each text is run through it.
+        redactor = self._redactor
+        texts = "\n".join([line[2] for line in lines])
+        clean = "\x1b[" not in texts and (redactor is None or not redactor.may_match(texts))
+        body = bytearray()
+        for kind, t_ns, text, level, context in lines:
+            if not clean:
+                text = self._text(text, level)
+            if context is None:  # as orjson writes it (most lines)
+                row = f"[{kind},{t_ns},{_codec.string(text)},{_codec.string(level)},null]"
+                body += row.encode("utf-8", "replace")
+            else:  # bound fields, trace ids: as any entry's fields, by orjson
+                body += _codec.dumps([kind, t_ns, text, level, self._fields(context)])
+            body += b"\n"
+        return body
 
+    def _text(self, text: str, level: str) -> str:
+        """The text redacted as the entries made of it would be: line by line (a late write
+        makes an entry of each), and whole as well for a traceback (one entry, whose
+        stack trace is redacted whole). Colours go first, as they go from entries."""
+        if "\x1b[" in text:
+            text = strip_colours(text)
+        redact = self._redactor
+        if redact is None:
+            return text
+        if "\n" in text:
+            text = "\n".join([redact(part) or part for part in text.split("\n")])
+            if not level:
+                return text
+        return redact(text) or text
+
+    def _fields(self, context: Any) -> Any:
+        if self._redactor is None:
+            return context
+        self._redactor.left = MAX_NESTED_VALUES
+        return self._redactor.nested(context, MAX_DEPTH)
+
+    def _open(self) -> str:
         refusal = self.spool.refusal
         if refusal:
             return "spool_off" if not self.spool.directory else "spool_refused"
@@ -254,9 +368,10 @@ class CaptureFile:
         if fd is None:
             return "spool_unwritable"
         # Locked before it has its final name: a replay never sees it unlocked.
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        flock, exclusive = self._lock
+        flock(fd, exclusive)
         try:
-            write_all(fd, _codec.dumps({HEADER: self._constants}) + b"\n")
+            write_all(fd, self._header + b"\n")
             self.spool.publish(TEMP + name, name)
         except OSError as exc:
             os.close(fd)
