@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from conftest import DROPIN, SRC, base_env, held_at_exit, messages, run_python
 
 
@@ -317,13 +319,15 @@ def test_a_print_at_interpreter_teardown_changes_nothing_on_stderr(
     assert not spool.exists()
 
 
+@pytest.mark.parametrize("secret", ["", " Bearer abcdefghijklmnop"])
 def test_a_print_at_interpreter_teardown_is_kept_where_the_exit_spooled(
-    script: Any, tmp_path: Any
+    script: Any, tmp_path: Any, secret: str
 ) -> None:
     """The exit spooled (the server is down), so what a late write needs was loaded before
-    its report: the line printed at teardown is in the spool, and stderr holds only the
-    program's own output and that report."""
-    path = script(PRINTS_AT_TEARDOWN)
+    its report: the line printed at teardown is in the spool (redacted: a built-in pattern's
+    replacement imports nothing), and stderr holds only the program's own output and that
+    report."""
+    path = script(PRINTS_AT_TEARDOWN.replace("bye from del", f"bye from del{secret}"))
     bare = run_python(path, dropin=False)
     spool = tmp_path / "spool"
     hooked = run_python(path, {"VICTORIALOGS_URL": f"http://127.0.0.1:{_unused_port()}",
@@ -335,4 +339,5 @@ def test_a_print_at_interpreter_teardown_is_kept_where_the_exit_spooled(
     assert hooked.err == bare.err + report + "\n"
     (captures,) = spool.glob("*.captures")
     rows = [json.loads(line) for line in captures.read_text().splitlines()[1:]]
-    assert [row[2] for row in rows] == ["bye from del\n"]
+    masked = " Bearer [REDACTED]" if secret else ""
+    assert [row[2] for row in rows] == [f"bye from del{masked}\n"]

@@ -17,14 +17,28 @@ from vlhook._patterns import lazy
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from collections.abc import Sequence, Sized
-    from re import Pattern
-    from typing import Any, Callable, Optional
+    from re import Match, Pattern
+    from typing import Any, Callable, Optional, Union
+
+    Replacement = Union[str, Callable[[Match[str]], str]]
 
 MASK = "[REDACTED]"
 TOO_MANY = "[REDACTED: too many nested values to check]"
 
+
+def _masked_after(match: Match[str]) -> str:
+    """What the first group holds (`Bearer `, `secret_access_key=`), then the mask. A function,
+    not the template r"\1...": before Python 3.12 a template imports `re` at each use, and at
+    interpreter teardown (a `__del__` that prints) no import works."""
+    return match.group(1) + MASK
+
+
+def _masked_password(match: Match[str]) -> str:
+    return match.group(1) + MASK + "@"
+
+
 # (literals any match contains, pattern, replacement)
-_BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
+_BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     (
         ("AKIA", "ASIA", "AIDA", "AROA"),
         # Not `\b`: a key right after a word character (`key_AKIA…`, `\nAKIA…` in a repr)
@@ -35,9 +49,9 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("ecret", "ECRET"),
         r"(?i)(secret_?access_?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}",
-        r"\1" + MASK,
+        _masked_after,
     ),
-    (("earer", "EARER"), r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*", r"\1" + MASK),
+    (("earer", "EARER"), r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*", _masked_after),
     (("eyJ",), r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
     # A URL's password ends at the last "@" before a space or a quote (it may hold "/" and
     # "@": base64 text, an unescaped "@"), as vlhook's own messages are masked; at most 256
@@ -45,7 +59,7 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("://",),
         r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s'\"<>]{1,256}@",
-        r"\1" + MASK + "@",
+        _masked_password,
     ),
 )
 
@@ -79,7 +93,7 @@ class Redactor:
     def __init__(
         self, extra: Sequence[str] = (), builtin: bool = True, names: Sequence[str] = SECRET_NAMES
     ) -> None:
-        self._rules: list[tuple[tuple[str, ...], Pattern[str], str]] = []
+        self._rules: list[tuple[tuple[str, ...], Pattern[str], Replacement]] = []
         self._hint: Optional[Pattern[str]] = None
         literals: list[str] = []
         if builtin:
