@@ -319,6 +319,21 @@ def test_a_print_at_interpreter_teardown_changes_nothing_on_stderr(
     assert not spool.exists()
 
 
+def test_a_first_line_printed_at_interpreter_teardown_says_nothing(
+    script: Any, tmp_path: Any
+) -> None:
+    """The program's only output comes at teardown, after the exit: the sender cannot start
+    then (no import works). Before Python 3.11 that start failed and went through itself
+    again, each time, until the recursion limit: an internal error on stderr."""
+    path = script("class A:\n    def __del__(self):\n        print('only line')\na = A()\n")
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, {"VICTORIALOGS_URL": f"file://{tmp_path / 'out.jsonl'}",
+                               "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool"),
+                               "VICTORIALOGS_DEBUG": "1"})  # fmt: skip
+    assert (hooked.rc, hooked.out) == (bare.rc, bare.out) == (0, "only line\n")
+    assert [line for line in hooked.err.splitlines() if "vlhook: active" not in line] == []
+
+
 @pytest.mark.parametrize("secret", ["", " Bearer abcdefghijklmnop"])
 def test_a_print_at_interpreter_teardown_is_kept_where_the_exit_spooled(
     script: Any, tmp_path: Any, secret: str

@@ -216,11 +216,19 @@ class Sender:
         as it would have from the program's own next line."""
         try:
             self._start()
-        except BaseException:
-            # Cut short, perhaps before the thread was started: this capture goes through the
-            # start again (a second thread started that way stands aside, see _run).
-            self.buffer.intercept = self._first_put
-            self.buffer.put(item, level)
+        except BaseException as exc:
+            # Cut short, perhaps before the thread was started: this capture is queued, and the
+            # next one goes through the start again (a second thread started that way stands
+            # aside, see _run). Queued past the intercept: a start that fails every time (at
+            # interpreter teardown, no import works) would otherwise call itself until the
+            # recursion limit.
+            self.buffer.intercept = None
+            try:
+                self.buffer.put(item, level)
+            finally:
+                self.buffer.intercept = self._first_put
+            if isinstance(exc, ImportError) and sys.is_finalizing():
+                return True  # the first capture at teardown: no thread can start, no word
             raise
         return False  # and the capture goes on into the buffer
 
