@@ -90,6 +90,7 @@ class Sender:
         #: No thread could be started (interpreter shutdown; a container's pids limit, no memory
         #: for a stack): the exit does the sender's work on the exiting thread (see shutdown).
         self._inline = False
+        self._starting = False  # a capture is in _first_put: a second call is its retry
         self._completions: deque[tuple[Worker, Batch, Outcome]] = deque()
         self.ready: deque[Batch] = deque()
         self.flushes: list[FlushRequest] = []
@@ -214,23 +215,35 @@ class Sender:
         come back here, to a lock held). Should the handler raise (Ctrl-C, or a handler's
         `sys.exit()`), the capture is kept all the same, and the program's exception goes on,
         as it would have from the program's own next line."""
+        again = self._starting  # this is the capture's second try, from the queuing below
+        self._starting = True
         try:
             self._start()
         except BaseException as exc:
-            # Cut short, perhaps before the thread was started: this capture is queued, and the
-            # next one goes through the start again (a second thread started that way stands
-            # aside, see _run). Queued past the intercept: a start that fails every time (at
-            # interpreter teardown, no import works) would otherwise call itself until the
-            # recursion limit.
-            self.buffer.intercept = None
-            try:
-                self.buffer.put(item, level)
-            finally:
-                self.buffer.intercept = self._first_put
+            self._queue_after_failed_start(item, level, again)
             if isinstance(exc, ImportError) and sys.is_finalizing():
                 return True  # the first capture at teardown: no thread can start, no word
             raise
+        finally:
+            if not again:
+                self._starting = False
         return False  # and the capture goes on into the buffer
+
+    def _queue_after_failed_start(self, item: Any, level: int, again: bool) -> None:
+        """The start was cut short, perhaps before the thread was started: the capture is
+        queued through the start once more (a second thread started that way stands aside, see
+        _run). When that fails too, it is queued past the intercept and the next capture tries:
+        a start that fails every time (at interpreter teardown no import works) would otherwise
+        call itself until the recursion limit."""
+        if not again:
+            self.buffer.intercept = self._first_put
+            self.buffer.put(item, level)
+            return
+        self.buffer.intercept = None
+        try:
+            self.buffer.put(item, level)
+        finally:
+            self.buffer.intercept = self._first_put
 
     def _start(self) -> None:
         # A bare thread, like a daemon one: never joined at exit, invisible to
