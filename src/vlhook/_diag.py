@@ -37,6 +37,7 @@ MIN_SECRET_CHARS = 4
 _secrets: tuple[str, ...] = ()
 _secret_names: tuple[str, ...] = ()
 _forms: Optional[tuple[str, ...]] = None  # _secrets as messages may show them, made when needed
+_who = "vlhook"  # see speak_as
 _filters: Optional[_Filters] = None  # what scrub needs: loaded at the first message, or by ready()
 #: What urllib.parse.quote(..., safe="") leaves as it is (that module costs ~13 ms to import).
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -46,6 +47,13 @@ def configure(out: Optional[TextIO], debug: bool) -> None:
     global _out, _debug
     _out = out
     _debug = debug
+
+
+def speak_as(name: str) -> None:
+    """What this process's messages begin with: vlhook's fd helper names itself, so that its
+    own warnings and exit report (for the lines it ships) are told from the program's."""
+    global _who
+    _who = name
 
 
 def protect(config: Config) -> None:
@@ -159,7 +167,7 @@ def _write(text: str) -> None:
     if _filters is None and sys.is_finalizing():
         return
     try:
-        line = f"vlhook: {scrub(text)}\n"
+        line = f"{_who}: {scrub(text)}\n"
     except Exception as exc:  # never the unscrubbed text
         if isinstance(exc, ImportError) and sys.is_finalizing():
             return

@@ -43,6 +43,7 @@ DRAIN_MAX = 64 << 20  # bytes a flush reads before it goes on, even if the progr
 
 def main(config: Config, channels: list[Channel], listener: Any, owner: int, token: bytes) -> None:
     """Runs in the forked helper; the caller ends the process when this returns."""
+    _diag.speak_as("vlhook (fd helper)")
     helper = Helper(config, channels, listener, owner, token)
     with _diag.guard("fd helper"):
         helper.prepare()
