@@ -301,5 +301,20 @@ def no_swallowed_errors() -> Iterator[None]:
     assert not new, f"vlhook swallowed internal errors: {new}"
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, valid a day, made by openssl (the test is skipped
+    where it cannot be)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip("openssl cannot make a test certificate here")
+    return cert, key
+
+
 def messages(rows: list[dict[str, str]], stream: Optional[str] = None) -> list[str]:
     return [r["_msg"] for r in rows if stream is None or r.get("stream") == stream]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from conftest import PYTHON, SRC, base_env
+from conftest import PYTHON, SRC, base_env, self_signed_certificate
 
 TOKEN = "SuperSecretToken123"
 PASSWORD = "BasicPass999"
@@ -215,24 +215,11 @@ def test_a_redirect_within_the_server_keeps_the_credentials(
     assert_no_secret(result.stdout + result.stderr)
 
 
-def _certificate(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        capture_output=True,
-    )  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip("openssl cannot make a test certificate here")
-    return cert, key
-
-
 @pytest.mark.parametrize("command", [("check", "--timeout", "3"), ("query", "*"), ("tail",)])
 def test_no_redirect_from_https_to_plain_http(
     servers: Callable[..., Server], tmp_path: Path, command: tuple[str, ...]
 ) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     # Even to the same host: over plain http anyone on the way reads the token.

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from conftest import DROPIN, PYTHON, SRC, base_env, run_python
+from conftest import DROPIN, PYTHON, SRC, base_env, run_python, self_signed_certificate
 
 HOST = os.uname().nodename
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -449,15 +449,7 @@ def test_query_uses_the_first_url_that_answers(victorialogs: VictoriaLogs, tmp_p
 
 
 def test_tls_settings_are_shipping_ones(tmp_path: Path, victorialogs_bin: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        capture_output=True,
-    )  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip("openssl cannot make a test certificate here")
+    cert, key = self_signed_certificate(tmp_path)
     server = VictoriaLogs(
         victorialogs_bin, tmp_path / "vl", "-tls", f"-tlsCertFile={cert}", f"-tlsKeyFile={key}"
     )

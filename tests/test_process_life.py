@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DROPIN, SRC, base_env, messages, run_python
+from conftest import DROPIN, SRC, base_env, messages, run_python, self_signed_certificate
 from victorialogs import VictoriaLogs
 from vlhook import _sender as sender_module
 from vlhook import _sync
@@ -568,13 +568,7 @@ def test_os_exit(script: Any, sink: Any, option: str) -> None:
 @pytest.fixture
 def tls_server(victorialogs_bin: Path, tmp_path: Path) -> Iterator[VictoriaLogs]:
     """A real VictoriaLogs serving https with a self-signed certificate for 127.0.0.1."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     with VictoriaLogs(victorialogs_bin, tmp_path / "victorialogs", tls=(cert, key)) as server:
         yield server
 
