@@ -290,7 +290,14 @@ class CaptureFile:
             if config.redact
             else None
         )
-        self._lock = fcntl.flock, fcntl.LOCK_EX
+        # Held here, not looked up at the first write: that may come at interpreter teardown,
+        # when no import works (see ready).
+        flock, exclusive = fcntl.flock, fcntl.LOCK_EX
+
+        def lock_exclusively(fd: int) -> None:
+            flock(fd, exclusive)
+
+        self._lock_exclusively = lock_exclusively
 
     def ready(self) -> None:
         """Load now what a write may still need: a write may come at interpreter teardown (an
@@ -368,8 +375,7 @@ class CaptureFile:
         if fd is None:
             return "spool_unwritable"
         # Locked before it has its final name: a replay never sees it unlocked.
-        flock, exclusive = self._lock
-        flock(fd, exclusive)
+        self._lock_exclusively(fd)
         try:
             write_all(fd, self._header + b"\n")
             self.spool.publish(TEMP + name, name)
