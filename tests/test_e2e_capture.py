@@ -143,6 +143,17 @@ def test_logging_records_carry_code_location_extra_and_exception(script: Any, si
     assert "Traceback (most recent call last)" in error["exception.stacktrace"]
 
 
+def test_extra_keys_that_are_no_str_are_shipped_as_their_text(script: Any, sink: Any) -> None:
+    """logging takes any key in `extra=`: one that is no str cost the whole record (an
+    internal error on stderr, nothing shipped or counted)."""
+    log = "logging.getLogger('t').warning('odd keys', extra={1: 'one', (1, 2): 'two'})\n"
+    path = script("import logging\n" + log)
+    run = run_python(path, sink.env())
+    assert run.err == "odd keys\n"
+    (row,) = sink.settle(1)
+    assert (row["_msg"], row["1"], row["(1, 2)"]) == ("odd keys", "one", "two")
+
+
 def test_a_logged_record_is_freed_at_once_as_without_vlhook(script: Any, sink: Any) -> None:
     """The capture reads what it ships of a record when its handlers are done, and keeps not
     the record itself: it is freed when the call returns (with the sender asleep), as without

@@ -181,7 +181,17 @@ def _extras(rec: logging.LogRecord) -> Optional[dict[str, Any]]:
         _standard_attrs = frozenset(blank.__dict__) | {"message", "asctime", "taskName"}
     if _standard_attrs.issuperset(attrs):
         return None
-    return {k: v for k, v in attrs.items() if k not in _standard_attrs and k[:1] != "_"}
+    return {k if k.__class__ is str else _field_name(k): v for k, v in attrs.items()
+            if k not in _standard_attrs and (k.__class__ is not str or k[:1] != "_")}  # fmt: skip
+
+
+def _field_name(key: Any) -> str:
+    """A key of `extra=` that is no str (logging takes any: `extra={1: "one"}`), as the name
+    of its field; never raises (this runs on the program's thread)."""
+    try:
+        return str(key)
+    except Exception:
+        return f"<{type(key).__name__}>"
 
 
 def uncaught(
