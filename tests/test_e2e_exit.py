@@ -319,6 +319,28 @@ def test_a_print_at_interpreter_teardown_changes_nothing_on_stderr(
     assert not spool.exists()
 
 
+def test_an_extra_value_whose_str_never_returns_neither_holds_the_exit_nor_goes_uncounted(
+    script: Any, tmp_path: Any
+) -> None:
+    """The sender, making the record's entry, is stuck in the program's __str__ (holding
+    the group it took): the exit ends within its budget all the same, and counts the group's
+    lines as dropped. It waited for that call as long as it took (here 20 s), and counted
+    nothing when it did not."""
+    path = script("import logging, time\n"
+                  "class Hang:\n"
+                  "    def __str__(self):\n"
+                  "        time.sleep(20)\n"
+                  "        return 'late'\n"
+                  "logging.getLogger('t').warning('hang', extra={'h': Hang()})\n"
+                  "for i in range(5):\n"
+                  "    print('after', i)\n")  # fmt: skip
+    run = run_python(path, {"VICTORIALOGS_URL": f"file://{tmp_path / 'out.jsonl'}",
+                            "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool"),
+                            "VICTORIALOGS_EXIT_TIMEOUT_MS": "1000"})  # fmt: skip
+    assert run.rc == 0 and run.elapsed < 8, run.elapsed
+    assert "6 dropped: no time left" in run.err, run.err
+
+
 def test_a_first_line_printed_at_interpreter_teardown_says_nothing(
     script: Any, tmp_path: Any
 ) -> None:

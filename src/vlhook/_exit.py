@@ -173,6 +173,7 @@ class ExitRun:
                     else:
                         self._take(item, lines)
             self._pass_on(lines)
+            sender.group_counted()
         return len(items)
 
     def _pass_on(self, lines: list[Line]) -> None:
@@ -405,11 +406,13 @@ def unanswered_report(sender: Sender, request: ShutdownRequest) -> ExitReport:
     neither delivered nor kept; those in a request under way may still be stored."""
     stats = sender.stats
     until = monotonic() + SEAL_WAIT_S
-    sender.halt(SEAL_WAIT_S)
+    halted_between_groups = sender.halt(SEAL_WAIT_S)
     if request.report is not None:
         return request.report  # it finished the exit while being halted
     sender.spool.seal(max(0.0, until - monotonic()))
     left = lines_in(sender.buffer.take_all())
+    if not halted_between_groups:  # stuck in a group: its lines are in no counter yet
+        left += sender.uncounted_in_hand()
     # Lines the sender held waiting for their end, or for the rest of their traceback.
     left += sender.assembler.held() if sender.assembler is not None else 0
     if left:

@@ -23,7 +23,7 @@ from _collections import deque  # type: ignore[import-not-found]
 from time import monotonic, time_ns
 
 from vlhook import _diag, _imports
-from vlhook._buffer import Buffer, LineCount
+from vlhook._buffer import Buffer, LineCount, lines_in
 from vlhook._captures import Discard, Event, Record, Text, Uncaught, all_text
 from vlhook._stats import ExitReport, explain_drop
 from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, acquire_patiently, start_thread
@@ -60,6 +60,10 @@ EXIT_GRACE_S = 0.25  # past the exit deadline, how long shutdown() still waits f
 #: spooled 2,000 of 19,000 lines in 2 s; with 0.5 ms turns and the batches in a few files
 #: (KEEP_FILE_BYTES), all of them in 4 runs of 4 (the turns alone: 1 run of 4).
 EXIT_SWITCH_S = 0.0005
+NOTHING_IN_HAND: tuple[list[Any], int] = ([], 0)
+#: How long a thread other than the sender waits for it to let go of `moving` before making
+#: the spool itself (see spool).
+SPOOL_LOCK_WAIT_S = 0.25
 REPORT_EVERY_S = 5.0  # at most one entry reporting drops this often (and one at exit)
 #: Batches kept in the spool together go in files of at most this size (what a replay reads at
 #: once: replay.PIECE_BYTES).
@@ -90,6 +94,9 @@ class Sender:
         #: No thread could be started (interpreter shutdown; a container's pids limit, no memory
         #: for a stack): the exit does the sender's work on the exiting thread (see shutdown).
         self._inline = False
+        #: The captures being made into entries, and `captured` when they were taken: see
+        #: uncounted_in_hand. Set and cleared under `moving`.
+        self.in_hand: tuple[list[Any], int] = NOTHING_IN_HAND
         self._starting = False  # a capture is in _first_put: a second call is its retry
         self._completions: deque[tuple[Worker, Batch, Outcome]] = deque()
         self.ready: deque[Batch] = deque()
@@ -352,10 +359,17 @@ class Sender:
         if self._spool is None:
             from vlhook._delivery.spool import Spool
 
-            with self.moving:  # an exit given up on makes it too, to seal it (see halt)
+            # An exit given up on makes it too, to seal it (see halt): not after the sender
+            # only, for a while. The sender may hold `moving` for good (a program's object
+            # whose __str__ never returns): the exit is then not to wait for it.
+            held = acquire_patiently(self.moving, SPOOL_LOCK_WAIT_S)
+            try:
                 if self._spool is None:
                     self._spool = Spool(self.config.spool_dir, self.config.spool_max_bytes,
                                         self.stats)  # fmt: skip
+            finally:
+                if held:
+                    self.moving.release()
         return self._spool
 
     @property
@@ -443,6 +457,7 @@ class Sender:
                 items = self.pop_group(LINES_PER_STEP)
                 self.take_many(items, lines, self.take)
                 self.add_lines(lines)
+                self.group_counted()
             if not items:
                 break
         with self.moving:
@@ -452,7 +467,27 @@ class Sender:
     def pop_group(self, limit: int) -> list[Any]:
         """Up to `limit` captures off the queue, none once halted. Under `moving`: the caller
         counts them before a halt can look (see halt)."""
-        return [] if self.halted else self.buffer.pop_many(limit)
+        if self.halted:
+            return []
+        items: list[Any] = self.buffer.pop_many(limit)
+        if items:  # until the caller has counted them (see uncounted_in_hand)
+            self.in_hand = (items, self.stats.captured)
+        return items
+
+    def group_counted(self) -> None:
+        """The group taken by pop_group is made into entries (or written raw): counted."""
+        self.in_hand = NOTHING_IN_HAND
+
+    def uncounted_in_hand(self) -> int:
+        """For an exit that gave up on the sender while it held `moving` (halt could not take
+        it: a program's object whose __str__ does not return, met while making entries): the
+        lines of the group it took off the queue and has not counted as captured. Without
+        them such lines were in no counter, and the exit waited for that call as long as it
+        took. Entries of the group made before it are counted already (captured since)."""
+        items, captured_then = self.in_hand
+        if not items:
+            return 0
+        return max(0, lines_in(items) - (self.stats.captured - captured_then))
 
     def unless_halted(self, step: Callable[[], None]) -> None:
         """One step of the sender's that a halt waits for, or none once halted (see halt)."""
@@ -460,7 +495,7 @@ class Sender:
             if not self.halted:
                 step()
 
-    def halt(self, timeout: float) -> None:
+    def halt(self, timeout: float) -> bool:
         """On the exiting thread, when the sender did not finish the exit in time: once what it
         is doing ends (a group of captures counted, batches handed over; within `timeout`), it
         takes nothing more off the queue and starts no request. Every capture is then queued,
@@ -470,6 +505,7 @@ class Sender:
         self.halted = True
         if held:
             self.moving.release()
+        return held
 
     def take_many(
         self, items: list[Any], lines: list[Line], take: Callable[[Any, list[Line]], None]
