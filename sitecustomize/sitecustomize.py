@@ -30,7 +30,8 @@ def _vlhook_activate() -> None:
 def _vlhook_locate() -> None:
     """Find the vlhook package this drop-in belongs to, whatever the interpreter, without
     putting any other package on its path."""
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The real place: a drop-in reached through a link finds its package where it is.
+    parent = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     if os.path.basename(parent) == "vlhook":  # the wheel's copy: <site-packages>/vlhook/_dropin
         # Load that one package by location: its site-packages may hold packages built for
         # another Python.
@@ -53,25 +54,24 @@ def _vlhook_locate() -> None:
 
 
 def _vlhook_chain() -> None:
-    """Run the next `sitecustomize.py` on sys.path after this one (Debian's, a venv's...)."""
+    """Run the `sitecustomize` Python would have run had this one not come first on sys.path
+    (Debian's, a venv's...): a module, a package or a compiled one, found by Python's own
+    path finder in the entries after this one."""
     here = os.path.dirname(os.path.abspath(__file__))
-    seen_self = False
-    for entry in sys.path:
-        folder = os.path.abspath(entry or os.curdir)
-        if not seen_self:
-            seen_self = folder == here
-            continue
-        candidate = os.path.join(folder, "sitecustomize.py")
-        if os.path.isfile(candidate):
-            import importlib.util
+    later = None
+    for index, entry in enumerate(sys.path):
+        if os.path.abspath(entry or os.curdir) == here:
+            later = sys.path[index + 1 :]
+            break
+    finder = next((f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"), None)
+    spec = finder.find_spec("sitecustomize", later) if later and finder is not None else None
+    if spec is None or spec.loader is None:
+        return
+    import importlib.util
 
-            spec = importlib.util.spec_from_file_location("sitecustomize", candidate)
-            if spec is None or spec.loader is None:
-                return
-            module = importlib.util.module_from_spec(spec)
-            sys.modules["sitecustomize"] = module
-            spec.loader.exec_module(module)
-            return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
 
 
 _vlhook_activate()

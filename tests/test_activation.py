@@ -47,13 +47,27 @@ def test_activating_twice_ships_once(script: Any, sink: Any) -> None:
     assert messages(sink.settle(1)) == ["once"]
 
 
-def test_shadowed_sitecustomize_still_runs(script: Any, sink: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["module", "package", "link"])
+def test_shadowed_sitecustomize_still_runs(
+    script: Any, sink: Any, tmp_path: Path, form: str
+) -> None:
+    """The sitecustomize the drop-in shadows runs, a module or a package (Python's own path
+    finder looks for it); the drop-in works reached through a link too."""
     other = tmp_path / "other"
     other.mkdir()
-    (other / "sitecustomize.py").write_text("import os\nos.environ['OTHER_SITE_RAN'] = 'yes'\n")
+    code = "import os\nos.environ['OTHER_SITE_RAN'] = 'yes'\n"
+    if form == "package":
+        (other / "sitecustomize").mkdir()
+        (other / "sitecustomize" / "__init__.py").write_text(code)
+    else:
+        (other / "sitecustomize.py").write_text(code)
+    dropin = DROPIN
+    if form == "link":
+        dropin = tmp_path / "dropin-link"
+        dropin.symlink_to(DROPIN, target_is_directory=True)
     path = script("import os\nprint('other ran:', os.environ.get('OTHER_SITE_RAN'))\n")
     env = sink.env()
-    env["PYTHONPATH"] = os.pathsep.join([str(DROPIN), str(other)])
+    env["PYTHONPATH"] = os.pathsep.join([str(dropin), str(other)])
     for active in (True, False):
         run = run_python(path, env if active else {"PYTHONPATH": env["PYTHONPATH"]}, dropin=False)
         assert run.out == "other ran: yes\n"
