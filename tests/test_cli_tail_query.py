@@ -444,8 +444,13 @@ def test_query_uses_the_first_url_that_answers(victorialogs: VictoriaLogs, tmp_p
         refused = vlhook("query", "*", env=cli_env(f"{refusing},{victorialogs.url}"))
     assert result.returncode == 0 and "reached" in result.stdout, result.stderr
     assert refused.returncode == 1 and f"HTTP 400 from {refusing}: no" in refused.stderr
-    files = vlhook("query", "*", env=cli_env(f"file://{tmp_path}/x.jsonl"))
-    assert files.returncode == 1 and "there is no server to ask" in files.stderr
+    # Nothing to ask, as without a URL (2); a bad setting said once, though the CLI's own
+    # interpreter is active too (its activation says it: the command does not again).
+    for command in ("query", "tail"):
+        env = cli_env(f"file://{tmp_path}/x.jsonl", VICTORIALOGS_BATCH_LINES="lots")
+        files = vlhook(command, "*", env=env)
+        assert files.returncode == 2 and "there is no server to ask" in files.stderr
+        assert files.stderr.count("VICTORIALOGS_BATCH_LINES='lots'") == 1, files.stderr
 
 
 def test_tls_settings_are_shipping_ones(tmp_path: Path, victorialogs_bin: Path) -> None:

@@ -26,7 +26,7 @@ def positive(text: str) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from vlhook.cli._select import SelectError, configured, open_select
+    from vlhook.cli._select import NothingToAsk, SelectError, configured, open_select
 
     config = configured("query")
     if config is None:
@@ -42,7 +42,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             answer.close()
     except SelectError as exc:
         _say(str(exc))
-        return 1
+        return 2 if isinstance(exc, NothingToAsk) else 1
     except KeyboardInterrupt:
         return INTERRUPTED
     return _show(lines, args)

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 from vlhook import _diag
+from vlhook._activation import MARK
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.client import MAX_REDIRECTS, _redirect_target
 from vlhook._delivery.transport import request_headers, tls_context
@@ -31,6 +32,10 @@ class SelectError(Exception):
     """What went wrong, as the user should read it."""
 
 
+class NothingToAsk(SelectError):
+    """No server is configured to ask (only file:// URLs): exit status 2, as without a URL."""
+
+
 def say(command: str, text: str) -> None:
     """A message of `vlhook <command>` on stderr, masked as every message vlhook prints."""
     print(_diag.scrub(f"vlhook {command}: {text}"), file=sys.stderr, flush=True)
@@ -40,8 +45,9 @@ def configured(command: str) -> Optional[Config]:
     """The shipping configuration, or None after saying why there is nothing to read from."""
     config = load()
     _diag.protect(config)  # from here on, no message shows its credentials
-    for warning in config.warnings:
-        say(command, f"warning: {warning}")
+    if not hasattr(sys, MARK):  # else vlhook's activation here (the .pth) has said them
+        for warning in config.warnings:
+            say(command, f"warning: {warning}")
     if not config.active:
         say(command, why_inactive(os.environ))
         return None
@@ -92,7 +98,7 @@ def open_select(config: Config, path: str, params: dict[str, str], follow: bool)
     live stream, read with no timeout once it has started."""
     endpoints = [e for e in config.endpoints if e.scheme != "file"]
     if not endpoints:
-        raise SelectError("VICTORIALOGS_URL names only files (file://): there is no server to ask")
+        raise NothingToAsk("VICTORIALOGS_URL names only files (file://): there is no server to ask")
     failures = []
     for endpoint in endpoints:
         try:

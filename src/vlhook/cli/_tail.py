@@ -54,13 +54,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def _follow(config: Any, params: dict[str, str], raw: bool) -> int:
     from vlhook.cli._format import Printer, parse_row, silence_stdout
-    from vlhook.cli._select import SelectError, open_select
+    from vlhook.cli._select import NothingToAsk, SelectError, open_select
 
     try:
         answer = open_select(config, "/select/logsql/tail", params, follow=True)
     except SelectError as exc:
         _say(str(exc))
-        return 1
+        return 2 if isinstance(exc, NothingToAsk) else 1
     _say(f"following {params['query']} at {answer.endpoint.display}; Ctrl-C stops")
     printer = Printer(sys.stdout, raw)
     try:
