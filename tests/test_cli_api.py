@@ -147,6 +147,15 @@ def test_python_api_flush_stats_bind(script: Any, sink: Any) -> None:
     assert "request_id" not in by_msg["unbound line"]
 
 
+def test_stats_of_an_inactive_process_have_every_key(script: Any) -> None:
+    """Without a URL the counters are all nothing, under the same keys: code that reads
+    stats()["dropped"] needs no test of "active" first."""
+    path = script("import vlhook\ns = vlhook.stats()\nprint(s['active'], s['dropped'], "
+                  "s['captured'], s['buffered_bytes'])\n")  # fmt: skip
+    run = run_python(path, {"PYTHONPATH": str(SRC)}, dropin=False)
+    assert (run.rc, run.out) == (0, "False {} 0 0\n"), run.err
+
+
 def test_overflow_drops_are_counted_and_reported(script: Any, sink: Any) -> None:
     """With a tiny buffer and a flood, what arrived plus what was reported dropped is exactly
     what was written."""

@@ -36,8 +36,10 @@ def stats() -> dict[str, Any]:
     from vlhook._activation import current
 
     active = current()
-    if active is None:
-        return {"active": False}
+    if active is None:  # the same keys, all nothing: code that reads them needs no test first
+        from vlhook._stats import Stats
+
+        return {"active": False, **Stats().as_dict(), "buffered_bytes": 0}
     return {"active": True, **active.stats.as_dict(), "buffered_bytes": active.sender.buffer.used}
 
 
