@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from conftest import messages, run_python
 
 
@@ -89,3 +91,86 @@ def test_json_line_with_unusable_time_keeps_it_as_a_field(script: Any, sink: Any
     run_python(path, sink.env())
     (row,) = sink.settle(1)
     assert row["_msg"] == "odd time" and row["time"] == "2024-01-01 12:00:00,123"
+
+
+# What the server itself refuses (see the contract): each case is followed by 5 lines, which a
+# line of 256 KiB or more would take with it.
+OVERSIZED = {
+    "level": "print(json.dumps({'msg': 'big', 'level': 'a' * 300_000}))",
+    "stream": "print(json.dumps({'msg': 'big', 'stream': 'a' * 300_000}))",
+    "logger": "print(json.dumps({'msg': 'big', 'logger': ['a' * 300_000]}))",
+    "extra": "logging.info('big', extra={'level': 'a' * 300_000})",
+    "object": "print(json.dumps({'_msg': {f'k{i}': 'a' * 15_000 for i in range(30)},"
+              " 'msg': 'big'}))",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(OVERSIZED))
+def test_no_line_reaches_the_server_limit_and_the_next_lines_survive(
+    case: str, script: Any, sink: Any
+) -> None:
+    path = script(
+        "import json, logging\nlogging.basicConfig(level=logging.INFO)\n"
+        f"{OVERSIZED[case]}\nfor n in range(5):\n    print(f'after {{n}}')\n"
+    )
+    assert run_python(path, sink.env()).rc == 0
+    rows = sink.settle(6)
+    assert sorted(messages(rows)) == ["after 0", "after 1", "after 2", "after 3", "after 4", "big"]
+
+
+NESTED = {
+    "printed": "print(json.dumps({'msg': 'many', 'n': {f'k{i}': i for i in range(1200)}}))",
+    "extra": "logging.info('many', extra={'n': {f'k{i}': {'a': i, 'b': [i]} for i in range(600)}})",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(NESTED))
+def test_nested_fields_past_the_servers_limit_are_folded(case: str, script: Any, sink: Any) -> None:
+    path = script(
+        "import json, logging\nlogging.basicConfig(level=logging.INFO)\n"
+        f"{NESTED[case]}\nprint('after')\n"
+    )
+    assert run_python(path, sink.env()).rc == 0
+    rows = sink.settle(2)
+    assert sorted(messages(rows)) == ["after", "many"]
+    many = next(r for r in rows if r["_msg"] == "many")
+    assert many["vlhook.folded_fields"].startswith('{"n":{"k0":')
+    assert not any(key.startswith("n.") for key in many)
+
+
+VLHOOKS_OWN = """\
+import json, logging, vlhook
+logging.basicConfig(level=logging.INFO)
+logging.error("record", extra={"level": "gold", "stream": "payments", "": "x"})
+print(json.dumps({"level": 40, "levelname": "ERROR", "msg": "numbered"}))
+print(json.dumps({"_msg": 5, "message": "hello"}))
+print(json.dumps({"severity": "ERROR", "level": {"n": 1}, "msg": "severity"}))
+print(json.dumps({"": "v", "msg": "empty key"}))
+print(json.dumps({"msg": "secret", "stream": "key AKIAIOSFODNN7EXAMPLE"}))
+vlhook.bind(_msg="bound", level="gold", _time="yesterday")
+print("WARNING after bind")
+"""
+
+
+def test_the_programs_fields_never_replace_vlhooks_own(script: Any, sink: Any) -> None:
+    """A bad bound `_time` would have the server drop every line; a field named `level`
+    relabel the entry; one with an empty name become its message. Each is kept apart."""
+    path = script(VLHOOKS_OWN)
+    assert run_python(path, sink.env()).rc == 0
+    rows = {row["_msg"]: row for row in sink.settle(7)}
+    assert sorted(rows) == sorted(
+        ["record", "numbered", "hello", "severity", "empty key", "secret", "WARNING after bind"]
+    )
+    record = rows["record"]
+    assert (record["level"], record["stream"]) == ("ERROR", "logging")
+    assert (record["fields.level"], record["fields.stream"], record["fields.(empty)"]) == (
+        "gold",
+        "payments",
+        "x",
+    )
+    assert rows["numbered"]["level"] == "ERROR" and rows["severity"]["level"] == "ERROR"
+    assert rows["hello"]["fields._msg"] == "5" and rows["empty key"]["fields.(empty)"] == "v"
+    assert rows["secret"]["fields.stream"] == "key [REDACTED]"
+    bound = rows["WARNING after bind"]
+    assert (bound["level"], bound["fields._msg"], bound["fields.level"],
+            bound["fields._time"]) == ("WARNING", "bound", "gold", "yesterday")  # fmt: skip

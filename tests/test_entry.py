@@ -508,8 +508,9 @@ def test_keys_longer_than_128_bytes_are_shortened(char: str) -> None:
     (short,) = (k for k in entry if k not in ("_time", "_msg", "level", "stream"))
     assert entry[short] == "v"
     assert len(short.encode()) <= MAX_KEY_BYTES
-    assert short.endswith("~")
-    assert long_key.startswith(short[:-1])  # cut between characters, never inside one
+    head, tilde, digest = short.rpartition("~")  # a hash of the whole key: unique
+    assert tilde and re.fullmatch("[0-9a-f]{8}", digest)
+    assert long_key.startswith(head)  # cut between characters, never inside one
 
 
 def test_key_of_exactly_128_bytes_is_kept() -> None:
@@ -680,3 +681,165 @@ def test_secret_cut_by_splitting_is_redacted_first() -> None:
     joined = "".join(e["_msg"] for e in entries)
     assert "AKIA" not in joined
     assert MASK in joined
+
+
+# -- what the server would refuse: too big, too many fields, vlhook's own names -----------------
+
+
+def _encoded(entries: list[Entry], stats: Stats) -> list[dict[str, Any]]:
+    """The entries as the encoder writes them, each checked below the server's line limit."""
+    from vlhook._config import SERVER_LINE_LIMIT
+    from vlhook._delivery.encode import Encoder, constant_fields
+
+    encoder = Encoder(constant_fields(load({})), stats)
+    lines = [encoder.encode(entry) for entry in entries]
+    assert all(len(line) < SERVER_LINE_LIMIT for line in lines), [len(x) for x in lines]
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"msg": "x", "level": "a" * 300_000},
+        {"msg": "x", "stream": "a" * 300_000},
+        {"msg": "x", "code.line": "a" * 300_000},
+        {"msg": "x", "logger": ["a" * 300_000]},
+        {"msg": "x", "n": {"deep": ["a" * 300_000]}},
+        {"_msg": {f"k{i}": "a" * 15_000 for i in range(30)}},
+    ],
+)
+def test_no_encoded_line_reaches_the_server_limit(obj: dict[str, Any]) -> None:
+    made, stats = builder()
+    rows = _encoded(made.from_line(line(json.dumps(obj))), stats)
+    assert rows[0]["_msg"].startswith("x") or rows[0]["_msg"].startswith('{"_msg"')
+    # Cut where it was too long (said in the value), or left out (said and counted).
+    assert "…[truncated " in json.dumps(rows, ensure_ascii=False) or stats.truncated >= 1
+
+
+def test_a_message_that_is_no_text_is_bounded_when_too_big() -> None:
+    stats = Stats()
+    entry: Entry = {"_time": T_TEXT, "_msg": {"k": "a" * 400_000}, "level": "INFO",
+                    "stream": "logging", "logger": "l", "msg_part": 2, "other": 1}  # fmt: skip
+    (row,) = _encoded([entry], stats)
+    assert row["_msg"].startswith("{'k': 'aaa") and row["_msg"].endswith("…")
+    assert (row["_time"], row["level"], row["msg_part"]) == (T_TEXT, "INFO", 2)
+    assert set(row["vlhook.truncated"].split(",")) == {"_msg", "other"}
+    assert stats.truncated == 1
+
+
+def test_an_entry_too_big_even_shrunk_gets_the_last_resort() -> None:
+    """Constant fields so big that the message no longer fits with them: its beginning."""
+    from vlhook._config import SERVER_LINE_LIMIT
+    from vlhook._delivery.encode import Encoder
+
+    stats = Stats()
+    for size in (210_000, 300_000):  # with the constants; without them (they alone too big)
+        encoder = Encoder({"job": "j", "big": "c" * size}, stats)
+        entry: Entry = {"_time": T_TEXT, "_msg": "m" * 60_000, "level": "INFO",
+                        "stream": "stdout", "logger": "x" * 5_000}  # fmt: skip
+        encoded = encoder.encode(entry)
+        assert len(encoded) < SERVER_LINE_LIMIT
+        row = json.loads(encoded)
+        assert row["_msg"].startswith("m" * 16_384) and row["_msg"].endswith(
+            "…[truncated 60000 chars]"
+        )
+        assert (row["_time"], row["level"], row["stream"]) == (T_TEXT, "INFO", "stdout")
+        assert row["vlhook.truncated"] == "_msg,logger"
+        assert ("big" in row) == (size == 210_000)
+    assert stats.truncated == 2
+
+
+def test_a_shrunk_part_keeps_its_part_number() -> None:
+    made, stats = builder(VICTORIALOGS_MAX_LINE_BYTES="65536")
+    entries = made.from_line(make_line(0, "m" * 200_000, T_NS, ({"f": ["x" * 300_000]},)))
+    rows = _encoded(entries, stats)
+    assert [row["msg_part"] for row in rows] == list(range(1, len(rows) + 1))
+    assert "".join(row["_msg"] for row in rows) == "m" * 200_000
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"msg": "m", "n": {f"k{i}": i for i in range(1200)}},
+        {"msg": "m", "n": {f"k{i}": {"a": i, "b": [i]} for i in range(600)}},
+        {"msg": "m", **{f"o{j}": {f"k{i}": i for i in range(100)} for j in range(12)}},
+    ],
+)
+def test_nested_fields_are_counted_as_the_server_flattens_them(obj: dict[str, Any]) -> None:
+    made, stats = builder()
+    entry = one(made.from_line(line(json.dumps(obj))))
+    assert "vlhook.folded_fields" in entry and stats.folded == 1
+    from vlhook._entry import _leaves
+
+    assert _leaves(entry, 2000) <= 1000
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"msg": "s", "stream": "key AKIAIOSFODNN7EXAMPLE"}, "fields.stream"),
+        ({"msg": "s", "level": "key AKIAIOSFODNN7EXAMPLE"}, "fields.level"),
+        ({"msg": "s", "code.line": "key AKIAIOSFODNN7EXAMPLE"}, "code.line"),
+        ({"msg": "s", "cold_start": "key AKIAIOSFODNN7EXAMPLE"}, "cold_start"),
+    ],
+)
+def test_program_values_under_vlhooks_names_are_redacted(
+    obj: dict[str, Any], expected: str
+) -> None:
+    made, _ = builder()
+    entry = one(made.from_line(line(json.dumps(obj))))
+    assert "AKIA" not in json.dumps(entry) and "[REDACTED]" in entry[expected]
+
+
+@pytest.mark.parametrize(
+    ("obj", "msg", "level", "kept"),
+    [
+        ({"level": 40, "levelname": "ERROR", "msg": "m"}, "m", "ERROR", {"levelname": "ERROR"}),
+        ({"_msg": 5, "message": "hello"}, "hello", "INFO", {"fields._msg": 5}),
+        ({"severity": "ERROR", "level": {"n": 1}, "msg": "m"}, "m", "ERROR",
+         {"fields.level": {"n": 1}}),
+        ({"": "v", "msg": "m"}, "m", "INFO", {"fields.(empty)": "v"}),
+        ({"msg": "m", "stream": "payments"}, "m", "INFO", {"fields.stream": "payments"}),
+        ({"msg": "m", "_time": "yesterday"}, "m", "INFO", {"fields._time": "yesterday"}),
+        ({"msg": "m", "level": "gold"}, "m", "INFO", {"fields.level": "gold"}),
+    ],
+)  # fmt: skip
+def test_printed_json_keeps_vlhooks_own_fields_and_the_programs(
+    obj: dict[str, Any], msg: str, level: str, kept: dict[str, Any]
+) -> None:
+    made, _ = builder()
+    entry = one(made.from_line(line(json.dumps(obj))))
+    assert (entry["_msg"], entry["level"], entry["stream"]) == (msg, level, "stdout")
+    assert RFC3339.match(entry["_time"])
+    assert {key: entry[key] for key in kept} == kept
+
+
+def test_bound_fields_never_replace_vlhooks_own() -> None:
+    made, _ = builder()
+    bound = {"_msg": "bound", "level": "gold", "_time": "yesterday", "stream": "s", "": "e"}
+    for entries in (made.from_line(make_line(1, "ERROR text", T_NS, (bound,))),
+                    made.from_lines([make_line(1, "ERROR text", T_NS, (bound,))])):  # fmt: skip
+        entry = one(entries)
+        assert (entry["_msg"], entry["level"], entry["stream"], entry["_time"]) == (
+            "ERROR text",
+            "ERROR",
+            "stderr",
+            T_TEXT,
+        )
+        assert {k: entry[f"fields.{k or '(empty)'}"] for k in bound} == bound
+
+
+def test_long_keys_cut_alike_stay_apart() -> None:
+    made, _ = builder()
+    obj = {"msg": "m", "a" * 200 + "1": "one", "a" * 200 + "2": "two"}
+    entry = one(made.from_line(line(json.dumps(obj))))
+    cut = {key: value for key, value in entry.items() if key.startswith("aaa")}
+    assert sorted(cut.values()) == ["one", "two"]
+    assert all(len(key.encode()) <= 128 for key in cut)
+
+
+@pytest.mark.parametrize("zero", ["\u0660", "\u06f0", "\uff10"])  # Arabic-Indic, Persian, wide
+def test_times_with_digits_of_other_scripts_are_not_times(zero: str) -> None:
+    assert valid_time("2024-01-01T00:00:00Z")
+    assert not valid_time("2024-01-01T00:00:0" + zero + "Z")
+    assert not valid_time("2024-01-01T00:00:00Z".replace("0", zero))

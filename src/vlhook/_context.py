@@ -40,6 +40,15 @@ if TYPE_CHECKING:
 #: entry never pairs the trace of one source with the span of another.
 TRACE_FIELDS = ("trace_id", "span_id", "trace_flags", "trace_state")
 
+#: The fields vlhook fills itself, whatever the program writes: its message, time, level and
+#: stream. A field of the program's own of one of these names (bound here, passed as `extra=`,
+#: or printed as JSON and not mapped into vlhook's) is kept as `fields.<name>` instead of
+#: replacing vlhook's: a bound `level` would otherwise relabel every entry, a bound `_time` the
+#: server cannot read would have it drop every line. An empty name, which the server takes for
+#: `_msg`, is kept as `fields.(empty)`.
+OWN_NAMES = frozenset({"_msg", "_time", "level", "stream", ""})
+KEPT_APART = "fields."
+
 #: Readers' ranks: their order on an entry (later wins), whichever was installed first.
 SPAN, STRUCTLOG, LOGURU, BOUND = range(4)
 
@@ -127,7 +136,14 @@ def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
             if "trace_id" in fields:
                 for name in TRACE_FIELDS:
                     entry.pop(name, None)
-            entry.update(fields)
+            # One C call: bound fields rarely have vlhook's own names.
+            entry.update(fields if OWN_NAMES.isdisjoint(fields) else kept_apart(fields))
+
+
+def kept_apart(fields: Fields) -> dict[str, Any]:
+    """The fields, those named as vlhook's own (OWN_NAMES) renamed `fields.<name>`."""
+    return {(KEPT_APART + (key or "(empty)") if key in OWN_NAMES else key): value
+            for key, value in fields.items()}  # fmt: skip
 
 
 def _expand(source: tuple[Expand, Any]) -> Optional[Fields]:

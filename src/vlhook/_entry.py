@@ -17,11 +17,20 @@ from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
 from vlhook._config import Config
+from vlhook._context import KEPT_APART
 from vlhook._context import apply as apply_context
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
-from vlhook._objects import MAX_FIELDS, MSG_KEYS, map_json, object_fields, parse_json, record_object
+from vlhook._objects import (
+    MAX_FIELDS,
+    MSG_KEYS,
+    map_json,
+    merge_fields,
+    object_fields,
+    parse_json,
+    record_object,
+)
 from vlhook._redact import MASK, SECRET_NAMES, Redactor, field_name
 from vlhook._stats import Stats
 
@@ -509,7 +518,7 @@ class EntryBuilder:
         if structured is not None:
             entry.update(object_fields(structured, keep_message=True))
         entry.update(records.exception_fields(record))
-        entry.update(records.extra_fields(record))
+        merge_fields(entry, records.extra_fields(record))  # `extra={"level": ...}`: kept apart
         for text in texts or ():
             obj = parse_json(text.strip())
             if obj is not None:
@@ -552,7 +561,11 @@ class EntryBuilder:
         """Another logging library's record: the fields its integration makes of it."""
         entry: Entry = {"_time": rfc3339(item.t_ns), "_msg": "", "level": level_name(item.levelno),
                         "stream": "logging"}  # fmt: skip
-        entry.update(item.fields(item.data))
+        fields = item.fields(item.data)
+        for name in ("stream", ""):  # the integration's extra fields: never vlhook's stream
+            if name in fields:
+                fields[KEPT_APART + (name or "(empty)")] = fields.pop(name)
+        entry.update(fields)
         return self.finish(entry, item.context)
 
     def _unmade(self, item: Capture, exc: Exception) -> list[Entry]:
@@ -590,12 +603,16 @@ class EntryBuilder:
         the only value the program wrote (a plain line): the rest is vlhook's own. `trusted`:
         fields known already to need nothing done; `examined`: all of them."""
         apply_context(entry, context)
+        nested = False
         if only_message:
             self._redact_message(entry)
         elif not examined:
             # Before folding: folded fields become text, redacted already.
-            self._sanitize(entry, trusted)
-        if len(entry) > 40 and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
+            nested = self._sanitize(entry, trusted)
+        # The server counts fields once it has flattened nested objects: counted only for an
+        # entry with many keys, or whose objects hold many items (see _sanitize); the count
+        # stops past the limit. A flat entry of 40 keys or fewer cannot reach it.
+        if (nested or len(entry) > 40) and _leaves(entry, MAX_FIELDS) > MAX_FIELDS:
             self._fold_fields(entry)
             entry["vlhook.folded_fields"] = _cut(entry["vlhook.folded_fields"])
         message = entry.get("_msg")
@@ -638,15 +655,20 @@ class EntryBuilder:
             entry["_msg"] = clean
             self.stats.add("redacted")
 
-    def _sanitize(self, entry: Entry, trusted: frozenset[str] = frozenset()) -> None:
+    def _sanitize(self, entry: Entry, trusted: frozenset[str] = frozenset()) -> bool:
         """Redact every string at any depth and mask secret-named fields; keep nesting and size
-        within bounds; cut oversized fields and keys the server would mangle."""
+        within bounds; cut oversized fields and keys the server would mangle. Whether the entry
+        may have too many fields once the server flattens its objects: the redactor counts the
+        items of every container it walks, so an entry whose objects hold few needs no count."""
         redactor = self.redactor
         redactor.hits = 0
         redactor.left = MAX_NESTED_VALUES
         verdicts, may_match = redactor.verdicts, redactor.may_match
+        nested = False
         for key, value in list(entry.items()):
-            if key in OWN_FIELDS or key in trusted:
+            # vlhook's own values only: a program's `code.line` or `cold_start` (printed, in
+            # `extra=`, bound) is examined like any field.
+            if (key in OWN_FIELDS and value.__class__ in OWN_KINDS[key]) or key in trusted:
                 continue
             secret, renamed = verdicts.get(key) or redactor.name(key)
             if secret:
@@ -663,6 +685,7 @@ class EntryBuilder:
                 # Containers and objects. Nesting past MAX_DEPTH, too deep for the server's
                 # parser (and some encoders), goes as text.
                 value = entry[key] = redactor.nested(value, MAX_DEPTH)
+                nested = nested or isinstance(value, dict)
             if renamed is not None:
                 del entry[key]
                 key = renamed
@@ -670,10 +693,10 @@ class EntryBuilder:
                 redactor.hits += 1
             if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "replace")) > MAX_KEY_BYTES:
                 del entry[key]
-                entry[key.encode("utf-8", "replace")[: MAX_KEY_BYTES - 8].decode("utf-8", "ignore")
-                      + "~"] = value  # fmt: skip
+                entry[short_key(key)] = value
         if redactor.hits:
             self.stats.add("redacted", redactor.hits)
+        return nested and MAX_NESTED_VALUES - redactor.left + len(entry) > MAX_FIELDS
 
     def _fold_fields(self, entry: Entry) -> None:
         """Over ~1,000 fields (after the server flattens) the whole row would be dropped: keep
@@ -705,8 +728,15 @@ class EntryBuilder:
         return out
 
 
-# Fields vlhook fills itself from trusted sources: never redacted, never oversized.
-OWN_FIELDS = frozenset({"_time", "level", "stream", "code.line", "cold_start"})
+# Fields vlhook fills itself from trusted sources: never redacted, never oversized. A field of
+# one of these names is skipped by _sanitize only when its value has the type vlhook gives it:
+# `_time`, `level` and `stream` are always vlhook's (see _context.OWN_NAMES), `code.line` and
+# `cold_start` may be the program's too (then a string, a list..., examined as any field).
+OWN_KINDS: dict[str, tuple[type, ...]] = {
+    "_time": (str, int, float), "level": (str,), "stream": (str,), "code.line": (int,),
+    "cold_start": (bool,),
+}  # fmt: skip
+OWN_FIELDS = frozenset(OWN_KINDS)
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
@@ -801,6 +831,16 @@ def _heads(times: list[int]) -> Iterable[str]:
 def _fields_text(fields: Entry) -> str:
     """Flat fields written as JSON after an entry's own ("" for none): `,"k":"v",...`."""
     return "," + _codec.simple_text(fields)[1:-1] if fields else ""
+
+
+def short_key(key: str) -> str:
+    """A key cut below the server's 128 bytes, with a hash of the whole key: two long keys
+    that share their beginning stay two fields (cut alone, one would replace the other)."""
+    from zlib import crc32  # rare: only for keys this long
+
+    raw = key.encode("utf-8", "replace")
+    head = raw[: MAX_KEY_BYTES - 16].decode("utf-8", "ignore")
+    return f"{head}~{crc32(raw):08x}"
 
 
 def _cut(value: str) -> str:

@@ -7,8 +7,9 @@ Runs on the sender thread.
 from __future__ import annotations
 
 from vlhook import _codec
+from vlhook._context import OWN_NAMES, kept_apart
 from vlhook._formats import exception_key, loguru_json
-from vlhook._levels import LEVEL_WORDS
+from vlhook._levels import LEVEL_WORDS, level_name
 from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
@@ -21,8 +22,14 @@ MSG_KEYS = ("_msg", "message", "msg", "event", "errorMessage")
 LEVEL_KEYS = ("level", "levelname", "severity", "log.level")
 TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
 # What the server accepts as a time (see the contract): RFC 3339 with Z or +hh:mm, <= 9 digits.
-_RFC3339 = lazy(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)\Z")
+# ASCII digits only: `\d` takes any script's digits (int() reads them too), which the server
+# does not, and it would drop the line.
+_RFC3339 = lazy(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"
+)
 MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
+#: Numeric levels read as logging's (10 DEBUG ... 50 CRITICAL); larger numbers are no level.
+MAX_LEVEL_NUMBER = 100
 
 # Largest unix time the server reads (in ns, the smallest unit it guesses): year ~2262.
 MAX_EPOCH = 9.2e18
@@ -61,18 +68,38 @@ def map_json(obj: dict[str, Any], entry: dict[str, Any]) -> None:
         if isinstance(value, str) and value:
             entry["_msg"] = obj.pop(key)
             break
-    for key in LEVEL_KEYS:
-        value = obj.get(key)
-        if isinstance(value, str) and value.upper() in LEVEL_WORDS:
-            entry["level"] = LEVEL_WORDS[obj.pop(key).upper()]
-            break
+    for key in LEVEL_KEYS:  # the first key that names a level (a word or logging's number)
+        if key in obj:  # a call only for a key present: most objects have one or none
+            level = usable_level(obj[key])
+            if level is not None:
+                entry["level"] = level
+                del obj[key]
+                break
     for key in TIME_KEYS:
         if key in obj:
             if valid_time(obj[key]):
                 entry["_time"] = obj.pop(key)
             break
-    obj.pop("_time", None)  # an unusable literal _time would hide the real one
-    entry.update(obj)
+    # An unused `_msg`, `_time`, `level`... kept apart, not lost (one C call tells).
+    entry.update(obj if OWN_NAMES.isdisjoint(obj) else kept_apart(obj))
+
+
+def usable_level(value: Any) -> Optional[str]:
+    """The level a printed level value names: a level word, or logging's number; else None."""
+    if value.__class__ is str:
+        return LEVEL_WORDS.get(value.upper())
+    if value.__class__ is int and 0 < value <= MAX_LEVEL_NUMBER:
+        return level_name(value)
+    return None
+
+
+def merge_fields(entry: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Add the program's fields to an entry; one named as vlhook's own (OWN_NAMES) is kept
+    as `fields.<name>`. The test is one C call: fields rarely have such names."""
+    if OWN_NAMES.isdisjoint(fields):
+        entry.update(fields)
+    else:
+        entry.update(kept_apart(fields))
 
 
 def parse_json(text: str) -> Optional[dict[str, Any]]:
@@ -108,5 +135,5 @@ def object_fields(obj: dict[str, Any], keep_message: bool) -> dict[str, Any]:
     dropped = (*LEVEL_KEYS, *TIME_KEYS) if keep_message else (*MSG_KEYS, *LEVEL_KEYS, *TIME_KEYS)
     for key in dropped:
         obj.pop(key, None)
-    fields.update(obj)
+    merge_fields(fields, obj)
     return fields

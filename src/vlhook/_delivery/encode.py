@@ -23,8 +23,16 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from vlhook._entry import Entry
     from vlhook._stats import Stats
 
-#: Fields kept when an entry is too big for one line, in this order.
-ESSENTIAL = ("_time", "_msg", "level", "stream", "logger")
+#: Fields kept when an entry is too big for one line, in this order: a message's part number
+#: too, by which its parts are put back in order.
+ESSENTIAL = ("_time", "_msg", "level", "stream", "logger", "msg_part", "msg_parts")
+#: Characters each of them but the message keeps then (a program's `logger` may be anything).
+ESSENTIAL_CHARS = 1024
+#: The beginning of the message that the last resort keeps: at most 6 bytes a character once
+#: escaped (\u0001), 96 KiB in all, whatever the text: that line always fits.
+LAST_RESORT_CHARS = 16 << 10
+#: The most names of left-out fields that `vlhook.truncated` lists (characters).
+NAMES_CHARS = 1000
 
 
 def constant_fields(config: Config, pid: int = 0) -> dict[str, Any]:
@@ -73,10 +81,10 @@ class Encoder:
                 body += b"\n"
 
     def encode(self, entry: Entry) -> bytes:
-        """One JSON line for the entry. Never raises."""
+        """One JSON line for the entry, always below the server's line limit. Never raises."""
         if not self.constants.keys().isdisjoint(entry):
-            entry = {**self.constants, **entry}  # the program's own value wins, once
-            body = _dumps(entry)
+            # The program's own value wins, once.
+            body = _dumps({**self.constants, **entry})
         else:
             body = self.prefix + _dumps(entry)[1:]
         if len(body) >= SERVER_LINE_LIMIT:
@@ -84,11 +92,60 @@ class Encoder:
         return body
 
     def _shrink(self, entry: Entry) -> bytes:
-        """Keep the message (already within the line budget) and name the fields left out."""
-        kept: dict[str, Any] = {k: entry[k] for k in ESSENTIAL if k in entry}
-        kept["vlhook.truncated"] = ",".join(k for k in entry if k not in kept)[:1000]
+        """A line too big for the server (which would skip it, and the lines after it): keep
+        the message (within the line budget already when it is text) and the essential fields,
+        each bounded, and name the fields left out. The size is checked again: what still does
+        not fit (a message that is an object, many constant fields) gets the last resort."""
         self.stats.add("truncated")
-        return self.prefix + _dumps(kept)[1:]
+        kept: dict[str, Any] = {key: _bounded(entry[key], key == "_msg")
+                                for key in ESSENTIAL if key in entry}  # fmt: skip
+        kept["vlhook.truncated"] = _left_out(entry, kept)
+        body = self.prefix + _dumps(kept)[1:]
+        return body if len(body) < SERVER_LINE_LIMIT else self._last_resort(entry)
+
+    def _last_resort(self, entry: Entry) -> bytes:
+        """A line that fits whatever the entry holds: the beginning of its message as text,
+        its time, level and stream when they are vlhook's short ones, the names of the fields
+        left out; without the constant fields if even they do not fit with it."""
+        message = entry.get("_msg")
+        text = message if isinstance(message, str) else _codec.safe_str(message)
+        kept: dict[str, Any] = {key: entry[key] for key in ESSENTIAL if _short(entry.get(key))}
+        kept["_msg"] = _cut_text(clean(text), LAST_RESORT_CHARS)
+        kept["vlhook.truncated"] = _left_out(entry, kept)
+        body = _dumps(kept)
+        with_constants = self.prefix + body[1:]
+        return with_constants if len(with_constants) < SERVER_LINE_LIMIT else body
+
+
+def _bounded(value: Any, message: bool) -> Any:
+    """A kept field's value, of bounded size: numbers as they are, the message's text as it is
+    (the builder split it already), anything else as text of at most ESSENTIAL_CHARS."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str) and (message or len(value) <= ESSENTIAL_CHARS):
+        return value
+    text = value if isinstance(value, str) else _codec.safe_str(value)
+    return _cut_text(text, LAST_RESORT_CHARS if message else ESSENTIAL_CHARS)
+
+
+def _short(value: Any) -> bool:
+    """Whether a value is short text or a 64-bit integer (as vlhook's own fields are)."""
+    if isinstance(value, str):
+        return len(value) <= 64
+    return isinstance(value, int) and -(2**63) <= value < 2**64
+
+
+def _left_out(entry: Entry, kept: dict[str, Any]) -> str:
+    """The names of the entry's fields not kept, and of those kept but cut."""
+    names = [key for key in entry if key not in kept or kept[key] is not entry[key]]
+    return ",".join(map(str, names))[:NAMES_CHARS]
+
+
+def _cut_text(text: str, limit: int) -> str:
+    """The text's first `limit` characters, marked as cut (the marker _entry's _cut writes)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"…[truncated {len(text)} chars]"
 
 
 def _constant_prefix(constants: dict[str, Any]) -> bytes:
