@@ -25,7 +25,8 @@ TIME_KEYS = ("_time", "timestamp", "time", "ts", "@timestamp")
 # ASCII digits only: `\d` takes any script's digits (int() reads them too), which the server
 # does not, and it would drop the line.
 _RFC3339 = lazy(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"  # date and time
+    r"(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"  # fraction, zone
 )
 MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
 #: Numeric levels read as logging's (10 DEBUG ... 50 CRITICAL); larger numbers are no level.
