@@ -83,6 +83,27 @@ def test_a_stream_detached_and_wrapped_anew_is_flushed_without_a_word(
     assert messages(sink.settle(1)) == ["after detach"]
 
 
+def test_each_process_says_once_what_became_of_its_lines(script: Any, tmp_path: Path) -> None:
+    """Nothing can be kept (no server, no usable spool): the helper (for the printed lines)
+    and the program (for its record) each say so in one report of the end, told apart by
+    their names. The helper used to add "entries lost" and "entries dropped" for the same
+    lines, as its flush of the program's end was not an exit."""
+    path = script("import logging\nprint('a line')\nlogging.warning('a record')\n")
+    env = {
+        **FD,
+        "VICTORIALOGS_URL": "http://127.0.0.1:1",
+        "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "file"),
+        "VICTORIALOGS_EXIT_TIMEOUT_MS": "500",
+    }
+    (tmp_path / "file").write_text("a file where the spool should be\n")
+    run = run_python(path, env)
+    lines = [line for line in run.err.splitlines() if line.startswith("vlhook")]
+    helper = [line for line in lines if line.startswith("vlhook (fd helper): ")]
+    program = [line for line in lines if line.startswith("vlhook: ")]
+    assert [line for line in helper if "at exit" in line] and len(helper) == 2, run.err
+    assert [line for line in program if "at exit" in line] and len(program) == 2, run.err
+
+
 def test_shell_child_output_is_stored_once(script: Any, sink: Sink) -> None:
     path = script(
         "import subprocess, sys\n"

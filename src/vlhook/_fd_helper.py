@@ -286,6 +286,8 @@ class Helper:
         ok = False
         with _diag.guard("fd helper flush"):
             before = self.stats.as_dict()
+            if final:  # the program's end: its report below says what became of the lines
+                self.sender.report_follows = True
             ok = self.sender.flush(timeout)
             if final and not ok:
                 self._report(before)

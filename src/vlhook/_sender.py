@@ -94,6 +94,10 @@ class Sender:
         #: No thread could be started (interpreter shutdown; a container's pids limit, no memory
         #: for a stack): the exit does the sender's work on the exiting thread (see shutdown).
         self._inline = False
+        #: Set by fd capture's helper once the program it serves has ended: every flush after
+        #: is followed by a report of what became of the lines (as the exit's is), which is
+        #: then the one message about them.
+        self.report_follows = False
         #: The captures being made into entries, and `captured` when they were taken: see
         #: uncounted_in_hand. Set and cleared under `moving`.
         self.in_hand: tuple[list[Any], int] = NOTHING_IN_HAND
@@ -793,7 +797,7 @@ class Sender:
             _diag.debug(f"{lines} entries spooled ({why})")
             return
         self.stats.drop(reason, lines)
-        if self.exit is None:  # at exit, the exit's report says it, once
+        if self.exit is None and not self.report_follows:  # that report says it, once
             _diag.warn(f"{lines} entries lost: not delivered ({why}) and {explain_drop(reason)}",
                        key=f"lost {reason}")  # fmt: skip
 
@@ -886,7 +890,8 @@ class Sender:
         self._reported_drops, self._next_report = total, now + REPORT_EVERY_S
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.dropped.items()))
         text = f"{new} entries dropped ({reasons} since start)"
-        if not final and _diag.warn(text, key="dropped"):  # at exit, the exit's report says it
+        # At exit, or when a report of the end follows (see report_follows), that says it.
+        if not (final or self.report_follows) and _diag.warn(text, key="dropped"):
             self._told_drops = total
         entry = {"_time": rfc3339(time_ns()), "_msg": f"vlhook: {text}", "level": "WARNING",
                  "stream": "vlhook", "vlhook.dropped": new}  # fmt: skip
