@@ -63,7 +63,8 @@ def simple_text(obj: dict[str, Any]) -> str:
     return "".join(_flat(obj, 0))
 
 
-def _stdlib_dumps(obj: Any) -> bytes:
+def stdlib_dumps(obj: Any) -> bytes:
+    """JSON by the standard library's C encoder, without loading orjson (or json)."""
     return "".join(_encoder({})(obj, 0)).encode("utf-8", "replace")
 
 
@@ -77,7 +78,7 @@ def _load() -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:
     except ImportError:
         import json
 
-        dumps, loads = _stdlib_dumps, json.loads
+        dumps, loads = stdlib_dumps, json.loads
         return dumps, loads
     from functools import partial
 

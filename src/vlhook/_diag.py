@@ -76,9 +76,7 @@ def ready() -> None:
     """Load everything showing a message takes, now: at interpreter teardown (an object's
     `__del__` that prints as the modules are cleared) no import works, not even of a module
     loaded already. For a process in which a message may come that late (see _exit)."""
-    redaction = _loaded().redaction
-    # Each built-in pattern compiles at the first text holding its literal: these hold them all.
-    redaction.redact_text(" ".join(redaction.Redactor().needles or ()))
+    _loaded().redaction.default_redactor().ready()
     _secret_forms()
 
 

@@ -31,7 +31,7 @@ from vlhook._objects import (
     parse_json,
     record_object,
 )
-from vlhook._redact import MASK, SECRET_NAMES, Redactor, field_name
+from vlhook._redact import MASK, Redactor, field_name, redactor_for
 from vlhook._stats import Stats
 
 TYPE_CHECKING = False
@@ -80,11 +80,7 @@ class EntryBuilder:
         self._constant_names = frozenset(name for name, _ in config.fields)
         self.writes_lines = WRITTEN_KEYS.isdisjoint(self._constant_names)
         # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
-        self.redactor = (
-            Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
-            if config.redact
-            else Redactor(builtin=False, names=())
-        )
+        self.redactor = redactor_for(config) or Redactor(builtin=False, names=())
         #: vlhook._records, loaded with the first record or exception (it imports traceback).
         self._records: Any = None
         # Whether the names of a record's location fields are never masked or renamed (only a

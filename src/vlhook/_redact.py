@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from re import Match, Pattern
     from typing import Any, Callable, Optional, Union
 
+    from vlhook._config import Config
+
     Replacement = Union[str, Callable[[Match[str]], str]]
 
 MASK = "[REDACTED]"
@@ -122,6 +124,13 @@ class Redactor:
         #: Field name -> what `name` said of it (callers may look here first: a hot path).
         self.verdicts: dict[str, tuple[bool, Optional[str]]] = {}
         self._path: set[int] = set()  # containers being walked: a value inside itself is a loop
+
+    def ready(self) -> None:
+        """Compile every pattern now (each built-in one compiles at the first text holding its
+        literal): at interpreter teardown, where a late write may still come, no import
+        works."""
+        literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
+        self(" ".join(literals))
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
@@ -315,12 +324,25 @@ def _dataclass_fields(value: Any) -> Optional[dict[str, Any]]:
     return {field.name: getattr(value, field.name, None) for field in dataclasses.fields(value)}
 
 
-_default: Optional[Callable[[str], Optional[str]]] = None
+def redactor_for(config: Config) -> Optional[Redactor]:
+    """The redaction a configuration asks for: the built-ins, its patterns and its secret
+    names; None with VICTORIALOGS_REDACT=off."""
+    if not config.redact:
+        return None
+    return Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
+
+
+_default: Optional[Redactor] = None
+
+
+def default_redactor() -> Redactor:
+    """The built-in patterns alone (for vlhook's own messages)."""
+    global _default
+    if _default is None:
+        _default = Redactor()
+    return _default
 
 
 def redact_text(text: str) -> str:
     """The built-in patterns applied to one text."""
-    global _default
-    if _default is None:
-        _default = Redactor()
-    return _default(text) or text
+    return default_redactor()(text) or text

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from _json import make_encoder
 
 from vlhook import _codec, _diag
 from vlhook._captures import line as make_line
@@ -25,7 +24,7 @@ from vlhook._delivery.encode import Encoder
 from vlhook._delivery.spool import CAPTURES, TEMP, write_all
 from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, EntryBuilder
 from vlhook._formats import strip_colours
-from vlhook._redact import SECRET_NAMES, Redactor
+from vlhook._redact import redactor_for
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -224,12 +223,6 @@ def _valid(raw: bytes) -> bool:
         return False
 
 
-def _json(obj: Any) -> bytes:
-    """Strings, numbers, lists and objects as JSON, by the C encoder of the standard library."""
-    encode = make_encoder({}, _codec.safe_str, _codec.string, None, ":", ",", False, False, False)
-    return "".join(encode(obj, 0)).encode("utf-8", "replace")
-
-
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
 
@@ -284,12 +277,8 @@ class CaptureFile:
         self.fd: Optional[int] = None
         redaction = {"on": config.redact, "patterns": list(config.redact_extra),
                      "keys": list(config.redact_keys)}  # fmt: skip
-        self._header = _json({HEADER: constants, REDACTION: redaction})
-        self._redactor = (
-            Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
-            if config.redact
-            else None
-        )
+        self._header = _codec.stdlib_dumps({HEADER: constants, REDACTION: redaction})
+        self._redactor = redactor_for(config)
         # Held here, not looked up at the first write: that may come at interpreter teardown,
         # when no import works (see ready).
         flock, exclusive = fcntl.flock, fcntl.LOCK_EX
@@ -306,9 +295,7 @@ class CaptureFile:
         self.spool.refusal  # noqa: B018 - opens the directory
         strip_colours("\x1b[0m")  # its pattern compiled
         if self._redactor is not None:
-            # Each built-in pattern compiles at the first text holding its literal: these hold
-            # them all. (The user's own compile with the redactor.)
-            self._redactor(" ".join(Redactor().needles or ()))
+            self._redactor.ready()
         _diag.ready()
 
     def write(self, lines: list[tuple[int, int, str, str, Any]]) -> str:
