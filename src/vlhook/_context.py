@@ -140,9 +140,9 @@ def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
             entry.update(fields if OWN_NAMES.isdisjoint(fields) else kept_apart(fields))
 
 
-def kept_apart(fields: Fields) -> dict[str, Any]:
-    """The fields, those named as vlhook's own (OWN_NAMES) renamed `fields.<name>`."""
-    return {(KEPT_APART + (key or "(empty)") if key in OWN_NAMES else key): value
+def kept_apart(fields: Fields, own: frozenset[str] = OWN_NAMES) -> dict[str, Any]:
+    """The fields, those named as vlhook's own (`own`) renamed `fields.<name>`."""
+    return {(KEPT_APART + (key or "(empty)") if key in own else key): value
             for key, value in fields.items()}  # fmt: skip
 
 

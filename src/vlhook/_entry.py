@@ -17,8 +17,8 @@ from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
 from vlhook._config import Config
-from vlhook._context import KEPT_APART
 from vlhook._context import apply as apply_context
+from vlhook._context import kept_apart
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
@@ -557,11 +557,10 @@ class EntryBuilder:
         """Another logging library's record: the fields its integration makes of it."""
         entry: Entry = {"_time": rfc3339(item.t_ns), "_msg": "", "level": level_name(item.levelno),
                         "stream": "logging"}  # fmt: skip
+        # An integration writes the record's own _msg, _time and level: only a `stream` (or an
+        # empty name) among its extra fields is kept apart.
         fields = item.fields(item.data)
-        for name in ("stream", ""):  # the integration's extra fields: never vlhook's stream
-            if name in fields:
-                fields[KEPT_APART + (name or "(empty)")] = fields.pop(name)
-        entry.update(fields)
+        entry.update(fields if EVENT_OWN.isdisjoint(fields) else kept_apart(fields, EVENT_OWN))
         return self.finish(entry, item.context)
 
     def _unmade(self, item: Capture, exc: Exception) -> list[Entry]:
@@ -724,6 +723,8 @@ class EntryBuilder:
         return out
 
 
+#: The names an integration's record fields may not take (see from_event).
+EVENT_OWN = frozenset({"stream", ""})
 # Fields vlhook fills itself from trusted sources: never redacted, never oversized. A field of
 # one of these names is skipped by _sanitize only when its value has the type vlhook gives it:
 # `_time`, `level` and `stream` are always vlhook's (see _context.OWN_NAMES), `code.line` and
