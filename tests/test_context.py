@@ -181,6 +181,25 @@ def test_later_sources_win_and_a_trace_is_replaced_whole(sources: None) -> None:
     assert entry_of((environment, {"user": "u"}))["span_id"] == SPAN_ID
 
 
+def test_the_lines_own_fields_win_over_the_context(sources: None) -> None:
+    """A field the entry has (the line's own: `extra=`, printed JSON) is not replaced by a
+    context's; a line naming any trace field takes none of the context's trace fields."""
+    environment = {"trace_id": TRACE_ID, "span_id": SPAN_ID, "trace_flags": "01"}
+    for context in (({"user": "bound", "k": "1"},), (environment, {"user": "bound", "k": "1"})):
+        entry = {"_msg": "x", "user": "own", "span_id": "f" * 16}
+        _context.apply(entry, context)
+        assert (entry["user"], entry["k"], entry["span_id"]) == ("own", "1", "f" * 16)
+        assert "trace_id" not in entry and "trace_flags" not in entry
+    # vlhook's own names in the context are kept apart, under the line's kept-apart ones.
+    entry = {"_msg": "x", "fields.level": "own"}
+    _context.apply(entry, ({"level": "bound", "stream": "s"},))
+    assert entry == {"_msg": "x", "fields.level": "own", "fields.stream": "s"}
+    # The source's own dict is never changed.
+    source = {"level": "bound", "user": "u"}
+    _context.apply({"_msg": "x", "user": "own"}, (source,))
+    assert source == {"level": "bound", "user": "u"}
+
+
 def test_readers_keep_their_order_of_precedence(sources: None) -> None:
     no_sources()
     _context.add_reader(_context.BOUND, lambda: {"who": "bound"})

@@ -46,3 +46,45 @@ def test_printed_msg_and_message_are_both_kept(script: Any, sink: Any) -> None:
     # `_msg` is VictoriaLogs' own message field: the program that sets it means it.
     assert (first["_msg"], first["message"], first["k"]) == ("the _msg", "the message", "v")
     assert (second["_msg"], second["msg"]) == ("first", "second")
+
+
+CALL_OVER_BOUND = """\
+import json, logging, sys
+from loguru import logger as log
+logging.basicConfig(level=logging.INFO, format='%(message)s')
+vlhook = sys.modules.get('vlhook')  # present with the drop-in only
+if vlhook:
+    vlhook.bind(user='bound', thread='bound', trace_id='5' * 32)
+print(json.dumps({'message': 'printed', 'user': 'printed', 'trace_id': '1' * 32}))
+logging.info('logged', extra={'user': 'logged'})
+with log.contextualize(request='contextualized'):
+    log.bind(request='loguru bind', user='loguru').info('loguru')
+log.bind(level='gold', logger='mine', _msg='text', stream='s').warning('own names')
+print('plain')
+"""
+
+
+def test_a_calls_own_field_wins_over_a_bound_one(script: Any, sink: Any) -> None:
+    """A field the line itself carries (printed JSON, `extra=`, loguru's `bind()`) is stored
+    with the program's value, not a bound one of the same name; the bound ones fill the rest.
+    A printed trace id keeps no bound span. loguru's `bind()` under vlhook's own names or the
+    record's is kept, as logging's `extra=` is."""
+    path = script(CALL_OVER_BOUND)
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env(TRACEPARENT=f"00-{'7' * 32}-{'8' * 16}-01"))
+    assert (hooked.rc, hooked.stdout) == (bare.rc, bare.stdout) and hooked.rc == 0
+    rows = {r["_msg"]: r for r in sink.settle(5)}
+    assert sorted(rows) == ["logged", "loguru", "own names", "plain", "printed"]
+    printed, logged, loguru = rows["printed"], rows["logged"], rows["loguru"]
+    assert (printed["user"], printed["trace_id"]) == ("printed", "1" * 32)
+    assert "span_id" not in printed and "trace_flags" not in printed  # not TRACEPARENT's
+    assert (logged["user"], logged["thread"]) == ("logged", "MainThread")
+    assert (loguru["user"], loguru["request"]) == ("loguru", "loguru bind")
+    assert (rows["plain"]["user"], rows["plain"]["thread"]) == ("bound", "bound")
+    # A bound trace replaces TRACEPARENT's whole: its span too.
+    assert rows["plain"]["trace_id"] == "5" * 32 and "span_id" not in rows["plain"]
+    assert logged["trace_id"] == "5" * 32
+    own = rows["own names"]
+    assert (own["level"], own["stream"], own["logger"]) == ("WARNING", "logging", "mine")
+    assert (own["fields.level"], own["fields._msg"], own["fields.stream"]) == (
+        "gold", "text", "s")  # fmt: skip

@@ -127,17 +127,48 @@ def _add_reader(rank: int, read: Read, expand: Optional[Expand]) -> None:
 
 
 def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
-    """Add a capture's context to its entry (sources in order: later ones win)."""
+    """Add a capture's context to its entry. Among the sources a later one wins; a field the
+    entry has already wins over them all: the line's own (a record's, a printed JSON object's,
+    `extra=`, a loguru record's bound fields), as a call's own field wins over a bound one of
+    the same name in the logging libraries (structlog's `merge_contextvars`, loguru's `bind()`
+    over `contextualize()`). A line that names any field of a trace keeps its own and takes
+    none of the context's, so an entry never pairs one trace with another's span."""
     if not context:
         return
+    fields = context[0]
+    if len(context) > 1 or fields.__class__ is not dict or not OWN_NAMES.isdisjoint(fields):
+        fields = fields_of(context)  # one source of plain fields, most often: no call
+    if entry.keys().isdisjoint(fields):  # one C call: the common case
+        entry.update(fields)
+        return
+    if not entry.keys().isdisjoint(TRACE_FIELDS):
+        fields = {key: value for key, value in fields.items() if key not in TRACE_FIELDS}
+    for key, value in fields.items():
+        entry.setdefault(key, value)
+
+
+def fields_of(context: Context) -> Fields:
+    """A context's fields, a later source winning; a source that names a trace replaces the
+    trace fields of those before it whole. Fields named as vlhook's own are kept apart. Not
+    to be changed: a context with one source of fields gives that source's own dict."""
+    merged: Optional[Fields] = None
+    copied = False
     for source in context:
         fields = _expand(source) if isinstance(source, tuple) else source
-        if fields:
-            if "trace_id" in fields:
-                for name in TRACE_FIELDS:
-                    entry.pop(name, None)
-            # One C call: bound fields rarely have vlhook's own names.
-            entry.update(fields if OWN_NAMES.isdisjoint(fields) else kept_apart(fields))
+        if not fields:
+            continue
+        if merged is None:
+            merged = fields  # one source, most often: not copied
+            continue
+        if not copied:
+            merged, copied = dict(merged), True  # never change a source's own dict
+        if "trace_id" in fields:
+            for name in TRACE_FIELDS:
+                merged.pop(name, None)
+        merged.update(fields)
+    if merged is None:
+        return {}
+    return merged if OWN_NAMES.isdisjoint(merged) else kept_apart(merged)
 
 
 def kept_apart(fields: Fields, own: frozenset[str] = OWN_NAMES) -> dict[str, Any]:

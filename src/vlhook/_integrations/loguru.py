@@ -62,6 +62,7 @@ def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
     """On the sender thread: the entry's fields from a loguru record."""
     from vlhook._entry import rfc3339
     from vlhook._levels import level_name
+    from vlhook._objects import merge_fields
     from vlhook._records import describe_exception
 
     fields: dict[str, Any] = {
@@ -77,9 +78,10 @@ def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
     exception = record["exception"]
     if exception is not None and exception.type is not None:
         fields.update(describe_exception(exception.type, exception.value, exception.traceback))
-    for key, value in record["extra"].items():
-        if key not in fields:  # the record's own fields first
-            fields[key] = value
+    # As logging's `extra=`: a field of the record's `extra` (its `bind()`) wins over the
+    # record's location fields; one named as vlhook's own (`bind(level=...)`) is kept as
+    # `fields.<name>`.
+    merge_fields(fields, record["extra"])
     return fields
 
 
