@@ -154,6 +154,27 @@ def test_extra_keys_that_are_no_str_are_shipped_as_their_text(script: Any, sink:
     assert (row["_msg"], row["1"], row["(1, 2)"]) == ("odd keys", "one", "two")
 
 
+def test_record_attributes_set_by_filters_ship_and_underscored_ones_do_not(
+    script: Any, sink: Any
+) -> None:
+    """What a filter sets on a record ships as `extra=` does; names that begin with `_` do
+    not (libraries keep their objects there: structlog's `_logger`), as configuration.md says."""
+    path = script(
+        "import logging\n"
+        "log = logging.getLogger('t')\n"
+        "def tag(record):\n"
+        "    record.tenant, record._internal = 't1', object()\n"
+        "    return True\n"
+        "log.addFilter(tag)\n"
+        "log.warning('tagged', extra={'_id': 1, 'doc': 2})\n"
+    )
+    run_python(path, sink.env())
+    (row,) = sink.settle(1)
+    assert (row["_msg"], row["tenant"], row["doc"]) == ("tagged", "t1", "2")
+    assert not [key for key in row if key.startswith("_") and key not in ("_msg", "_time")
+                and not key.startswith("_stream")]  # fmt: skip
+
+
 def test_a_logged_record_is_freed_at_once_as_without_vlhook(script: Any, sink: Any) -> None:
     """The capture reads what it ships of a record when its handlers are done, and keeps not
     the record itself: it is freed when the call returns (with the sender asleep), as without
