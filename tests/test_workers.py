@@ -1,6 +1,6 @@
 """Workers a program starts ship to its stream (same job and container_name): multiprocessing's
 spawn and forkserver, `python -c` helpers, uvicorn's --workers. A different program it starts
-keeps its own name."""
+keeps its own name. A real gunicorn's master and recycled workers ship every line once."""
 
 from __future__ import annotations
 
@@ -109,3 +109,69 @@ def test_uvicorn_workers_ship_to_the_servers_stream(script: Any, sink: Any) -> N
     ready = [r for r in rows if r["_msg"] == "worker ready"]
     assert len(ready) == 2 and len({r["pid"] for r in ready}) == 2
     assert any(r["_msg"].startswith("Started parent process") for r in rows)
+
+
+GUNICORN_APP = """\
+import logging, os
+print('app imported', flush=True)
+def app(environ, start_response):
+    print('request', environ['PATH_INFO'], flush=True)
+    logging.getLogger('app').warning('handled %s', environ['PATH_INFO'])
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'ok']
+"""
+
+
+def _get(sock_path: Path, target: str) -> bytes:
+    """One request to gunicorn's UNIX socket (no port to race for)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(10)
+        conn.connect(str(sock_path))
+        conn.sendall(f"GET {target} HTTP/1.0\r\nHost: t\r\n\r\n".encode())
+        return b"".join(iter(lambda: conn.recv(4096), b""))
+
+
+@pytest.mark.slow
+def test_gunicorn_master_and_recycled_workers_ship_every_line_once(
+    script: Any, sink: Any, tmp_path: Path
+) -> None:
+    """A real gunicorn: the app loaded in the master before the fork (`--preload`, vlhook's
+    thread already running there), workers recycled after two requests each (`--max-requests`)
+    and the master stopped with SIGTERM. Every line its console shows is stored, once."""
+    path = script(GUNICORN_APP)
+    sock = tmp_path / "g.sock"
+    full = base_env()
+    full.update(sink.env(), PYTHONPATH=str(DROPIN), HOME=str(tmp_path))  # its control socket
+    args = ["-w", "2", "--preload", "--max-requests", "2", "--access-logfile", "-"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", *args, "-b", f"unix:{sock}", "app:app"],
+        env=full, cwd=str(path.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(100):  # bounded: 10 s for the socket to answer
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        answers = [_get(sock, f"/p{i}") for i in range(6)]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0 and INTERNAL_ERROR not in err, err.decode()
+    assert all(answer.endswith(b"ok") for answer in answers)
+    console = out.decode().splitlines() + err.decode().splitlines()
+    rows = sink.settle(len(console))
+    assert len(rows) == len(console)  # exactly: one entry per line the console shows
+    requests = [r for r in rows if r["_msg"].startswith("request /p")]
+    assert sorted(r["_msg"] for r in requests) == [f"request /p{i}" for i in range(6)]
+    handled = [r for r in rows if r["_msg"].startswith("handled /p")]
+    assert len(handled) == 6 and {r["level"] for r in handled} == {"WARNING"}
+    assert sum('"GET /p' in r["_msg"] for r in rows) == 6  # the access log's records
+    # Recycled: a worker serves two requests at most, so six took three workers or more.
+    served = [r["pid"] for r in requests]
+    assert len(set(served)) >= 3 and max(map(served.count, served)) <= 2
+    booted = {r["pid"] for r in rows if r["_msg"].startswith("Booting worker")}
+    assert set(served) <= booted
+    assert [r["_msg"] for r in rows if r["_msg"] == "app imported"] == ["app imported"]
+    assert any(r["_msg"] == "Shutting down: Master" for r in rows)
