@@ -316,5 +316,13 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.fixture
+def tls_server(victorialogs_bin: Path, tmp_path: Path) -> Iterator[VictoriaLogs]:
+    """A real VictoriaLogs serving https with a self-signed certificate for 127.0.0.1."""
+    cert, key = self_signed_certificate(tmp_path)
+    with VictoriaLogs(victorialogs_bin, tmp_path / "victorialogs", tls=(cert, key)) as server:
+        yield server
+
+
 def messages(rows: list[dict[str, str]], stream: Optional[str] = None) -> list[str]:
     return [r["_msg"] for r in rows if stream is None or r.get("stream") == stream]

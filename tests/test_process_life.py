@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import DROPIN, SRC, base_env, messages, run_python, self_signed_certificate
+from conftest import DROPIN, SRC, base_env, messages, run_python
 from victorialogs import VictoriaLogs
 from vlhook import _sender as sender_module
 from vlhook import _sync
@@ -179,21 +178,22 @@ def test_interactive_consoles_show_tracebacks_as_without_vlhook(script: Any, sin
 # runs the handler where that thread unblocks them, inside the start. LATE: the sender thread
 # runs only once the exit has begun.
 SIGNAL_IN_START = """
-import os, signal, sys, time, _thread
+import os, signal, sys, time
+threads = sys.modules["vlhook._sync"]  # vlhook's own binding: a patch of _thread is not
 LATE = {late}
 def stop(signum, frame):
     print("stopping cleanly")
     sys.exit(0)
 signal.signal(signal.SIGINT, stop)
-real = _thread.start_new_thread
+real = threads.start_new_thread
 def start(run, args, *rest):
-    _thread.start_new_thread = real  # once
+    threads.start_new_thread = real  # once
     os.kill(os.getpid(), signal.SIGINT)
     def later(*a):
         time.sleep(0.5)
         run(*a)
     return real(later if LATE else run, args, *rest)
-_thread.start_new_thread = start
+threads.start_new_thread = start
 print("ready", flush=True)
 time.sleep(20)
 """
@@ -563,14 +563,6 @@ def test_os_exit(script: Any, sink: Any, option: str) -> None:
     else:
         time.sleep(0.5)
         assert sink.entries(0, timeout=0.5) == []  # by contract: no flush, documented
-
-
-@pytest.fixture
-def tls_server(victorialogs_bin: Path, tmp_path: Path) -> Iterator[VictoriaLogs]:
-    """A real VictoriaLogs serving https with a self-signed certificate for 127.0.0.1."""
-    cert, key = self_signed_certificate(tmp_path)
-    with VictoriaLogs(victorialogs_bin, tmp_path / "victorialogs", tls=(cert, key)) as server:
-        yield server
 
 
 def test_bad_certificate_is_a_clear_error(tls_server: VictoriaLogs) -> None:

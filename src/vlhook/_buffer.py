@@ -9,8 +9,6 @@ every shed line is counted, and the count is shipped.
 
 from __future__ import annotations
 
-import _thread
-
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
 from itertools import repeat
@@ -18,6 +16,7 @@ from time import monotonic, sleep
 
 from vlhook._captures import TEXT_DATA, Discard, Record, Text, all_text, discard
 from vlhook._captures import text as make_text
+from vlhook._sync import allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,7 +134,7 @@ class Buffer:
         self.cut: dict[tuple[int, int], bool] = {}
         self._room_waiters: list[Any] = []  # locks of writers blocked for room
         self._room_wanted = 0  # the largest write among them
-        self._room_lock = _thread.allocate_lock()
+        self._room_lock = allocate_lock()
         self.let_in_at = int(limit_bytes * LET_IN_SHARE)
         self._behind = 0  # captures put past let_in_at since the writer last let go (_share)
         self._let_in_due = 0.0  # monotonic time: a let-in is due by then (_share)
@@ -279,7 +278,7 @@ class Buffer:
                 left = deadline - monotonic()
                 if left <= 0:
                     return False
-                lock = _thread.allocate_lock()
+                lock = allocate_lock()
                 lock.acquire()
                 with self._room_lock:  # not between the sender's taking the list and releasing
                     self._room_wanted = max(self._room_wanted, size)
@@ -335,4 +334,4 @@ class Buffer:
         self.cut = {}
         self._room_waiters = []
         self._room_wanted = 0
-        self._room_lock = _thread.allocate_lock()
+        self._room_lock = allocate_lock()

@@ -9,8 +9,8 @@ Logger levels are the program's: vlhook never changes them.
 
 from __future__ import annotations
 
+import _thread
 import logging
-from _thread import get_ident
 
 from vlhook import _context
 from vlhook._capture_streams import suppressed
@@ -49,7 +49,7 @@ def install(put: Put, level: int) -> None:
         return
 
     def enter(record: logging.LogRecord) -> tuple[Any, ...]:
-        ident = get_ident()
+        ident = _thread.get_ident()  # as the program has it now: see _sync
         # A handler that logs: the outer state comes back after.
         outer = suppressed.get(ident, OUTSIDE)
         texts: list[str] = []

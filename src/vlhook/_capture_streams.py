@@ -8,9 +8,9 @@ The write path does the least possible: stamp time and thread, append to the buf
 
 from __future__ import annotations
 
+import _thread
 import sys
 from _operator import attrgetter
-from _thread import get_ident
 from time import time_ns
 
 from vlhook import _context
@@ -57,7 +57,7 @@ def _capture_text(kind: int, text: str) -> None:
     its path then counts (measured with the C-level `_context.get`: print() at 1,000 lines/s
     cost 2.68x the tee's own stream in the same process before, 2.61x after, medians of 10
     interleaved runs; see docs/performance.md). Inlined into `StreamTee.write` too: no gain."""
-    ident = get_ident()
+    ident = _thread.get_ident()  # as the program has it now: see _sync
     if suppressed and ident in suppressed:
         texts = suppressed[ident]
         if texts is not None and "{" in text:  # only an object is merged into the record
@@ -80,7 +80,7 @@ def _capture_text(kind: int, text: str) -> None:
 
 def _capture_bytes(kind: int, data: bytes) -> None:
     """A write through `.buffer`: after any text held before it, to keep their order."""
-    ident = get_ident()
+    ident = _thread.get_ident()  # as the program has it now: see _sync
     put = _put
     if (suppressed and ident in suppressed) or put is None:
         return
@@ -103,7 +103,7 @@ def _keep_str(kind: int, text: str) -> None:
     logging record or an uncaught exception is being printed: that is the richer form then)."""
     try:
         make = richer.get(text.__class__) if richer else None
-        ident = get_ident()
+        ident = _thread.get_ident()  # as the program has it now: see _sync
         put, put_record = _put, _put_record
         if (
             make is None

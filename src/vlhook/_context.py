@@ -21,10 +21,10 @@ references, not copies.
 
 from __future__ import annotations
 
-import _thread
 from itertools import repeat
 
 from vlhook import _diag
+from vlhook._sync import allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ invocation: Optional[Fields] = None
 _process: Optional[Context] = None
 _ranked: list[tuple[int, Read, Optional[Expand]]] = []
 _readers: tuple[tuple[Read, Optional[Expand]], ...] = ()
-_lock = _thread.allocate_lock()
+_lock = allocate_lock()
 
 
 def _always(context: Optional[Context]) -> Callable[[], Optional[Context]]:
@@ -109,7 +109,7 @@ def set_invocation(fields: Optional[Fields]) -> None:
 def after_fork_in_child() -> None:
     """The lock may have been held by a thread that does not exist in a forked child."""
     global _lock
-    _lock = _thread.allocate_lock()
+    _lock = allocate_lock()
 
 
 def add_reader(rank: int, read: Read, expand: Optional[Expand] = None) -> None:

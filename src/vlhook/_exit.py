@@ -16,7 +16,6 @@ spool (elsewhere such a write is counted as dropped: see _ready_for_late_writes)
 
 from __future__ import annotations
 
-import _thread
 import sys  # loaded by the interpreter already
 from time import monotonic
 
@@ -24,7 +23,7 @@ from vlhook import _context, _diag
 from vlhook._buffer import lines_in
 from vlhook._captures import Text
 from vlhook._stats import ExitReport, explain_drop
-from vlhook._sync import FlushRequest
+from vlhook._sync import FlushRequest, allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,7 +74,7 @@ class ExitRun:
         self._raw: Optional[CaptureFile] = None
         self._raw_spooled = 0  # entries in it (a raw write may hold several lines)
         self._reported: set[int] = set()  # batches reported as in a request under way
-        self._late_lock = _thread.allocate_lock()
+        self._late_lock = allocate_lock()
         self.problem = ""
         #: When making entries paused ahead of delivery: the latest time to go on.
         self._resume_by: Optional[float] = None

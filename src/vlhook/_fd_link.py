@@ -8,11 +8,11 @@ helper cannot be reached, nothing is sent any more from this process and the pro
 from __future__ import annotations
 
 import _socket
-import _thread
 import os
 from time import monotonic
 
 from vlhook._fd_wire import CONTEXT, FLUSH, FLUSH_BODY, HELLO, REPLY, REPLY_BODY, Frames, frame
+from vlhook._sync import RLock, allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ class Link:
         self.address = address
         self.token = token
         self.owner = owner  # pid of the process whose fds the helper captured first
-        self._lock = _thread.RLock()  # a signal handler that logs may run while it is held
-        self._flush_lock = _thread.allocate_lock()
+        self._lock = RLock()  # a signal handler that logs may run while it is held
+        self._flush_lock = allocate_lock()
         self._sock: Optional[_socket.socket] = None
         self._pid = 0
         self._broken = False

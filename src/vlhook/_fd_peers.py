@@ -9,7 +9,6 @@ context.
 from __future__ import annotations
 
 import _socket
-import _thread
 from struct import Struct
 
 from vlhook._fd_wire import (
@@ -27,6 +26,7 @@ from vlhook._fd_wire import (
     frame,
     line_key,
 )
+from vlhook._sync import allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class Peer:
         self.sock = sock
         self.pid = pid
         self.frames = Frames()
-        self.lock = _thread.allocate_lock()
+        self.lock = allocate_lock()
         self.trusted = False  # it said the token
 
     def reply(self, ident: int, ok: bool) -> None:

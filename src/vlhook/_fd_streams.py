@@ -12,12 +12,12 @@ its lines, so that the helper can store them as `stderr`.
 from __future__ import annotations
 
 import _thread
-from _thread import get_ident
 
 from vlhook import _capture_streams
 from vlhook._capture_streams import _TeeBase
 from vlhook._diag import internal_error
 from vlhook._fd_wire import NOTE, NOTE_ITEM, SKIP, STDERR, frame, line_key
+from vlhook._sync import RLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Noter:
         return self.target.write(text)
 
     def note(self, text: str) -> None:
-        ident = get_ident()
+        ident = _thread.get_ident()  # as the program has it now: see _sync
         suppressed = _capture_streams.suppressed
         if ident in suppressed:
             printed = suppressed[ident]
@@ -116,8 +116,7 @@ class Watched(dict):  # type: ignore[type-arg]
         self._changed = changed
         self._ended = ended
         # Re-entrant: a signal handler that logs may run while this thread holds it.
-        # Re-entrant: a signal handler that logs may run while this thread holds it.
-        self._lock = _thread.RLock()
+        self._lock = RLock()
         self._on = False
         if initial:
             self._turn(True)

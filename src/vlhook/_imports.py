@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import sys
-from _thread import get_ident
 
 from vlhook._diag import internal_error
+from vlhook._sync import get_ident
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

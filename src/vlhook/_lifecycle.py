@@ -12,15 +12,15 @@ from __future__ import annotations
 
 # The C module, loaded by the interpreter already: `signal` pulls in enum (~5 ms).
 import _signal  # type: ignore[import-not-found]
+import _thread
 import atexit
 import os
 import sys
-from _thread import get_ident
 from time import sleep, time_ns
 
 from vlhook import _capture_streams, _context, _diag, _imports
 from vlhook._captures import uncaught
-from vlhook._sync import start_thread
+from vlhook._sync import get_ident, start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> No
     if _sender is None:
         return
     with _diag.guard("capture.exception"):
-        _sender.put(uncaught(exc, time_ns(), get_ident(), _context.get(), thread_name), 40)
+        _sender.put(uncaught(exc, time_ns(), _thread.get_ident(), _context.get(), thread_name), 40)
 
 
 def _wrap_excepthook(original: Any) -> Any:
@@ -211,7 +211,7 @@ def _wrap_excepthook(original: Any) -> Any:
             tb = _frames.without_ours(tb)
         capture_exception(exc)
         # The traceback Python prints now is the same exception: not captured twice.
-        ident = get_ident()
+        ident = _thread.get_ident()  # as the program has it now: see _sync
         _capture_streams.suppressed[ident] = None
         try:
             return original(exc_type, exc, tb)
@@ -237,7 +237,7 @@ def hook_threading(threading: Any) -> None:
                 args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
         if args.exc_type is not SystemExit:
             capture_exception(args.exc_value, getattr(args.thread, "name", "") or "")
-        ident = get_ident()
+        ident = _thread.get_ident()  # as the program has it now: see _sync
         _capture_streams.suppressed[ident] = None
         try:
             return original(args)

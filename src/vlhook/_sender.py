@@ -13,7 +13,6 @@ captures made before them; the thread answers them in order (see _exit.py for th
 
 from __future__ import annotations
 
-import _thread
 import os
 import stat  # loaded by os already
 import sys
@@ -26,7 +25,16 @@ from vlhook import _diag, _imports
 from vlhook._buffer import Buffer, LineCount, lines_in
 from vlhook._captures import Discard, Event, Record, Text, Uncaught, all_text
 from vlhook._stats import ExitReport, explain_drop
-from vlhook._sync import FlushRequest, ShutdownRequest, Wakeup, acquire_patiently, start_thread
+from vlhook._sync import (
+    FlushRequest,
+    RLock,
+    ShutdownRequest,
+    Wakeup,
+    acquire_patiently,
+    allocate_lock,
+    get_ident,
+    start_thread,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,13 +86,13 @@ class Sender:
         self._wake = Wakeup()
         self.buffer = Buffer(stats, config.buffer_bytes, config.on_full, config.timeout_ms / 1000,
                              wake=self._wake.set, wake_every=config.batch_lines)  # fmt: skip
-        self._lock = _thread.allocate_lock()
+        self._lock = allocate_lock()
         # Held while the thread imports the pipeline: a fork waits for it, else the child
         # would inherit half-initialised modules (see before_fork).
-        self._setup_lock = _thread.allocate_lock()
+        self._setup_lock = allocate_lock()
         self._fork_held = False
         threading = sys.modules.get("threading")  # before it, only the main thread runs Python
-        self._main_ident = threading.main_thread().ident if threading else _thread.get_ident()
+        self._main_ident = threading.main_thread().ident if threading else get_ident()
         #: Called on the flushing thread first (the capture stage hands over what it holds).
         self.before_flush: Optional[Callable[[], None]] = None
         self._reset()
@@ -110,7 +118,7 @@ class Sender:
         self._flush_asked = False  # a thread of the program has waited in flush()
         #: Held while a group of captures is taken off the queue and counted, and while batches
         #: are handed to workers; see halt(). Reentrant: no path of the sender's can hang on it.
-        self.moving = _thread.RLock()
+        self.moving = RLock()
         self.halted = False
         self._unsettled: set[int] = set()  # seqs of batches closed and not settled
         self.taken_back: set[int] = set()  # batches the exit took back from a worker
@@ -157,7 +165,7 @@ class Sender:
             self.before_flush()
         if self._thread is None or self._shutdown is not None:
             return self._thread is None and not self.buffer.items
-        if _thread.get_ident() == self._thread:
+        if get_ident() == self._thread:
             return False  # a flush from inside the sender cannot wait for itself
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
         request = FlushRequest(monotonic() + timeout)
@@ -184,7 +192,7 @@ class Sender:
                 self._wake.set()  # not queued: the exit takes everything queued, in order
         if self.failed:  # checked after asking: else _give_up, later, answers the request
             return self._failed_report()
-        if _thread.get_ident() != self._thread:
+        if get_ident() != self._thread:
             _wait_for_exit(request)
         if request.report is not None:
             return request.report
@@ -205,9 +213,9 @@ class Sender:
     def after_fork(self) -> None:
         """In a forked child: the parent owns what was queued; start from nothing."""
         self._fork_held = False
-        self._main_ident = _thread.get_ident()  # the forking thread is the child's only one
-        self._setup_lock = _thread.allocate_lock()
-        self._lock = _thread.allocate_lock()
+        self._main_ident = get_ident()  # the forking thread is the child's only one
+        self._setup_lock = allocate_lock()
+        self._lock = allocate_lock()
         self._wake = Wakeup()
         self.stats.after_fork()
         self.buffer.wake = self._wake.set
@@ -288,7 +296,7 @@ class Sender:
             return
         if sys.version_info >= (3, 11):
             _imports.keep_from_own_threads("threading")
-        elif _thread.get_ident() == self._main_ident:
+        elif get_ident() == self._main_ident:
             import threading  # noqa: F401
 
     def load_pipeline(self, pause_collector: bool = False) -> None:
@@ -398,15 +406,15 @@ class Sender:
         work taken when it does run, and ends."""
         with self._lock:
             if self._thread is None:
-                self._thread = _thread.get_ident()
+                self._thread = get_ident()
                 return True
             return False
 
     def _run(self) -> None:
         with self._lock:
-            if self._thread not in (None, _thread.get_ident()):
+            if self._thread not in (None, get_ident()):
                 return  # the exit does the work on its own thread (see _claim)
-            self._thread = _thread.get_ident()
+            self._thread = get_ident()
         _imports.own_thread()
         # The pipeline loads when there is work for it — a batch's worth, a flush, the exit, or
         # the flush interval — not with the first capture: a program still starting (a Lambda

@@ -16,10 +16,10 @@ with SIGTERM never ended).
 
 from __future__ import annotations
 
-import _thread
-
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
+
+from vlhook._sync import RLock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class Stats:
 
     def _start(self) -> None:
         # Reentrant: a signal handler may read the counters while its thread was reading them.
-        self._lock = _thread.RLock()
+        self._lock = RLock()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._dropped: dict[str, int] = {}
         #: Updates not yet in the totals: (counter, count) and (reason, count, captured).

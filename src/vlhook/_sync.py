@@ -14,6 +14,19 @@ if TYPE_CHECKING:
 
     from vlhook._stats import ExitReport
 
+# The interpreter's own thread primitives, bound when vlhook loads, before the program runs;
+# every module of vlhook takes them from here. A program that patches `_thread` later
+# (gevent's and eventlet's monkey patching make threads greenlets, locks theirs) leaves
+# vlhook's threads real threads and its locks real locks: a sender started as a greenlet ran
+# only when the program's greenlets let it, and its wait on a real lock stopped the process.
+# A capture, by contrast, names its writer by `_thread.get_ident()` as the program has it at
+# that moment: under gevent each greenlet is a thread of its own, so one that prints while
+# another's logging handler waits on a socket is not taken for that handler's output.
+allocate_lock = _thread.allocate_lock
+RLock = _thread.RLock
+get_ident = _thread.get_ident
+start_new_thread = _thread.start_new_thread
+
 #: Signals a thread raises for itself (a fault): never blocked, so that they still reach
 #: their handlers (faulthandler's) in the thread that caused them.
 _FAULTS = frozenset(getattr(_signal, name) for name in
@@ -29,18 +42,18 @@ def start_thread(run: Callable[..., None], *args: Any) -> int:
     as without vlhook. Python runs its handler on the main thread wherever the signal lands,
     but only the thread that receives it is woken: landed on ours, it would leave a main
     thread blocked in sleep() or read() waiting, and Ctrl-C with it. RuntimeError as
-    `_thread.start_new_thread` (at interpreter shutdown).
+    `start_new_thread` (at interpreter shutdown).
 
     Each `pthread_sigmask` call runs, once the mask is set, the Python handlers of signals
     that came meanwhile, and a handler may raise (Ctrl-C, a handler's `sys.exit()`). The mask
     is read first, changing nothing, so that it is put back whichever call that happens in:
     else the program's thread would be left with every signal blocked."""
     if not hasattr(_signal, "pthread_sigmask"):  # not POSIX: no per-thread masks
-        return _thread.start_new_thread(run, args)
+        return start_new_thread(run, args)
     previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     try:
         _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals() - _FAULTS)
-        return _thread.start_new_thread(run, args)
+        return start_new_thread(run, args)
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
 
@@ -69,7 +82,7 @@ class Wakeup:
     __slots__ = ("_lock",)
 
     def __init__(self) -> None:
-        self._lock = _thread.allocate_lock()
+        self._lock = allocate_lock()
         self._lock.acquire()
 
     def set(self) -> None:

@@ -12,11 +12,11 @@ in a request that got no answer before the deadline: the server may have stored 
 
 from __future__ import annotations
 
-import _thread
 from time import monotonic
 
 from vlhook import _diag
 from vlhook._delivery.transport import HttpTransport, Result, make_transport
+from vlhook._sync import allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -69,7 +69,7 @@ class Health:
     another can take it), the body size a 413 taught, round-robin position."""
 
     def __init__(self, endpoints: int, stuck_s: float) -> None:
-        self._lock = _thread.allocate_lock()
+        self._lock = allocate_lock()
         self.stuck_s = stuck_s
         self.down_until = [0.0] * endpoints  # could not be reached: tried last
         self.hung_until = [0.0] * endpoints  # gave no answer in time: not tried by a flush
@@ -136,7 +136,7 @@ class Client:
         self._aborted = False
         # Whether any byte of the batch under way may have left, and whether the sender took
         # the batch back before that (at exit): decided under one lock, so never both.
-        self._gate = _thread.allocate_lock()
+        self._gate = allocate_lock()
         self._touched = False
         self._taken_back = False
 

@@ -15,7 +15,6 @@ it got beside it (`<name>.sent`), so a process that stops mid-file leaves exactl
 
 from __future__ import annotations
 
-import _thread
 import errno
 import itertools
 import os
@@ -23,7 +22,7 @@ import time
 
 from vlhook import _diag
 from vlhook._delivery.private import CREATE, READ, Refused, file_problem, open_private_dir
-from vlhook._sync import acquire_patiently
+from vlhook._sync import acquire_patiently, allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -86,7 +85,7 @@ class Spool:
         #: Entries left alone, and why (each reported once).
         self.refused: dict[str, str] = {}
         #: Held while a file of this process is written and counted; see seal().
-        self.lock = _thread.allocate_lock()
+        self.lock = allocate_lock()
         self.sealed = False
 
     # -- the directory ------------------------------------------------------------------------

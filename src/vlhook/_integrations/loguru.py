@@ -12,8 +12,8 @@ traceback as it is without vlhook.
 
 from __future__ import annotations
 
+import _thread
 import sys
-from _thread import get_ident
 from time import time_ns
 
 from vlhook import _capture_streams, _context, _diag, _frames
@@ -55,7 +55,9 @@ class _Records:
             return _capture_streams.NOTHING
         if len(self.new) > GENERATION:
             self.old, self.new = self.new, {}
-        return event(entry_fields, record, time_ns(), get_ident(), _context.get(), levelno), levelno
+        return event(
+            entry_fields, record, time_ns(), _thread.get_ident(), _context.get(), levelno
+        ), levelno
 
 
 def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
