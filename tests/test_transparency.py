@@ -235,3 +235,38 @@ def test_hooks_called_by_hand_with_no_exception_answer_as_without(script: Any, s
     assert "vlhook" not in hooked.err and "Exception expected" in hooked.err
     shipped = messages(sink.settle(6))
     assert {"before", "after 0", "after 1", "after 2"} <= set(shipped)
+
+
+CLOSES_EVERY_DESCRIPTOR = """\
+import os, sys
+vlhook = sys.modules.get("vlhook")  # present with the drop-in only
+print("before")
+if vlhook:
+    vlhook.flush(10)  # a connection to the server is open now
+os.closerange(3, 1024)  # as a daemon does: vlhook's socket is closed
+data = sys.argv[1]
+with open(data, "w") as out:  # the lowest free number: the socket's
+    print("after")
+    if vlhook:
+        vlhook.flush(10)  # the next request
+    out.write("the program's data\\n")
+print("done")
+"""
+
+
+def test_a_program_that_closes_every_descriptor_keeps_its_files(
+    script: Any, sink: Any, tmp_path: Any
+) -> None:
+    """Before: vlhook closed the number its socket had had, now the program's file, and the
+    program's data went out on vlhook's new socket, which took that number; the file stayed
+    empty. Now a socket whose descriptor is no longer its own is let go, never closed."""
+    path = script(CLOSES_EVERY_DESCRIPTOR)
+    data = tmp_path / "data.txt"
+    bare = run_python(path, args=(str(data),), dropin=False)
+    assert data.read_text() == "the program's data\n"
+    data.unlink()
+    hooked = run_python(path, sink.env(), args=(str(data),))
+    assert (hooked.rc, hooked.out, hooked.err) == (bare.rc, bare.out, bare.err) == (
+        0, "before\nafter\ndone\n", "")  # fmt: skip
+    assert data.read_text() == "the program's data\n"
+    assert messages(sink.settle(3)) == ["before", "after", "done"]

@@ -10,6 +10,7 @@ the C `_socket` module; `ssl` (and `socket`, which it needs) are imported for ht
 from __future__ import annotations
 
 import _socket
+from os import fstat  # os is loaded by the interpreter already
 from time import monotonic
 
 TYPE_CHECKING = False
@@ -63,6 +64,7 @@ class Connection:
         self.tls = tls
         self.host_header = (f"[{host}]" if ":" in host else host) + f":{port}"
         self._sock: Any = None
+        self._identity = NO_IDENTITY  # of the socket's descriptor: see _owned
         self._pending = b""  # bytes read past a 1xx answer: the start of the next
         self._aborted = False
         self._may_send: Optional[Callable[[], bool]] = None  # of the request under way
@@ -85,7 +87,7 @@ class Connection:
         False withdraws the request (Withdrawn), with nothing of it sent."""
         self._aborted = False
         self._may_send = may_send
-        if self._sock is not None and self._stale():
+        if self._sock is not None and (not self._owned() or self._stale()):
             self.close()
         if self._sock is None:
             self._sock = self._connect(deadline)
@@ -145,7 +147,7 @@ class Connection:
     def abort(self) -> None:
         """Make a request under way on another thread fail at once (at exit)."""
         sock = self._sock
-        if sock is not None:
+        if sock is not None and self._owned():
             self._aborted = True
             try:
                 sock.shutdown(_socket.SHUT_RDWR)
@@ -153,13 +155,23 @@ class Connection:
                 pass
 
     def close(self) -> None:
+        owned = self._sock is not None and self._owned()
         sock, self._sock = self._sock, None
         self._pending = b""
         if sock is not None:
             try:
-                sock.close()
+                sock.close() if owned else sock.detach()  # detached: its number is not closed
             except OSError:
                 pass
+
+    def _owned(self) -> bool:
+        """Whether the socket's descriptor is still the one opened here. A program that closes
+        every descriptor it does not know of (a daemon's `os.closerange(3, ...)`) and opens a
+        file may get that very number: closing it, or sending on it, would close or write into
+        the program's file. Such a socket is let go without closing its number, and a new one
+        is opened. Checked before each request and each close: the program could still close
+        and reuse the number between the check and the use (one system call apart)."""
+        return _identity(self._sock) == self._identity
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -175,6 +187,7 @@ class Connection:
                 sock.settimeout(_remaining(deadline, sent_body=False))
                 sock.connect(address)
                 sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                self._identity = _identity(sock)
                 return self._wrap(sock, deadline) if self.tls is not None else sock
             except HttpError:
                 sock.close()
@@ -300,6 +313,18 @@ class Connection:
                     raise
                 break  # closed: the end of the body
         return data[:MAX_BODY]
+
+
+NO_IDENTITY = (-1, -1)
+
+
+def _identity(sock: Any) -> tuple[int, int]:
+    """(device, inode) of a socket's descriptor: a socket's own, unlike its number."""
+    try:
+        info = fstat(sock.fileno())
+    except (OSError, ValueError):  # closed: the number is no longer the socket's
+        return NO_IDENTITY
+    return info.st_dev, info.st_ino
 
 
 def _head_bytes(lines: list[str]) -> bytes:
