@@ -18,6 +18,7 @@ from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
 from vlhook._config import Config
 from vlhook._context import apply as apply_context
+from vlhook._context import fields_of as context_fields
 from vlhook._context import kept_apart
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
@@ -479,8 +480,7 @@ class EntryBuilder:
         """The context's fields when all are vlhook's own (ids of a trace, a span, a Lambda
         invocation: made from ids, never the program's text) and no constant field has their
         names (the encoder would merge the two); None else."""
-        fields: Entry = {}
-        apply_context(fields, context)
+        fields = context_fields(context)  # a source's own dict: read, never changed
         if TRUSTED_CONTEXT.issuperset(fields) and self._constant_names.isdisjoint(fields):
             return fields
         return None

@@ -388,9 +388,7 @@ class ExitRun:
 def _merged(context: Optional[Context]) -> Optional[dict[str, Any]]:
     if not context:
         return None
-    merged: dict[str, Any] = {}
-    _context.apply(merged, context)
-    return merged or None
+    return dict(_context.fields_of(context)) or None
 
 
 def _delta(now: dict[str, Any], base: dict[str, Any], name: str) -> int:

@@ -87,7 +87,7 @@ class Connection:
         False withdraws the request (Withdrawn), with nothing of it sent."""
         self._aborted = False
         self._may_send = may_send
-        if self._sock is not None and (not self._owned() or self._stale()):
+        if self._sock is not None and (not self._owned(self._sock) or self._stale()):
             self.close()
         if self._sock is None:
             self._sock = self._connect(deadline)
@@ -147,7 +147,7 @@ class Connection:
     def abort(self) -> None:
         """Make a request under way on another thread fail at once (at exit)."""
         sock = self._sock
-        if sock is not None and self._owned():
+        if sock is not None and self._owned(sock):
             self._aborted = True
             try:
                 sock.shutdown(_socket.SHUT_RDWR)
@@ -155,23 +155,23 @@ class Connection:
                 pass
 
     def close(self) -> None:
-        owned = self._sock is not None and self._owned()
         sock, self._sock = self._sock, None
         self._pending = b""
         if sock is not None:
             try:
-                sock.close() if owned else sock.detach()  # detached: its number is not closed
+                # Detached, its number is not closed: see _owned.
+                sock.close() if self._owned(sock) else sock.detach()
             except OSError:
                 pass
 
-    def _owned(self) -> bool:
+    def _owned(self, sock: Any) -> bool:
         """Whether the socket's descriptor is still the one opened here. A program that closes
         every descriptor it does not know of (a daemon's `os.closerange(3, ...)`) and opens a
         file may get that very number: closing it, or sending on it, would close or write into
         the program's file. Such a socket is let go without closing its number, and a new one
         is opened. Checked before each request and each close: the program could still close
         and reuse the number between the check and the use (one system call apart)."""
-        return _identity(self._sock) == self._identity
+        return _identity(sock) == self._identity
 
     # -- connecting ---------------------------------------------------------------------------
 

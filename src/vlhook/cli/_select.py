@@ -143,39 +143,27 @@ def exchange(
     at most MAX_REDIRECTS times, and the credentials (Authorization, VICTORIALOGS_HEADERS) sent
     only to the configured endpoint's own host and port. A redirect not followed is a
     SelectError that says so; no answer is an _Unreachable."""
+    from http.client import HTTPException
+
     hop, path = endpoint, target
     for _ in range(MAX_REDIRECTS + 1):
         headers = headers_for(endpoint, config, credentials=_same_server(hop, endpoint))
-        conn, response = _send(hop, config, method, path, body, timeout, headers)
+        conn = _connection(hop, config, timeout)
+        try:
+            conn.request(method, path, body, headers)
+            response = conn.getresponse()
+        except (OSError, HTTPException) as exc:
+            conn.close()
+            raise _Unreachable(_unreachable(exc, hop)) from None
+        except ValueError as exc:  # a header value with a line break: every endpoint gets it
+            conn.close()
+            raise SelectError(f"cannot ask {hop.display}: {_reason(exc)}") from None
         if response.status not in REDIRECTS:
             return conn, response, hop
         location = response.getheader("Location") or ""
         conn.close()
         hop, path = _next_hop(hop, response.status, location)
     raise SelectError(f"{endpoint.display} redirects more than {MAX_REDIRECTS} times: not followed")
-
-
-def _send(
-    endpoint: Endpoint,
-    config: Config,
-    method: str,
-    target: str,
-    body: Optional[bytes],
-    timeout: float,
-    headers: dict[str, str],
-) -> tuple[Any, Any]:
-    from http.client import HTTPException
-
-    conn = _connection(endpoint, config, timeout)
-    try:
-        conn.request(method, target, body, headers)
-        return conn, conn.getresponse()
-    except (OSError, HTTPException) as exc:
-        conn.close()
-        raise _Unreachable(_unreachable(exc, endpoint)) from None
-    except ValueError as exc:  # a header value with a line break: every endpoint gets it
-        conn.close()
-        raise SelectError(f"cannot ask {endpoint.display}: {_reason(exc)}") from None
 
 
 def _same_server(a: Endpoint, b: Endpoint) -> bool:
