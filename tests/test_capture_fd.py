@@ -499,3 +499,35 @@ def test_a_signal_handler_that_logs_while_a_record_is_handled(script: Any, sink:
     assert run.err.count("\n") == 3000
     rows = sink.settle(expected)
     assert len(rows) == expected and {r["stream"] for r in rows} == {"logging"}
+
+
+def test_a_program_that_closes_every_descriptor_keeps_its_sockets(script: Any, sink: Sink) -> None:
+    """A daemon's `os.closerange(3, ...)` closes the connection that tells the helper which
+    printed lines were a record's, and the program's next sockets take its number. Before,
+    vlhook's notes went out on the program's socket, and the record's printed line, not
+    noted, was stored again as a stderr line. Now the connection is checked before each use
+    and opened anew: the program's sockets carry only its own bytes, each record is stored once."""
+    path = script(
+        "import logging, os, socket\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "log = logging.getLogger('daemon')\n"
+        "log.info('before')\n"
+        "os.closerange(3, 1024)\n"
+        "pairs = [socket.socketpair() for _ in range(20)]  # the lowest free numbers\n"
+        "log.info('after')\n"
+        "log.info('once more')\n"
+        "for ours, theirs in pairs:\n"
+        "    theirs.setblocking(False)\n"
+        "    try:\n"
+        "        print('received', theirs.recv(4096))\n"
+        "    except BlockingIOError:\n"
+        "        pass\n"
+        "print('done')\n"
+    )
+    bare, hooked = bare_and_hooked(path, sink)
+    assert_same_console(bare, hooked)
+    assert bare.stdout == b"done\n"
+    rows = sink.settle(4)
+    assert sorted((r["stream"], r["_msg"]) for r in rows) == [
+        ("logging", "after"), ("logging", "before"), ("logging", "once more"),
+        ("stdout", "done")]  # fmt: skip

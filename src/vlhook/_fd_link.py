@@ -49,21 +49,44 @@ class Link:
             return True
 
     def _connected(self) -> Optional[_socket.socket]:
-        pid = os.getpid()
+        pid, sock = os.getpid(), self._sock
         if pid != self._pid:  # first use, or a forked child: a connection of its own
-            self._pid, self._broken = pid, False
-            inherited, self._sock = self._sock, None
-            if inherited is not None:
-                inherited.close()  # the parent's connection stays open in the parent
-            try:
-                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-                sock.connect(self.address)
-                sock.sendall(frame(HELLO, self.token))
-            except OSError:
-                self._broken = True
-                return None
-            self._sock = sock
-        return None if self._broken else self._sock
+            self._pid = pid  # (the parent's connection stays open in the parent)
+        elif sock is None or self._broken:
+            return None
+        elif self._ours(sock):
+            return sock
+        if sock is not None:
+            self._let_go(sock)
+        self._sock, self._broken = None, False
+        try:
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            sock.connect(self.address)
+            sock.sendall(frame(HELLO, self.token))
+        except OSError:
+            self._broken = True
+            return None
+        self._sock = sock
+        return sock
+
+    def _ours(self, sock: _socket.socket) -> bool:
+        """Whether the socket's descriptor is still this connection to the helper. A program
+        that closes every descriptor it did not open (a daemon's `os.closerange(3, ...)`) may
+        then open a socket of its own under that number: sending there would write notes into
+        the program's connection. The helper's address is unique (random, abstract), so being
+        connected to it is this connection's identity; checked before each use, ~1 µs a
+        note (a closed number, a file or another socket fails it)."""
+        try:
+            return bool(sock.getpeername() == self.address)
+        except OSError:
+            return False
+
+    def _let_go(self, sock: _socket.socket) -> None:
+        """Close our descriptor; one that is no longer ours is left to its owner (detached)."""
+        if self._ours(sock):
+            sock.close()
+        else:
+            sock.detach()
 
     def tell_context(self, payload: bytes) -> None:
         """The fields of the invocation now running (JSON; empty: none)."""
