@@ -752,3 +752,97 @@ def test_a_file_url_in_the_spool_folder_is_not_taken_for_a_spool_file(
     for n in range(2):  # the second run would replay (and remove) it if it took it for its own
         run_python(script(f"print('run {n}')\n"), env, allow_internal_errors=False)
     assert [json.loads(x)["_msg"] for x in out.read_text().splitlines()] == ["run 0", "run 1"]
+
+
+CLOSES_THE_SPOOL = """\
+import os, sys, time
+spool, mine = sys.argv[1], sys.argv[2]
+def spool_open():
+    return any(os.path.realpath(f"/proc/self/fd/{n}") == os.path.realpath(spool)
+               for n in os.listdir("/proc/self/fd"))
+for i in range(100):
+    print("seq", i)
+for _ in range(200):  # bounded: the batch is kept once the answer says "not for 30 s"
+    if spool_open():
+        break
+    time.sleep(0.05)
+print("spool open:", spool_open(), file=sys.stderr)
+os.closerange(3, 1024)  # as a daemon does: the spool's directory is closed
+dirs = [os.open(mine, os.O_RDONLY | os.O_DIRECTORY) for _ in range(20)]  # its number
+for i in range(100, 200):
+    print("seq", i)
+"""
+
+
+def test_a_program_that_closes_every_descriptor_keeps_its_directories(
+    script: Any, sink: Sink, tmp_path: Path
+) -> None:
+    """The spool's directory is held open once something is spooled. A daemon's
+    `os.closerange(3, ...)` closes it and the program's next directory takes its number:
+    before, vlhook's next spool files were written into the program's directory. Now the
+    descriptor is checked before each use and the spool opened again."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with FaultProxy(sink.url, ["status:503:30"] * 10_000) as proxy:
+        run = run_python(script(CLOSES_THE_SPOOL), sink.env(VICTORIALOGS_URL=proxy.url),
+                         args=(str(sink.spool), str(mine)))  # fmt: skip
+    assert run.rc == 0 and run.out.count("\n") == 200
+    assert "spool open: True" in run.err, run.err
+    assert list(mine.iterdir()) == []
+    message = ExitMessage(run.err)
+    assert (message.maybe, message.dropped) == (0, {}), run.err  # the first half spooled before
+    assert sorted(stored_exactly(sink, 200, message)) == list(range(200))
+
+
+CLOSES_A_REPLAYED_FILE = """\
+import os, sys, time
+spool, mine = sys.argv[1], sys.argv[2]
+print("start")  # the sender starts with the first line, and replays the spool
+def claimed():  # a spool file open in this process: being replayed
+    return any(os.path.realpath(f"/proc/self/fd/{n}").startswith(os.path.realpath(spool) + "/")
+               for n in os.listdir("/proc/self/fd"))
+for _ in range(200):
+    if claimed():
+        break
+    time.sleep(0.01)
+print("claimed:", claimed(), file=sys.stderr)
+os.closerange(3, 1024)  # as a daemon does: the file being replayed is closed
+files = [open(os.path.join(mine, f"{i}.txt"), "w+") for i in range(20)]  # its number
+for i, out in enumerate(files):
+    out.write(f"the program's file {i}\\n")
+    out.flush()
+    out.truncate(8 << 20)  # larger than the spool file (sparse: no room taken)
+time.sleep(1.5)  # replay goes on meanwhile
+for i, out in enumerate(files):
+    out.seek(0)
+    assert out.readline() == f"the program's file {i}\\n", i
+    out.seek(0)
+    out.truncate()
+    out.write("still open\\n")
+    out.close()
+print("done")
+"""
+
+
+def test_a_program_that_closes_every_descriptor_while_the_spool_is_replayed(
+    script: Any, sink: Sink, tmp_path: Path
+) -> None:
+    """A spool file being replayed is held open. A daemon's `os.closerange(3, ...)` closes
+    it, and the program's next file takes its number: vlhook must neither read that file as
+    spool data nor close it. The replay takes the spool file again from its recorded
+    progress; every spooled line is stored, none lost."""
+    lines = 40_000  # several pieces, each request held 0.3 s on its way
+    _spool_file(sink.spool, lines, sink.test_id)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with FaultProxy(sink.url, ["delay:0.3"] * 1_000) as proxy:
+        run = run_python(script(CLOSES_A_REPLAYED_FILE), sink.env(VICTORIALOGS_URL=proxy.url),
+                         args=(str(sink.spool), str(mine)))  # fmt: skip
+    assert (run.rc, run.out) == (0, "start\ndone\n"), run.err
+    assert "claimed: True" in run.err, run.err
+    for i in range(20):
+        assert (mine / f"{i}.txt").read_text() == "still open\n"
+    result = replay(sink)
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = seqs(sink.settle(lines, timeout=60))
+    assert sorted(got) == list(range(lines)), run.err

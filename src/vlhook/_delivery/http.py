@@ -170,7 +170,8 @@ class Connection:
         file may get that very number: closing it, or sending on it, would close or write into
         the program's file. Such a socket is let go without closing its number, and a new one
         is opened. Checked before each request and each close: the program could still close
-        and reuse the number between the check and the use (one system call apart)."""
+        and reuse the number between the check and the use (the checking thread may wait for
+        the interpreter lock between the two calls)."""
         return _identity(sock) == self._identity
 
     # -- connecting ---------------------------------------------------------------------------

@@ -130,6 +130,22 @@ def file_problem(info: os.stat_result) -> str:
     return ""
 
 
+#: What `identity` gives for a descriptor that is closed.
+NO_IDENTITY = (-1, -1)
+
+
+def identity(fd: int) -> tuple[int, int]:
+    """(device, inode) of what `fd` refers to: a file's own, unlike its number. A descriptor
+    vlhook keeps open is checked against the identity it had when opened before it is used: a
+    program that closes every descriptor it does not know of (a daemon's
+    `os.closerange(3, ...)`) may open a file or directory of its own under that very number."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return NO_IDENTITY
+    return info.st_dev, info.st_ino
+
+
 def kind(mode: int) -> str:
     for test, name in _KINDS:
         if test(mode):

@@ -63,13 +63,20 @@ class Replayer:
             if claim is None:
                 return None
             piece = self.spool.read(claim, PIECE_BYTES)
+            data = b"" if piece is None else self.spool.piece_bytes(piece)
+            if not claim.held:
+                # The program closed it (a daemon's os.closerange): what was read may be a file
+                # of the program's under that number. Checked after reading, so that a close
+                # while the reads went on is seen too. Claimed again, from its progress.
+                self._drop_claim()
+                continue
             if piece is None:
                 self.spool.finish(claim)
                 self._drop_claim()
                 continue
             batch = Batch(seq, time.monotonic())
             batch.origin = piece
-            self._fill(batch, self.spool.piece_bytes(piece))
+            self._fill(batch, data)
             if batch.lines:
                 self.under_way = batch
                 return batch

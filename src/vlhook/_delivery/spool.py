@@ -21,7 +21,15 @@ import os
 import time
 
 from vlhook import _diag
-from vlhook._delivery.private import CREATE, READ, Refused, file_problem, open_private_dir
+from vlhook._delivery.private import (
+    CREATE,
+    NO_IDENTITY,
+    READ,
+    Refused,
+    file_problem,
+    identity,
+    open_private_dir,
+)
 from vlhook._sync import acquire_patiently, allocate_lock
 
 TYPE_CHECKING = False
@@ -52,14 +60,24 @@ class SpoolFile:
 class Claim:
     """An open, locked spool file being replayed (see _replay.py)."""
 
-    __slots__ = ("fd", "name", "offset", "own", "size")
+    __slots__ = ("fd", "identity", "name", "offset", "own", "size")
 
-    def __init__(self, fd: int, name: str, size: int, offset: int, own: bool) -> None:
+    def __init__(self, fd: int, info: os.stat_result, name: str, offset: int, own: bool) -> None:
         self.fd = fd
+        self.identity = (info.st_dev, info.st_ino)
         self.name = name
-        self.size = size
+        self.size = info.st_size
         self.offset = offset  # where the unsent rest begins
         self.own = own  # written by this process
+
+    @property
+    def held(self) -> bool:
+        """Its descriptor is still the file it opened (see private.identity). A look, not a
+        lock: the program may close and reuse the number right after it, and the thread that
+        looked may wait for the interpreter lock (up to its 5 ms switch interval) before the
+        next call. So reads are checked after they are made, which holds (this file never
+        comes back under that number); a close or a write after a check can still miss."""
+        return identity(self.fd) == self.identity
 
 
 class Piece:
@@ -79,6 +97,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.stats = stats
         self._fd: Optional[int] = None
+        self._identity = NO_IDENTITY  # of the directory _fd was opened on
         self._refused = "" if directory else "VICTORIALOGS_SPOOL_DIR=off"
         #: Files this process wrote and their entries (its own accounting follows them).
         self.own: dict[str, int] = {}
@@ -101,9 +120,14 @@ class Spool:
         return self._refused
 
     def _dir(self) -> Optional[int]:
+        if self._fd is not None and identity(self._fd) != self._identity:
+            # The program closed it, and the number may be one of its own directories now:
+            # left to the program, never closed, and the spool is opened (and checked) again.
+            self._fd = None
         if self._fd is None and not self._refused:
             try:
                 self._fd = open_private_dir(self.directory)
+                self._identity = identity(self._fd)
             except Refused as exc:
                 self._refused = str(exc)
                 _diag.warn(f"spool directory {self.directory} not used: {exc}; running without "
@@ -277,7 +301,7 @@ class Spool:
             os.close(handle)
             self._report(name, problem)
             return None
-        return Claim(handle, name, info.st_size, min(offset, info.st_size), own=name in self.own)
+        return Claim(handle, info, name, min(offset, info.st_size), own=name in self.own)
 
     def read(self, claim: Claim, limit: int) -> Optional[Piece]:
         """The next whole lines of the claimed file, at most ~`limit` bytes (a longer single
@@ -322,11 +346,15 @@ class Spool:
     def finish(self, claim: Claim) -> None:
         fd = self._dir()
         if fd is not None:
-            _remove(claim.name, fd, os.fstat(claim.fd))
+            _remove(claim.name, fd, claim.identity)
             _remove(claim.name + SENT, fd)
         self.own.pop(claim.name, None)
 
     def release(self, claim: Claim) -> None:
+        if not claim.held:
+            # The number may be the program's now: not ours to close. (The program could
+            # still close and reuse it between this check and the close: see Claim.held.)
+            return
         try:
             os.close(claim.fd)  # and with it the lock
         except OSError:
@@ -427,11 +455,11 @@ def _unlink(name: str, fd: int) -> None:
         pass
 
 
-def _remove(name: str, fd: int, opened: Optional[os.stat_result] = None) -> None:
-    """Remove `name` if it is a file of ours (and still the one `opened`, when given)."""
+def _remove(name: str, fd: int, opened: Optional[tuple[int, int]] = None) -> None:
+    """Remove `name` if it is a file of ours (and still the one `opened`, by identity)."""
     try:
         info = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except OSError:
         return
-    if not file_problem(info) and (opened is None or os.path.samestat(info, opened)):
+    if not file_problem(info) and opened in (None, (info.st_dev, info.st_ino)):
         _unlink(name, fd)
