@@ -301,12 +301,18 @@ def order(i):
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
 TRACE = ({"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
           "trace_flags": "01"},)
+# A span's trace ids, then fields the program bound (vlhook.bind, structlog): two sources,
+# merged on the sender (a later one wins) before they go under the entry.
+BOUND = (TRACE[0], {"user_id": 42, "tenant": "north", "request_id": "r-00000001"})
 groups = {
     "plain": writes([f"{i:07d} " + "x" * 92 for i in range(256)]),
     # A request line with a long query string: words, numbers, no level, nothing to escape.
     "long": writes([(f"{i:07d} GET /api/search?" + "&".join(
         f"field{k}=value{k * i}" for k in range(80)))[:1000] for i in range(256)]),
     "traced": writes([f"{i:07d} " + "x" * 92 for i in range(256)], TRACE),
+    # A tuple of its own per capture, as a capture reads its sources (see vlhook._context).
+    "bound": [make_text(0, f"{i:07d} " + "x" * 92 + "\\n", now + i, 7, (*BOUND,))
+              for i in range(256)],
     "flat": writes([flat(i) for i in range(256)]),
     "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],

@@ -15,6 +15,7 @@ ENTRY_KINDS = {
     "plain": "plain line (100 chars)",
     "long": "plain line (1,000 chars)",
     "traced": "plain line with trace context",
+    "bound": "plain line with trace context and bound fields",
     "flat": "JSON line, flat",
     "json": "JSON line, nested objects",
     "record": "logging record",

@@ -42,6 +42,25 @@ CONTEXTS = [
     ({"trace_id": "1" * 32, "trace_state": "k=AKIA0123456789ABCDEF"},),  # not vlhook's own
     ({"aws_request_id": "AKIA0123456789ABCDEF"},),  # vlhook's own field, yet a secret's form
 ]
+# Fields of the program's own, as vlhook.bind(), structlog and loguru give them: examined once
+# for the lines that share them, or (a secret, a fold, a constant's name) made whole per line.
+BOUND = {"user": "bob", "request_id": "r-1", "n": 1.5, "ok": True, "none": None}
+PROGRAM_CONTEXTS = [
+    (BOUND,),
+    ({"trace_id": "1" * 32, "span_id": "2" * 16}, BOUND),
+    ((span_ids, "b7ad6b7169203331"), {"user": "ann"}),
+    ({"user": {"id": 1, "roles": ["admin", "dev"], "deep": [[[[{"x": 1}]]]]}},),
+    ({"password": "hunter2", "user": "bob"},),  # a secret's name
+    ({"note": "token AKIA0123456789ABCDEF"},),  # a secret's form
+    ({"level": "debug", "_msg": "bound", "": 1, "stream": "x"},),  # named as vlhook's own
+    ({"k" * 200: 1, "tags": {"a", "b"}},),  # a long key, a set
+    ({"big": "v" * 10_000},),
+    ({"bigger": "v" * 17_000},),  # cut to 16 Ki characters: too long to be written here
+    ({f"f{i}": i for i in range(60)},),  # more than 40 fields, far from a fold
+    ({"many": {str(i): i for i in range(1_000)}},),  # folded
+    ({"surrogate": "\ud800 lone"},),
+    ({"env": "bound env", "user": "bob"},),  # a constant field's name, with VICTORIALOGS_FIELDS
+]
 
 
 def builder(**env: str) -> EntryBuilder:
@@ -93,21 +112,40 @@ LINE = st.one_of(
 @PROPS
 @given(st.lists(st.tuples(st.sampled_from([0, 1]), LINE), min_size=1, max_size=60),
        st.sampled_from([1, 10_000_000, 400_000_000]),
-       st.one_of(st.none(), st.lists(st.sampled_from(CONTEXTS), min_size=60, max_size=60)),
+       st.one_of(st.none(), st.lists(st.sampled_from(CONTEXTS + PROGRAM_CONTEXTS),
+                                     min_size=60, max_size=60)),
        st.sampled_from(["", "span_id=x", "env=prod"]))  # fmt: skip
 def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
     writes: list[tuple[int, str]], step_ns: int, contexts: Optional[list[Any]], fields: str
 ) -> None:
+    # A tuple of its own per capture, of shared sources, as captures read their context.
+    contexts = [context and (*context,) for context in contexts] if contexts else None
     captures = items([(kind, line + "\n") for kind, line in writes], step_ns, contexts=contexts)
     # The 300-char line is split at 1 KiB; a constant field may share a context field's name.
-    b = builder(VICTORIALOGS_MAX_LINE_BYTES="1024", VICTORIALOGS_FIELDS=fields)
+    b, again = (builder(VICTORIALOGS_MAX_LINE_BYTES="1024", VICTORIALOGS_FIELDS=fields)
+                for _ in range(2))  # fmt: skip
     run = by_run(captures, b)
-    expected = by_write(captures, b)
+    expected = by_write(captures, again)
     if run is None:  # stepped aside: only where whole_lines or written_run must
         return
     if not contexts:
         assert run == expected
     assert encoded(run, VICTORIALOGS_FIELDS=fields) == encoded(expected, VICTORIALOGS_FIELDS=fields)
+    assert b.stats.as_dict() == again.stats.as_dict()  # redactions, folds, splits: as many
+
+
+def test_lines_with_fields_of_the_programs_own_are_written_at_once() -> None:
+    """Lines sharing bound fields (each capture a tuple of its own) are written in the run,
+    with their fields examined once; a secret among them makes each line whole."""
+    plain = [(0, f"line {i}\n") for i in range(8)]
+    b = builder()
+    for context, written in ((BOUND,), True), (({"password": "x"},), False):
+        run = by_run(items(plain, contexts=[(*context,) for _ in plain]), b)
+        assert run is not None and len(run) == 8
+        assert all(isinstance(entry, str) == written for entry in run)
+        if written:
+            assert json.loads("{" + str(run[0]))["request_id"] == "r-1"
+    assert b.stats.redacted == 8  # one per line made whole, as each line's entry counts it
 
 
 @PROPS
@@ -237,8 +275,9 @@ def test_lines_in_a_span_or_an_invocation_are_written_with_its_ids() -> None:
         fields = json.loads("{" + str(out[3]))
         assert fields["_msg"] == "line 3" and ("span_id" in fields or "aws_request_id" in fields)
     bound = items([(0, f"line {n}\n") for n in range(10)], context=CONTEXTS[4])
-    made = by_run(bound, b)  # the program's own fields: each made whole, as before
-    assert made is not None and all(entry["user"] == "bob" for entry in made)  # type: ignore[index]
+    made = by_run(bound, b)  # the program's own fields: examined once, written with each line
+    assert made is not None and all(json.loads("{" + str(entry))["user"] == "bob" for entry in made)
+    assert encoded(made) == encoded(by_write(bound, b))
 
 
 # -- logging records written as JSON --------------------------------------------------------

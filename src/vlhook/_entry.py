@@ -50,6 +50,9 @@ else:
 
 MAX_KEY_BYTES = 128
 MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
+#: A plain line's context longer than this as JSON makes the line's entry whole: with a
+#: message of up to VICTORIALOGS_MAX_LINE_BYTES it stays below the server's line limit.
+MAX_CONTEXT_BYTES = 16 << 10
 
 _sec_cache: list[Any] = [-1, ""]
 _FIRST = itemgetter(0)
@@ -97,7 +100,8 @@ class EntryBuilder:
         self._locations: dict[tuple[Any, ...], str] = {}
         #: The last record context written, and its fields written as JSON (None: not written).
         self._last_context: tuple[Any, Optional[str]] = (None, None)
-        self._last_line_context: tuple[Any, Optional[str]] = (None, None)
+        #: The last line context, its sources (see _sources) and its fields as JSON.
+        self._last_line_context: tuple[Any, tuple[Any, ...], Optional[str]] = (None, (), None)
         #: The keys of JSON lines' entries (in order) -> whether none needs examining.
         self._plain_keys: dict[tuple[str, ...], bool] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
@@ -464,17 +468,46 @@ class EntryBuilder:
         return self._last_context[1]
 
     def _line_context(self, context: Optional[Context]) -> Optional[str]:
-        """A plain line's context written as JSON fields, as _batch adds them to its entry
-        (vlhook's own fields are not examined there); None when they are not all vlhook's own.
-        The last one is held, as for records: a run's lines mostly share theirs."""
+        """A plain line's context written as JSON fields, as the line's entry made whole has
+        them; None when the line must be made whole (see _examined_text). The last one is
+        held, as for records: a run's lines mostly share theirs, by the same tuple or by one
+        of the same sources (a capture reads its sources into a tuple of its own)."""
         if not context:
             return ""
-        last = self._last_line_context
-        if context is last[0]:
-            return last[1]
+        last, last_sources, last_text = self._last_line_context
+        if context is last:
+            return last_text
+        sources = _sources(context)
+        if sources == last_sources:
+            return last_text
         fields = self._own_fields(context)
-        self._last_line_context = (context, None if fields is None else _fields_text(fields))
-        return self._last_line_context[1]
+        text = _fields_text(fields) if fields is not None else self._examined_text(context)
+        # Held with its context, whose sources are then never another's (see _sources).
+        self._last_line_context = (context, sources, text)
+        return text
+
+    def _examined_text(self, context: Context) -> Optional[str]:
+        """Fields of the program's own (bound with vlhook.bind(), structlog, loguru) examined
+        as finish() examines them on each line's entry, here once for all the lines that
+        share them, and written as JSON. None when the line must be made whole: a field is
+        redacted (counted per entry), the entry may have to be folded, a field takes a
+        constant field's name (the encoder merges those), or the fields are long (the encoder
+        shrinks only the entries it writes itself)."""
+        fields = dict(context_fields(context))
+        self._sanitize(fields, counted=False)
+        if (
+            self.redactor.hits
+            or _leaves(fields, MAX_FIELDS) + len(PLAIN_KEYS) > MAX_FIELDS
+            or not self._constant_names.isdisjoint(fields)
+        ):
+            return None
+        try:
+            written = _codec.dumps(fields)
+        except Exception:  # what only the encoder's fallbacks can write
+            return None
+        if len(written) > MAX_CONTEXT_BYTES:
+            return None
+        return "," + written[1:-1].decode("utf-8") if fields else ""
 
     def _own_fields(self, context: Context) -> Optional[Entry]:
         """The context's fields when all are vlhook's own (ids of a trace, a span, a Lambda
@@ -650,11 +683,14 @@ class EntryBuilder:
             entry["_msg"] = clean
             self.stats.add("redacted")
 
-    def _sanitize(self, entry: Entry, trusted: frozenset[str] = frozenset()) -> bool:
+    def _sanitize(
+        self, entry: Entry, trusted: frozenset[str] = frozenset(), counted: bool = True
+    ) -> bool:
         """Redact every string at any depth and mask secret-named fields; keep nesting and size
         within bounds; cut oversized fields and keys the server would mangle. Whether the entry
         may have too many fields once the server flattens its objects: the redactor counts the
-        items of every container it walks, so an entry whose objects hold few needs no count."""
+        items of every container it walks, so an entry whose objects hold few needs no count.
+        `counted`: the redactions go into the stats (else they are left in redactor.hits)."""
         redactor = self.redactor
         redactor.hits = 0
         redactor.left = MAX_NESTED_VALUES
@@ -689,7 +725,7 @@ class EntryBuilder:
             if len(key) * 4 > MAX_KEY_BYTES and len(key.encode("utf-8", "replace")) > MAX_KEY_BYTES:
                 del entry[key]
                 entry[short_key(key)] = value
-        if redactor.hits:
+        if redactor.hits and counted:
             self.stats.add("redacted", redactor.hits)
         return nested and MAX_NESTED_VALUES - redactor.left + len(entry) > MAX_FIELDS
 
@@ -823,6 +859,14 @@ def _heads(times: list[int]) -> Iterable[str]:
     if first == last:
         return repeat(rfc3339(times[0])[:-10])
     return [rfc3339(t_ns)[:-10] for t_ns in times]
+
+
+def _sources(context: Context) -> tuple[Any, ...]:
+    """The identities of a context's sources: a capture makes a tuple of its own, of sources
+    that lines written together mostly share (the dict a bind made, a span). Sources are never
+    changed once published (see _context), so the same sources give the same fields. Compared
+    only with those of a context still held, whose sources are alive: no identity is reused."""
+    return tuple([(id(s[0]), id(s[1])) if s.__class__ is tuple else id(s) for s in context])
 
 
 def _fields_text(fields: Entry) -> str:
