@@ -291,11 +291,11 @@ def flat(i):
     return json.dumps({"message": f"request {i}", "level": "info", "logger": "app.http",
                        "request_id": f"r-{i:08d}", "method": "GET", "status": 200, "ms": 1.5})
 log = logging.getLogger("bench")
-def record(i, extra):
+def record(i, extra, context=None):
     # A function name, as every record logger.info() makes has.
     rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None,
                          "handle", extra)
-    return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), [])
+    return make_record(rec, now, 0, context, logging.INFO, rec.getMessage(), [])
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
@@ -316,12 +316,13 @@ groups = {
     "flat": writes([flat(i) for i in range(256)]),
     "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
+    "bound_records": [record(i, None, (*BOUND,)) for i in range(256)],
     "records": [record(i, order(i)) for i in range(256)],
 }
 def made(kind, group):
     # What the sender makes of a group, as its _feed_many and take_records do (an older
     # checkout, --baseline-src, without the run and record paths: its per-write path).
-    if kind.startswith("record"):
+    if kind.startswith(("record", "bound_record")):
         if hasattr(builder, "written_records"):
             return builder.written_records(group)
         return [entry for item in group for entry in builder.from_item(item)]

@@ -19,6 +19,7 @@ ENTRY_KINDS = {
     "flat": "JSON line, flat",
     "json": "JSON line, nested objects",
     "record": "logging record",
+    "bound_records": "logging record with trace context and bound fields",
     "records": "logging record with nested extras",
 }
 

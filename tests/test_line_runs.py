@@ -63,6 +63,11 @@ PROGRAM_CONTEXTS = [
 ]
 
 
+def fresh(context: Any) -> Any:
+    """A context tuple of its own, of the same sources, as a capture reads it."""
+    return context and (*context,)
+
+
 def builder(**env: str) -> EntryBuilder:
     return EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
 
@@ -119,7 +124,7 @@ def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
     writes: list[tuple[int, str]], step_ns: int, contexts: Optional[list[Any]], fields: str
 ) -> None:
     # A tuple of its own per capture, of shared sources, as captures read their context.
-    contexts = [context and (*context,) for context in contexts] if contexts else None
+    contexts = list(map(fresh, contexts)) if contexts else None
     captures = items([(kind, line + "\n") for kind, line in writes], step_ns, contexts=contexts)
     # The 300-char line is split at 1 KiB; a constant field may share a context field's name.
     b, again = (builder(VICTORIALOGS_MAX_LINE_BYTES="1024", VICTORIALOGS_FIELDS=fields)
@@ -384,7 +389,9 @@ def test_records_whose_bound_values_cannot_be_compared_are_written_one_by_one() 
              for _ in range(3)]  # fmt: skip
     b = builder()
     assert b._written_record_run(items) is None
-    assert [entry["_msg"] for entry in b.written_records(items)] == ["order 1"] * 3  # type: ignore[index]
+    out = b.written_records(items)  # record by record, each with its fields examined once
+    assert [json.loads("{" + str(entry))["_msg"] for entry in out] == ["order 1"] * 3
+    assert encoded(out) == encoded([entry for item in items for entry in b.from_item(item)])
 
 
 def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
@@ -397,8 +404,10 @@ def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
         capture_of("token AKIA0123456789ABCDEF", (), "app", "f", None, False, []),
     ]
     out = b.written_records(items)
-    assert isinstance(out[0], str) and all(isinstance(entry, dict) for entry in out[1:])
-    assert json.loads("{" + out[0])["code.line"] == 12
+    # The plain one and the one with bound fields (examined once, see _examined_text).
+    assert [isinstance(entry, str) for entry in out] == [True, False, False, True, False]
+    assert json.loads("{" + str(out[0]))["code.line"] == 12
+    assert json.loads("{" + str(out[3]))["user"] == "amy"
     written, whole = encoded_records(items, b)
     assert written == whole
 
@@ -414,6 +423,45 @@ def test_records_with_context_are_written_as_the_general_path_writes_them(
                         context=CONTEXTS[index]) for index, message in cases]  # fmt: skip
     written, whole = encoded_records(items, builder(**env))
     assert written == whole
+
+
+RECORD_CONTEXTS = [
+    *CONTEXTS, *PROGRAM_CONTEXTS,
+    ({"logger": "bound", "thread": "t", "user": "bob"},),  # a record's own keys win
+    ({"n": 1},), ({"n": True},), ({"n": 1.0},),  # equal, and each written as it is
+]  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(st.sampled_from(range(len(RECORD_CONTEXTS))), TEXT), min_size=1,
+                max_size=12),
+       st.booleans(),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"},
+                        {"VICTORIALOGS_FIELDS": "env=x"}]))  # fmt: skip
+def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
+    cases: list[tuple[int, str]], shared: bool, env: dict[str, str]
+) -> None:
+    """Each record a context tuple of its own, of shared sources, as captures read them; or
+    (`shared`) every record the first one's context, as a run of one request's records."""
+    first = cases[0][0]
+    items = [capture_of(message.replace("%", ""), (), "app", "f", None, False, [],
+                        context=fresh(RECORD_CONTEXTS[first if shared else index]))
+             for index, message in cases]  # fmt: skip
+    b, again = builder(**env), builder(**env)
+    written = encoded(b.written_records(items), **env)
+    whole = encoded([entry for item in items for entry in again.from_item(item)], **env)
+    assert written == whole
+    assert b.stats.as_dict() == again.stats.as_dict()
+
+
+def test_records_whose_bound_values_are_equal_are_each_written_with_their_own() -> None:
+    """1, True and 1.0 are equal, and written apart: a run of records is written with one
+    context only when every record has the same sources, not merely equal ones."""
+    items = [capture_of("order", (), "app", "f", None, False, [], context=({"n": value},))
+             for value in (1, True, 1.0)]  # fmt: skip
+    out = builder().written_records(items)
+    assert [json.loads("{" + str(entry))["n"] for entry in out] == [1, True, 1.0]
+    assert [type(json.loads("{" + str(entry))["n"]) for entry in out] == [int, bool, float]
 
 
 def test_a_record_in_a_span_or_an_invocation_is_written() -> None:

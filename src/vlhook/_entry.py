@@ -98,10 +98,9 @@ class EntryBuilder:
         #: A record's location (logger, file, line, function, thread) -> those fields written
         #: as JSON, or "" when they need examining; few distinct ones, many records each.
         self._locations: dict[tuple[Any, ...], str] = {}
-        #: The last record context written, and its fields written as JSON (None: not written).
-        self._last_context: tuple[Any, Optional[str]] = (None, None)
-        #: The last line context, its sources (see _sources) and its fields as JSON.
-        self._last_line_context: tuple[Any, tuple[Any, ...], Optional[str]] = (None, (), None)
+        #: The last context written with a record, and with a plain line (see _context_text).
+        self._record_context = Held(RECORD_KEYS)
+        self._line_context_held = Held(PLAIN_KEYS)
         #: The keys of JSON lines' entries (in order) -> whether none needs examining.
         self._plain_keys: dict[tuple[str, ...], bool] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
@@ -385,6 +384,10 @@ class EntryBuilder:
             shared = contexts.count(contexts[0]) == count
         except Exception:  # a value bound by the program whose == raises (an array, say)
             return None
+        if shared and contexts[0] and self._own_fields(contexts[0]) is None:
+            # The program's values may be equal and still written apart (1 and True): its
+            # fields are written for the run when every record has the same sources.
+            shared = len(set(map(_sources, contexts))) == 1
         if (
             not shared
             or "{" in "".join([message[:1] for message in messages])
@@ -448,56 +451,58 @@ class EntryBuilder:
                 f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
 
     def _written_context(self, context: Optional[Context]) -> Optional[str]:
-        """A record's context written as JSON fields (with a leading comma), when they are all
-        vlhook's own (see _own_fields) and no redaction rule touches them (a record's fields
-        are all examined); None else (the record is then made whole)."""
-        if not context:
-            return ""
-        if context is self._last_context[0]:
-            return self._last_context[1]
-        self._last_context = (context, None)
-        fields = self._own_fields(context)
-        if fields is None:
-            return None
-        names, texts = self.redactor.name, [v for v in fields.values() if v.__class__ is str]
-        if any(any(names(key)) for key in fields) or self.redactor.may_match("\n".join(texts)):
-            return None
-        # Held with its context (whose identity is then never another's): the records of one
-        # invocation share one context, and are written with it in turn.
-        self._last_context = (context, _fields_text(fields))
-        return self._last_context[1]
+        """A record's context written as JSON fields (with a leading comma), as the record's
+        entry made whole has them; None when the record must be made whole (see
+        _context_text). The records of one invocation or request share their context."""
+        return self._context_text(context, self._record_context) if context else ""
 
     def _line_context(self, context: Optional[Context]) -> Optional[str]:
         """A plain line's context written as JSON fields, as the line's entry made whole has
-        them; None when the line must be made whole (see _examined_text). The last one is
-        held, as for records: a run's lines mostly share theirs, by the same tuple or by one
-        of the same sources (a capture reads its sources into a tuple of its own)."""
-        if not context:
-            return ""
-        last, last_sources, last_text = self._last_line_context
-        if context is last:
-            return last_text
-        sources = _sources(context)
-        if sources == last_sources:
-            return last_text
-        fields = self._own_fields(context)
-        text = _fields_text(fields) if fields is not None else self._examined_text(context)
-        # Held with its context, whose sources are then never another's (see _sources).
-        self._last_line_context = (context, sources, text)
-        return text
+        them; None when the line must be made whole (see _context_text)."""
+        return self._context_text(context, self._line_context_held) if context else ""
 
-    def _examined_text(self, context: Context) -> Optional[str]:
+    def _context_text(self, context: Context, held: Held) -> Optional[str]:
+        """A context's fields written as JSON, with a leading comma, held for the next entries
+        of the same sources (a capture reads its sources into a tuple of its own: lines and
+        records written together share the sources, not the tuple). vlhook's own fields are
+        written as they are (a record's only when no redaction rule touches them: a record's
+        fields are all examined); the program's are examined (see _examined_text)."""
+        if context is held.context:
+            return held.text
+        sources = _sources(context)
+        if sources != held.sources:
+            fields = self._own_fields(context)
+            if fields is None:
+                held.text = self._examined_text(context, held.keys)
+            elif held.keys is RECORD_KEYS and self._touched(fields):
+                held.text = None
+            else:
+                held.text = _fields_text(fields)
+            held.sources = sources
+        # Held with its context, whose sources then stay alive: no identity compared with
+        # theirs can be another object's (see _sources).
+        held.context = context
+        return held.text
+
+    def _touched(self, fields: Entry) -> bool:
+        """Whether a redaction rule would change one of these fields' names or values."""
+        names, texts = self.redactor.name, [v for v in fields.values() if v.__class__ is str]
+        return any(any(names(key)) for key in fields) or self.redactor.may_match("\n".join(texts))
+
+    def _examined_text(self, context: Context, keys: frozenset[str]) -> Optional[str]:
         """Fields of the program's own (bound with vlhook.bind(), structlog, loguru) examined
-        as finish() examines them on each line's entry, here once for all the lines that
-        share them, and written as JSON. None when the line must be made whole: a field is
-        redacted (counted per entry), the entry may have to be folded, a field takes a
-        constant field's name (the encoder merges those), or the fields are long (the encoder
-        shrinks only the entries it writes itself)."""
+        as finish() examines them in an entry of `keys`, here once for all the entries that
+        share them, and written as JSON. None when the entry must be made whole: a field is
+        redacted (counted per entry) or takes one of `keys` (the entry's own wins), the entry
+        may have to be folded, a field takes a constant field's name (the encoder merges
+        those), or the fields are long (the encoder shrinks only the entries it writes)."""
         fields = dict(context_fields(context))
+        if not keys.isdisjoint(fields):
+            return None
         self._sanitize(fields, counted=False)
         if (
             self.redactor.hits
-            or _leaves(fields, MAX_FIELDS) + len(PLAIN_KEYS) > MAX_FIELDS
+            or _leaves(fields, MAX_FIELDS) + len(keys) > MAX_FIELDS
             or not self._constant_names.isdisjoint(fields)
         ):
             return None
@@ -859,6 +864,19 @@ def _heads(times: list[int]) -> Iterable[str]:
     if first == last:
         return repeat(rfc3339(times[0])[:-10])
     return [rfc3339(t_ns)[:-10] for t_ns in times]
+
+
+class Held:
+    """The last context written with one kind of entry (whose own keys are `keys`), its
+    sources (see _sources) and its fields as JSON (None: the entry is made whole)."""
+
+    __slots__ = ("context", "keys", "sources", "text")
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self.keys = keys
+        self.context: Optional[Context] = None
+        self.sources: tuple[Any, ...] = ()
+        self.text: Optional[str] = None
 
 
 def _sources(context: Context) -> tuple[Any, ...]:
