@@ -68,6 +68,11 @@ def fresh(context: Any) -> Any:
     return context and (*context,)
 
 
+def copied(context: Any) -> Any:
+    """A context of sources of its own with the same fields, as structlog's snapshots are."""
+    return context and tuple(dict(s) if isinstance(s, dict) else s for s in context)
+
+
 def builder(**env: str) -> EntryBuilder:
     return EntryBuilder(load({"VICTORIALOGS_URL": "http://127.0.0.1:9", **env}), Stats())
 
@@ -119,12 +124,17 @@ LINE = st.one_of(
        st.sampled_from([1, 10_000_000, 400_000_000]),
        st.one_of(st.none(), st.lists(st.sampled_from(CONTEXTS + PROGRAM_CONTEXTS),
                                      min_size=60, max_size=60)),
-       st.sampled_from(["", "span_id=x", "env=prod"]))  # fmt: skip
+       st.sampled_from(["", "span_id=x", "env=prod"]),
+       st.sampled_from([fresh, copied]))  # fmt: skip
 def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
-    writes: list[tuple[int, str]], step_ns: int, contexts: Optional[list[Any]], fields: str
+    writes: list[tuple[int, str]],
+    step_ns: int,
+    contexts: Optional[list[Any]],
+    fields: str,
+    read: Any,
 ) -> None:
-    # A tuple of its own per capture, of shared sources, as captures read their context.
-    contexts = list(map(fresh, contexts)) if contexts else None
+    # A tuple of its own per capture, of shared sources or of copies, as captures read theirs.
+    contexts = list(map(read, contexts)) if contexts else None
     captures = items([(kind, line + "\n") for kind, line in writes], step_ns, contexts=contexts)
     # The 300-char line is split at 1 KiB; a constant field may share a context field's name.
     b, again = (builder(VICTORIALOGS_MAX_LINE_BYTES="1024", VICTORIALOGS_FIELDS=fields)
@@ -428,7 +438,8 @@ def test_records_with_context_are_written_as_the_general_path_writes_them(
 RECORD_CONTEXTS = [
     *CONTEXTS, *PROGRAM_CONTEXTS,
     ({"logger": "bound", "thread": "t", "user": "bob"},),  # a record's own keys win
-    ({"n": 1},), ({"n": True},), ({"n": 1.0},),  # equal, and each written as it is
+    ({"n": 1},), ({"n": True},), ({"n": 1.0},), ({"n": -0.0},), ({"n": 0.0},),  # equal
+    ({"n": [1]},), ({"n": [True]},),
 ]  # fmt: skip
 
 
@@ -437,15 +448,16 @@ RECORD_CONTEXTS = [
                 max_size=12),
        st.booleans(),
        st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"},
-                        {"VICTORIALOGS_FIELDS": "env=x"}]))  # fmt: skip
+                        {"VICTORIALOGS_FIELDS": "env=x"}]),
+       st.sampled_from([fresh, copied]))  # fmt: skip
 def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
-    cases: list[tuple[int, str]], shared: bool, env: dict[str, str]
+    cases: list[tuple[int, str]], shared: bool, env: dict[str, str], read: Any
 ) -> None:
-    """Each record a context tuple of its own, of shared sources, as captures read them; or
-    (`shared`) every record the first one's context, as a run of one request's records."""
+    """Each record a context tuple of its own, of shared sources or of copies, as captures
+    read them; or (`shared`) every record the first one's context, as one request's are."""
     first = cases[0][0]
     items = [capture_of(message.replace("%", ""), (), "app", "f", None, False, [],
-                        context=fresh(RECORD_CONTEXTS[first if shared else index]))
+                        context=read(RECORD_CONTEXTS[first if shared else index]))
              for index, message in cases]  # fmt: skip
     b, again = builder(**env), builder(**env)
     written = encoded(b.written_records(items), **env)
@@ -454,14 +466,27 @@ def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
     assert b.stats.as_dict() == again.stats.as_dict()
 
 
+EQUAL = (1, True, 1.0, -0.0, 0.0, [1], [True])  # equal, and each written as it is
+
+
 def test_records_whose_bound_values_are_equal_are_each_written_with_their_own() -> None:
-    """1, True and 1.0 are equal, and written apart: a run of records is written with one
-    context only when every record has the same sources, not merely equal ones."""
+    """A run of records is written with one context only when every record has the same
+    sources (or fields of the same plain values and types), not merely equal ones."""
     items = [capture_of("order", (), "app", "f", None, False, [], context=({"n": value},))
-             for value in (1, True, 1.0)]  # fmt: skip
+             for value in EQUAL]  # fmt: skip
     out = builder().written_records(items)
-    assert [json.loads("{" + str(entry))["n"] for entry in out] == [1, True, 1.0]
-    assert [type(json.loads("{" + str(entry))["n"]) for entry in out] == [int, bool, float]
+    assert [str(entry).split('"n":')[1][:-1] for entry in out] == [
+        "1", "true", "1.0", "-0.0", "0.0", "[1]", "[true]"]  # fmt: skip
+
+
+def test_lines_whose_bound_values_are_equal_are_each_written_with_their_own() -> None:
+    values = [*EQUAL, 1]  # a run has 8 lines at least
+    captures = items([(0, f"line {n}\n") for n in range(len(values))],
+                     contexts=[({"n": value},) for value in values])  # fmt: skip
+    out = by_run(captures, builder())
+    assert out is not None
+    assert [str(entry).split('"n":')[1][:-1] for entry in out] == [
+        "1", "true", "1.0", "-0.0", "0.0", "[1]", "[true]", "1"]  # fmt: skip
 
 
 def test_a_record_in_a_span_or_an_invocation_is_written() -> None:

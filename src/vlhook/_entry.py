@@ -384,7 +384,7 @@ class EntryBuilder:
             shared = contexts.count(contexts[0]) == count
         except Exception:  # a value bound by the program whose == raises (an array, say)
             return None
-        if shared and contexts[0] and self._own_fields(contexts[0]) is None:
+        if shared and contexts[0] and not self._own(context_fields(contexts[0])):
             # The program's values may be equal and still written apart (1 and True): its
             # fields are written for the run when every record has the same sources.
             shared = len(set(map(_sources, contexts))) == 1
@@ -463,42 +463,48 @@ class EntryBuilder:
 
     def _context_text(self, context: Context, held: Held) -> Optional[str]:
         """A context's fields written as JSON, with a leading comma, held for the next entries
-        of the same sources (a capture reads its sources into a tuple of its own: lines and
-        records written together share the sources, not the tuple). vlhook's own fields are
-        written as they are (a record's only when no redaction rule touches them: a record's
-        fields are all examined); the program's are examined (see _examined_text)."""
+        of the same context: the same sources (a capture reads its sources into a tuple of
+        its own: entries written together share the sources, not the tuple), or fields of
+        the same plain values (structlog's context is a snapshot per capture). vlhook's own
+        fields are written as they are (a record's only when no redaction rule touches them:
+        a record's fields are all examined); the program's are examined (_examined_text)."""
         if context is held.context:
             return held.text
         sources = _sources(context)
         if sources != held.sources:
-            fields = self._own_fields(context)
-            if fields is None:
-                held.text = self._examined_text(context, held.keys)
-            elif held.keys is RECORD_KEYS and self._touched(fields):
-                held.text = None
-            else:
-                held.text = _fields_text(fields)
+            fields = context_fields(context)  # a source's own dict: read, never changed
+            content = _content(fields)
+            if content is None or content != held.content:
+                held.text = self._written_fields(fields, held.keys)
+                held.content = content
             held.sources = sources
         # Held with its context, whose sources then stay alive: no identity compared with
         # theirs can be another object's (see _sources).
         held.context = context
         return held.text
 
+    def _written_fields(self, fields: Entry, keys: frozenset[str]) -> Optional[str]:
+        if not self._own(fields):
+            return self._examined_text(fields, keys)
+        if keys is RECORD_KEYS and self._touched(fields):
+            return None
+        return _fields_text(fields)
+
     def _touched(self, fields: Entry) -> bool:
         """Whether a redaction rule would change one of these fields' names or values."""
         names, texts = self.redactor.name, [v for v in fields.values() if v.__class__ is str]
         return any(any(names(key)) for key in fields) or self.redactor.may_match("\n".join(texts))
 
-    def _examined_text(self, context: Context, keys: frozenset[str]) -> Optional[str]:
+    def _examined_text(self, fields: Entry, keys: frozenset[str]) -> Optional[str]:
         """Fields of the program's own (bound with vlhook.bind(), structlog, loguru) examined
         as finish() examines them in an entry of `keys`, here once for all the entries that
         share them, and written as JSON. None when the entry must be made whole: a field is
         redacted (counted per entry) or takes one of `keys` (the entry's own wins), the entry
         may have to be folded, a field takes a constant field's name (the encoder merges
         those), or the fields are long (the encoder shrinks only the entries it writes)."""
-        fields = dict(context_fields(context))
         if not keys.isdisjoint(fields):
             return None
+        fields = dict(fields)  # examined in a copy: never the source's own dict
         self._sanitize(fields, counted=False)
         if (
             self.redactor.hits
@@ -514,14 +520,11 @@ class EntryBuilder:
             return None
         return "," + written[1:-1].decode("utf-8") if fields else ""
 
-    def _own_fields(self, context: Context) -> Optional[Entry]:
-        """The context's fields when all are vlhook's own (ids of a trace, a span, a Lambda
+    def _own(self, fields: Entry) -> bool:
+        """Whether the fields are all vlhook's own (ids of a trace, a span, a Lambda
         invocation: made from ids, never the program's text) and no constant field has their
-        names (the encoder would merge the two); None else."""
-        fields = context_fields(context)  # a source's own dict: read, never changed
-        if TRUSTED_CONTEXT.issuperset(fields) and self._constant_names.isdisjoint(fields):
-            return fields
-        return None
+        names (the encoder would merge the two)."""
+        return TRUSTED_CONTEXT.issuperset(fields) and self._constant_names.isdisjoint(fields)
 
     def _write_location(self, record: Any) -> str:
         """A record's location fields written as JSON, or "" when they need examining."""
@@ -867,16 +870,32 @@ def _heads(times: list[int]) -> Iterable[str]:
 
 
 class Held:
-    """The last context written with one kind of entry (whose own keys are `keys`), its
-    sources (see _sources) and its fields as JSON (None: the entry is made whole)."""
+    """The last context written with one kind of entry (whose own keys are `keys`): its
+    sources (see _sources), its fields' plain values (see _content) and its fields as JSON
+    (None: the entry is made whole)."""
 
-    __slots__ = ("context", "keys", "sources", "text")
+    __slots__ = ("content", "context", "keys", "sources", "text")
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
         self.context: Optional[Context] = None
         self.sources: tuple[Any, ...] = ()
+        self.content: Optional[tuple[Any, ...]] = None
         self.text: Optional[str] = None
+
+
+#: Values that are written the same whenever they are equal and of the same type (not
+#: floats: -0.0 == 0.0; not containers, whose items may differ in type).
+KEYABLE = frozenset({str, int, bool, type(None)})
+
+
+def _content(fields: Entry) -> Optional[tuple[Any, ...]]:
+    """The fields as a comparable value when they are all of KEYABLE types (types included:
+    1 == True), else None: equal contents are written alike."""
+    types = tuple(map(type, fields.values()))
+    if not KEYABLE.issuperset(types):
+        return None
+    return (*fields.items(), types)
 
 
 def _sources(context: Context) -> tuple[Any, ...]:
