@@ -62,14 +62,11 @@ class Replayer:
             claim = self._claim or self._take()
             if claim is None:
                 return None
-            piece = self.spool.read(claim, PIECE_BYTES)
-            data = b"" if piece is None else self.spool.piece_bytes(piece)
-            if not claim.held:
-                # The program closed it (a daemon's os.closerange): what was read may be a file
-                # of the program's under that number. Checked after reading, so that a close
-                # while the reads went on is seen too. Claimed again, from its progress.
+            read = self._read(claim)
+            if read is None:  # the program closed it: claimed again, from its progress
                 self._drop_claim()
                 continue
+            piece, data = read
             if piece is None:
                 self.spool.finish(claim)
                 self._drop_claim()
@@ -82,6 +79,20 @@ class Replayer:
                 return batch
             self.spool.advance(claim, piece.end)
         return None
+
+    def _read(self, claim: Claim) -> Optional[tuple[Optional[Piece], bytes]]:
+        """The claim's next piece (None at its end) and its bytes; None when the claim was
+        lost: the program closed its descriptor (a daemon's os.closerange), and what was read
+        may be a file of the program's under that number. Checked after reading, so that a
+        close while the reads went on is seen too; a read of the closed number fails."""
+        try:
+            piece = self.spool.read(claim, PIECE_BYTES)
+            data = b"" if piece is None else self.spool.piece_bytes(piece)
+        except OSError:
+            if claim.held:
+                raise
+            return None
+        return (piece, data) if claim.held else None
 
     def settle(self, batch: Batch, outcome: Outcome) -> bool:
         """Record what became of a replayed piece; False when replay must pause (the server
@@ -187,7 +198,12 @@ class Replayer:
         self._count_bad(bad)
 
     def _read_header(self, claim: Claim) -> None:
-        head = os.pread(claim.fd, 64 << 10, 0).split(b"\n", 1)[0]
+        try:
+            head = os.pread(claim.fd, 64 << 10, 0).split(b"\n", 1)[0]
+        except OSError:
+            if claim.held:
+                raise
+            head = b""  # the claim is lost (see _read): let go at the first piece
         try:
             header = _codec.loads(head)
             constants = header[HEADER]

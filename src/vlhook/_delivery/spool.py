@@ -214,8 +214,9 @@ class Spool:
         if claim is None:
             return None  # being replayed: not ours to delete
         try:
-            lines = file.lines if file.lines is not None and not claim.offset else \
-                count_lines(claim.fd, claim.offset, claim.size)  # fmt: skip
+            lines = self._lines_left(file, claim)
+            if lines is None:
+                return None  # lost: the program closed it (see Claim.held)
             own = self.own.pop(file.name, None)
             self.finish(claim)
         finally:
@@ -228,6 +229,18 @@ class Spool:
             _diag.warn(f"the spool is full (VICTORIALOGS_SPOOL_MAX_BYTES={self.max_bytes}): "
                        "the oldest files are dropped", key="spool-evict")  # fmt: skip
         return lines
+
+    def _lines_left(self, file: SpoolFile, claim: Claim) -> Optional[int]:
+        """The entries a claimed file still holds; None when the claim was lost (its number
+        closed, or another file of the program's under it: checked after the reads)."""
+        try:
+            lines = file.lines if file.lines is not None and not claim.offset else \
+                count_lines(claim.fd, claim.offset, claim.size)  # fmt: skip
+        except OSError:
+            if claim.held:
+                raise
+            return None
+        return lines if claim.held else None
 
     # -- reading ------------------------------------------------------------------------------
 
