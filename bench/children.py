@@ -317,12 +317,14 @@ groups = {
     "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
     "bound_records": [record(i, None, (*BOUND,)) for i in range(256)],
+    "record_extra": [record(i, {"user_id": 42 + i, "path": "/api/items", "ms": 1.5})
+                     for i in range(256)],
     "records": [record(i, order(i)) for i in range(256)],
 }
 def made(kind, group):
     # What the sender makes of a group, as its _feed_many and take_records do (an older
     # checkout, --baseline-src, without the run and record paths: its per-write path).
-    if kind.startswith(("record", "bound_record")):
+    if kind.startswith(("record", "bound_record")):  # record_extra too
         if hasattr(builder, "written_records"):
             return builder.written_records(group)
         return [entry for item in group for entry in builder.from_item(item)]

@@ -20,6 +20,7 @@ ENTRY_KINDS = {
     "json": "JSON line, nested objects",
     "record": "logging record",
     "bound_records": "logging record with trace context and bound fields",
+    "record_extra": "logging record with flat extras",
     "records": "logging record with nested extras",
 }
 

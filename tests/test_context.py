@@ -190,6 +190,10 @@ def test_the_lines_own_fields_win_over_the_context(sources: None) -> None:
         _context.apply(entry, context)
         assert (entry["user"], entry["k"], entry["span_id"]) == ("own", "1", "f" * 16)
         assert "trace_id" not in entry and "trace_flags" not in entry
+    # Also when the trace field is the only name the line shares with no source.
+    entry = {"_msg": "x", "trace_flags": "00"}
+    _context.apply(entry, ({"trace_id": TRACE_ID, "span_id": SPAN_ID}, {"user": "bound"}))
+    assert entry == {"_msg": "x", "trace_flags": "00", "user": "bound"}
     # vlhook's own names in the context are kept apart, under the line's kept-apart ones.
     entry = {"_msg": "x", "fields.level": "own"}
     _context.apply(entry, ({"level": "bound", "stream": "s"},))

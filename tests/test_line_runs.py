@@ -414,8 +414,8 @@ def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
         capture_of("token AKIA0123456789ABCDEF", (), "app", "f", None, False, []),
     ]
     out = b.written_records(items)
-    # The plain one and the one with bound fields (examined once, see _examined_text).
-    assert [isinstance(entry, str) for entry in out] == [True, False, False, True, False]
+    # The plain one, the one with a plain `extra=` field and the one with bound fields.
+    assert [isinstance(entry, str) for entry in out] == [True, True, False, True, False]
     assert json.loads("{" + str(out[0]))["code.line"] == 12
     assert json.loads("{" + str(out[3]))["user"] == "amy"
     written, whole = encoded_records(items, b)
@@ -464,6 +464,55 @@ def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
     whole = encoded([entry for item in items for entry in again.from_item(item)], **env)
     assert written == whole
     assert b.stats.as_dict() == again.stats.as_dict()
+
+
+# `extra=` fields as programs pass them: plain values written as they are, and each kind of
+# field that finish() changes, keeps apart or drops (the record is then made whole).
+EXTRA_NAMES = ["user", "request_id", "n", "password", "level", "logger", "code.line",
+               "trace_id", "trace_flags", "env", "cold_start", "k" * 200, "é ü"]  # fmt: skip
+EXTRA_VALUES = st.one_of(
+    TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["token AKIA0123456789ABCDEF", "v" * 17_000, "\ud800", -0.0, [1], {"a": 1}]),
+)  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from(EXTRA_NAMES), EXTRA_VALUES, max_size=4),
+                          st.sampled_from(range(len(RECORD_CONTEXTS)))), min_size=1, max_size=8),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"},
+                        {"VICTORIALOGS_FIELDS": "env=x"}]))  # fmt: skip
+def test_records_with_extra_fields_are_written_as_the_general_path_writes_them(
+    cases: list[tuple[dict[str, Any], int]], env: dict[str, str]
+) -> None:
+    items = [capture_of("order", (), "app", "f", extra or None, False, [],
+                        context=fresh(RECORD_CONTEXTS[index]))
+             for extra, index in cases]  # fmt: skip
+    b, again = builder(**env), builder(**env)
+    written = encoded(b.written_records(items), **env)
+    whole = encoded([entry for item in items for entry in again.from_item(item)], **env)
+    assert written == whole
+    assert b.stats.as_dict() == again.stats.as_dict()
+
+
+def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> None:
+    """As the general path has it: an entry that names a trace field keeps it, and takes
+    none of its context's trace fields (never one trace's id with another's span)."""
+    context = ({"trace_id": "1" * 32, "span_id": "2" * 16}, BOUND)
+    item = capture_of("done", (), "app", "f", {"trace_flags": "00"}, False, [], context=context)
+    b, again = builder(), builder()
+    written = encoded(b.written_records([item]))
+    assert written == encoded(again.from_item(item))
+    fields = json.loads(written)
+    assert fields["trace_flags"] == "00" and "trace_id" not in fields and fields["user"] == "bob"
+
+
+def test_a_record_with_plain_extra_fields_is_written() -> None:
+    extra = {"user_id": 42, "path": "/api/items", "ms": 1.5, "ok": True, "none": None}
+    out = builder().written_records([capture_of("done", (), "app", "f", extra, False, [])])
+    assert isinstance(out[0], str)
+    fields = json.loads("{" + out[0])
+    assert {key: fields[key] for key in extra} == extra and fields["code.line"] == 12
 
 
 EQUAL = (1, True, 1.0, -0.0, 0.0, [1], [True])  # equal, and each written as it is

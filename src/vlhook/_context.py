@@ -138,10 +138,11 @@ def apply(entry: dict[str, Any], context: Optional[Context]) -> None:
     fields = context[0]
     if len(context) > 1 or fields.__class__ is not dict or not OWN_NAMES.isdisjoint(fields):
         fields = fields_of(context)  # one source of plain fields, most often: no call
-    if entry.keys().isdisjoint(fields):  # one C call: the common case
+    names_trace = not entry.keys().isdisjoint(TRACE_FIELDS)  # one C call: mostly not
+    if not names_trace and entry.keys().isdisjoint(fields):  # the common case
         entry.update(fields)
         return
-    if not entry.keys().isdisjoint(TRACE_FIELDS):
+    if names_trace:
         fields = {key: value for key, value in fields.items() if key not in TRACE_FIELDS}
     for key, value in fields.items():
         entry.setdefault(key, value)

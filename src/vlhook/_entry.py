@@ -17,9 +17,9 @@ from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
 from vlhook._config import Config
+from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart
 from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
-from vlhook._context import kept_apart
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
@@ -103,6 +103,8 @@ class EntryBuilder:
         self._line_context_held = Held(PLAIN_KEYS)
         #: The keys of JSON lines' entries (in order) -> whether none needs examining.
         self._plain_keys: dict[tuple[str, ...], bool] = {}
+        #: The names of records' `extra=` fields -> whether they are written as they are.
+        self._plain_extras: dict[tuple[str, ...], bool] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
@@ -422,10 +424,10 @@ class EntryBuilder:
 
     def _written_record(self, item: Capture) -> str:
         """A logging record written as JSON, as from_record and the encoder would write it,
-        when its entry is its message, level, location and vlhook's own context fields, and
-        nothing else: no bound fields, exception, stack, `extra=`, object as message, JSON
-        printed by its handlers, message too long for one entry, or location that needs
-        examining. "" else."""
+        when its entry is its message, level, location, context fields and plain `extra=`
+        fields (see _written_extras), and nothing else: no exception, stack, object as
+        message, JSON printed by its handlers, message too long for one entry, or location
+        or field that needs examining. "" else."""
         if not isinstance(item, Record):
             return ""
         record, message, printed = item.record, item.message, item.printed
@@ -433,10 +435,16 @@ class EntryBuilder:
                 or len(message) * 6 > self.max_line_bytes or (printed and "{" in "".join(printed))
                 or (isinstance(record.msg, dict) and not record.args)):  # fmt: skip
             return ""
-        records = self._records or self._load_records()
         context = self._written_context(item.context)
-        if context is None or not records.has_no_extras(record):
+        if context is None:
             return ""
+        extras = record.extras
+        if extras is not None:
+            names = self._record_context.names if item.context else NO_FIELDS
+            written = self._written_extras(extras, names)
+            if not written:
+                return ""
+            context = written + context
         key = _LOCATION(record)
         try:
             location = self._locations.get(key)
@@ -449,6 +457,43 @@ class EntryBuilder:
         level = level_name(item.levelno)
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
                 f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
+
+    def _written_extras(self, extras: dict[str, Any], context_names: frozenset[str]) -> str:
+        """A record's `extra=` fields written as JSON (with a leading comma) when finish()
+        would leave them as they are in its entry: few, of plain types, short, without a
+        secret's literal, and named as no secret, none of the record's or vlhook's own
+        fields, no trace field, no constant field and none of the context's (each of those
+        is replaced, kept apart, merged or dropped there). "" else: the record is made whole."""
+        values = extras.values()
+        if (
+            len(extras) + len(RECORD_KEYS) + len(context_names) > 40  # may be folded (finish)
+            or not SCALARS.issuperset(map(type, values))
+            or not context_names.isdisjoint(extras)
+            or not self._plain_extra_names(tuple(extras))
+        ):
+            return ""
+        texts = [value for value in values if value.__class__ is str]
+        if texts and (
+            max(map(len, texts)) > MAX_VALUE_CHARS or self.redactor.may_match("\n".join(texts))
+        ):
+            return ""
+        try:
+            written = _codec.dumps(extras)  # what the encoder writes of them
+        except Exception:  # an integer past 64 bits, a lone surrogate: the encoder's fallbacks
+            return ""
+        return "," + written[1:-1].decode("utf-8")
+
+    def _plain_extra_names(self, names: tuple[str, ...]) -> bool:
+        """Whether `extra=` names are left as they are (see _written_extras); remembered per
+        set of names, as a call site passes the same ones every time."""
+        plain = self._plain_extras.get(names)
+        if plain is None:
+            taken = RECORD_KEYS.union(OWN_NAMES, TRACE_FIELDS, self._constant_names)
+            redacted = self.redactor.name
+            plain = _remember(self._plain_extras, names, taken.isdisjoint(names) and all(
+                len(name) * 4 <= MAX_KEY_BYTES and not any(redacted(name)) for name in names
+            ))  # fmt: skip
+        return plain
 
     def _written_context(self, context: Optional[Context]) -> Optional[str]:
         """A record's context written as JSON fields (with a leading comma), as the record's
@@ -476,7 +521,7 @@ class EntryBuilder:
             content = _content(fields)
             if content is None or content != held.content:
                 held.text = self._written_fields(fields, held.keys)
-                held.content = content
+                held.content, held.names = content, frozenset(fields)
             held.sources = sources
         # Held with its context, whose sources then stay alive: no identity compared with
         # theirs can be another object's (see _sources).
@@ -874,13 +919,14 @@ class Held:
     sources (see _sources), its fields' plain values (see _content) and its fields as JSON
     (None: the entry is made whole)."""
 
-    __slots__ = ("content", "context", "keys", "sources", "text")
+    __slots__ = ("content", "context", "keys", "names", "sources", "text")
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
         self.context: Optional[Context] = None
         self.sources: tuple[Any, ...] = ()
         self.content: Optional[tuple[Any, ...]] = None
+        self.names: frozenset[str] = NO_FIELDS  # the fields' names, as the context has them
         self.text: Optional[str] = None
 
 
