@@ -474,8 +474,10 @@ def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
 
 # `extra=` fields as programs pass them: plain values written as they are, and each kind of
 # field that finish() changes, keeps apart or drops (the record is then made whole).
+# ("_private" is not shipped: a record may have no field of its `extra=` left.)
 EXTRA_NAMES = ["user", "request_id", "n", "password", "level", "logger", "code.line",
-               "trace_id", "trace_flags", "env", "cold_start", "k" * 200, "é ü"]  # fmt: skip
+               "trace_id", "trace_flags", "env", "cold_start", "k" * 200, "é ü",
+               "_private"]  # fmt: skip
 EXTRA_VALUES = st.one_of(
     TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -507,6 +509,13 @@ def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> 
     assert written == encoded(again.from_item(item))
     fields = json.loads(written)
     assert fields["trace_flags"] == "00" and "trace_id" not in fields and fields["user"] == "bob"
+
+
+def test_a_record_whose_extra_fields_are_all_private_is_written_without_them() -> None:
+    item = capture_of("done", (), "app", "f", {"_private": 1}, False, [])
+    out = builder().written_records([item])
+    assert json.loads("{" + str(out[0]))["_msg"] == "done"
+    assert_written_as_made_whole([item], {})
 
 
 def test_a_record_with_plain_extra_fields_is_written() -> None:

@@ -439,10 +439,10 @@ class EntryBuilder:
         if context is None:
             return ""
         extras = record.extras
-        if extras is not None:
+        if extras:  # (none left when all were private: `_name`)
             names = self._record_context.names if item.context else NO_FIELDS
             written = self._written_extras(extras, names)
-            if not written:
+            if written is None:
                 return ""
             context = written + context
         key = _LOCATION(record)
@@ -458,12 +458,14 @@ class EntryBuilder:
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
                 f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
 
-    def _written_extras(self, extras: dict[str, Any], context_names: frozenset[str]) -> str:
-        """A record's `extra=` fields written as JSON (with a leading comma) when finish()
-        would leave them as they are in its entry: few, of plain types, short, without a
-        secret's literal, and named as no secret, none of the record's or vlhook's own
-        fields, no trace field, no constant field and none of the context's (each of those
-        is replaced, kept apart, merged or dropped there). "" else: the record is made whole."""
+    def _written_extras(
+        self, extras: dict[str, Any], context_names: frozenset[str]
+    ) -> Optional[str]:
+        """A record's `extra=` fields (one at least) written as JSON, with a leading comma,
+        when finish() would leave them as they are in its entry: few, of plain types, short,
+        without a secret's literal, and named as no secret, none of the record's or vlhook's
+        own fields, no trace field, no constant field and none of the context's (each of
+        those is replaced, kept apart, merged or dropped there). None else: made whole."""
         values = extras.values()
         if (
             len(extras) + len(RECORD_KEYS) + len(context_names) > 40  # may be folded (finish)
@@ -471,16 +473,16 @@ class EntryBuilder:
             or not context_names.isdisjoint(extras)
             or not self._plain_extra_names(tuple(extras))
         ):
-            return ""
+            return None
         texts = [value for value in values if value.__class__ is str]
         if texts and (
             max(map(len, texts)) > MAX_VALUE_CHARS or self.redactor.may_match("\n".join(texts))
         ):
-            return ""
+            return None
         try:
             written = _codec.dumps(extras)  # what the encoder writes of them
         except Exception:  # an integer past 64 bits, a lone surrogate: the encoder's fallbacks
-            return ""
+            return None
         return "," + written[1:-1].decode("utf-8")
 
     def _plain_extra_names(self, names: tuple[str, ...]) -> bool:
