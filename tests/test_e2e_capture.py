@@ -167,10 +167,12 @@ def test_record_attributes_set_by_filters_ship_and_underscored_ones_do_not(
         "    return True\n"
         "log.addFilter(tag)\n"
         "log.warning('tagged', extra={'_id': 1, 'doc': 2})\n"
+        "logging.getLogger('u').warning('only private', extra={'_id': 1})\n"
     )
     run_python(path, sink.env())
-    (row,) = sink.settle(1)
+    row, private = sorted(sink.settle(2), key=lambda row: row["_msg"] != "tagged")
     assert (row["_msg"], row["tenant"], row["doc"]) == ("tagged", "t1", "2")
+    assert (private["_msg"], private["logger"]) == ("only private", "u")
     assert not [key for key in row if key.startswith("_") and key not in ("_msg", "_time")
                 and not key.startswith("_stream")]  # fmt: skip
 
