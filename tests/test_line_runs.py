@@ -17,7 +17,7 @@ from conftest import run_python
 from vlhook._capture_logging import message_of
 from vlhook._captures import Line, record, text
 from vlhook._captures import line as make_line
-from vlhook._config import load
+from vlhook._config import SERVER_LINE_LIMIT, load
 from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
 from vlhook._levels import Hay, detect_level
@@ -509,6 +509,16 @@ def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> 
     assert written == encoded(again.from_item(item))
     fields = json.loads(written)
     assert fields["trace_flags"] == "00" and "trace_id" not in fields and fields["user"] == "bob"
+
+
+def test_a_record_whose_extra_fields_are_large_is_made_whole_and_fits_the_server() -> None:
+    """Each field below the cut, together past the server's line limit: the encoder shrinks
+    what it writes itself, so such a record is not written here."""
+    extra = {f"field{n}": "v" * 15_000 for n in range(20)}
+    item = capture_of("big", (), "app", "f", extra, False, [])
+    assert all(isinstance(entry, dict) for entry in builder().written_records([item]))
+    assert_written_as_made_whole([item], {})
+    assert len(encoded(builder().written_records([item]))) <= SERVER_LINE_LIMIT
 
 
 def test_a_record_whose_extra_fields_are_all_private_is_written_without_them() -> None:

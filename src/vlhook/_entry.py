@@ -50,8 +50,9 @@ else:
 
 MAX_KEY_BYTES = 128
 MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
-#: A plain line's context longer than this as JSON makes the line's entry whole: with a
-#: message of up to VICTORIALOGS_MAX_LINE_BYTES it stays below the server's line limit.
+#: A context (or a record's `extra=` fields) longer than this as JSON makes the entry whole:
+#: with a message of up to VICTORIALOGS_MAX_LINE_BYTES (at most half the server's line limit)
+#: and one of each, an entry written here stays below that limit.
 MAX_CONTEXT_BYTES = 16 << 10
 
 _sec_cache: list[Any] = [-1, ""]
@@ -482,6 +483,8 @@ class EntryBuilder:
         try:
             written = _codec.dumps(extras)  # what the encoder writes of them
         except Exception:  # an integer past 64 bits, a lone surrogate: the encoder's fallbacks
+            return None
+        if len(written) > MAX_CONTEXT_BYTES:  # the encoder shrinks only what it writes
             return None
         return "," + written[1:-1].decode("utf-8")
 
