@@ -381,8 +381,9 @@ def test_a_run_of_plain_records_is_written_at_once_as_one_by_one(
 
 
 @pytest.mark.parametrize("odd", [
-    {"extra": {"user": "bob"}}, {"failing": True}, {"printed": ['{"k": 1}\n']},
-    {"msg": '{"a": 1}'}, {"msg": {"k": "v"}}, {"context": CONTEXTS[1]}, {"msg": "x" * 100_000},
+    {"extra": {"user": {"id": 1}}}, {"extra": {"password": "x"}}, {"failing": True},
+    {"printed": ['{"k": 1}\n']}, {"msg": '{"a": 1}'}, {"msg": {"k": "v"}},
+    {"context": CONTEXTS[1]}, {"msg": "x" * 100_000},
     {"name": "AKIA0123456789ABCDEF"},  # a location to examine
 ])  # fmt: skip
 def test_a_run_with_one_record_not_plain_is_written_one_by_one(odd: dict[str, Any]) -> None:
@@ -509,6 +510,16 @@ def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> 
     assert written == encoded(again.from_item(item))
     fields = json.loads(written)
     assert fields["trace_flags"] == "00" and "trace_id" not in fields and fields["user"] == "bob"
+
+
+def test_a_run_of_records_with_plain_extra_fields_is_written_at_once() -> None:
+    items = [capture_of("order %s", (n,), "app", "f", {"user_id": n} if n % 2 else None,
+                        False, []) for n in range(6)]  # fmt: skip
+    out = builder()._written_record_run(items)
+    assert out is not None
+    assert [json.loads("{" + str(entry)).get("user_id") for entry in out] == [
+        None, 1, None, 3, None, 5]  # fmt: skip
+    assert_written_as_made_whole(items, {})
 
 
 def test_a_record_whose_extra_fields_are_large_is_made_whole_and_fits_the_server() -> None:

@@ -347,6 +347,9 @@ class EntryBuilder:
         if context is None:
             return None
         views = list(map(_VIEW, items))
+        extras = self._run_extras(views, items[0].context)
+        if extras is None:
+            return None
         messages = self._plain_messages(items, views)
         if messages is None:
             return None
@@ -362,10 +365,10 @@ class EntryBuilder:
         times = list(map(_T_NS, items))
         out: list[Union[Entry, str]] = [
             f'"_time":"{head}{ns}Z","_msg":"{message}","level":"{level}","stream":"logging",'
-            f"{location}{context}}}"
-            for head, ns, message, level, location in zip(
+            f"{location}{extra}{context}}}"
+            for head, ns, message, level, location, extra in zip(
                 _heads(times), _nanoseconds(times), _string_contents(hay, messages=True),
-                map(names.__getitem__, levels), locations,
+                map(names.__getitem__, levels), locations, extras,
             )
         ]  # fmt: skip
         for index in sorted(secrets, reverse=True):  # from the end: indexes stay valid
@@ -374,12 +377,12 @@ class EntryBuilder:
 
     def _plain_messages(self, items: list[Capture], views: list[Any]) -> Optional[list[str]]:
         """The records' messages when every record is one _written_record writes (no
-        exception, stack or `extra=`, a message that is not an object and fits one entry, no
-        JSON printed by its handlers) and they share one context; None otherwise. The
-        cheapest tests first: a run that is not plain costs ~0.1 µs a record here."""
+        exception or stack, a message that is not an object and fits one entry, no JSON
+        printed by its handlers) and they share one context; None otherwise. The cheapest
+        tests first: a run that is not plain costs ~0.1 µs a record here."""
         count = len(items)
-        if (list(map(_EXTRAS, views)).count(None) != count or any(map(_EXC_INFO, views))
-                or any(map(_EXC_TEXT, views)) or any(map(_STACK_INFO, views))):  # fmt: skip
+        if (any(map(_EXC_INFO, views)) or any(map(_EXC_TEXT, views))
+                or any(map(_STACK_INFO, views))):  # fmt: skip
             return None
         messages: list[str] = list(map(_MESSAGE, items))
         contexts = list(map(_CONTEXT, items))
@@ -487,6 +490,21 @@ class EntryBuilder:
         if len(written) > MAX_CONTEXT_BYTES:  # the encoder shrinks only what it writes
             return None
         return "," + written[1:-1].decode("utf-8")
+
+    def _run_extras(self, views: list[Any], context: Optional[Context]) -> Optional[Any]:
+        """Each record's `extra=` fields written (see _written_extras; "" for none), or None
+        when one cannot be written here. After _written_context(context), the run's."""
+        all_extras = list(map(_EXTRAS, views))
+        if not any(all_extras):
+            return repeat("")
+        names = self._record_context.names if context else NO_FIELDS
+        written: list[str] = []
+        for extras in all_extras:
+            text = self._written_extras(extras, names) if extras else ""
+            if text is None:
+                return None  # at the first: a run that is not plain costs little here
+            written.append(text)
+        return written
 
     def _plain_extra_names(self, names: tuple[str, ...]) -> bool:
         """Whether `extra=` names are left as they are (see _written_extras); remembered per
