@@ -552,6 +552,7 @@ class EntryBuilder:
         return held.text
 
     def _written_fields(self, fields: Entry, keys: frozenset[str]) -> Optional[str]:
+        """A context's fields as JSON for an entry of `keys` (see _context_text)."""
         if not self._own(fields):
             return self._examined_text(fields, keys)
         if keys is RECORD_KEYS and self._touched(fields):
