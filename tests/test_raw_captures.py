@@ -67,7 +67,9 @@ def test_raw_lines_are_redacted_on_disk_and_when_replayed_without_redaction(
                                      "VICTORIALOGS_SPOOL_DIR": str(spool), **WRITER})  # fmt: skip
     assert run.rc == 0, run.err
     (captures,) = spool.glob("*.captures")  # the exit had no time: it wrote raw lines
-    assert captures.read_text().count("\n") > 1000
+    # How many depends on how far behind the sender was when the exit came: 6,600 to
+    # 12,500 rows in most runs, 257 in one.
+    assert captures.read_text().count("\n") > 100
     for path in spool.iterdir():
         data = path.read_text()
         assert SSN not in data and TOKEN not in data, path.name
