@@ -102,10 +102,8 @@ class EntryBuilder:
         #: The last context written with a record, and with a plain line (see _context_text).
         self._record_context = Held(RECORD_KEYS)
         self._line_context_held = Held(PLAIN_KEYS)
-        #: The keys of JSON lines' entries (in order) -> whether none needs examining.
+        #: Names (a JSON line's keys, a record's `extra=`) -> whether none needs examining.
         self._plain_keys: dict[tuple[str, ...], bool] = {}
-        #: The names of records' `extra=` fields -> whether they are written as they are.
-        self._plain_extras: dict[tuple[str, ...], bool] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
@@ -475,7 +473,9 @@ class EntryBuilder:
             len(extras) + len(RECORD_KEYS) + len(context_names) > 40  # may be folded (finish)
             or not SCALARS.issuperset(map(type, values))
             or not context_names.isdisjoint(extras)
-            or not self._plain_extra_names(tuple(extras))
+            or not NOT_EXTRA_NAMES.isdisjoint(extras)
+            or not self._constant_names.isdisjoint(extras)
+            or not self._plain_names(tuple(extras))
         ):
             return None
         texts = [value for value in values if value.__class__ is str]
@@ -505,18 +505,6 @@ class EntryBuilder:
                 return None  # at the first: a run that is not plain costs little here
             written.append(text)
         return written
-
-    def _plain_extra_names(self, names: tuple[str, ...]) -> bool:
-        """Whether `extra=` names are left as they are (see _written_extras); remembered per
-        set of names, as a call site passes the same ones every time."""
-        plain = self._plain_extras.get(names)
-        if plain is None:
-            taken = RECORD_KEYS.union(OWN_NAMES, TRACE_FIELDS, self._constant_names)
-            redacted = self.redactor.name
-            plain = _remember(self._plain_extras, names, taken.isdisjoint(names) and all(
-                len(name) * 4 <= MAX_KEY_BYTES and not any(redacted(name)) for name in names
-            ))  # fmt: skip
-        return plain
 
     def _written_context(self, context: Optional[Context]) -> Optional[str]:
         """A record's context written as JSON fields (with a leading comma), as the record's
@@ -737,7 +725,12 @@ class EntryBuilder:
             or not SCALARS.issuperset(map(type, entry.values()))
         ):
             return False
-        keys = tuple(entry)
+        return self._plain_names(tuple(entry))
+
+    def _plain_names(self, keys: tuple[str, ...]) -> bool:
+        """Whether _sanitize leaves these names as they are (no secret's name, no excess
+        length; vlhook's own skipped), remembered per set of names: a call site or a JSON
+        line's shape gives the same ones every time."""
         plain = self._plain_keys.get(keys)
         if plain is None:
             names = self.redactor.name
@@ -953,6 +946,10 @@ class Held:
         self.names: frozenset[str] = NO_FIELDS  # the fields' names, as the context has them
         self.text: Optional[str] = None
 
+
+#: Names an `extra=` field takes from the record's entry made whole: replaced (the record's
+#: own), kept apart (vlhook's), or taking a trace from the context (see _written_extras).
+NOT_EXTRA_NAMES = RECORD_KEYS.union(OWN_NAMES, OWN_FIELDS, TRACE_FIELDS)
 
 #: Values that are written the same whenever they are equal and of the same type (not
 #: floats: -0.0 == 0.0; not containers, whose items may differ in type).

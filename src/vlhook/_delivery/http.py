@@ -10,8 +10,9 @@ the C `_socket` module; `ssl` (and `socket`, which it needs) are imported for ht
 from __future__ import annotations
 
 import _socket
-from os import fstat  # os is loaded by the interpreter already
 from time import monotonic
+
+from vlhook._delivery.private import NO_IDENTITY, identity
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -172,7 +173,7 @@ class Connection:
         is opened. Checked before each request and each close: the program could still close
         and reuse the number between the check and the use (the checking thread may wait for
         the interpreter lock between the two calls)."""
-        return _identity(sock) == self._identity
+        return identity(sock.fileno()) == self._identity
 
     # -- connecting ---------------------------------------------------------------------------
 
@@ -188,7 +189,7 @@ class Connection:
                 sock.settimeout(_remaining(deadline, sent_body=False))
                 sock.connect(address)
                 sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                self._identity = _identity(sock)
+                self._identity = identity(sock.fileno())
                 return self._wrap(sock, deadline) if self.tls is not None else sock
             except HttpError:
                 sock.close()
@@ -314,18 +315,6 @@ class Connection:
                     raise
                 break  # closed: the end of the body
         return data[:MAX_BODY]
-
-
-NO_IDENTITY = (-1, -1)
-
-
-def _identity(sock: Any) -> tuple[int, int]:
-    """(device, inode) of a socket's descriptor: a socket's own, unlike its number."""
-    try:
-        info = fstat(sock.fileno())
-    except (OSError, ValueError):  # closed: the number is no longer the socket's
-        return NO_IDENTITY
-    return info.st_dev, info.st_ino
 
 
 def _head_bytes(lines: list[str]) -> bytes:
