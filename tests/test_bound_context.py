@@ -145,6 +145,34 @@ def test_structlog_contextvars_are_on_every_entry(script: Any, sink: Sink) -> No
     assert context("after clearing") == {"origin": "vlhook"}
 
 
+def test_lines_and_records_of_each_structlog_binding_carry_its_own_values(
+    script: Any, sink: Sink
+) -> None:
+    """Bursts of lines and records under bindings that change every ten entries, every other
+    one equal but of another type (1, True): the sender writes the entries sharing a binding
+    together, each with the values bound when it was written."""
+    pytest.importorskip("structlog")
+    path = script(
+        "import logging, sys\n"
+        "from structlog.contextvars import bind_contextvars\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
+        "log = logging.getLogger('app')\n"
+        "for request in range(30):\n"
+        "    bind_contextvars(request_id=f'q-{request // 2}', n=[1, True][request % 2])\n"
+        "    for line in range(10):\n"
+        "        print(f'line {line} of request {request}')\n"
+        "        log.info('record %d of request %d', line, request)\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0, run.err
+    rows = sink.settle(600)
+    assert len(rows) == 600
+    for row in rows:
+        request = int(row["_msg"].rsplit(" ", 1)[1])
+        assert (row.get("request_id"), row.get("n")) == (
+            f"q-{request // 2}", ["1", "true"][request % 2]), row  # fmt: skip
+
+
 def test_loguru_contextualize_is_on_every_entry(script: Any, sink: Sink) -> None:
     pytest.importorskip("loguru")
     path = script(

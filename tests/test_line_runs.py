@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import Context, ContextVar, copy_context
 from typing import Any, Optional, Union
 
 import pytest
@@ -18,8 +19,10 @@ from vlhook._capture_logging import message_of
 from vlhook._captures import Line, record, text
 from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, load
+from vlhook._context import source_keys
 from vlhook._delivery.encode import Encoder, constant_fields
 from vlhook._entry import EntryBuilder
+from vlhook._integrations.structlog_context import fields_of, snapshot_key
 from vlhook._levels import Hay, detect_level
 from vlhook._lines import MIN_RUN, LineAssembler
 from vlhook._stats import Stats
@@ -71,6 +74,39 @@ def fresh(context: Any) -> Any:
 def copied(context: Any) -> Any:
     """A context of sources of its own with the same fields, as structlog's snapshots are."""
     return context and tuple(dict(s) if isinstance(s, dict) else s for s in context)
+
+
+# structlog's shape: a context variable per bound key, created on its first bind, holding `...`
+# once unbound; each capture a snapshot of the writer's context (see structlog_context).
+STRUCTLOG_PREFIX = "structlog_"
+STRUCTLOG_VARIABLES: dict[str, ContextVar[Any]] = {}
+expand_structlog = fields_of(STRUCTLOG_VARIABLES, STRUCTLOG_PREFIX)
+source_keys[expand_structlog] = snapshot_key(STRUCTLOG_VARIABLES)
+
+
+def structlog_bind(fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        key = STRUCTLOG_PREFIX + name
+        if key not in STRUCTLOG_VARIABLES:
+            STRUCTLOG_VARIABLES[key] = ContextVar(key, default=...)
+        STRUCTLOG_VARIABLES[key].set(value)
+
+
+def structlog_snapshot(fields: dict[str, Any]) -> Context:
+    """A snapshot of a context in which only `fields` were bound (the same objects)."""
+
+    def bound() -> Context:
+        structlog_bind(fields)
+        return copy_context()
+
+    return Context().run(bound)
+
+
+def snapshots(context: Any) -> Any:
+    """The context with its program's fields bound through structlog: a snapshot per capture,
+    holding the same values."""
+    return context and tuple((expand_structlog, structlog_snapshot(s)) if isinstance(s, dict)
+                             else s for s in context)  # fmt: skip
 
 
 def builder(**env: str) -> EntryBuilder:
@@ -125,7 +161,7 @@ LINE = st.one_of(
        st.one_of(st.none(), st.lists(st.sampled_from(CONTEXTS + PROGRAM_CONTEXTS),
                                      min_size=60, max_size=60)),
        st.sampled_from(["", "span_id=x", "env=prod"]),
-       st.sampled_from([fresh, copied]))  # fmt: skip
+       st.sampled_from([fresh, copied, snapshots]))  # fmt: skip
 def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
     writes: list[tuple[int, str]],
     step_ns: int,
@@ -460,7 +496,7 @@ RECORD_CONTEXTS = [
        st.booleans(),
        st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"},
                         {"VICTORIALOGS_FIELDS": "env=x"}]),
-       st.sampled_from([fresh, copied]))  # fmt: skip
+       st.sampled_from([fresh, copied, snapshots]))  # fmt: skip
 def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
     cases: list[tuple[int, str]], shared: bool, env: dict[str, str], read: Any
 ) -> None:
@@ -550,24 +586,91 @@ def test_a_record_with_plain_extra_fields_is_written() -> None:
 EQUAL = (1, True, 1.0, -0.0, 0.0, [1], [True])  # equal, and each written as it is
 
 
-def test_records_whose_bound_values_are_equal_are_each_written_with_their_own() -> None:
+@pytest.mark.parametrize("read", [fresh, snapshots])
+def test_records_whose_bound_values_are_equal_are_each_written_with_their_own(read: Any) -> None:
     """A run of records is written with one context only when every record has the same
     sources (or fields of the same plain values and types), not merely equal ones."""
-    items = [capture_of("order", (), "app", "f", None, False, [], context=({"n": value},))
+    items = [capture_of("order", (), "app", "f", None, False, [], context=read(({"n": value},)))
              for value in EQUAL]  # fmt: skip
     out = builder().written_records(items)
     assert [str(entry).split('"n":')[1][:-1] for entry in out] == [
         "1", "true", "1.0", "-0.0", "0.0", "[1]", "[true]"]  # fmt: skip
 
 
-def test_lines_whose_bound_values_are_equal_are_each_written_with_their_own() -> None:
+@pytest.mark.parametrize("read", [fresh, snapshots])
+def test_lines_whose_bound_values_are_equal_are_each_written_with_their_own(read: Any) -> None:
     values = [*EQUAL, 1]  # a run has 8 lines at least
     captures = items([(0, f"line {n}\n") for n in range(len(values))],
-                     contexts=[({"n": value},) for value in values])  # fmt: skip
+                     contexts=[read(({"n": value},)) for value in values])  # fmt: skip
     out = by_run(captures, builder())
     assert out is not None
     assert [str(entry).split('"n":')[1][:-1] for entry in out] == [
         "1", "true", "1.0", "-0.0", "0.0", "[1]", "[true]", "1"]  # fmt: skip
+
+
+class Counted:
+    """structlog's fields of a snapshot, counting how many snapshots were read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        source_keys[self] = snapshot_key(STRUCTLOG_VARIABLES)
+
+    def __call__(self, snapshot: Context) -> dict[str, Any]:
+        self.reads += 1
+        return expand_structlog(snapshot)
+
+
+def test_lines_and_records_of_one_structlog_context_are_written_with_it_read_once() -> None:
+    """structlog's context is a snapshot per capture: the lines and records of one request
+    hold the same values, and are written with their fields read and examined once."""
+    fields = {"request_id": "r-1", "user_id": 42, "path": "/api/items"}
+    span = {"trace_id": "1" * 32, "span_id": "2" * 16}  # one span's: the same source
+    for make in ("lines", "records"):
+        expand = Counted()
+        contexts = [(span, (expand, structlog_snapshot(fields))) for _ in range(8)]
+        if make == "lines":
+            captures = items([(0, f"line {n}\n") for n in range(8)], contexts=contexts)
+            out: Any = by_run(captures, builder())
+        else:
+            captures = [capture_of("order", (), "app", "f", None, False, [], context=context)
+                        for context in contexts]  # fmt: skip
+            out = builder()._written_record_run(captures)
+        # Records: read once more, to tell that the run's context is the program's.
+        assert expand.reads == (1 if make == "lines" else 2), make
+        assert out is not None and all(isinstance(entry, str) for entry in out), make
+        assert [json.loads("{" + entry)["user_id"] for entry in out] == [42] * 8
+        if make == "records":
+            assert_written_as_made_whole(captures, {})
+
+
+def test_a_structlog_key_unbound_or_bound_later_is_not_on_the_lines() -> None:
+    """A snapshot taken before a key's first bind does not have it; one taken after the key
+    was unbound holds `...`: neither line carries it, both carry the rest."""
+    before = structlog_snapshot({"request_id": "r-1"})
+    late = structlog_snapshot({"request_id": "r-1", "late_key": ...})
+    contexts = [((expand_structlog, snapshot),) for snapshot in [before, late] * 4]
+    out = by_run(items([(0, f"line {n}\n") for n in range(8)], contexts=contexts), builder())
+    assert out is not None
+    assert all("late_key" not in json.loads("{" + str(entry)) for entry in out)
+    assert all(json.loads("{" + str(entry))["request_id"] == "r-1" for entry in out)
+
+
+def test_structlog_variables_made_anew_are_told_apart_from_the_old_ones() -> None:
+    """A program that empties structlog's variables (between tests, say) makes new ones: a
+    snapshot holding the same value under another key has other fields."""
+    variables: dict[str, ContextVar[Any]] = {}
+    expand = fields_of(variables, "structlog_")
+    source_keys[expand] = snapshot_key(variables)
+    b, value = builder(), "v-1"
+    for name in ("first", "second"):
+        variables.clear()
+        variable = variables["structlog_" + name] = ContextVar("structlog_" + name, default=...)
+        snapshot = Context().run(lambda: (variable.set(value), copy_context())[1])
+        captures = items([(0, f"line {n}\n") for n in range(8)],
+                         contexts=[((expand, snapshot),)] * 8)  # fmt: skip
+        out = by_run(captures, b)  # one builder: the first run's context is held
+        assert out is not None
+        assert all(json.loads("{" + str(entry)).get(name) == value for entry in out), name
 
 
 def test_a_record_in_a_span_or_an_invocation_is_written() -> None:

@@ -58,6 +58,11 @@ environment: Optional[Fields] = None
 invocation: Optional[Fields] = None
 
 _process: Optional[Context] = None
+#: For a reader whose value is new at every capture though its fields mostly are not
+#: (structlog's snapshot), keyed by its `expand`: a function of the value whose result is equal
+#: for two values alive at once exactly when they give the same fields (see _entry._sources).
+#: Other values are told apart by their identity.
+source_keys: dict[Expand, Callable[[Any], Any]] = {}
 _ranked: list[tuple[int, Read, Optional[Expand]]] = []
 _readers: tuple[tuple[Read, Optional[Expand]], ...] = ()
 _lock = allocate_lock()
@@ -112,9 +117,17 @@ def after_fork_in_child() -> None:
     _lock = allocate_lock()
 
 
-def add_reader(rank: int, read: Read, expand: Optional[Expand] = None) -> None:
-    """A context-local source from now on. `expand`, when given, runs on the sender thread."""
+def add_reader(
+    rank: int,
+    read: Read,
+    expand: Optional[Expand] = None,
+    key: Optional[Callable[[Any], Any]] = None,
+) -> None:
+    """A context-local source from now on. `expand`, when given, runs on the sender thread;
+    `key` with it, see source_keys."""
     with _lock:
+        if expand is not None and key is not None:
+            source_keys[expand] = key
         _add_reader(rank, read, expand)
 
 

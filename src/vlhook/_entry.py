@@ -17,7 +17,7 @@ from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
 from vlhook._config import Config
-from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart
+from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart, source_keys
 from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
@@ -56,6 +56,7 @@ MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not s
 MAX_CONTEXT_BYTES = 16 << 10
 
 _sec_cache: list[Any] = [-1, ""]
+_SOURCE_KEY = source_keys.get  # the registry is never replaced: see _sources
 _FIRST = itemgetter(0)
 # Fields of a Record and of its LogView, read over a run of records with C calls.
 _VIEW, _T_NS, _CONTEXT, _LEVELNO, _MESSAGE, _PRINTED = map(
@@ -967,10 +968,13 @@ def _content(fields: Entry) -> Optional[tuple[Any, ...]]:
 
 def _sources(context: Context) -> tuple[Any, ...]:
     """The identities of a context's sources: a capture makes a tuple of its own, of sources
-    that lines written together mostly share (the dict a bind made, a span). Sources are never
-    changed once published (see _context), so the same sources give the same fields. Compared
-    only with those of a context still held, whose sources are alive: no identity is reused."""
-    return tuple([(id(s[0]), id(s[1])) if s.__class__ is tuple else id(s) for s in context])
+    that lines written together mostly share (the dict a bind made, a span), or, for a source
+    made anew at each capture (structlog's snapshot), the key its reader gives (see
+    _context.source_keys: the identities of the values it holds). Sources are never changed
+    once published (see _context), so the same sources give the same fields. Compared only
+    with those of a context still held, whose sources are alive: no identity is reused."""
+    return tuple([(id(s[0]), _SOURCE_KEY(s[0], id)(s[1])) if s.__class__ is tuple else id(s)
+                  for s in context])  # fmt: skip
 
 
 def _fields_text(fields: Entry) -> str:
