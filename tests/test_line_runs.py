@@ -63,6 +63,7 @@ PROGRAM_CONTEXTS = [
     ({"many": {str(i): i for i in range(1_000)}},),  # folded
     ({"surrogate": "\ud800 lone"},),
     ({"env": "bound env", "user": "bob"},),  # a constant field's name, with VICTORIALOGS_FIELDS
+    ({"host": "bound host", "pid": 1, "job": "j", "container_name": "c"},),  # vlhook's constants
 ]
 
 
@@ -514,7 +515,7 @@ def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
 # ("_private" is not shipped: a record may have no field of its `extra=` left.)
 EXTRA_NAMES = ["user", "request_id", "n", "password", "level", "logger", "code.line",
                "trace_id", "trace_flags", "env", "cold_start", "k" * 200, "é ü",
-               "_private"]  # fmt: skip
+               "_private", "host", "pid", "job", "container_name"]  # fmt: skip
 EXTRA_VALUES = st.one_of(
     TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
     st.floats(allow_nan=True, allow_infinity=True),

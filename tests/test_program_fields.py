@@ -35,6 +35,32 @@ def test_the_programs_own_fields_win_once(script: Any, sink: Any) -> None:
         assert row["_stream"] == f'{{container_name="c{n}",job="j{n}"}}'
 
 
+def test_the_programs_own_job_or_host_wins_once_without_fields_of_the_users(
+    script: Any, sink: Any
+) -> None:
+    """vlhook's own constant fields (`container_name`, `job`, `host`, `pid`) taken by a
+    record's `extra=` or by bound fields, with no VICTORIALOGS_FIELDS of the same name: the
+    program's value, once, also where records and lines are written in runs."""
+    path = script(
+        "import logging, sys\n"
+        "for n in range(10):\n"
+        "    logging.warning('job alone %d', n, extra={'job': 'j4'})\n"
+        "if 'vlhook' in sys.modules:\n"
+        "    sys.modules['vlhook'].bind(host='h5', pid=5)\n"
+        "for n in range(10):\n"
+        "    print(f'host bound {n}')\n"
+    )
+    run = run_python(path, sink.env())
+    assert run.rc == 0, run.err
+    rows = sink.settle(20)
+    assert len(rows) == 20
+    for row in rows:
+        if row["_msg"].startswith("job alone"):
+            assert row["job"] == "j4" and 'job="j4"' in row["_stream"], row
+        else:
+            assert (row["host"], row["pid"]) == ("h5", "5"), row
+
+
 def test_printed_msg_and_message_are_both_kept(script: Any, sink: Any) -> None:
     path = script(
         "import json\n"

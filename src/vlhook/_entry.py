@@ -16,7 +16,7 @@ from itertools import chain, repeat
 from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
-from vlhook._config import Config
+from vlhook._config import PROCESS_FIELDS, Config
 from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart, source_keys
 from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
@@ -80,10 +80,10 @@ class EntryBuilder:
     def __init__(self, config: Config, stats: Stats) -> None:
         self.stats = stats
         self.max_line_bytes = config.max_line_bytes
-        # Lines are written as JSON here only when no constant field (VICTORIALOGS_FIELDS) has
-        # one of their keys: the encoder lets an entry's own key replace the constant one, and
-        # a line written here would carry both.
-        self._constant_names = frozenset(name for name, _ in config.fields)
+        # Lines are written as JSON here only when no constant field (vlhook's, those of
+        # VICTORIALOGS_FIELDS) has one of their keys: the encoder lets an entry's own key
+        # replace the constant one, and a line written here would carry both.
+        self._constant_names = frozenset(PROCESS_FIELDS).union(name for name, _ in config.fields)
         self.writes_lines = WRITTEN_KEYS.isdisjoint(self._constant_names)
         # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
         self.redactor = redactor_for(config) or Redactor(builtin=False, names=())

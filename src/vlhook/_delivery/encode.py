@@ -36,6 +36,7 @@ NAMES_CHARS = 1000
 
 
 def constant_fields(config: Config, pid: int = 0) -> dict[str, Any]:
+    """vlhook's own (_config.PROCESS_FIELDS), then those of VICTORIALOGS_FIELDS."""
     fields: dict[str, Any] = {
         "container_name": config.container_name,
         "job": config.job,
