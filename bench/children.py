@@ -290,6 +290,10 @@ def nested(i):
 def flat(i):
     return json.dumps({"message": f"request {i}", "level": "info", "logger": "app.http",
                        "request_id": f"r-{i:08d}", "method": "GET", "status": 200, "ms": 1.5})
+def stamped(i):
+    # structlog's JSONRenderer with TimeStamper(fmt="iso"): the line's own time.
+    return json.dumps({"event": f"request {i}", "request_id": f"r-{i:08d}", "status": 200,
+                       "level": "info", "timestamp": f"2026-12-05T05:13:{i % 60:02d}.{i:06d}Z"})
 log = logging.getLogger("bench")
 def record(i, extra, context=None):
     # A function name, as every record logger.info() makes has.
@@ -314,6 +318,7 @@ groups = {
     "bound": [make_text(0, f"{i:07d} " + "x" * 92 + "\\n", now + i, 7, (*BOUND,))
               for i in range(256)],
     "flat": writes([flat(i) for i in range(256)]),
+    "stamped": writes([stamped(i) for i in range(256)]),
     "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
     "bound_records": [record(i, None, (*BOUND,)) for i in range(256)],

@@ -17,6 +17,7 @@ ENTRY_KINDS = {
     "traced": "plain line with trace context",
     "bound": "plain line with trace context and bound fields",
     "flat": "JSON line, flat",
+    "stamped": "JSON line, flat, its own time",
     "json": "JSON line, nested objects",
     "record": "logging record",
     "bound_records": "logging record with trace context and bound fields",

@@ -333,6 +333,21 @@ def test_json_unknown_level_word_stays_a_field_and_level_is_info() -> None:
     assert entry["severity"] == "verbose"
 
 
+@PROPS
+@given(st.tuples(st.integers(0, 13), st.integers(0, 32), st.integers(22, 25),
+                 st.integers(58, 61), st.integers(58, 61),
+                 st.sampled_from([0, 1900, 2000, 2024, 2026, 9999])),
+       st.sampled_from(["Z", ".5Z", "+01:00"]))  # fmt: skip
+def test_valid_time_tells_dates_and_times_as_a_calendar_does(
+    parts: tuple[int, int, int, int, int, int], zone: str
+) -> None:
+    month, day, hour, minute, second, year = parts
+    value = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{zone}"
+    expected = (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+                and hour < 24 and minute < 60 and second < 60)  # fmt: skip
+    assert valid_time(value) is expected
+
+
 @pytest.mark.parametrize("time_key", ["_time", "timestamp", "time", "ts", "@timestamp"])
 def test_json_valid_time_is_mapped(time_key: str) -> None:
     b, _ = builder()

@@ -253,7 +253,7 @@ def test_lines_that_need_more_than_writing_are_made_in_place() -> None:
     run = by_run(items(writes), b)
     assert run is not None
     assert run == by_write(items(writes), b)
-    assert isinstance(run[2], dict) and run[2]["n"] == 1
+    assert '"_msg":"j","level":"INFO","stream":"stdout","n":1}' in str(run[2])
     assert "hunter2" not in str(run[3]) and '"level":"ERROR"' in str(run[1])
 
 
@@ -771,6 +771,151 @@ def test_a_json_line_found_clean_is_made_as_when_every_field_is_examined(
     clean = not b._lines_with_secrets(Hay([text]))  # what the group's search tells
     made = make_line(0, text, T0, None)
     assert b.from_line(made, clean) == b.from_line(made, False)
+
+
+# What JSON logging libraries print (structlog's JSONRenderer, python-json-logger, pino-like
+# shapes), and every kind of key and value the JSON path maps, keeps apart or examines: a
+# message key first, mostly, then perhaps a level and a time, then other keys.
+PLAIN_KEY = st.sampled_from(["logger", "request_id", "n", "user", "ms", "k" * 40, "é"])
+OBJECT_KEY = st.one_of(PLAIN_KEY, st.sampled_from([
+    "_msg", "message", "msg", "event", "errorMessage", "level", "levelname", "severity",
+    "log.level", "_time", "timestamp", "time", "ts", "@timestamp", "password", "stream", "",
+    "env", "exception", "text", "record", "pid", "host", "job", "container_name",
+]))  # fmt: skip
+ASCII_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+OBJECT_VALUE = st.one_of(
+    ASCII_TEXT, ASCII_TEXT, st.text(st.characters(codec="utf-8"), max_size=6),
+    st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([
+        "info", "WARN", 30, 0, True, "", "y" * 500, "x" * 20_000, "AKIA0123456789ABCDEF",
+        "Bearer abcdefghijkl", "a\\b", "\x1b[31mred\x1b[0m", "Traceback (most recent call last): x",
+        [1], {"a": 1}, {"password": "hunter2"}, ["v" * 17_000],
+    ]),
+)  # fmt: skip
+LEVEL_VALUE = st.sampled_from(["info", "WARNING", "err", 40, 0, "nope", "", None])
+TIME_VALUE = st.sampled_from(["2026-12-05T05:13:12.123456Z", "2024-02-29T23:59:59+01:00",
+                              "2026-02-29T00:00:00Z", "2026-12-05T24:00:00Z",
+                              "2026-12-05T23:60:00Z", "2026-12-05T23:59:60Z", 1780000000123,
+                              -5, True, "yesterday"])  # fmt: skip
+
+
+@st.composite
+def printed_objects(draw: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    if draw(st.integers(0, 9)):
+        obj[draw(st.sampled_from(["_msg", "message", "msg", "event", "errorMessage"]))] = \
+            draw(st.one_of(ASCII_TEXT, ASCII_TEXT, OBJECT_VALUE))  # fmt: skip
+    if draw(st.booleans()):
+        obj[draw(st.sampled_from(["level", "levelname", "severity", "log.level"]))] = \
+            draw(LEVEL_VALUE)  # fmt: skip
+    if draw(st.booleans()):
+        obj[draw(st.sampled_from(["_time", "timestamp", "time", "ts", "@timestamp"]))] = \
+            draw(TIME_VALUE)  # fmt: skip
+    obj.update(draw(st.dictionaries(PLAIN_KEY, st.one_of(ASCII_TEXT, st.integers()), max_size=3)))
+    obj.update(draw(st.dictionaries(OBJECT_KEY, OBJECT_VALUE, max_size=2)))
+    return obj
+
+
+def printed(obj: dict[str, Any], escaped: bool) -> str:
+    """The object as printed; `escaped`: its `A`s as JSON escapes, which the group's search
+    for secrets cannot see through."""
+    text = json.dumps(obj, ensure_ascii=False)
+    return text.replace("A", "\\u0041") if escaped else text
+
+
+@PROPS
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), printed_objects(), st.booleans()),
+                min_size=1, max_size=6),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "request_id"},
+                        {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
+                        {"VICTORIALOGS_REDACT": "off"}]))  # fmt: skip
+def test_json_lines_written_at_once_are_written_as_each_made_whole(
+    objects: list[tuple[int, dict[str, Any], bool]], env: dict[str, str]
+) -> None:
+    """What written_lines writes of JSON lines is what from_line makes of each, every field
+    examined, and the encoder writes; with the same counts."""
+    lines = [make_line(kind, printed(obj, escaped), T0 + n * 7_654_321, None)
+             for n, (kind, obj, escaped) in enumerate(objects)]  # fmt: skip
+    b, again = builder(**env), builder(**env)
+    written = encoded(b.written_lines(lines), **env)
+    whole = encoded([entry for line in lines for entry in again.from_line(line)], **env)
+    assert written == whole
+    assert b.stats.as_dict() == again.stats.as_dict()
+
+
+@pytest.mark.parametrize("obj", [
+    {"event": "user logged in", "user_id": 42, "level": "info",
+     "timestamp": "2026-12-05T05:13:12.123456Z"},  # structlog's JSONRenderer
+    {"asctime": "2026-12-05 05:13:12,123", "levelname": "WARNING", "name": "app",
+     "message": "disk almost full", "pct": 91.5},  # python-json-logger
+    {"level": 30, "time": 1780000000123, "hostname": "h", "msg": "request done", "ms": 1.5},
+    {"message": "no level, no time", "ok": True, "none": None},
+])  # fmt: skip
+def test_json_lines_as_logging_libraries_print_them_are_written_at_once(
+    obj: dict[str, Any],
+) -> None:
+    line = make_line(0, json.dumps(obj), T0, None)
+    b = builder()
+    out = b.written_lines([line] * 3)
+    assert all(isinstance(entry, str) for entry in out)
+    assert encoded(out) == encoded(builder().from_line(line) * 3)
+
+
+@pytest.mark.parametrize(("obj", "env"), [
+    ({"msg": "x", "key": "\\u0041KIA0123456789ABCDEF"}, {}),  # an escape hides a secret
+    ({"msg": "x", "blob": "y" * 20_000}, {}),  # cut
+    ({"msg": "x", "user": {"password": "hunter2"}}, {}),  # nested: examined
+    ({"msg": "x", "deep": json.loads("[" * 100 + "]" * 100)}, {}),  # bounded when examined
+    ({"msg": "y" * 500}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"}),  # split
+    ({"msg": "x", "password": "p"}, {}),  # a secret's name
+    ({"msg": "x", "exception": "Traceback (most recent call last): boom"}, {}),
+    ({"msg": "x", "stream": "mine", "": 1}, {}),  # kept apart
+    ({"msg": "token AKIA0123456789ABCDEF"}, {}),  # a secret's literal
+    ({"msg": "x", "level": "info"}, {"VICTORIALOGS_FIELDS": "level=gold"}),  # a line's key
+    ({"msg": "x", "host": "mine"}, {}),  # vlhook's constant field
+    ({"event": "x", "level": "nope", "severity": "error"}, {}),  # the second level key
+    ({"message": "", "msg": "x"}, {}),  # the second message key
+    ({"msg": "x", "time": "2026-12-05T24:00:00Z"}, {}),  # no time the server reads
+])  # fmt: skip
+def test_json_lines_that_need_examining_are_made_whole(
+    obj: dict[str, Any], env: dict[str, str]
+) -> None:
+    text = json.dumps(obj).replace("\\\\u0041", "\\u0041")
+    line = make_line(0, text, T0, None)
+    b, again = builder(**env), builder(**env)
+    written = b.written_lines([line])
+    assert encoded(written, **env) == encoded(again.from_line(line), **env)
+    assert b.stats.as_dict() == again.stats.as_dict()
+    assert not any(isinstance(entry, str) for entry in written)
+
+
+def test_a_json_line_with_context_is_made_whole_with_it() -> None:
+    line = make_line(0, '{"msg": "x"}', T0, ({"user": "bob"},))
+    assert json.loads(encoded(builder().written_lines([line])))["user"] == "bob"
+
+
+@pytest.mark.parametrize("count", [895, 896, 897, 899, 900])
+def test_json_lines_of_many_fields_are_written_as_made_whole(count: int) -> None:
+    """Around the server's field limit: an entry of more fields than it keeps is folded, an
+    object of more keys than parse_json takes is plain text."""
+    obj = {"msg": "many", **{f"f{n}": n for n in range(count)}}
+    line = make_line(0, json.dumps(obj), T0, None)
+    assert encoded(builder().written_lines([line])) == encoded(builder().from_line(line))
+
+
+@pytest.mark.parametrize("name", ["container_name", "job", "host", "pid", "env"])
+def test_a_line_naming_a_constant_field_carries_it_once_with_the_programs_value(
+    name: str,
+) -> None:
+    """As the encoder writes an entry made whole: the program's value, in the constant's place
+    (pino prints its own `pid`; `env` with VICTORIALOGS_FIELDS=env=prod)."""
+    env = {"VICTORIALOGS_FIELDS": "env=prod"}
+    obj = {"msg": "request done", name: "the program's"}
+    line = make_line(0, json.dumps(obj), T0, None)
+    written = encoded(builder(**env).written_lines([line]), **env)
+    assert written == encoded(builder(**env).from_line(line), **env)
+    assert written.count(f'"{name}":'.encode()) == 1 and json.loads(written)[name] == obj[name]
 
 
 def test_what_the_search_cannot_see_in_a_json_line_is_still_examined() -> None:

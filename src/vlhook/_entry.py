@@ -26,11 +26,15 @@ from vlhook._lines import is_traceback_start
 from vlhook._objects import (
     MAX_FIELDS,
     MSG_KEYS,
+    Shape,
     map_json,
     merge_fields,
     object_fields,
     parse_json,
     record_object,
+    shape_of,
+    usable_level,
+    valid_time,
 )
 from vlhook._redact import MASK, Redactor, field_name, redactor_for
 from vlhook._stats import Stats
@@ -105,6 +109,8 @@ class EntryBuilder:
         self._line_context_held = Held(PLAIN_KEYS)
         #: Names (a JSON line's keys, a record's `extra=`) -> whether none needs examining.
         self._plain_keys: dict[tuple[str, ...], bool] = {}
+        #: A JSON line's keys -> how its object is written here, or None (see _written_object).
+        self._shapes: dict[tuple[str, ...], Optional[Shape]] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
@@ -181,8 +187,10 @@ class EntryBuilder:
 
     def _batch(self, lines: list[Line], written: bool) -> list[Union[Entry, str]]:
         hay = Hay([line.text for line in lines])
-        levels = hay.level_candidates()
         secrets = self._lines_with_secrets(hay)
+        # Searched at the first plain line: a group of JSON objects needs no level search.
+        levels: Optional[set[int]] = set()
+        searched = False
         limit = self.max_line_bytes // 6
         string = _codec.string
         out: list[Union[Entry, str]] = []
@@ -192,9 +200,12 @@ class EntryBuilder:
             if (forced or text[:1] == "{" or len(text) > limit
                     or secrets is None or (secrets and index in secrets)):  # fmt: skip
                 clean = secrets is not None and not (secrets and index in secrets)
-                out.extend(self.from_line(line, clean))
+                out.extend(self._line_written(line, clean) if written else
+                           self.from_line(line, clean))  # fmt: skip
                 continue
             level = "INFO"
+            if not searched:
+                levels, searched = hay.level_candidates(), True
             if levels is None or (levels and index in levels):
                 if "\x1b" in text:  # colour codes: read without them
                     out.extend(self.from_line(line))
@@ -263,7 +274,7 @@ class EntryBuilder:
         for index in sorted({*whole, *apart}, reverse=True):  # from the end: indexes stay valid
             line = make_line(kinds[index], texts[index], times[index], contexts[index])
             out[index : index + 1] = self._batch([line], True) if index in apart else \
-                self.from_line(line, index not in secrets)  # fmt: skip
+                self._line_written(line, index not in secrets)  # fmt: skip
         return out
 
     def _unwritten(self, texts: list[str]) -> list[int]:
@@ -715,6 +726,67 @@ class EntryBuilder:
             return self._split(entry, message)
         return [entry]
 
+    def _line_written(self, line: Line, clean: bool) -> list[Union[Entry, str]]:
+        """from_line, but a clean JSON line comes written as JSON when it can be (see
+        _written_object)."""
+        if clean and line.text[:1] == "{" and not line.context and not line.level:
+            written = self._written_object(line.kind, line.text, line.t_ns)
+            if written is not None:
+                return [written]
+        return self.from_line(line, clean)  # type: ignore[return-value]
+
+    def _written_object(self, kind: int, text: str, t_ns: int) -> Optional[str]:
+        """A JSON line that the group's search found without a secret's literal, written as
+        JSON as from_line and the encoder write it, when nothing there would change it: its
+        object is flat, has a message key, and the first of its level and time keys holds a
+        level and a time (see Shape); the line is as _nothing_to_examine lets through (no
+        escape, so no colour code either: JSON has them escaped), its keys are plain and are
+        no constant field's, and its message needs no split. None otherwise (from_line)."""
+        # No `{` past the first and no `[`: a flat object (text, numbers, true, false, null),
+        # told before it is parsed (a nested one is parsed again by from_line).
+        if len(text) > MAX_VALUE_CHARS or "\\" in text or text.find("{", 1) != -1 or "[" in text:
+            return None
+        try:  # parse_json's checks, but its length, which the shape bounds
+            obj = _codec.loads(text)
+        except Exception:
+            return None
+        keys = tuple(obj)
+        try:
+            shape = self._shapes[keys]
+        except KeyError:
+            shape = self._shape(keys)
+        if shape is None:
+            return None
+        message = obj.pop(shape.msg)
+        if message.__class__ is not str or not message \
+                or len(message) * 6 > self.max_line_bytes:  # fmt: skip
+            return None
+        level: Optional[str] = "INFO"
+        if shape.level is not None:
+            level = usable_level(obj.pop(shape.level))
+        stamp = rfc3339(t_ns) if shape.time is None else obj.pop(shape.time)
+        if level is None or (shape.time is not None and not valid_time(stamp)):
+            return None
+        entry = {"_time": stamp, "_msg": message, "level": level, "stream": STREAM_NAME[kind],
+                 **obj}  # fmt: skip
+        try:
+            return _codec.dumps(entry)[1:].decode("utf-8")
+        except Exception:  # what only the encoder's fallbacks write (a huge integer)
+            return None
+
+    def _shape(self, keys: tuple[str, ...]) -> Optional[Shape]:
+        """The shape of JSON lines of these keys, when their entry's names are plain (see
+        _plain_names) and no constant field's (nor is any a line's own, see writes_lines), and
+        the entry is never folded: no more fields than the server keeps (then parse_json takes
+        the object too); else None."""
+        shape = shape_of(keys)
+        if shape is not None:
+            names = (*PLAIN_KEYS_ORDER, *shape.rest)
+            if len(names) > MAX_FIELDS or not self._constant_names.isdisjoint(names) \
+                    or not self._plain_names(names):  # fmt: skip
+                shape = None
+        return _remember(self._shapes, keys, shape)
+
     def _nothing_to_examine(self, entry: Entry, text: str) -> bool:
         """Whether _sanitize would leave a JSON line's entry as it is, told without walking it:
         its values are all text and numbers written as they are in the line (no escape in it),
@@ -842,6 +914,7 @@ OWN_KINDS: dict[str, tuple[type, ...]] = {
 }  # fmt: skip
 OWN_FIELDS = frozenset(OWN_KINDS)
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
+PLAIN_KEYS_ORDER = ("_time", "_msg", "level", "stream")  # as an entry has them
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()

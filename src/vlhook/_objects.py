@@ -44,17 +44,27 @@ def valid_time(value: Any) -> bool:
         return 0 <= value < MAX_EPOCH
     if not isinstance(value, str) or not _RFC3339.match(value):
         return False
-    import calendar
+    # Two ASCII digits each (the pattern): compared as text, as their numbers compare.
+    if value[11:13] >= "24" or value[14:16] >= "60" or value[17:19] >= "60":
+        return False
+    return _valid_date(value[:10])
 
-    year, month, day = int(value[:4]), int(value[5:7]), int(value[8:10])
-    hour, minute, second = int(value[11:13]), int(value[14:16]), int(value[17:19])
-    return (
-        1 <= month <= 12
-        and 1 <= day <= calendar.monthrange(year, month)[1]
-        and hour < 24
-        and minute < 60
-        and second < 60
-    )
+
+#: A date ("YYYY-MM-DD") -> whether the server takes it: a program's lines share a few.
+_dates: dict[str, bool] = {}
+
+
+def _valid_date(date: str) -> bool:
+    valid = _dates.get(date)
+    if valid is None:
+        import calendar
+
+        year, month, day = int(date[:4]), int(date[5:7]), int(date[8:10])
+        valid = 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+        if len(_dates) >= 64:
+            _dates.clear()
+        _dates[date] = valid
+    return valid
 
 
 def map_json(obj: dict[str, Any], entry: dict[str, Any]) -> None:
@@ -83,6 +93,34 @@ def map_json(obj: dict[str, Any], entry: dict[str, Any]) -> None:
             break
     # An unused `_msg`, `_time`, `level`... kept apart, not lost (one C call tells).
     entry.update(obj if OWN_NAMES.isdisjoint(obj) else kept_apart(obj))
+
+
+class Shape:
+    """How map_json maps an object of one set of keys (in their order) when the first of its
+    message, level and time keys each holds a usable value: those keys, taken out, and the
+    keys left for the entry as they are (`rest`)."""
+
+    __slots__ = ("level", "msg", "rest", "time")
+
+    def __init__(
+        self, msg: str, level: Optional[str], time: Optional[str], rest: tuple[str, ...]
+    ) -> None:
+        self.msg, self.level, self.time, self.rest = msg, level, time, rest
+
+
+def shape_of(keys: tuple[str, ...]) -> Optional[Shape]:
+    """The shape of flat objects of these keys; None for those map_json may take otherwise
+    (an `exception` key may hold a traceback; loguru's serialized line is not flat), with no
+    message key, or with a key left that is kept apart (OWN_NAMES)."""
+    if "exception" in keys:
+        return None
+    msg = next((key for key in MSG_KEYS if key in keys), None)
+    if msg is None:
+        return None
+    level = next((key for key in LEVEL_KEYS if key in keys), None)
+    time = next((key for key in TIME_KEYS if key in keys), None)
+    rest = tuple(key for key in keys if key not in (msg, level, time))
+    return Shape(msg, level, time, rest) if OWN_NAMES.isdisjoint(rest) else None
 
 
 def usable_level(value: Any) -> Optional[str]:
