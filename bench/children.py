@@ -319,6 +319,7 @@ groups = {
               for i in range(256)],
     "flat": writes([flat(i) for i in range(256)]),
     "stamped": writes([stamped(i) for i in range(256)]),
+    "stamped_traced": writes([stamped(i) for i in range(256)], TRACE),
     "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
     "bound_records": [record(i, None, (*BOUND,)) for i in range(256)],

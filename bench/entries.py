@@ -18,6 +18,7 @@ ENTRY_KINDS = {
     "bound": "plain line with trace context and bound fields",
     "flat": "JSON line, flat",
     "stamped": "JSON line, flat, its own time",
+    "stamped_traced": "JSON line, flat, its own time, trace context",
     "json": "JSON line, nested objects",
     "record": "logging record",
     "bound_records": "logging record with trace context and bound fields",

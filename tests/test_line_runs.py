@@ -780,7 +780,8 @@ PLAIN_KEY = st.sampled_from(["logger", "request_id", "n", "user", "ms", "k" * 40
 OBJECT_KEY = st.one_of(PLAIN_KEY, st.sampled_from([
     "_msg", "message", "msg", "event", "errorMessage", "level", "levelname", "severity",
     "log.level", "_time", "timestamp", "time", "ts", "@timestamp", "password", "stream", "",
-    "env", "exception", "text", "record", "pid", "host", "job", "container_name",
+    "env", "exception", "text", "record", "pid", "host", "job", "container_name", "trace_id",
+    "span_id", "trace_flags", "aws_request_id", "user",
 ]))  # fmt: skip
 ASCII_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
 OBJECT_VALUE = st.one_of(
@@ -825,18 +826,20 @@ def printed(obj: dict[str, Any], escaped: bool) -> str:
 
 
 @PROPS
-@given(st.lists(st.tuples(st.sampled_from([0, 1]), printed_objects(), st.booleans()),
+@given(st.lists(st.tuples(st.sampled_from([0, 1]), printed_objects(), st.booleans(),
+                          st.sampled_from(CONTEXTS + PROGRAM_CONTEXTS)),
                 min_size=1, max_size=6),
        st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "request_id"},
                         {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
-                        {"VICTORIALOGS_REDACT": "off"}]))  # fmt: skip
+                        {"VICTORIALOGS_REDACT": "off"}]),
+       st.sampled_from([fresh, copied, snapshots]))  # fmt: skip
 def test_json_lines_written_at_once_are_written_as_each_made_whole(
-    objects: list[tuple[int, dict[str, Any], bool]], env: dict[str, str]
+    objects: list[tuple[int, dict[str, Any], bool, Any]], env: dict[str, str], read: Any
 ) -> None:
     """What written_lines writes of JSON lines is what from_line makes of each, every field
-    examined, and the encoder writes; with the same counts."""
-    lines = [make_line(kind, printed(obj, escaped), T0 + n * 7_654_321, None)
-             for n, (kind, obj, escaped) in enumerate(objects)]  # fmt: skip
+    examined, and the encoder writes; with the same counts. Each line in a context or none."""
+    lines = [make_line(kind, printed(obj, escaped), T0 + n * 7_654_321, read(context))
+             for n, (kind, obj, escaped, context) in enumerate(objects)]  # fmt: skip
     b, again = builder(**env), builder(**env)
     written = encoded(b.written_lines(lines), **env)
     whole = encoded([entry for line in lines for entry in again.from_line(line)], **env)
@@ -893,6 +896,36 @@ def test_json_lines_that_need_examining_are_made_whole(
 def test_a_json_line_with_context_is_made_whole_with_it() -> None:
     line = make_line(0, '{"msg": "x"}', T0, ({"user": "bob"},))
     assert json.loads(encoded(builder().written_lines([line])))["user"] == "bob"
+
+
+@pytest.mark.parametrize("context", [
+    CONTEXTS[1],  # a Lambda invocation's
+    CONTEXTS[2],  # a span's, made on the sender
+    PROGRAM_CONTEXTS[1],  # trace ids and bound fields
+])  # fmt: skip
+def test_json_lines_in_a_context_are_written_at_once_with_it(context: Any) -> None:
+    """AWS Lambda Powertools and other JSON loggers print inside an invocation or a span:
+    the line's keys, then its context's, as apply_context adds them."""
+    obj = {"level": "INFO", "message": "order placed", "service": "orders", "ms": 12}
+    lines = [make_line(0, json.dumps(obj), T0 + n, fresh(context)) for n in range(3)]
+    b, again = builder(), builder()
+    written = b.written_lines(lines)
+    assert all(isinstance(entry, str) for entry in written)
+    assert encoded(written) == encoded([e for line in lines for e in again.from_line(line)])
+
+
+@pytest.mark.parametrize(("obj", "context"), [
+    ({"msg": "x", "trace_flags": "00"}, ({"trace_id": "1" * 32, "span_id": "2" * 16},)),
+    ({"msg": "x", "user": "printed"}, (BOUND,)),  # the line's own field wins
+    ({"msg": "x", **{f"f{n}": n for n in range(880)}}, ({f"b{n}": n for n in range(30)},)),
+])  # fmt: skip
+def test_json_lines_whose_context_goes_otherwise_are_made_whole(
+    obj: dict[str, Any], context: Any
+) -> None:
+    line = make_line(0, json.dumps(obj), T0, context)
+    written = builder().written_lines([line])
+    assert not any(isinstance(entry, str) for entry in written)
+    assert encoded(written) == encoded(builder().from_line(line))
 
 
 @pytest.mark.parametrize("count", [895, 896, 897, 899, 900])

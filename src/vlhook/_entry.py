@@ -545,6 +545,7 @@ class EntryBuilder:
             if content is None or content != held.content:
                 held.text = self._written_fields(fields, held.keys)
                 held.content, held.names = content, frozenset(fields)
+                held.leaves = _leaves(fields, MAX_FIELDS)
             held.sources = sources
         # Held with its context, whose sources then stay alive: no identity compared with
         # theirs can be another object's (see _sources).
@@ -729,19 +730,24 @@ class EntryBuilder:
     def _line_written(self, line: Line, clean: bool) -> list[Union[Entry, str]]:
         """from_line, but a clean JSON line comes written as JSON when it can be (see
         _written_object)."""
-        if clean and line.text[:1] == "{" and not line.context and not line.level:
-            written = self._written_object(line.kind, line.text, line.t_ns)
+        if clean and line.text[:1] == "{" and not line.level:
+            written = self._written_object(line.kind, line.text, line.t_ns, line.context)
             if written is not None:
                 return [written]
         return self.from_line(line, clean)  # type: ignore[return-value]
 
-    def _written_object(self, kind: int, text: str, t_ns: int) -> Optional[str]:
+    def _written_object(
+        self, kind: int, text: str, t_ns: int, context: Optional[Context]
+    ) -> Optional[str]:
         """A JSON line that the group's search found without a secret's literal, written as
         JSON as from_line and the encoder write it, when nothing there would change it: its
         object is flat, has a message key, and the first of its level and time keys holds a
         level and a time (see Shape); the line is as _nothing_to_examine lets through (no
         escape, so no colour code either: JSON has them escaped), its keys are plain and are
-        no constant field's, and its message needs no split. None otherwise (from_line)."""
+        no constant field's, and its message needs no split. Its context's fields follow, as
+        a plain line's are written (see _context_text), when the object names none of them
+        and no trace field, and they cannot make the entry be folded. None otherwise
+        (from_line)."""
         # No `{` past the first and no `[`: a flat object (text, numbers, true, false, null),
         # told before it is parsed (a nested one is parsed again by from_line).
         if len(text) > MAX_VALUE_CHARS or "\\" in text or text.find("{", 1) != -1 or "[" in text:
@@ -767,12 +773,24 @@ class EntryBuilder:
         stamp = rfc3339(t_ns) if shape.time is None else obj.pop(shape.time)
         if level is None or (shape.time is not None and not valid_time(stamp)):
             return None
+        tail = self._line_context(context)
+        if tail is None or (tail and not self._context_fits(shape)):
+            return None
         entry = {"_time": stamp, "_msg": message, "level": level, "stream": STREAM_NAME[kind],
                  **obj}  # fmt: skip
         try:
-            return _codec.dumps(entry)[1:].decode("utf-8")
+            return _codec.dumps(entry)[1:-1].decode("utf-8") + tail + "}"
         except Exception:  # what only the encoder's fallbacks write (a huge integer)
             return None
+
+    def _context_fits(self, shape: Shape) -> bool:
+        """Whether the context last written with a plain line goes after the fields of an
+        object of this shape as apply_context puts it there: the object names none of its
+        fields (the line's own would win) and no trace field (it would take none of the
+        context's), and together they make no more fields than the server keeps."""
+        held = self._line_context_held
+        return (held.names.isdisjoint(shape.rest) and TRACE_NAMES.isdisjoint(shape.rest)
+                and held.leaves + len(shape.rest) + len(PLAIN_KEYS) <= MAX_FIELDS)  # fmt: skip
 
     def _shape(self, keys: tuple[str, ...]) -> Optional[Shape]:
         """The shape of JSON lines of these keys, when their entry's names are plain (see
@@ -915,6 +933,7 @@ OWN_KINDS: dict[str, tuple[type, ...]] = {
 OWN_FIELDS = frozenset(OWN_KINDS)
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 PLAIN_KEYS_ORDER = ("_time", "_msg", "level", "stream")  # as an entry has them
+TRACE_NAMES = frozenset(TRACE_FIELDS)
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
@@ -1010,7 +1029,7 @@ class Held:
     sources (see _sources), its fields' plain values (see _content) and its fields as JSON
     (None: the entry is made whole)."""
 
-    __slots__ = ("content", "context", "keys", "names", "sources", "text")
+    __slots__ = ("content", "context", "keys", "leaves", "names", "sources", "text")
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
@@ -1018,6 +1037,7 @@ class Held:
         self.sources: tuple[Any, ...] = ()
         self.content: Optional[tuple[Any, ...]] = None
         self.names: frozenset[str] = NO_FIELDS  # the fields' names, as the context has them
+        self.leaves = 0  # how many fields the server makes of them (see _leaves)
         self.text: Optional[str] = None
 
 
