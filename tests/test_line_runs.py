@@ -748,6 +748,36 @@ def test_a_burst_of_mixed_lines_and_records_is_stored_once_as_written(
     assert (extra["level"], extra["order"], extra["logger"]) == ("WARNING", "250", "burst")
 
 
+JSON_LOGGER = """
+import json
+for n in range(200):
+    print(json.dumps({"event": f"order {n}", "request_id": f"r-{n % 7}", "level": "warning",
+                      "timestamp": f"2026-12-05T05:13:{n % 60:02d}.{n:06d}Z", "n": n}))
+print(json.dumps({"msg": "mine", "job": "worker", "host": "h1", "pid": 5}))
+"""
+
+
+def test_json_lines_of_a_json_logger_are_stored_once_as_printed(script: Any, sink: Any) -> None:
+    """On a real VictoriaLogs: each line once, at its own time and level, with its fields and
+    the trace of TRACEPARENT; the program's job, host and pid in place of vlhook's, once."""
+    path = script(JSON_LOGGER)
+    run = run_python(path, sink.env(
+        TRACEPARENT="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))  # fmt: skip
+    assert run.rc == 0, run.stderr
+    rows = sink.settle(201)
+    assert len(rows) == 201
+    by_msg = {row["_msg"]: row for row in rows}
+    for n in range(200):
+        row = by_msg[f"order {n}"]
+        fraction = f".{n:06d}".rstrip("0").rstrip(".")  # as the server writes it back
+        assert row["_time"] == f"2026-12-05T05:13:{n % 60:02d}{fraction}Z", row
+        assert (row["level"], row["request_id"], row["n"]) == ("WARNING", f"r-{n % 7}", str(n))
+        assert row["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    mine = by_msg["mine"]
+    assert (mine["job"], mine["host"], mine["pid"]) == ("worker", "h1", "5")
+    assert 'job="worker"' in mine["_stream"]
+
+
 # -- JSON lines the group's search found clean --------------------------------------------
 
 JSON_KEY = st.sampled_from(["msg", "message", "level", "user", "password", "api_key", "ms",
