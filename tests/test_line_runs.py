@@ -947,6 +947,7 @@ def test_json_lines_in_a_context_are_written_at_once_with_it(context: Any) -> No
 @pytest.mark.parametrize(("obj", "context"), [
     ({"msg": "x", "trace_flags": "00"}, ({"trace_id": "1" * 32, "span_id": "2" * 16},)),
     ({"msg": "x", "user": "printed"}, (BOUND,)),  # the line's own field wins
+    ({"msg": "x"}, ({"aws_request_id": "AKIA0123456789ABCDEF"},)),  # vlhook's, yet redacted
     ({"msg": "x", **{f"f{n}": n for n in range(880)}}, ({f"b{n}": n for n in range(30)},)),
 ])  # fmt: skip
 def test_json_lines_whose_context_goes_otherwise_are_made_whole(

@@ -545,7 +545,7 @@ class EntryBuilder:
             if content is None or content != held.content:
                 held.text = self._written_fields(fields, held.keys)
                 held.content, held.names = content, frozenset(fields)
-                held.leaves = _leaves(fields, MAX_FIELDS)
+                held.leaves, held.fields, held.examined = _leaves(fields, MAX_FIELDS), fields, None
             held.sources = sources
         # Held with its context, whose sources then stay alive: no identity compared with
         # theirs can be another object's (see _sources).
@@ -785,11 +785,16 @@ class EntryBuilder:
 
     def _context_fits(self, shape: Shape) -> bool:
         """Whether the context last written with a plain line goes after the fields of an
-        object of this shape as apply_context puts it there: the object names none of its
-        fields (the line's own would win) and no trace field (it would take none of the
-        context's), and together they make no more fields than the server keeps."""
+        object of this shape as apply_context puts it there, and as finish() examines it: the
+        object names none of its fields (the line's own would win) and no trace field (it
+        would take none of the context's), together they make no more fields than the server
+        keeps, and no redaction rule touches vlhook's own fields (written unexamined with a
+        plain line)."""
         held = self._line_context_held
-        return (held.names.isdisjoint(shape.rest) and TRACE_NAMES.isdisjoint(shape.rest)
+        if held.examined is None:
+            held.examined = not self._own(held.fields) or not self._touched(held.fields)
+        return (held.examined and held.names.isdisjoint(shape.rest)
+                and TRACE_NAMES.isdisjoint(shape.rest)
                 and held.leaves + len(shape.rest) + len(PLAIN_KEYS) <= MAX_FIELDS)  # fmt: skip
 
     def _shape(self, keys: tuple[str, ...]) -> Optional[Shape]:
@@ -1029,7 +1034,8 @@ class Held:
     sources (see _sources), its fields' plain values (see _content) and its fields as JSON
     (None: the entry is made whole)."""
 
-    __slots__ = ("content", "context", "keys", "leaves", "names", "sources", "text")
+    __slots__ = ("content", "context", "examined", "fields", "keys", "leaves", "names",
+                 "sources", "text")  # fmt: skip
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
@@ -1039,6 +1045,11 @@ class Held:
         self.names: frozenset[str] = NO_FIELDS  # the fields' names, as the context has them
         self.leaves = 0  # how many fields the server makes of them (see _leaves)
         self.text: Optional[str] = None
+        self.fields: Entry = {}
+        #: Whether `text` is what examining every field gives (vlhook's own fields are
+        #: written with a plain line as they are, see _context_text); told when first asked:
+        #: asking may compile the redaction patterns.
+        self.examined: Optional[bool] = None
 
 
 #: Names an `extra=` field takes from the record's entry made whole: replaced (the record's
