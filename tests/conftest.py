@@ -167,6 +167,13 @@ def script(tmp_path: Path) -> Any:
     return write
 
 
+def shipped(script: Any, sink: Sink, code: str, count: int) -> list[dict[str, str]]:
+    """Run the program with vlhook shipping to the sink; the `count` rows it stored."""
+    run = run_python(script(code), sink.env())
+    assert run.rc == 0, run.err
+    return sink.settle(count)
+
+
 class Sink:
     """Where test programs ship to (a real VictoriaLogs), and what it stored for this test.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SRC, Sink, run_python
+from conftest import SRC, Sink, run_python, shipped
 
 
 def find(rows: list[dict[str, str]], text: str) -> dict[str, str]:
@@ -152,7 +152,7 @@ def test_lines_and_records_of_each_structlog_binding_carry_its_own_values(
     one equal but of another type (1, True): the sender writes the entries sharing a binding
     together, each with the values bound when it was written."""
     pytest.importorskip("structlog")
-    path = script(
+    rows = shipped(script, sink, (
         "import logging, sys\n"
         "from structlog.contextvars import bind_contextvars\n"
         "logging.basicConfig(stream=sys.stdout, level=logging.INFO)\n"
@@ -162,10 +162,7 @@ def test_lines_and_records_of_each_structlog_binding_carry_its_own_values(
         "    for line in range(10):\n"
         "        print(f'line {line} of request {request}')\n"
         "        log.info('record %d of request %d', line, request)\n"
-    )
-    run = run_python(path, sink.env())
-    assert run.rc == 0, run.err
-    rows = sink.settle(600)
+    ), 600)  # fmt: skip
     assert len(rows) == 600
     for row in rows:
         request = int(row["_msg"].rsplit(" ", 1)[1])

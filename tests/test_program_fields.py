@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import run_python
+from conftest import run_python, shipped
 
 PROGRAM = """\
 import json, logging, sys
@@ -41,7 +41,7 @@ def test_the_programs_own_job_or_host_wins_once_without_fields_of_the_users(
     """vlhook's own constant fields (`container_name`, `job`, `host`, `pid`) taken by a
     record's `extra=` or by bound fields, with no VICTORIALOGS_FIELDS of the same name: the
     program's value, once, also where records and lines are written in runs."""
-    path = script(
+    rows = shipped(script, sink, (
         "import logging, sys\n"
         "for n in range(10):\n"
         "    logging.warning('job alone %d', n, extra={'job': 'j4'})\n"
@@ -49,10 +49,7 @@ def test_the_programs_own_job_or_host_wins_once_without_fields_of_the_users(
         "    sys.modules['vlhook'].bind(host='h5', pid=5)\n"
         "for n in range(10):\n"
         "    print(f'host bound {n}')\n"
-    )
-    run = run_python(path, sink.env())
-    assert run.rc == 0, run.err
-    rows = sink.settle(20)
+    ), 20)  # fmt: skip
     assert len(rows) == 20
     for row in rows:
         if row["_msg"].startswith("job alone"):
