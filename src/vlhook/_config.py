@@ -93,11 +93,6 @@ class Endpoint(_Frozen):
         return f"{self.scheme}://{self.host}:{self.port}{self.base_path}"
 
 
-#: The fields the encoder puts before every entry's own (see _delivery.encode.constant_fields),
-#: with those of VICTORIALOGS_FIELDS. A program's field of one of these names replaces it.
-PROCESS_FIELDS = ("container_name", "job", "host", "pid")
-
-
 class Config(_Frozen):
     endpoints: tuple[Endpoint, ...] = ()
     level: int = 20

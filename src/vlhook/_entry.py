@@ -16,10 +16,11 @@ from itertools import chain, repeat
 from vlhook import _codec
 from vlhook._captures import STREAM_NAME, Event, Record, Uncaught
 from vlhook._captures import line as make_line
-from vlhook._config import PROCESS_FIELDS, Config
+from vlhook._config import Config
 from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart, source_keys
 from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
+from vlhook._delivery.encode import constant_fields
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
@@ -41,7 +42,7 @@ from vlhook._stats import Stats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from typing import Any, Optional, TypeVar, Union
 
     from vlhook._captures import Capture, Context, Line
@@ -87,7 +88,7 @@ class EntryBuilder:
         # Lines are written as JSON here only when no constant field (vlhook's, those of
         # VICTORIALOGS_FIELDS) has one of their keys: the encoder lets an entry's own key
         # replace the constant one, and a line written here would carry both.
-        self._constant_names = frozenset(PROCESS_FIELDS).union(name for name, _ in config.fields)
+        self._constant_names = frozenset(constant_fields(config))
         self.writes_lines = WRITTEN_KEYS.isdisjoint(self._constant_names)
         # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
         self.redactor = redactor_for(config) or Redactor(builtin=False, names=())
@@ -189,8 +190,7 @@ class EntryBuilder:
         hay = Hay([line.text for line in lines])
         secrets = self._lines_with_secrets(hay)
         # Searched at the first plain line: a group of JSON objects needs no level search.
-        levels: Optional[set[int]] = set()
-        searched = False
+        levels: Optional[set[int]] = NOT_SEARCHED
         limit = self.max_line_bytes // 6
         string = _codec.string
         out: list[Union[Entry, str]] = []
@@ -204,8 +204,8 @@ class EntryBuilder:
                            self.from_line(line, clean))  # fmt: skip
                 continue
             level = "INFO"
-            if not searched:
-                levels, searched = hay.level_candidates(), True
+            if levels is NOT_SEARCHED:
+                levels = hay.level_candidates()
             if levels is None or (levels and index in levels):
                 if "\x1b" in text:  # colour codes: read without them
                     out.extend(self.from_line(line))
@@ -545,7 +545,7 @@ class EntryBuilder:
             if content is None or content != held.content:
                 held.text = self._written_fields(fields, held.keys)
                 held.content, held.names = content, frozenset(fields)
-                held.leaves, held.fields, held.examined = _leaves(fields, MAX_FIELDS), fields, None
+                held.fields, held.leaves = fields, None
             held.sources = sources
         # Held with its context, whose sources then stay alive: no identity compared with
         # theirs can be another object's (see _sources).
@@ -727,14 +727,14 @@ class EntryBuilder:
             return self._split(entry, message)
         return [entry]
 
-    def _line_written(self, line: Line, clean: bool) -> list[Union[Entry, str]]:
+    def _line_written(self, line: Line, clean: bool) -> Sequence[Union[Entry, str]]:
         """from_line, but a clean JSON line comes written as JSON when it can be (see
         _written_object)."""
         if clean and line.text[:1] == "{" and not line.level:
             written = self._written_object(line.kind, line.text, line.t_ns, line.context)
             if written is not None:
                 return [written]
-        return self.from_line(line, clean)  # type: ignore[return-value]
+        return self.from_line(line, clean)
 
     def _written_object(
         self, kind: int, text: str, t_ns: int, context: Optional[Context]
@@ -791,11 +791,15 @@ class EntryBuilder:
         keeps, and no redaction rule touches vlhook's own fields (written unexamined with a
         plain line)."""
         held = self._line_context_held
-        if held.examined is None:
-            held.examined = not self._own(held.fields) or not self._touched(held.fields)
-        return (held.examined and held.names.isdisjoint(shape.rest)
-                and TRACE_NAMES.isdisjoint(shape.rest)
-                and held.leaves + len(shape.rest) + len(PLAIN_KEYS) <= MAX_FIELDS)  # fmt: skip
+        if held.leaves is None:
+            fields = held.fields
+            examined = not self._own(fields) or not self._touched(fields)
+            held.leaves = _leaves(fields, MAX_FIELDS) if examined else -1
+        return (
+            0 <= held.leaves <= MAX_FIELDS - len(shape.rest) - len(PLAIN_KEYS)
+            and held.names.isdisjoint(shape.rest)
+            and TRACE_NAMES.isdisjoint(shape.rest)
+        )
 
     def _shape(self, keys: tuple[str, ...]) -> Optional[Shape]:
         """The shape of JSON lines of these keys, when their entry's names are plain (see
@@ -939,6 +943,7 @@ OWN_FIELDS = frozenset(OWN_KINDS)
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 PLAIN_KEYS_ORDER = ("_time", "_msg", "level", "stream")  # as an entry has them
 TRACE_NAMES = frozenset(TRACE_FIELDS)
+NOT_SEARCHED: set[int] = set()  # _batch's levels before the search (compared by identity)
 #: A logging record's location: from the program's code, not its data; few distinct values.
 LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
@@ -1034,8 +1039,7 @@ class Held:
     sources (see _sources), its fields' plain values (see _content) and its fields as JSON
     (None: the entry is made whole)."""
 
-    __slots__ = ("content", "context", "examined", "fields", "keys", "leaves", "names",
-                 "sources", "text")  # fmt: skip
+    __slots__ = ("content", "context", "fields", "keys", "leaves", "names", "sources", "text")
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
@@ -1043,13 +1047,13 @@ class Held:
         self.sources: tuple[Any, ...] = ()
         self.content: Optional[tuple[Any, ...]] = None
         self.names: frozenset[str] = NO_FIELDS  # the fields' names, as the context has them
-        self.leaves = 0  # how many fields the server makes of them (see _leaves)
         self.text: Optional[str] = None
         self.fields: Entry = {}
-        #: Whether `text` is what examining every field gives (vlhook's own fields are
-        #: written with a plain line as they are, see _context_text); told when first asked:
-        #: asking may compile the redaction patterns.
-        self.examined: Optional[bool] = None
+        #: What a JSON line asks of them (see EntryBuilder._context_fits), told when first
+        #: asked (asking may compile the redaction patterns): how many fields the server
+        #: makes of them, or -1 when `text` is not what examining every field gives (vlhook's
+        #: own fields are written with a plain line as they are, see _context_text).
+        self.leaves: Optional[int] = None
 
 
 #: Names an `extra=` field takes from the record's entry made whole: replaced (the record's

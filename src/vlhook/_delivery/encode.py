@@ -36,7 +36,8 @@ NAMES_CHARS = 1000
 
 
 def constant_fields(config: Config, pid: int = 0) -> dict[str, Any]:
-    """vlhook's own (_config.PROCESS_FIELDS), then those of VICTORIALOGS_FIELDS."""
+    """vlhook's own, then those of VICTORIALOGS_FIELDS: spliced before every entry's own
+    (a program's field of one of these names replaces it)."""
     fields: dict[str, Any] = {
         "container_name": config.container_name,
         "job": config.job,

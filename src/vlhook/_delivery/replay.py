@@ -82,17 +82,12 @@ class Replayer:
 
     def _read(self, claim: Claim) -> Optional[tuple[Optional[Piece], bytes]]:
         """The claim's next piece (None at its end) and its bytes; None when the claim was
-        lost: the program closed its descriptor (a daemon's os.closerange), and what was read
-        may be a file of the program's under that number. Checked after reading, so that a
-        close while the reads went on is seen too; a read of the closed number fails."""
-        try:
-            piece = self.spool.read(claim, PIECE_BYTES)
-            data = b"" if piece is None else self.spool.piece_bytes(piece)
-        except OSError:
-            if claim.held:
-                raise
-            return None
-        return (piece, data) if claim.held else None
+        lost (see Claim.checked)."""
+        return claim.checked(self._next_piece, claim)
+
+    def _next_piece(self, claim: Claim) -> tuple[Optional[Piece], bytes]:
+        piece = self.spool.read(claim, PIECE_BYTES)
+        return piece, b"" if piece is None else self.spool.piece_bytes(piece)
 
     def settle(self, batch: Batch, outcome: Outcome) -> bool:
         """Record what became of a replayed piece; False when replay must pause (the server
@@ -198,12 +193,8 @@ class Replayer:
         self._count_bad(bad)
 
     def _read_header(self, claim: Claim) -> None:
-        try:
-            head = os.pread(claim.fd, 64 << 10, 0).split(b"\n", 1)[0]
-        except OSError:
-            if claim.held:
-                raise
-            head = b""  # the claim is lost (see _read): let go at the first piece
+        # b"" when the claim is lost (see Claim.checked): let go at the first piece.
+        head = (claim.checked(os.pread, claim.fd, 64 << 10, 0) or b"").split(b"\n", 1)[0]
         try:
             header = _codec.loads(head)
             constants = header[HEADER]

@@ -34,9 +34,11 @@ from vlhook._sync import acquire_patiently, allocate_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Optional
+    from typing import Any, Callable, Optional, TypeVar
 
     from vlhook._stats import Stats
+
+    T = TypeVar("T")
 
 BATCH, CAPTURES = ".jsonl", ".captures"  # JSON lines ready to send; raw captures (_replay.py)
 SENT, TEMP = ".sent", ".tmp-"
@@ -78,6 +80,19 @@ class Claim:
         next call. So reads are checked after they are made, which holds (this file never
         comes back under that number); a close or a write after a check can still miss."""
         return identity(self.fd) == self.identity
+
+    def checked(self, read: Callable[..., T], *args: Any) -> Optional[T]:
+        """What `read(*args)` read from the claimed file; None when the claim was lost (the
+        program closed its descriptor, a daemon's os.closerange): what was read may be a file
+        of the program's under that number. Checked after reading, so that a close while the
+        reads went on is seen too; a read of the closed number fails."""
+        try:
+            result = read(*args)
+        except OSError:
+            if self.held:
+                raise
+            return None
+        return result if self.held else None
 
 
 class Piece:
@@ -231,16 +246,11 @@ class Spool:
         return lines
 
     def _lines_left(self, file: SpoolFile, claim: Claim) -> Optional[int]:
-        """The entries a claimed file still holds; None when the claim was lost (its number
-        closed, or another file of the program's under it: checked after the reads)."""
-        try:
-            lines = file.lines if file.lines is not None and not claim.offset else \
-                count_lines(claim.fd, claim.offset, claim.size)  # fmt: skip
-        except OSError:
-            if claim.held:
-                raise
-            return None
-        return lines if claim.held else None
+        """The entries a claimed file still holds; None when the claim was lost (see
+        Claim.checked)."""
+        if file.lines is not None and not claim.offset:
+            return file.lines if claim.held else None
+        return claim.checked(count_lines, claim.fd, claim.offset, claim.size)
 
     # -- reading ------------------------------------------------------------------------------
 
