@@ -781,7 +781,7 @@ def test_json_lines_of_a_json_logger_are_stored_once_as_printed(script: Any, sin
 # -- JSON lines the group's search found clean --------------------------------------------
 
 JSON_KEY = st.sampled_from(["msg", "message", "level", "user", "password", "api_key", "ms",
-                            "k" * 40, "trace_id", "tags", "ts", "é"])  # fmt: skip
+                            "k" * 40, "trace_id", "tags", "ts", "é", "code.line"])  # fmt: skip
 JSON_VALUE = st.one_of(
     st.text(st.characters(codec="utf-8"), max_size=12), st.integers(), st.booleans(), st.none(),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -792,7 +792,8 @@ JSON_VALUE = st.one_of(
 
 @PROPS
 @given(st.dictionaries(JSON_KEY, JSON_VALUE, min_size=1, max_size=6),
-       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"}]))  # fmt: skip
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"},
+                        {"VICTORIALOGS_REDACT_KEYS": "code.line"}]))  # fmt: skip
 def test_a_json_line_found_clean_is_made_as_when_every_field_is_examined(
     obj: dict[str, Any], env: dict[str, str]
 ) -> None:
@@ -811,7 +812,7 @@ OBJECT_KEY = st.one_of(PLAIN_KEY, st.sampled_from([
     "_msg", "message", "msg", "event", "errorMessage", "level", "levelname", "severity",
     "log.level", "_time", "timestamp", "time", "ts", "@timestamp", "password", "stream", "",
     "env", "exception", "text", "record", "pid", "host", "job", "container_name", "trace_id",
-    "span_id", "trace_flags", "aws_request_id", "user",
+    "span_id", "trace_flags", "aws_request_id", "user", "code.line", "cold_start",
 ]))  # fmt: skip
 ASCII_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
 OBJECT_VALUE = st.one_of(
@@ -860,6 +861,7 @@ def printed(obj: dict[str, Any], escaped: bool) -> str:
                           st.sampled_from(CONTEXTS + PROGRAM_CONTEXTS)),
                 min_size=1, max_size=6),
        st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "request_id"},
+                        {"VICTORIALOGS_REDACT_KEYS": "code.line,cold_start"},
                         {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
                         {"VICTORIALOGS_REDACT": "off"}]),
        st.sampled_from([fresh, copied, snapshots]))  # fmt: skip
@@ -910,6 +912,9 @@ def test_json_lines_as_logging_libraries_print_them_are_written_at_once(
     ({"event": "x", "level": "nope", "severity": "error"}, {}),  # the second level key
     ({"message": "", "msg": "x"}, {}),  # the second message key
     ({"msg": "x", "time": "2026-12-05T24:00:00Z"}, {}),  # no time the server reads
+    # The program's `code.line` and `cold_start` (not of vlhook's types): a name like any other.
+    ({"msg": "x", "code.line": "a"}, {"VICTORIALOGS_REDACT_KEYS": "code.line"}),
+    ({"msg": "x", "cold_start": "a"}, {"VICTORIALOGS_REDACT_KEYS": "cold_start"}),
 ])  # fmt: skip
 def test_json_lines_that_need_examining_are_made_whole(
     obj: dict[str, Any], env: dict[str, str]

@@ -830,13 +830,15 @@ class EntryBuilder:
     def _plain_names(self, keys: tuple[str, ...]) -> bool:
         """Whether _sanitize leaves these names as they are (no secret's name, no excess
         length; vlhook's own skipped), remembered per set of names: a call site or a JSON
-        line's shape gives the same ones every time."""
+        line's shape gives the same ones every time. A `code.line` or `cold_start` may be the
+        program's (_sanitize examines it unless its value has vlhook's type): its name is
+        told like any other."""
         plain = self._plain_keys.get(keys)
         if plain is None:
             names = self.redactor.name
             plain = _remember(self._plain_keys, keys, all(
                 len(key) * 4 <= MAX_KEY_BYTES and not any(names(key))
-                for key in keys if key not in OWN_FIELDS
+                for key in keys if key not in ALWAYS_OWN
             ))  # fmt: skip
         return plain
 
@@ -940,6 +942,8 @@ OWN_KINDS: dict[str, tuple[type, ...]] = {
     "cold_start": (bool,),
 }  # fmt: skip
 OWN_FIELDS = frozenset(OWN_KINDS)
+#: Those of them that are vlhook's in every entry (the program's are kept apart, OWN_NAMES).
+ALWAYS_OWN = OWN_FIELDS & OWN_NAMES
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 PLAIN_KEYS_ORDER = ("_time", "_msg", "level", "stream")  # as an entry has them
 TRACE_NAMES = frozenset(TRACE_FIELDS)
