@@ -25,6 +25,7 @@ from vlhook._entry import EntryBuilder
 from vlhook._integrations.structlog_context import fields_of, snapshot_key
 from vlhook._levels import Hay, detect_level
 from vlhook._lines import MIN_RUN, LineAssembler
+from vlhook._redact import MASK
 from vlhook._stats import Stats
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -754,6 +755,10 @@ for n in range(200):
     print(json.dumps({"event": f"order {n}", "request_id": f"r-{n % 7}", "level": "warning",
                       "timestamp": f"2026-12-05T05:13:{n % 60:02d}.{n:06d}Z", "n": n}))
 print(json.dumps({"msg": "mine", "job": "worker", "host": "h1", "pid": 5}))
+for n in range(50):  # pino-like, nested
+    print(json.dumps({"level": "info", "msg": f"request {n}", "tags": ["api", "v2"],
+                      "req": {"method": "GET", "headers": {"accept": "*/*"}, "n": n}}))
+print(json.dumps({"msg": "login", "user": {"name": "amy", "password": "hunter2"}}))
 """
 
 
@@ -764,9 +769,14 @@ def test_json_lines_of_a_json_logger_are_stored_once_as_printed(script: Any, sin
     run = run_python(path, sink.env(
         TRACEPARENT="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))  # fmt: skip
     assert run.rc == 0, run.stderr
-    rows = sink.settle(201)
-    assert len(rows) == 201
+    rows = sink.settle(252)
+    assert len(rows) == 252
     by_msg = {row["_msg"]: row for row in rows}
+    for n in range(50):  # flattened by the server; a list is kept as JSON text
+        row = by_msg[f"request {n}"]
+        fields = (row["level"], row["req.method"], row["req.headers.accept"], row["req.n"])
+        assert fields == ("INFO", "GET", "*/*", str(n)) and json.loads(row["tags"]) == ["api", "v2"]
+    assert (by_msg["login"]["user.name"], by_msg["login"]["user.password"]) == ("amy", MASK)
     for n in range(200):
         row = by_msg[f"order {n}"]
         fraction = f".{n:06d}".rstrip("0").rstrip(".")  # as the server writes it back
@@ -825,6 +835,18 @@ OBJECT_VALUE = st.one_of(
         [1], {"a": 1}, {"password": "hunter2"}, ["v" * 17_000],
     ]),
 )  # fmt: skip
+# Nested values as loggers print them (a request's headers, a user, tags), with what the
+# redactor changes in them at any depth: a secret's name, a (name, value) pair, a literal.
+NESTED_KEY = st.sampled_from(["a", "id", "user", "password", "X-Api-Key", "code.line", "level",
+                              "_msg", "", "é", "k" * 40, "request_id", "headers"])  # fmt: skip
+NESTED_VALUE = st.recursive(
+    st.one_of(ASCII_TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(),
+              st.none(), st.floats(allow_nan=False, allow_infinity=False),
+              st.sampled_from(["X-Api-Key", "request_id", "AKIA0123456789ABCDEF", "a\\b", "{["])),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(NESTED_KEY, inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+OBJECT_VALUE = st.one_of(OBJECT_VALUE, NESTED_VALUE)
 LEVEL_VALUE = st.sampled_from(["info", "WARNING", "err", 40, 0, "nope", "", None])
 TIME_VALUE = st.sampled_from(["2026-12-05T05:13:12.123456Z", "2024-02-29T23:59:59+01:00",
                               "2026-02-29T00:00:00Z", "2026-12-05T24:00:00Z",
@@ -882,6 +904,14 @@ def test_json_lines_written_at_once_are_written_as_each_made_whole(
 @pytest.mark.parametrize("obj", [
     {"event": "user logged in", "user_id": 42, "level": "info",
      "timestamp": "2026-12-05T05:13:12.123456Z"},  # structlog's JSONRenderer
+    {"level": 30, "time": 1780000000123, "msg": "request completed",  # pino-like, nested
+     "req": {"method": "GET", "url": "/api/items?page=2",
+             "headers": {"host": "api", "accept": "*/*"}, "remotePort": 51234},
+     "res": {"statusCode": 200}, "responseTime": 12.5, "tags": ["api", "v2"]},
+    {"message": "batch done", "level": "info", "items": [{"sku": "a", "qty": 1}, {"sku": "b"}],
+     "stats": {"ok": 2, "failed": 0, "by_kind": {"x": [1, 2], "y": {}}}},
+    {"msg": "deep", "d": json.loads('{"a":' * 31 + "1" + "}" * 31),  # within MAX_DEPTH
+     "l": json.loads("[" * 32 + "]" * 32)},
     {"asctime": "2026-12-05 05:13:12,123", "levelname": "WARNING", "name": "app",
      "message": "disk almost full", "pct": 91.5},  # python-json-logger
     {"level": 30, "time": 1780000000123, "hostname": "h", "msg": "request done", "ms": 1.5},
@@ -900,8 +930,13 @@ def test_json_lines_as_logging_libraries_print_them_are_written_at_once(
 @pytest.mark.parametrize(("obj", "env"), [
     ({"msg": "x", "key": "\\u0041KIA0123456789ABCDEF"}, {}),  # an escape hides a secret
     ({"msg": "x", "blob": "y" * 20_000}, {}),  # cut
-    ({"msg": "x", "user": {"password": "hunter2"}}, {}),  # nested: examined
+    ({"msg": "x", "n": 1, "user": {"password": "hunter2"}}, {}),  # a secret's name, nested
+    ({"msg": "x", "req": {"headers": [["Accept", "*/*"], ["X-Api-Key", "k1"]]}}, {}),  # a pair
+    ({"msg": "x", "req": [{"id": 1}, {"user": {"token": "t"}}]}, {}),  # a name in a list
+    ({"msg": "x", "user": {"id": 7}}, {"VICTORIALOGS_REDACT_KEYS": "id"}),  # the user's name
     ({"msg": "x", "deep": json.loads("[" * 100 + "]" * 100)}, {}),  # bounded when examined
+    ({"msg": "x", "deep": json.loads('{"a":' * 33 + "1" + "}" * 33)}, {}),  # past MAX_DEPTH
+    ({"msg": "x", "deep": json.loads("[" * 33 + "]" * 33)}, {}),
     ({"msg": "y" * 500}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"}),  # split
     ({"msg": "x", "password": "p"}, {}),  # a secret's name
     ({"msg": "x", "exception": "Traceback (most recent call last): boom"}, {}),
@@ -971,6 +1006,27 @@ def test_json_lines_of_many_fields_are_written_as_made_whole(count: int) -> None
     obj = {"msg": "many", **{f"f{n}": n for n in range(count)}}
     line = make_line(0, json.dumps(obj), T0, None)
     assert encoded(builder().written_lines([line])) == encoded(builder().from_line(line))
+
+
+@pytest.mark.parametrize("context", [None, CONTEXTS[2], PROGRAM_CONTEXTS[1]])
+@pytest.mark.parametrize("count", [880, 889, 890, 891, 892, 893, 894, 895, 896, 897])
+def test_json_lines_of_many_nested_fields_are_written_as_made_whole(
+    count: int, context: Any
+) -> None:
+    """Fields the server makes of nested objects count, with the context's, and a list is
+    one: around the limit, the entry is folded just as when it is made whole."""
+    obj = {
+        "msg": "many",
+        "tags": [1, 2],
+        "empty": {},
+        "d": {f"{n}": {"v": 0} for n in range(count - 2)},
+        "e": {"a": {"b": 1, "c": 2}},
+    }
+    line = make_line(0, json.dumps(obj, separators=(",", ":")), T0, context)  # < 16 KiB
+    written = builder().written_lines([line])
+    assert encoded(written) == encoded(builder().from_line(line))
+    folded = b"vlhook.folded_fields" in encoded(written)
+    assert isinstance(written[0], str) is (not folded)
 
 
 @pytest.mark.parametrize("name", ["container_name", "job", "host", "pid", "env"])

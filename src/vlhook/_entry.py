@@ -112,6 +112,8 @@ class EntryBuilder:
         self._plain_keys: dict[tuple[str, ...], bool] = {}
         #: A JSON line's keys -> how its object is written here, or None (see _written_object).
         self._shapes: dict[tuple[str, ...], Optional[Shape]] = {}
+        #: A JSON line's nested object's names -> whether the redactor leaves them as they are.
+        self._untouched_names: dict[tuple[str, ...], bool] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
@@ -741,16 +743,14 @@ class EntryBuilder:
     ) -> Optional[str]:
         """A JSON line that the group's search found without a secret's literal, written as
         JSON as from_line and the encoder write it, when nothing there would change it: its
-        object is flat, has a message key, and the first of its level and time keys holds a
-        level and a time (see Shape); the line is as _nothing_to_examine lets through (no
-        escape, so no colour code either: JSON has them escaped), its keys are plain and are
-        no constant field's, and its message needs no split. Its context's fields follow, as
-        a plain line's are written (see _context_text), when the object names none of them
-        and no trace field, and they cannot make the entry be folded. None otherwise
-        (from_line)."""
-        # No `{` past the first and no `[`: a flat object (text, numbers, true, false, null),
-        # told before it is parsed (a nested one is parsed again by from_line).
-        if len(text) > MAX_VALUE_CHARS or "\\" in text or text.find("{", 1) != -1 or "[" in text:
+        object has a message key, and the first of its level and time keys holds a level and
+        a time (see Shape); the line is as _nothing_to_examine lets through (no escape, so no
+        colour code either: JSON has them escaped), its keys are plain and are no constant
+        field's, its nested values are as the redactor leaves them (see _untouched_leaves),
+        and its message needs no split. Its context's fields follow, as a plain line's are
+        written (see _context_text), when the object names none of them and no trace field.
+        The entry is never one finish() folds. None otherwise (from_line)."""
+        if len(text) > MAX_VALUE_CHARS or "\\" in text:
             return None
         try:  # parse_json's checks, but its length, which the shape bounds
             obj = _codec.loads(text)
@@ -773,8 +773,14 @@ class EntryBuilder:
         stamp = rfc3339(t_ns) if shape.time is None else obj.pop(shape.time)
         if level is None or (shape.time is not None and not valid_time(stamp)):
             return None
+        leaves = len(shape.rest)  # of a flat object (no `{` past the first, no `[`)
+        if text.find("{", 1) != -1 or "[" in text:
+            # The object's names were told by its shape: told again here, from one cache.
+            leaves = self._untouched_leaves(obj, MAX_DEPTH + 1)
+            if leaves < 0 or leaves > MAX_FIELDS - len(PLAIN_KEYS):
+                return None
         tail = self._line_context(context)
-        if tail is None or (tail and not self._context_fits(shape)):
+        if tail is None or (tail and not self._context_fits(shape, leaves)):
             return None
         entry = {"_time": stamp, "_msg": message, "level": level, "stream": STREAM_NAME[kind],
                  **obj}  # fmt: skip
@@ -783,23 +789,57 @@ class EntryBuilder:
         except Exception:  # what only the encoder's fallbacks write (a huge integer)
             return None
 
-    def _context_fits(self, shape: Shape) -> bool:
+    def _context_fits(self, shape: Shape, leaves: int) -> bool:
         """Whether the context last written with a plain line goes after the fields of an
-        object of this shape as apply_context puts it there, and as finish() examines it: the
-        object names none of its fields (the line's own would win) and no trace field (it
-        would take none of the context's), together they make no more fields than the server
-        keeps, and no redaction rule touches vlhook's own fields (written unexamined with a
-        plain line)."""
+        object of this shape (which the server makes `leaves` fields of) as apply_context
+        puts it there, and as finish() examines it: the object names none of its fields (the
+        line's own would win) and no trace field (it would take none of the context's),
+        together they make no more fields than the server keeps, and no redaction rule
+        touches vlhook's own fields (written unexamined with a plain line)."""
         held = self._line_context_held
         if held.leaves is None:
             fields = held.fields
             examined = not self._own(fields) or not self._touched(fields)
             held.leaves = _leaves(fields, MAX_FIELDS) if examined else -1
         return (
-            0 <= held.leaves <= MAX_FIELDS - len(shape.rest) - len(PLAIN_KEYS)
+            0 <= held.leaves <= MAX_FIELDS - leaves - len(PLAIN_KEYS)
             and held.names.isdisjoint(shape.rest)
             and TRACE_NAMES.isdisjoint(shape.rest)
         )
+
+    def _untouched_leaves(self, value: Any, depth: int) -> int:
+        """How many fields the server makes of a parsed JSON line's dict or list (as _leaves
+        counts them: a list is one) when _sanitize would leave it as it is, entered as the
+        redactor enters it at `depth` (see Redactor._enter, _dict and _list); else -1. The
+        line holds no escape and no secret's literal, so no pattern matches any of its
+        strings: what is left is a secret's name at any depth, a (name, value) pair whose
+        name is one, and nesting deeper than MAX_DEPTH. (A line within MAX_VALUE_CHARS holds
+        far fewer values than the redactor examines.)"""
+        if depth <= 0:
+            return -1
+        if value.__class__ is dict:
+            names = tuple(value)
+            untouched = self._untouched_names.get(names)
+            if untouched is None:
+                verdicts = map(self.redactor.name, names)
+                untouched = _remember(self._untouched_names, names, not any(map(any, verdicts)))
+            if not untouched:
+                return -1
+            items = value.values()
+        else:
+            first = value[0] if len(value) == 2 else None
+            if first.__class__ is str and self.redactor.name(first)[0]:
+                return -1
+            items = value
+        count = len(value)
+        if not CONTAINERS.isdisjoint(map(type, items)):  # one C call: most values are scalars
+            for item in items:
+                if item.__class__ is dict or item.__class__ is list:
+                    leaves = self._untouched_leaves(item, depth - 1)
+                    if leaves < 0:
+                        return -1
+                    count += leaves - 1
+        return 1 if value.__class__ is list else count
 
     def _shape(self, keys: tuple[str, ...]) -> Optional[Shape]:
         """The shape of JSON lines of these keys, when their entry's names are plain (see
@@ -953,6 +993,7 @@ LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
 #: Values that _sanitize leaves as they are unless a pattern or a name says otherwise.
 SCALARS = frozenset({str, int, float, bool, type(None)})
+CONTAINERS = frozenset({dict, list})  # what a parsed JSON line nests
 #: The keys of a plain record's entry (written_records).
 RECORD_KEYS = WRITTEN_KEYS | LOCATION_FIELDS | {"code.line"}
 #: Verdicts kept per builder cache (record locations, JSON key sets): past it, it starts over.
