@@ -61,14 +61,17 @@ def test_hostile_extra_values(script: Any, sink: Any) -> None:
         "log.info('args %s', Evil())\n"
         "log.info('long key', extra={'k' * 300: 1})\n"
         "log.info('many', extra={f'f{i}': i for i in range(1500)})\n"
+        "log.info({200: 5, 404: 1, None: 'n'})\n"  # a dict as the message, keys of no text
         "print('after all that')\n"
     )
     run = run_python(path, sink.env())
     assert run.rc == 0
-    rows = sink.settle(7)
+    rows = sink.settle(8)
     by_msg = {r["_msg"].split(" (formatting failed")[0]: r for r in rows}
     assert set(by_msg) >= {"evil", "loop", "deep", "long key", "many", "after all that"}
     assert by_msg["evil"]["evil"].startswith("<unprintable")
+    counts = by_msg["{200: 5, 404: 1, None: 'n'}"]
+    assert (counts["200"], counts["404"], counts["None"]) == ("5", "1", "n")
     long_key = next(k for k in by_msg["long key"] if k.startswith("kkk"))
     assert len(long_key.encode()) <= 128
     many = by_msg["many"]  # the server would drop a row with > 1,000 fields: folded instead

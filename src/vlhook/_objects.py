@@ -157,8 +157,14 @@ def record_object(msg: Any, args: Any, message: str) -> Optional[dict[str, Any]]
     if isinstance(msg, dict) and not args:
         # Keys of structlog's own (_record, _from_structlog) and the exc_info/stack_info
         # requests it leaves in: the record has these.
-        return {k: v for k, v in msg.items()
-                if not str(k).startswith("_") and k not in ("exc_info", "stack_info")}  # fmt: skip
+        # A key that is no text (`logging.info({200: 5})`) is named by its text, as a field
+        # must be.
+        fields = {}
+        for key, value in msg.items():
+            name = key if key.__class__ is str else _codec.safe_str(key)
+            if name[:1] != "_" and name not in ("exc_info", "stack_info"):
+                fields[name] = value
+        return fields
     return parse_json(message) if message[:1] == "{" else None
 
 
