@@ -300,6 +300,14 @@ def record(i, extra, context=None):
     rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None,
                          "handle", extra)
     return make_record(rec, now, 0, context, logging.INFO, rec.getMessage(), [])
+def event(i):
+    # structlog through logging (ProcessorFormatter.wrap_for_formatter): the event dict as the
+    # record's message, and the JSON its formatter printed (JSONRenderer, TimeStamper).
+    msg = {"order_id": i, "user": "amy", "event": "order placed", "level": "info",
+           "logger": "bench"}
+    rec = log.makeRecord("bench", logging.INFO, "app.py", 1, msg, (), None, "handle", None)
+    printed = [json.dumps({**msg, "timestamp": "2026-12-05T05:13:12.123456Z"}) + "\\n"]
+    return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), printed)
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
@@ -326,6 +334,7 @@ groups = {
     "record_extra": [record(i, {"user_id": 42 + i, "path": "/api/items", "ms": 1.5})
                      for i in range(256)],
     "records": [record(i, order(i)) for i in range(256)],
+    "record_event": [event(i) for i in range(256)],
 }
 def made(kind, group):
     # What the sender makes of a group, as its _feed_many and take_records do (an older

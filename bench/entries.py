@@ -24,6 +24,7 @@ ENTRY_KINDS = {
     "bound_records": "logging record with trace context and bound fields",
     "record_extra": "logging record with flat extras",
     "records": "logging record with nested extras",
+    "record_event": "logging record, structlog's event dict and its JSON",
 }
 
 

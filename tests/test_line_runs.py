@@ -25,6 +25,7 @@ from vlhook._entry import EntryBuilder
 from vlhook._integrations.structlog_context import fields_of, snapshot_key
 from vlhook._levels import Hay, detect_level
 from vlhook._lines import MIN_RUN, LineAssembler
+from vlhook._objects import object_fields, record_object, record_taken, taken
 from vlhook._redact import MASK
 from vlhook._stats import Stats
 
@@ -337,6 +338,7 @@ def test_lines_in_a_span_or_an_invocation_are_written_with_its_ids() -> None:
 
 LOGGER = logging.getLogger("runs")
 TEXT = st.text(st.characters(codec="utf-8"), max_size=30)
+ASCII_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
 
 
 def capture_of(
@@ -536,6 +538,136 @@ def test_records_with_extra_fields_are_written_as_the_general_path_writes_them(
                         context=fresh(RECORD_CONTEXTS[index]))
              for extra, index in cases]  # fmt: skip
     assert_written_as_made_whole(items, env)
+
+
+# structlog through logging (`ProcessorFormatter.wrap_for_formatter`): the record's message is
+# the event dict, and the formatter prints it rendered (JSONRenderer, with a time, perhaps the
+# logger's name), or as text; every key and value from_record maps, keeps apart or examines.
+EVENT_KEY = st.sampled_from([
+    "event", "message", "msg", "_msg", "level", "timestamp", "logger", "exc_info", "stack_info",
+    "_record", "_from_structlog", "user", "order_id", "password", "exception", "stream",
+    "code.file", "thread", "trace_id", "job", "k" * 40, "é", "", "n",
+])  # fmt: skip
+EVENT_VALUE = st.one_of(
+    ASCII_TEXT, ASCII_TEXT, TEXT, st.integers(min_value=-(2**70), max_value=2**70),
+    st.booleans(), st.none(), st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["app", "order placed", "token AKIA0123456789ABCDEF", "v" * 17_000, "",
+                     "y" * 3_000, "\x01" * 200, {"a": 1}, [1, "x"], ("t",)]),
+)  # fmt: skip
+
+
+@st.composite
+def event_dicts(draw: Any) -> dict[Any, Any]:
+    event: dict[Any, Any] = {}
+    if draw(st.integers(0, 9)):
+        event["event"] = draw(st.one_of(ASCII_TEXT.filter(bool), ASCII_TEXT, EVENT_VALUE))
+    plain = st.one_of(ASCII_TEXT, st.integers(), st.sampled_from(["app", "other"]))
+    event.update(draw(st.dictionaries(st.sampled_from(["user", "order_id", "n", "é", "logger"]),
+                                      plain, max_size=3)))  # fmt: skip
+    if draw(st.booleans()):
+        event.update(draw(st.dictionaries(EVENT_KEY, EVENT_VALUE, max_size=2)))
+    if draw(st.booleans()):
+        event["level"] = "info"
+    if not draw(st.integers(0, 19)):
+        event[7] = "a key that is no text"
+    return event
+
+
+def rendered(event: dict[Any, Any], how: int) -> list[str]:
+    """What a ProcessorFormatter prints of an event dict: nothing (another handler), its
+    JSON with a time and the logger's name, with values of its own, text, or two lines."""
+    shown = {str(k): v for k, v in event.items() if str(k)[:1] != "_"}
+    as_json = json.dumps({**shown, "timestamp": "2026-12-05T05:13:12.123456Z"}, default=repr)
+    return [[], [as_json + "\n"], [json.dumps({**shown, "logger": "app"}, default=repr) + "\n"],
+            [json.dumps({"user": "from the formatter", "n": 2}) + "\n"],
+            ["2026-12-05 order placed [info] user=amy\n"], ["{not json\n", as_json + "\n"],
+            [json.dumps({"event": "x", "exception": "Traceback (most recent call last): x"})],
+            [json.dumps({"event": "x", "stream": "mine", "nested": {"a": 1}})]][how]  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(event_dicts(), st.sampled_from([0, 1, 1, 2, 3, 4, 5, 6, 7]),
+                          st.sampled_from(["app", "app", "other"]),
+                          st.sampled_from([(), (), (), (1,)]),
+                          st.sampled_from([None, None, None, {"x": 1}]),
+                          st.one_of(st.sampled_from([0, 1, 2, 3]),
+                                    st.sampled_from(range(len(RECORD_CONTEXTS))))),
+                min_size=1, max_size=8),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"}, {"VICTORIALOGS_REDACT": "off"},
+                        {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
+                        {"VICTORIALOGS_REDACT": "hunter"}]))  # fmt: skip
+def test_structlog_event_dicts_are_written_as_the_general_path_writes_them(
+    cases: list[Any], env: dict[str, str]
+) -> None:
+    items = [capture_of(event, args, name, "f", extra, False, rendered(event, how),
+                        context=fresh(RECORD_CONTEXTS[index]))
+             for event, how, name, args, extra, index in cases]  # fmt: skip
+    assert_written_as_made_whole(items, env)
+
+
+STRUCTLOG_EVENT: dict[Any, Any] = {
+    "order_id": 7, "user": "amy", "event": "order placed", "level": "info", "logger": "app",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("printed", [
+    [json.dumps({**STRUCTLOG_EVENT, "timestamp": "2026-12-05T05:13:12.123456Z"}) + "\n"],
+    [],  # printed by no handler of the program's (or as text)
+    ["2026-12-05 05:13:12 [info     ] order placed   order_id=7 user=amy\n"],
+])  # fmt: skip
+def test_structlog_event_dicts_through_logging_are_written_at_once(printed: list[str]) -> None:
+    items = [capture_of(dict(STRUCTLOG_EVENT), (), "app", "handle", None, False, printed,
+                        context=fresh(CONTEXTS[2]))] * 3  # fmt: skip
+    out = builder().written_records(items)
+    assert all(isinstance(entry, str) for entry in out)
+    fields = json.loads("{" + str(out[0]))
+    assert (fields["_msg"], fields["logger"], fields["order_id"], fields["user"]) == (
+        "order placed", "app", 7, "amy")  # fmt: skip
+    assert "event" not in fields and "timestamp" not in fields and fields["level"] == "INFO"
+    assert_written_as_made_whole(items, {})
+
+
+@pytest.mark.parametrize(("event", "env"), [
+    ({**STRUCTLOG_EVENT, "logger": "another"}, {}),  # not the record's logger: it wins
+    ({**STRUCTLOG_EVENT, "logger": None}, {}),
+    ({**STRUCTLOG_EVENT, "user": {"id": 1}}, {}),  # nested
+    ({**STRUCTLOG_EVENT, "password": "hunter2"}, {}),  # a secret's name
+    ({**STRUCTLOG_EVENT, "event": "token AKIA0123456789ABCDEF"}, {}),  # a secret's literal
+    ({**STRUCTLOG_EVENT, "event": ""}, {}),  # the next message key, or the dict's text
+    ({**STRUCTLOG_EVENT, "event": "\x01" * 200}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"}),
+    ({**STRUCTLOG_EVENT, "stream": "mine"}, {}),  # kept apart
+    ({**STRUCTLOG_EVENT, "exception": "Traceback (most recent call last): x"}, {}),
+    ({**STRUCTLOG_EVENT, "job": "mine"}, {}),  # a constant field's name
+    ({**STRUCTLOG_EVENT, "thread": "mine"}, {}),  # a record's own field
+    ({"order_id": 7, "level": "info"}, {}),  # no message key
+    ({**STRUCTLOG_EVENT, 7: "a key that is no text"}, {}),
+])  # fmt: skip
+def test_structlog_event_dicts_that_need_more_are_made_whole(
+    event: dict[Any, Any], env: dict[str, str]
+) -> None:
+    item = capture_of(event, (), "app", "handle", None, False, [])
+    assert not any(isinstance(entry, str) for entry in builder(**env).written_records([item]))
+    assert_written_as_made_whole([item], env)
+
+
+@PROPS
+@given(event_dicts(), st.booleans())
+def test_taken_is_how_object_fields_takes_an_object(event: dict[Any, Any], record: bool) -> None:
+    """record_taken and taken tell what record_object and object_fields make of an object of
+    those keys, when its message key holds text (what _structured writes from them)."""
+    if not record:
+        event = {str(key): value for key, value in event.items()}
+    shape = record_taken(tuple(event)) if record else taken(tuple(event), False)
+    if shape is None:
+        return
+    obj = record_object(event, (), "") if record else dict(event)
+    assert obj is not None
+    if shape.msg is not None and not (isinstance(obj[shape.msg], str) and obj[shape.msg]):
+        return
+    expected = {"_msg": obj[shape.msg]} if shape.msg is not None else {}
+    expected.update((key, obj[key]) for key in shape.kept)
+    made = object_fields(dict(obj), keep_message=record)
+    assert list(made.items()) == list(expected.items())
 
 
 def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> None:
@@ -824,7 +956,6 @@ OBJECT_KEY = st.one_of(PLAIN_KEY, st.sampled_from([
     "env", "exception", "text", "record", "pid", "host", "job", "container_name", "trace_id",
     "span_id", "trace_flags", "aws_request_id", "user", "code.line", "cold_start",
 ]))  # fmt: skip
-ASCII_TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
 OBJECT_VALUE = st.one_of(
     ASCII_TEXT, ASCII_TEXT, st.text(st.characters(codec="utf-8"), max_size=6),
     st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),

@@ -28,12 +28,15 @@ from vlhook._objects import (
     MAX_FIELDS,
     MSG_KEYS,
     Shape,
+    Taken,
     map_json,
     merge_fields,
     object_fields,
     parse_json,
     record_object,
+    record_taken,
     shape_of,
+    taken,
     usable_level,
     valid_time,
 )
@@ -112,6 +115,10 @@ class EntryBuilder:
         self._plain_keys: dict[tuple[str, ...], bool] = {}
         #: A JSON line's keys -> how its object is written here, or None (see _written_object).
         self._shapes: dict[tuple[str, ...], Optional[Shape]] = {}
+        #: A record's message that is a dict, and a JSON object its handlers printed: their
+        #: keys -> how from_record takes them (see _structured).
+        self._record_shapes: dict[tuple[Any, ...], Optional[Taken]] = {}
+        self._printed_shapes: dict[tuple[Any, ...], Optional[Taken]] = {}
         #: A JSON line's nested object's names -> whether the redactor leaves them as they are.
         self._untouched_names: dict[tuple[str, ...], bool] = {}
         #: The secrets' literals lower-cased, for the search made where levels are searched.
@@ -440,21 +447,29 @@ class EntryBuilder:
 
     def _written_record(self, item: Capture) -> str:
         """A logging record written as JSON, as from_record and the encoder would write it,
-        when its entry is its message, level, location, context fields and plain `extra=`
-        fields (see _written_extras), and nothing else: no exception, stack, object as
-        message, JSON printed by its handlers, message too long for one entry, or location
-        or field that needs examining. "" else."""
+        when its entry is its message, level, location, context fields and plain fields of
+        its own (see _written_extras: its `extra=`, or those of its message that is a dict,
+        see _structured), and nothing else: no exception, stack, JSON printed by its
+        handlers (but for a dict's), message too long for one entry, or location or field
+        that needs examining. "" else."""
         if not isinstance(item, Record):
             return ""
         record, message, printed = item.record, item.message, item.printed
-        if (record.exc_info or record.exc_text or record.stack_info or message[:1] == "{"
-                or len(message) * 6 > self.max_line_bytes or (printed and "{" in "".join(printed))
-                or (isinstance(record.msg, dict) and not record.args)):  # fmt: skip
+        if record.exc_info or record.exc_text or record.stack_info:
+            return ""
+        extras = record.extras
+        if isinstance(record.msg, dict) and not record.args:
+            structured = None if extras else self._structured(record, printed)
+            if structured is None:
+                return ""
+            message, extras = structured
+        elif message[:1] == "{" or (printed and "{" in "".join(printed)):
+            return ""
+        if len(message) * 6 > self.max_line_bytes:
             return ""
         context = self._written_context(item.context)
         if context is None:
             return ""
-        extras = record.extras
         if extras:  # (none left when all were private: `_name`)
             names = self._record_context.names if item.context else NO_FIELDS
             written = self._written_extras(extras, names)
@@ -474,10 +489,47 @@ class EntryBuilder:
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
                 f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
 
+    def _structured(self, record: Any, printed: list[str]) -> Optional[tuple[str, Entry]]:
+        """A record's message that is a dict (structlog's event dict, through logging) as
+        from_record takes it: its message, and its fields with those of the JSON its
+        handlers printed (structlog's ProcessorFormatter renders that dict) written over
+        them; a `logger` field that names the record's logger is the record's own. None when
+        from_record may take them otherwise (see record_taken, taken). (A secret's literal in
+        the message is in the dict's repr too, the record's message the group's search
+        read: such a record comes here no more than a plain one.)"""
+        msg = record.msg
+        keys = tuple(msg)
+        try:
+            shape = self._record_shapes[keys]
+        except KeyError:
+            shape = _remember(self._record_shapes, keys, record_taken(keys))
+        if shape is None:
+            return None
+        message = msg[shape.msg]
+        if message.__class__ is not str or not message:
+            return None
+        fields = dict(zip(shape.kept, map(msg.__getitem__, shape.kept)))
+        for text in printed:
+            obj = parse_json(text.strip()) if "{" in text else None
+            if obj is not None:
+                keys = tuple(obj)
+                try:
+                    printed_shape = self._printed_shapes[keys]
+                except KeyError:
+                    printed_shape = _remember(self._printed_shapes, keys, taken(keys, False))
+                if printed_shape is None:
+                    return None
+                fields.update(zip(printed_shape.kept, map(obj.__getitem__, printed_shape.kept)))
+        logger = fields.pop("logger", record.name)
+        if logger.__class__ is not str or logger != record.name:
+            return None
+        return message, fields
+
     def _written_extras(
         self, extras: dict[str, Any], context_names: frozenset[str]
     ) -> Optional[str]:
-        """A record's `extra=` fields (one at least) written as JSON, with a leading comma,
+        """A record's fields of its own (`extra=`, or its message's, see _structured; one at
+        least) written as JSON, with a leading comma,
         when finish() would leave them as they are in its entry: few, of plain types, short,
         without a secret's literal, and named as no secret, none of the record's or vlhook's
         own fields, no trace field, no constant field and none of the context's (each of

@@ -123,6 +123,44 @@ def shape_of(keys: tuple[str, ...]) -> Optional[Shape]:
     return Shape(msg, level, time, rest) if OWN_NAMES.isdisjoint(rest) else None
 
 
+class Taken:
+    """How object_fields takes an object of one set of keys: the message key it reads when
+    asked for one (the first present, when it holds text; else None), and the keys it keeps
+    as fields, in their order (`kept`)."""
+
+    __slots__ = ("kept", "msg")
+
+    def __init__(self, msg: Optional[str], kept: tuple[str, ...]) -> None:
+        self.msg, self.kept = msg, kept
+
+
+def taken(keys: tuple[Any, ...], keep_message: bool) -> Optional[Taken]:
+    """How object_fields takes objects of these keys; None for those it may take otherwise
+    (an `exception` key may hold a traceback; a key kept apart, OWN_NAMES) and for a message
+    asked for and not found."""
+    if "exception" in keys:
+        return None
+    msg = next((key for key in MSG_KEYS if key in keys), None) if keep_message else None
+    if keep_message and msg is None:
+        return None
+    dropped = (*LEVEL_KEYS, *TIME_KEYS, *((msg,) if keep_message else MSG_KEYS))
+    kept = tuple(key for key in keys if key not in dropped)
+    return Taken(msg, kept) if OWN_NAMES.isdisjoint(kept) else None
+
+
+def record_taken(keys: tuple[Any, ...]) -> Optional[Taken]:
+    """How from_record takes a record's message that is a dict of these keys (record_object,
+    then object_fields with its message); None as for `taken`, and when a key is no text
+    (record_object names it by its text, and two keys may then take one name)."""
+    if not all(key.__class__ is str for key in keys):
+        return None
+    return taken(tuple(key for key in keys if key[:1] != "_" and key not in RECORD_OWN), True)
+
+
+#: The keys record_object leaves out of a record's message that is a dict (and `_`-names).
+RECORD_OWN = ("exc_info", "stack_info")
+
+
 def usable_level(value: Any) -> Optional[str]:
     """The level a printed level value names: a level word, or logging's number; else None."""
     if value.__class__ is str:
@@ -156,13 +194,12 @@ def record_object(msg: Any, args: Any, message: str) -> Optional[dict[str, Any]]
     ProcessorFormatter), or a JSON object (structlog's JSONRenderer through logging)."""
     if isinstance(msg, dict) and not args:
         # Keys of structlog's own (_record, _from_structlog) and the exc_info/stack_info
-        # requests it leaves in: the record has these.
-        # A key that is no text (`logging.info({200: 5})`) is named by its text, as a field
-        # must be.
+        # requests it leaves in: the record has these. A key that is no text
+        # (`logging.info({200: 5})`) is named by its text, as a field must be.
         fields = {}
         for key, value in msg.items():
             name = key if key.__class__ is str else _codec.safe_str(key)
-            if name[:1] != "_" and name not in ("exc_info", "stack_info"):
+            if name[:1] != "_" and name not in RECORD_OWN:
                 fields[name] = value
         return fields
     return parse_json(message) if message[:1] == "{" else None
