@@ -218,6 +218,41 @@ def test_structlog_processor_formatter(script: Any, sink: Any) -> None:
     zero_division(boom)
 
 
+def test_structlog_processor_formatter_rendering_json(script: Any, sink: Any) -> None:
+    """The setup structlog documents for logging: the event dict as the record's message,
+    rendered as JSON by the formatter; each record stored once with the dict's fields, the
+    context's, the logger's name, its secrets masked, and its exception."""
+    path = script(
+        STDLIB.format(
+            processors="structlog.contextvars.merge_contextvars, structlog.stdlib.add_log_level,"
+            " structlog.stdlib.add_logger_name,"
+            " structlog.stdlib.ProcessorFormatter.wrap_for_formatter"
+        )
+        + "handler = logging.StreamHandler(sys.stdout)\n"
+        "handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=["
+        "structlog.stdlib.ProcessorFormatter.remove_processors_meta,"
+        " structlog.processors.TimeStamper(fmt='iso'), structlog.processors.format_exc_info,"
+        " structlog.processors.JSONRenderer()]))\n"
+        "logging.basicConfig(handlers=[handler], level=logging.INFO)\n"
+        "structlog.contextvars.bind_contextvars(request_id='r-1')\n"
+        "log = structlog.get_logger('shop')\n"
+        "for n in range(300):\n"
+        "    log.info('order placed', order_id=n, user='amy')\n"
+        "log.warning('login', user='ann', password='hunter2')\n" + EXCEPTION
+    )
+    run_both(path, sink)
+    rows = sink.settle(302)
+    assert len(rows) == 302
+    orders = [row for row in rows if row["_msg"] == "order placed"]
+    assert sorted(int(row["order_id"]) for row in orders) == list(range(300))
+    assert all((row["level"], row["logger"], row["user"], row["request_id"], row["stream"])
+               == ("INFO", "shop", "amy", "r-1", "logging") for row in orders)  # fmt: skip
+    assert not any("event" in row or "timestamp" in row for row in orders)
+    login = next(row for row in rows if row["_msg"] == "login")
+    assert (login["level"], login["password"], login["user"]) == ("WARNING", "[REDACTED]", "ann")
+    zero_division(next(row for row in rows if row["_msg"] == "boom"))
+
+
 def test_structlog_json_exceptions(script: Any, sink: Any) -> None:
     """A printed JSON line's `exception`: a traceback (format_exc_info) or its frames
     (dict_tracebacks)."""
