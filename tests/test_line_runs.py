@@ -670,6 +670,20 @@ def test_taken_is_how_object_fields_takes_an_object(event: dict[Any, Any], recor
     assert list(made.items()) == list(expected.items())
 
 
+@pytest.mark.parametrize("count", [860, 870, 871, 872, 880])
+def test_records_with_extra_fields_and_a_large_context_are_folded_as_made_whole(
+    count: int,
+) -> None:
+    """A record's entry is its fields, its `extra=` and its context's fields once the server
+    flattens them: around the limit, folded just as when it is made whole (the context's
+    nested fields count), one record or a run."""
+    context = ({"big": {f"k{n}": n for n in range(count)}},)
+    for size in (1, 3):
+        items = [capture_of(f"order {n}", (), "app", "f", {f"e{i}": i for i in range(20)}, False,
+                            [], context=context) for n in range(size)]  # fmt: skip
+        assert_written_as_made_whole(items, {})
+
+
 def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> None:
     """As the general path has it: an entry that names a trace field keeps it, and takes
     none of its context's trace fields (never one trace's id with another's span)."""

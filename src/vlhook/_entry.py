@@ -471,8 +471,7 @@ class EntryBuilder:
         if context is None:
             return ""
         if extras:  # (none left when all were private: `_name`)
-            names = self._record_context.names if item.context else NO_FIELDS
-            written = self._written_extras(extras, names)
+            written = self._written_extras(extras, self._record_context if item.context else None)
             if written is None:
                 return ""
             context = written + context
@@ -525,18 +524,20 @@ class EntryBuilder:
             return None
         return message, fields
 
-    def _written_extras(
-        self, extras: dict[str, Any], context_names: frozenset[str]
-    ) -> Optional[str]:
+    def _written_extras(self, extras: dict[str, Any], context: Optional[Held]) -> Optional[str]:
         """A record's fields of its own (`extra=`, or its message's, see _structured; one at
-        least) written as JSON, with a leading comma,
-        when finish() would leave them as they are in its entry: few, of plain types, short,
+        least) written as JSON, with a leading comma, when finish() would leave them as they
+        are in its entry, with its context's (the one held, if any): of plain types, short,
         without a secret's literal, and named as no secret, none of the record's or vlhook's
         own fields, no trace field, no constant field and none of the context's (each of
-        those is replaced, kept apart, merged or dropped there). None else: made whole."""
+        those is replaced, kept apart, merged or dropped there), and with the rest of the
+        entry no more fields than the server keeps (else it is folded). None else: made
+        whole."""
         values = extras.values()
+        context_names = context.names if context else NO_FIELDS
+        count = context.field_count() if context else 0
         if (
-            len(extras) + len(RECORD_KEYS) + len(context_names) > 40  # may be folded (finish)
+            len(extras) + len(RECORD_KEYS) + count > MAX_FIELDS
             or not SCALARS.issuperset(map(type, values))
             or not context_names.isdisjoint(extras)
             or not NOT_EXTRA_NAMES.isdisjoint(extras)
@@ -563,10 +564,10 @@ class EntryBuilder:
         all_extras = list(map(_EXTRAS, views))
         if not any(all_extras):
             return repeat("")
-        names = self._record_context.names if context else NO_FIELDS
+        held = self._record_context if context else None
         written: list[str] = []
         for extras in all_extras:
-            text = self._written_extras(extras, names) if extras else ""
+            text = self._written_extras(extras, held) if extras else ""
             if text is None:
                 return None  # at the first: a run that is not plain costs little here
             written.append(text)
@@ -599,7 +600,7 @@ class EntryBuilder:
             if content is None or content != held.content:
                 held.text = self._written_fields(fields, held.keys)
                 held.content, held.names = content, frozenset(fields)
-                held.fields, held.leaves = fields, None
+                held.fields, held.leaves, held.as_examined = fields, None, None
             held.sources = sources
         # Held with its context, whose sources then stay alive: no identity compared with
         # theirs can be another object's (see _sources).
@@ -849,12 +850,12 @@ class EntryBuilder:
         together they make no more fields than the server keeps, and no redaction rule
         touches vlhook's own fields (written unexamined with a plain line)."""
         held = self._line_context_held
-        if held.leaves is None:
+        if held.as_examined is None:  # told once per context (asking may compile patterns)
             fields = held.fields
-            examined = not self._own(fields) or not self._touched(fields)
-            held.leaves = _leaves(fields, MAX_FIELDS) if examined else -1
+            held.as_examined = not self._own(fields) or not self._touched(fields)
         return (
-            0 <= held.leaves <= MAX_FIELDS - leaves - len(PLAIN_KEYS)
+            held.as_examined
+            and held.field_count() <= MAX_FIELDS - leaves - len(PLAIN_KEYS)
             and held.names.isdisjoint(shape.rest)
             and TRACE_NAMES.isdisjoint(shape.rest)
         )
@@ -1136,7 +1137,8 @@ class Held:
     sources (see _sources), its fields' plain values (see _content) and its fields as JSON
     (None: the entry is made whole)."""
 
-    __slots__ = ("content", "context", "fields", "keys", "leaves", "names", "sources", "text")
+    __slots__ = ("as_examined", "content", "context", "fields", "keys", "leaves", "names",
+                 "sources", "text")  # fmt: skip
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
@@ -1146,11 +1148,19 @@ class Held:
         self.names: frozenset[str] = NO_FIELDS  # the fields' names, as the context has them
         self.text: Optional[str] = None
         self.fields: Entry = {}
-        #: What a JSON line asks of them (see EntryBuilder._context_fits), told when first
-        #: asked (asking may compile the redaction patterns): how many fields the server
-        #: makes of them, or -1 when `text` is not what examining every field gives (vlhook's
-        #: own fields are written with a plain line as they are, see _context_text).
+        #: How many fields the server makes of them (see field_count), counted when asked.
         self.leaves: Optional[int] = None
+        #: Whether `text` is what examining every field gives (vlhook's own fields are written
+        #: with a plain line as they are, see _context_text), told when a JSON line first asks
+        #: (see EntryBuilder._context_fits).
+        self.as_examined: Optional[bool] = None
+
+    def field_count(self) -> int:
+        """How many fields the server makes of the fields once it flattens them (stops past
+        the limit), counted when first asked: a record with fields of its own, a JSON line."""
+        if self.leaves is None:
+            self.leaves = _leaves(self.fields, MAX_FIELDS)
+        return self.leaves
 
 
 #: Names an `extra=` field takes from the record's entry made whole: replaced (the record's
