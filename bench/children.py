@@ -308,6 +308,17 @@ def event(i):
     rec = log.makeRecord("bench", logging.INFO, "app.py", 1, msg, (), None, "handle", None)
     printed = [json.dumps({**msg, "timestamp": "2026-12-05T05:13:12.123456Z"}) + "\\n"]
     return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), printed)
+def loguru_records():
+    # loguru's records as its integration captures them at the console sink.
+    from loguru import logger
+    from vlhook._captures import event as make_event
+    from vlhook._integrations.loguru import entry_fields
+    made = []
+    logger.remove()
+    logger.add(lambda message: made.append(message.record), level="INFO")
+    for i in range(256):
+        logger.bind(request_id=f"r-{i:08d}").info("order placed {} user={}", i, "amy")
+    return [make_event(entry_fields, record, now, 0, None, 20) for record in made]
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}
@@ -335,6 +346,7 @@ groups = {
                      for i in range(256)],
     "records": [record(i, order(i)) for i in range(256)],
     "record_event": [event(i) for i in range(256)],
+    "record_loguru": loguru_records(),
 }
 def made(kind, group):
     # What the sender makes of a group, as its _feed_many and take_records do (an older

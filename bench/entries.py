@@ -25,6 +25,7 @@ ENTRY_KINDS = {
     "record_extra": "logging record with flat extras",
     "records": "logging record with nested extras",
     "record_event": "logging record, structlog's event dict and its JSON",
+    "record_loguru": "loguru record with a bound field",
 }
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import run_python
 from vlhook._capture_logging import message_of
-from vlhook._captures import Line, record, text
+from vlhook._captures import Line, event, record, text
 from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, load
 from vlhook._context import source_keys
@@ -682,6 +682,118 @@ def test_records_with_extra_fields_and_a_large_context_are_folded_as_made_whole(
         items = [capture_of(f"order {n}", (), "app", "f", {f"e{i}": i for i in range(20)}, False,
                             [], context=context) for n in range(size)]  # fmt: skip
         assert_written_as_made_whole(items, {})
+
+
+# loguru's records (captured at its console sink: vlhook._integrations.loguru), as loguru makes
+# them: a message, `bind()` fields of every kind, an exception.
+def loguru_records(cases: list[tuple[str, dict[str, Any], bool, int]]) -> list[dict[str, Any]]:
+    from loguru import logger
+
+    made: list[Any] = []
+    sink = logger.add(lambda message: made.append(message.record), level=0)
+    try:
+        for message, bound, failing, level in cases:
+            try:
+                if failing:
+                    raise ValueError("boom")
+            except ValueError:
+                logger.bind(**bound).opt(exception=True).log(level, message)
+            else:
+                logger.bind(**bound).log(level, message)
+    finally:
+        logger.remove(sink)
+    return made
+
+
+LOGURU_BOUND = st.dictionaries(
+    st.sampled_from(["user", "request_id", "n", "password", "logger", "thread", "stream", "level",
+                     "job", "trace_id", "k" * 40, "é", ""]),
+    st.one_of(ASCII_TEXT, st.integers(), st.booleans(), st.none(),
+              st.sampled_from(["token AKIA0123456789ABCDEF", {"a": 1}, [1], "v" * 17_000])),
+    max_size=3,
+)  # fmt: skip
+
+
+@PROPS
+@given(st.lists(st.tuples(
+    st.one_of(ASCII_TEXT, TEXT, st.sampled_from(["token AKIA0123456789ABCDEF", "\x01" * 200,
+                                                  "order {placed}", "two\nlines\n"])),
+    st.one_of(st.just({}), LOGURU_BOUND), st.booleans(), st.sampled_from([10, 20, 25, 30, 40, 50]),
+    st.one_of(st.sampled_from([0, 1, 2]), st.sampled_from(range(len(RECORD_CONTEXTS)))),
+), min_size=1, max_size=8),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"}, {"VICTORIALOGS_REDACT": "off"},
+                        {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
+                        {"VICTORIALOGS_REDACT_KEYS": "code.file"}]))  # fmt: skip
+def test_loguru_records_are_written_as_the_general_path_writes_them(
+    cases: list[Any], env: dict[str, str]
+) -> None:
+    from vlhook._integrations.loguru import entry_fields
+
+    made = loguru_records([(message, bound, failing, level)
+                           for message, bound, failing, level, _ in cases])  # fmt: skip
+    items = [event(entry_fields, made_record, T0 + n, 7, fresh(RECORD_CONTEXTS[index]),
+                   made_record["level"].no)
+             for n, (made_record, (*_, index)) in enumerate(zip(made, cases))]  # fmt: skip
+    assert_written_as_made_whole(items, env)
+
+
+def test_loguru_records_are_written_at_once() -> None:
+    from vlhook._integrations.loguru import entry_fields
+
+    made = loguru_records([("order placed", {"user": "amy", "n": 1}, False, 20)] * 3)
+    items: list[Any] = [event(entry_fields, made_record, T0, 7, fresh(CONTEXTS[2]), 20)
+                        for made_record in made]  # fmt: skip
+    out = builder().written_records(items)
+    assert all(isinstance(entry, str) for entry in out)
+    fields = json.loads("{" + str(out[0]))
+    assert (fields["_msg"], fields["user"], fields["n"], fields["trace_id"]) == (
+        "order placed", "amy", 1, "0af7651916cd43dd8448eb211c80319c")  # fmt: skip
+    assert_written_as_made_whole(items, {})
+
+
+@pytest.mark.parametrize(("message", "env"), [
+    ("\x01" * 200, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"}),  # split in parts
+    ("token AKIA0123456789ABCDEF", {}),  # redacted
+])  # fmt: skip
+def test_loguru_records_that_need_more_are_made_whole(message: str, env: dict[str, str]) -> None:
+    from vlhook._integrations.loguru import entry_fields
+
+    made = loguru_records([(message, {}, False, 20)])
+    items: list[Any] = [event(entry_fields, made[0], T0, 7, None, 20)]
+    assert not any(isinstance(entry, str) for entry in builder(**env).written_records(items))
+    assert_written_as_made_whole(items, env)
+
+
+def _failing_fields(data: Any) -> dict[str, Any]:
+    raise RuntimeError("the integration failed")
+
+
+HEAD = {
+    "_time": "2026-12-05T05:13:12.123456000Z",
+    "_msg": "m",
+    "level": "INFO",
+    "logger": "app",
+    "code.file": "/app/x.py",
+    "code.line": 3,
+    "code.function": "f",
+    "thread": "MainThread",
+}
+
+
+@pytest.mark.parametrize("fields", [
+    lambda data: {"_msg": "no location", "level": "INFO"},
+    lambda data: {**HEAD, "stream": "its own"},  # kept apart
+    lambda data: {**HEAD, "": 1},
+    lambda data: dict(reversed(HEAD.items())),  # another order
+    lambda data: {**HEAD, "_time": 1780000000.5},
+    _failing_fields,  # said in the entry, as from_event says it
+])  # fmt: skip
+def test_an_integrations_record_of_another_shape_is_made_whole(fields: Any) -> None:
+    """Another integration's fields (only loguru's exist) are written at once only in a
+    record's layout; anything else is made whole by from_event, never raised."""
+    items: list[Any] = [event(fields, None, T0, 7, None, 20)]
+    assert not any(isinstance(entry, str) for entry in builder().written_records(items))
+    assert_written_as_made_whole(items, {})
 
 
 def test_a_record_naming_a_trace_field_in_extra_takes_none_of_its_contexts() -> None:

@@ -433,7 +433,7 @@ class EntryBuilder:
             return None
         for index, location in enumerate(locations):
             if location is None:
-                location = self._write_location(views[index])
+                location = self._write_location(*keys[index])
                 locations[index] = _remember(self._locations, keys[index], location)
         return None if "" in locations else locations
 
@@ -452,6 +452,8 @@ class EntryBuilder:
         see _structured), and nothing else: no exception, stack, JSON printed by its
         handlers (but for a dict's), message too long for one entry, or location or field
         that needs examining. "" else."""
+        if item.__class__ is Event:
+            return self._written_event(item)
         if not isinstance(item, Record):
             return ""
         record, message, printed = item.record, item.message, item.printed
@@ -475,18 +477,58 @@ class EntryBuilder:
             if written is None:
                 return ""
             context = written + context
-        key = _LOCATION(record)
-        try:
-            location = self._locations.get(key)
-        except TypeError:  # a value that cannot be hashed: the general path says what it is
-            return ""
-        if location is None:
-            location = _remember(self._locations, key, self._write_location(record))
+        location = self._location(_LOCATION(record))
         if not location:
             return ""
         level = level_name(item.levelno)
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
                 f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
+
+    def _written_event(self, item: Event) -> str:
+        """Another logging library's record (loguru's) written as JSON, as from_event and the
+        encoder write it, when its integration's fields are a record's (EVENT_HEAD: time,
+        message, level, location) and then fields of its own, and nothing in them needs
+        examining, as for a plain logging record (see _written_record). "" else (from_event
+        then makes them again, and says what failed if they cannot be made)."""
+        try:
+            fields = item.fields(item.data)
+        except Exception:
+            return ""
+        keys = tuple(fields)
+        if keys[:8] != EVENT_HEAD:  # (a field kept apart, EVENT_OWN, is no plain extra one)
+            return ""
+        stamp, message, level = fields["_time"], fields["_msg"], fields["level"]
+        if (stamp.__class__ is not str or level.__class__ is not str
+                or message.__class__ is not str or len(message) * 6 > self.max_line_bytes
+                or self.redactor.may_match(message)):  # fmt: skip
+            return ""
+        context = self._written_context(item.context)
+        if context is None:
+            return ""
+        if len(keys) > 8:
+            extras = {key: fields[key] for key in keys[8:]}
+            written = self._written_extras(extras, self._record_context if item.context else None)
+            if written is None:
+                return ""
+            context = written + context
+        location = self._location(tuple(map(fields.__getitem__, keys[3:8])))
+        if not location:
+            return ""
+        string = _codec.string
+        return (f'"_time":{string(stamp)},"_msg":{string(message)},"level":{string(level)},'
+                f'"stream":"logging",{location}{context}}}')  # fmt: skip
+
+    def _location(self, key: tuple[Any, ...]) -> str:
+        """A record's location fields (key: its logger, file, line, function and thread)
+        written as JSON, remembered by their values; "" when they need examining or cannot
+        be remembered."""
+        try:
+            location = self._locations.get(key)
+        except TypeError:  # a value that cannot be hashed: the general path says what it is
+            return ""
+        if location is None:
+            location = _remember(self._locations, key, self._write_location(*key))
+        return location
 
     def _structured(self, record: Any, printed: list[str]) -> Optional[tuple[str, Entry]]:
         """A record's message that is a dict (structlog's event dict, through logging) as
@@ -651,16 +693,13 @@ class EntryBuilder:
         names (the encoder would merge the two)."""
         return TRUSTED_CONTEXT.issuperset(fields) and self._constant_names.isdisjoint(fields)
 
-    def _write_location(self, record: Any) -> str:
+    def _write_location(self, name: Any, path: Any, line: Any, function: Any, thread: Any) -> str:
         """A record's location fields written as JSON, or "" when they need examining."""
-        line = record.lineno
-        values = (record.name, record.pathname, record.funcName, record.threadName)
-        if line.__class__ is not int or not self._location_clean(values):
+        if line.__class__ is not int or not self._location_clean((name, path, function, thread)):
             return ""
         string = _codec.string
-        return (f'"logger":{string(record.name)},"code.file":{string(record.pathname)},'
-                f'"code.line":{line},"code.function":{string(record.funcName)},'
-                f'"thread":{string(record.threadName)}')  # fmt: skip
+        return (f'"logger":{string(name)},"code.file":{string(path)},"code.line":{line},'
+                f'"code.function":{string(function)},"thread":{string(thread)}')  # fmt: skip
 
     def from_record(self, item: Record) -> list[Entry]:
         record, t_ns, _thread, context, levelno, message, texts = item
@@ -1026,6 +1065,10 @@ class EntryBuilder:
 
 #: The names an integration's record fields may not take (see from_event).
 EVENT_OWN = frozenset({"stream", ""})
+#: The first fields of an integration's record that is written as JSON (see _written_event):
+#: as a logging record's entry has them, `stream` apart.
+EVENT_HEAD = ("_time", "_msg", "level", "logger", "code.file", "code.line", "code.function",
+              "thread")  # fmt: skip
 # Fields vlhook fills itself from trusted sources: never redacted, never oversized. A field of
 # one of these names is skipped by _sanitize only when its value has the type vlhook gives it:
 # `_time`, `level` and `stream` are always vlhook's (see _context.OWN_NAMES), `code.line` and
