@@ -556,6 +556,16 @@ EVENT_VALUE = st.one_of(
 )  # fmt: skip
 
 
+#: Settings that change what a record's entry is (made whole or written at once).
+RECORD_SETTINGS: list[dict[str, str]] = [
+    {}, {"VICTORIALOGS_REDACT_KEYS": "user"}, {"VICTORIALOGS_REDACT": "off"},
+    {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
+]  # fmt: skip
+#: An index into RECORD_CONTEXTS, its first ones (none, an invocation's, a span's) as often.
+A_RECORD_CONTEXT = st.one_of(st.sampled_from([0, 1, 2, 3]),
+                             st.sampled_from(range(len(RECORD_CONTEXTS))))  # fmt: skip
+
+
 @st.composite
 def event_dicts(draw: Any) -> dict[Any, Any]:
     event: dict[Any, Any] = {}
@@ -590,12 +600,8 @@ def rendered(event: dict[Any, Any], how: int) -> list[str]:
                           st.sampled_from(["app", "app", "other"]),
                           st.sampled_from([(), (), (), (1,)]),
                           st.sampled_from([None, None, None, {"x": 1}]),
-                          st.one_of(st.sampled_from([0, 1, 2, 3]),
-                                    st.sampled_from(range(len(RECORD_CONTEXTS))))),
-                min_size=1, max_size=8),
-       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"}, {"VICTORIALOGS_REDACT": "off"},
-                        {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
-                        {"VICTORIALOGS_REDACT": "hunter"}]))  # fmt: skip
+                          A_RECORD_CONTEXT), min_size=1, max_size=8),
+       st.sampled_from([*RECORD_SETTINGS, {"VICTORIALOGS_REDACT": "hunter"}]))  # fmt: skip
 def test_structlog_event_dicts_are_written_as_the_general_path_writes_them(
     cases: list[Any], env: dict[str, str]
 ) -> None:
@@ -719,11 +725,9 @@ LOGURU_BOUND = st.dictionaries(
     st.one_of(ASCII_TEXT, TEXT, st.sampled_from(["token AKIA0123456789ABCDEF", "\x01" * 200,
                                                   "order {placed}", "two\nlines\n"])),
     st.one_of(st.just({}), LOGURU_BOUND), st.booleans(), st.sampled_from([10, 20, 25, 30, 40, 50]),
-    st.one_of(st.sampled_from([0, 1, 2]), st.sampled_from(range(len(RECORD_CONTEXTS)))),
+    A_RECORD_CONTEXT,
 ), min_size=1, max_size=8),
-       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "user"}, {"VICTORIALOGS_REDACT": "off"},
-                        {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
-                        {"VICTORIALOGS_REDACT_KEYS": "code.file"}]))  # fmt: skip
+       st.sampled_from([*RECORD_SETTINGS, {"VICTORIALOGS_REDACT_KEYS": "code.file"}]))  # fmt: skip
 def test_loguru_records_are_written_as_the_general_path_writes_them(
     cases: list[Any], env: dict[str, str]
 ) -> None:
