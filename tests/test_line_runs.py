@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import OrderedDict
 from contextvars import Context, ContextVar, copy_context
+from datetime import date
 from typing import Any, Optional, Union
 
 import pytest
@@ -421,7 +423,7 @@ def test_a_run_of_plain_records_is_written_at_once_as_one_by_one(
 
 
 @pytest.mark.parametrize("odd", [
-    {"extra": {"user": {"id": 1}}}, {"extra": {"password": "x"}}, {"failing": True},
+    {"extra": {"user": {"password": "x"}}}, {"extra": {"password": "x"}}, {"failing": True},
     {"printed": ['{"k": 1}\n']}, {"msg": '{"a": 1}'}, {"msg": {"k": "v"}},
     {"context": CONTEXTS[1]}, {"msg": "x" * 100_000},
     {"name": "AKIA0123456789ABCDEF"},  # a location to examine
@@ -519,10 +521,26 @@ def test_records_with_bound_fields_are_written_as_the_general_path_writes_them(
 EXTRA_NAMES = ["user", "request_id", "n", "password", "level", "logger", "code.line",
                "trace_id", "trace_flags", "env", "cold_start", "k" * 200, "é ü",
                "_private", "host", "pid", "job", "container_name"]  # fmt: skip
-EXTRA_VALUES = st.one_of(
+EXTRA_SCALAR = st.one_of(
     TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["token AKIA0123456789ABCDEF", "v" * 17_000, "\ud800", -0.0, [1], {"a": 1}]),
+    st.sampled_from(["token AKIA0123456789ABCDEF", "v" * 17_000, "\ud800", -0.0, "X-Api-Key"]),
+)  # fmt: skip
+# What a program passes in `extra=`: its objects, nested, with what the redactor changes or
+# makes text at any depth (a secret's name, a (name, value) pair, a set, a date, a key that
+# is no text, a subclass of dict) and what the walk stops at (too deep, too many values).
+EXTRA_VALUES = st.one_of(
+    EXTRA_SCALAR,
+    st.recursive(
+        EXTRA_SCALAR,
+        lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.sampled_from(["id", "user", "password", "X-Api-Key", "é", "n"]),
+                          inner, max_size=3),
+        max_leaves=8,
+    ),
+    st.sampled_from([{1: "key of no text"}, {"s": {1, 2}}, {"d": date(2026, 12, 5)},
+                     OrderedDict(a=1), json.loads("[" * 40 + "]" * 40), {"many": [0] * 2_500},
+                     [("X-Api-Key", "k1")]]),
 )  # fmt: skip
 
 
@@ -538,6 +556,71 @@ def test_records_with_extra_fields_are_written_as_the_general_path_writes_them(
                         context=fresh(RECORD_CONTEXTS[index]))
              for extra, index in cases]  # fmt: skip
     assert_written_as_made_whole(items, env)
+
+
+@PROPS
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from(["user", "order", "n", "tags"]),
+                                          EXTRA_VALUES, min_size=1, max_size=3),
+                          st.sampled_from(range(len(RECORD_CONTEXTS)))),
+                min_size=1, max_size=6),
+       st.sampled_from([{}, {"VICTORIALOGS_REDACT_KEYS": "id"},
+                        {"VICTORIALOGS_REDACT": "off"}]))  # fmt: skip
+def test_records_with_nested_extra_fields_are_written_as_the_general_path_writes_them(
+    cases: list[tuple[dict[str, Any], int]], env: dict[str, str]
+) -> None:
+    items = [capture_of("order", (), "app", "f", extra, False, [],
+                        context=fresh(RECORD_CONTEXTS[index]))
+             for extra, index in cases]  # fmt: skip
+    assert_written_as_made_whole(items, env)
+
+
+@pytest.mark.parametrize("extra", [
+    {"order": {"id": "o-1", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}},
+    {"user": {"id": 7, "roles": ("admin", "dev")}, "n": 1},
+    {"tags": ["a", "b"], "deep": json.loads('{"a":' * 32 + "1" + "}" * 32)},  # MAX_DEPTH
+])  # fmt: skip
+def test_records_with_nested_extra_fields_are_written_at_once(extra: dict[str, Any]) -> None:
+    items = [capture_of(f"order {n}", (), "app", "f", extra, False, []) for n in range(3)]
+    out = builder().written_records(items)
+    assert all(isinstance(entry, str) for entry in out)
+    assert_written_as_made_whole(items, {})
+
+
+@pytest.mark.parametrize("extra", [
+    {"user": {"id": 7, "password": "p"}},  # a secret's name, nested
+    {"headers": [("X-Api-Key", "k1")]},  # a (name, value) pair
+    {"user": {"note": "token AKIA0123456789ABCDEF"}},  # a secret's literal, nested
+    {"deep": json.loads('{"a":' * 33 + "1" + "}" * 33)},  # past MAX_DEPTH
+    {"many": [0] * 2_500},  # more values than are walked
+    {"when": {"d": date(2026, 12, 5)}},  # written the encoder's way
+    {"keys": {1: "one"}},  # a name that is no text
+    {"ordered": OrderedDict(a=1)},  # no dict of its own class
+])  # fmt: skip
+def test_records_with_nested_extra_fields_that_need_more_are_made_whole(
+    extra: dict[str, Any],
+) -> None:
+    items = [capture_of("order", (), "app", "f", extra, False, [])]
+    assert not any(isinstance(entry, str) for entry in builder().written_records(items))
+    assert_written_as_made_whole(items, {})
+
+
+@pytest.mark.parametrize("count", [888, 889, 890, 891, 892])
+def test_records_with_many_nested_extra_fields_are_folded_as_made_whole(count: int) -> None:
+    """Fields the server makes of nested `extra=` values count (a list is one): around the
+    limit, the entry is folded just as when it is made whole."""
+    extra = {"big": {f"k{n}": n for n in range(count)}, "tags": [1, 2, 3]}
+    items = [capture_of("order", (), "app", "f", extra, False, [])]
+    written = builder().written_records(items)
+    assert isinstance(written[0], str) is (count + 1 + 9 <= 900)  # the record's own 9 fields
+    assert_written_as_made_whole(items, {})
+
+
+def test_a_record_with_an_extra_value_inside_itself_is_made_whole() -> None:
+    loop: dict[str, Any] = {"id": 1}
+    loop["self"] = loop
+    items = [capture_of("order", (), "app", "f", {"loop": loop}, False, [])]
+    assert not any(isinstance(entry, str) for entry in builder().written_records(items))
+    assert_written_as_made_whole(items, {})
 
 
 # structlog through logging (`ProcessorFormatter.wrap_for_formatter`): the record's message is
@@ -636,7 +719,7 @@ def test_structlog_event_dicts_through_logging_are_written_at_once(printed: list
 @pytest.mark.parametrize(("event", "env"), [
     ({**STRUCTLOG_EVENT, "logger": "another"}, {}),  # not the record's logger: it wins
     ({**STRUCTLOG_EVENT, "logger": None}, {}),
-    ({**STRUCTLOG_EVENT, "user": {"id": 1}}, {}),  # nested
+    ({**STRUCTLOG_EVENT, "user": {"id": 1, "token": "t"}}, {}),  # a secret's name, nested
     ({**STRUCTLOG_EVENT, "password": "hunter2"}, {}),  # a secret's name
     ({**STRUCTLOG_EVENT, "event": "token AKIA0123456789ABCDEF"}, {}),  # a secret's literal
     ({**STRUCTLOG_EVENT, "event": ""}, {}),  # the next message key, or the dict's text

@@ -119,8 +119,9 @@ class EntryBuilder:
         #: keys -> how from_record takes them (see _structured).
         self._record_shapes: dict[tuple[Any, ...], Optional[Taken]] = {}
         self._printed_shapes: dict[tuple[Any, ...], Optional[Taken]] = {}
-        #: A JSON line's nested object's names -> whether the redactor leaves them as they are.
-        self._untouched_names: dict[tuple[str, ...], bool] = {}
+        #: A nested dict's names -> whether the redactor leaves them as they are.
+        self._untouched_names: dict[tuple[Any, ...], bool] = {}
+        self._walk_left = 0  # values _plain_leaves may still walk for the record at hand
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
@@ -577,19 +578,26 @@ class EntryBuilder:
         whole."""
         values = extras.values()
         context_names = context.names if context else NO_FIELDS
-        count = context.field_count() if context else 0
         if (
-            len(extras) + len(RECORD_KEYS) + count > MAX_FIELDS
-            or not SCALARS.issuperset(map(type, values))
-            or not context_names.isdisjoint(extras)
+            not context_names.isdisjoint(extras)
             or not NOT_EXTRA_NAMES.isdisjoint(extras)
             or not self._constant_names.isdisjoint(extras)
             or not self._plain_names(tuple(extras))
         ):
             return None
         texts = [value for value in values if value.__class__ is str]
-        if texts and (
-            max(map(len, texts)) > MAX_VALUE_CHARS or self.redactor.may_match("\n".join(texts))
+        if texts and max(map(len, texts)) > MAX_VALUE_CHARS:  # cut there
+            return None
+        leaves = len(extras)
+        if not SCALARS.issuperset(map(type, values)):  # nested: walked, its text kept
+            texts = []
+            self._walk_left = MAX_WALKED
+            leaves = self._plain_leaves(extras, MAX_DEPTH + 1, texts)
+        count = context.field_count() if context else 0
+        if (
+            leaves < 0
+            or leaves + len(RECORD_KEYS) + count > MAX_FIELDS
+            or (texts and self.redactor.may_match("\n".join(texts)))
         ):
             return None
         try:
@@ -599,6 +607,54 @@ class EntryBuilder:
         if len(written) > MAX_CONTEXT_BYTES:  # the encoder shrinks only what it writes
             return None
         return "," + written[1:-1].decode("utf-8")
+
+    def _plain_leaves(self, value: Any, depth: int, texts: list[str]) -> int:
+        """How many fields the server makes of a dict, list or tuple of the program's (as
+        _leaves counts them: a list is one) when _sanitize would leave it as it is but for
+        its text, which is put in `texts` for one search; else -1. Entered as the redactor
+        enters it at `depth` (see _untouched_leaves): dicts whose names are text and name no
+        secret, no (name, value) pair whose name is one, and text, numbers, booleans and
+        null as its leaves (anything else the redactor makes text, or the encoder writes its
+        own way). At most MAX_WALKED values in all: a value inside itself runs out of them.
+        (The values and the context written with them are each within MAX_CONTEXT_BYTES, so
+        together far fewer than the redactor examines per entry.)"""
+        self._walk_left -= len(value)
+        if depth <= 0 or self._walk_left < 0:
+            return -1
+        if value.__class__ is dict:
+            if not self._names_untouched(tuple(value)):
+                return -1
+            items: Any = value.values()
+        else:
+            first = value[0] if len(value) == 2 else None
+            if first.__class__ is str and self.redactor.name(first)[0]:
+                return -1
+            items = value
+        count = 0
+        for item in items:
+            kind = item.__class__
+            if kind is str:
+                texts.append(item)
+            elif kind is dict or kind is list or kind is tuple:
+                leaves = self._plain_leaves(item, depth - 1, texts)
+                if leaves < 0:
+                    return -1
+                count += leaves - 1
+            elif not (kind is int or kind is float or kind is bool or item is None):
+                return -1
+            count += 1
+        return count if value.__class__ is dict else 1
+
+    def _names_untouched(self, names: tuple[Any, ...]) -> bool:
+        """Whether the redactor leaves a nested dict of these names as it is, names-wise: all
+        text, none a secret's or changed by a pattern; remembered per set of names."""
+        untouched = self._untouched_names.get(names)
+        if untouched is None:
+            untouched = all(name.__class__ is str for name in names) and not any(
+                map(any, map(self.redactor.name, names))
+            )
+            _remember(self._untouched_names, names, untouched)
+        return untouched
 
     def _run_extras(self, views: list[Any], context: Optional[Context]) -> Optional[Any]:
         """Each record's `extra=` fields written (see _written_extras; "" for none), or None
@@ -910,12 +966,7 @@ class EntryBuilder:
         if depth <= 0:
             return -1
         if value.__class__ is dict:
-            names = tuple(value)
-            untouched = self._untouched_names.get(names)
-            if untouched is None:
-                verdicts = map(self.redactor.name, names)
-                untouched = _remember(self._untouched_names, names, not any(map(any, verdicts)))
-            if not untouched:
+            if not self._names_untouched(tuple(value)):
                 return -1
             items = value.values()
         else:
@@ -1105,6 +1156,9 @@ CORE_FIELDS = frozenset(
 
 
 MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
+#: Values of the program's objects walked for one record's fields written at once (see
+#: _plain_leaves): more go the general path.
+MAX_WALKED = 2_000
 # Nested values examined per entry (redaction walks every one): past that, the rest of a value
 # is replaced, not walked, so that no entry holds the sender for long.
 MAX_NESTED_VALUES = 50_000
