@@ -121,7 +121,7 @@ class EntryBuilder:
         self._printed_shapes: dict[tuple[Any, ...], Optional[Taken]] = {}
         #: A nested dict's names -> whether the redactor leaves them as they are.
         self._untouched_names: dict[tuple[Any, ...], bool] = {}
-        self._walk_left = 0  # values _plain_leaves may still walk for the record at hand
+        self._walk_left = 0  # values _plain_leaves may still walk for the entry at hand
         #: The secrets' literals lower-cased, for the search made where levels are searched.
         needles = self.redactor.needles or ()
         self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
@@ -470,20 +470,13 @@ class EntryBuilder:
             return ""
         if len(message) * 6 > self.max_line_bytes:
             return ""
-        context = self._written_context(item.context)
-        if context is None:
-            return ""
-        if extras:  # (none left when all were private: `_name`)
-            written = self._written_extras(extras, self._record_context if item.context else None)
-            if written is None:
-                return ""
-            context = written + context
-        location = self._location(_LOCATION(record))
-        if not location:
+        # (no `extra=` left when all were private: `_name`)
+        tail = self._record_tail(_LOCATION(record), extras, item.context)
+        if not tail:
             return ""
         level = level_name(item.levelno)
         return (f'"_time":"{rfc3339(item.t_ns)}","_msg":{_codec.string(message)},'
-                f'"level":"{level}","stream":"logging",{location}{context}}}')  # fmt: skip
+                f'"level":"{level}","stream":"logging",{tail}')  # fmt: skip
 
     def _written_event(self, item: Event) -> str:
         """Another logging library's record (loguru's) written as JSON, as from_event and the
@@ -503,21 +496,30 @@ class EntryBuilder:
                 or message.__class__ is not str or len(message) * 6 > self.max_line_bytes
                 or self.redactor.may_match(message)):  # fmt: skip
             return ""
-        context = self._written_context(item.context)
-        if context is None:
-            return ""
-        if len(keys) > 8:
-            extras = {key: fields[key] for key in keys[8:]}
-            written = self._written_extras(extras, self._record_context if item.context else None)
-            if written is None:
-                return ""
-            context = written + context
-        location = self._location(tuple(map(fields.__getitem__, keys[3:8])))
-        if not location:
+        extras = {key: fields[key] for key in keys[8:]}
+        tail = self._record_tail(tuple(map(fields.__getitem__, keys[3:8])), extras, item.context)
+        if not tail:
             return ""
         string = _codec.string
         return (f'"_time":{string(stamp)},"_msg":{string(message)},"level":{string(level)},'
-                f'"stream":"logging",{location}{context}}}')  # fmt: skip
+                f'"stream":"logging",{tail}')  # fmt: skip
+
+    def _record_tail(
+        self, location_key: tuple[Any, ...], extras: Optional[Entry], context: Optional[Context]
+    ) -> str:
+        """What follows a record's message, level and stream written as JSON: its location
+        (see _location), its own fields (see _written_extras) and its context's (see
+        _written_context), and the closing brace; "" when one of them needs examining."""
+        written = self._written_context(context)
+        if written is None:
+            return ""
+        if extras:
+            own = self._written_extras(extras, self._record_context if context else None)
+            if own is None:
+                return ""
+            written = own + written
+        location = self._location(location_key)
+        return f"{location}{written}}}" if location else ""
 
     def _location(self, key: tuple[Any, ...]) -> str:
         """A record's location fields (key: its logger, file, line, function and thread)
@@ -591,8 +593,7 @@ class EntryBuilder:
         leaves = len(extras)
         if not SCALARS.issuperset(map(type, values)):  # nested: walked, its text kept
             texts = []
-            self._walk_left = MAX_WALKED
-            leaves = self._plain_leaves(extras, MAX_DEPTH + 1, texts)
+            leaves = self._walked_leaves(extras, texts)
         count = context.field_count() if context else 0
         if (
             leaves < 0
@@ -608,16 +609,24 @@ class EntryBuilder:
             return None
         return "," + written[1:-1].decode("utf-8")
 
+    def _walked_leaves(self, fields: Entry, texts: list[str]) -> int:
+        """How many fields the server makes of an entry's fields with nested values (a JSON
+        line's object, a record's `extra=`) when _sanitize would leave them as they are but
+        for their text, which is put in `texts` for one search; else -1 (see _plain_leaves).
+        """
+        self._walk_left = MAX_WALKED
+        return self._plain_leaves(fields, MAX_DEPTH + 1, texts)
+
     def _plain_leaves(self, value: Any, depth: int, texts: list[str]) -> int:
-        """How many fields the server makes of a dict, list or tuple of the program's (as
-        _leaves counts them: a list is one) when _sanitize would leave it as it is but for
-        its text, which is put in `texts` for one search; else -1. Entered as the redactor
-        enters it at `depth` (see _untouched_leaves): dicts whose names are text and name no
-        secret, no (name, value) pair whose name is one, and text, numbers, booleans and
-        null as its leaves (anything else the redactor makes text, or the encoder writes its
-        own way). At most MAX_WALKED values in all: a value inside itself runs out of them.
-        (The values and the context written with them are each within MAX_CONTEXT_BYTES, so
-        together far fewer than the redactor examines per entry.)"""
+        """How many fields the server makes of a dict, list or tuple (as _leaves counts them:
+        a list is one) when _sanitize would leave it as it is but for its text (put in
+        `texts`); else -1. Entered as the redactor enters it at `depth` (see Redactor._enter,
+        _dict and _list): dicts whose names are text and name no secret, no (name, value)
+        pair whose name is one, and text, numbers, booleans and null as its leaves (anything
+        else the redactor makes text, or the encoder writes its own way). At most MAX_WALKED
+        values in all: a value inside itself runs out of them. (An entry's fields written
+        here, and the context written with them, are each within MAX_CONTEXT_BYTES or
+        MAX_VALUE_CHARS: together far fewer values than the redactor examines per entry.)"""
         self._walk_left -= len(value)
         if depth <= 0 or self._walk_left < 0:
             return -1
@@ -894,7 +903,7 @@ class EntryBuilder:
         object has a message key, and the first of its level and time keys holds a level and
         a time (see Shape); the line is as _nothing_to_examine lets through (no escape, so no
         colour code either: JSON has them escaped), its keys are plain and are no constant
-        field's, its nested values are as the redactor leaves them (see _untouched_leaves),
+        field's, its nested values are as the redactor leaves them (see _plain_leaves),
         and its message needs no split. Its context's fields follow, as a plain line's are
         written (see _context_text), when the object names none of them and no trace field.
         The entry is never one finish() folds. None otherwise (from_line)."""
@@ -923,8 +932,10 @@ class EntryBuilder:
             return None
         leaves = len(shape.rest)  # of a flat object (no `{` past the first, no `[`)
         if text.find("{", 1) != -1 or "[" in text:
-            # The object's names were told by its shape: told again here, from one cache.
-            leaves = self._untouched_leaves(obj, MAX_DEPTH + 1)
+            # Its text holds no escape and no secret's literal: no pattern matches a string
+            # there, so the text the walk gathers needs no search. The object's names were
+            # told by its shape: told again here, from one cache.
+            leaves = self._walked_leaves(obj, [])
             if leaves < 0 or leaves > MAX_FIELDS - len(PLAIN_KEYS):
                 return None
         tail = self._line_context(context)
@@ -954,35 +965,6 @@ class EntryBuilder:
             and held.names.isdisjoint(shape.rest)
             and TRACE_NAMES.isdisjoint(shape.rest)
         )
-
-    def _untouched_leaves(self, value: Any, depth: int) -> int:
-        """How many fields the server makes of a parsed JSON line's dict or list (as _leaves
-        counts them: a list is one) when _sanitize would leave it as it is, entered as the
-        redactor enters it at `depth` (see Redactor._enter, _dict and _list); else -1. The
-        line holds no escape and no secret's literal, so no pattern matches any of its
-        strings: what is left is a secret's name at any depth, a (name, value) pair whose
-        name is one, and nesting deeper than MAX_DEPTH. (A line within MAX_VALUE_CHARS holds
-        far fewer values than the redactor examines.)"""
-        if depth <= 0:
-            return -1
-        if value.__class__ is dict:
-            if not self._names_untouched(tuple(value)):
-                return -1
-            items = value.values()
-        else:
-            first = value[0] if len(value) == 2 else None
-            if first.__class__ is str and self.redactor.name(first)[0]:
-                return -1
-            items = value
-        count = len(value)
-        if not CONTAINERS.isdisjoint(map(type, items)):  # one C call: most values are scalars
-            for item in items:
-                if item.__class__ is dict or item.__class__ is list:
-                    leaves = self._untouched_leaves(item, depth - 1)
-                    if leaves < 0:
-                        return -1
-                    count += leaves - 1
-        return 1 if value.__class__ is list else count
 
     def _shape(self, keys: tuple[str, ...]) -> Optional[Shape]:
         """The shape of JSON lines of these keys, when their entry's names are plain (see
@@ -1140,7 +1122,6 @@ LOCATION_FIELDS = frozenset({"logger", "code.file", "code.function", "thread"})
 NO_FIELDS: frozenset[str] = frozenset()
 #: Values that _sanitize leaves as they are unless a pattern or a name says otherwise.
 SCALARS = frozenset({str, int, float, bool, type(None)})
-CONTAINERS = frozenset({dict, list})  # what a parsed JSON line nests
 #: The keys of a plain record's entry (written_records).
 RECORD_KEYS = WRITTEN_KEYS | LOCATION_FIELDS | {"code.line"}
 #: Verdicts kept per builder cache (record locations, JSON key sets): past it, it starts over.
@@ -1156,8 +1137,8 @@ CORE_FIELDS = frozenset(
 
 
 MAX_DEPTH = 32  # nesting kept as structure; deeper values are sent as text
-#: Values of the program's objects walked for one record's fields written at once (see
-#: _plain_leaves): more go the general path.
+#: Nested values walked for one entry's fields written at once (see _plain_leaves): more go
+#: the general path.
 MAX_WALKED = 2_000
 # Nested values examined per entry (redaction walks every one): past that, the rest of a value
 # is replaced, not walked, so that no entry holds the sender for long.

@@ -154,11 +154,14 @@ def record_taken(keys: tuple[Any, ...]) -> Optional[Taken]:
     (record_object names it by its text, and two keys may then take one name)."""
     if not all(key.__class__ is str for key in keys):
         return None
-    return taken(tuple(key for key in keys if key[:1] != "_" and key not in RECORD_OWN), True)
+    return taken(tuple(filter(_record_field, keys)), True)
 
 
-#: The keys record_object leaves out of a record's message that is a dict (and `_`-names).
-RECORD_OWN = ("exc_info", "stack_info")
+def _record_field(name: str) -> bool:
+    """Whether a key of a record's message that is a dict is a field of its entry: not one of
+    structlog's own (`_record`, `_from_structlog`) nor the exc_info/stack_info requests it
+    leaves in (the record has these)."""
+    return name[:1] != "_" and name not in ("exc_info", "stack_info")
 
 
 def usable_level(value: Any) -> Optional[str]:
@@ -193,13 +196,12 @@ def record_object(msg: Any, args: Any, message: str) -> Optional[dict[str, Any]]
     """A logging record's message that is an object: a dict logged as the message (structlog's
     ProcessorFormatter), or a JSON object (structlog's JSONRenderer through logging)."""
     if isinstance(msg, dict) and not args:
-        # Keys of structlog's own (_record, _from_structlog) and the exc_info/stack_info
-        # requests it leaves in: the record has these. A key that is no text
-        # (`logging.info({200: 5})`) is named by its text, as a field must be.
+        # A key that is no text (`logging.info({200: 5})`) is named by its text, as a field
+        # must be.
         fields = {}
         for key, value in msg.items():
             name = key if key.__class__ is str else _codec.safe_str(key)
-            if name[:1] != "_" and name not in RECORD_OWN:
+            if _record_field(name):
                 fields[name] = value
         return fields
     return parse_json(message) if message[:1] == "{" else None
