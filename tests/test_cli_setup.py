@@ -182,6 +182,26 @@ def test_check_and_run_warn_about_a_sitecustomize_before_the_dropin(
     assert cli("run", "--", PYTHON, str(path), env={**sink.env(), **fine}).stderr == ""
 
 
+def test_check_shows_a_configuration_warning_once_in_an_active_process(
+    installed: Path, sink: Any
+) -> None:
+    """`vlhook check` run where vlhook activates every interpreter (the drop-in first on
+    PYTHONPATH, or the installed .pth): the process's own activation has shown the warning on
+    stderr already, and the report does not repeat it. Where nothing activated, the report
+    shows it."""
+    warning = "VICTORIALOGS_BATCH_LINES='lots' is not valid; using 1000"
+    env = sink.env(VICTORIALOGS_BATCH_LINES="lots")
+    dropin = {**env, "PYTHONPATH": os.pathsep.join([str(DROPIN), str(SRC)])}
+    for result in (cli("check", env=dropin), cli("check", env=env, python=str(installed))):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (result.stdout + result.stderr).count(warning) == 1, result.stdout + result.stderr
+        assert result.stderr == f"vlhook: {warning}\n"
+        assert result.stdout.splitlines()[-1] == "OK"
+    inactive = cli("check", env=env)
+    assert inactive.stderr == ""
+    assert f"warning: {warning}" in inactive.stdout.splitlines()
+
+
 def test_start_up_path_never_loads_cli_code(script: Any, sink: Any) -> None:
     path = script(
         "import logging, sys, vlhook\n"

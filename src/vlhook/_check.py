@@ -12,7 +12,7 @@ from vlhook import _diag
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.transport import HttpTransport, make_transport
 from vlhook._stats import Stats
-from vlhook.cli._diagnose import shadowing_warnings, why_inactive
+from vlhook.cli._diagnose import shadowing_warnings, unsaid_warnings, why_inactive
 
 
 def _say(text: str) -> None:
@@ -22,7 +22,8 @@ def _say(text: str) -> None:
 def check(timeout: float = 5.0) -> int:
     config = load()
     _diag.protect(config)
-    for warning in (*config.warnings, *shadowing_warnings(os.environ.get("PYTHONPATH", ""))):
+    shadowing = shadowing_warnings(os.environ.get("PYTHONPATH", ""))
+    for warning in (*unsaid_warnings(config), *shadowing):
         _say(f"warning: {warning}")
     if not config.active:
         _say(f"not active: {why_inactive(os.environ)}")
@@ -163,7 +164,7 @@ def _replay(config: Config, stats: Stats) -> int:
     from vlhook._delivery.replay import replay_now
 
     if not config.active:
-        for warning in config.warnings:
+        for warning in unsaid_warnings(config):
             _say(f"warning: {warning}")
         _say(f"cannot replay: {why_inactive(os.environ)}")
         return 2

@@ -13,11 +13,10 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 from vlhook import _diag
-from vlhook._activation import MARK
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.client import MAX_REDIRECTS, _redirect_target
 from vlhook._delivery.transport import request_headers, tls_context
-from vlhook.cli._diagnose import why_inactive
+from vlhook.cli._diagnose import unsaid_warnings, why_inactive
 
 GATEWAY_DOWN = frozenset({502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -45,9 +44,8 @@ def configured(command: str) -> Optional[Config]:
     """The shipping configuration, or None after saying why there is nothing to read from."""
     config = load()
     _diag.protect(config)  # from here on, no message shows its credentials
-    if not hasattr(sys, MARK):  # else vlhook's activation here (the .pth) has said them
-        for warning in config.warnings:
-            say(command, f"warning: {warning}")
+    for warning in unsaid_warnings(config):
+        say(command, f"warning: {warning}")
     if not config.active:
         say(command, why_inactive(os.environ))
         return None
