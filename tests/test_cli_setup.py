@@ -202,6 +202,27 @@ def test_check_shows_a_configuration_warning_once_in_an_active_process(
     assert f"warning: {warning}" in inactive.stdout.splitlines()
 
 
+def test_run_shows_a_configuration_warning_once_in_an_active_process(
+    installed: Path, sink: Any
+) -> None:
+    """`vlhook run` where vlhook activates the command's own interpreter too: the command's
+    activation said the warning, and the program it becomes (the same process, same stderr)
+    does not say it again, nor sees the variable that told it so; a process the program
+    starts is a program of its own, and says it."""
+    warning = "VICTORIALOGS_BATCH_LINES='lots' is not valid; using 1000"
+    env = sink.env(VICTORIALOGS_BATCH_LINES="lots")
+    dropin = {**env, "PYTHONPATH": os.pathsep.join([str(DROPIN), str(SRC)])}
+    shown = "import os; print(sorted(k for k in os.environ if k.startswith('VICTORIALOGS_W')))"
+    for python, given in ((PYTHON, dropin), (str(installed), env)):
+        result = cli("run", "--", python, "-c", shown, env=given, python=python)
+        assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
+        assert result.stderr == f"vlhook: {warning}\n"
+    starts = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'pass'], check=True)"
+    result = cli("run", "--", str(installed), "-c", starts, env=env, python=str(installed))
+    assert (result.returncode, result.stderr.count(warning)) == (0, 2), result.stderr
+    assert messages(sink.settle(2)) == ["[]", "[]"]
+
+
 def test_start_up_path_never_loads_cli_code(script: Any, sink: Any) -> None:
     path = script(
         "import logging, sys, vlhook\n"

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from vlhook._stats import Stats
 
 MARK = "_vlhook_active"
+#: Set by `vlhook run` for the program it replaces itself with (exec: the same process, the
+#: same stderr): the configuration's warnings that digest names were said by the command's own
+#: activation already. Taken out of the environment at activation: the program never sees it,
+#: and the processes it starts say their warnings as programs of their own.
+WARNED = "VICTORIALOGS_WARNED"
 #: _fd_wire.MARKER, spelled here: that module is loaded only for fd capture.
 FD_MARKER = "VICTORIALOGS_FD_CAPTURED"
 
@@ -33,6 +38,13 @@ class Active:
 
 
 _active: Optional[Active] = None
+_said = ""  # the digest of the configuration's warnings this process's activation said
+
+
+def said() -> str:
+    """The digest of the configuration's warnings activation said in this process ("" for
+    none): `vlhook run` hands it to the program it becomes (WARNED)."""
+    return _said
 
 
 def current() -> Optional[Active]:
@@ -66,8 +78,7 @@ def _start(source: str) -> Optional[Active]:
     config = load()
     _diag.configure(sys.stderr, config.debug)
     _diag.protect(config)
-    for warning in config.warnings:
-        _diag.warn(warning)
+    _say_warnings(config.warnings)
     if not config.active:
         return None
     _hand_down(config.handed_down)
@@ -98,6 +109,27 @@ def _start(source: str) -> Optional[Active]:
         f"capturing {','.join(sorted(config.capture))}"
     )
     return active
+
+
+def _say_warnings(warnings: tuple[str, ...]) -> None:
+    """Each warning once, unless `vlhook run` said these very ones in this process before it
+    became the program (WARNED)."""
+    global _said
+    told = os.environ.pop(WARNED, None)
+    if not warnings:
+        return
+    digest = _digest(warnings)
+    if told != digest:
+        for warning in warnings:
+            _diag.warn(warning)
+    _said = digest
+
+
+def _digest(warnings: tuple[str, ...]) -> str:
+    """A short name for a set of warnings (their texts' CRC-32), to tell them in WARNED."""
+    from binascii import crc32  # loaded only when there is something wrong to say
+
+    return format(crc32("\n".join(warnings).encode("utf-8")), "08x")
 
 
 def _start_fd(config: Config) -> Optional[FdCapture]:

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from vlhook._activation import WARNED, said
 from vlhook._config import is_enabled
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
@@ -38,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("vlhook run: give a command, e.g. `vlhook run -- python app.py`", file=sys.stderr)
         return 2
     env = dict(os.environ)
+    if said():  # this command's own activation said them: the program it becomes need not
+        env[WARNED] = said()
     inherited = env.get("PYTHONPATH", "")
     for warning in shadowing_warnings(inherited):
         print(f"vlhook run: warning: {warning}", file=sys.stderr)
