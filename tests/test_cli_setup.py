@@ -182,6 +182,14 @@ def test_check_and_run_warn_about_a_sitecustomize_before_the_dropin(
     assert cli("run", "--", PYTHON, str(path), env={**sink.env(), **fine}).stderr == ""
 
 
+def _a_bad_variable(sink: Any) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The warning a bad variable makes, the environment that has it, and the same with the
+    drop-in first on PYTHONPATH (vlhook active in the CLI's own interpreter too)."""
+    env = sink.env(VICTORIALOGS_BATCH_LINES="lots")
+    dropin = {**env, "PYTHONPATH": os.pathsep.join([str(DROPIN), str(SRC)])}
+    return "VICTORIALOGS_BATCH_LINES='lots' is not valid; using 1000", env, dropin
+
+
 def test_check_shows_a_configuration_warning_once_in_an_active_process(
     installed: Path, sink: Any
 ) -> None:
@@ -189,9 +197,7 @@ def test_check_shows_a_configuration_warning_once_in_an_active_process(
     PYTHONPATH, or the installed .pth): the process's own activation has shown the warning on
     stderr already, and the report does not repeat it. Where nothing activated, the report
     shows it."""
-    warning = "VICTORIALOGS_BATCH_LINES='lots' is not valid; using 1000"
-    env = sink.env(VICTORIALOGS_BATCH_LINES="lots")
-    dropin = {**env, "PYTHONPATH": os.pathsep.join([str(DROPIN), str(SRC)])}
+    warning, env, dropin = _a_bad_variable(sink)
     for result in (cli("check", env=dropin), cli("check", env=env, python=str(installed))):
         assert result.returncode == 0, result.stdout + result.stderr
         assert (result.stdout + result.stderr).count(warning) == 1, result.stdout + result.stderr
@@ -209,9 +215,7 @@ def test_run_shows_a_configuration_warning_once_in_an_active_process(
     activation said the warning, and the program it becomes (the same process, same stderr)
     does not say it again, nor sees the variable that told it so; a process the program
     starts is a program of its own, and says it."""
-    warning = "VICTORIALOGS_BATCH_LINES='lots' is not valid; using 1000"
-    env = sink.env(VICTORIALOGS_BATCH_LINES="lots")
-    dropin = {**env, "PYTHONPATH": os.pathsep.join([str(DROPIN), str(SRC)])}
+    warning, env, dropin = _a_bad_variable(sink)
     shown = "import os; print(sorted(k for k in os.environ if k.startswith('VICTORIALOGS_W')))"
     for python, given in ((PYTHON, dropin), (str(installed), env)):
         result = cli("run", "--", python, "-c", shown, env=given, python=python)

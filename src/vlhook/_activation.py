@@ -47,6 +47,13 @@ def said() -> str:
     return _said
 
 
+def unsaid(warnings: tuple[str, ...]) -> tuple[str, ...]:
+    """The configuration's warnings a command of the CLI is to say: none when this process's
+    activation (the drop-in first on PYTHONPATH, the installed .pth, or `vlhook run` before it
+    became this program) said these very ones on stderr. One warning each, not two."""
+    return () if warnings and _said == _digest(warnings) else warnings
+
+
 def current() -> Optional[Active]:
     return _active
 

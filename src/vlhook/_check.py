@@ -9,10 +9,11 @@ import uuid
 from urllib.parse import urlencode
 
 from vlhook import _diag
+from vlhook._activation import unsaid
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.transport import HttpTransport, make_transport
 from vlhook._stats import Stats
-from vlhook.cli._diagnose import shadowing_warnings, unsaid_warnings, why_inactive
+from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
 
 def _say(text: str) -> None:
@@ -23,7 +24,7 @@ def check(timeout: float = 5.0) -> int:
     config = load()
     _diag.protect(config)
     shadowing = shadowing_warnings(os.environ.get("PYTHONPATH", ""))
-    for warning in (*unsaid_warnings(config), *shadowing):
+    for warning in (*unsaid(config.warnings), *shadowing):
         _say(f"warning: {warning}")
     if not config.active:
         _say(f"not active: {why_inactive(os.environ)}")
@@ -164,7 +165,7 @@ def _replay(config: Config, stats: Stats) -> int:
     from vlhook._delivery.replay import replay_now
 
     if not config.active:
-        for warning in unsaid_warnings(config):
+        for warning in unsaid(config.warnings):
             _say(f"warning: {warning}")
         _say(f"cannot replay: {why_inactive(os.environ)}")
         return 2

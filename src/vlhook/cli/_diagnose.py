@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 
-from vlhook._activation import MARK
 from vlhook._config import TRUE
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from vlhook._config import Config
-
 DROPIN_MARK = b"vlhook drop-in"
-
-
-def unsaid_warnings(config: Config) -> tuple[str, ...]:
-    """The configuration's warnings a command is to say: none where vlhook activated in the
-    command's own interpreter (the drop-in first on PYTHONPATH, or the installed .pth), whose
-    activation said them on stderr already. One warning each, not two."""
-    return () if hasattr(sys, MARK) else config.warnings
 
 
 def why_inactive(environ: Mapping[str, str]) -> str:

@@ -39,8 +39,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("vlhook run: give a command, e.g. `vlhook run -- python app.py`", file=sys.stderr)
         return 2
     env = dict(os.environ)
-    if said():  # this command's own activation said them: the program it becomes need not
-        env[WARNED] = said()
+    digest = said()
+    if digest:  # this command's own activation said them: the program it becomes need not
+        env[WARNED] = digest
     inherited = env.get("PYTHONPATH", "")
     for warning in shadowing_warnings(inherited):
         print(f"vlhook run: warning: {warning}", file=sys.stderr)

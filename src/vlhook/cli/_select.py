@@ -13,10 +13,11 @@ from typing import Any, Optional
 from urllib.parse import urlencode
 
 from vlhook import _diag
+from vlhook._activation import unsaid
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.client import MAX_REDIRECTS, _redirect_target
 from vlhook._delivery.transport import request_headers, tls_context
-from vlhook.cli._diagnose import unsaid_warnings, why_inactive
+from vlhook.cli._diagnose import why_inactive
 
 GATEWAY_DOWN = frozenset({502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -44,7 +45,7 @@ def configured(command: str) -> Optional[Config]:
     """The shipping configuration, or None after saying why there is nothing to read from."""
     config = load()
     _diag.protect(config)  # from here on, no message shows its credentials
-    for warning in unsaid_warnings(config):
+    for warning in unsaid(config.warnings):
         say(command, f"warning: {warning}")
     if not config.active:
         say(command, why_inactive(os.environ))
