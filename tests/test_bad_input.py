@@ -96,6 +96,47 @@ def test_json_line_with_unusable_time_keeps_it_as_a_field(script: Any, sink: Any
     assert row["_msg"] == "odd time" and row["time"] == "2024-01-01 12:00:00,123"
 
 
+NUMBERS = """\
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+nan, inf = float('nan'), float('inf')
+log = logging.getLogger('numbers')
+log.info('extra', extra={'ratio': nan, 'up': inf, 'down': -inf, 'big': 2**70, 'neg': -(2**64),
+                         'ok': 1.5, 'n': 7, 'nested': {'a': [1, 2], 'r': nan, 'b': 2**70}})
+log.info({'event': 'dict message', 'ratio': nan, 'big': 2**70})
+for n in range(3):
+    log.info('run %d', n, extra={'ratio': nan})
+print(json.dumps({'msg': 'printed', 'level': 'warning', 'ratio': nan, 'up': inf, 'down': -inf,
+                  'nested': {'r': nan, 'l': [nan, 1]}}))
+if 'vlhook' in sys.modules:  # present with the drop-in only
+    sys.modules['vlhook'].bind(score=nan, id=2**70)
+print('bound')
+"""
+
+
+def test_numbers_json_cannot_carry_are_stored_as_text(script: Any, sink: Any) -> None:
+    """NaN and the infinities (which JSON has no numbers for, and which Python's `json.dumps`
+    prints all the same) and integers past 64 bits: stored with the value the program had,
+    as the text Python's `json` writes for them, the entry's other fields as they are."""
+    path = script(NUMBERS)
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    rows = {r["_msg"]: r for r in sink.settle(8)}
+    big = str(2**70)
+    extra = rows["extra"]
+    assert (extra["ratio"], extra["up"], extra["down"]) == ("NaN", "Infinity", "-Infinity")
+    assert (extra["big"], extra["neg"], extra["ok"], extra["n"]) == (big, str(-(2**64)), "1.5", "7")
+    assert (extra["nested.a"], extra["nested.r"], extra["nested.b"]) == ("[1,2]", "NaN", big)
+    assert (rows["dict message"]["ratio"], rows["dict message"]["big"]) == ("NaN", big)
+    assert [rows[f"run {n}"]["ratio"] for n in range(3)] == ["NaN"] * 3
+    printed = rows["printed"]
+    assert (printed["level"], printed["ratio"], printed["up"], printed["down"]) == (
+        "WARNING", "NaN", "Infinity", "-Infinity")  # fmt: skip
+    assert (printed["nested.r"], printed["nested.l"]) == ("NaN", '["NaN",1]')
+    assert (rows["bound"]["score"], rows["bound"]["id"]) == ("NaN", big)
+
+
 # What the server itself refuses (see the contract): each case is followed by 5 lines, which a
 # line of 256 KiB or more would take with it.
 OVERSIZED = {

@@ -110,6 +110,32 @@ def test_plain_line_gets_detected_level(text: str, level: str) -> None:
     assert entry == {"_time": T_TEXT, "_msg": text, "level": level, "stream": "stderr"}
 
 
+@pytest.mark.parametrize(
+    ("text", "fields"),
+    [
+        # As Python's json.dumps prints NaN and the infinities (orjson refuses them).
+        ('{"msg": "m", "ratio": NaN, "up": Infinity, "l": [-Infinity, 1]}',
+         {"_msg": "m", "ratio": "NaN", "up": "Infinity", "l": ["-Infinity", 1]}),
+        # Read that way, an integer keeps every digit (written as text: see test_line_runs).
+        (f'{{"msg": "m", "r": NaN, "id": {2**70}}}', {"_msg": "m", "r": "NaN", "id": 2**70}),
+        ('{"msg": "NaN", "n": 1}', {"_msg": "NaN", "n": 1}),  # no such number: orjson reads it
+        ('{"msg": "m", "ratio": NaN', None),  # not an object: text
+        ('{"msg": "m", "ratio": NaN} {"b": 1}', None),
+        ('{"msg": "m", "ratio": nan}', None),  # not as Python prints it
+        ('{"a":' * 3000 + "NaN" + "}" * 3000, None),  # too deep to read: text
+    ],
+)  # fmt: skip
+def test_printed_json_with_nan_or_infinity_is_read_as_an_object(
+    text: str, fields: dict[str, Any]
+) -> None:
+    b, _ = builder()
+    entry = one(b.from_line(line(text)))
+    if fields is None:
+        assert (entry["_msg"], entry["level"]) == (text, "INFO")
+    else:
+        assert {key: entry[key] for key in fields} == fields
+
+
 def test_forced_level_wins_and_json_is_not_parsed() -> None:
     b, _ = builder()
     text = '{"message": "x", "level": "debug"}'

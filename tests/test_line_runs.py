@@ -1162,6 +1162,44 @@ def test_a_json_line_found_clean_is_made_as_when_every_field_is_examined(
 # What JSON logging libraries print (structlog's JSONRenderer, python-json-logger, pino-like
 # shapes), and every kind of key and value the JSON path maps, keeps apart or examines: a
 # message key first, mostly, then perhaps a level and a time, then other keys.
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(("extra", "stored"), [
+    ({"n": NAN}, {"n": "NaN"}),
+    ({"n": INF, "m": 1}, {"n": "Infinity", "m": 1}),
+    ({"n": -INF, "o": None}, {"n": "-Infinity", "o": None}),
+    ({"big": 2**70}, {"big": str(2**70)}),
+    ({"nested": {"r": NAN, "b": 2**64}}, {"nested": {"r": "NaN", "b": str(2**64)}}),
+    ({"nested": {"r": NAN, "s": "x"}}, {"nested": {"r": "NaN", "s": "x"}}),
+    ({"l": [1, -INF]}, {"l": [1, "-Infinity"]}),
+    ({"l": [1, -(2**64) + 1, -INF]}, {"l": [1, str(-(2**64) + 1), "-Infinity"]}),
+    ({"n": None, "m": 1.5, "u": 2**64 - 1}, {"n": None, "m": 1.5, "u": 2**64 - 1}),
+])  # fmt: skip
+def test_records_with_numbers_json_cannot_carry_are_written_as_text(
+    extra: dict[str, Any], stored: dict[str, Any]
+) -> None:
+    """NaN, the infinities and integers past 64 bits, at the top of `extra=` or nested: the
+    run path leaves them to the general path, which writes them as text (orjson would write
+    NaN as null, which the server stores as nothing, and refuses such an integer)."""
+    items = [capture_of("order", (), "app", "f", extra, False, [],
+                        context=fresh(RECORD_CONTEXTS[0]))]  # fmt: skip
+    assert_written_as_made_whole(items, {})
+    line = json.loads(encoded([e for item in items for e in builder().from_item(item)]))
+    assert {key: line[key] for key in stored} == stored
+
+
+def test_folded_fields_keep_numbers_json_cannot_carry_as_text() -> None:
+    """Past the fields the server keeps, the rest goes as JSON text in one field: its NaN and
+    its integer past 64 bits as text there too (the integer made orjson refuse the fold)."""
+    extra: dict[str, Any] = {f"f{i}": i for i in range(1500)}
+    extra.update(f1498=NAN, f1499=2**70)
+    item = capture_of("order", (), "app", "f", extra, False, [], context=fresh(RECORD_CONTEXTS[0]))
+    (entry,) = builder().from_item(item)
+    folded = json.loads(entry["vlhook.folded_fields"])
+    assert (folded["f1497"], folded["f1498"], folded["f1499"]) == (1497, "NaN", str(2**70))
+
+
 PLAIN_KEY = st.sampled_from(["logger", "request_id", "n", "user", "ms", "k" * 40, "é"])
 OBJECT_KEY = st.one_of(PLAIN_KEY, st.sampled_from([
     "_msg", "message", "msg", "event", "errorMessage", "level", "levelname", "severity",

@@ -115,3 +115,29 @@ def test_a_captures_file_of_an_earlier_version_is_replayed_as_before(tmp_path: P
     ]
     assert entries[2]["card"] == "[REDACTED]" and entries[2]["x"] == 1
     assert not list(spool.iterdir())
+
+
+def test_a_contexts_numbers_json_cannot_carry_are_kept_as_text_without_redaction(
+    tmp_path: Path,
+) -> None:
+    """Bound fields holding NaN, an infinity or an integer past 64 bits, in a raw line of a
+    process with VICTORIALOGS_REDACT=off: the line is kept (the encoder refused the integer,
+    and the line's write with it) and replayed with the values as text, nested ones too."""
+    from vlhook._config import load
+    from vlhook._delivery.replay import CaptureFile
+    from vlhook._delivery.spool import Spool
+    from vlhook._stats import Stats
+
+    spool = tmp_path / "spool"
+    spool.mkdir(mode=0o700)
+    config = load({"VICTORIALOGS_URL": f"http://127.0.0.1:{_unused_port()}",
+                   "VICTORIALOGS_SPOOL_DIR": str(spool), "VICTORIALOGS_REDACT": "off"})  # fmt: skip
+    file = CaptureFile(Spool(str(spool), 1 << 20, Stats()), {"job": "raw", "pid": 7}, config)
+    context = {"score": float("nan"), "id": 2**70, "deep": {"up": float("inf"), "n": [2**65]}}
+    assert file.write([(0, 1_700_000_000_000_000_000, "bound line\n", "", context)]) == ""
+    file.close()
+    out = tmp_path / "out.jsonl"
+    _replay(spool, out)
+    (entry,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (entry["_msg"], entry["job"], entry["score"], entry["id"], entry["deep"]) == (
+        "bound line", "raw", "NaN", str(2**70), {"up": "Infinity", "n": [str(2**65)]})  # fmt: skip

@@ -16,10 +16,12 @@ from __future__ import annotations
 import sys
 
 # The C parts of the json package (~0.2 ms; the package itself ~8 ms).
-from _json import encode_basestring, make_encoder
+from _json import encode_basestring, make_encoder, make_scanner
+from _operator import is_
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from collections.abc import Iterable
     from typing import Any, Callable
 
 MAX_REPR = 4096
@@ -30,6 +32,77 @@ MAX_REPR = 4096
 ORJSON_MIN_RECURSION_LIMIT = 200
 #: A JSON string literal for a str, quotes included, written as orjson writes it.
 string = encode_basestring
+
+
+#: The integers JSON encoders write as numbers (orjson: 64 bits, signed or not).
+MIN_INT, MAX_INT = -(1 << 63), (1 << 64) - 1
+INFINITY = float("inf")
+
+
+def carried(value: Any) -> bool:
+    """Whether a value goes into JSON as it is: anything but a number JSON has no form for
+    (NaN, an infinity, an integer past 64 bits: see number_text)."""
+    if isinstance(value, float):
+        return value - value == 0  # NaN for NaN and the infinities
+    if isinstance(value, int):
+        return MIN_INT <= value <= MAX_INT
+    return True
+
+
+def all_carried(values: Iterable[Any]) -> bool:
+    """Whether every number in these values, at any depth of their dicts, lists and tuples,
+    goes into JSON as it is (see carried). For values walked already (no cycle, bounded)."""
+    for value in values:
+        if isinstance(value, dict):
+            if not all_carried(value.values()):
+                return False
+        elif isinstance(value, (list, tuple)):
+            if not all_carried(value):
+                return False
+        elif not carried(value):
+            return False
+    return True
+
+
+def carried_copy(value: Any) -> Any:
+    """The value with every number JSON has no form for, at any depth of its dicts, lists and
+    tuples, made text (see number_text); the same object when there is none. For values
+    examined already (no cycle, bounded depth); RecursionError else."""
+    if isinstance(value, dict):
+        items = {key: carried_copy(item) for key, item in value.items()}
+        same = all(map(is_, items.values(), value.values()))
+        return value if same else items
+    if isinstance(value, (list, tuple)):
+        listed = list(map(carried_copy, value))
+        return value if all(map(is_, listed, value)) else listed
+    return value if carried(value) else number_text(value)
+
+
+def dumps_carried(obj: Any) -> bytes:
+    """dumps(obj), and when the encoder refuses it, of its copy with the numbers JSON has no
+    form for made text (an integer past 64 bits: orjson refuses it). Entries are examined
+    for NaN and the infinities (orjson would write null), not for such integers: a test of
+    every integer met costs every nested value; this costs only the entries that hold one."""
+    try:
+        return dumps(obj)
+    except Exception:
+        copy = carried_copy(obj)
+        if copy is obj:
+            raise
+        return dumps(copy)
+
+
+def number_text(value: Any) -> str:
+    """A number JSON has no form for, as text, its value kept: NaN and the infinities as
+    Python's `json` prints them (orjson would write null, and the server store nothing), an
+    integer past 64 bits in its digits (orjson refuses it; the server stores every value as
+    text anyway), or in hexadecimal past the digits Python converts (`int_max_str_digits`)."""
+    if isinstance(value, float):
+        return "Infinity" if value == INFINITY else "-Infinity" if value == -INFINITY else "NaN"
+    try:
+        return int.__repr__(value)
+    except ValueError:
+        return hex(value)
 
 
 def safe_str(value: Any) -> str:
@@ -66,6 +139,37 @@ def simple_text(obj: dict[str, Any]) -> str:
 def stdlib_dumps(obj: Any) -> bytes:
     """JSON by the standard library's C encoder, without loading orjson (or json)."""
     return "".join(_encoder({})(obj, 0)).encode("utf-8", "replace")
+
+
+def _constants_scanner() -> Any:
+    """The standard library's C scanner with json.loads' settings but one: NaN, Infinity and
+    -Infinity read as that text, which they stand for in an entry anyway. Made at first use:
+    a class made at import (~16 µs) would cost every process that ships a line."""
+
+    class Settings:
+        strict = True
+        object_hook = object_pairs_hook = None
+        parse_float, parse_int = float, int
+        parse_constant = {name: name for name in ("NaN", "Infinity", "-Infinity")}.__getitem__
+
+    return make_scanner(Settings)  # type: ignore[arg-type]  # any object with json's settings
+
+
+_scan_constants: Any = None
+
+
+def loads_constants(text: str) -> Any:
+    """JSON as Python's `json.dumps` prints it unless told not to: NaN and the infinities as
+    bare words, which orjson refuses (JSON has no such numbers), read as text; integers of
+    any size exact. Raises ValueError or StopIteration for anything else (an error loads
+    the json package, ~8 ms: only lines that name those words come here)."""
+    global _scan_constants
+    if _scan_constants is None:
+        _scan_constants = _constants_scanner()
+    obj, end = _scan_constants(text, 0)
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data")
+    return obj
 
 
 def _load() -> tuple[Callable[[Any], bytes], Callable[[Any], Any]]:

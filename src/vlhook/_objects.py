@@ -183,12 +183,19 @@ def merge_fields(entry: dict[str, Any], fields: dict[str, Any]) -> None:
 
 
 def parse_json(text: str) -> Optional[dict[str, Any]]:
+    """A printed JSON object, also as Python's `json.dumps` prints NaN and the infinities
+    (NaN, Infinity and -Infinity: read as that text); None for anything else."""
     if not (text.startswith("{") and text.rstrip().endswith("}")):
         return None
     try:
         obj = _codec.loads(text)
     except Exception:
-        return None
+        if "NaN" not in text and "Infinity" not in text:
+            return None
+        try:
+            obj = _codec.loads_constants(text)
+        except (ValueError, RecursionError, StopIteration):
+            return None
     return obj if isinstance(obj, dict) and len(obj) <= MAX_FIELDS else None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from vlhook._codec import number_text, safe_str
 from vlhook._patterns import lazy
 
 TYPE_CHECKING = False
@@ -163,7 +164,8 @@ class Redactor:
         masked; the same object when nothing changed (the program's own objects are never
         modified). Nesting deeper than `depth` becomes text; past `self.left` values, the rest
         is not examined but replaced. Objects the encoder would write as text are made text
-        here, and redacted."""
+        here, and redacted; so are NaN and the infinities, which orjson would write as null
+        (an integer past 64 bits is left to the encoder: `_codec.dumps_carried`)."""
         self._path.clear()
         return self._value(value, depth)
 
@@ -171,21 +173,23 @@ class Redactor:
         kind = type(value)
         if kind is str:
             return self._text(value)
-        if kind is int or kind is float or kind is bool or value is None:
+        if kind is int or kind is bool or value is None:
             return value
+        if kind is float:
+            return value if value - value == 0 else number_text(value)
         if isinstance(value, dict):
             return self._dict(value, depth)
         if isinstance(value, (list, tuple)):
             return self._list(value, depth)
         if isinstance(value, str):
             return self._text(value)
-        if isinstance(value, (int, float)) or _written_as_itself(value):
+        if isinstance(value, float):
+            return value if value - value == 0 else number_text(value)
+        if isinstance(value, int) or _written_as_itself(value):
             return value
         fields = _dataclass_fields(value)
         if fields is not None:
             return self._dict(fields, depth)
-        from vlhook._codec import safe_str
-
         return self._text(safe_str(value))
 
     def _text(self, text: str) -> str:
@@ -210,7 +214,8 @@ class Redactor:
         return None
 
     # _dict and _list test leaves inline (most values are short strings and numbers that
-    # nothing matches): a Python call per leaf would double the cost of a nested value.
+    # nothing matches): a Python call per leaf would double the cost of a nested value. A
+    # float that is NaN or an infinity is the one number made text here (see nested).
 
     def _dict(self, value: dict[Any, Any], depth: int) -> Any:
         instead = self._enter(value, depth, "{...}")
@@ -228,8 +233,12 @@ class Redactor:
                     if not may_match(item):
                         continue
                     clean = self._text(item)
-                elif kind is int or kind is float or kind is bool or item is None:
+                elif kind is int or kind is bool or item is None:
                     continue
+                elif kind is float:
+                    if item - item == 0:
+                        continue
+                    clean = number_text(item)  # NaN, an infinity
                 else:
                     clean = self._value(item, depth - 1)
                 if clean is item:
@@ -260,8 +269,12 @@ class Redactor:
                 if not may_match(item):
                     continue
                 clean = self._text(item)
-            elif kind is int or kind is float or kind is bool or item is None:
+            elif kind is int or kind is bool or item is None:
                 continue
+            elif kind is float:
+                if item - item == 0:
+                    continue
+                clean = number_text(item)  # NaN, an infinity
             else:
                 clean = self._value(item, depth - 1)
             if clean is not item:
@@ -279,8 +292,6 @@ class Redactor:
     def _too_deep(self, value: Any) -> str:
         """Nesting past the depth limit goes as text: no field names there to mask by, so
         text that mentions one is masked whole."""
-        from vlhook._codec import safe_str
-
         text = self._text(safe_str(value))
         normalized = field_name(text)
         if any(name in normalized for name in self.names):

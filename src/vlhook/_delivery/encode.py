@@ -134,7 +134,7 @@ def _short(value: Any) -> bool:
     """Whether a value is short text or a 64-bit integer (as vlhook's own fields are)."""
     if isinstance(value, str):
         return len(value) <= 64
-    return isinstance(value, int) and -(2**63) <= value < 2**64
+    return isinstance(value, int) and _codec.MIN_INT <= value <= _codec.MAX_INT
 
 
 def _left_out(entry: Entry, kept: dict[str, Any]) -> str:
@@ -159,8 +159,8 @@ def _constant_prefix(constants: dict[str, Any]) -> bytes:
 
 def _dumps(entry: Entry) -> bytes:
     try:
-        return _codec.dumps(entry)
-    except Exception:  # too deep, self-referencing, lone surrogates, huge ints...
+        return _codec.dumps_carried(entry)  # an integer past 64 bits as text
+    except Exception:  # too deep, self-referencing, lone surrogates...
         pass
     try:
         return _codec.dumps(_plain(entry))
@@ -170,17 +170,13 @@ def _dumps(entry: Entry) -> bytes:
 
 
 def _plain(entry: Entry) -> dict[str, Any]:
-    """Fallback when a value cannot be encoded: strings without lone surrogates, integers
-    that fit in 64 bits, and everything else (containers included) as text."""
+    """Fallback when a value cannot be encoded: strings without lone surrogates, numbers
+    JSON carries (the others as text, as the entry builder makes them), and everything else
+    (containers included) as text."""
     out: dict[str, Any] = {}
     for key, value in entry.items():
-        if isinstance(value, float):
-            # NaN and infinities as orjson writes them (JSON has no such numbers).
-            plain: Any = value if value - value == 0 else None
-        elif isinstance(value, bool) or value is None:
-            plain = value
-        elif isinstance(value, int):
-            plain = value if -(2**63) <= value < 2**64 else str(value)
+        if isinstance(value, (int, float)) or value is None:
+            plain: Any = value if _codec.carried(value) else _codec.number_text(value)
         else:
             plain = clean(value if isinstance(value, str) else _codec.safe_str(value))
         out[clean(str(key))] = plain

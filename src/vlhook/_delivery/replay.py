@@ -24,7 +24,7 @@ from vlhook._delivery.encode import Encoder
 from vlhook._delivery.spool import CAPTURES, TEMP, write_all
 from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, EntryBuilder
 from vlhook._formats import strip_colours
-from vlhook._redact import redactor_for
+from vlhook._redact import Redactor, redactor_for
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -293,6 +293,9 @@ class CaptureFile:
                      "keys": list(config.redact_keys)}  # fmt: skip
         self._header = _codec.stdlib_dumps({HEADER: constants, REDACTION: redaction})
         self._redactor = redactor_for(config)
+        # A context is walked even without redaction: as in an entry, NaN and the infinities
+        # are made text there (orjson would write null), and objects it cannot write too.
+        self._walker = self._redactor or Redactor(builtin=False, names=())
         # Held here, not looked up at the first write: that may come at interpreter teardown,
         # when no import works (see ready).
         flock, exclusive = fcntl.flock, fcntl.LOCK_EX
@@ -308,8 +311,7 @@ class CaptureFile:
         even of a module loaded already."""
         self.spool.refusal  # noqa: B018 - opens the directory
         strip_colours("\x1b[0m")  # its pattern compiled
-        if self._redactor is not None:
-            self._redactor.ready()
+        self._walker.ready()  # the redactor, when there is one
         _diag.ready()
 
     def write(self, lines: list[tuple[int, int, str, str, Any]]) -> str:
@@ -342,7 +344,7 @@ class CaptureFile:
                 row = f"[{kind},{t_ns},{_codec.string(text)},{_codec.string(level)},null]"
                 body += row.encode("utf-8", "replace")
             else:  # bound fields, trace ids: as any entry's fields, by orjson
-                body += _codec.dumps([kind, t_ns, text, level, self._fields(context)])
+                body += _codec.dumps_carried([kind, t_ns, text, level, self._fields(context)])
             body += b"\n"
         return body
 
@@ -362,10 +364,8 @@ class CaptureFile:
         return redact(text) or text
 
     def _fields(self, context: Any) -> Any:
-        if self._redactor is None:
-            return context
-        self._redactor.left = MAX_NESTED_VALUES
-        return self._redactor.nested(context, MAX_DEPTH)
+        self._walker.left = MAX_NESTED_VALUES
+        return self._walker.nested(context, MAX_DEPTH)
 
     def _open(self) -> str:
         refusal = self.spool.refusal
