@@ -122,18 +122,19 @@ def test_plain_line_gets_detected_level(text: str, level: str) -> None:
         ('{"msg": "m", "ratio": NaN', None),  # not an object: text
         ('{"msg": "m", "ratio": NaN} {"b": 1}', None),
         ('{"msg": "m", "ratio": nan}', None),  # not as Python prints it
-        ('{"a":' * 3000 + "NaN" + "}" * 3000, None),  # too deep to read: text
+        ('{"a":' * 20_000 + "NaN" + "}" * 20_000, None),  # too deep to read: text
     ],
 )  # fmt: skip
 def test_printed_json_with_nan_or_infinity_is_read_as_an_object(
     text: str, fields: dict[str, Any]
 ) -> None:
     b, _ = builder()
-    entry = one(b.from_line(line(text)))
-    if fields is None:
-        assert (entry["_msg"], entry["level"]) == (text, "INFO")
+    entries = b.from_line(line(text))
+    if fields is None:  # in parts when long
+        assert "".join(entry["_msg"] for entry in entries) == text
+        assert {entry["level"] for entry in entries} == {"INFO"}
     else:
-        assert {key: entry[key] for key in fields} == fields
+        assert {key: one(entries)[key] for key in fields} == fields
 
 
 def test_forced_level_wins_and_json_is_not_parsed() -> None:
