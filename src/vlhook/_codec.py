@@ -49,17 +49,23 @@ def carried(value: Any) -> bool:
     return True
 
 
-def all_carried(values: Iterable[Any]) -> bool:
-    """Whether every number in these values, at any depth of their dicts, lists and tuples,
-    goes into JSON as it is (see carried). For values walked already (no cycle, bounded)."""
+def finite(values: Iterable[Any]) -> bool:
+    """Whether no float in these values, at any depth of their dicts, lists and tuples, is NaN
+    or an infinity (orjson writes them as null). For values of those exact types, walked
+    already (no cycle, bounded): the entry builder's run path asks it of a record's `extra=`
+    that orjson wrote with a null in it, which a None makes too. Told by their classes, not
+    with carried_copy: `_written_extras` of `{"user": None, "n": 1, "path": "/api/items"}`
+    took +1.6 µs over the code before that way (+0.95 with a test of each value through
+    `carried`), +0.25-0.35 µs so."""
     for value in values:
-        if isinstance(value, dict):
-            if not all_carried(value.values()):
+        kind = value.__class__
+        if kind is float:
+            if value - value != 0:
                 return False
-        elif isinstance(value, (list, tuple)):
-            if not all_carried(value):
+        elif kind is dict:
+            if not finite(value.values()):
                 return False
-        elif not carried(value):
+        elif (kind is list or kind is tuple) and not finite(value):
             return False
     return True
 

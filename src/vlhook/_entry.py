@@ -40,7 +40,7 @@ from vlhook._objects import (
     usable_level,
     valid_time,
 )
-from vlhook._redact import MASK, Redactor, field_name, redactor_for
+from vlhook._redact import MASK, examiner_for, field_name
 from vlhook._stats import Stats
 
 TYPE_CHECKING = False
@@ -93,8 +93,7 @@ class EntryBuilder:
         # replace the constant one, and a line written here would carry both.
         self._constant_names = frozenset(constant_fields(config))
         self.writes_lines = WRITTEN_KEYS.isdisjoint(self._constant_names)
-        # Redaction off: a redactor with no patterns and no names (nesting is still bounded).
-        self.redactor = redactor_for(config) or Redactor(builtin=False, names=())
+        self.redactor = examiner_for(config)
         #: vlhook._records, loaded with the first record or exception (it imports traceback).
         self._records: Any = None
         # Whether the names of a record's location fields are never masked or renamed (only a
@@ -608,11 +607,12 @@ class EntryBuilder:
         if len(written) > MAX_CONTEXT_BYTES:  # the encoder shrinks only what it writes
             return None
         text = written[1:-1].decode("utf-8")
-        # A NaN or an infinity, which orjson writes as null: _sanitize makes it text. Told by
-        # what it wrote, not by a test of every number the walk meets (+100-200 ns for a
-        # nested `extra=` of four numbers); searched as text: `in` on bytes costs ~8 times as
-        # much (it tries an int first). orjson refuses an integer past 64 bits (above).
-        if "null" in text and not _codec.all_carried(values):
+        # A NaN or an infinity, which orjson writes as null: _sanitize makes it text. Looked
+        # for only where orjson wrote a null, not by a test of every number the walk meets
+        # (+100-200 ns for a nested `extra=` of four numbers); searched as text: `in` on bytes
+        # costs ~8 times as much (it tries an int first). orjson refuses an integer past 64
+        # bits (above).
+        if "null" in text and not _codec.finite(values):
             return None
         return "," + text
 

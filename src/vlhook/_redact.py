@@ -175,8 +175,6 @@ class Redactor:
             return self._text(value)
         if kind is int or kind is bool or value is None:
             return value
-        if kind is float:
-            return value if value - value == 0 else number_text(value)
         if isinstance(value, dict):
             return self._dict(value, depth)
         if isinstance(value, (list, tuple)):
@@ -341,6 +339,13 @@ def redactor_for(config: Config) -> Optional[Redactor]:
     if not config.redact:
         return None
     return Redactor(config.redact_extra, names=(*SECRET_NAMES, *config.redact_keys))
+
+
+def examiner_for(config: Config) -> Redactor:
+    """What examines an entry's values: the configuration's redaction, or with
+    VICTORIALOGS_REDACT=off a redactor of no patterns and no names, whose walk still bounds
+    nesting and makes text of what the encoder cannot write (NaN, objects)."""
+    return redactor_for(config) or Redactor(builtin=False, names=())
 
 
 _default: Optional[Redactor] = None

@@ -24,7 +24,7 @@ from vlhook._delivery.encode import Encoder
 from vlhook._delivery.spool import CAPTURES, TEMP, write_all
 from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, EntryBuilder
 from vlhook._formats import strip_colours
-from vlhook._redact import Redactor, redactor_for
+from vlhook._redact import examiner_for
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -292,10 +292,10 @@ class CaptureFile:
         redaction = {"on": config.redact, "patterns": list(config.redact_extra),
                      "keys": list(config.redact_keys)}  # fmt: skip
         self._header = _codec.stdlib_dumps({HEADER: constants, REDACTION: redaction})
-        self._redactor = redactor_for(config)
-        # A context is walked even without redaction: as in an entry, NaN and the infinities
-        # are made text there (orjson would write null), and objects it cannot write too.
-        self._walker = self._redactor or Redactor(builtin=False, names=())
+        # A context is walked even without redaction, as an entry's values are: NaN and the
+        # infinities made text (orjson would write null), and objects it cannot write too.
+        self._walker = examiner_for(config)
+        self._redactor = self._walker if config.redact else None  # a text's: only with it
         # Held here, not looked up at the first write: that may come at interpreter teardown,
         # when no import works (see ready).
         flock, exclusive = fcntl.flock, fcntl.LOCK_EX
