@@ -754,12 +754,23 @@ def test_a_file_url_in_the_spool_folder_is_not_taken_for_a_spool_file(
     assert [json.loads(x)["_msg"] for x in out.read_text().splitlines()] == ["run 0", "run 1"]
 
 
-CLOSES_THE_SPOOL = """\
+#: The start of a program that looks at its own descriptors.
+OPEN_PATHS = """\
 import os, sys, time
+def open_paths():  # what this process's descriptors refer to
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            yield os.readlink(f"/proc/self/fd/{n}")
+        except OSError:  # closed since it was listed (the listing's own descriptor)
+            pass
+"""
+
+CLOSES_THE_SPOOL = (
+    OPEN_PATHS
+    + """\
 spool, mine = sys.argv[1], sys.argv[2]
 def spool_open():
-    return any(os.path.realpath(f"/proc/self/fd/{n}") == os.path.realpath(spool)
-               for n in os.listdir("/proc/self/fd"))
+    return os.path.realpath(spool) in open_paths()
 for i in range(100):
     print("seq", i)
 for _ in range(200):  # bounded: the batch is kept once the answer says "not for 30 s"
@@ -772,6 +783,7 @@ dirs = [os.open(mine, os.O_RDONLY | os.O_DIRECTORY) for _ in range(20)]  # its n
 for i in range(100, 200):
     print("seq", i)
 """
+)
 
 
 def test_a_program_that_closes_every_descriptor_keeps_its_directories(
@@ -794,13 +806,13 @@ def test_a_program_that_closes_every_descriptor_keeps_its_directories(
     assert sorted(stored_exactly(sink, 200, message)) == list(range(200))
 
 
-CLOSES_A_REPLAYED_FILE = """\
-import os, sys, time
+CLOSES_A_REPLAYED_FILE = (
+    OPEN_PATHS
+    + """\
 spool, mine = sys.argv[1], sys.argv[2]
 print("start")  # the sender starts with the first line, and replays the spool
 def claimed():  # a spool file open in this process: being replayed
-    return any(os.path.realpath(f"/proc/self/fd/{n}").startswith(os.path.realpath(spool) + "/")
-               for n in os.listdir("/proc/self/fd"))
+    return any(path.startswith(os.path.realpath(spool) + "/") for path in open_paths())
 def under_way():  # a piece delivered (its progress recorded): the sender's imports are done
     return claimed() and any(name.endswith(".sent") for name in os.listdir(spool))
 for _ in range(500):
@@ -826,6 +838,7 @@ for i, out in enumerate(files):
     out.close()
 print("done")
 """
+)
 
 
 def test_a_program_that_closes_every_descriptor_while_the_spool_is_replayed(
