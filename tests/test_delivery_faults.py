@@ -864,3 +864,57 @@ def test_a_program_that_closes_every_descriptor_while_the_spool_is_replayed(
     assert result.returncode == 0, result.stdout + result.stderr
     got = seqs(sink.settle(lines, timeout=60))
     assert sorted(got) == list(range(lines)), run.err
+
+
+CLOSES_AGAIN_AND_AGAIN = (
+    OPEN_PATHS
+    + """\
+spool, mine, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print("start")
+def under_way():  # a spool file claimed and a piece of it delivered
+    return any(name.endswith(".sent") for name in os.listdir(spool)) and \\
+        any(path.startswith(os.path.realpath(spool) + "/") for path in open_paths())
+for _ in range(500):
+    if under_way():
+        break
+    time.sleep(0.01)
+print("claimed:", under_way(), file=sys.stderr)
+for r in range(rounds):  # vlhook's descriptors closed at every moment of its work
+    os.closerange(3, 1024)
+    files = [open(os.path.join(mine, f"{i}.txt"), "w+") for i in range(20)]
+    for i, out in enumerate(files):
+        out.write(f"the program's file {r}-{i}\\n")
+        out.flush()
+    for i, out in enumerate(files):
+        out.seek(0)
+        assert out.read() == f"the program's file {r}-{i}\\n", (r, i)
+        out.close()
+print("done")
+"""
+)
+
+
+def test_a_program_that_closes_every_descriptor_again_and_again_while_the_spool_is_replayed(
+    script: Any, sink: Sink, tmp_path: Path
+) -> None:
+    """Hundreds of `os.closerange(3, ...)` while replay runs, each followed by files of the
+    program's: vlhook's descriptors are closed between any two of its calls. Before, the
+    program's files were closed under it (the spool's files and its progress had their
+    numbers), and a replayed file's progress was lost (sent again from its start). Now no
+    file of the program's is touched and no line is lost. A request whose connection the
+    program closed after it left is sent again, as for any cut connection (the server may
+    have stored it)."""
+    lines = 400_000  # ~45 pieces, replayed while the program works
+    _spool_file(sink.spool, lines, sink.test_id)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with FaultProxy(sink.url, ["delay:0.001"] * 10_000) as proxy:
+        env = sink.env(VICTORIALOGS_URL=proxy.url, VICTORIALOGS_DEBUG="1")
+        run = run_python(script(CLOSES_AGAIN_AND_AGAIN), env,
+                         args=(str(sink.spool), str(mine), "2000"))  # fmt: skip
+    assert (run.rc, run.out) == (0, "start\ndone\n"), run.err
+    assert "claimed: True" in run.err and "not JSON" not in run.err, run.err
+    result = replay(sink)
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = seqs(sink.settle(lines, timeout=60))
+    assert set(got) == set(range(lines)), run.err  # at least once: see the docstring

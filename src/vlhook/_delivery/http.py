@@ -10,6 +10,7 @@ the C `_socket` module; `ssl` (and `socket`, which it needs) are imported for ht
 from __future__ import annotations
 
 import _socket
+import errno
 from time import monotonic
 
 from vlhook._delivery.private import NO_IDENTITY, identity
@@ -159,11 +160,14 @@ class Connection:
         sock, self._sock = self._sock, None
         self._pending = b""
         if sock is not None:
-            try:
-                # Detached, its number is not closed: see _owned.
-                sock.close() if self._owned(sock) else sock.detach()
-            except OSError:
-                pass
+            self._let_go(sock)
+
+    def _let_go(self, sock: Any) -> None:
+        try:
+            # Detached, its number is not closed: see _owned.
+            sock.close() if self._owned(sock) else sock.detach()
+        except OSError:
+            pass
 
     def _owned(self, sock: Any) -> bool:
         """Whether the socket's descriptor is still the one opened here. A program that closes
@@ -175,6 +179,18 @@ class Connection:
         the interpreter lock between the two calls)."""
         return identity(sock.fileno()) == self._identity
 
+    def _checked(self, deadline: float, sent_body: bool, answered: bool = False) -> Any:
+        """The socket, with what is left of the request as its timeout; checked first to be
+        still the one opened here (see _owned). Under the program's number, a socket of the
+        program's would carry vlhook's bytes or lose its own to vlhook, and settimeout would
+        make the program's descriptor non-blocking."""
+        sock = self._sock
+        if not self._owned(sock):
+            raise HttpError("the connection was closed by the program", sent_body=sent_body,
+                            answered=answered)  # fmt: skip
+        sock.settimeout(_remaining(deadline, sent_body=sent_body))
+        return sock
+
     # -- connecting ---------------------------------------------------------------------------
 
     def _connect(self, deadline: float) -> Any:
@@ -185,17 +201,19 @@ class Connection:
         error: Optional[BaseException] = None
         for family, kind, proto, _, address in infos:
             sock = self._socket(family, kind, proto)
+            self._identity = identity(sock.fileno())  # before any use: see _owned
             try:
                 sock.settimeout(_remaining(deadline, sent_body=False))
                 sock.connect(address)
+                if not self._owned(sock):
+                    raise OSError(errno.EBADF, "closed by the program while it connected")
                 sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                self._identity = identity(sock.fileno())
                 return self._wrap(sock, deadline) if self.tls is not None else sock
             except HttpError:
-                sock.close()
+                self._let_go(sock)
                 raise
             except OSError as exc:
-                sock.close()
+                self._let_go(sock)
                 error = exc
         raise HttpError(_describe(error, "cannot connect"), sent_body=False,
                         timeout=isinstance(error, TIMEOUTS)) from error  # fmt: skip
@@ -214,11 +232,10 @@ class Connection:
     # -- sending ------------------------------------------------------------------------------
 
     def _send_all(self, head: bytes, body: bytes, deadline: float) -> None:
-        sock = self._sock
         view = memoryview(head + body)
         sent = 0
         while sent < len(view):
-            sock.settimeout(_remaining(deadline, sent_body=sent > len(head)))
+            sock = self._checked(deadline, sent_body=sent > len(head))
             try:
                 sent += sock.send(view[sent:])
             except OSError as exc:
@@ -232,9 +249,9 @@ class Connection:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        self._sock.settimeout(_remaining(deadline, sent_body=True))
+        sock = self._checked(deadline, sent_body=True, answered=answered)
         try:
-            data = bytes(self._sock.recv(RECV))
+            data = bytes(sock.recv(RECV))
         except OSError as exc:
             raise HttpError(_describe(exc, "no answer"), sent_body=True, answered=answered,
                             timeout=isinstance(exc, TIMEOUTS)) from exc  # fmt: skip

@@ -13,9 +13,14 @@ import errno
 import os
 import stat
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
+    from typing import Optional
+
 # getattr: Windows lacks these flags (it has no spool: open_private_dir refuses it there).
 _DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 #: A new file: never an existing one, never through a link.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 #: An existing file to read: not through a link, and opening it has no side effect (a named
 #: pipe does not block, a terminal does not become the controlling one).
@@ -45,20 +50,24 @@ def open_private_dir(path: str, create: bool = True) -> int:
     if create:
         _make_parents(parent)
     try:
-        parent_fd = os.open(parent or ".", _DIR)
+        parent_fd = open_high(parent or ".", _DIR, None)
     except FileNotFoundError:
         if not create:
             raise
         raise Refused(f"its parent directory {parent} does not exist") from None
     except OSError as exc:
+        if exc.errno == errno.EBADF:  # closed by the program at that moment: not a refusal
+            raise
         raise Refused(f"cannot open its parent directory: {exc.strerror}") from None
+    parent_identity = identity(parent_fd)
     try:
         fd = _open_child(parent_fd, name, create)
     finally:
-        os.close(parent_fd)
-    problem = dir_problem(os.fstat(fd))
+        close_if(parent_fd, parent_identity)
+    info = os.fstat(fd)
+    problem = dir_problem(info)
     if problem:
-        os.close(fd)
+        close_if(fd, (info.st_dev, info.st_ino))
         raise Refused(problem)
     return fd
 
@@ -82,11 +91,13 @@ def _make_parents(parent: str) -> None:
 def _open_child(parent_fd: int, name: str, create: bool) -> int:
     for _ in range(2):  # made by another process at the same moment: opened as it is
         try:
-            return os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=parent_fd)
+            return open_high(name, _DIR | os.O_NOFOLLOW, parent_fd)
         except FileNotFoundError:
             if not create:
                 raise
         except OSError as exc:
+            if exc.errno == errno.EBADF:  # closed by the program at that moment
+                raise
             raise Refused(_why_not_a_dir(parent_fd, name, exc)) from None
         try:
             os.mkdir(name, 0o700, dir_fd=parent_fd)
@@ -132,6 +143,58 @@ def file_problem(info: os.stat_result) -> str:
 
 #: What `identity` gives for a descriptor that is closed.
 NO_IDENTITY = (-1, -1)
+#: The spool's descriptors are moved to this number or above. A program that closes every
+#: descriptor it did not open (a daemon's `os.closerange(3, ...)`) and then opens files gets
+#: the lowest free numbers: one up here is not taken by the program's next files (unless it
+#: holds this many at once), so a descriptor of the spool that it closed stays closed (EBADF)
+#: where a low one would, between two of vlhook's calls, have become the program's file.
+HIGH_FD = 256
+
+
+def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -> int:
+    """`name` (in the directory `dir_fd`) opened, moved up to HIGH_FD or above, and checked
+    to be the file of that name. The low number os.open gave is exposed until it is moved:
+    had the program closed and reused it meanwhile, what was moved is the program's file,
+    which is then neither used nor closed (OSError EBADF, as for a closed descriptor). Kept
+    at its low number when there is no room up there (a limit of open files below
+    HIGH_FD). Raises OSError."""
+    low = os.open(name, flags, mode, dir_fd=dir_fd)
+    fd = _moved(low)
+    mine = identity(fd)
+    try:
+        named = os.stat(name, dir_fd=dir_fd, follow_symlinks=not flags & _NOFOLLOW)
+    except OSError:  # gone already (another process replayed it): nothing to check against
+        if fd != low:
+            os.close(fd)
+        close_if(low, mine)
+        raise
+    if mine != (named.st_dev, named.st_ino):
+        if fd != low:
+            os.close(fd)  # a duplicate of the program's file: the program's own stays open
+        raise OSError(errno.EBADF, "closed by the program before vlhook used it", name)
+    if fd != low:
+        close_if(low, mine)
+    return fd
+
+
+def _moved(fd: int) -> int:
+    """A duplicate of `fd` from HIGH_FD up; `fd` itself when there is no room there."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no spool there
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD)
+    except OSError:
+        return fd
+
+
+def close_if(fd: int, mine: tuple[int, int]) -> None:
+    """`fd` closed while it is still the file `mine` names: otherwise the program may hold
+    that number now (it closed vlhook's, then opened a file of its own). A check, not a lock:
+    see spool.Claim.held."""
+    if mine != NO_IDENTITY and identity(fd) == mine:
+        os.close(fd)
 
 
 def identity(fd: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, Config
 from vlhook._delivery.batch import Batch
 from vlhook._delivery.encode import Encoder
+from vlhook._delivery.private import NO_IDENTITY, close_if, identity
 from vlhook._delivery.spool import CAPTURES, TEMP, write_all
 from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, EntryBuilder
 from vlhook._formats import strip_colours
@@ -289,6 +290,7 @@ class CaptureFile:
 
         self.spool = spool
         self.fd: Optional[int] = None
+        self._identity = NO_IDENTITY  # of fd: see close()
         redaction = {"on": config.redact, "patterns": list(config.redact_extra),
                      "keys": list(config.redact_keys)}  # fmt: skip
         self._header = _codec.stdlib_dumps({HEADER: constants, REDACTION: redaction})
@@ -375,21 +377,22 @@ class CaptureFile:
         fd = self.spool.create(TEMP + name)
         if fd is None:
             return "spool_unwritable"
+        mine = identity(fd)
         # Locked before it has its final name: a replay never sees it unlocked.
         self._lock_exclusively(fd)
         try:
             write_all(fd, self._header + b"\n")
             self.spool.publish(TEMP + name, name)
         except OSError as exc:
-            os.close(fd)
+            close_if(fd, mine)
             return "spool_no_space" if exc.errno in (28, 122) else "spool_unwritable"
-        self.fd = fd
+        self.fd, self._identity = fd, mine
         return ""
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
         if fd is not None:
-            os.close(fd)
+            close_if(fd, self._identity)  # not when the program closed it (see private.py)
 
 
 def replay_now(config: Config, stats: Stats, timeout: float) -> tuple[int, str]:

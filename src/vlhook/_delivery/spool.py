@@ -26,8 +26,10 @@ from vlhook._delivery.private import (
     NO_IDENTITY,
     READ,
     Refused,
+    close_if,
     file_problem,
     identity,
+    open_high,
     open_private_dir,
 )
 from vlhook._sync import acquire_patiently, allocate_lock
@@ -46,6 +48,9 @@ SENT, TEMP = ".sent", ".tmp-"
 # pid was reused (pid 1 in a container) was never taken back. Such files are batches like any.
 OLD_CLAIM = BATCH + ".sending-"
 STALE_TEMP_S = 600.0  # a temporary file this old belongs to a process that died mid-write
+#: Tries of a spool file's write or read whose descriptor the program closed under it (a
+#: daemon's os.closerange): that is not a failure of the disk, and a second try succeeds.
+ATTEMPTS = 3
 _counter = itertools.count()
 
 
@@ -139,7 +144,9 @@ class Spool:
             # The program closed it, and the number may be one of its own directories now:
             # left to the program, never closed, and the spool is opened (and checked) again.
             self._fd = None
-        if self._fd is None and not self._refused:
+        for _ in range(ATTEMPTS):
+            if self._fd is not None or self._refused:
+                break
             try:
                 self._fd = open_private_dir(self.directory)
                 self._identity = identity(self._fd)
@@ -148,6 +155,8 @@ class Spool:
                 _diag.warn(f"spool directory {self.directory} not used: {exc}; running without "
                            "a spool (undeliverable entries are dropped and counted)",
                            key="spool-dir")  # fmt: skip
+            except OSError:  # a descriptor of it closed by the program meanwhile: again
+                pass
         return self._fd
 
     # -- writing ------------------------------------------------------------------------------
@@ -174,25 +183,41 @@ class Spool:
         return reason
 
     def write(self, name: str, body: bytes, lines: int) -> str:
-        fd = self._dir()
-        if fd is None:
+        if self._dir() is None:
             return "spool_off" if not self.directory else "spool_refused"
         if self.max_bytes <= 0 or not self._make_room(len(body)):
             return "spool_full"
-        temp = f"{TEMP}{name}"
         try:
-            out = os.open(temp, CREATE, 0o600, dir_fd=fd)
-            try:
-                write_all(out, body)
-            finally:
-                os.close(out)
-            os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            self._write_file(name, body)
         except OSError as exc:
-            _unlink(temp, fd)
             no_space = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
             return "spool_no_space" if no_space else "spool_unwritable"
         return ""
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        """`data` as the file `name`: whole or not at all (written under a temporary name,
+        then renamed into place). Raises OSError."""
+        temp = f"{TEMP}{name}"
+        for attempt in range(ATTEMPTS):
+            fd = self._dir()
+            if fd is None:
+                raise OSError(errno.ENOENT, "the spool directory is not usable", self.directory)
+            if attempt:
+                _unlink(temp, fd)  # left by a try whose directory descriptor was closed
+            try:
+                out = open_high(temp, CREATE, fd)
+                mine = identity(out)
+                try:
+                    write_all(out, data)
+                finally:
+                    close_if(out, mine)
+                os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
+                return
+            except OSError as exc:
+                _unlink(temp, fd)
+                if exc.errno != errno.EBADF or attempt == ATTEMPTS - 1:
+                    raise
 
     def create(self, name: str) -> Optional[int]:
         """A new file of ours, open for appending (raw captures at exit); None when refused."""
@@ -200,7 +225,7 @@ class Spool:
         if fd is None:
             return None
         try:
-            return os.open(name, CREATE | os.O_APPEND, 0o600, dir_fd=fd)
+            return open_high(name, CREATE | os.O_APPEND, fd)
         except OSError as exc:
             _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
             return None
@@ -304,11 +329,12 @@ class Spool:
         if fd is None:
             return None
         try:
-            handle = os.open(name, READ, dir_fd=fd)
+            handle = open_high(name, READ, fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._report(name, "it is a symbolic link, not a regular file")
             return None
+        mine = identity(handle)
         try:
             problem = file_problem(os.fstat(handle))
             if not problem:
@@ -318,10 +344,10 @@ class Spool:
                     raise FileNotFoundError(name)
                 offset, problem = self._progress(name, fd)
         except OSError:
-            os.close(handle)
+            close_if(handle, mine)
             return None
         if problem:
-            os.close(handle)
+            close_if(handle, mine)
             self._report(name, problem)
             return None
         return Claim(handle, info, name, min(offset, info.st_size), own=name in self.own)
@@ -353,18 +379,14 @@ class Spool:
         if offset >= claim.size:
             self.finish(claim)
             return
-        fd = self._dir()
-        if fd is not None:
-            temp = f"{TEMP}{claim.name}{SENT}"
-            try:
-                out = os.open(temp, CREATE, 0o600, dir_fd=fd)
-                try:
-                    write_all(out, str(offset).encode())
-                finally:
-                    os.close(out)
-                os.rename(temp, claim.name + SENT, src_dir_fd=fd, dst_dir_fd=fd)
-            except OSError:
-                _unlink(temp, fd)  # replayed again from the last recorded point: at-least-once
+        if self._dir() is None:
+            return
+        try:
+            self._write_file(claim.name + SENT, str(offset).encode())
+        except OSError as exc:  # replayed again from the last recorded point: at-least-once
+            _diag.warn(f"cannot record how far {claim.name} in the spool was replayed ({exc}): "
+                       "its entries delivered since the last record may be sent again",
+                       key="spool-progress")  # fmt: skip
 
     def finish(self, claim: Claim) -> None:
         fd = self._dir()
@@ -374,14 +396,8 @@ class Spool:
         self.own.pop(claim.name, None)
 
     def release(self, claim: Claim) -> None:
-        if not claim.held:
-            # The number may be the program's now: not ours to close. (The program could
-            # still close and reuse it between this check and the close: see Claim.held.)
-            return
-        try:
-            os.close(claim.fd)  # and with it the lock
-        except OSError:
-            pass
+        # Not closed when the program closed it (see Claim.held); with it goes the lock.
+        close_if(claim.fd, claim.identity)
 
     def purge(self) -> int:
         removed = 0
@@ -395,22 +411,30 @@ class Spool:
 
     def _progress(self, name: str, fd: int) -> tuple[int, str]:
         """How far `name` was replayed (0: from its start), or why its progress file is not
-        ours (then neither file is read, replaced or removed)."""
+        ours (then neither file is read, replaced or removed). Raises OSError when it cannot
+        be read (a descriptor closed by the program): read as 0, what was delivered would be
+        sent again."""
         problem = _progress_problem(name, fd)
+        if problem:
+            return 0, problem
         try:
-            handle = -1 if problem else os.open(name + SENT, READ, dir_fd=fd)
-        except OSError:
+            handle = open_high(name + SENT, READ, fd)
+        except FileNotFoundError:
             return 0, ""  # no progress file
+        mine = identity(handle)
         try:
-            problem = problem or _progress_problem(name, fd, os.fstat(handle))
-            if problem:
-                return 0, problem
-            return int(os.read(handle, 32).decode("ascii", "replace").strip() or 0), ""
-        except (OSError, ValueError):
-            return 0, ""
+            problem = _progress_problem(name, fd, os.fstat(handle))
+            text = os.read(handle, 32)
+            if identity(handle) != mine:  # closed and its number reused: not what was read
+                raise OSError(errno.EBADF, "closed by the program while it was read")
         finally:
-            if handle >= 0:
-                os.close(handle)
+            close_if(handle, mine)
+        if problem:
+            return 0, problem
+        try:
+            return int(text.decode("ascii", "replace").strip() or 0), ""
+        except ValueError:
+            return 0, ""
 
     def _drop_stale_temp(self, name: str, fd: int) -> None:
         try:

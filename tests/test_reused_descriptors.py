@@ -1,0 +1,365 @@
+"""A program that closes every descriptor it did not open (a daemon's `os.closerange(3, ...)`)
+and opens files of its own gets the lowest free numbers: those vlhook's descriptors had. Here
+the program's moves are made at the exact moments between two of vlhook's calls (the real
+program, at random moments, is in test_delivery_faults.py): vlhook must never close, read,
+write or change a file of the program's, and must not lose or repeat what it was doing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from vlhook import _diag
+from vlhook._delivery import private, spool
+from vlhook._delivery.http import Connection, HttpError
+from vlhook._delivery.private import HIGH_FD, open_high
+from vlhook._delivery.spool import SENT, Spool
+from vlhook._stats import Stats
+
+PROGRAM_DATA = b"the program's data\n"
+
+
+class ProgramFile:
+    """A file of the program's, put under a number vlhook had (as the program's next open
+    would get it once it closed vlhook's)."""
+
+    def __init__(self, path: Path) -> None:
+        path.write_bytes(PROGRAM_DATA)
+        self.path = path
+        self.fd = -1
+
+    def take(self, number: int) -> None:
+        mine = os.open(self.path, os.O_RDWR)
+        os.dup2(mine, number)  # closes vlhook's, as closerange did, and takes its number
+        os.close(mine)
+        self.fd = number
+
+    def intact(self) -> bool:
+        """Still open under its number, its data and position as the program left them."""
+        same = os.path.samestat(os.fstat(self.fd), os.stat(self.path))
+        return same and os.lseek(self.fd, 0, os.SEEK_CUR) == 0 and \
+            self.path.read_bytes() == PROGRAM_DATA  # fmt: skip
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Iterator[ProgramFile]:
+    file = ProgramFile(tmp_path / "program.txt")
+    yield file
+    file.close()
+
+
+def _open_fds() -> set[int]:
+    return {n for n in range(HIGH_FD + 64) if _is_open(n)}
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _taken_before_moved(monkeypatch: Any, program: ProgramFile, times: int = 1) -> None:
+    """The next `times` numbers os.open gives vlhook become the program's before they are
+    moved up."""
+    moved = private._moved
+    left = [times]
+
+    def taken(low: int) -> int:
+        if left[0] > 0:
+            left[0] -= 1
+            program.take(low)
+        return moved(low)
+
+    monkeypatch.setattr(private, "_moved", taken)
+
+
+# -- the spool's descriptors ----------------------------------------------------------------
+
+
+def test_the_spool_opens_its_files_above_the_programs_numbers(tmp_path: Path) -> None:
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "f").write_text("x")
+    before = _open_fds()
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        fd = open_high("f", private.READ, dir_fd)
+        assert fd >= HIGH_FD and os.read(fd, 1) == b"x"
+        assert _open_fds() == before | {dir_fd, fd}  # the low number it had is closed
+        os.close(fd)
+    finally:
+        os.close(dir_fd)
+
+
+def test_a_number_the_program_took_before_it_was_moved_is_left_to_it(
+    tmp_path: Path, program: ProgramFile, monkeypatch: Any
+) -> None:
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "f").write_text("spool data")
+    dir_fd = os.open(directory, os.O_RDONLY)
+    _taken_before_moved(monkeypatch, program)
+    before = _open_fds()
+    try:
+        with pytest.raises(OSError, match="closed by the program"):
+            open_high("f", private.READ, dir_fd)
+    finally:
+        os.close(dir_fd)
+    assert program.intact()
+    assert _open_fds() == before - {dir_fd} | {program.fd}  # nothing of vlhook's left open
+
+
+def test_a_spool_write_whose_number_the_program_took_is_written_again(
+    tmp_path: Path, program: ProgramFile, monkeypatch: Any
+) -> None:
+    """Before: the batch went into the program's file, which was then closed."""
+    store = Spool(str(tmp_path / "spool"), 1 << 20, Stats())
+    assert store.usable
+    _taken_before_moved(monkeypatch, program)
+    assert store.put(b'{"_msg":"a"}\n', 1) == ""
+    assert program.intact()
+    [kept] = store.files()
+    assert (tmp_path / "spool" / kept.name).read_bytes() == b'{"_msg":"a"}\n'
+    assert sorted(os.listdir(tmp_path / "spool")) == [kept.name]  # no temporary file left
+
+
+def test_a_spool_write_whose_descriptor_the_program_closed_is_written_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    store = Spool(str(tmp_path / "spool"), 1 << 20, Stats())
+    real = spool.write_all
+    closed: list[int] = []
+
+    def closed_first(fd: int, data: bytes) -> None:
+        if not closed:
+            closed.append(fd)
+            os.close(fd)  # the program's closerange, between the open and the write
+        real(fd, data)
+
+    monkeypatch.setattr(spool, "write_all", closed_first)
+    assert store.put(b'{"_msg":"a"}\n', 1) == ""
+    assert closed and closed[0] >= HIGH_FD
+    [kept] = store.files()
+    assert kept.lines == 1 and store.stats.spooled == 1
+    assert (tmp_path / "spool" / kept.name).read_bytes() == b'{"_msg":"a"}\n'
+
+
+def _claimed_file(tmp_path: Path, lines: int) -> tuple[Spool, str]:
+    folder = tmp_path / "spool"
+    folder.mkdir(mode=0o700)
+    name = f"{1:020d}-1-0-{lines}.jsonl"
+    (folder / name).write_bytes(b"".join(b'{"_msg":"%d"}\n' % i for i in range(lines)))
+    os.chmod(folder / name, 0o600)
+    return Spool(str(folder), 1 << 20, Stats()), name
+
+
+def test_progress_the_program_closed_while_it_was_read_is_not_read_as_none(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Before: a progress file whose descriptor failed was read as "nothing sent yet", and
+    the whole file was sent again. Now the file is not claimed this time, and is claimed
+    from its recorded progress the next time."""
+    store, name = _claimed_file(tmp_path, 10)
+    claim = store.claim_file(name)
+    assert claim is not None
+    store.advance(claim, 40)
+    store.release(claim)
+    assert (tmp_path / "spool" / (name + SENT)).read_text() == "40"
+    real = open_high
+
+    def closed_at_once(name: str, flags: int, dir_fd: Any, mode: int = 0o600) -> int:
+        fd = real(name, flags, dir_fd, mode)
+        if name.endswith(SENT):
+            os.close(fd)  # the program's closerange, right after it was opened
+        return fd
+
+    monkeypatch.setattr("vlhook._delivery.spool.open_high", closed_at_once)
+    assert store.claim_file(name) is None
+    monkeypatch.undo()
+    again = store.claim_file(name)
+    assert again is not None and again.offset == 40
+    store.release(again)
+
+
+def test_progress_that_cannot_be_recorded_is_said(tmp_path: Path, monkeypatch: Any) -> None:
+    store, name = _claimed_file(tmp_path, 10)
+    claim = store.claim_file(name)
+    assert claim is not None
+    shown: list[str] = []
+    monkeypatch.setattr(_diag, "warn", lambda text, key=None: shown.append(text))
+
+    def closed(fd: int, data: bytes) -> None:
+        os.close(fd)  # every try: the program closes it each time
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(spool, "write_all", closed)
+    store.advance(claim, 40)
+    store.release(claim)
+    assert len(shown) == 1 and "may be sent again" in shown[0] and name in shown[0]
+    assert not (tmp_path / "spool" / (name + SENT)).exists()
+    assert [n for n in os.listdir(tmp_path / "spool") if n != name] == []
+
+
+# -- the connection -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, int]]:
+    """Answers each request on a connection with 204, after reading its head and body."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # reset: the client's number was closed
+            data = b""
+            while not stop.is_set():
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
+                    if len(rest) < length:
+                        break
+                    data = rest[length:]
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        for _ in range(200):  # bounded: 40 s at most
+            if stop.is_set():
+                return
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def _post(conn: Connection) -> int:
+    return conn.request("POST", "/insert/jsonline", {}, b'{"_msg":"x"}\n', _in(5)).status
+
+
+def _in(seconds: float) -> float:
+    return time.monotonic() + seconds
+
+
+def _swapping(monkeypatch: Any, at: str, then: Callable[[int], None]) -> None:
+    """The socket Connection opens; at its method `at`, the program takes its number first."""
+    real = Connection._socket
+
+    class Taken(socket.socket):
+        def settimeout(self, value: Any) -> None:
+            if at == "settimeout":
+                self._taken()
+            super().settimeout(value)
+
+        def connect(self, address: Any) -> None:
+            super().connect(address)
+            if at == "connect":
+                self._taken()
+
+        def _taken(self) -> None:
+            if not getattr(self, "done", False):
+                self.done = True
+                then(self.fileno())
+
+    def made(self: Connection, family: int, kind: int, proto: int) -> Any:
+        sock = real(self, family, kind, proto)
+        return Taken(family, kind, proto, fileno=sock.detach())
+
+    monkeypatch.setattr(Connection, "_socket", made)
+
+
+@pytest.mark.parametrize("at", ["settimeout", "connect"])
+def test_a_socket_number_the_program_took_while_it_connected_is_left_to_it(
+    server: tuple[str, int], program: ProgramFile, monkeypatch: Any, at: str
+) -> None:
+    """Taken before the connect, or during it. Before: the failed connect closed the number,
+    the program's file; or the connection went on with the program's file under its number."""
+    conn = Connection(*server)
+    _swapping(monkeypatch, at, program.take)
+    with pytest.raises(HttpError, match="cannot connect"):
+        _post(conn)
+    assert program.intact()
+    monkeypatch.undo()
+    assert _post(conn) == 204  # the next request connects again
+    conn.close()
+    assert program.intact()
+
+
+def test_a_socket_number_the_program_took_during_a_request_is_not_read(
+    server: tuple[str, int], monkeypatch: Any
+) -> None:
+    """The program closes vlhook's socket between the request and its answer, and a socket
+    of its own takes the number. Before: vlhook read the program's incoming data as its
+    answer. Now the request goes again on a new connection (the server may have stored it:
+    at least once, as for any connection cut), and the program's socket keeps its data."""
+    conn = Connection(*server)
+    assert _post(conn) == 204
+    ours, peer = socket.socketpair()
+    awaited = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"  # what the program awaits
+    peer.sendall(awaited)
+    real = Connection._send_all
+    taken: list[int] = []
+
+    def then_taken(self: Connection, head: bytes, body: bytes, deadline: float) -> None:
+        real(self, head, body, deadline)
+        if not taken:
+            taken.append(self._sock.fileno())
+            os.dup2(ours.fileno(), taken[0])  # closerange, then the program's socket
+
+    monkeypatch.setattr(Connection, "_send_all", then_taken)
+    assert _post(conn) == 204
+    assert conn._sock.fileno() != taken[0]
+    program = socket.socket(fileno=taken[0])
+    assert program.getblocking()  # not made non-blocking by a timeout of vlhook's
+    program.settimeout(5)
+    assert program.recv(100) == awaited
+    for sock in (program, ours, peer):
+        sock.close()
+    conn.close()
+
+
+def test_a_socket_of_the_programs_that_took_the_number_during_connect_is_not_changed(
+    server: tuple[str, int], monkeypatch: Any
+) -> None:
+    """Before: vlhook set its own option (TCP_NODELAY) on the program's socket."""
+    programs = socket.create_connection(server, timeout=5)
+    conn = Connection(*server)
+    taken: list[int] = []
+
+    def take(number: int) -> None:
+        taken.append(number)
+        os.dup2(programs.fileno(), number)
+
+    _swapping(monkeypatch, "connect", take)
+    with pytest.raises(HttpError, match="closed by the program while it connected"):
+        _post(conn)
+    held = socket.socket(fileno=taken[0])
+    assert held.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    assert held.getblocking()
+    for sock in (held, programs):
+        sock.close()
