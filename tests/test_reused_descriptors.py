@@ -18,10 +18,12 @@ from typing import Any, Callable
 import pytest
 
 from vlhook import _diag
+from vlhook._config import parse_endpoint
 from vlhook._delivery import private, spool
 from vlhook._delivery.http import Connection, HttpError
 from vlhook._delivery.private import HIGH_FD, open_high
 from vlhook._delivery.spool import SENT, Spool
+from vlhook._delivery.transport import FileTransport
 from vlhook._stats import Stats
 
 PROGRAM_DATA = b"the program's data\n"
@@ -212,6 +214,40 @@ def test_progress_that_cannot_be_recorded_is_said(tmp_path: Path, monkeypatch: A
     assert len(shown) == 1 and "may be sent again" in shown[0] and name in shown[0]
     assert not (tmp_path / "spool" / (name + SENT)).exists()
     assert [n for n in os.listdir(tmp_path / "spool") if n != name] == []
+
+
+def _file_output(path: Path) -> FileTransport:
+    return FileTransport(parse_endpoint(f"file://{path}"))
+
+
+def test_a_file_output_whose_number_the_program_took_is_left_to_it(
+    tmp_path: Path, program: ProgramFile, monkeypatch: Any
+) -> None:
+    """`VICTORIALOGS_URL=file://...`. Before: the entries went into the program's file, which
+    was then closed."""
+    out = tmp_path / "out.jsonl"
+    _taken_before_moved(monkeypatch, program)
+    failed = _file_output(out).post(b'{"_msg":"a"}\n', _in(5))
+    assert (failed.ok, failed.retryable) == (False, True)
+    assert program.intact()
+    assert _file_output(out).post(b'{"_msg":"a"}\n', _in(5)).ok
+    assert out.read_bytes() == b'{"_msg":"a"}\n'
+
+
+def test_a_file_output_the_program_closed_at_once_is_tried_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Before: the failure raised out of the write (its start was never read)."""
+    real = open_high
+
+    def closed_at_once(name: str, flags: int, dir_fd: Any, mode: int = 0o600) -> int:
+        fd = real(name, flags, dir_fd, mode)
+        os.close(fd)  # the program's closerange, right after it was opened
+        return fd
+
+    monkeypatch.setattr("vlhook._delivery.transport.open_high", closed_at_once)
+    failed = _file_output(tmp_path / "out.jsonl").post(b'{"_msg":"a"}\n', _in(5))
+    assert (failed.ok, failed.retryable) == (False, True)
 
 
 # -- the connection -------------------------------------------------------------------------

@@ -19,17 +19,12 @@ if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
 
 # getattr: Windows lacks these flags (it has no spool: open_private_dir refuses it there).
 _DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-#: A new file: never an existing one, never through a link.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+#: A new file: never an existing one, never through a link.
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
 #: An existing file to read: not through a link, and opening it has no side effect (a named
 #: pipe does not block, a terminal does not become the controlling one).
-READ = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_NOCTTY", 0)
-)
+READ = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
           (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
@@ -165,12 +160,12 @@ def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -
         named = os.stat(name, dir_fd=dir_fd, follow_symlinks=not flags & _NOFOLLOW)
     except OSError:  # gone already (another process replayed it): nothing to check against
         if fd != low:
-            os.close(fd)
+            close_if(fd, mine)
         close_if(low, mine)
         raise
     if mine != (named.st_dev, named.st_ino):
         if fd != low:
-            os.close(fd)  # a duplicate of the program's file: the program's own stays open
+            close_if(fd, mine)  # a duplicate of the program's file: its own number stays open
         raise OSError(errno.EBADF, "closed by the program before vlhook used it", name)
     if fd != low:
         close_if(low, mine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from vlhook._delivery.http import Connection, HttpError, Withdrawn
+from vlhook._delivery.private import close_if, identity, open_high
 from vlhook._diag import scrub, warn
 
 TYPE_CHECKING = False
@@ -192,10 +193,12 @@ class FileTransport:
         if may_send is not None and not may_send():
             return Result(False, retryable=False, message=str(Withdrawn()))
         try:
-            # Not through a link another user may have put in its place (in /tmp, say).
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            # Not through a link another user may have put in its place (in /tmp, say); at a
+            # number the program's next files do not take (see private.open_high).
+            fd = open_high(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, None)
         except OSError as exc:
             return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
+        mine, start = identity(fd), -1
         try:
             refusal = _not_ours(fd)
             if refusal:
@@ -208,10 +211,11 @@ class FileTransport:
             while written < len(view):
                 written += os.write(fd, view[written:])
         except OSError as exc:
-            _truncate(fd, start)
+            if start >= 0 and identity(fd) == mine:
+                _truncate(fd, start)
             return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
         finally:
-            os.close(fd)
+            close_if(fd, mine)  # not when the program closed it
         return Result(True)
 
     def abort(self) -> None:
