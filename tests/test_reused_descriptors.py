@@ -77,7 +77,7 @@ def _is_open(fd: int) -> bool:
 def _taken_before_moved(monkeypatch: Any, program: ProgramFile, times: int = 1) -> None:
     """The next `times` numbers os.open gives vlhook become the program's before they are
     moved up."""
-    moved = private._moved
+    moved = private.moved_up
     left = [times]
 
     def taken(low: int) -> int:
@@ -86,7 +86,7 @@ def _taken_before_moved(monkeypatch: Any, program: ProgramFile, times: int = 1) 
             program.take(low)
         return moved(low)
 
-    monkeypatch.setattr(private, "_moved", taken)
+    monkeypatch.setattr(private, "moved_up", taken)
 
 
 # -- the spool's descriptors ----------------------------------------------------------------
@@ -399,3 +399,20 @@ def test_a_socket_of_the_programs_that_took_the_number_during_connect_is_not_cha
     assert held.getblocking()
     for sock in (held, programs):
         sock.close()
+
+
+def test_once_the_program_closed_a_socket_the_next_ones_are_moved_up(
+    server: tuple[str, int], program: ProgramFile
+) -> None:
+    """A program that never closes vlhook's socket does not pay for moving it (fcntl's
+    import); one that did gets the next ones where its next files do not go."""
+    conn = Connection(*server)
+    assert _post(conn) == 204
+    first = conn._sock.fileno()
+    assert first < HIGH_FD
+    program.take(first)  # closerange, then the program's next file
+    assert _post(conn) == 204
+    assert conn._sock.fileno() >= HIGH_FD
+    assert program.intact()
+    conn.close()
+    assert program.intact()

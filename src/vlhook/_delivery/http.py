@@ -13,7 +13,7 @@ import _socket
 import errno
 from time import monotonic
 
-from vlhook._delivery.private import NO_IDENTITY, identity
+from vlhook._delivery.private import NO_IDENTITY, close_if, identity, moved_up
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -67,6 +67,9 @@ class Connection:
         self.host_header = (f"[{host}]" if ":" in host else host) + f":{port}"
         self._sock: Any = None
         self._identity = NO_IDENTITY  # of the socket's descriptor: see _owned
+        #: The program closed a socket of this connection's: it closes descriptors it did not
+        #: open, and the next sockets are moved up where its next files do not go (_socket).
+        self._closes_ours = False
         self._pending = b""  # bytes read past a 1xx answer: the start of the next
         self._aborted = False
         self._may_send: Optional[Callable[[], bool]] = None  # of the request under way
@@ -164,8 +167,11 @@ class Connection:
 
     def _let_go(self, sock: Any) -> None:
         try:
-            # Detached, its number is not closed: see _owned.
-            sock.close() if self._owned(sock) else sock.detach()
+            if self._owned(sock):
+                sock.close()
+            else:  # detached, its number is not closed: see _owned
+                sock.detach()
+                self._closes_ours = True
         except OSError:
             pass
 
@@ -220,10 +226,25 @@ class Connection:
 
     def _socket(self, family: int, kind: int, proto: int) -> Any:
         if self.tls is None:
-            return _socket.socket(family, kind, proto)
-        import socket  # needed by ssl anyway: https only
+            make: Any = _socket.socket
+        else:
+            import socket  # needed by ssl anyway: https only
 
-        return socket.socket(family, kind, proto)
+            make = socket.socket
+        sock = make(family, kind, proto)
+        if not self._closes_ours:
+            return sock
+        # Moved up as the spool's files are (private.HIGH_FD), once the program was seen to
+        # close a socket of ours: moving costs every process fcntl's import (~0.2 ms) at its
+        # first delivery, so a program that never does pays nothing.
+        low = sock.fileno()
+        fd = moved_up(low)
+        if fd == low:
+            return sock
+        mine = identity(fd)
+        sock.detach()
+        close_if(low, mine)
+        return make(family, kind, proto, fd)
 
     def _wrap(self, sock: Any, deadline: float) -> Any:
         sock.settimeout(_remaining(deadline, sent_body=False))

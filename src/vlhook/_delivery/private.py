@@ -154,7 +154,7 @@ def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -
     at its low number when there is no room up there (a limit of open files below
     HIGH_FD). Raises OSError."""
     low = os.open(name, flags, mode, dir_fd=dir_fd)
-    fd = _moved(low)
+    fd = moved_up(low)
     mine = identity(fd)
     try:
         named = os.stat(name, dir_fd=dir_fd, follow_symlinks=not flags & _NOFOLLOW)
@@ -172,7 +172,7 @@ def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -
     return fd
 
 
-def _moved(fd: int) -> int:
+def moved_up(fd: int) -> int:
     """A duplicate of `fd` from HIGH_FD up; `fd` itself when there is no room there."""
     try:
         import fcntl
