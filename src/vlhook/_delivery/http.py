@@ -180,9 +180,10 @@ class Connection:
         every descriptor it does not know of (a daemon's `os.closerange(3, ...)`) and opens a
         file may get that very number: closing it, or sending on it, would close or write into
         the program's file. Such a socket is let go without closing its number, and a new one
-        is opened. Checked before each request and each close: the program could still close
-        and reuse the number between the check and the use (the checking thread may wait for
-        the interpreter lock between the two calls)."""
+        is opened. Checked before each call on the socket (_checked) and each close: the
+        program could still close and reuse the number between the check and the use (the
+        checking thread may wait for the interpreter lock between the two calls); once it has
+        closed one, the next sockets are moved where its next files do not go (_socket)."""
         return identity(sock.fileno()) == self._identity
 
     def _checked(self, deadline: float, sent_body: bool, answered: bool = False) -> Any:

@@ -80,10 +80,11 @@ class Claim:
     @property
     def held(self) -> bool:
         """Its descriptor is still the file it opened (see private.identity). A look, not a
-        lock: the program may close and reuse the number right after it, and the thread that
-        looked may wait for the interpreter lock (up to its 5 ms switch interval) before the
-        next call. So reads are checked after they are made, which holds (this file never
-        comes back under that number); a close or a write after a check can still miss."""
+        lock: the program may close the number right after it, and the thread that looked may
+        wait for the interpreter lock before the next call. The number is from HIGH_FD up, so
+        the program's next files do not take it and that call fails (EBADF); had it been kept
+        low (no room up there), the program's file could be under it. So reads are checked
+        after they are made, which holds (this file never comes back under that number)."""
         return identity(self.fd) == self.identity
 
     def checked(self, read: Callable[..., T], *args: Any) -> Optional[T]:
