@@ -216,6 +216,17 @@ def test_progress_that_cannot_be_recorded_is_said(tmp_path: Path, monkeypatch: A
     assert [n for n in os.listdir(tmp_path / "spool") if n != name] == []
 
 
+def test_a_claim_the_program_closed_is_let_go(tmp_path: Path) -> None:
+    store, name = _claimed_file(tmp_path, 10)
+    claim = store.claim_file(name)
+    assert claim is not None
+    os.close(claim.fd)  # the program's closerange
+    store.release(claim)  # nothing to close, nothing raised
+    again = store.claim_file(name)  # the lock went with the descriptor
+    assert again is not None
+    store.release(again)
+
+
 def _file_output(path: Path) -> FileTransport:
     return FileTransport(parse_endpoint(f"file://{path}"))
 
@@ -248,6 +259,29 @@ def test_a_file_output_the_program_closed_at_once_is_tried_again(
     monkeypatch.setattr("vlhook._delivery.transport.open_high", closed_at_once)
     failed = _file_output(tmp_path / "out.jsonl").post(b'{"_msg":"a"}\n', _in(5))
     assert (failed.ok, failed.retryable) == (False, True)
+
+
+def test_a_file_output_kept_low_whose_number_the_program_took_mid_write_is_not_cut(
+    tmp_path: Path, program: ProgramFile, monkeypatch: Any
+) -> None:
+    """With no room above (a limit of open files below 256) the descriptor stays low. The
+    program takes it while the batch is written: the write fails, and what would undo a half
+    written batch (a truncation to where it began) is not done to the program's file."""
+    monkeypatch.setattr(private, "moved_up", lambda fd: fd)
+    real = os.write
+    wire = b'{"_msg":"a"}\n'
+
+    def taken_then_failed(fd: int, data: Any) -> int:
+        if bytes(data) != wire:
+            return real(fd, data)
+        program.take(fd)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "write", taken_then_failed)
+    failed = _file_output(tmp_path / "out.jsonl").post(wire, _in(5))
+    monkeypatch.undo()
+    assert (failed.ok, failed.retryable) == (False, True)
+    assert program.intact()
 
 
 # -- the connection -------------------------------------------------------------------------
