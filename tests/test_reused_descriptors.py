@@ -197,6 +197,34 @@ def test_progress_the_program_closed_while_it_was_read_is_not_read_as_none(
     store.release(again)
 
 
+def test_a_progress_file_found_not_ours_once_opened_is_not_read(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Looked at by name, then on what was opened: when the second look says it is not ours
+    (swapped in between), nothing of it is read and the spool file is not claimed."""
+    store, name = _claimed_file(tmp_path, 10)
+    progress = tmp_path / "spool" / (name + SENT)
+    progress.write_text("40")
+    os.chmod(progress, 0o600)
+    looked = spool._progress_problem
+
+    def second_look(name: str, fd: int, info: Any = None) -> str:
+        return "its progress file is not ours (swapped)" if info else looked(name, fd)
+
+    monkeypatch.setattr(spool, "_progress_problem", second_look)
+    real = os.read
+    read: list[int] = []
+
+    def reading(fd: int, size: int) -> bytes:
+        read.append(fd)
+        return real(fd, size)
+
+    monkeypatch.setattr(os, "read", reading)
+    assert store.claim_file(name) is None
+    monkeypatch.undo()
+    assert read == [] and name in store.refused
+
+
 def test_progress_that_cannot_be_recorded_is_said(tmp_path: Path, monkeypatch: Any) -> None:
     store, name = _claimed_file(tmp_path, 10)
     claim = store.claim_file(name)

@@ -425,13 +425,13 @@ class Spool:
         mine = identity(handle)
         try:
             problem = _progress_problem(name, fd, os.fstat(handle))
+            if problem:  # what was opened is not what was looked at: not read
+                return 0, problem
             text = os.read(handle, 32)
             if identity(handle) != mine:  # closed and its number reused: not what was read
                 raise OSError(errno.EBADF, "closed by the program while it was read")
         finally:
             close_if(handle, mine)
-        if problem:
-            return 0, problem
         try:
             return int(text.decode("ascii", "replace").strip() or 0), ""
         except ValueError:
