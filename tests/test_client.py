@@ -8,7 +8,6 @@ rather than VictoriaLogs; what the real server stores is checked by the end-to-e
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import http.server
 import json
@@ -22,7 +21,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from shipping import Shipper
+from shipping import RawServer, Shipper
 from vlhook._config import load
 from vlhook._delivery.http import Connection, HttpError
 from vlhook._delivery.transport import (
@@ -349,58 +348,6 @@ def test_chunked_answer_is_read_and_the_connection_kept() -> None:
             assert (response.status, response.body) == (400, b"hello world")
             assert conn.is_open
         conn.close()
-
-
-class RawServer:
-    """Reads whole requests (head and Content-Length body) on any number of connections and
-    answers each with `answer(index)`: byte strings sent in turn, a number a pause between
-    them. Every request's body is kept, in order, whatever was answered."""
-
-    def __init__(self, answer: Callable[[int], list[Any]]) -> None:
-        self.answer = answer
-        self.bodies: list[bytes] = []
-        self.connections = 0
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):  # a client that closed: that connection ends
-            self._requests(conn)
-
-    def _requests(self, conn: socket.socket) -> None:
-        data = b""
-        for _ in range(100):
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, data = data.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(data) < length:
-                data += conn.recv(65536)
-            self.bodies.append(data[:length])
-            data = data[length:]
-            for part in self.answer(len(self.bodies) - 1):
-                if isinstance(part, bytes):
-                    conn.sendall(part)
-                else:
-                    time.sleep(part)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"

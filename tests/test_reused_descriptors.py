@@ -6,10 +6,8 @@ write or change a file of the program's, and must not lose or repeat what it was
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +15,12 @@ from typing import Any, Callable
 
 import pytest
 
+from shipping import RawServer
 from vlhook import _diag
 from vlhook._config import parse_endpoint
 from vlhook._delivery import private, spool
 from vlhook._delivery.http import Connection, HttpError
-from vlhook._delivery.private import HIGH_FD, open_high
+from vlhook._delivery.private import HIGH_FD, Opened, open_high
 from vlhook._delivery.spool import SENT, Spool
 from vlhook._delivery.transport import FileTransport
 from vlhook._stats import Stats
@@ -99,10 +98,11 @@ def test_the_spool_opens_its_files_above_the_programs_numbers(tmp_path: Path) ->
     before = _open_fds()
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
-        fd = open_high("f", private.READ, dir_fd)
-        assert fd >= HIGH_FD and os.read(fd, 1) == b"x"
-        assert _open_fds() == before | {dir_fd, fd}  # the low number it had is closed
-        os.close(fd)
+        opened = open_high("f", private.READ, dir_fd)
+        assert opened.fd >= HIGH_FD and os.read(opened.fd, 1) == b"x"
+        assert _open_fds() == before | {dir_fd, opened.fd}  # the low number it had is closed
+        opened.close()
+        assert not opened.held
     finally:
         os.close(dir_fd)
 
@@ -183,11 +183,11 @@ def test_progress_the_program_closed_while_it_was_read_is_not_read_as_none(
     assert (tmp_path / "spool" / (name + SENT)).read_text() == "40"
     real = open_high
 
-    def closed_at_once(name: str, flags: int, dir_fd: Any, mode: int = 0o600) -> int:
-        fd = real(name, flags, dir_fd, mode)
+    def closed_at_once(name: str, flags: int, dir_fd: Any, mode: int = 0o600) -> Opened:
+        opened = real(name, flags, dir_fd, mode)
         if name.endswith(SENT):
-            os.close(fd)  # the program's closerange, right after it was opened
-        return fd
+            os.close(opened.fd)  # the program's closerange, right after it was opened
+        return opened
 
     monkeypatch.setattr("vlhook._delivery.spool.open_high", closed_at_once)
     assert store.claim_file(name) is None
@@ -223,6 +223,35 @@ def test_a_progress_file_found_not_ours_once_opened_is_not_read(
     assert store.claim_file(name) is None
     monkeypatch.undo()
     assert read == [] and name in store.refused
+
+
+def test_progress_kept_low_whose_number_the_program_took_while_it_was_read_is_not_believed(
+    tmp_path: Path, program: ProgramFile, monkeypatch: Any
+) -> None:
+    """With no room above 256 the progress file's descriptor stays low, and the program may
+    take its number before the read: what was read is the program's, not how far the replay
+    got (read as "nothing sent yet", the whole file would be sent again)."""
+    store, name = _claimed_file(tmp_path, 10)
+    progress = tmp_path / "spool" / (name + SENT)
+    progress.write_text("40")
+    os.chmod(progress, 0o600)
+    monkeypatch.setattr(private, "moved_up", lambda fd: fd)
+    real = os.read
+    taken: list[int] = []
+
+    def taken_first(fd: int, size: int) -> bytes:
+        if not taken:
+            taken.append(fd)
+            program.take(fd)
+        return real(fd, size)
+
+    monkeypatch.setattr(os, "read", taken_first)
+    assert store.claim_file(name) is None
+    monkeypatch.undo()
+    assert taken and os.path.samestat(os.fstat(program.fd), os.stat(program.path))  # left open
+    again = store.claim_file(name)
+    assert again is not None and again.offset == 40
+    store.release(again)
 
 
 def test_progress_that_cannot_be_recorded_is_said(tmp_path: Path, monkeypatch: Any) -> None:
@@ -279,10 +308,10 @@ def test_a_file_output_the_program_closed_at_once_is_tried_again(
     """Before: the failure raised out of the write (its start was never read)."""
     real = open_high
 
-    def closed_at_once(name: str, flags: int, dir_fd: Any, mode: int = 0o600) -> int:
-        fd = real(name, flags, dir_fd, mode)
-        os.close(fd)  # the program's closerange, right after it was opened
-        return fd
+    def closed_at_once(name: str, flags: int, dir_fd: Any, mode: int = 0o600) -> Opened:
+        opened = real(name, flags, dir_fd, mode)
+        os.close(opened.fd)  # the program's closerange, right after it was opened
+        return opened
 
     monkeypatch.setattr("vlhook._delivery.transport.open_high", closed_at_once)
     failed = _file_output(tmp_path / "out.jsonl").post(b'{"_msg":"a"}\n', _in(5))
@@ -317,43 +346,10 @@ def test_a_file_output_kept_low_whose_number_the_program_took_mid_write_is_not_c
 
 @pytest.fixture
 def server() -> Iterator[tuple[str, int]]:
-    """Answers each request on a connection with 204, after reading its head and body."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):  # reset: the client's number was closed
-            data = b""
-            while not stop.is_set():
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-                while b"\r\n\r\n" in data:
-                    head, _, rest = data.partition(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
-                    if len(rest) < length:
-                        break
-                    data = rest[length:]
-                    conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        for _ in range(200):  # bounded: 40 s at most
-            if stop.is_set():
-                return
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()
-    stop.set()
-    thread.join(5)
-    listener.close()
+    """Answers each request with 204."""
+    raw = RawServer(lambda index: [b"HTTP/1.1 204 No Content\r\n\r\n"])
+    yield raw.listener.getsockname()
+    raw.close()
 
 
 def _post(conn: Connection) -> int:

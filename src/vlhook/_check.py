@@ -133,7 +133,7 @@ def spool_command(action: str) -> int:
         _say("spool is off (VICTORIALOGS_SPOOL_DIR=off)")
         return 0
     try:
-        os.close(open_private_dir(directory, create=False))
+        open_private_dir(directory, create=False).close()
     except FileNotFoundError:
         _say(f"spool {directory}: no files (the directory does not exist yet)")
         return 0

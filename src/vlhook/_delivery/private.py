@@ -33,8 +33,8 @@ class Refused(Exception):
     """The directory is not safe to use; the message says why."""
 
 
-def open_private_dir(path: str, create: bool = True) -> int:
-    """A descriptor of `path`: a real directory (not a link) of the effective user, mode 0700.
+def open_private_dir(path: str, create: bool = True) -> Opened:
+    """`path` opened: a real directory (not a link) of the effective user, mode 0700.
     Created with mode 0700 when missing (and `create`); its missing parents too. Raises Refused
     with the reason, or FileNotFoundError when it is missing and not to be created."""
     if not hasattr(os, "geteuid"):
@@ -45,7 +45,7 @@ def open_private_dir(path: str, create: bool = True) -> int:
     if create:
         _make_parents(parent)
     try:
-        parent_fd = open_high(parent or ".", _DIR, None)
+        parent_dir = open_high(parent or ".", _DIR, None)
     except FileNotFoundError:
         if not create:
             raise
@@ -54,17 +54,15 @@ def open_private_dir(path: str, create: bool = True) -> int:
         if exc.errno == errno.EBADF:  # closed by the program at that moment: not a refusal
             raise
         raise Refused(f"cannot open its parent directory: {exc.strerror}") from None
-    parent_identity = identity(parent_fd)
     try:
-        fd = _open_child(parent_fd, name, create)
+        opened = _open_child(parent_dir.fd, name, create)
     finally:
-        close_if(parent_fd, parent_identity)
-    info = os.fstat(fd)
-    problem = dir_problem(info)
+        parent_dir.close()
+    problem = dir_problem(os.fstat(opened.fd))
     if problem:
-        close_if(fd, (info.st_dev, info.st_ino))
+        opened.close()
         raise Refused(problem)
-    return fd
+    return opened
 
 
 def _make_parents(parent: str) -> None:
@@ -83,7 +81,7 @@ def _make_parents(parent: str) -> None:
             raise Refused(f"cannot create {directory}: {exc.strerror}") from None
 
 
-def _open_child(parent_fd: int, name: str, create: bool) -> int:
+def _open_child(parent_fd: int, name: str, create: bool) -> Opened:
     for _ in range(2):  # made by another process at the same moment: opened as it is
         try:
             return open_high(name, _DIR | os.O_NOFOLLOW, parent_fd)
@@ -146,7 +144,31 @@ NO_IDENTITY = (-1, -1)
 HIGH_FD = 256
 
 
-def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -> int:
+class Opened:
+    """A descriptor vlhook opened, and the file it refers to (`identity`): what a program
+    that closes descriptors it did not open may put under that number is not that file."""
+
+    __slots__ = ("fd", "identity")
+
+    def __init__(self, fd: int, mine: tuple[int, int]) -> None:
+        self.fd = fd
+        self.identity = mine
+
+    @property
+    def held(self) -> bool:
+        """Its descriptor is still the file it opened. A look, not a lock: the program may
+        close the number right after it, and the thread that looked may wait for the
+        interpreter lock before the next call. From HIGH_FD up, the program's next files do
+        not take the number, and that call fails (EBADF); kept low (no room up there), the
+        program's file could be under it."""
+        return identity(self.fd) == self.identity
+
+    def close(self) -> None:
+        """Closed while it is still its file (see close_if)."""
+        close_if(self.fd, self.identity)
+
+
+def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -> Opened:
     """`name` (in the directory `dir_fd`) opened, moved up to HIGH_FD or above, and checked
     to be the file of that name. The low number os.open gave is exposed until it is moved:
     had the program closed and reused it meanwhile, what was moved is the program's file,
@@ -169,7 +191,7 @@ def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -
         raise OSError(errno.EBADF, "closed by the program before vlhook used it", name)
     if fd != low:
         close_if(low, mine)
-    return fd
+    return Opened(fd, mine)
 
 
 def moved_up(fd: int) -> int:
@@ -187,7 +209,7 @@ def moved_up(fd: int) -> int:
 def close_if(fd: int, mine: tuple[int, int]) -> None:
     """`fd` closed while it is still the file `mine` names: otherwise the program may hold
     that number now (it closed vlhook's, then opened a file of its own). A check, not a lock:
-    see spool.Claim.held."""
+    see Opened.held."""
     if mine != NO_IDENTITY and identity(fd) == mine:
         os.close(fd)
 

@@ -21,7 +21,7 @@ from vlhook._captures import line as make_line
 from vlhook._config import SERVER_LINE_LIMIT, Config
 from vlhook._delivery.batch import Batch
 from vlhook._delivery.encode import Encoder
-from vlhook._delivery.private import NO_IDENTITY, close_if, identity
+from vlhook._delivery.private import Opened
 from vlhook._delivery.spool import CAPTURES, TEMP, write_all
 from vlhook._entry import MAX_DEPTH, MAX_NESTED_VALUES, EntryBuilder
 from vlhook._formats import strip_colours
@@ -289,8 +289,7 @@ class CaptureFile:
         import fcntl
 
         self.spool = spool
-        self.fd: Optional[int] = None
-        self._identity = NO_IDENTITY  # of fd: see close()
+        self.file: Optional[Opened] = None
         redaction = {"on": config.redact, "patterns": list(config.redact_extra),
                      "keys": list(config.redact_keys)}  # fmt: skip
         self._header = _codec.stdlib_dumps({HEADER: constants, REDACTION: redaction})
@@ -319,13 +318,13 @@ class CaptureFile:
     def write(self, lines: list[tuple[int, int, str, str, Any]]) -> str:
         """Append `[kind, t_ns, text, level, context]` lines; "" when kept, else the reason."""
         body = self._encoded(lines)  # first: what fails at teardown fails before the file is made
-        if self.fd is None:
+        if self.file is None:
             reason = self._open()
             if reason:
                 return reason
-        assert self.fd is not None
+        assert self.file is not None
         try:
-            write_all(self.fd, bytes(body))
+            write_all(self.file.fd, bytes(body))
         except OSError as exc:
             _diag.warn(f"cannot write to the spool {self.spool.directory}: {exc}",
                        key="spool-write")  # fmt: skip
@@ -374,25 +373,24 @@ class CaptureFile:
         if refusal:
             return "spool_off" if not self.spool.directory else "spool_refused"
         name = f"{time.time_ns():020d}-{os.getpid()}-captures{CAPTURES}"
-        fd = self.spool.create(TEMP + name)
-        if fd is None:
+        file = self.spool.create(TEMP + name)
+        if file is None:
             return "spool_unwritable"
-        mine = identity(fd)
         # Locked before it has its final name: a replay never sees it unlocked.
-        self._lock_exclusively(fd)
+        self._lock_exclusively(file.fd)
         try:
-            write_all(fd, self._header + b"\n")
+            write_all(file.fd, self._header + b"\n")
             self.spool.publish(TEMP + name, name)
         except OSError as exc:
-            close_if(fd, mine)
+            file.close()
             return "spool_no_space" if exc.errno in (28, 122) else "spool_unwritable"
-        self.fd, self._identity = fd, mine
+        self.file = file
         return ""
 
     def close(self) -> None:
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            close_if(fd, self._identity)  # not when the program closed it (see private.py)
+        file, self.file = self.file, None
+        if file is not None:
+            file.close()  # not when the program closed it (see private.Opened)
 
 
 def replay_now(config: Config, stats: Stats, timeout: float) -> tuple[int, str]:

@@ -23,12 +23,10 @@ import time
 from vlhook import _diag
 from vlhook._delivery.private import (
     CREATE,
-    NO_IDENTITY,
     READ,
+    Opened,
     Refused,
-    close_if,
     file_problem,
-    identity,
     open_high,
     open_private_dir,
 )
@@ -64,34 +62,24 @@ class SpoolFile:
         self.lines = lines  # from the name, when vlhook wrote it
 
 
-class Claim:
+class Claim(Opened):
     """An open, locked spool file being replayed (see _replay.py)."""
 
-    __slots__ = ("fd", "identity", "name", "offset", "own", "size")
+    __slots__ = ("name", "offset", "own", "size")
 
-    def __init__(self, fd: int, info: os.stat_result, name: str, offset: int, own: bool) -> None:
-        self.fd = fd
-        self.identity = (info.st_dev, info.st_ino)
+    def __init__(self, opened: Opened, size: int, name: str, offset: int, own: bool) -> None:
+        super().__init__(opened.fd, opened.identity)
         self.name = name
-        self.size = info.st_size
+        self.size = size
         self.offset = offset  # where the unsent rest begins
         self.own = own  # written by this process
-
-    @property
-    def held(self) -> bool:
-        """Its descriptor is still the file it opened (see private.identity). A look, not a
-        lock: the program may close the number right after it, and the thread that looked may
-        wait for the interpreter lock before the next call. The number is from HIGH_FD up, so
-        the program's next files do not take it and that call fails (EBADF); had it been kept
-        low (no room up there), the program's file could be under it. So reads are checked
-        after they are made, which holds (this file never comes back under that number)."""
-        return identity(self.fd) == self.identity
 
     def checked(self, read: Callable[..., T], *args: Any) -> Optional[T]:
         """What `read(*args)` read from the claimed file; None when the claim was lost (the
         program closed its descriptor, a daemon's os.closerange): what was read may be a file
         of the program's under that number. Checked after reading, so that a close while the
-        reads went on is seen too; a read of the closed number fails."""
+        reads went on is seen too, and holds: this file never comes back under that number.
+        A read of the closed number fails."""
         try:
             result = read(*args)
         except OSError:
@@ -117,8 +105,7 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.stats = stats
-        self._fd: Optional[int] = None
-        self._identity = NO_IDENTITY  # of the directory _fd was opened on
+        self._opened: Optional[Opened] = None  # the directory
         self._refused = "" if directory else "VICTORIALOGS_SPOOL_DIR=off"
         #: Files this process wrote and their entries (its own accounting follows them).
         self.own: dict[str, int] = {}
@@ -141,16 +128,15 @@ class Spool:
         return self._refused
 
     def _dir(self) -> Optional[int]:
-        if self._fd is not None and identity(self._fd) != self._identity:
+        if self._opened is not None and not self._opened.held:
             # The program closed it, and the number may be one of its own directories now:
             # left to the program, never closed, and the spool is opened (and checked) again.
-            self._fd = None
+            self._opened = None
         for _ in range(ATTEMPTS):
-            if self._fd is not None or self._refused:
+            if self._opened is not None or self._refused:
                 break
             try:
-                self._fd = open_private_dir(self.directory)
-                self._identity = identity(self._fd)
+                self._opened = open_private_dir(self.directory)
             except Refused as exc:
                 self._refused = str(exc)
                 _diag.warn(f"spool directory {self.directory} not used: {exc}; running without "
@@ -158,7 +144,7 @@ class Spool:
                            key="spool-dir")  # fmt: skip
             except OSError:  # a descriptor of it closed by the program meanwhile: again
                 pass
-        return self._fd
+        return None if self._opened is None else self._opened.fd
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -208,11 +194,10 @@ class Spool:
                 _unlink(temp, fd)  # left by a try whose directory descriptor was closed
             try:
                 out = open_high(temp, CREATE, fd)
-                mine = identity(out)
                 try:
-                    write_all(out, data)
+                    write_all(out.fd, data)
                 finally:
-                    close_if(out, mine)
+                    out.close()
                 os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
                 return
             except OSError as exc:
@@ -220,7 +205,7 @@ class Spool:
                 if exc.errno != errno.EBADF or attempt == ATTEMPTS - 1:
                     raise
 
-    def create(self, name: str) -> Optional[int]:
+    def create(self, name: str) -> Optional[Opened]:
         """A new file of ours, open for appending (raw captures at exit); None when refused."""
         fd = self._dir()
         if fd is None:
@@ -330,28 +315,28 @@ class Spool:
         if fd is None:
             return None
         try:
-            handle = open_high(name, READ, fd)
+            opened = open_high(name, READ, fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._report(name, "it is a symbolic link, not a regular file")
             return None
-        mine = identity(handle)
         try:
-            problem = file_problem(os.fstat(handle))
+            problem = file_problem(os.fstat(opened.fd))
             if not problem:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # else: being replayed
-                info = os.fstat(handle)
+                fcntl.flock(opened.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # else: being replayed
+                info = os.fstat(opened.fd)
                 if not info.st_nlink:  # replayed and removed while it was being opened
                     raise FileNotFoundError(name)
                 offset, problem = self._progress(name, fd)
         except OSError:
-            close_if(handle, mine)
+            opened.close()
             return None
         if problem:
-            close_if(handle, mine)
+            opened.close()
             self._report(name, problem)
             return None
-        return Claim(handle, info, name, min(offset, info.st_size), own=name in self.own)
+        size = info.st_size
+        return Claim(opened, size, name, min(offset, size), own=name in self.own)
 
     def read(self, claim: Claim, limit: int) -> Optional[Piece]:
         """The next whole lines of the claimed file, at most ~`limit` bytes (a longer single
@@ -397,8 +382,7 @@ class Spool:
         self.own.pop(claim.name, None)
 
     def release(self, claim: Claim) -> None:
-        # Not closed when the program closed it (see Claim.held); with it goes the lock.
-        close_if(claim.fd, claim.identity)
+        claim.close()  # and with it the lock; not when the program closed it
 
     def purge(self) -> int:
         removed = 0
@@ -419,19 +403,18 @@ class Spool:
         if problem:
             return 0, problem
         try:
-            handle = open_high(name + SENT, READ, fd)
+            opened = open_high(name + SENT, READ, fd)
         except FileNotFoundError:
             return 0, ""  # no progress file
-        mine = identity(handle)
         try:
-            problem = _progress_problem(name, fd, os.fstat(handle))
+            problem = _progress_problem(name, fd, os.fstat(opened.fd))
             if problem:  # what was opened is not what was looked at: not read
                 return 0, problem
-            text = os.read(handle, 32)
-            if identity(handle) != mine:  # closed and its number reused: not what was read
+            text = os.read(opened.fd, 32)
+            if not opened.held:  # closed and its number reused: not what was read
                 raise OSError(errno.EBADF, "closed by the program while it was read")
         finally:
-            close_if(handle, mine)
+            opened.close()
         try:
             return int(text.decode("ascii", "replace").strip() or 0), ""
         except ValueError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from vlhook._delivery.http import Connection, HttpError, Withdrawn
-from vlhook._delivery.private import close_if, identity, open_high
+from vlhook._delivery.private import open_high
 from vlhook._diag import scrub, warn
 
 TYPE_CHECKING = False
@@ -195,10 +195,10 @@ class FileTransport:
         try:
             # Not through a link another user may have put in its place (in /tmp, say); at a
             # number the program's next files do not take (see private.open_high).
-            fd = open_high(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, None)
+            out = open_high(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, None)
         except OSError as exc:
             return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
-        mine, start = identity(fd), -1
+        fd, start = out.fd, -1
         try:
             refusal = _not_ours(fd)
             if refusal:
@@ -211,11 +211,11 @@ class FileTransport:
             while written < len(view):
                 written += os.write(fd, view[written:])
         except OSError as exc:
-            if start >= 0 and identity(fd) == mine:
+            if start >= 0 and out.held:
                 _truncate(fd, start)
             return Result(False, retryable=True, message=f"cannot write {self.path}: {exc}")
         finally:
-            close_if(fd, mine)  # not when the program closed it
+            out.close()  # not when the program closed it
         return Result(True)
 
     def abort(self) -> None:
