@@ -108,6 +108,9 @@ for n in range(3):
     log.info('run %d', n, extra={'ratio': nan})
 print(json.dumps({'msg': 'printed', 'level': 'warning', 'ratio': nan, 'up': inf, 'down': -inf,
                   'nested': {'r': nan, 'l': [nan, 1]}}))
+print(json.dumps({'msg': 'printed ids', 'trace_id': 0x0af7651916cd43dd8448eb211c80319c,
+                  'low': -2**63 - 1, 'ns': 1780000000123456789, 'req': {'id': 2**70}}))
+log.info(json.dumps({'event': 'logged ids', 'id': 2**70}))  # structlog's JSON, through logging
 if 'vlhook' in sys.modules:  # present with the drop-in only
     sys.modules['vlhook'].bind(score=nan, id=2**70)
 print('bound')
@@ -117,12 +120,13 @@ print('bound')
 def test_numbers_json_cannot_carry_are_stored_as_text(script: Any, sink: Any) -> None:
     """NaN and the infinities (which JSON has no numbers for, and which Python's `json.dumps`
     prints all the same) and integers past 64 bits: stored with the value the program had,
-    as the text Python's `json` writes for them, the entry's other fields as they are."""
+    as the text Python's `json` writes for them, the entry's other fields as they are. Printed
+    in a JSON line, such an integer keeps every digit too (orjson alone reads it as a float)."""
     path = script(NUMBERS)
     bare = run_python(path, dropin=False)
     hooked = run_python(path, sink.env())
     assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
-    rows = {r["_msg"]: r for r in sink.settle(8)}
+    rows = {r["_msg"]: r for r in sink.settle(10)}
     big = str(2**70)
     extra = rows["extra"]
     assert (extra["ratio"], extra["up"], extra["down"]) == ("NaN", "Infinity", "-Infinity")
@@ -135,6 +139,14 @@ def test_numbers_json_cannot_carry_are_stored_as_text(script: Any, sink: Any) ->
         "WARNING", "NaN", "Infinity", "-Infinity")  # fmt: skip
     assert (printed["nested.r"], printed["nested.l"]) == ("NaN", '["NaN",1]')
     assert (rows["bound"]["score"], rows["bound"]["id"]) == ("NaN", big)
+    assert rows["logged ids"]["id"] == big
+    ids = rows["printed ids"]
+    assert (ids["trace_id"], ids["low"], ids["ns"], ids["req.id"]) == (
+        str(0x0AF7651916CD43DD8448EB211C80319C),
+        str(-(2**63) - 1),
+        "1780000000123456789",
+        big,
+    )
 
 
 # What the server itself refuses (see the contract): each case is followed by 5 lines, which a

@@ -219,3 +219,38 @@ def test_a_short_process_loads_neither_orjson_nor_json_nor_re(script: Any, sink:
     assert "random" not in loaded and "'re'" not in loaded, loaded
     if sys.version_info >= (3, 11):  # 3.9, 3.10: threading is imported first on purpose (_sender)
         assert "threading" not in loaded, loaded
+
+
+@pytest.mark.parametrize(("text", "huge"), [
+    ("", False),
+    ('{"n": 9223372036854775807, "m": -9223372036854775808}', False),  # 64 bits, signed
+    ('{"n": 18446744073709551615}', False),  # 64 bits, unsigned: orjson keeps it
+    ('{"ns": 1780000000123456789, "id": "4e1f9c2a7b"}', False),  # a time in nanoseconds
+    ('{"n": -9223372036854775809}', True),
+    ('{"n": 18446744073709551616}', True),
+    ("-9223372036854775809", True),  # a run at the very start and end of the text
+    ('{"n": 100000000000000000000}', True),  # 21 digits: always past
+    ('{"a": 1234567890123456789, "é\udcff": [0, 99999999999999999999]}', True),  # the second
+    ('{"s": "12345678901234567890123"}', True),  # a string's digits: read again, to no change
+    ("1" * 18, False),
+])  # fmt: skip
+def test_integers_orjson_reads_as_floats_are_told_by_their_digits(text: str, huge: bool) -> None:
+    assert codec.huge_integer_in(text) is huge
+    if huge and text.startswith("{") and "\udcff" not in text:
+        # Every one of them read by orjson is a float, or a string: told rightly.
+        assert codec.loads_exact(text) == json.loads(text)
+
+
+def test_a_text_too_deep_for_the_scanner_keeps_what_orjson_read() -> None:
+    """The standard library's scanner meets the recursion limit before orjson's own depth
+    limit: what orjson read is kept (the integer as a float) rather than nothing."""
+    depth = sys.getrecursionlimit()
+    text = '{"a":' * depth + str(2**64) + "}" * depth
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pytest.skip("orjson refuses this depth too")
+    obj = codec.loads_exact(text)
+    for _ in range(depth):  # walked: comparing such objects meets the limit too
+        obj = obj["a"]
+    assert obj == float(2**64)

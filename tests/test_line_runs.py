@@ -1189,6 +1189,50 @@ def test_records_with_numbers_json_cannot_carry_are_written_as_text(
     assert {key: line[key] for key in stored} == stored
 
 
+# Integers orjson reads as floats (past its 64 bits: above 2**64 - 1, below -2**63), as a
+# program prints them: a 128-bit trace id, a big id, in a flat line (written at once) and
+# nested (examined); each must keep every digit. Next to them what stays as it was read.
+TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
+
+
+@pytest.mark.parametrize(("text", "stored"), [
+    (f'{{"msg": "m", "trace_id": {TRACE_ID}}}', {"trace_id": str(TRACE_ID)}),
+    (f'{{"event": "m", "id": {2**70}, "level": "info", "n": 1}}',
+     {"id": str(2**70), "n": 1, "level": "INFO"}),
+    ('{"msg": "m", "low": -9223372036854775809, "high": 18446744073709551616}',
+     {"low": "-9223372036854775809", "high": "18446744073709551616"}),
+    # At the edges orjson keeps as integers, and a time in nanoseconds: left as they were.
+    ('{"msg": "m", "low": -9223372036854775808, "high": 18446744073709551615,'
+     ' "ns": 1780000000123456789}',
+     {"low": -(2**63), "high": 2**64 - 1, "ns": 1780000000123456789}),
+    (f'{{"msg": "m", "req": {{"id": {2**70}, "tags": [1, {-(2**65)}]}}}}',
+     {"req": {"id": str(2**70), "tags": [1, str(-(2**65))]}}),
+    # Long runs of digits that are no integer of the object: a string's, a float's.
+    (f'{{"msg": "m", "s": "{2**70}", "f": 100000000000000000000.5, "e": 1.5e300}}',
+     {"s": str(2**70), "f": 1e20, "e": 1.5e300}),
+    (f'{{"msg": "m", "big": {2**70}, "ratio": NaN}}', {"big": str(2**70), "ratio": "NaN"}),
+])  # fmt: skip
+def test_printed_integers_past_64_bits_keep_every_digit(text: str, stored: dict[str, Any]) -> None:
+    """orjson reads such an integer as a float, its last digits lost: the line is read again
+    by the standard library's scanner, which keeps them; the entry carries them as text, as it
+    does those of `extra=`. Written at once or made whole, the same bytes."""
+    line = make_line(0, text, T0, None)
+    b, again = builder(), builder()
+    written = encoded(b.written_lines([line, line]))
+    assert written == encoded(again.from_line(line) * 2)
+    first = json.loads(written.split(b"\n")[0])
+    assert {key: first[key] for key in stored} == stored
+
+
+def test_an_object_without_a_message_keeps_its_huge_integer_in_the_message_it_makes() -> None:
+    """A JSON line with no message key is its own message, its secrets masked there: an
+    integer past 64 bits in it, read whole, is written as its digits (orjson refuses it)."""
+    line = make_line(0, f'{{"password": "hunter2", "id": {2**70}}}', T0, None)
+    (entry,) = builder().from_line(line)
+    assert str(2**70) in entry["_msg"] and "hunter2" not in entry["_msg"]
+    assert json.loads(encoded([entry]))["id"] == str(2**70)
+
+
 def test_folded_fields_keep_numbers_json_cannot_carry_as_text() -> None:
     """Past the fields the server keeps, the rest goes as JSON text in one field: its NaN and
     its integer past 64 bits as text there too (the integer made orjson refuse the fold)."""

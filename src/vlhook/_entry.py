@@ -912,7 +912,8 @@ class EntryBuilder:
         a time (see Shape); the line is as _nothing_to_examine lets through (no escape, so no
         colour code either: JSON has them escaped), its keys are plain and are no constant
         field's, its nested values are as the redactor leaves them (see _plain_leaves),
-        and its message needs no split. Its context's fields follow, as a plain line's are
+        its message needs no split, and it holds no integer orjson reads as a float (see
+        _codec.huge_integer_in). Its context's fields follow, as a plain line's are
         written (see _context_text), when the object names none of them and no trace field.
         The entry is never one finish() folds. None otherwise (from_line)."""
         if len(text) > MAX_VALUE_CHARS or "\\" in text:
@@ -949,6 +950,8 @@ class EntryBuilder:
         tail = self._line_context(context)
         if tail is None or (tail and not self._context_fits(shape, leaves)):
             return None
+        if _codec.huge_integer_in(text):  # an integer orjson read as a float: parse_json's
+            return None  # reading keeps every digit (told last: the rarest, the dearest)
         entry = {"_time": stamp, "_msg": message, "level": level, "stream": STREAM_NAME[kind],
                  **obj}  # fmt: skip
         try:
@@ -1020,7 +1023,10 @@ class EntryBuilder:
         masked there too."""
         self.redactor.left = MAX_NESTED_VALUES
         clean = self.redactor.nested(obj, MAX_DEPTH)
-        return text if clean is obj else _codec.dumps(clean).decode("utf-8", "replace")
+        if clean is obj:
+            return text
+        # An integer past 64 bits in it (read whole by parse_json) goes as its digits' text.
+        return _codec.dumps_carried(clean).decode("utf-8", "replace")
 
     def _redact_message(self, entry: Entry) -> None:
         clean = self.redactor(entry["_msg"])

@@ -184,11 +184,12 @@ def merge_fields(entry: dict[str, Any], fields: dict[str, Any]) -> None:
 
 def parse_json(text: str) -> Optional[dict[str, Any]]:
     """A printed JSON object, also as Python's `json.dumps` prints NaN and the infinities
-    (NaN, Infinity and -Infinity: read as that text); None for anything else."""
+    (NaN, Infinity and -Infinity: read as that text), its integers whole whatever their size;
+    None for anything else."""
     if not (text.startswith("{") and text.rstrip().endswith("}")):
         return None
     try:
-        obj = _codec.loads(text)
+        obj = _codec.loads_exact(text)
     except Exception:
         if "NaN" not in text and "Infinity" not in text:
             return None
