@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vlhook._config import Config
 
 RATE_LIMIT_S = 30.0
+NOT_SHOWN = "(not shown)"  # the key of the line said in place of a message that cannot be
 
 _out: Optional[TextIO] = None
 _debug = False
@@ -158,18 +159,27 @@ def _escaped(raw: bytes) -> str:
     return "".join(chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in raw)
 
 
-def _write(text: str) -> None:
+def _write(text: str) -> bool:
+    """Whether the message itself was shown (else at most a line saying it could not be)."""
     # At interpreter teardown no import works: a message whose filter is not loaded (see
     # ready), or that needs an import all the same, is not shown (never unfiltered, and never
     # a word in place of it in the program's last output).
     if _filters is None and sys.is_finalizing():
-        return
+        return False
+    shown = True
     try:
         line = f"{_who}: {scrub(text)}\n"
     except Exception as exc:  # never the unscrubbed text
         if isinstance(exc, ImportError) and sys.is_finalizing():
-            return
-        line = "vlhook: (a message could not be shown)\n"
+            return False
+        # Why, when the filter's files could not be opened (a program at its limit of open
+        # files): vlhook's own words, no part of the message.
+        why = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
+        line, shown = f"vlhook: (a message could not be shown{why})\n", False
+        last, now = _last_shown.get(NOT_SHOWN), time.monotonic()
+        if last is not None and now - last < RATE_LIMIT_S:
+            return False
+        _last_shown[NOT_SHOWN] = now
     try:
         if _out is not None:
             _out.write(line)
@@ -178,18 +188,21 @@ def _write(text: str) -> None:
             os.write(2, line.encode("utf-8", "replace"))
     except Exception:
         pass
+    return shown
 
 
 def warn(text: str, key: Optional[str] = None) -> bool:
     """Something the user must know (bad config, data lost): shown, at most once per key/30 s.
-    True when it was shown."""
+    True when it was shown; one that could not be (see _write) is not held back next time,
+    and what it told of is left to the exit's report (see Sender.untold_drops)."""
     now = time.monotonic()
     key = key or text
     last = _last_shown.get(key)
     if last is not None and now - last < RATE_LIMIT_S:
         return False
+    if not _write(text):
+        return False
     _last_shown[key] = now
-    _write(text)
     return True
 
 

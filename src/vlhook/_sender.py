@@ -318,6 +318,22 @@ class Sender:
         self.workers = make_workers(config, self.stats, self._delivered)
         self._replaying = _may_hold_files(config.spool_dir)
 
+    def _may_pass(self, exc: Exception) -> bool:
+        """Whether the pipeline failed to load for a moment, and loads at the next try: its
+        files could not be opened for want of descriptors (a program at its limit of open
+        files) or memory. Then what is captured waits in the buffer, under its policy, until
+        a try succeeds; a flush asked meanwhile waits out its timeout. At the exit the exit
+        tries once more on its own thread, and gives up there (see shutdown)."""
+        if not isinstance(exc, OSError) or self._shutdown is not None:
+            return False
+        import errno  # built in: opens no file
+
+        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+            return False
+        _diag.debug(f"the sender's modules cannot load now ({exc}): tried again in "
+                    f"{self.interval:g} s")  # fmt: skip
+        return True
+
     def _give_up(self, exc: Exception) -> None:
         """The pipeline cannot load (a broken install, a bug): nothing will be sent from this
         process. From now on a capture is only counted as dropped, at once — queued, it would
@@ -419,14 +435,18 @@ class Sender:
         # The pipeline loads when there is work for it — a batch's worth, a flush, the exit, or
         # the flush interval — not with the first capture: a program still starting (a Lambda
         # function's init phase) would share the interpreter lock with these imports.
-        self._wake.wait(self.interval)
-        try:
-            with self._setup_lock:
-                # The collector pauses only while a thread of the program waits: a flush, the exit.
-                self.load_pipeline(self._flush_asked or self._shutdown is not None)
-        except Exception as exc:
-            self._give_up(exc)
-            return
+        while True:
+            self._wake.wait(self.interval)
+            try:
+                with self._setup_lock:
+                    # The collector pauses only while a thread of the program waits: a flush,
+                    # the exit.
+                    self.load_pipeline(self._flush_asked or self._shutdown is not None)
+                break
+            except Exception as exc:
+                if not self._may_pass(exc):
+                    self._give_up(exc)
+                    return
         while True:
             with _diag.guard("sender"):
                 self._step()
@@ -646,7 +666,12 @@ class Sender:
 
     def _can_spool(self) -> bool:
         """A spool is set and usable (else batches wait in memory, under the buffer's policy)."""
-        return bool(self.config.spool_dir) and self.spool.usable
+        if not self.config.spool_dir:
+            return False
+        try:
+            return self.spool.usable
+        except OSError:  # its module cannot load now (no descriptor to read it): later
+            return False
 
     def _filling_while_down(self) -> bool:
         """No server answers, and the buffer is half full behind the batch trying again."""
@@ -799,7 +824,11 @@ class Sender:
 
     def keep(self, body: bytes, lines: int, why: str) -> None:
         """Lines not delivered: to the spool, or dropped with the reason it could not take them."""
-        reason = self.spool.put(body, lines)
+        try:
+            reason = self.spool.put(body, lines)
+        except OSError as exc:  # the spool's module could not load (no descriptor to read it)
+            _diag.warn(f"cannot write to the spool: {exc}", key="spool-write")
+            reason = "spool_unwritable"
         if not reason:
             self._spooled_here = True
             _diag.debug(f"{lines} entries spooled ({why})")

@@ -29,6 +29,14 @@ _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
           (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
 
+#: Failures that say nothing of the directory itself, and may pass: the process out of
+#: descriptors (a program at its limit of open files), the system out of them or of memory,
+#: the disk full, a descriptor the program closed at that moment. Raised as they are, never
+#: as a refusal: the directory is tried again at the next need (a refusal lasts the process).
+PASSING = frozenset({errno.EBADF, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR,
+                     errno.EAGAIN, errno.ENOSPC, errno.EDQUOT})  # fmt: skip
+
+
 class Refused(Exception):
     """The directory is not safe to use; the message says why."""
 
@@ -36,7 +44,8 @@ class Refused(Exception):
 def open_private_dir(path: str, create: bool = True) -> Opened:
     """`path` opened: a real directory (not a link) of the effective user, mode 0700.
     Created with mode 0700 when missing (and `create`); its missing parents too. Raises Refused
-    with the reason, or FileNotFoundError when it is missing and not to be created."""
+    with the reason, FileNotFoundError when it is missing and not to be created, or OSError
+    for a failure that may pass (PASSING)."""
     if not hasattr(os, "geteuid"):
         raise Refused("not supported on this system")
     parent, name = os.path.split(path.rstrip("/"))
@@ -51,7 +60,7 @@ def open_private_dir(path: str, create: bool = True) -> Opened:
             raise
         raise Refused(f"its parent directory {parent} does not exist") from None
     except OSError as exc:
-        if exc.errno == errno.EBADF:  # closed by the program at that moment: not a refusal
+        if exc.errno in PASSING:
             raise
         raise Refused(f"cannot open its parent directory: {exc.strerror}") from None
     try:
@@ -78,6 +87,8 @@ def _make_parents(parent: str) -> None:
         except FileExistsError:
             pass  # made at the same moment by another process
         except OSError as exc:
+            if exc.errno in PASSING:
+                raise
             raise Refused(f"cannot create {directory}: {exc.strerror}") from None
 
 
@@ -89,7 +100,7 @@ def _open_child(parent_fd: int, name: str, create: bool) -> Opened:
             if not create:
                 raise
         except OSError as exc:
-            if exc.errno == errno.EBADF:  # closed by the program at that moment
+            if exc.errno in PASSING:
                 raise
             raise Refused(_why_not_a_dir(parent_fd, name, exc)) from None
         try:
@@ -97,6 +108,8 @@ def _open_child(parent_fd: int, name: str, create: bool) -> Opened:
         except FileExistsError:
             pass
         except OSError as exc:
+            if exc.errno in PASSING:
+                raise
             raise Refused(f"cannot create it: {exc.strerror}") from None
     raise Refused("it keeps disappearing")
 

@@ -107,6 +107,9 @@ class Spool:
         self.stats = stats
         self._opened: Optional[Opened] = None  # the directory
         self._refused = "" if directory else "VICTORIALOGS_SPOOL_DIR=off"
+        #: Why the directory could not be opened at the last try, when that may pass (out of
+        #: descriptors, a full disk: see private.PASSING); None once it is open.
+        self._unopened: Optional[OSError] = None
         #: Files this process wrote and their entries (its own accounting follows them).
         self.own: dict[str, int] = {}
         #: Entries left alone, and why (each reported once).
@@ -142,9 +145,12 @@ class Spool:
                 _diag.warn(f"spool directory {self.directory} not used: {exc}; running without "
                            "a spool (undeliverable entries are dropped and counted)",
                            key="spool-dir")  # fmt: skip
-            except OSError:  # a descriptor of it closed by the program meanwhile: again
-                pass
-        return None if self._opened is None else self._opened.fd
+            except OSError as exc:  # may pass (see private.PASSING): tried again, now and later
+                self._unopened = exc
+        if self._opened is None:
+            return None
+        self._unopened = None
+        return self._opened.fd
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -171,16 +177,22 @@ class Spool:
 
     def write(self, name: str, body: bytes, lines: int) -> str:
         if self._dir() is None:
-            return "spool_off" if not self.directory else "spool_refused"
+            if self._refused or self._unopened is None:
+                return "spool_off" if not self.directory else "spool_refused"
+            return self._unwritable(self._unopened)
         if self.max_bytes <= 0 or not self._make_room(len(body)):
             return "spool_full"
         try:
             self._write_file(name, body)
         except OSError as exc:
-            no_space = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
-            return "spool_no_space" if no_space else "spool_unwritable"
+            return self._unwritable(exc)
         return ""
+
+    def _unwritable(self, exc: OSError) -> str:
+        """The drop reason for a spool that cannot be written now, said once in a warning."""
+        _diag.warn(f"cannot write to the spool {self.directory}: {exc}", key="spool-write")
+        return "spool_no_space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else \
+            "spool_unwritable"  # fmt: skip
 
     def _write_file(self, name: str, data: bytes) -> None:
         """`data` as the file `name`: whole or not at all (written under a temporary name,
@@ -189,7 +201,8 @@ class Spool:
         for attempt in range(ATTEMPTS):
             fd = self._dir()
             if fd is None:
-                raise OSError(errno.ENOENT, "the spool directory is not usable", self.directory)
+                raise self._unopened or OSError(errno.ENOENT, "the spool directory is not usable",
+                                                self.directory)  # fmt: skip
             if attempt:
                 _unlink(temp, fd)  # left by a try whose directory descriptor was closed
             try:

@@ -1,0 +1,192 @@
+"""The spool when the process runs out of what it needs for a moment: descriptors (a program
+at its limit of open files), disk space. That is no reason to give the spool up for the rest
+of the process, as an unsafe directory is: the directory is tried again at the next need, and
+what could not be kept meanwhile is dropped as "cannot be written", said so, never as "not
+safe". Real processes with a real limit of open files; the disk's case by a patched mkdir."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SRC, base_env, messages, run_python
+from victorialogs import free_port
+from vlhook._delivery.spool import BATCH, Spool
+from vlhook._stats import Stats
+
+# Holds every descriptor the process may open, puts a batch in the spool, lets them go, puts
+# another: what each put said, the spool's files, and the counters.
+AT_THE_LIMIT = """\
+import json, os, resource, sys
+sys.path.insert(0, sys.argv[2])
+from vlhook._delivery.spool import Spool
+from vlhook._stats import Stats
+
+from vlhook import _diag
+
+stats = Stats()
+spool = Spool(sys.argv[1], 1 << 20, stats)
+_diag.ready()  # as in a process that showed a message before (else see the test below)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+while len(held) < 64:
+    try:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+first = spool.put(b'{"_msg":"a"}\\n', 1)
+for fd in held:
+    os.close(fd)
+second = spool.put(b'{"_msg":"b"}\\n', 1)
+print(json.dumps({"first": first, "second": second, "files": sorted(os.listdir(sys.argv[1])),
+                  "stats": stats.as_dict()}))
+"""
+
+
+def test_a_spool_met_at_the_limit_of_open_files_is_used_once_descriptors_are_free(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "spool"
+    program = tmp_path / "limit.py"
+    program.write_text(AT_THE_LIMIT)
+    done = subprocess.run([sys.executable, str(program), str(folder), str(SRC)], env=base_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["first"], result["second"]) == ("spool_unwritable", "")
+    assert len(result["files"]) == 1 and result["files"][0].endswith(f"-1{BATCH}")
+    assert result["stats"].get("spooled") == 1
+    assert done.stderr == (
+        f"vlhook: cannot write to the spool {folder}: [Errno 24] Too many open files: "
+        f"'{tmp_path}'\n"
+    )
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EMFILE])
+def test_a_spool_directory_that_cannot_be_made_for_now_is_made_later(
+    tmp_path: Path, monkeypatch: Any, code: int
+) -> None:
+    """A full disk (or no descriptor) when the directory is made: dropped as the disk's, or as
+    unwritable, with the reason; the next put makes it."""
+    real_mkdir = os.mkdir
+    failing = [True]
+
+    def mkdir(path: Any, mode: int = 0o777, *, dir_fd: Any = None) -> None:
+        if failing[0]:
+            raise OSError(code, os.strerror(code))
+        real_mkdir(path, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    stats = Stats()
+    store = Spool(str(tmp_path / "parent" / "spool"), 1 << 20, stats)
+    reason = store.put(b'{"_msg":"a"}\n', 1)
+    assert reason == ("spool_no_space" if code == errno.ENOSPC else "spool_unwritable")
+    assert store.refusal == ""
+    failing[0] = False
+    assert store.put(b'{"_msg":"b"}\n', 1) == ""
+    assert stats.as_dict().get("spooled") == 1
+
+
+PROGRAM = """\
+import os, resource, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+for i in range(20):
+    print(f"before the limit {i}")
+time.sleep(float(os.environ["HOLD_AFTER_S"]))
+held = []
+while len(held) < 128:
+    try:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+time.sleep(float(os.environ["HOLD_S"]))
+for fd in held:
+    os.close(fd)
+for i in range(20):
+    print(f"after the limit {i}")
+"""
+PRINTED = [f"before the limit {i}" for i in range(20)] + [f"after the limit {i}" for i in range(20)]
+
+
+def test_lines_of_an_outage_met_at_the_limit_of_open_files_are_kept_or_counted(
+    script: Any, sink: Any
+) -> None:
+    """The server is down, and while the batch tries again the program takes every descriptor
+    it may open: the sender can neither connect, nor load the spool's module, nor open the
+    spool. What cannot be kept meanwhile is dropped and counted as "cannot be written" (before:
+    the batch was lost untold, an internal error); once the program lets the descriptors go,
+    the spool is used again (a refusal would have lasted the process), the rest is kept at the
+    exit, and the next run delivers it once. Kept + dropped = printed."""
+    path = script(PROGRAM)
+    down = sink.env(VICTORIALOGS_URL=f"http://127.0.0.1:{free_port()}",
+                    VICTORIALOGS_TIMEOUT_MS="200", VICTORIALOGS_EXIT_TIMEOUT_MS="1000",
+                    HOLD_AFTER_S="0.5", HOLD_S="2.5")  # fmt: skip
+    first = run_python(path, down)
+    assert first.rc == 0 and first.out.splitlines() == PRINTED
+    assert "not used" not in first.err, first.err
+    kept = re.search(r"(\d+) kept in the spool", first.err)
+    dropped = re.search(r"dropped earlier: spool_unwritable: (\d+)\)", first.err)
+    assert kept is not None, first.err
+    assert int(kept[1]) + (int(dropped[1]) if dropped else 0) == len(PRINTED), first.err
+    run_python(script("print('replayed after it')\n", "next.py"), sink.env())
+    rows = sink.settle(int(kept[1]) + 1)
+    replayed = [m for m in messages(rows) if "limit" in m]
+    assert len(replayed) == len(set(replayed)) == int(kept[1])
+    assert set(replayed) <= set(PRINTED)
+
+
+def test_a_sender_that_cannot_load_at_the_limit_of_open_files_loads_once_they_are_free(
+    script: Any, sink: Any
+) -> None:
+    """The program takes every descriptor it may open right after its first lines, before the
+    sender loaded its modules (they are files): the sender tries again at each interval, and
+    loads once the program lets them go; every line is stored once. Before, it gave up for
+    the process at the first try: every line dropped, the exit saying the sender could not
+    start."""
+    path = script(PROGRAM)
+    first = run_python(path, sink.env(HOLD_AFTER_S="0", HOLD_S="1"))
+    assert first.rc == 0 and first.out.splitlines() == PRINTED
+    assert first.err == "", first.err
+    assert sorted(messages(sink.settle(40))) == sorted(PRINTED)
+
+
+def test_a_message_that_cannot_be_filtered_says_why() -> None:
+    """A message is shown only through its filter (credentials masked); when the filter's
+    files cannot be opened, the line says so, with the reason and no part of the message,
+    once. The message is not taken as told: asked again once descriptors are free, it is
+    shown then (before, it was held back as shown for 30 s)."""
+    done = subprocess.run([sys.executable, "-c", SAYS_WHY, str(SRC)], env=base_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (
+        "vlhook: (a message could not be shown: Too many open files)\n"
+        "vlhook: cannot reach https://***@example.com\n"
+    )
+    assert done.stdout == "[False, False, True]\n"
+
+
+SAYS_WHY = """\
+import os, resource, sys
+sys.path.insert(0, sys.argv[1])
+from vlhook import _diag
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+while len(held) < 64:
+    try:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+said = [_diag.warn("cannot reach https://user:secret@example.com", key="k") for _ in range(2)]
+for fd in held:
+    os.close(fd)
+said.append(_diag.warn("cannot reach https://user:secret@example.com", key="k"))
+print(said)
+"""
