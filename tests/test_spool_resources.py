@@ -22,10 +22,30 @@ from victorialogs import free_port
 from vlhook._delivery.spool import BATCH, Spool
 from vlhook._stats import Stats
 
+# How each program below comes to its limit of open files: a limit of 128 (a real one, as
+# `ulimit -n` sets), then every descriptor left taken by take_all(), let go by let_go().
+LIMITED = """\
+import os, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+def take_all():
+    held = []
+    while len(held) < 128:
+        try:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError as exc:
+            return held, exc.strerror
+    raise AssertionError("no limit met")
+def let_go(held):
+    for fd in held:
+        os.close(fd)
+"""
+
 # Holds every descriptor the process may open, puts a batch in the spool, lets them go, puts
 # another: what each put said, the spool's files, and the counters.
-AT_THE_LIMIT = """\
-import json, os, resource, sys
+AT_THE_LIMIT = (
+    LIMITED
+    + """\
+import json, sys
 sys.path.insert(0, sys.argv[2])
 from vlhook._delivery.spool import Spool
 from vlhook._stats import Stats
@@ -35,20 +55,14 @@ from vlhook import _diag
 stats = Stats()
 spool = Spool(sys.argv[1], 1 << 20, stats)
 _diag.ready()  # as in a process that showed a message before (else see the test below)
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-held = []
-while len(held) < 64:
-    try:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        break
+held, _ = take_all()
 first = spool.put(b'{"_msg":"a"}\\n', 1)
-for fd in held:
-    os.close(fd)
+let_go(held)
 second = spool.put(b'{"_msg":"b"}\\n', 1)
 print(json.dumps({"first": first, "second": second, "files": sorted(os.listdir(sys.argv[1])),
                   "stats": stats.as_dict()}))
 """
+)
 
 
 def test_a_spool_met_at_the_limit_of_open_files_is_used_once_descriptors_are_free(
@@ -95,24 +109,20 @@ def test_a_spool_directory_that_cannot_be_made_for_now_is_made_later(
     assert stats.as_dict().get("spooled") == 1
 
 
-PROGRAM = """\
-import os, resource, time
-resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+PROGRAM = (
+    LIMITED
+    + """\
+import time
 for i in range(20):
     print(f"before the limit {i}")
 time.sleep(float(os.environ["HOLD_AFTER_S"]))
-held = []
-while len(held) < 128:
-    try:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        break
+held, _ = take_all()
 time.sleep(float(os.environ["HOLD_S"]))
-for fd in held:
-    os.close(fd)
+let_go(held)
 for i in range(20):
     print(f"after the limit {i}")
 """
+)
 PRINTED = [f"before the limit {i}" for i in range(20)] + [f"after the limit {i}" for i in range(20)]
 
 
@@ -173,39 +183,32 @@ def test_a_message_that_cannot_be_filtered_says_why() -> None:
     assert done.stdout == "[False, False, True]\n"
 
 
-SAYS_WHY = """\
-import os, resource, sys
+SAYS_WHY = (
+    LIMITED
+    + """\
+import sys
 sys.path.insert(0, sys.argv[1])
 from vlhook import _diag
-resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-held = []
-while len(held) < 64:
-    try:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError:
-        break
+held, _ = take_all()
 said = [_diag.warn("cannot reach https://user:secret@example.com", key="k") for _ in range(2)]
-for fd in held:
-    os.close(fd)
+let_go(held)
 said.append(_diag.warn("cannot reach https://user:secret@example.com", key="k"))
 print(said)
 """
+)
 
 
-DIES_OF_IT = """\
-import os, resource, time
-resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+DIES_OF_IT = (
+    LIMITED
+    + """\
+import time
 print("started")
 time.sleep(0.5)  # delivered: the sender's modules are loaded, its connection open
-held = []
-while True:
-    try:
-        held.append(os.open(os.devnull, os.O_RDONLY))
-    except OSError as exc:
-        print(f"last words: {exc.strerror}")
-        break
+held, error = take_all()
+print(f"last words: {error}")
 raise SystemExit(3)
 """
+)
 
 
 def test_a_program_that_exits_at_the_limit_of_open_files_has_its_last_lines_stored(
