@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from vlhook._config import Config
 
 RATE_LIMIT_S = 30.0
-NOT_SHOWN = "(not shown)"  # the key of the line said in place of a message that cannot be
+#: The rate limit's key for the line that stands in for a message that could not be shown.
+NOT_SHOWN = "(not shown)"
 
 _out: Optional[TextIO] = None
 _debug = False

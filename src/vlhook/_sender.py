@@ -326,8 +326,8 @@ class Sender:
         """Whether the pipeline failed to load for a moment, and loads at the next try: its
         files could not be opened for want of descriptors (a program at its limit of open
         files) or memory. Then what is captured waits in the buffer, under its policy, until
-        a try succeeds; a flush asked meanwhile waits out its timeout. At the exit the exit
-        tries once more on its own thread, and gives up there (see shutdown)."""
+        a try succeeds; a flush asked meanwhile waits out its timeout. The try the exit wakes
+        is the last: failing, it gives up, and the exit's report says why."""
         if not isinstance(exc, OSError) or self._shutdown is not None:
             return False
         import errno  # built in: opens no file
