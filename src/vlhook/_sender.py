@@ -242,6 +242,10 @@ class Sender:
             self._queue_after_failed_start(item, level, again)
             if isinstance(exc, ImportError) and sys.is_finalizing():
                 return True  # the first capture at teardown: no thread can start, no word
+            if _shortage(exc):
+                # `threading` (3.9, 3.10) could not be imported for want of a descriptor:
+                # the capture is kept, and the next one starts the sender.
+                return True
             raise
         finally:
             if not again:
@@ -323,16 +327,11 @@ class Sender:
         self._replaying = _may_hold_files(config.spool_dir)
 
     def _may_pass(self, exc: Exception) -> bool:
-        """Whether the pipeline failed to load for a moment, and loads at the next try: its
-        files could not be opened for want of descriptors (a program at its limit of open
-        files) or memory. Then what is captured waits in the buffer, under its policy, until
-        a try succeeds; a flush asked meanwhile waits out its timeout. The try the exit wakes
-        is the last: failing, it gives up, and the exit's report says why."""
-        if not isinstance(exc, OSError) or self._shutdown is not None:
-            return False
-        import errno  # built in: opens no file
-
-        if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        """Whether the pipeline failed to load for a moment (see _shortage), and loads at the
+        next try. Then what is captured waits in the buffer, under its policy, until a try
+        succeeds; a flush asked meanwhile waits out its timeout. The try the exit wakes is
+        the last: failing, it gives up, and the exit's report says why."""
+        if self._shutdown is not None or not _shortage(exc):
             return False
         _diag.debug(f"the sender's modules cannot load now ({exc}): tried again in "
                     f"{self.interval:g} s")  # fmt: skip
@@ -955,6 +954,16 @@ def _wait_for_exit(request: ShutdownRequest) -> None:
     finally:
         if sys.getswitchinterval() == shorter:
             sys.setswitchinterval(interval)
+
+
+def _shortage(exc: BaseException) -> bool:
+    """Whether `exc` is a shortage that may pass: a module's file could not be opened for want
+    of descriptors (a program at its limit of open files) or of memory."""
+    if not isinstance(exc, OSError):
+        return False
+    import errno  # built in: opens no file
+
+    return exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 
 def _may_hold_files(directory: str) -> bool:

@@ -1,8 +1,9 @@
-"""The spool when the process runs out of what it needs for a moment: descriptors (a program
-at its limit of open files), disk space. That is no reason to give the spool up for the rest
-of the process, as an unsafe directory is: the directory is tried again at the next need, and
-what could not be kept meanwhile is dropped as "cannot be written", said so, never as "not
-safe". Real processes with a real limit of open files; the disk's case by a patched mkdir."""
+"""vlhook when the process runs out of what it needs for a moment: descriptors (a program at
+its limit of open files), disk space. That is no reason to give up the sender or the spool for
+the rest of the process, as a broken install or an unsafe directory is: the sender's modules
+load at its next try, the spool's directory is tried again at the next need, and what could
+not be kept meanwhile is dropped as "cannot be written", counted and said, never lost untold.
+Real processes with a real limit of open files; the disk's case by a patched mkdir."""
 
 from __future__ import annotations
 
@@ -222,3 +223,26 @@ def test_a_program_that_exits_at_the_limit_of_open_files_has_its_last_lines_stor
     assert (run.rc, run.out) == (3, "started\nlast words: Too many open files\n")
     assert run.err == "", run.err
     assert messages(sink.settle(2)) == ["started", "last words: Too many open files"]
+
+
+FIRST_AT_IT = (
+    LIMITED
+    + """\
+held, _ = take_all()
+print("first line, at the limit")
+let_go(held)
+print("after it")
+"""
+)
+
+
+def test_a_first_line_printed_at_the_limit_of_open_files_starts_vlhook_as_any(
+    script: Any, sink: Any
+) -> None:
+    """The first capture starts the sender; on Python 3.9 and 3.10 it imports `threading`
+    on the program's thread first (see Sender._threading_first_here), which at the limit
+    fails: the capture is kept, and the next one starts the sender. Before, that failure was
+    reported as an internal error (a message that could not even be shown)."""
+    run = run_python(script(FIRST_AT_IT), sink.env())
+    assert (run.rc, run.out, run.err) == (0, "first line, at the limit\nafter it\n", "")
+    assert messages(sink.settle(2)) == ["first line, at the limit", "after it"]
