@@ -199,32 +199,6 @@ print(said)
 )
 
 
-DIES_OF_IT = (
-    LIMITED
-    + """\
-import time
-print("started")
-time.sleep(0.5)  # delivered: the sender's modules are loaded, its connection open
-held, error = take_all()
-print(f"last words: {error}")
-raise SystemExit(3)
-"""
-)
-
-
-def test_a_program_that_exits_at_the_limit_of_open_files_has_its_last_lines_stored(
-    script: Any, sink: Any
-) -> None:
-    """A program that dies of its descriptors (at its limit of open files when it exits): the
-    exit's code is loaded with the sender's (no file to open at the exit), and its last line
-    goes over the connection already open. Before, the exit tried to import its module again
-    and again, and the last line was lost."""
-    run = run_python(script(DIES_OF_IT), sink.env())
-    assert (run.rc, run.out) == (3, "started\nlast words: Too many open files\n")
-    assert run.err == "", run.err
-    assert messages(sink.settle(2)) == ["started", "last words: Too many open files"]
-
-
 FIRST_AT_IT = (
     LIMITED
     + """\

@@ -308,10 +308,6 @@ class Sender:
         check`, which says so when they cannot); with the garbage collector paused when a
         thread of the program waits for them (see `_imports.CollectorPaused`)."""
         with _imports.CollectorPaused(pause_collector):
-            # The exit's code loads with the pipeline: an exit then opens no file for it (a
-            # program that dies at its limit of open files has its last lines sent over the
-            # connection already open). A short-lived script loads it at its exit either way.
-            import vlhook._exit  # noqa: F401
             from vlhook._delivery.batch import Batcher
             from vlhook._delivery.encode import Encoder, constant_fields
             from vlhook._delivery.workers import make_workers
@@ -890,7 +886,7 @@ class Sender:
     def _begin_exit(self, request: ShutdownRequest) -> None:
         for flush in list(self.flushes):
             self.answer(flush, ok=False)  # their callers are gone or going
-        from vlhook._exit import ExitRun  # loaded with the pipeline (see load_pipeline)
+        from vlhook._exit import ExitRun  # the exit's own code: loaded when it comes
 
         self.exit = ExitRun(self, request)
         self.tell_workers()
