@@ -177,8 +177,8 @@ def _write(text: str) -> bool:
         # files): vlhook's own words, no part of the message.
         why = f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else ""
         line, shown = f"vlhook: (a message could not be shown{why})\n", False
-        last, now = _last_shown.get(NOT_SHOWN), time.monotonic()
-        if last is not None and now - last < RATE_LIMIT_S:
+        now = time.monotonic()
+        if _held_back(NOT_SHOWN, now):
             return False
         _last_shown[NOT_SHOWN] = now
     try:
@@ -192,16 +192,19 @@ def _write(text: str) -> bool:
     return shown
 
 
+def _held_back(key: str, now: float) -> bool:
+    """Whether a line under `key` was shown less than RATE_LIMIT_S ago."""
+    last = _last_shown.get(key)
+    return last is not None and now - last < RATE_LIMIT_S
+
+
 def warn(text: str, key: Optional[str] = None) -> bool:
     """Something the user must know (bad config, data lost): shown, at most once per key/30 s.
     True when it was shown; one that could not be (see _write) is not held back next time,
     and what it told of is left to the exit's report (see Sender.untold_drops)."""
     now = time.monotonic()
     key = key or text
-    last = _last_shown.get(key)
-    if last is not None and now - last < RATE_LIMIT_S:
-        return False
-    if not _write(text):
+    if _held_back(key, now) or not _write(text):
         return False
     _last_shown[key] = now
     return True
