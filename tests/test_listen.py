@@ -583,10 +583,13 @@ def test_literal_time_key_with_time_field_hides_the_real_time(recv: Receiver) ->
 
 
 def test_retention_window_drops_rows_but_answers_200(recv: Receiver) -> None:
-    day = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    # The window's edges are whole days: taken now, not when the module was collected (a
+    # suite that crosses midnight UTC would otherwise move them by a day).
+    now = datetime.now(timezone.utc)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     stamps = {
-        "old": NOW - timedelta(days=8),
-        "recent": NOW - timedelta(days=6),
+        "old": now - timedelta(days=8),
+        "recent": now - timedelta(days=6),
         "ahead": day + timedelta(days=2, hours=23, minutes=59),
         "too far": day + timedelta(days=3, seconds=1),
     }

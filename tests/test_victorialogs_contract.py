@@ -314,9 +314,10 @@ def test_unparsable_time_skips_the_line(batch: Batch, value: str) -> None:
 
 @pytest.mark.parametrize("value", [0, "0", "", None], ids=["0", "'0'", "empty", "null"])
 def test_times_meaning_now(batch: Batch, value: Any) -> None:
+    before = _iso(timedelta())[:10]
     batch.post(batch.line(_msg="m", _time=value))
     (row,) = batch.stored()
-    assert row["_time"][:10] == _iso(timedelta())[:10]
+    assert row["_time"][:10] in (before, _iso(timedelta())[:10])  # midnight may come between
 
 
 @pytest.mark.parametrize("unit", [1, 1000, 1_000_000_000], ids=["s", "ms", "ns"])
