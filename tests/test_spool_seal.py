@@ -11,7 +11,7 @@ from pathlib import Path
 from vlhook._captures import STDOUT, Line, text
 from vlhook._config import load
 from vlhook._delivery.spool import Spool
-from vlhook._exit import ExitRun, unanswered_report
+from vlhook._exit import STEP, ExitRun, unanswered_report
 from vlhook._sender import Sender
 from vlhook._stats import Stats
 from vlhook._sync import ShutdownRequest, acquire_patiently
@@ -103,3 +103,26 @@ def test_an_exit_out_of_time_keeps_the_line_the_sender_held_unfinished(tmp_path:
     assert (report.spooled, report.dropped) == (257, {"exit_timeout": 44})
     stats = sender.stats
     assert stats.captured == 301 == stats.spooled + stats.dropped_total
+
+
+def test_an_exit_left_little_time_for_much_writes_raw_lines_from_the_first(tmp_path: Path) -> None:
+    """The exit's drain begins with a few milliseconds left and 20,000 captures queued (its
+    time spent loading the pipeline, say): making entries of them could not end in time at any
+    rate, so they go raw from the first group on. Before, entries were made until the rate of
+    three groups was known, and with less time than that the rest was dropped, none raw."""
+    sender = sender_holding_a_line(tmp_path)
+    queued = [text(STDOUT, f"line {i}\n", time.time_ns(), 2, None) for i in range(20_000)]
+    sender.buffer.items.extend(queued)
+    request = ShutdownRequest(time.monotonic() + 0.015)  # 5 ms of work, 10 ms kept back
+    run = ExitRun(sender, request)
+    for _ in range(100):  # a step per wake-up, as the sender takes them
+        run.step()
+        if request.report is not None:
+            break
+        time.sleep(run.wait_time(time.monotonic()))
+    report = request.report
+    assert report is not None
+    assert [path.suffix for path in tmp_path.iterdir()] == [".captures"]  # no entries made
+    assert report.spooled >= STEP  # the first group at least, whatever the machine
+    stats = sender.stats
+    assert stats.captured == 20_001 == stats.spooled + stats.dropped_total

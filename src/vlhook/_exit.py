@@ -1,8 +1,9 @@
 """The exit: the sender's last run, and the report it ends with.
 
 Within the budget, on the sender thread (which never waits on the network): every capture still
-queued is made into entries (or, when the rate so far says there is no time for that, written
-raw to the spool as complete lines, to be made into entries when replayed), a few batches
+queued is made into entries (or, when the rate so far, or before there is one a rate no machine
+beats, says there is no time for that, written raw to the spool as complete lines, to be made
+into entries when replayed), a few batches
 ahead of delivery while time is to spare (the captures wait in the buffer, whose memory they
 hold already, not as batches too); batches go to idle workers until `work_deadline`; then
 requests still under way are ended, batches that never left are spooled, and what is in a
@@ -49,6 +50,13 @@ SPARE = 4
 #: rate. Judged on one window, a stall of ~0.5 s sent 55,000 lines to the spool as raw lines
 #: in a process that had 8 s to deliver them.
 RATE_WINDOWS = 3
+#: Less than making an entry of a capture takes on any machine (a plain line: ~2 us on a 2-core
+#: virtual machine, JSON lines more). Before the rate is known, making the rest at this speed
+#: would already not finish in time: the rest goes raw at once. Found when the exit's time was
+#: mostly spent loading the pipeline: the drain began with ~40 ms left and 150,000 captures
+#: queued, the time ran out before RATE_WINDOWS groups were timed, and all but 512 of them
+#: were dropped rather than written raw.
+MAKING_FLOOR_S = 0.5e-6
 #: An exit given up on waits this long at most for what the sender is doing to end (a group of
 #: captures being counted, batches handed over, a spool write: see Sender.halt, Spool.seal).
 SEAL_WAIT_S = 0.25
@@ -120,21 +128,21 @@ class ExitRun:
         lines: list[Line] = []
         window, taken = monotonic(), 0
         while True:
+            now, making = monotonic(), None
             if taken:
-                now = monotonic()
                 if now >= self.work_deadline:
                     break
                 making = self._making_time((now - window) / taken, len(sender.buffer.items))
                 window = now
-                if self._raw is None and making is not None and making > self.work_deadline - now:
-                    self._go_raw(lines)
-                    _diag.debug("exit: no time to make entries; writing raw lines to the spool")
-                elif self._raw is None and making is not None and self._far_enough_ahead():
-                    # Go on after an answer, or in time to make the rest anyway.
-                    resume_by = min(self.work_deadline - SPARE * making, self._halfway)
-                    if now < resume_by:
-                        self._resume_by = resume_by
-                        break
+            if self._raw is None and self._no_time_to_make(making, now):
+                self._go_raw(lines)
+                _diag.debug("exit: no time to make entries; writing raw lines to the spool")
+            elif self._raw is None and making is not None and self._far_enough_ahead():
+                # Go on after an answer, or in time to make the rest anyway.
+                resume_by = min(self.work_deadline - SPARE * making, self._halfway)
+                if now < resume_by:
+                    self._resume_by = resume_by
+                    break
             taken = self._take_group(lines)
             if not taken:
                 break
@@ -197,6 +205,14 @@ class ExitRun:
         if len(windows) < RATE_WINDOWS:
             return None
         return remaining * sorted(windows)[RATE_WINDOWS // 2]
+
+    def _no_time_to_make(self, making: Optional[float], now: float) -> bool:
+        """Making entries of what is queued would not end before the work deadline: by the
+        rate measured (`making`), or, before there is one, even at MAKING_FLOOR_S a capture."""
+        queued = len(self.sender.buffer.items)
+        if making is None:
+            making = queued * MAKING_FLOOR_S
+        return queued > 0 and making > self.work_deadline - now
 
     def _far_enough_ahead(self) -> bool:
         """Enough batches wait for a delivery that is under way."""
