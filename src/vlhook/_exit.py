@@ -128,13 +128,13 @@ class ExitRun:
         lines: list[Line] = []
         window, taken = monotonic(), 0
         while True:
-            now, making = monotonic(), None
+            now, making, queued = monotonic(), None, len(sender.buffer.items)
             if taken:
                 if now >= self.work_deadline:
                     break
-                making = self._making_time((now - window) / taken, len(sender.buffer.items))
+                making = self._making_time((now - window) / taken, queued)
                 window = now
-            if self._raw is None and self._no_time_to_make(making, now):
+            if self._raw is None and self._no_time_to_make(making, queued, now):
                 self._go_raw(lines)
                 _diag.debug("exit: no time to make entries; writing raw lines to the spool")
             elif self._raw is None and making is not None and self._far_enough_ahead():
@@ -206,10 +206,9 @@ class ExitRun:
             return None
         return remaining * sorted(windows)[RATE_WINDOWS // 2]
 
-    def _no_time_to_make(self, making: Optional[float], now: float) -> bool:
-        """Making entries of what is queued would not end before the work deadline: by the
-        rate measured (`making`), or, before there is one, even at MAKING_FLOOR_S a capture."""
-        queued = len(self.sender.buffer.items)
+    def _no_time_to_make(self, making: Optional[float], queued: int, now: float) -> bool:
+        """Making entries of the `queued` captures would not end before the work deadline: by
+        the rate measured (`making`), or, before there is one, even at MAKING_FLOOR_S each."""
         if making is None:
             making = queued * MAKING_FLOOR_S
         return queued > 0 and making > self.work_deadline - now
