@@ -220,3 +220,73 @@ def test_a_first_line_printed_at_the_limit_of_open_files_starts_vlhook_as_any(
     run = run_python(script(FIRST_AT_IT), sink.env())
     assert (run.rc, run.out, run.err) == (0, "first line, at the limit\nafter it\n", "")
     assert messages(sink.settle(2)) == ["first line, at the limit", "after it"]
+
+
+DIES_OF_IT = (
+    LIMITED
+    + """\
+import sys
+print("serving")
+vlhook = sys.modules.get("vlhook")
+if vlhook:  # delivered: vlhook's pipeline and connection are up, as in a service that ran a while
+    vlhook.flush(10)
+held, _ = take_all()
+print(f"out of descriptors after {len(held)}")
+open(os.devnull)  # and dies of it, as a program that leaks them does
+"""
+)
+
+
+def test_a_program_that_dies_at_the_limit_of_open_files_has_its_last_lines_delivered(
+    script: Any, sink: Any
+) -> None:
+    """A service leaks descriptors until it dies of it: its last lines and the traceback that
+    says why are what its user needs. vlhook holds one descriptor of its own from its first
+    delivery on and lets it go when the exit begins, so the exit's own code (a file) loads
+    and the lines go out on the open connection. Before, the exit could load nothing at the
+    limit: both lines were lost, and stderr said only that a message could not be shown."""
+    run = run_python(script(DIES_OF_IT), sink.env())
+    assert run.rc == 1
+    serving, last = run.out.splitlines()
+    assert serving == "serving" and last.startswith("out of descriptors after ")
+    assert run.err.startswith("Traceback (most recent call last):\n"), run.err
+    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
+    rows = sink.settle(3)
+    assert len(rows) == 3, rows
+    errors = [r for r in rows if r.get("level") == "ERROR"]
+    assert sorted(messages(rows)) == sorted(["serving", last, errors[0]["_msg"]])
+    assert errors[0]["_msg"].endswith("OSError: [Errno 24] Too many open files: '/dev/null'")
+
+
+THREAD_DIES_OF_IT = (
+    LIMITED
+    + """\
+import threading
+held = []
+def work():
+    held.extend(take_all()[0])
+    open(os.devnull)  # the thread dies of it; its report is shown while every descriptor is held
+worker = threading.Thread(target=work, name="worker")
+worker.start()
+worker.join()
+let_go(held)
+print("after the worker")
+"""
+)
+
+
+def test_a_thread_that_dies_at_the_limit_of_open_files_is_reported_as_without_vlhook(
+    script: Any, sink: Any
+) -> None:
+    """The thread's uncaught exception is shown by Python's own report alone and stored once.
+    Before, vlhook's hook could not load the module that takes its frames out of tracebacks
+    (a file) and said so beside the program's report: "(a message could not be shown: Too
+    many open files)"."""
+    run = run_python(script(THREAD_DIES_OF_IT), sink.env())
+    assert (run.rc, run.out) == (0, "after the worker\n")
+    assert run.err.startswith("Exception in thread worker:\nTraceback"), run.err
+    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
+    rows = sink.settle(2)
+    errors = [r for r in rows if r.get("level") == "ERROR"]
+    assert len(rows) == 2 and len(errors) == 1, rows
+    assert errors[0]["thread"] == "worker" and "Too many open files" in errors[0]["_msg"]

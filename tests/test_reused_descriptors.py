@@ -107,6 +107,28 @@ def test_the_spool_opens_its_files_above_the_programs_numbers(tmp_path: Path) ->
         os.close(dir_fd)
 
 
+def test_the_spare_descriptor_is_one_not_inherited_and_let_go_once() -> None:
+    """The descriptor the sender holds for the exit (Sender._hold_spare): one, not passed to
+    programs the process starts, closed when let go."""
+    before = _open_fds()
+    held = private.spare()
+    assert _open_fds() == before | {held.fd}
+    assert not os.get_inheritable(held.fd)
+    held.close()
+    assert _open_fds() == before
+
+
+def test_a_spare_descriptor_whose_number_the_program_took_is_left_to_it(
+    program: ProgramFile,
+) -> None:
+    """A program that closes every descriptor it did not open, then has a file of its own
+    under the spare's number: the exit's letting go closes nothing of the program's."""
+    held = private.spare()
+    program.take(held.fd)
+    held.close()
+    assert program.intact()
+
+
 def test_a_number_the_program_took_before_it_was_moved_is_left_to_it(
     tmp_path: Path, program: ProgramFile, monkeypatch: Any
 ) -> None:

@@ -204,11 +204,7 @@ def _wrap_excepthook(original: Any) -> Any:
             return original(exc_type, exc, tb)  # says what is wrong, nothing to ship
         with _diag.guard("excepthook"):
             _note_end(exc, tb)  # first: before vlhook's own work resets CPython's flag
-            # Shown and shipped as without vlhook: no frame of the stream tee in the middle.
-            from vlhook import _frames
-
-            _frames.hide(exc)
-            tb = _frames.without_ours(tb)
+            tb = _without_our_frames(exc, tb)
         capture_exception(exc)
         # The traceback Python prints now is the same exception: not captured twice.
         ident = _thread.get_ident()  # as the program has it now: see _sync
@@ -221,6 +217,25 @@ def _wrap_excepthook(original: Any) -> Any:
     return excepthook
 
 
+def _without_our_frames(exc: BaseException, tb: Optional[TracebackType]
+                         ) -> Optional[TracebackType]:  # fmt: skip
+    """Shown and shipped as without vlhook: `exc` and its traceback with no frame of the
+    stream tee in the middle (they have one when the exception came through a write). As
+    they are when the frames' module cannot load, its file not opened for want of
+    descriptors (a program, or one of its threads, dying at its limit of open files): no
+    word of vlhook's then beside the program's own traceback."""
+    try:
+        from vlhook import _frames
+    except OSError as exc_of_ours:
+        from vlhook._sender import shortage  # loaded at start-up
+
+        if shortage(exc_of_ours):
+            return tb
+        raise
+    _frames.hide(exc)
+    return _frames.without_ours(tb)
+
+
 def hook_threading(threading: Any) -> None:
     """Uncaught exceptions in threads, once the program imports threading."""
     original = threading.excepthook
@@ -229,10 +244,7 @@ def hook_threading(threading: Any) -> None:
         if not isinstance(getattr(args, "exc_value", None), BaseException):
             return original(args)  # none, or a program calling the hook by hand: as without us
         with _diag.guard("threading.excepthook"):
-            from vlhook import _frames
-
-            _frames.hide(args.exc_value)
-            tb = _frames.without_ours(args.exc_traceback)
+            tb = _without_our_frames(args.exc_value, args.exc_traceback)
             if tb is not args.exc_traceback:
                 args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
         if args.exc_type is not SystemExit:
@@ -304,9 +316,9 @@ def hook_logging_errors(logging: Any) -> None:
 
     def handleError(self: Any, record: Any) -> None:
         with _diag.guard("logging.handleError"):
-            from vlhook import _frames
-
-            _frames.hide(sys.exc_info()[1])
+            failure = sys.exc_info()[1]
+            if failure is not None:
+                _without_our_frames(failure, None)
         original(self, record)
 
     logging.Handler.handleError = handleError

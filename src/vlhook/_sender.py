@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from vlhook._delivery.batch import Batch, Batcher
     from vlhook._delivery.client import Outcome
     from vlhook._delivery.encode import Encoder
+    from vlhook._delivery.private import Opened
     from vlhook._delivery.replay import Replayer
     from vlhook._delivery.spool import Spool
     from vlhook._delivery.workers import Worker
@@ -95,6 +96,9 @@ class Sender:
         self._main_ident = threading.main_thread().ident if threading else get_ident()
         #: Called on the flushing thread first (the capture stage hands over what it holds).
         self.before_flush: Optional[Callable[[], None]] = None
+        #: Held from the first delivery on, let go when the exit begins (see _hold_spare). Not
+        #: reset in a forked child: the child holds its own copy of it.
+        self._spare: Optional[Opened] = None
         self._reset()
 
     def _reset(self) -> None:
@@ -181,6 +185,7 @@ class Sender:
         in the spool, and say exactly what became of everything. Idempotent."""
         if self.before_flush is not None:
             self.before_flush()
+        self._let_spare_go()
         request = self._shutdown
         if request is None:
             request = self._shutdown = ShutdownRequest(deadline)
@@ -242,7 +247,7 @@ class Sender:
             self._queue_after_failed_start(item, level, again)
             if isinstance(exc, ImportError) and sys.is_finalizing():
                 return True  # the first capture at teardown: no thread can start, no word
-            if _shortage(exc):
+            if shortage(exc):
                 # `threading` (3.9, 3.10) could not be imported for want of a descriptor:
                 # the capture is kept, and the next one starts the sender.
                 return True
@@ -323,11 +328,11 @@ class Sender:
         self._replaying = _may_hold_files(config.spool_dir)
 
     def _may_pass(self, exc: Exception) -> bool:
-        """Whether the pipeline failed to load for a moment (see _shortage), and loads at the
+        """Whether the pipeline failed to load for a moment (see shortage), and loads at the
         next try. Then what is captured waits in the buffer, under its policy, until a try
         succeeds; a flush asked meanwhile waits out its timeout. The try the exit wakes is
         the last: failing, it gives up, and the exit's report says why."""
-        if self._shutdown is not None or not _shortage(exc):
+        if self._shutdown is not None or not shortage(exc):
             return False
         _diag.debug(f"the sender's modules cannot load now ({exc}): tried again in "
                     f"{self.interval:g} s")  # fmt: skip
@@ -446,10 +451,36 @@ class Sender:
                 if not self._may_pass(exc):
                     self._give_up(exc)
                     return
+        with _diag.guard("sender"):
+            self._step()  # first: a flush that waits for this step is not kept waiting
+        self._hold_spare()
         while True:
+            self._wake.wait(self._wait_time())
             with _diag.guard("sender"):
                 self._step()
-            self._wake.wait(self._wait_time())
+
+    def _hold_spare(self) -> None:
+        """One descriptor held for the exit. A program that leaks descriptors dies at its
+        limit of open files, and its last lines (the traceback that says why) go out at an
+        exit that can open nothing: the exit's own code is a file, as a new connection or the
+        spool is. Let go when the exit begins, this one descriptor loads that code one file
+        at a time, and the lines go out on the open connection. Not held by a process whose
+        first delivery is its exit (it lets go at once), nor when none is left already."""
+        if self._shutdown is not None or self._spare is not None:
+            return
+        from vlhook._delivery.private import spare  # loaded with the pipeline
+
+        try:
+            self._spare = spare()
+        except OSError:
+            pass  # at the limit already: the exit does without
+
+    def _let_spare_go(self) -> None:
+        """The exit begins: the spare descriptor is closed (while it is still vlhook's: a
+        program that closed every descriptor may hold that number now)."""
+        held, self._spare = self._spare, None
+        if held is not None:
+            held.close()
 
     def _wait_time(self) -> float:
         now = monotonic()
@@ -952,7 +983,7 @@ def _wait_for_exit(request: ShutdownRequest) -> None:
             sys.setswitchinterval(interval)
 
 
-def _shortage(exc: BaseException) -> bool:
+def shortage(exc: BaseException) -> bool:
     """Whether `exc` is a shortage that may pass: a module's file could not be opened for want
     of descriptors (a program at its limit of open files) or of memory."""
     if not isinstance(exc, OSError):
