@@ -212,7 +212,7 @@ def spare() -> Opened:
     Sender._hold_spare): the read end of a pipe nothing writes to, whose identity no other
     file has, not inherited by programs the process starts. Left at the number it gets, as
     the connection's socket is: moving it up makes the kernel grow the process's table of
-    descriptors, which in a process with threads waits 10-14 ms for its other threads (an
+    descriptors, which in a process with threads waits 4-14 ms for its other threads (an
     RCU grace period), and a flush would wait with it. Raises OSError."""
     fd, write = os.pipe()
     os.close(write)
