@@ -217,8 +217,8 @@ def _wrap_excepthook(original: Any) -> Any:
     return excepthook
 
 
-def _without_our_frames(exc: BaseException, tb: Optional[TracebackType]
-                         ) -> Optional[TracebackType]:  # fmt: skip
+def _without_our_frames(exc: Optional[BaseException], tb: Optional[TracebackType]
+                        ) -> Optional[TracebackType]:  # fmt: skip
     """Shown and shipped as without vlhook: `exc` and its traceback with no frame of the
     stream tee in the middle (they have one when the exception came through a write). As
     they are when the frames' module cannot load, its file not opened for want of
@@ -316,9 +316,7 @@ def hook_logging_errors(logging: Any) -> None:
 
     def handleError(self: Any, record: Any) -> None:
         with _diag.guard("logging.handleError"):
-            failure = sys.exc_info()[1]
-            if failure is not None:
-                _without_our_frames(failure, None)
+            _without_our_frames(sys.exc_info()[1], None)
         original(self, record)
 
     logging.Handler.handleError = handleError

@@ -185,10 +185,10 @@ class Sender:
         in the spool, and say exactly what became of everything. Idempotent."""
         if self.before_flush is not None:
             self.before_flush()
-        self._let_spare_go()
         request = self._shutdown
         if request is None:
             request = self._shutdown = ShutdownRequest(deadline)
+            self._let_spare_go()  # after the request: the sender makes no new one from now
             if self._thread is None and not self._inline and not self.buffer.items:
                 return ExitReport()  # nothing was captured: nothing to say
             if self._claim():  # no sender thread runs: the work is done here, now
@@ -451,13 +451,11 @@ class Sender:
                 if not self._may_pass(exc):
                     self._give_up(exc)
                     return
-        with _diag.guard("sender"):
-            self._step()  # first: a flush that waits for this step is not kept waiting
-        self._hold_spare()
         while True:
-            self._wake.wait(self._wait_time())
             with _diag.guard("sender"):
                 self._step()
+            self._hold_spare()  # after a step: a flush that waits for it is not kept waiting
+            self._wake.wait(self._wait_time())
 
     def _hold_spare(self) -> None:
         """One descriptor held for the exit. A program that leaks descriptors dies at its
@@ -465,8 +463,8 @@ class Sender:
         exit that can open nothing: the exit's own code is a file, as a new connection or the
         spool is. Let go when the exit begins, this one descriptor loads that code one file
         at a time, and the lines go out on the open connection. Not held by a process whose
-        first delivery is its exit (it lets go at once), nor when none is left already."""
-        if self._shutdown is not None or self._spare is not None:
+        first delivery is its exit; tried again after each step while none is left."""
+        if self._spare is not None or self._shutdown is not None:
             return
         from vlhook._delivery.private import spare  # loaded with the pipeline
 
