@@ -258,6 +258,39 @@ def test_a_program_that_dies_at_the_limit_of_open_files_has_its_last_lines_deliv
     assert errors[0]["_msg"].endswith("OSError: [Errno 24] Too many open files: '/dev/null'")
 
 
+# As LIMITED, at a limit above the number vlhook holds its spare descriptor at from the start
+# (as `ulimit -n 1024`, a container's usual limit, is).
+DIES_BEFORE_ANY_DELIVERY = (
+    LIMITED.replace("128", "512")
+    + """\
+print("starting")
+held, _ = take_all()
+print(f"out of descriptors after {len(held)}")
+open(os.devnull)  # dies of it before vlhook delivered anything
+"""
+)
+
+
+def test_a_short_script_that_dies_at_the_limit_before_any_delivery_has_its_lines_delivered(
+    script: Any, sink: Any
+) -> None:
+    """The same death in a script that ran for a moment: the sender has not made its first
+    delivery. vlhook holds its spare descriptor from activation on, above the numbers the
+    program's files get. Before, the spare was made after the sender's first step only: the
+    exit could load nothing, and all three entries were lost."""
+    env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")  # no delivery before the exit
+    run = run_python(script(DIES_BEFORE_ANY_DELIVERY), env)
+    assert run.rc == 1
+    starting, last = run.out.splitlines()
+    assert starting == "starting" and last.startswith("out of descriptors after ")
+    assert run.err.startswith("Traceback (most recent call last):\n"), run.err
+    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
+    rows = sink.settle(3)
+    errors = [r for r in rows if r.get("level") == "ERROR"]
+    assert len(rows) == 3 and len(errors) == 1, rows
+    assert sorted(messages(rows)) == sorted(["starting", last, errors[0]["_msg"]])
+
+
 THREAD_DIES_OF_IT = (
     LIMITED
     + """\

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,13 @@ import pytest
 
 from shipping import RawServer
 from vlhook import _diag
-from vlhook._config import parse_endpoint
+from vlhook._config import load, parse_endpoint
 from vlhook._delivery import private, spool
 from vlhook._delivery.http import Connection, HttpError
 from vlhook._delivery.private import HIGH_FD, Opened, open_high
 from vlhook._delivery.spool import SENT, Spool
 from vlhook._delivery.transport import FileTransport
+from vlhook._sender import Sender, Spare
 from vlhook._stats import Stats
 
 PROGRAM_DATA = b"the program's data\n"
@@ -107,23 +109,64 @@ def test_the_spool_opens_its_files_above_the_programs_numbers(tmp_path: Path) ->
         os.close(dir_fd)
 
 
-def test_the_spare_descriptor_is_one_not_inherited_and_let_go_once() -> None:
-    """The descriptor the sender holds for the exit (Sender._hold_spare): one, not passed to
-    programs the process starts, closed when let go."""
-    before = _open_fds()
-    held = private.spare()
+def _lowest_free() -> int:
+    return min(set(range(HIGH_FD)) - _open_fds())
+
+
+@pytest.mark.parametrize("at_start", [False, True])
+def test_the_spare_descriptor_is_one_not_inherited_and_let_go_once(at_start: bool) -> None:
+    """The descriptor held for the exit (Sender.hold_spare_at_start, Sender._hold_spare): one,
+    not passed to programs the process starts, closed when let go. The one held from the start
+    is at the number asked for: the program's next file gets the number it gets without it."""
+    before, lowest = _open_fds(), _lowest_free()
+    number = HIGH_FD + 40  # free in this process (the suite's own files are below it)
+    held = Spare.high(number) if at_start else Spare.low()
+    assert held is not None and held.at_start is at_start
     assert _open_fds() == before | {held.fd}
+    assert held.fd == (number if at_start else lowest)
     assert not os.get_inheritable(held.fd)
+    if at_start:
+        assert _lowest_free() == lowest
     held.close()
+    held.close()  # once: a second call finds the number closed
     assert _open_fds() == before
 
 
+def test_a_spare_descriptor_is_not_put_on_a_number_the_program_holds(program: ProgramFile) -> None:
+    """A number taken at the start (inherited from the parent) stays the program's, and no
+    other number is taken instead."""
+    number = HIGH_FD + 40
+    program.take(number)
+    before = _open_fds()
+    assert Spare.high(number) is None
+    assert program.intact() and _open_fds() == before
+
+
+def test_no_spare_descriptor_is_held_from_the_start_while_another_thread_runs() -> None:
+    """Activated from a program's code (`vlhook.activate()`) while a thread of its own runs:
+    growing the table of descriptors would make every thread wait (an RCU grace period), so
+    the spare waits for the sender's first step (Sender._hold_spare)."""
+    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, args=(10,))
+    worker.start()
+    try:
+        before = _open_fds()
+        sender.hold_spare_at_start()
+        assert _open_fds() == before
+    finally:
+        stop.set()
+        worker.join(10)
+
+
+@pytest.mark.parametrize("at_start", [False, True])
 def test_a_spare_descriptor_whose_number_the_program_took_is_left_to_it(
-    program: ProgramFile,
+    program: ProgramFile, at_start: bool
 ) -> None:
     """A program that closes every descriptor it did not open, then has a file of its own
     under the spare's number: the exit's letting go closes nothing of the program's."""
-    held = private.spare()
+    held = Spare.high(HIGH_FD + 40) if at_start else Spare.low()
+    assert held is not None
     program.take(held.fd)
     held.close()
     assert program.intact()

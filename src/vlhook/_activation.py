@@ -95,6 +95,7 @@ def _start(source: str) -> Optional[Active]:
         sender = Sender(config, stats)
     else:
         sender = _linked_sender(config, stats, fd_capture)
+    sender.hold_spare_at_start()
     _capture_streams.install(sender.buffer.put, _tee_kinds(config, fd_capture), sender.put)
     sender.before_flush = _capture_streams.release_held
     if hasattr(os, "register_at_fork"):

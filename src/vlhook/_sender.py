@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from vlhook._delivery.batch import Batch, Batcher
     from vlhook._delivery.client import Outcome
     from vlhook._delivery.encode import Encoder
-    from vlhook._delivery.private import Opened
     from vlhook._delivery.replay import Replayer
     from vlhook._delivery.spool import Spool
     from vlhook._delivery.workers import Worker
@@ -96,9 +95,10 @@ class Sender:
         self._main_ident = threading.main_thread().ident if threading else get_ident()
         #: Called on the flushing thread first (the capture stage hands over what it holds).
         self.before_flush: Optional[Callable[[], None]] = None
-        #: Held from the first delivery on, let go when the exit begins (see _hold_spare). Not
-        #: reset in a forked child: the child holds its own copy of it.
-        self._spare: Optional[Opened] = None
+        #: Held from activation or the first delivery on, let go when the exit begins (see
+        #: hold_spare_at_start, _hold_spare). Not reset in a forked child: the child holds its
+        #: own copy of it.
+        self._spare: Optional[Spare] = None
         self._reset()
 
     def _reset(self) -> None:
@@ -457,21 +457,43 @@ class Sender:
             self._hold_spare()  # after a step: a flush that waits for it is not kept waiting
             self._wake.wait(self._wait_time())
 
+    def hold_spare_at_start(self) -> None:
+        """At activation, before the program's first line: the spare descriptor (see
+        _hold_spare) at SPARE_FD, above the numbers the program's files get, so that they
+        are the numbers they would be without vlhook. A short script that dies at its limit
+        of open files before its first delivery has its lines sent at the exit too. Only
+        while no other thread runs: the first descriptor at or past SPARE_FD grows the
+        kernel's table of them, ~20 µs in a process of one thread, but with threads the
+        thread that grows it waits 4-14 ms (an RCU grace period). Grown now, it is not grown
+        again when the spool's files are moved up there (private.HIGH_FD): a short script
+        that replays the spool at its exit no longer waits that long on its sender."""
+        if self._spare is not None or _thread_count() or not hasattr(os, "pipe"):
+            return
+        try:
+            self._spare = Spare.high(SPARE_FD)
+        except OSError:
+            pass  # none left: the sender tries after its steps
+
     def _hold_spare(self) -> None:
         """One descriptor held for the exit. A program that leaks descriptors dies at its
         limit of open files, and its last lines (the traceback that says why) go out at an
         exit that can open nothing: the exit's own code is a file, as a new connection or the
         spool is. Let go when the exit begins, this one descriptor loads that code one file
-        at a time, and the lines go out on the open connection. Not held by a process whose
-        first delivery is its exit; tried again after each step while none is left."""
-        if self._spare is not None or self._shutdown is not None:
+        at a time, and the lines go out on the open connection. After the sender's first step
+        (its connection takes a low number by then) one held from the start is swapped for
+        one at the number it gets: a program that lowers its own limit of open files below
+        SPARE_FD would otherwise find that one of no use (the kernel gives out numbers under
+        the limit only). Not made by a process whose first delivery is its exit; tried again
+        after each step while none is held."""
+        held = self._spare
+        if (held is not None and not held.at_start) or self._shutdown is not None:
             return
-        from vlhook._delivery.private import spare  # loaded with the pipeline
-
         try:
-            self._spare = spare()
+            self._spare = Spare.low()
         except OSError:
-            pass  # at the limit already: the exit does without
+            return  # at the limit already: the exit does with the one it has, if any
+        if held is not None:
+            held.close()
 
     def _let_spare_go(self) -> None:
         """The exit begins: the spare descriptor is closed (while it is still vlhook's: a
@@ -966,6 +988,73 @@ class Sender:
         self.stats.add("reports")
         self.ready.append(batch)
         self._unsettled.add(batch.seq)
+
+
+#: Where the spare descriptor is held from the start: the number the spool's files are moved
+#: up from (private.HIGH_FD), above those a program's files get.
+SPARE_FD = 256
+
+
+class Spare:
+    """A descriptor of vlhook's own, for a process that will have none left (see
+    Sender._hold_spare): the read end of a pipe nothing writes to, whose identity no other
+    file has, not inherited by programs the process starts. Made and closed with `os` alone:
+    the exit closes it before it can load anything (private.Opened is the pipeline's)."""
+
+    __slots__ = ("at_start", "fd", "identity")
+
+    def __init__(self, fd: int, at_start: bool) -> None:
+        self.fd = fd
+        self.at_start = at_start
+        self.identity = _identity(fd)
+
+    @classmethod
+    def low(cls) -> Spare:
+        """One at the number it gets. Raises OSError (none left)."""
+        read, write = os.pipe()
+        os.close(write)
+        return cls(read, at_start=False)
+
+    @classmethod
+    def high(cls, number: int) -> Optional[Spare]:
+        """One at `number`, or None when that is taken (the program's: left to it) or past
+        the limit of open files. The pipe's own numbers are closed: the program's next files
+        get the numbers they would have. Raises OSError (none left)."""
+        read, write = os.pipe()
+        try:
+            if _identity(number) != NO_IDENTITY:
+                return None
+            return cls(os.dup2(read, number, inheritable=False), at_start=True)
+        except OSError:  # the limit is at or below it
+            return None
+        finally:
+            os.close(read)
+            os.close(write)
+
+    def close(self) -> None:
+        """Closed while it is still this pipe: a program that closes every descriptor it did
+        not open may hold the number now."""
+        if self.identity != NO_IDENTITY and _identity(self.fd) == self.identity:
+            os.close(self.fd)
+
+
+NO_IDENTITY = (-1, -1)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    """(device, inode) of what `fd` refers to, as private.identity (not loaded at start)."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return NO_IDENTITY
+    return info.st_dev, info.st_ino
+
+
+def _thread_count() -> int:
+    """Threads running besides the main one (`_thread`'s count, threading's included)."""
+    from _thread import _count  # built in
+
+    return _count()
 
 
 def _wait_for_exit(request: ShutdownRequest) -> None:

@@ -207,18 +207,6 @@ def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -
     return Opened(fd, mine)
 
 
-def spare() -> Opened:
-    """A descriptor of vlhook's own, for a process that will have none left (see
-    Sender._hold_spare): the read end of a pipe nothing writes to, whose identity no other
-    file has, not inherited by programs the process starts. Left at the number it gets, as
-    the connection's socket is: moving it up makes the kernel grow the process's table of
-    descriptors, which in a process with threads waits 4-14 ms for its other threads (an
-    RCU grace period), and a flush would wait with it. Raises OSError."""
-    fd, write = os.pipe()
-    os.close(write)
-    return Opened(fd, identity(fd))
-
-
 def moved_up(fd: int) -> int:
     """A duplicate of `fd` from HIGH_FD up; `fd` itself when there is no room there."""
     try:
