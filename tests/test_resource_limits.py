@@ -291,6 +291,41 @@ def test_a_short_script_that_dies_at_the_limit_before_any_delivery_has_its_lines
     assert sorted(messages(rows)) == sorted(["starting", last, errors[0]["_msg"]])
 
 
+CLOSES_THEN_DIES = (
+    LIMITED
+    + """\
+import sys
+vlhook = sys.modules.get("vlhook")
+print("serving")
+if vlhook:
+    vlhook.flush(10)  # the sender's first step: its spare descriptor is held
+os.closerange(3, 128)  # as a daemon does: vlhook's connection and spare go too
+print("closed every descriptor")
+if vlhook:
+    vlhook.flush(10)
+held, _ = take_all()
+print(f"out of descriptors after {len(held)}")
+open(os.devnull)
+"""
+)
+
+
+def test_a_program_that_closed_every_descriptor_and_dies_at_the_limit_has_its_lines_delivered(
+    script: Any, sink: Any
+) -> None:
+    """The program closed the spare descriptor with all the others: the sender's next step
+    holds a new one. Before, none was held again, and the exit could load nothing: the last
+    line and the traceback were lost."""
+    run = run_python(script(CLOSES_THEN_DIES), sink.env())
+    assert run.rc == 1
+    assert run.out.splitlines()[:2] == ["serving", "closed every descriptor"]
+    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
+    rows = sink.settle(4)
+    errors = [r for r in rows if r.get("level") == "ERROR"]
+    assert len(rows) == 4 and len(errors) == 1, rows
+    assert sorted(messages(rows)) == sorted([*run.out.splitlines(), errors[0]["_msg"]])
+
+
 THREAD_DIES_OF_IT = (
     LIMITED
     + """\

@@ -483,10 +483,10 @@ class Sender:
         (its connection takes a low number by then) one held from the start is swapped for
         one at the number it gets: a program that lowers its own limit of open files below
         SPARE_FD would otherwise find that one of no use (the kernel gives out numbers under
-        the limit only). Not made by a process whose first delivery is its exit; tried again
-        after each step while none is held."""
+        the limit only). Made again after a step that finds it closed by the program (a
+        daemon's `os.closerange(3, ...)`), and tried after each step while none is held."""
         held = self._spare
-        if (held is not None and not held.at_start) or self._shutdown is not None:
+        if self._shutdown is not None or (held is not None and not held.at_start and held.held):
             return
         try:
             self._spare = Spare.low()
@@ -1031,10 +1031,15 @@ class Spare:
             os.close(read)
             os.close(write)
 
+    @property
+    def held(self) -> bool:
+        """Its number is still this pipe: the program has not closed it (one fstat)."""
+        return self.identity != NO_IDENTITY and _identity(self.fd) == self.identity
+
     def close(self) -> None:
         """Closed while it is still this pipe: a program that closes every descriptor it did
         not open may hold the number now."""
-        if self.identity != NO_IDENTITY and _identity(self.fd) == self.identity:
+        if self.held:
             os.close(self.fd)
 
 
