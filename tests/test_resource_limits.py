@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from conftest import SRC, base_env, messages, run_python
+from fault_proxy import FaultProxy
 from victorialogs import free_port
 from vlhook._delivery.spool import BATCH, Spool
 from vlhook._stats import Stats
@@ -289,6 +290,24 @@ def test_a_short_script_that_dies_at_the_limit_before_any_delivery_has_its_lines
     errors = [r for r in rows if r.get("level") == "ERROR"]
     assert len(rows) == 3 and len(errors) == 1, rows
     assert sorted(messages(rows)) == sorted(["starting", last, errors[0]["_msg"]])
+
+
+def test_a_program_that_dies_at_the_limit_after_the_server_closed_the_connection_reconnects(
+    script: Any, sink: Any
+) -> None:
+    """As above, the server having closed the kept-alive connection after the program's first
+    lines (as an idle server does): the descriptor the exit lets go is the one the new
+    connection then takes, once the exit's code has loaded."""
+    with FaultProxy(sink.url, ["close"]) as proxy:
+        run = run_python(script(DIES_OF_IT), sink.env(VICTORIALOGS_URL=proxy.url))
+        rows = sink.settle(3)
+        faults = proxy.faults()
+    assert run.rc == 1 and run.out.startswith("serving\nout of descriptors after "), run.out
+    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
+    errors = [r for r in rows if r.get("level") == "ERROR"]
+    assert len(rows) == 3 and len(errors) == 1, rows
+    assert sorted(messages(rows)) == sorted([*run.out.splitlines(), errors[0]["_msg"]])
+    assert faults[0] == "close" and len(faults) == 2, faults  # the second on a new connection
 
 
 CLOSES_THEN_DIES = (
