@@ -159,6 +159,25 @@ def test_no_spare_descriptor_is_held_from_the_start_while_another_thread_runs() 
         worker.join(10)
 
 
+def test_a_spare_descriptor_made_as_the_exit_begins_is_let_go_too(monkeypatch: Any) -> None:
+    """The exit begins (a thread of the program in shutdown()) while the sender makes its
+    spare: the exit lets go of the one it finds, and the sender of the one it made. Before,
+    the new one was held to the end of the process, and a process at its limit had no
+    descriptor free for the exit's code."""
+    sender = Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+    made = Spare.low
+
+    def made_as_the_exit_begins() -> Spare:
+        spare = made()
+        sender.shutdown(time.monotonic() + 1)  # nothing captured: it only lets go
+        return spare
+
+    monkeypatch.setattr(Spare, "low", staticmethod(made_as_the_exit_begins))
+    before = _open_fds()
+    sender._hold_spare()
+    assert _open_fds() == before
+
+
 @pytest.mark.parametrize("at_start", [False, True])
 def test_a_spare_descriptor_whose_number_the_program_took_is_left_to_it(
     program: ProgramFile, at_start: bool

@@ -494,6 +494,8 @@ class Sender:
             return  # at the limit already: the exit does with the one it has, if any
         if held is not None:
             held.close()
+        if self._shutdown is not None:  # the exit began meanwhile, and may have let go of
+            self._let_spare_go()  # `held` only: the new one is let go too (see shutdown)
 
     def _let_spare_go(self) -> None:
         """The exit begins: the spare descriptor is closed (while it is still vlhook's: a
