@@ -238,6 +238,21 @@ open(os.devnull)  # and dies of it, as a program that leaks them does
 )
 
 
+DIED_OF_IT = "OSError: [Errno 24] Too many open files: '/dev/null'"
+
+
+def assert_died_of_it_and_all_stored(run: Any, rows: list[dict[str, str]]) -> None:
+    """The program died at its limit as it does without vlhook (Python's own traceback on
+    stderr, exit code 1), and each line it printed and that traceback were stored once."""
+    assert run.rc == 1
+    assert run.err.startswith("Traceback (most recent call last):\n"), run.err
+    assert run.err.endswith(DIED_OF_IT + "\n"), run.err
+    errors = [r for r in rows if r.get("level") == "ERROR"]
+    assert len(rows) == len(run.out.splitlines()) + 1 and len(errors) == 1, rows
+    assert sorted(messages(rows)) == sorted([*run.out.splitlines(), errors[0]["_msg"]])
+    assert errors[0]["_msg"].endswith(DIED_OF_IT)
+
+
 def test_a_program_that_dies_at_the_limit_of_open_files_has_its_last_lines_delivered(
     script: Any, sink: Any
 ) -> None:
@@ -247,16 +262,9 @@ def test_a_program_that_dies_at_the_limit_of_open_files_has_its_last_lines_deliv
     and the lines go out on the open connection. Before, the exit could load nothing at the
     limit: both lines were lost, and stderr said only that a message could not be shown."""
     run = run_python(script(DIES_OF_IT), sink.env())
-    assert run.rc == 1
     serving, last = run.out.splitlines()
     assert serving == "serving" and last.startswith("out of descriptors after ")
-    assert run.err.startswith("Traceback (most recent call last):\n"), run.err
-    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
-    rows = sink.settle(3)
-    assert len(rows) == 3, rows
-    errors = [r for r in rows if r.get("level") == "ERROR"]
-    assert sorted(messages(rows)) == sorted(["serving", last, errors[0]["_msg"]])
-    assert errors[0]["_msg"].endswith("OSError: [Errno 24] Too many open files: '/dev/null'")
+    assert_died_of_it_and_all_stored(run, sink.settle(3))
 
 
 # As LIMITED, at a limit above the number vlhook holds its spare descriptor at from the start
@@ -281,15 +289,9 @@ def test_a_short_script_that_dies_at_the_limit_before_any_delivery_has_its_lines
     exit could load nothing, and all three entries were lost."""
     env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")  # no delivery before the exit
     run = run_python(script(DIES_BEFORE_ANY_DELIVERY), env)
-    assert run.rc == 1
     starting, last = run.out.splitlines()
     assert starting == "starting" and last.startswith("out of descriptors after ")
-    assert run.err.startswith("Traceback (most recent call last):\n"), run.err
-    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
-    rows = sink.settle(3)
-    errors = [r for r in rows if r.get("level") == "ERROR"]
-    assert len(rows) == 3 and len(errors) == 1, rows
-    assert sorted(messages(rows)) == sorted(["starting", last, errors[0]["_msg"]])
+    assert_died_of_it_and_all_stored(run, sink.settle(3))
 
 
 def test_a_program_that_dies_at_the_limit_after_the_server_closed_the_connection_reconnects(
@@ -302,11 +304,8 @@ def test_a_program_that_dies_at_the_limit_after_the_server_closed_the_connection
         run = run_python(script(DIES_OF_IT), sink.env(VICTORIALOGS_URL=proxy.url))
         rows = sink.settle(3)
         faults = proxy.faults()
-    assert run.rc == 1 and run.out.startswith("serving\nout of descriptors after "), run.out
-    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
-    errors = [r for r in rows if r.get("level") == "ERROR"]
-    assert len(rows) == 3 and len(errors) == 1, rows
-    assert sorted(messages(rows)) == sorted([*run.out.splitlines(), errors[0]["_msg"]])
+    assert run.out.startswith("serving\nout of descriptors after "), run.out
+    assert_died_of_it_and_all_stored(run, rows)
     assert faults[0] == "close" and len(faults) == 2, faults  # the second on a new connection
 
 
@@ -336,13 +335,8 @@ def test_a_program_that_closed_every_descriptor_and_dies_at_the_limit_has_its_li
     holds a new one. Before, none was held again, and the exit could load nothing: the last
     line and the traceback were lost."""
     run = run_python(script(CLOSES_THEN_DIES), sink.env())
-    assert run.rc == 1
     assert run.out.splitlines()[:2] == ["serving", "closed every descriptor"]
-    assert run.err.endswith("OSError: [Errno 24] Too many open files: '/dev/null'\n"), run.err
-    rows = sink.settle(4)
-    errors = [r for r in rows if r.get("level") == "ERROR"]
-    assert len(rows) == 4 and len(errors) == 1, rows
-    assert sorted(messages(rows)) == sorted([*run.out.splitlines(), errors[0]["_msg"]])
+    assert_died_of_it_and_all_stored(run, sink.settle(4))
 
 
 THREAD_DIES_OF_IT = (

@@ -19,6 +19,7 @@ import sys
 
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
+from _thread import _count as _other_threads  # built in: threads besides the main one
 from time import monotonic, time_ns
 
 from vlhook import _diag, _imports
@@ -467,7 +468,7 @@ class Sender:
         thread that grows it waits 4-14 ms (an RCU grace period). Grown now, it is not grown
         again when the spool's files are moved up there (private.HIGH_FD): a short script
         that replays the spool at its exit no longer waits that long on its sender."""
-        if self._spare is not None or _thread_count() or not hasattr(os, "pipe"):
+        if self._spare is not None or _other_threads():
             return
         try:
             self._spare = Spare.high(SPARE_FD)
@@ -1003,12 +1004,12 @@ class Spare:
     file has, not inherited by programs the process starts. Made and closed with `os` alone:
     the exit closes it before it can load anything (private.Opened is the pipeline's)."""
 
-    __slots__ = ("at_start", "fd", "identity")
+    __slots__ = ("at_start", "fd", "opened")
 
     def __init__(self, fd: int, at_start: bool) -> None:
         self.fd = fd
         self.at_start = at_start
-        self.identity = _identity(fd)
+        self.opened = os.fstat(fd)  # what it is: its number may become the program's file
 
     @classmethod
     def low(cls) -> Spare:
@@ -1024,7 +1025,7 @@ class Spare:
         get the numbers they would have. Raises OSError (none left)."""
         read, write = os.pipe()
         try:
-            if _identity(number) != NO_IDENTITY:
+            if _is_open(number):
                 return None
             return cls(os.dup2(read, number, inheritable=False), at_start=True)
         except OSError:  # the limit is at or below it
@@ -1036,7 +1037,10 @@ class Spare:
     @property
     def held(self) -> bool:
         """Its number is still this pipe: the program has not closed it (one fstat)."""
-        return self.identity != NO_IDENTITY and _identity(self.fd) == self.identity
+        try:
+            return os.path.samestat(os.fstat(self.fd), self.opened)
+        except OSError:
+            return False
 
     def close(self) -> None:
         """Closed while it is still this pipe: a program that closes every descriptor it did
@@ -1045,23 +1049,12 @@ class Spare:
             os.close(self.fd)
 
 
-NO_IDENTITY = (-1, -1)
-
-
-def _identity(fd: int) -> tuple[int, int]:
-    """(device, inode) of what `fd` refers to, as private.identity (not loaded at start)."""
+def _is_open(fd: int) -> bool:
     try:
-        info = os.fstat(fd)
+        os.fstat(fd)
     except OSError:
-        return NO_IDENTITY
-    return info.st_dev, info.st_ino
-
-
-def _thread_count() -> int:
-    """Threads running besides the main one (`_thread`'s count, threading's included)."""
-    from _thread import _count  # built in
-
-    return _count()
+        return False
+    return True
 
 
 def _wait_for_exit(request: ShutdownRequest) -> None:
