@@ -34,8 +34,9 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 # Ships to a real VictoriaLogs (started by the bench, as `make victorialogs` finds or builds it).
+# BASELINE=<git revision>: that revision's vlhook runs too, interleaved (rows "this code vs before").
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(if $(BASELINE),--baseline-rev $(BASELINE))
 
 # LAYER_PYTHON / LAYER_ARCH: the Lambda runtime the layer is for (orjson is a binary wheel).
 LAYER_PYTHON ?= 3.12

@@ -60,8 +60,8 @@ def ship(ctx: Context, variant: str, vlhook_env: dict[str, str]) -> Shipped:
     lines, tag = ctx.plan.lines, uuid.uuid4().hex[:16]
     out = os.path.join(ctx.workdir, "shed.json")
     source, env = LINES_CHILD, ctx.env("bare")
-    if variant == "vlhook":
-        env = ctx.env("active", **vlhook_env)
+    if variant in ("vlhook", "before"):
+        env = ctx.env("active" if variant == "vlhook" else "before", **vlhook_env)
     elif variant == "batcher":
         source, env = BATCHER + LINES_CHILD, ctx.env("bare", BENCH_BATCHER_URL=ctx.server.url)
     server_before = ctx.server.settled_cpu_s()
@@ -89,10 +89,11 @@ def spooled_lines(ctx: Context, tag: str) -> int:
 
 
 def fig_end_to_end(ctx: Context) -> None:
+    names = [*VARIANTS, *(["before"] if ctx.baseline_src else [])]
     rounds: list[dict[str, Shipped]] = []
     for index in range(ctx.plan.e2e_runs):
-        rounds.append({name: ship(ctx, name, LOSSLESS) for name in rotated(list(VARIANTS), index)})
-    per = {name: metrics(rounds, name) for name in VARIANTS}
+        rounds.append({name: ship(ctx, name, LOSSLESS) for name in rotated(names, index)})
+    per = {name: metrics(rounds, name) for name in names}
     for name, values in per.items():
         for key, series in values.items():
             ctx.samples[f"e2e.{name}.{key}"] = series
@@ -104,7 +105,23 @@ def fig_end_to_end(ctx: Context) -> None:
     ctx.summary["e2e"] = summary
     for row in rows(ctx, summary, rounds):
         ctx.add(row)
+    if "before" in per:
+        for row in before_rows(ctx, per):
+            ctx.add(row)
     default_settings(ctx)
+
+
+def before_rows(ctx: Context, per: dict[str, dict[str, list[float]]]) -> list[Row]:
+    """vlhook against the older checkout's (--baseline-src), measured in the same rounds."""
+    head, note = f"4 {ctx.plan.lines} lines, vlhook: ", f"median of {ctx.plan.e2e_runs} rounds"
+    out = []
+    for key, label, unit in (("extra_cpu_us", "extra CPU per shipped line", "us"),
+                             ("lines_per_s", "lines/s end to end", "lines/s"),
+                             ("added_rss_mib", "added peak RSS", "MiB")):  # fmt: skip
+        now, before = median(per["vlhook"][key]), median(per["before"][key])
+        out.append(Row(f"{head}{label}, this code vs before", now, before, unit,
+                       now / before if before else None, note=note))  # fmt: skip
+    return out
 
 
 def metrics(rounds: list[dict[str, Shipped]], name: str) -> dict[str, list[float]]:

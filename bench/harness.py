@@ -86,7 +86,9 @@ class Context:
     server: BenchServer
     workdir: str
     rows: list[Row] = field(default_factory=list)
-    baseline_src: str = ""  # an older checkout's src/, for figure 6's before/after
+    #: An older checkout's src/ (--baseline-src, --baseline-rev): figures 1, 2, 4 and 6 run
+    #: its vlhook too, as the variant "before", interleaved with this code's.
+    baseline_src: str = ""
     samples: dict[str, list[float]] = field(default_factory=dict)
     #: The figures the issue's targets and the chart are about (see targets.py).
     summary: dict[str, Any] = field(default_factory=dict)
@@ -98,11 +100,13 @@ class Context:
 
     def env(self, variant: str, **extra: str) -> dict[str, str]:
         """bare: no drop-in; inactive: drop-in, no URL; active: drop-in shipping to the
-        bench's server."""
+        bench's server; before: as active, with the older checkout's vlhook (baseline_src)."""
         env = clean_env(self.workdir)
         if variant in ("inactive", "active"):
             env["PYTHONPATH"] = DROPIN
-        if variant == "active":
+        if variant == "before":
+            env["PYTHONPATH"] = os.pathsep.join((dropin_of(self.baseline_src), self.baseline_src))
+        if variant in ("active", "before"):
             env["VICTORIALOGS_URL"] = self.server.url
             # A private spool: never replay the user's spool here, never leave ours to them.
             env["VICTORIALOGS_SPOOL_DIR"] = self.spool
@@ -130,6 +134,13 @@ class Context:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         print(f"  {row.figure}: {fmt(row.value, row.unit)}", flush=True)
+
+
+def dropin_of(src: str) -> str:
+    """The drop-in beside an older checkout's src/, else this checkout's: put after it on the
+    path, that src/ is where the drop-in finds vlhook (it appends its own ../src last)."""
+    theirs = os.path.join(os.path.dirname(os.path.abspath(src)), "sitecustomize")
+    return theirs if os.path.isdir(theirs) else DROPIN
 
 
 def clean_env(workdir: str) -> dict[str, str]:

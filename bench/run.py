@@ -5,6 +5,9 @@ absolute number: machines differ, ratios travel. Children run with the drop-in o
 exactly as users run it, shipping to a real VictoriaLogs on loopback (server.py). Prints every
 figure and the targets' table, writes bench/results/latest.json and targets.md, and draws the
 chart: docs/performance.svg after a full run, bench/results/performance.svg otherwise.
+`--baseline-rev REV` (`make bench BASELINE=REV`) runs that revision's vlhook as well, interleaved
+with this code's, for the before/after of a change: figures 1, 2, 4 and 6 then add rows "this
+code vs before".
 
   1 start-up             startup.py         5 import costs        startup.py
   2 one printed line     startup.py         6 making entries      entries.py
@@ -161,15 +164,32 @@ def write_results(ctx: Context, meta: dict[str, Any], verdicts: list[targets.Ver
     return out
 
 
+def checkout(rev: str, workdir: str) -> str:
+    """The repository at `rev`, unpacked with `git archive` into the bench's own directory:
+    its src/ (beside its drop-in)."""
+    into = os.path.join(workdir, "before")
+    os.makedirs(into)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", rev],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
+    return os.path.join(into, "src")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (~3 minutes)")
     parser.add_argument("--only", choices=sorted(FIGURES), action="append",
                         help="run this figure (repeatable)")  # fmt: skip
-    parser.add_argument(
+    before = parser.add_mutually_exclusive_group()
+    before.add_argument(
         "--baseline-src",
         default="",
-        help="src/ of an older checkout (e.g. `git archive`d): figure 6 compares with it",
+        help="src/ of an older checkout: figures 1, 2, 4 and 6 run its vlhook too, interleaved",
+    )
+    before.add_argument(
+        "--baseline-rev",
+        default="",
+        help="as --baseline-src, for a git revision of this repository",
     )
     args = parser.parse_args(argv)
     started, load_start = time.monotonic(), load_average()
@@ -177,7 +197,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vlhook-bench-") as workdir, \
             bench_server(workdir) as server:  # fmt: skip
         print(f"server: {server.description}", flush=True)
-        ctx = Context(make_plan(args.quick), server, workdir, baseline_src=args.baseline_src)
+        baseline = checkout(args.baseline_rev, workdir) if args.baseline_rev else args.baseline_src
+        ctx = Context(make_plan(args.quick), server, workdir, baseline_src=baseline)
+        if baseline:
+            ctx.notes.append(f"before: {args.baseline_rev or baseline}")
         if not server.real:
             ctx.notes.append(f"NOT a real VictoriaLogs: {server.description}")
         preflight(ctx)

@@ -30,7 +30,8 @@ OPTIONAL_IMPORTS = ("requests", "urllib3", "wrapt", "pythonjsonlogger")
 
 
 def fig_startup(ctx: Context) -> None:
-    variants = {name: (["-c", "pass"], ctx.env(name)) for name in ("bare", "inactive", "active")}
+    names = ["bare", "inactive", "active", *(["before"] if ctx.baseline_src else [])]
+    variants = {name: (["-c", "pass"], ctx.env(name)) for name in names}
     walls = walls_ms(interleaved(ctx, variants, ctx.plan.startup_runs))
     for name, values in walls.items():
         ctx.samples[f"startup.{name}.ms"] = values
@@ -44,17 +45,27 @@ def fig_startup(ctx: Context) -> None:
         ctx.add(ratio_row(f"1 start-up, {label}", value, bare, "ms", limit, spread(walls[name])))
     ctx.summary["silent"] = {"bare_ms": bare, "active_ms": median(walls["active"]),
                              "ratio": median(walls["active"]) / bare}  # fmt: skip
+    if "before" in walls:
+        ctx.add(before_row("1 start-up, vlhook active, writes nothing", walls))
+
+
+def before_row(label: str, values: dict[str, list[float]]) -> Row:
+    """This code against the older checkout's (--baseline-src), measured in the same rounds."""
+    return ratio_row(f"{label}: this code vs before", median(values["active"]),
+                     median(values["before"]), "ms", None,
+                     f"before: {spread(values['before'])}")  # fmt: skip
 
 
 def fig_one_line(ctx: Context) -> None:
     """Each run prints its own tagged line, so that the server can be asked for each one."""
-    runs: dict[str, list[ChildRun]] = {"bare": [], "active": []}
+    names = ["bare", "active", *(["before"] if ctx.baseline_src else [])]
+    runs: dict[str, list[ChildRun]] = {name: [] for name in names}
     tags: list[str] = []
     for index in range(2 + ctx.plan.startup_runs):  # two warm-up rounds, whose lines count too
         for name in rotated(list(runs), index):
             tag = uuid.uuid4().hex[:16]
             run = ctx.run(["-c", f"print('hello from the vlhook bench {tag}')"], ctx.env(name))
-            if name == "active":
+            if name != "bare":
                 tags.append(tag)
             if index >= 2:
                 runs[name].append(run)
@@ -65,17 +76,21 @@ def fig_one_line(ctx: Context) -> None:
     for label, cpu in (("wall", False), ("CPU user+sys", True)):
         values = {name: [(r.cpu_s if cpu else r.wall_s) * 1000 for r in rs]
                   for name, rs in runs.items()}  # fmt: skip
-        ctx.samples[f"one_line.{label}.bare.ms"] = values["bare"]
-        ctx.samples[f"one_line.{label}.active.ms"] = values["active"]
+        for name in names:
+            ctx.samples[f"one_line.{label}.{name}.ms"] = values[name]
         bare, active = median(values["bare"]), median(values["active"])
         limit = None if cpu else ONE_LINE_LIMIT
         detail = f"{spread(values['active'])}; {note}"
         ctx.add(ratio_row(f"2 print 1 line + exit, {label}", active, bare, "ms", limit, detail))
+        if "before" in values:
+            ctx.add(before_row(f"2 print 1 line + exit, {label}", values))
         if not cpu:
             ctx.summary["one_line"] = {"bare_ms": bare, "active_ms": active,
                                        "ratio": active / bare, "once": once,
                                        "lines": len(tags)}  # fmt: skip
-    note = "each active run's tagged line, asked for by its tag"
+    note = "each active run's tagged line, asked for by its tag" + (
+        " (this code's and the older one's)" if ctx.baseline_src else ""
+    )
     ctx.add(ratio_row("2 print 1 line + exit: lines stored exactly once", once, len(tags),
                       "lines", note=note))  # fmt: skip
 
