@@ -480,6 +480,32 @@ def test_disable(value: str, active: bool) -> None:
     assert c.warnings == ()
 
 
+def test_a_bad_disable_value_names_every_spelling_that_is_understood() -> None:
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_DISABLE": "nope"})
+    assert c.active
+    (warning,) = c.warnings
+    assert warning.startswith("VICTORIALOGS_DISABLE='nope' is not valid")
+    for spelling in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        assert load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_DISABLE": spelling}).warnings == ()
+        assert spelling in warning, warning
+
+
+def test_a_bad_redact_pattern_among_good_ones_is_left_out_alone() -> None:
+    """The warning says what is used instead: the built-ins and the other patterns given, not
+    "the built-in patterns only" while the others still apply."""
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_REDACT": r"card=\d+,,([,,ssn:\S+"})
+    assert c.redact_extra == (r"card=\d+", r"ssn:\S+")
+    (warning,) = c.warnings
+    assert warning == (
+        "VICTORIALOGS_REDACT='([' is not valid; using the built-in patterns and the other "
+        "patterns given"
+    )
+    alone = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_REDACT": "(["})
+    assert alone.warnings == (
+        "VICTORIALOGS_REDACT='([' is not valid; using the built-in patterns only",
+    )
+
+
 def test_disabled_bad_url_gives_no_warning() -> None:
     c = load({"VICTORIALOGS_URL": "notaurl", "VICTORIALOGS_DISABLE": "1"})
     assert c.endpoints == ()

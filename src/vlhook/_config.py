@@ -460,13 +460,15 @@ def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
         return False, ()
     import re
 
+    given = value.split(",,") if ",," in value else [value]
     patterns = []
-    for pattern in value.split(",,") if ",," in value else [value]:
+    for pattern in given:
         try:
             re.compile(pattern)
             patterns.append(pattern)
         except re.error:
-            reader.warn("VICTORIALOGS_REDACT", pattern, "the built-in patterns only")
+            others = " and the other patterns given" if len(given) > 1 else " only"
+            reader.warn("VICTORIALOGS_REDACT", pattern, f"the built-in patterns{others}")
     return True, tuple(patterns)
 
 
@@ -518,8 +520,8 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     disable = r.raw("VICTORIALOGS_DISABLE")
     if disable is not None and disable.lower() not in TRUE + FALSE:
         r.warnings.append(
-            f"VICTORIALOGS_DISABLE={disable!r} is not valid (use 1/true or 0/false); "
-            "vlhook stays on"
+            f"VICTORIALOGS_DISABLE={disable!r} is not valid (1, true, yes or on turn vlhook "
+            "off; 0, false, no or off leave it on); vlhook stays on"
         )
     redact, redact_extra = _redact(r)
     program, handed_down = _program(r)
