@@ -66,6 +66,13 @@ def test_check_shows_the_servers_refusal(sink: Any) -> None:
     assert result.returncode == 1 and "HTTP 400" in result.stdout
 
 
+def test_check_names_the_lowest_level_shipped() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    for value, shown in (("warn", "WARNING"), ("", "INFO"), ("DEBUG", "DEBUG")):
+        result = _vlhook("check", env={"VICTORIALOGS_URL": url, "VICTORIALOGS_LOG_LEVEL": value})
+        assert f" level>={shown} " in result.stdout, result.stdout
+
+
 def test_check_without_url_says_not_active() -> None:
     result = _vlhook("check", env={})
     assert result.returncode == 2 and "not active" in result.stdout

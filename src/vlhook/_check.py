@@ -12,6 +12,7 @@ from vlhook import _diag
 from vlhook._activation import unsaid
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.transport import HttpTransport, make_transport
+from vlhook._levels import level_name
 from vlhook._stats import Stats
 from vlhook.cli._diagnose import shadowing_warnings, why_inactive
 
@@ -31,7 +32,8 @@ def check(timeout: float = 5.0) -> int:
         return 2
     capture = ",".join(sorted(config.capture))
     _say(
-        f"container_name={config.container_name} job={config.job} level>={config.level} "
+        f"container_name={config.container_name} job={config.job} "
+        f"level>={level_name(config.level)} "
         f"capture={capture} compression={config.compression}"
     )
     if not _check_pipeline(config):
