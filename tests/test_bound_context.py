@@ -202,3 +202,56 @@ def test_loguru_contextualize_is_on_every_entry(script: Any, sink: Sink) -> None
     assert context("after contextualize") == {}
     assert context("task a") == {"worker": "a"}
     assert context("task b") == {"worker": "b"}
+
+
+def test_a_bound_value_named_like_a_trace_id_is_redacted_as_any_field(
+    script: Any, sink: Sink
+) -> None:
+    """vlhook's own trace and invocation ids are written unexamined: made from ids, no
+    redaction rule can touch them. A program's value under one of those names is any text, and
+    a secret in it is redacted, in a burst of lines, a line alone and a record, as any bound
+    field's (before, only the record's was: the lines went by the names alone)."""
+    rows = shipped(script, sink, (
+        "import logging, time, vlhook\n"
+        "vlhook.bind(trace_id='Bearer abcdefghijklmnopqrstu', span_id='AKIAIOSFODNN7EXAMPLE',\n"
+        "            aws_request_id='https://u:hunter22@example.com/x')\n"
+        "for i in range(70):\n"
+        "    print(f'burst {i}')\n"
+        "vlhook.flush(10)\n"
+        "print('alone')\n"
+        "logging.getLogger('app').warning('a record')\n"
+    ), 72)  # fmt: skip
+    assert len(rows) == 72
+    for row in rows:
+        assert row["trace_id"] == "Bearer [REDACTED]", row
+        assert row["span_id"] == "[REDACTED]", row
+        assert row["aws_request_id"] == "https://u:[REDACTED]@example.com/x", row
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ({"VICTORIALOGS_REDACT": "0af7651916cd43dd8448eb211c80319c"}, "trace_id"),
+        ({"VICTORIALOGS_REDACT_KEYS": "span_id"}, "span_id"),
+    ],
+)
+def test_a_users_rule_that_names_vlhooks_own_ids_applies_to_every_entry(
+    script: Any, sink: Sink, setting: dict[str, str], field: str
+) -> None:
+    """A trace field's name on the deny list redacts it in lines as in records (before, lines
+    took vlhook's own ids unexamined). A pattern of the user's that matches a trace id did
+    already (such a pattern makes every line whole): kept here as a guard."""
+    code = (
+        "import logging, vlhook\n"
+        "for i in range(70):\n"
+        "    print(f'burst {i}')\n"
+        "vlhook.flush(10)\n"
+        "print('alone')\n"
+        "logging.getLogger('app').warning('a record')\n"
+    )
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    run = run_python(script(code), sink.env(TRACEPARENT=traceparent, **setting))
+    assert run.rc == 0, run.err
+    rows = sink.settle(72)
+    assert len(rows) == 72
+    assert {row[field] for row in rows} == {"[REDACTED]"}

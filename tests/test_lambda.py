@@ -206,6 +206,23 @@ def test_trace_ids_come_from_one_source_in_order_of_precedence(sink: Sink, tmp_p
         "span_id": "b7ad6b7169203331", "trace_flags": "00"}  # fmt: skip
 
 
+def test_a_callers_trace_id_is_redacted_as_any_field(sink: Sink, tmp_path: Path) -> None:
+    """The caller's `custom.trace_id` and `custom.span_id` are taken as given, so they are any
+    text of the caller's: a secret in them is redacted, as in any field. vlhook's own ids (the
+    request id, X-Ray's) are made from ids and go as they are."""
+    (tmp_path / "traced.py").write_text(
+        'def handler(event, context):\n    print("handler " + event["name"])\n'
+    )
+    custom = {"trace_id": "Bearer abcdefghijklmnopqrstu", "span_id": "AKIAIOSFODNN7EXAMPLE"}
+    with RuntimeApi() as api:
+        invocation = api.add({"name": "custom"}, trace_id=TRACE,
+                             client_context={"custom": custom})  # fmt: skip
+        run_runtime(api, ship_to(sink), handler="traced.handler", cwd=tmp_path)
+    (row,) = [r for r in rows_of(sink.settle(1), invocation) if r["_msg"] == "handler custom"]
+    assert (row["trace_id"], row["span_id"]) == ("Bearer [REDACTED]", "[REDACTED]"), row
+    assert row["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+
+
 def test_json_log_format_records_once_with_runtime_keys(sink: Sink) -> None:
     with RuntimeApi() as api:
         only = api.add({"name": "dee", "order_id": 9})

@@ -94,6 +94,11 @@ class EntryBuilder:
         self._constant_names = frozenset(constant_fields(config))
         self.writes_lines = WRITTEN_KEYS.isdisjoint(self._constant_names)
         self.redactor = examiner_for(config)
+        #: vlhook's own context fields that the deny list leaves alone (no built-in pattern
+        #: matches their names, so this loads no `re`): see _own.
+        self._trusted_names = frozenset(
+            name for name in TRUSTED_CONTEXT if not field_name(name).endswith(self.redactor.names)
+        )
         #: vlhook._records, loaded with the first record or exception (it imports traceback).
         self._records: Any = None
         # Whether the names of a record's location fields are never masked or renamed (only a
@@ -204,6 +209,8 @@ class EntryBuilder:
         string = _codec.string
         out: list[Union[Entry, str]] = []
         second, head = -1, ""  # rfc3339, inlined: the lines of a batch share their seconds
+        told: Optional[Context] = None  # the last context told own or not, and what it was
+        own = False
         for index, line in enumerate(lines):
             kind, text, t_ns, context, forced = line
             if (forced or text[:1] == "{" or len(text) > limit
@@ -231,7 +238,9 @@ class EntryBuilder:
                      "stream": STREAM_NAME[kind]}  # fmt: skip
             if context:
                 apply_context(entry, context)
-                if len(entry) > 4 and not TRUSTED_CONTEXT.issuperset(entry.keys() - PLAIN_KEYS):
+                if context is not told:  # a process-wide context is one object: told once
+                    told, own = context, self._own(context_fields(context))
+                if len(entry) > 4 and not own:
                     out.extend(self.from_line(line))  # the program's own fields: the full path
                     continue
             out.append(entry)
@@ -761,10 +770,19 @@ class EntryBuilder:
         return "," + written[1:-1].decode("utf-8") if fields else ""
 
     def _own(self, fields: Entry) -> bool:
-        """Whether the fields are all vlhook's own (ids of a trace, a span, a Lambda
-        invocation: made from ids, never the program's text) and no constant field has their
-        names (the encoder would merge the two)."""
-        return TRUSTED_CONTEXT.issuperset(fields) and self._constant_names.isdisjoint(fields)
+        """Whether the fields are all vlhook's own, made from ids (a trace's, a span's, a
+        Lambda invocation's), so that no redaction rule can change them, and no constant field
+        has their names (the encoder would merge the two). Told by name and by value: under
+        those names a program may bind any text (`vlhook.bind(trace_id=...)`), and a Lambda
+        caller may send any (its client context's `custom.trace_id`), which is examined as any
+        field is; and the deny list (`VICTORIALOGS_REDACT_KEYS`) may name one of these. (With
+        a pattern of the user's, which may match an id too, lines and records are made whole
+        before this is asked: see _lines_with_secrets, _touched.)"""
+        return (
+            self._trusted_names.issuperset(fields)
+            and self._constant_names.isdisjoint(fields)
+            and _made_from_ids(fields.values())
+        )
 
     def _write_location(self, name: Any, path: Any, line: Any, function: Any, thread: Any) -> str:
         """A record's location fields written as JSON, or "" when they need examining."""
@@ -1143,9 +1161,27 @@ SCALARS = frozenset({str, int, float, bool, type(None)})
 RECORD_KEYS = WRITTEN_KEYS | LOCATION_FIELDS | {"code.line"}
 #: Verdicts kept per builder cache (record locations, JSON key sets): past it, it starts over.
 MAX_REMEMBERED = 4096
-#: Context fields vlhook makes itself from ids (never the program's text): nothing to redact.
+#: Context fields vlhook makes itself from ids: nothing to redact, when their values are such
+#: ids (see _made_from_ids; a program or a caller may give any value under these names).
 TRUSTED_CONTEXT = frozenset({"trace_id", "span_id", "trace_flags", "aws_request_id",
                              "xray_trace_id", "function_version", "cold_start"})  # fmt: skip
+#: The characters of the values vlhook makes its own fields of: hex digits and dashes (trace
+#: and span ids, a request id, X-Ray's trace id, the trace flags, a function's version number)
+#: and those of `$LATEST`. No built-in pattern matches text of these alone: each needs another
+#: letter (AKIA, ASIA, Bearer, eyJ, secret) or a `:`.
+_ID_CHARACTERS = frozenset("0123456789abcdefABCDEF-$LST")
+
+
+def _made_from_ids(values: Iterable[Any]) -> bool:
+    """Whether the values are all of the forms vlhook makes its own fields in (see
+    _ID_CHARACTERS), or switches (cold_start): one C test over their text."""
+    try:
+        text = "".join([value for value in values if value.__class__ is not bool])
+    except TypeError:  # a value that is not text
+        return False
+    return _ID_CHARACTERS.issuperset(text)
+
+
 CORE_FIELDS = frozenset(
     {"_time", "_msg", "level", "stream", "logger", "code.file", "code.line", "code.function",
      "thread", "exception.type", "exception.message", "exception.stacktrace", "aws_request_id",
