@@ -520,6 +520,25 @@ def test_307_and_308_are_followed_with_credentials_only_to_the_same_host() -> No
         assert not same_host.seen
 
 
+def test_a_redirect_to_this_host_written_as_a_whole_url_keeps_the_urls_credentials() -> None:
+    """A Location naming this same host and port in full is a redirect within the server, as
+    a path alone is: the URL's user and password go along (before, only a path kept them, and
+    such a server answered 401 to every batch)."""
+
+    def redirect(path: str, headers: dict[str, str], body: bytes) -> Answer:
+        if path.startswith("/moved"):
+            return (200, {}, b"") if "authorization" in headers else (401, {}, b"who?")
+        return 307, {"Location": f"{first.url}/moved/insert/jsonline"}, b""
+
+    with Scripted(redirect) as first:
+        s = shipper(first.url.replace("http://", "http://user:secret@"))
+        s.add([entry("moved")])
+        assert s.send().delivered == 1
+        assert [h.get("authorization") for _, h, _ in first.seen] == [
+            "Basic dXNlcjpzZWNyZXQ="] * 2  # fmt: skip
+        s.close()
+
+
 def test_endless_redirects_keep_the_batch() -> None:
     with Scripted(lambda p, h, b: (307, {"Location": "/again"}, b"")) as server:
         s = shipper(server.url)

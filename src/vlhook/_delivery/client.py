@@ -371,6 +371,11 @@ def _redirect_target(origin: Endpoint, location: str) -> Optional[tuple[Endpoint
         return None
     if endpoint.scheme != origin.scheme:
         return None
+    if (endpoint.host, endpoint.port) == (origin.host, origin.port) and not (
+        endpoint.username or endpoint.password
+    ):  # this server, named in full: as a path alone, the URL's own credentials go along
+        endpoint = E(scheme=origin.scheme, host=origin.host, port=origin.port,
+                     username=origin.username, password=origin.password)  # fmt: skip
     rest = location.partition("://")[2]
     slash = rest.find("/")
     path = rest[slash:] if slash >= 0 else "/"
