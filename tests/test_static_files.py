@@ -47,7 +47,7 @@ def test_compose_parses_pins_images_and_builds_from_existing_files() -> None:
     compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"victorialogs", "function", "lambda-base"} <= set(services)
-    assert services["victorialogs"]["image"] == "victoriametrics/victoria-logs:v1.26.0"
+    assert services["victorialogs"]["image"] == "victoriametrics/victoria-logs:v1.52.1"
     for name, service in services.items():
         image = service.get("image", "")
         assert image and not image.endswith(":latest") and ":" in image, name
@@ -73,7 +73,7 @@ def test_cluster_compose_has_two_vlinsert_nodes_over_the_storage_nodes() -> None
     inserts = [s for name, s in services.items() if name.startswith("vlinsert")]
     assert len(storage) == 2 and len(inserts) == 2
     for service in services.values():
-        assert service["image"] == "victoriametrics/victoria-logs:v1.26.0"
+        assert service["image"] == "victoriametrics/victoria-logs:v1.52.1"
     for node in inserts:
         flag = next(c for c in node["command"] if c.startswith("-storageNode="))
         assert {h.split(":")[0] for h in flag.split("=", 1)[1].split(",")} == storage
