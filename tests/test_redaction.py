@@ -314,6 +314,22 @@ def only(entries: list[Entry]) -> Entry:
     return entries[0]
 
 
+def test_names_written_as_bytes_are_read_as_names() -> None:
+    """ASGI servers (uvicorn, Starlette) keep a request's headers as (bytes, bytes) pairs: a
+    program that logs them (`extra={"headers": scope["headers"]}`) gets the same masking as
+    with text names, and so does a dict keyed by bytes."""
+    headers = [(b"authorization", b"Basic dXNlcjpzZWNyZXQ="), (b"accept", b"*/*"),
+               (bytearray(b"Cookie"), b"sessionid=abc123")]  # fmt: skip
+    redactor = Redactor()
+    redactor.left = 1000
+    out = redactor.nested({"headers": headers, "raw": {b"password": b"hunter22", b"user": b"amy"}},
+                          MAX_DEPTH)  # fmt: skip
+    # Bytes go as their text, as anywhere else; the value of a secret's name is masked.
+    assert [pair[1] for pair in out["headers"]] == [MASK, "b'*/*'", MASK]
+    assert out["raw"] == {b"password": MASK, b"user": "b'amy'"}
+    assert headers[0][1] == b"Basic dXNlcjpzZWNyZXQ="  # the program's own objects: unchanged
+
+
 def test_json_lines_nested_and_named() -> None:
     b, stats = builder()
     text = json.dumps(

@@ -224,7 +224,7 @@ class Redactor:
         for key, item in value.items():
             verdict = verdicts.get(key)
             if verdict is None:
-                verdict = self.name(key) if isinstance(key, str) else _NOT_A_SECRET
+                verdict = self.name(key) if isinstance(key, str) else self._other_name(key)
             if verdict is _NOT_A_SECRET:
                 kind = type(item)
                 if kind is str:
@@ -280,12 +280,21 @@ class Redactor:
                 out[index] = clean
         self._path.discard(id(value))
         first = value[0] if len(value) == 2 else None
-        if isinstance(first, str) and self.name(first)[0]:
-            # A (name, value) pair, as in a list of headers: [("Authorization", "...")].
+        if first is not None and (self.name(first) if isinstance(first, str) else
+                                  self._other_name(first))[0]:  # fmt: skip
+            # A (name, value) pair, as in a list of headers: [("Authorization", "...")], or
+            # ASGI's [(b"authorization", b"...")].
             out = list(value) if out is None else out
             out[1] = MASK
             self.hits += 1
         return value if out is None else out
+
+    def _other_name(self, key: Any) -> tuple[bool, Optional[str]]:
+        """A name that is not text: bytes are read as one (ASGI servers keep headers as pairs
+        of bytes); it is never renamed, only its value masked. Anything else names nothing."""
+        if not isinstance(key, (bytes, bytearray)):
+            return _NOT_A_SECRET
+        return (True, None) if self.name(key.decode("latin-1"))[0] else _NOT_A_SECRET
 
     def _too_deep(self, value: Any) -> str:
         """Nesting past the depth limit goes as text: no field names there to mask by, so
