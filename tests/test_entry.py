@@ -627,6 +627,11 @@ JWT = (
             "w0rd",
         ),
         ("redis://:s3cr3t@localhost:6379/0", f"redis://:{MASK}@localhost:6379/0", "s3cr3t"),
+        (  # a mail address for the user name, as SMTP and IMAP URLs often have
+            "smtp://alerts@example.com:hunter22@smtp.example.com:587",
+            f"smtp://alerts@example.com:{MASK}@smtp.example.com:587",
+            "hunter22",
+        ),
         (  # base64 passwords hold "/"
             "dsn postgresql://app:Zm9v/YmFy+cXV4@db:5432/app",
             f"dsn postgresql://app:{MASK}@db:5432/app",
@@ -657,6 +662,7 @@ def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
         "secret of the universe",
         "ratio 12:30 at host@example",
         "https://host:8080/a/b then mail bob@example.com",
+        "ssh://git@github.com:org/repo.git and https://git@host:22/x",
         "XAKIAIOSFODNN7EXAMPLE9",
         "",
     ],

@@ -58,10 +58,11 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     (("eyJ",), r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
     # A URL's password ends at the last "@" before a space or a quote (it may hold "/" and
     # "@": base64 text, an unescaped "@"), as vlhook's own messages are masked; at most 256
-    # characters, so that a long run of "x://y:" costs a bounded search each.
+    # characters, so that a long run of "x://y:" costs a bounded search each. Its user name
+    # may hold an "@" (a mail address, as SMTP and IMAP URLs have), up to the first ":".
     (
         ("://",),
-        r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:)[^\s'\"<>]{1,256}@",
+        r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:]*:)[^\s'\"<>]{1,256}@",
         _masked_password,
     ),
 )
