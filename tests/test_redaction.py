@@ -341,6 +341,18 @@ def test_json_lines_nested_and_named() -> None:
     assert stats.redacted == 3
 
 
+def test_a_json_line_with_a_lone_surrogate_is_read_as_an_object() -> None:
+    """`json.dumps` of a file name that is not UTF-8 (os.fsdecode's surrogate escapes) writes
+    `\\udcff`, which orjson refuses: the line was taken for text, and its secret's name masked
+    nothing. Read by the standard library's scanner instead, it is an object like any."""
+    b, _ = builder()
+    text = json.dumps({"msg": "saved", "file": "report\udcff.txt", "password": NAMED})
+    entry = only(b.from_lines([line(text)]))
+    assert NAMED not in json.dumps(entry)
+    assert entry["_msg"] == "saved" and entry["password"] == MASK
+    assert entry["file"].startswith("report") and entry["file"].endswith(".txt")
+
+
 def test_a_json_object_without_a_message_key_is_masked_in_its_message_too() -> None:
     b, _ = builder()
     text = json.dumps({"user": "bob", "creds": {"password": NAMED}, "n": 1})

@@ -167,8 +167,9 @@ _scan_constants: Any = None
 def loads_constants(text: str) -> Any:
     """JSON as Python's `json.dumps` prints it unless told not to: NaN and the infinities as
     bare words, which orjson refuses (JSON has no such numbers), read as text; integers of
-    any size exact. Raises ValueError or StopIteration for anything else (an error loads
-    the json package, ~8 ms: only lines that name those words come here)."""
+    any size exact; a lone surrogate's escape (`\\udcff`) too, which orjson refuses. Raises
+    ValueError or StopIteration for anything else (an error loads the json package, ~8 ms:
+    only lines that name those words or hold such an escape come here)."""
     global _scan_constants
     if _scan_constants is None:
         _scan_constants = _constants_scanner()

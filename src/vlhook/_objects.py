@@ -191,7 +191,10 @@ def parse_json(text: str) -> Optional[dict[str, Any]]:
     try:
         obj = _codec.loads_exact(text)
     except Exception:
-        if "NaN" not in text and "Infinity" not in text:
+        # orjson refuses NaN and the infinities, and a lone surrogate's escape, as `json.dumps`
+        # writes a file name os.fsdecode made of bytes that are not UTF-8 (`\udcff`): the
+        # standard library's scanner takes them.
+        if "NaN" not in text and "Infinity" not in text and "\\ud" not in text.lower():
             return None
         try:
             obj = _codec.loads_constants(text)
