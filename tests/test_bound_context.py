@@ -204,6 +204,17 @@ def test_loguru_contextualize_is_on_every_entry(script: Any, sink: Sink) -> None
     assert context("task b") == {"worker": "b"}
 
 
+# A burst of lines (written at once on the sender), a line alone and a record: the three
+# ways an entry's context is written (72 entries).
+EVERY_PATH = """import logging, vlhook
+for i in range(70):
+    print(f'burst {i}')
+vlhook.flush(10)
+print('alone')
+logging.getLogger('app').warning('a record')
+"""
+
+
 def test_a_bound_value_named_like_a_trace_id_is_redacted_as_any_field(
     script: Any, sink: Sink
 ) -> None:
@@ -212,14 +223,9 @@ def test_a_bound_value_named_like_a_trace_id_is_redacted_as_any_field(
     a secret in it is redacted, in a burst of lines, a line alone and a record, as any bound
     field's (before, only the record's was: the lines went by the names alone)."""
     rows = shipped(script, sink, (
-        "import logging, time, vlhook\n"
+        "import vlhook\n"
         "vlhook.bind(trace_id='Bearer abcdefghijklmnopqrstu', span_id='AKIAIOSFODNN7EXAMPLE',\n"
-        "            aws_request_id='https://u:hunter22@example.com/x')\n"
-        "for i in range(70):\n"
-        "    print(f'burst {i}')\n"
-        "vlhook.flush(10)\n"
-        "print('alone')\n"
-        "logging.getLogger('app').warning('a record')\n"
+        "            aws_request_id='https://u:hunter22@example.com/x')\n" + EVERY_PATH
     ), 72)  # fmt: skip
     assert len(rows) == 72
     for row in rows:
@@ -241,14 +247,7 @@ def test_a_users_rule_that_names_vlhooks_own_ids_applies_to_every_entry(
     """A trace field's name on the deny list redacts it in lines as in records (before, lines
     took vlhook's own ids unexamined). A pattern of the user's that matches a trace id did
     already (such a pattern makes every line whole): kept here as a guard."""
-    code = (
-        "import logging, vlhook\n"
-        "for i in range(70):\n"
-        "    print(f'burst {i}')\n"
-        "vlhook.flush(10)\n"
-        "print('alone')\n"
-        "logging.getLogger('app').warning('a record')\n"
-    )
+    code = EVERY_PATH
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     run = run_python(script(code), sink.env(TRACEPARENT=traceparent, **setting))
     assert run.rc == 0, run.err
