@@ -223,6 +223,45 @@ def test_a_callers_trace_id_is_redacted_as_any_field(sink: Sink, tmp_path: Path)
     assert row["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
 
 
+LEAKY_HANDLER = """
+import os, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+
+def handler(event, context):
+    if event.get("leak"):
+        while True:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+    print("handler " + event["name"])
+    return "ok"
+"""
+
+
+def test_an_invocation_at_the_limit_of_open_files_reconnects_at_its_flush(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """A function that leaks descriptors reaches its limit; the server has closed the kept-alive
+    connection since the last flush (as an idle one does): the flush's new connection takes the
+    number the dead one held, and the invocation's lines are delivered."""
+    (tmp_path / "leaky.py").write_text(LEAKY_HANDLER)
+    with RuntimeApi() as api, FaultProxy(sink.url, ["close"]) as proxy:
+        first = api.add({"name": "first"})
+        leaking = api.add({"name": "at the limit", "leak": True})
+        run_runtime(api, ship_to(sink, VICTORIALOGS_URL=proxy.url), handler="leaky.handler",
+                    cwd=tmp_path)  # fmt: skip
+        faults = proxy.faults()
+    assert json.loads(leaking.response or b'""') == "ok"
+    rows = sink.settle(2)
+    assert [r["_msg"] for r in rows_of(rows, first)] == ["handler first"]
+    assert [r["_msg"] for r in rows_of(rows, leaking)] == ["handler at the limit"]
+    # The front closed the first connection after its answer: the second invocation's lines
+    # came on a new one, made at the limit (then the runtime's own report at its exit).
+    assert faults[:2] == ["close", "pass"], faults
+
+
 def test_json_log_format_records_once_with_runtime_keys(sink: Sink) -> None:
     with RuntimeApi() as api:
         only = api.add({"name": "dee", "order_id": 9})
