@@ -182,6 +182,11 @@ def merge_fields(entry: dict[str, Any], fields: dict[str, Any]) -> None:
         entry.update(kept_apart(fields))
 
 
+#: What orjson refuses and the standard library's scanner reads (see parse_json): no text is
+#: lower-cased to find them.
+_REFUSED_BY_ORJSON = ("NaN", "Infinity", "\\ud", "\\uD")
+
+
 def parse_json(text: str) -> Optional[dict[str, Any]]:
     """A printed JSON object, also as Python's `json.dumps` prints NaN and the infinities
     (NaN, Infinity and -Infinity: read as that text), its integers whole whatever their size;
@@ -194,7 +199,7 @@ def parse_json(text: str) -> Optional[dict[str, Any]]:
         # orjson refuses NaN and the infinities, and a lone surrogate's escape, as `json.dumps`
         # writes a file name os.fsdecode made of bytes that are not UTF-8 (`\udcff`): the
         # standard library's scanner takes them.
-        if "NaN" not in text and "Infinity" not in text and "\\ud" not in text.lower():
+        if not any(word in text for word in _REFUSED_BY_ORJSON):
             return None
         try:
             obj = _codec.loads_constants(text)

@@ -225,7 +225,7 @@ class Redactor:
         for key, item in value.items():
             verdict = verdicts.get(key)
             if verdict is None:
-                verdict = self.name(key) if isinstance(key, str) else self._other_name(key)
+                verdict = self._name_of(key)
             if verdict is _NOT_A_SECRET:
                 kind = type(item)
                 if kind is str:
@@ -281,8 +281,7 @@ class Redactor:
                 out[index] = clean
         self._path.discard(id(value))
         first = value[0] if len(value) == 2 else None
-        if first is not None and (self.name(first) if isinstance(first, str) else
-                                  self._other_name(first))[0]:  # fmt: skip
+        if first is not None and self._name_of(first)[0]:
             # A (name, value) pair, as in a list of headers: [("Authorization", "...")], or
             # ASGI's [(b"authorization", b"...")].
             out = list(value) if out is None else out
@@ -290,9 +289,12 @@ class Redactor:
             self.hits += 1
         return value if out is None else out
 
-    def _other_name(self, key: Any) -> tuple[bool, Optional[str]]:
-        """A name that is not text: bytes are read as one (ASGI servers keep headers as pairs
-        of bytes); it is never renamed, only its value masked. Anything else names nothing."""
+    def _name_of(self, key: Any) -> tuple[bool, Optional[str]]:
+        """`name` for a dict's key or a pair's first item, whatever it is: bytes are read as a
+        name too (ASGI servers keep headers as pairs of bytes), never renamed, only their value
+        masked; anything else names nothing."""
+        if isinstance(key, str):
+            return self.name(key)
         if not isinstance(key, (bytes, bytearray)):
             return _NOT_A_SECRET
         return (True, None) if self.name(key.decode("latin-1"))[0] else _NOT_A_SECRET

@@ -362,9 +362,11 @@ def _redirect_target(origin: Endpoint, location: str) -> Optional[tuple[Endpoint
 
     if not location:
         return None
+    # This server, with the URL's own credentials (a redirect within it keeps them).
+    here = E(scheme=origin.scheme, host=origin.host, port=origin.port,
+             username=origin.username, password=origin.password)  # fmt: skip
     if location.startswith("/"):
-        return E(scheme=origin.scheme, host=origin.host, port=origin.port,
-                 username=origin.username, password=origin.password), location  # fmt: skip
+        return here, location
     try:
         endpoint = parse_endpoint(location)
     except ValueError:
@@ -373,9 +375,8 @@ def _redirect_target(origin: Endpoint, location: str) -> Optional[tuple[Endpoint
         return None
     if (endpoint.host, endpoint.port) == (origin.host, origin.port) and not (
         endpoint.username or endpoint.password
-    ):  # this server, named in full: as a path alone, the URL's own credentials go along
-        endpoint = E(scheme=origin.scheme, host=origin.host, port=origin.port,
-                     username=origin.username, password=origin.password)  # fmt: skip
+    ):  # this server named in full: as by a path alone
+        endpoint = here
     rest = location.partition("://")[2]
     slash = rest.find("/")
     path = rest[slash:] if slash >= 0 else "/"
