@@ -534,13 +534,14 @@ EXTRA_VALUES = st.one_of(
     st.recursive(
         EXTRA_SCALAR,
         lambda inner: st.lists(inner, max_size=3) | st.lists(inner, max_size=3).map(tuple)
-        | st.dictionaries(st.sampled_from(["id", "user", "password", "X-Api-Key", "é", "n"]),
+        | st.dictionaries(st.sampled_from(["id", "user", "password", "X-Api-Key", "é", "n",
+                                           "api", "key"]),  # `api.key`: a secret's name
                           inner, max_size=3),
         max_leaves=8,
     ),
     st.sampled_from([{1: "key of no text"}, {"s": {1, 2}}, {"d": date(2026, 12, 5)},
                      OrderedDict(a=1), json.loads("[" * 40 + "]" * 40), {"many": [0] * 2_500},
-                     [("X-Api-Key", "k1")]]),
+                     [("X-Api-Key", "k1")], {"api": {"key": "k1", "n": 1}}]),
 )  # fmt: skip
 
 
@@ -1258,13 +1259,14 @@ OBJECT_VALUE = st.one_of(
     st.sampled_from([
         "info", "WARN", 30, 0, True, "", "y" * 500, "x" * 20_000, "AKIA0123456789ABCDEF",
         "Bearer abcdefghijkl", "a\\b", "\x1b[31mred\x1b[0m", "Traceback (most recent call last): x",
-        [1], {"a": 1}, {"password": "hunter2"}, ["v" * 17_000],
+        [1], {"a": 1}, {"password": "hunter2"}, ["v" * 17_000], {"api": {"key": "k1"}},
     ]),
 )  # fmt: skip
 # Nested values as loggers print them (a request's headers, a user, tags), with what the
 # redactor changes in them at any depth: a secret's name, a (name, value) pair, a literal.
 NESTED_KEY = st.sampled_from(["a", "id", "user", "password", "X-Api-Key", "code.line", "level",
-                              "_msg", "", "é", "k" * 40, "request_id", "headers"])  # fmt: skip
+                              "_msg", "", "é", "k" * 40, "request_id", "headers",
+                              "api", "key"])  # `api.key` flattened: a secret's name  # fmt: skip
 NESTED_VALUE = st.recursive(
     st.one_of(ASCII_TEXT, st.integers(min_value=-(2**70), max_value=2**70), st.booleans(),
               st.none(), st.floats(allow_nan=False, allow_infinity=False),
@@ -1359,6 +1361,8 @@ def test_json_lines_as_logging_libraries_print_them_are_written_at_once(
     ({"msg": "x", "n": 1, "user": {"password": "hunter2"}}, {}),  # a secret's name, nested
     ({"msg": "x", "req": {"headers": [["Accept", "*/*"], ["X-Api-Key", "k1"]]}}, {}),  # a pair
     ({"msg": "x", "req": [{"id": 1}, {"user": {"token": "t"}}]}, {}),  # a name in a list
+    ({"msg": "x", "client": {"api": {"key": "k1"}}}, {}),  # a secret's name once flattened
+    ({"msg": "x", "card": {"number": 4}}, {"VICTORIALOGS_REDACT_KEYS": "card_number"}),
     ({"msg": "x", "user": {"id": 7}}, {"VICTORIALOGS_REDACT_KEYS": "id"}),  # the user's name
     ({"msg": "x", "deep": json.loads("[" * 100 + "]" * 100)}, {}),  # bounded when examined
     ({"msg": "x", "deep": json.loads('{"a":' * 33 + "1" + "}" * 33)}, {}),  # past MAX_DEPTH

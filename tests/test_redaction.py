@@ -117,6 +117,34 @@ def test_constant_fields_are_redacted_as_any_field(script: Any, sink: Any) -> No
     assert not [secret for secret in ALL if secret in stored_text([row])]
 
 
+NESTED_NAMES = f"""
+import json, logging, sys
+import vlhook
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+print(json.dumps({{"msg": "line", "api": {{"key": "{NAMED}", "version": "v2"}},
+                  "my": {{"pass": {{"word": "{NAMED}"}}}}, "user": {{"name": "amy"}}}}))
+print(json.dumps({{"msg": "flat shape", "n": 1, "stripe": {{"api": {{"key": "{NAMED}"}}}}}}))
+logging.getLogger("app").info("record", extra={{"client": {{"api": {{"Key": "{NAMED}"}}}},
+                                                "tok": {{"en": "{NAMED}"}}}})
+vlhook.bind(api={{"key": "{NAMED}", "region": "eu"}})
+print("bound")
+"""
+
+
+def test_a_secret_named_by_its_flattened_path_is_masked(script: Any, sink: Any) -> None:
+    """The server stores `{"api": {"key": ...}}` as the field `api.key`: the deny list is
+    matched against that name, not against `api` and `key` one at a time."""
+    run = run_python(script(NESTED_NAMES), sink.env())
+    assert run.rc == 0 and NAMED in run.out
+    rows = {row["_msg"]: row for row in sink.settle(4)}
+    assert NAMED not in stored_text(list(rows.values()))
+    assert rows["line"]["api.key"] == MASK and rows["line"]["my.pass.word"] == MASK
+    assert rows["line"]["api.version"] == "v2" and rows["line"]["user.name"] == "amy"
+    assert rows["flat shape"]["stripe.api.key"] == MASK
+    assert rows["record"]["client.api.Key"] == MASK and rows["record"]["tok.en"] == MASK
+    assert rows["bound"]["api.key"] == MASK and rows["bound"]["api.region"] == "eu"
+
+
 # -- names ------------------------------------------------------------------------------------
 
 
@@ -312,6 +340,27 @@ def record_item(msg: str, extra: dict[str, Any], exc: bool = False, stack: bool 
 def only(entries: list[Entry]) -> Entry:
     assert len(entries) == 1, entries
     return entries[0]
+
+
+def test_nested_names_are_told_by_their_flattened_path() -> None:
+    value = {
+        "api": {"key": NAMED, "v": 1},
+        "a": {"b": {"api": {"key": NAMED}}},
+        "headers": [{"key": "k"}],
+        "my": {"pass": {"word": NAMED}},
+        "pass": {"x": "y"},
+    }
+    out = r().nested(value, MAX_DEPTH)
+    assert out["api"] == {"key": MASK, "v": 1} and out["a"] == {"b": {"api": {"key": MASK}}}
+    assert out["my"] == {"pass": {"word": MASK}} and out["pass"] == {"x": "y"}
+    # An array is stored as JSON text, not flattened: its objects' names are their own.
+    assert out["headers"] == [{"key": "k"}]
+    # A value given its field's name: `api` holding {"key": ...} is the field `api.key`.
+    assert r().nested({"key": NAMED}, MAX_DEPTH, "api") == {"key": MASK}
+    assert r().nested({"key": "k"}, MAX_DEPTH) == {"key": "k"}
+    b, stats = builder()
+    entry = only(b.from_record(record_item("r", {"api": {"key": NAMED}})))
+    assert entry["api"] == {"key": MASK} and stats.redacted == 1
 
 
 def test_names_written_as_bytes_are_read_as_names() -> None:

@@ -83,6 +83,7 @@ SECRET_NAMES = (
 _SEPARATORS = str.maketrans("", "", "_-. ")
 _MAX_NAMES_KEPT = 4096
 _NOT_A_SECRET = (False, None)
+_SECRET = (True, None)
 
 
 def field_name(name: str) -> str:
@@ -125,6 +126,8 @@ class Redactor:
         self.left = 0
         #: Field name -> what `name` said of it (callers may look here first: a hot path).
         self.verdicts: dict[str, tuple[bool, Optional[str]]] = {}
+        #: (path, name) -> the flattened name, and whether it names a secret (see _flattened).
+        self._under: dict[tuple[str, str], tuple[str, bool]] = {}
         self._path: set[int] = set()  # containers being walked: a value inside itself is a loop
 
     def ready(self) -> None:
@@ -160,24 +163,52 @@ class Redactor:
             self.verdicts[key] = verdict
         return verdict
 
-    def nested(self, value: Any, depth: int) -> Any:
+    def secret_under(self, path: str, name: str) -> bool:
+        """Whether a field `name` inside an object stored at `path` (the names of the objects
+        it is in, each as field_name makes it, run together; "" at the top) holds a secret by
+        the name the server stores it under: it flattens `{"api": {"key": ...}}` into the
+        field `api.key`, which names a secret though neither `api` nor `key` does."""
+        return self._flattened(path, name)[1]
+
+    def path_under(self, path: str, key: Any) -> str:
+        """The path of an object stored as the field `key` at `path` (see secret_under); a
+        key that is not text leaves no name the server flattens into."""
+        return self._flattened(path, key)[0] if key.__class__ is str else ""
+
+    def _flattened(self, path: str, name: str) -> tuple[str, bool]:
+        """Remembered per (path, name): a program nests few names, many times."""
+        key = (path, name)
+        known = self._under.get(key)
+        if known is None:
+            flat = path + field_name(name)
+            known = (flat, bool(path) and flat.endswith(self.names))
+            if len(self._under) >= _MAX_NAMES_KEPT:
+                self._under.clear()
+            self._under[key] = known
+        return known
+
+    def nested(self, value: Any, depth: int, name: str = "") -> Any:
         """`value` with every string redacted and every secret-named field (or name-value pair)
         masked; the same object when nothing changed (the program's own objects are never
-        modified). Nesting deeper than `depth` becomes text; past `self.left` values, the rest
-        is not examined but replaced. Objects the encoder would write as text are made text
-        here, and redacted; so are NaN and the infinities, which orjson would write as null
-        (an integer past 64 bits is left to the encoder: `_codec.dumps_carried`)."""
+        modified). `name`: the field that holds it, when it is one (an object's names are then
+        told by their flattened path, see secret_under). Nesting deeper than `depth` becomes
+        text; past `self.left` values, the rest is not examined but replaced. Objects the
+        encoder would write as text are made text here, and redacted; so are NaN and the
+        infinities, which orjson would write as null (an integer past 64 bits is left to the
+        encoder: `_codec.dumps_carried`)."""
         self._path.clear()
-        return self._value(value, depth)
+        return self._value(value, depth, field_name(name))
 
-    def _value(self, value: Any, depth: int) -> Any:
+    def _value(self, value: Any, depth: int, path: str = "") -> Any:
+        """`path`: where an object here is stored once flattened (see secret_under); "" at the
+        top, and inside arrays, which the server stores as JSON text."""
         kind = type(value)
         if kind is str:
             return self._text(value)
         if kind is int or kind is bool or value is None:
             return value
         if isinstance(value, dict):
-            return self._dict(value, depth)
+            return self._dict(value, depth, path)
         if isinstance(value, (list, tuple)):
             return self._list(value, depth)
         if isinstance(value, str):
@@ -188,7 +219,7 @@ class Redactor:
             return value
         fields = _dataclass_fields(value)
         if fields is not None:
-            return self._dict(fields, depth)
+            return self._dict(fields, depth, path)
         return self._text(safe_str(value))
 
     def _text(self, text: str) -> str:
@@ -216,7 +247,7 @@ class Redactor:
     # nothing matches): a Python call per leaf would double the cost of a nested value. A
     # float that is NaN or an infinity is the one number made text here (see nested).
 
-    def _dict(self, value: dict[Any, Any], depth: int) -> Any:
+    def _dict(self, value: dict[Any, Any], depth: int, path: str) -> Any:
         instead = self._enter(value, depth, "{...}")
         if instead is not None:
             return instead
@@ -226,6 +257,9 @@ class Redactor:
             verdict = verdicts.get(key)
             if verdict is None:
                 verdict = self._name_of(key)
+            if verdict is _NOT_A_SECRET and path and key.__class__ is str \
+                    and self.secret_under(path, key):  # fmt: skip
+                verdict = _SECRET
             if verdict is _NOT_A_SECRET:
                 kind = type(item)
                 if kind is str:
@@ -239,12 +273,12 @@ class Redactor:
                         continue
                     clean = number_text(item)  # NaN, an infinity
                 else:
-                    clean = self._value(item, depth - 1)
+                    clean = self._value(item, depth - 1, self.path_under(path, key))
                 if clean is item:
                     continue
             else:
                 secret, renamed = verdict
-                clean = MASK if secret else self._value(item, depth - 1)
+                clean = MASK if secret else self._value(item, depth - 1, self.path_under(path, key))
                 self.hits += secret
                 if renamed is not None:
                     out = dict(value) if out is None else out
