@@ -156,6 +156,7 @@ LINE = st.one_of(
         "  indented", "\tTabbed", "é ü 日本 \u2028 sep", "x" * 300, "Traceback-like: no",
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "db postgres://app:hunter2@db/x",
         "SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYab", "bell\x07 nul\x00 esc\x1b",
+        "user=bob Password=pw1 tokens=3", "{'api_key': 'k1'}", "Cookie: sid=1", "key: value",
     ]),
 )  # fmt: skip
 
@@ -1476,13 +1477,13 @@ def test_a_line_naming_a_constant_field_carries_it_once_with_the_programs_value(
 def test_what_the_search_cannot_see_in_a_json_line_is_still_examined() -> None:
     """An escape can spell a secret the raw text does not show, and a long field is cut."""
     b = builder(VICTORIALOGS_MAX_LINE_BYTES="100000")
-    escaped = '{"msg": "x", "key": "\\u0041KIA0123456789ABCDEF"}'
+    escaped = '{"msg": "x", "id": "\\u0041KIA0123456789ABCDEF"}'
     long = json.dumps({"msg": "x", "blob": "y" * 20_000})
     for json_text in (escaped, long):
         assert not b._lines_with_secrets(Hay([json_text]))  # the raw text holds no secret's literal
         made = make_line(0, json_text, T0, None)
         assert b.from_line(made, True) == b.from_line(made, False)
-    assert b.from_line(make_line(0, escaped, T0, None), True)[0]["key"] == "[REDACTED]"
+    assert b.from_line(make_line(0, escaped, T0, None), True)[0]["id"] == "[REDACTED]"
     assert len(b.from_line(make_line(0, long, T0, None), True)[0]["blob"]) < 20_000
 
 
@@ -1494,7 +1495,7 @@ LONG_HEAD = st.sampled_from([
 ])  # fmt: skip
 LONG_PIECE = st.sampled_from([
     "words ", "ERROR ", "level=error ", "\x1b[31mred\x1b[0m ", "a\"b ", "AKIA0123456789ABCDEF ",
-    "Bearer abcdefghijk ", "err", "é ",
+    "Bearer abcdefghijk ", "err", "é ", "password=pw1 ", "X-Auth-Token: t1 ",
 ])  # fmt: skip
 
 

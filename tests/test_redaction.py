@@ -145,6 +145,38 @@ def test_a_secret_named_by_its_flattened_path_is_masked(script: Any, sink: Any) 
     assert rows["bound"]["api.key"] == MASK and rows["bound"]["api.region"] == "eu"
 
 
+NAMED_IN_TEXT = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+print({"user": "bob", "password": "pw-repr-1"})
+print("login user=bob password=pw-logfmt-2 api_key=k-3 tokens=12")
+print(json.dumps({"user": "bob", "db_password": "pw-pretty-4"}, indent=2))
+logging.info("config %s", {"DB_PASSWORD": "pw-record-5"})
+print("Authorization: Basic dXNlcjpwdy02")
+print('curl -H "X-Api-Key: k-7" "https://h/cb?code=1&access_token=t-8"')
+print("export AWS_SESSION_TOKEN=t-9; ./run --password=pw-10")
+"""
+
+
+def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) -> None:
+    """A line that names a secret before its value (a dict's repr, logfmt, pretty-printed
+    JSON, a header, a query string, a command line) has the value masked; what only looks
+    like a secret's name (`tokens=12`) is left alone."""
+    run = run_python(script(NAMED_IN_TEXT), sink.env())
+    assert run.rc == 0 and "pw-repr-1" in run.out and "pw-record-5" in run.err
+    rows = sink.settle(10)
+    stored = stored_text(rows)
+    for secret in ("pw-repr-1", "pw-logfmt-2", "k-3", "pw-pretty-4", "pw-record-5",
+                   "dXNlcjpwdy02", "k-7", "t-8", "t-9", "pw-10"):  # fmt: skip
+        assert secret not in stored, secret
+    messages = [row["_msg"] for row in rows]
+    assert f"{{'user': 'bob', 'password': '{MASK}'}}" in messages
+    assert f"login user=bob password={MASK} api_key={MASK} tokens=12" in messages
+    assert f'  "db_password": "{MASK}"' in messages
+    assert f"Authorization: Basic {MASK}" in messages
+    assert f'curl -H "X-Api-Key: {MASK}" "https://h/cb?code=1&access_token={MASK}"' in messages
+
+
 # -- names ------------------------------------------------------------------------------------
 
 
@@ -340,6 +372,43 @@ def record_item(msg: str, extra: dict[str, Any], exc: bool = False, stack: bool 
 def only(entries: list[Entry]) -> Entry:
     assert len(entries) == 1, entries
     return entries[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password=hunter2 next", f"password={MASK} next"),
+        ("DB_PASSWORD: hunter2", f"DB_PASSWORD: {MASK}"),
+        ("{'apiKey': 'k 1', 'n': 2}", f"{{'apiKey': '{MASK}', 'n': 2}}"),
+        ('{"Password": "a \\" b"}', f'{{"Password": "{MASK}"}}'),
+        ("Set-Cookie: sid=1", f"Set-Cookie: {MASK}"),
+        ("Cookie: connect.sid=s%3Aabc; x=1", f"Cookie: {MASK} x=1"),
+        ("GET /cb?session_id=abc&x=1", f"GET /cb?session_id={MASK}&x=1"),
+        ("Authorization: Bearer abcdefghijkl", f"Authorization: Bearer {MASK}"),
+        ("authorization: token abc", f"authorization: token {MASK}"),
+        ("--client-secret=xyz", f"--client-secret={MASK}"),
+        ('{\\"token\\": \\"t1\\"}', f'{{\\"token\\": \\"{MASK}\\"}}'),
+        ("password=[REDACTED]", "password=[REDACTED]"),
+    ],
+)  # fmt: skip
+def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:
+    assert (Redactor()(text) or text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["tokens=12 max_tokens: 5", "author: bob", "session_duration=5s", "password_hash",
+     "forgot password? reset it", "key: value", "at 12:30:01 token", "https://host:8443/x",
+     "password=", "monkey=1"],
+)  # fmt: skip
+def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> None:
+    assert Redactor()(text) is None
+
+
+def test_names_added_are_found_in_text_as_given_or_without_separators() -> None:
+    red = Redactor(names=("card_number",))
+    assert red("card_number=4111 cardNumber: 4112") == f"card_number={MASK} cardNumber: {MASK}"
+    assert red("password=x") is None  # only the names given
 
 
 def test_nested_names_are_told_by_their_flattened_path() -> None:

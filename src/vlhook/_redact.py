@@ -81,6 +81,27 @@ SECRET_NAMES = (
     "csrf", "xsrf",
 )  # fmt: skip
 _SEPARATORS = str.maketrans("", "", "_-. ")
+# A secret's name written before its value in text: `password=...`, `"api_key": "..."`, a
+# dict's repr `{'token': '...'}`, `Authorization: Basic ...`, `--client-secret=...`, a query
+# string's `&access_token=...`. The name: letters, digits, `_`, `-` and `.` (not right after
+# one: a long word is tried from its start alone, so a line costs the length of its words),
+# told by the deny list as a field's name is; then the end of a
+# quoted name, the separator, an authorization scheme (kept), and the value: a quoted string,
+# or what runs to the next space, quote or `&`. A value masked already is left as it is.
+_QUOTES = ('\\"', '"', "'")  # a quoted value's quotes, kept: an escaped one first
+_SCHEME = r"(?i:basic|bearer|digest|token|negotiate|ntlm)[ \t]+"
+_NAMED_VALUE = (
+    r"(?<![\w.-])(-*[A-Za-z_][\w.-]*)(\\?[\"']?[ \t]*[:=][ \t]*)"
+    rf"(?!(?:{_SCHEME})?\[REDACTED\])({_SCHEME})?"
+    r"(\\\"[^\\\n]*(?:\\[^\"\n][^\\\n]*)*\\\"|\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\""
+    r"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|[^\s\"'&]+)"
+)
+# What the built-in secrets' names hold, lower-cased, however they are written (`X-Api-Key`,
+# `accessToken`, `PHPSESSID`): the searches that tell which texts may name one before a value.
+# Each costs every line ~65 ns a 100 characters (figure 6), so the names written before their
+# values in logs are searched for, not all: `jwt` (a token's own pattern finds its value),
+# `credential(s)`, `connect.sid` (a cookie's), `csrf` and `xsrf` have none.
+_NAME_NEEDLES = ("pass", "pwd", "ecret", "key", "token", "auth", "earer", "cookie", "sess")
 _MAX_NAMES_KEPT = 4096
 _NOT_A_SECRET = (False, None)
 _SECRET = (True, None)
@@ -108,17 +129,23 @@ class Redactor:
             literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
             self._hint = lazy("|".join(literals))
         self._extra = _compiled(extra)
-        #: Substrings every match contains, or None when a user pattern may match anything.
-        self.needles = None if self._extra else tuple(literals)
         self.names = tuple(sorted({field_name(name) for name in names} - {""}))
+        #: Lower-cased substrings of which any text naming a secret before a value holds one
+        #: (see _NAMED_VALUE); none when no pattern applies.
+        self._name_needles = _needles_of(names) if builtin and self.names else ()
+        self._named = lazy(_NAMED_VALUE)
+        #: Substrings every match contains, or None when a user pattern may match anything
+        #: (a name's in the three ways it is written: the searches may be made lower-cased).
+        self.needles = None if self._extra else tuple(literals) + tuple(
+            form for needle in self._name_needles
+            for form in (needle, needle.capitalize(), needle.upper())
+        )  # fmt: skip
         #: Whether anything can be redacted at all (else only nesting is bounded).
         self.active = bool(self._rules or self._extra or self.names)
-        #: Whether a text may need redacting (false: it certainly does not), in one C call
+        #: Whether a text may need redacting (false: it certainly does not): a few C calls
         #: unless a user pattern is set (it may match anything).
-        hint = self._hint
         self.may_match: Callable[[str], Any] = (
-            # A lambda, not `hint.search`: that would compile the pattern now, not when needed.
-            _anything if self._extra else (lambda text: hint.search(text)) if hint else _nothing  # noqa: PLW0108
+            _anything if self._extra else self._may_match if self._hint else _nothing
         )
         #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
         self.hits = 0
@@ -135,7 +162,7 @@ class Redactor:
         literal): at interpreter teardown, where a late write may still come, no import
         works."""
         literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
-        self(" ".join(literals))
+        self(" ".join(literals) + " pass=x")
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
@@ -146,9 +173,29 @@ class Redactor:
                     if literal in out:
                         out = pattern.sub(replacement, out)
                         break
+        if self._name_needles and self._names_in(text):
+            out = self._named.sub(self._masked_named, out)
         for pattern in self._extra:
             out = pattern.sub(MASK, out)
         return None if out == text else out
+
+    def _may_match(self, text: str) -> Any:
+        return self._hint.search(text) or self._names_in(text)  # type: ignore[union-attr]
+
+    def _names_in(self, text: str) -> bool:
+        """Whether the text may name a secret before a value: a separator, and a built-in
+        name's needle (or a name added) in the lower-cased text."""
+        if "=" not in text and ":" not in text:
+            return False
+        lowered = text.lower()
+        return any(needle in lowered for needle in self._name_needles)
+
+    def _masked_named(self, match: Match[str]) -> str:
+        name, separator, scheme, value = match.groups()
+        if not field_name(name).endswith(self.names):
+            return match.group(0)
+        quote = next((q for q in _QUOTES if len(value) > len(q) and value.startswith(q)), "")
+        return f"{name}{separator}{scheme or ''}{quote}{MASK}{quote}"
 
     def name(self, key: str) -> tuple[bool, Optional[str]]:
         """Whether a field of this name holds a secret, and the name redacted (None: as is).
@@ -342,6 +389,21 @@ class Redactor:
             self.hits += 1
             return MASK
         return text
+
+
+def _needles_of(names: Sequence[str]) -> tuple[str, ...]:
+    """The needles that find these names in lower-cased text: the first of _NAME_NEEDLES a
+    name holds; else, for a name the user added, the name as given and without separators
+    (a built-in one without a needle is not searched for)."""
+    needles: set[str] = set()
+    for name in names:
+        flat = field_name(name)
+        needle = next((needle for needle in _NAME_NEEDLES if needle in flat), None)
+        if needle is not None:
+            needles.add(needle)
+        elif name not in SECRET_NAMES:
+            needles.update({name.lower(), flat} - {""})
+    return tuple(sorted(needles))
 
 
 def _anything(text: str) -> bool:
