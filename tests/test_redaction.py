@@ -411,6 +411,14 @@ def test_names_added_are_found_in_text_as_given_or_without_separators() -> None:
     assert red("password=x") is None  # only the names given
 
 
+def test_ready_compiles_the_names_pattern_for_a_write_at_teardown(monkeypatch: Any) -> None:
+    """At interpreter teardown no import works: a redactor made ready masks without one."""
+    red = Redactor(names=("card_number",))
+    red.ready()
+    monkeypatch.setitem(sys.modules, "re", None)  # `import re` fails from here on
+    assert red("card_number=4111") == f"card_number={MASK}"
+
+
 def test_nested_names_are_told_by_their_flattened_path() -> None:
     value = {
         "api": {"key": NAMED, "v": 1},

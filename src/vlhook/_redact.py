@@ -162,7 +162,9 @@ class Redactor:
         literal): at interpreter teardown, where a late write may still come, no import
         works."""
         literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
-        self(" ".join(literals) + " pass=x")
+        self(" ".join(literals))
+        if self._name_needles:
+            self._named.search("")
 
     def __call__(self, text: str) -> Optional[str]:
         """The redacted text, or None when nothing matched (the common, cheap case)."""
