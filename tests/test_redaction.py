@@ -384,11 +384,16 @@ def only(entries: list[Entry]) -> Entry:
         ("Set-Cookie: sid=1", f"Set-Cookie: {MASK}"),
         ("Cookie: connect.sid=s%3Aabc; x=1", f"Cookie: {MASK} x=1"),
         ("GET /cb?session_id=abc&x=1", f"GET /cb?session_id={MASK}&x=1"),
+        # A value after a name that is no secret's may hold one: `url`'s, `https`'s.
+        ("url: https://h/cb?access_token=t1", f"url: https://h/cb?access_token={MASK}"),
+        ("note=password=pw1 x", f"note=password={MASK} x"),
+        ("password=a=b token=c", f"password={MASK} token={MASK}"),
         ("Authorization: Bearer abcdefghijkl", f"Authorization: Bearer {MASK}"),
         ("authorization: token abc", f"authorization: token {MASK}"),
         ("--client-secret=xyz", f"--client-secret={MASK}"),
         ('{\\"token\\": \\"t1\\"}', f'{{\\"token\\": \\"{MASK}\\"}}'),
         ("password=[REDACTED]", "password=[REDACTED]"),
+        ("password=*** token=**x", f"password=*** token={MASK}"),
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:

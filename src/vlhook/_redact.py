@@ -87,14 +87,17 @@ _SEPARATORS = str.maketrans("", "", "_-. ")
 # one: a long word is tried from its start alone, so a line costs the length of its words),
 # told by the deny list as a field's name is; then the end of a
 # quoted name, the separator, an authorization scheme (kept), and the value: a quoted string,
-# or what runs to the next space, quote or `&`. A value masked already is left as it is.
+# or what runs to the next space, quote or `&`. A value masked already (`[REDACTED]`, or
+# asterisks: vlhook's messages show `***`) is left as it is. The
+# scheme and the value are looked ahead at, not taken: a value after a name that is no
+# secret's (`url: https://h/?token=...`) is searched on.
 _QUOTES = ('\\"', '"', "'")  # a quoted value's quotes, kept: an escaped one first
 _SCHEME = r"(?i:basic|bearer|digest|token|negotiate|ntlm)[ \t]+"
 _NAMED_VALUE = (
     r"(?<![\w.-])(-*[A-Za-z_][\w.-]*)(\\?[\"']?[ \t]*[:=][ \t]*)"
-    rf"(?!(?:{_SCHEME})?\[REDACTED\])({_SCHEME})?"
+    rf"(?=(?!(?:{_SCHEME})?(?:\[REDACTED\]|\*+(?![^\s\"'&])))({_SCHEME})?"
     r"(\\\"[^\\\n]*(?:\\[^\"\n][^\\\n]*)*\\\"|\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\""
-    r"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|[^\s\"'&]+)"
+    r"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'|[^\s\"'&]+))"
 )
 # What the built-in secrets' names hold, lower-cased, however they are written (`X-Api-Key`,
 # `accessToken`, `PHPSESSID`): the searches that tell which texts may name one before a value.
@@ -176,7 +179,7 @@ class Redactor:
                         out = pattern.sub(replacement, out)
                         break
         if self._name_needles and self._names_in(text):
-            out = self._named.sub(self._masked_named, out)
+            out = self._masked_named(out)
         for pattern in self._extra:
             out = pattern.sub(MASK, out)
         return None if out == text else out
@@ -192,12 +195,19 @@ class Redactor:
         lowered = text.lower()
         return any(needle in lowered for needle in self._name_needles)
 
-    def _masked_named(self, match: Match[str]) -> str:
-        name, separator, scheme, value = match.groups()
-        if not field_name(name).endswith(self.names):
-            return match.group(0)
-        quote = next((q for q in _QUOTES if len(value) > len(q) and value.startswith(q)), "")
-        return f"{name}{separator}{scheme or ''}{quote}{MASK}{quote}"
+    def _masked_named(self, text: str) -> str:
+        """The text with every value named as a secret's masked (see _NAMED_VALUE), its quotes
+        kept; a name inside a value masked already is not looked at."""
+        parts, done = [], 0
+        for match in self._named.finditer(text):
+            if match.start() < done or not field_name(match.group(1)).endswith(self.names):
+                continue
+            value = match.group(4)
+            quote = next((q for q in _QUOTES if len(value) > len(q) and value.startswith(q)), "")
+            start = match.start(4)
+            parts += [text[done:start], quote, MASK, quote]
+            done = start + len(value)
+        return "".join([*parts, text[done:]]) if parts else text
 
     def name(self, key: str) -> tuple[bool, Optional[str]]:
         """Whether a field of this name holds a secret, and the name redacted (None: as is).
