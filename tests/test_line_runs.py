@@ -1534,3 +1534,24 @@ def test_the_level_search_of_long_lines_looks_at_their_heads_and_colours_anywher
         ["ERROR", "INFO", "INFO", "WARNING", "INFO"]  # fmt: skip
     short = ["ERROR a", "x" * 50 + " ERROR past", "plain"]
     assert Hay(short).level_candidates() == {0, 1}  # short lines: searched whole, as before
+
+
+@pytest.mark.parametrize("env", [{}, {"VICTORIALOGS_REDACT_KEYS": "card_number"}])
+def test_a_group_whose_lower_casing_cannot_be_trusted_finds_names_in_any_case(
+    env: dict[str, str],
+) -> None:
+    """An `İ` anywhere in a group makes its lower-cased search unusable: the group's lines are
+    then examined one by one, so that a secret's name in a case no search spells
+    (`cardNumber`, `PaSSword`) is masked as in a line made by itself."""
+    texts = [
+        "Müşteri İstanbul'dan geldi",
+        "cardNumber=4111 PaSSword=pw1",
+        '{"msg": "acCESS_tOKEN=t1"}',
+    ]
+    lines = [make_line(0, text, T0 + n, None) for n, text in enumerate(texts)]
+    b, again = builder(**env), builder(**env)
+    written = encoded(b.written_lines(lines), **env)
+    assert written == encoded([entry for line in lines for entry in again.from_line(line)], **env)
+    assert b"pw1" not in written and b"t1\\" not in written and b't1"' not in written
+    assert (b"4111" in written) == (not env)
+    assert b.stats.as_dict() == again.stats.as_dict()

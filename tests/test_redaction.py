@@ -382,7 +382,7 @@ def only(entries: list[Entry]) -> Entry:
         ("{'apiKey': 'k 1', 'n': 2}", f"{{'apiKey': '{MASK}', 'n': 2}}"),
         ('{"Password": "a \\" b"}', f'{{"Password": "{MASK}"}}'),
         ("Set-Cookie: sid=1", f"Set-Cookie: {MASK}"),
-        ("Cookie: connect.sid=s%3Aabc; x=1", f"Cookie: {MASK} x=1"),
+        ("Cookie: connect.sid=s%3Aabc; x=1", f"Cookie: {MASK}"),  # a header's: the line's rest
         ("GET /cb?session_id=abc&x=1", f"GET /cb?session_id={MASK}&x=1"),
         # A value after a name that is no secret's may hold one: `url`'s, `https`'s.
         ("url: https://h/cb?access_token=t1", f"url: https://h/cb?access_token={MASK}"),
@@ -394,6 +394,16 @@ def only(entries: list[Entry]) -> Entry:
         ('{\\"token\\": \\"t1\\"}', f'{{\\"token\\": \\"{MASK}\\"}}'),
         ("password=[REDACTED]", "password=[REDACTED]"),
         ("password=*** token=**x", f"password=*** token={MASK}"),
+        ("Row(password=b'hunter2', n=1)", f"Row(password=b'{MASK}', n=1)"),  # bytes' prefix
+        ("Authorization: ApiKey dkV1YT0=", f"Authorization: ApiKey {MASK}"),  # any scheme
+        ('Authorization: Digest username="bob", response="6629"', f"Authorization: Digest {MASK}"),
+        ("API Key: sk-live-1 and more", f"API Key: {MASK} and more"),  # a name of words
+        ("user[password]=pw1&commit=Login", f"user[password]={MASK}&commit=Login"),
+        ("password1=a password2=b", f"password1={MASK} password2={MASK}"),  # Django's forms
+        ('{"password"=>"pw1"}', f'{{"password"=>"{MASK}"}}'),  # Ruby's hashes
+        ('{"token":"t1"}', f'{{"token":"{MASK}"}}'),  # compact JSON: a quoted name, no space
+        ("password=x,user=bob", f"password={MASK},user=bob"),
+        ("(token=x)", f"(token={MASK})"),
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:
@@ -404,7 +414,10 @@ def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) 
     "text",
     ["tokens=12 max_tokens: 5", "author: bob", "session_duration=5s", "password_hash",
      "forgot password? reset it", "key: value", "at 12:30:01 token", "https://host:8443/x",
-     "password=", "monkey=1"],
+     "password=", "monkey=1",
+     # A name with a colon and no space names no value: logging's default format, host:port.
+     "DEBUG:botocore.auth:Calculating signature", "[app.auth:42] INFO", "http://auth:8080/x",
+     "{'password': ['This field is required.']}", "token_type=Bearer expires_in=3600"],
 )  # fmt: skip
 def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> None:
     assert Redactor()(text) is None

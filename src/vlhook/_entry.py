@@ -310,14 +310,15 @@ class EntryBuilder:
     def _lines_with_secrets(self, hay: Hay) -> Any:
         """Indexes of the texts holding a secret's literal (searched lower-cased where the
         texts' levels were: a few lines more, one search less); None when a pattern of the
-        user's may match anything."""
+        user's may match anything, or when lower-casing the group cannot be trusted (an `İ`
+        in it): a secret's name is found in any case (`cardNumber`, `PaSSword`), which
+        searches for a few spellings of it would miss."""
         needles = self.redactor.needles
         if needles is None:
             return None
         if not needles:
             return ()
-        found = hay.lines_with(self._lowered_needles, lower=True)
-        return hay.lines_with(needles) if found is None else found
+        return hay.lines_with(self._lowered_needles, lower=True)
 
     def from_item(self, item: Capture) -> list[Entry]:
         """Entries for a capture made whole: a logging record, an uncaught exception, or another
