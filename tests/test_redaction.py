@@ -404,6 +404,15 @@ def only(entries: list[Entry]) -> Entry:
         ('{"token":"t1"}', f'{{"token":"{MASK}"}}'),  # compact JSON: a quoted name, no space
         ("password=x,user=bob", f"password={MASK},user=bob"),
         ("(token=x)", f"(token={MASK})"),
+        # What a built-in pattern masked of a value does not end it: the rest goes too.
+        ("s3_auth=AKIAIOSFODNN7EXAMPLE:wJalrXUtn", f"s3_auth={MASK}"),
+        ("Authorization: Bearer abcdefghijklmnop extra-secret", f"Authorization: Bearer {MASK}"),
+        ("Authorization: lin_api_0123456789 (from env)", f"Authorization: {MASK}"),  # no scheme
+        ("password=\\'hunter 2\\'", f"password=\\'{MASK}\\'"),  # a repr's escaped quotes
+        ('password="hunter2', f'password="{MASK}"'),  # a quote the line does not close
+        ("Session ID: abc123", f"Session ID: {MASK}"),  # the needle in a word before the last
+        ("token_type=Bearer access_token=abcdefgh12345",
+         f"token_type=Bearer access_token={MASK}"),
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:
@@ -417,10 +426,25 @@ def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) 
      "password=", "monkey=1",
      # A name with a colon and no space names no value: logging's default format, host:port.
      "DEBUG:botocore.auth:Calculating signature", "[app.auth:42] INFO", "http://auth:8080/x",
-     "{'password': ['This field is required.']}", "token_type=Bearer expires_in=3600"],
+     "{'password': ['This field is required.']}", "token_type=Bearer expires_in=3600",
+     '{"token": null, "session": false}', "password: None"],  # literals: no value set
 )  # fmt: skip
 def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> None:
     assert Redactor()(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["-eyJ" * 16384, "eyJab-" * 40000, "https://x " + "a." * 65536, "a." * 100000 + "://x",
+     "key " + "a:1," * 65536, "pwd=a " * 40000, "Cookie: x " * 30000, "x=" + "A" * 300000 + "="],
+)  # fmt: skip
+def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> None:
+    """No pattern tries a match from every place of a long run: each of these lines took
+    seconds to minutes (`"eyJab-" * 166666`: 237 s) while one did, which would hold the suite
+    past its limit; and redacting what was redacted changes nothing."""
+    red = Redactor()
+    once = red(text) or text
+    assert (red(once) or once) == once  # and what is masked stays as it is
 
 
 def test_names_added_are_found_in_text_as_given_or_without_separators() -> None:

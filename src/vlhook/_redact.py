@@ -54,20 +54,23 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
         r"(?i)(secret_?access_?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}",
         _masked_after,
     ),
-    # Not followed by more of its characters or `=`: `Bearer expires_in=3600` names no token.
+    # Ended by a space, a quote, a delimiter or the text's end: `Bearer expires_in=3600` and
+    # `Bearer access_token=[REDACTED]` name no token.
     (
         ("earer", "EARER"),
-        r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*(?![A-Za-z0-9\-._~+/=])",
+        r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*(?=[\s\"'<>,;)\]}&]|$)",
         _masked_after,
     ),
-    (("eyJ",), r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
+    # Not after a `-` either: from every `-eyJ` of a long run, a match was tried to its end.
+    (("eyJ",), r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
     # A URL's password ends at the last "@" before a space or a quote (it may hold "/" and
     # "@": base64 text, an unescaped "@"), as vlhook's own messages are masked; at most 256
-    # characters, so that a long run of "x://y:" costs a bounded search each. Its user name
-    # may hold an "@" (a mail address, as SMTP and IMAP URLs have), up to the first ":".
+    # characters, so that a long run of "x://y:" costs a bounded search each, and a scheme of
+    # at most 32 (from every place of a long run of `a.a.`, one was read to its end). Its user
+    # name may hold an "@" (a mail address, as SMTP and IMAP URLs have), up to the first ":".
     (
         ("://",),
-        r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:]*:)[^\s'\"<>]{1,256}@",
+        r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s/:]*:)[^\s'\"<>]{1,256}@",
         _masked_password,
     ),
 )
@@ -101,22 +104,31 @@ _SEPARATORS = str.maketrans("", "", "_-. ")
 #    (kept); an `Authorization` or a `Cookie` header's runs to the end of the line, after its
 #    scheme (`Digest a=1, b=2`, `ApiKey ...`, `a=1; sid=2`). A value masked already
 #    (`[REDACTED]`, or asterisks: vlhook's messages show `***`) is left as it is.
-_QUOTES = ('\\"', '"', "'")  # a quoted value's quotes, kept: an escaped one first
-_SCHEME = r"(?i:basic|bearer|digest|token|negotiate|ntlm)[ \t]+"
+_QUOTES = ('\\"', "\\'", '"', "'")  # a quoted value's quotes, kept: escaped ones first
+_SCHEMES = (
+    "basic|bearer|digest|token|negotiate|ntlm|apikey|api-key|key|ssws|aws|aws4-hmac-sha256"
+    "|splunk|oauth|hmac|signature|mac|sharedkey|sharedaccesssignature"
+)
+_SCHEME = rf"(?i:{_SCHEMES})[ \t]+"
 _WORD_REST = r"[\w.\[\]-]*"
 _SEPARATOR = r"(?:\\?[\"'][ \t]*(?:=>?|:)|[ \t]*(?:=>?|:(?=[ \t])))[ \t]*"
-_MASKED_ALREADY = r"(?:\[REDACTED\]|\*+(?![^\s\"'&,;)\]}]))"
+_END = r"(?![^\s\"'&,;)\]}])"  # a value's end: a space, a quote, a delimiter, the text's end
+#: A value masked already (`[REDACTED]` whole, or asterisks: vlhook's messages show `***`), or
+#: one that sets none (`null`, `None`, `false`...): left as it is.
+_NO_VALUE = rf"(?:\[REDACTED\]|\*+|null|nil|none|None|true|false|True|False){_END}"
 _QUOTED = (
     r"[bBuUrR]{0,2}(?:\\\"[^\\\n]*(?:\\[^\"\n][^\\\n]*)*\\\""
-    r"|\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*')"
+    r"|\\'[^\\\n]*(?:\\[^'\n][^\\\n]*)*\\'"
+    r"|\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
+    r"|[\"'][^\r\n]*)"  # a quote the line does not close: its rest
 )
 _VALUE = (
-    rf"(?!(?:{_SCHEME})?{_MASKED_ALREADY})(?:{_SCHEME})?"
-    rf"(?P<value>{_QUOTED}|[^\s\"'&,;)\]}}\[{{(][^\s\"'&,;)\]}}]*)"
+    rf"(?!(?:{_SCHEME})?{_NO_VALUE})(?:{_SCHEME})?"
+    rf"(?P<value>{_QUOTED}|(?:\[REDACTED\]|[^\s\"'&,;)\]}}\[{{(])[^\s\"'&,;)\]}}]*)"
 )
 _HEADER_VALUE = (
-    rf"(?![A-Za-z][\w-]*[ \t]+{_MASKED_ALREADY}|{_MASKED_ALREADY})(?:[A-Za-z][\w-]*[ \t]+)?"
-    rf"(?P<value>{_QUOTED}|[^\s\"'][^\n]*)"
+    rf"(?!(?:{_SCHEME})?{_NO_VALUE}[ \t]*(?:[\r\n]|$))(?:{_SCHEME})?"
+    rf"(?P<value>{_QUOTED}|[^\s\"'][^\r\n]*)"
 )
 #: Names whose value is a whole header's: the rest of the line.
 _HEADERS = ("authorization", "cookie", "cookies")
@@ -254,9 +266,14 @@ class Redactor:
         to there, see _name_start) is a secret's. The separator first: most words a needle
         hits (`monkey`, `passed`) have none."""
         separator = self._separator.match(text, end)
+        for _ in range(2):  # or after one or two words more: `Session ID: ...`
+            if separator is not None or text[end : end + 1] != " ":
+                break
+            end = self._word_rest.match(text, end + 1).end()  # type: ignore[union-attr]
+            separator = self._separator.match(text, end)
         if separator is None:
             return None
-        pattern = self._value_pattern(text[_name_start(text, at) : end])
+        pattern = self._value_pattern(text[max(_name_start(text, at), end - _NAME_TAIL) : end])
         if pattern is None:
             return None
         found = pattern.match(text, separator.end())
