@@ -190,7 +190,8 @@ def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) 
      "X-Api-Key", "x_api_key", "auth", "basic_auth", "Authorization", "proxy-authorization",
      "bearer", "jwt", "credentials", "credential", "Cookie", "cookies", "Set-Cookie",
      "set_cookie", "session", "sessionid", "session_id", "SESSION-ID", "user_session",
-     "PHPSESSID", "JSESSIONID", "connect.sid"],
+     "PHPSESSID", "JSESSIONID", "connect.sid", "password_confirmation", "signing_key",
+     "ENCRYPTION_KEY"],
 )  # fmt: skip
 def test_secret_names(name: str) -> None:
     assert Redactor().name(name)[0], name

@@ -82,8 +82,9 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
 # x_forwarded_for: not credentials, and logs need them), plus common names it lacks. Plurals
 # that name other things are left out: `prompt_tokens` is a count.
 SECRET_NAMES = (
-    "password", "passwords", "passwd", "pwd", "passphrase",
-    "secret", "secrets", "secretkey", "secretaccesskey", "privatekey",
+    "password", "passwords", "passwd", "pwd", "passphrase", "passwordconfirmation",
+    "secret", "secrets", "secretkey", "secretaccesskey", "privatekey", "signingkey",
+    "encryptionkey",
     "token", "apikey", "auth", "authorization", "bearer", "jwt", "credential", "credentials",
     "cookie", "cookies", "session", "sessionid", "phpsessid", "jsessionid", "connectsid",
     "csrf", "xsrf",
