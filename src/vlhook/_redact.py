@@ -172,15 +172,17 @@ class Redactor:
         self._extra = _compiled(extra)
         self.names = tuple(sorted({field_name(name) for name in names} - {""}))
         #: Lower-cased substrings of which any text naming a secret before a value holds one
-        #: (see _NAMED_VALUE); none when no pattern applies.
+        #: (see _NAME_NEEDLES, _masked_named); none when no pattern applies.
         self._name_needles = _needles_of(names) if builtin and self.names else ()
         self._text_names: dict[str, Optional[Pattern[str]]] = {}  # see _value_pattern
         self._word_rest = lazy(_WORD_REST)
         self._separator = lazy(_SEPARATOR)
         self._value_at = lazy(_VALUE)
         self._header_at = lazy(_HEADER_VALUE)
-        #: Substrings every match contains, or None when a user pattern may match anything
-        #: (a name's in the three ways it is written: the searches may be made lower-cased).
+        #: Substrings every match contains, or None when a user pattern may match anything.
+        #: The group searches lower-case them (EntryBuilder._lowered_needles); a name's are
+        #: also given as `Token` and `TOKEN` for the searches made as the text is written
+        #: (EntryBuilder._may_hold_secret, over the constant fields: no `re` loaded there).
         self.needles = None if self._extra else tuple(literals) + tuple(
             form for needle in self._name_needles
             for form in (needle, needle.capitalize(), needle.upper())
@@ -477,7 +479,7 @@ class Redactor:
             return self.name(key)
         if not isinstance(key, (bytes, bytearray)):
             return _NOT_A_SECRET
-        return (True, None) if self.name(key.decode("latin-1"))[0] else _NOT_A_SECRET
+        return _SECRET if self.name(key.decode("latin-1"))[0] else _NOT_A_SECRET
 
     def _too_deep(self, value: Any) -> str:
         """Nesting past the depth limit goes as text: no field names there to mask by, so
