@@ -149,12 +149,12 @@ NAMED_IN_TEXT = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 print({"user": "bob", "password": "pw-repr-1"})
-print("login user=bob password=pw-logfmt-2 api_key=k-3 tokens=12")
+print("login user=bob password=pw-logfmt-2 api_key=key-val-3 tokens=12")
 print(json.dumps({"user": "bob", "db_password": "pw-pretty-4"}, indent=2))
 logging.info("config %s", {"DB_PASSWORD": "pw-record-5"})
 print("Authorization: Basic dXNlcjpwdy02")
-print('curl -H "X-Api-Key: k-7" "https://h/cb?code=1&access_token=t-8"')
-print("export AWS_SESSION_TOKEN=t-9; ./run --password=pw-10")
+print('curl -H "X-Api-Key: key-val-7" "https://h/cb?code=1&access_token=tok-val-8"')
+print("export AWS_SESSION_TOKEN=tok-val-9; ./run --password=pw-10")
 """
 
 
@@ -165,9 +165,11 @@ def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) 
     run = run_python(script(NAMED_IN_TEXT), sink.env())
     assert run.rc == 0 and "pw-repr-1" in run.out and "pw-record-5" in run.err
     rows = sink.settle(10)
+    # The values are distinct enough to be found nowhere else: a record's code path holds the
+    # test's directory (`pytest-8`), which a value `t-8` was found in.
     stored = stored_text(rows)
-    for secret in ("pw-repr-1", "pw-logfmt-2", "k-3", "pw-pretty-4", "pw-record-5",
-                   "dXNlcjpwdy02", "k-7", "t-8", "t-9", "pw-10"):  # fmt: skip
+    for secret in ("pw-repr-1", "pw-logfmt-2", "key-val-3", "pw-pretty-4", "pw-record-5",
+                   "dXNlcjpwdy02", "key-val-7", "tok-val-8", "tok-val-9", "pw-10"):  # fmt: skip
         assert secret not in stored, secret
     messages = [row["_msg"] for row in rows]
     assert f"{{'user': 'bob', 'password': '{MASK}'}}" in messages
