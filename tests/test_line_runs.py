@@ -157,6 +157,7 @@ LINE = st.one_of(
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "db postgres://app:hunter2@db/x",
         "SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYab", "bell\x07 nul\x00 esc\x1b",
         "user=bob Password=pw1 tokens=3", "{'api_key': 'k1'}", "Cookie: sid=1", "key: value",
+        "pem=-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----",
     ]),
 )  # fmt: skip
 
@@ -401,7 +402,9 @@ def test_records_are_written_exactly_as_the_general_path_writes_them(cases: list
     st.one_of(TEXT.filter(lambda t: t[:1] != "{"),
               st.sampled_from(["order 7", "token AKIA0123456789ABCDEF", "é\x00\x1f\"\\",
                                "two\nlines",
-                               "pw postgres://u:hunter2@db/x", ""])),
+                               "pw postgres://u:hunter2@db/x", "",
+                               "key -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA\n"
+                               "-----END EC PRIVATE KEY-----"])),
     st.sampled_from(["app", "app.db", "é", "a\"b"]),
     st.sampled_from(["handler", "<module>", "f\\g"]),
     st.sampled_from([[], ["plain\n"]]),
@@ -1555,3 +1558,14 @@ def test_a_group_whose_lower_casing_cannot_be_trusted_finds_names_in_any_case(
     assert b"pw1" not in written and b"t1\\" not in written and b't1"' not in written
     assert (b"4111" in written) == (not env)
     assert b.stats.as_dict() == again.stats.as_dict()
+
+
+def test_the_group_searches_find_every_line_a_secrets_literal_is_in() -> None:
+    """The lower-cased searches leave out a literal that holds another (`private key` holds
+    `key`): every line holding one is still found, by the other's search."""
+    b = builder()
+    literals = {needle.lower() for needle in b.redactor.needles or ()}
+    assert "private key" in literals and "private key" not in b._lowered_needles
+    assert all(any(n in literal for n in b._lowered_needles) for literal in literals)
+    texts = [f"line {n}" for n in range(MIN_RUN)] + ["-----BEGIN OPENSSH PRIVATE KEY-----x"]
+    assert Hay(texts).lines_with(b._lowered_needles, lower=True) == {MIN_RUN}

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from vlhook._captures import Line, text
 from vlhook._lines import (
     CHAIN_WAIT_NS,
+    MAX_KEY_LINES,
     MAX_PARTIAL_CHARS,
     STALE_NS,
     LineAssembler,
@@ -450,6 +451,8 @@ def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
                 st.sampled_from(
                     [
                         "Traceback (most recent call last):\n",
+                        "-----BEGIN PRIVATE KEY-----\n",
+                        "-----END PRIVATE KEY-----\n",
                         "  File x\n",
                         "E: boom\n",
                         "line\n",
@@ -479,3 +482,93 @@ def test_feeding_many_writes_at_once_makes_the_same_lines_as_one_by_one(
     for asm, out in ((one, by_one), (many, by_many)):
         asm.flush(out, final=True, now_ns=10**18)
     assert by_many == by_one
+
+
+# -- private keys -----------------------------------------------------------------------------
+
+KEY_BODY = ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+            "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu",
+            "NMoSfm76oqFvAp8Gy0iz5sxjZmSnXyCdPEovGhLa0VzMaQ8s+CLOyS56YyCFGeJZ",
+            "ag=="]  # fmt: skip
+
+
+def pem(kind: str = "PRIVATE KEY", body: tuple[str, ...] = tuple(KEY_BODY)) -> str:
+    return "\n".join([f"-----BEGIN {kind}-----", *body, f"-----END {kind}-----"]) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY",
+                                  "ENCRYPTED PRIVATE KEY", "OPENSSH PRIVATE KEY"])  # fmt: skip
+@pytest.mark.parametrize("split", [_one_chunk, _line_chunks, _char_chunks])
+def test_a_private_key_printed_as_lines_is_one_entry(kind: str, split: Any) -> None:
+    """Its body, lines of base64 that nothing else tells apart from any text, goes with its
+    header (where redaction finds it), not as lines of their own; what comes next is apart."""
+    key = pem(kind)
+    before, final = assemble([*split("before\n"), *split(key), *split("after the key\n")])
+    assert [(line[1], line.level) for line in [*before, *final]] == [
+        ("before", ""), (key.rstrip("\n"), ""), ("after the key", "")]  # fmt: skip
+
+
+def test_a_private_key_in_a_write_after_a_line_and_indented_as_yaml_prints_it() -> None:
+    indented = "".join(f"  {line}\n" for line in pem().splitlines())
+    before, final = assemble(["tls:\n  key: |\n" + indented, "next: 1\n"])
+    assert texts([*before, *final]) == ["tls:", "  key: |", indented.rstrip("\n"), "next: 1"]
+
+
+def test_a_pgp_key_block_with_its_armor_headers_and_blank_line_is_one_entry() -> None:
+    key = pem("PGP PRIVATE KEY BLOCK", ("Version: GnuPG v2", "Comment: test", "", *KEY_BODY,
+                                        "=njUN"))  # fmt: skip
+    before, final = assemble([key, "\n", "done\n"])
+    assert texts([*before, *final]) == [key.rstrip("\n"), "done"]
+
+
+@pytest.mark.parametrize(
+    "stray",
+    ["an error: bad key", "ERROR: key rejected", '{"k": 1}', "x = 1"],
+)
+def test_a_line_that_is_no_part_of_a_key_ends_it_and_goes_as_itself(stray: str) -> None:
+    """A header with no key after it (a message quoting one, a key cut short) holds back no
+    line of the program's: the first line that is not base64 (or an armor header before the
+    body) goes as its own entry."""
+    head = "-----BEGIN PRIVATE KEY-----\n" + KEY_BODY[0] + "\n"
+    before, final = assemble([head, stray + "\n", "later\n"])
+    got = texts([*before, *final])
+    assert got[0] == head.rstrip("\n") and got[-1] == "later"
+    assert stray in got[1]
+
+
+def test_a_key_that_never_ends_is_emitted_when_stale_or_bounded() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed(text(1, "-----BEGIN PRIVATE KEY-----\n" + KEY_BODY[0] + "\n", 5, 1, None), out)
+    asm.flush(out, final=False, now_ns=5 + STALE_NS)
+    assert out == []
+    asm.flush(out, final=False, now_ns=5 + STALE_NS + 1)
+    assert len(out) == 1 and out[0][1].endswith(KEY_BODY[0])
+    out.clear()
+    asm.feed(text(1, "-----BEGIN PRIVATE KEY-----\n", 6, 1, None), out)
+    asm.feed(text(1, (KEY_BODY[1] + "\n") * (MAX_KEY_LINES + 10), 7, 1, None), out)
+    asm.flush(out, final=True)
+    # A bounded entry; past it, lines as they come (no key is that long: see MAX_KEY_LINES).
+    assert out[0][1].count("\n") == MAX_KEY_LINES - 1
+    assert texts(out[1:]) == [KEY_BODY[1]] * 11
+
+
+def test_a_key_closed_by_its_end_line_is_emitted_after_the_wait_without_more_writes() -> None:
+    asm = LineAssembler()
+    out: list[Line] = []
+    asm.feed(text(1, pem(), 1_000, 1, None), out)
+    asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS + 1)
+    assert texts(out) == [pem().rstrip("\n")]
+    assert asm.held() == 0
+
+
+def test_what_only_names_a_key_is_no_key() -> None:
+    before, final = assemble(
+        [
+            "-----BEGIN CERTIFICATE-----\n",
+            "MIIBszCCAVmgAwIBAgIU\n",
+            "see -----BEGIN PRIVATE KEY-----\n",
+            "MIIBszCCAVmgAwIBAgIU\n",
+        ]
+    )
+    assert len(before) + len(final) == 4

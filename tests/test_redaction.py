@@ -179,6 +179,68 @@ def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) 
     assert f'curl -H "X-Api-Key: {MASK}" "https://h/cb?code=1&access_token={MASK}"' in messages
 
 
+PRIVATE_KEYS = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+body = ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+        "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu"]
+def pem(kind):
+    return "\\n".join([f"-----BEGIN {kind}-----", *body, f"-----END {kind}-----"])
+print("before")
+print(pem("PRIVATE KEY"))  # one write
+for line in pem("RSA PRIVATE KEY").splitlines():  # a write a line
+    print(line)
+print("after")
+logging.info("loaded %s", pem("EC PRIVATE KEY"))
+print({"service_account": "sa", "pem": pem("PRIVATE KEY")})
+"""
+
+
+def test_a_private_key_printed_or_logged_reaches_the_server_masked(script: Any, sink: Any) -> None:
+    """A PEM private key printed at once or line by line, logged, or inside an object's repr:
+    the program prints it as ever, and the server stores its header and end with the body
+    masked, the lines around it as lines of their own."""
+    run = run_python(script(PRIVATE_KEYS), sink.env())
+    assert run.rc == 0 and run.out.count("MIIEvQIBADANBgkq") == 3, run.err
+    rows = sink.settle(6)
+    stored = stored_text(rows)
+    assert "MIIEvQIBADANBgkq" not in stored and "MzEfYyjiWA4R4" not in stored
+    messages = [row["_msg"] for row in rows]
+    assert messages[0] == "before" and "after" in messages
+    for kind in ("PRIVATE KEY", "RSA PRIVATE KEY"):
+        assert f"-----BEGIN {kind}-----\n{MASK}\n-----END {kind}-----" in messages
+    assert f"loaded -----BEGIN EC PRIVATE KEY-----\n{MASK}\n-----END EC PRIVATE KEY-----" in \
+        messages  # fmt: skip
+
+
+KEY_FILE = """
+import subprocess, sys
+print("start", flush=True)
+subprocess.run(["cat", sys.argv[1]], check=True)  # an entrypoint's `cat key.pem`
+print("end", flush=True)
+"""
+
+
+def test_a_private_key_a_child_process_writes_to_the_descriptor_is_masked(
+    script: Any, sink: Any, tmp_path: Any
+) -> None:
+    """Under VICTORIALOGS_CAPTURE=fd, what reaches descriptor 1 from any process is read as
+    lines: a key file written there by `cat` is one entry, masked."""
+    key_file = tmp_path / "key.pem"
+    key_file.write_text("-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(KEY_LINES) +
+                        "\n-----END RSA PRIVATE KEY-----\n")  # fmt: skip
+    env = sink.env(VICTORIALOGS_CAPTURE="fd,logging")
+    run = run_python(script(KEY_FILE), env, args=(str(key_file),))
+    assert run.rc == 0 and KEY_LINES[0] in run.out, run.err
+    rows = sink.settle(3)
+    assert KEY_LINES[0] not in stored_text(rows) and KEY_LINES[1] not in stored_text(rows)
+    assert [row["_msg"] for row in rows] == [
+        "start",
+        f"-----BEGIN RSA PRIVATE KEY-----\n{MASK}\n-----END RSA PRIVATE KEY-----",
+        "end",
+    ]
+
+
 # -- names ------------------------------------------------------------------------------------
 
 
@@ -439,7 +501,9 @@ def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> No
 @pytest.mark.parametrize(
     "text",
     ["-eyJ" * 16384, "eyJab-" * 40000, "https://x " + "a." * 65536, "a." * 100000 + "://x",
-     "key " + "a:1," * 65536, "pwd=a " * 40000, "Cookie: x " * 30000, "x=" + "A" * 300000 + "="],
+     "key " + "a:1," * 65536, "pwd=a " * 40000, "Cookie: x " * 30000, "x=" + "A" * 300000 + "=",
+     "-----BEGIN PRIVATE KEY-----" * 20000, "-----BEGIN A PRIVATE KEY-----" + " " * 300000,
+     "-----BEGIN " + "A " * 100000],
 )  # fmt: skip
 def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> None:
     """No pattern tries a match from every place of a long run: each of these lines took
@@ -448,6 +512,54 @@ def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> 
     red = Redactor()
     once = red(text) or text
     assert (red(once) or once) == once  # and what is masked stays as it is
+
+
+KEY_LINES = (
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+    "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu",
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("-----BEGIN PRIVATE KEY-----\n{0}\n{1}\n-----END PRIVATE KEY-----",
+         f"-----BEGIN PRIVATE KEY-----\n{MASK}\n-----END PRIVATE KEY-----"),
+        ("-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\n\r\n{0}\r\n"
+         "-----END RSA PRIVATE KEY-----\r\n",
+         f"-----BEGIN RSA PRIVATE KEY-----\r\n{MASK}\r\n-----END RSA PRIVATE KEY-----\r\n"),
+        # As a repr or JSON writes it: on one line, its newlines escaped.
+        ("{{'k': '-----BEGIN OPENSSH PRIVATE KEY-----\\n{0}\\n"
+         "-----END OPENSSH PRIVATE KEY-----\\n'}}",
+         f"{{'k': '-----BEGIN OPENSSH PRIVATE KEY-----\\n{MASK}\\n"
+         "-----END OPENSSH PRIVATE KEY-----\\n'}"),
+        ("  -----BEGIN EC PRIVATE KEY-----\n  {0}\n  -----END EC PRIVATE KEY-----",
+         f"  -----BEGIN EC PRIVATE KEY-----\n  {MASK}\n  -----END EC PRIVATE KEY-----"),
+        ("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{0}\n=njUN\n-----END PGP PRIVATE KEY BLOCK-----",
+         f"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{MASK}\n-----END PGP PRIVATE KEY BLOCK-----"),
+        # An empty one, then one cut short (no end line: masked to the text's end).
+        ("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\n"
+         "{0}\n{1}",
+         "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\n"
+         f"{MASK}"),
+        ("key: -----BEGIN PRIVATE KEY-----\n{0}", f"key: -----BEGIN PRIVATE KEY-----\n{MASK}"),
+    ],
+)  # fmt: skip
+def test_a_private_key_block_is_masked_whatever_holds_it(text: str, masked: str) -> None:
+    red, text = Redactor(), text.format(*KEY_LINES)
+    once = red(text) or text
+    assert once == masked
+    assert (red(once) or once) == once
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----",
+     "-----BEGIN PUBLIC KEY-----\nMIIBszCCAVmgAwIBAgIU\n-----END PUBLIC KEY-----",
+     "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----", "BEGIN PRIVATE KEY"],
+)  # fmt: skip
+def test_what_is_no_private_key_block_is_left_alone(text: str) -> None:
+    assert Redactor()(text) is None
 
 
 def test_names_added_are_found_in_text_as_given_or_without_separators() -> None:

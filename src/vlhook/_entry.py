@@ -127,9 +127,12 @@ class EntryBuilder:
         #: they are, else None (see _untouched_paths).
         self._untouched_names: dict[tuple[str, tuple[Any, ...]], Optional[tuple[str, ...]]] = {}
         self._walk_left = 0  # values _plain_leaves may still walk for the entry at hand
-        #: The secrets' literals lower-cased, for the search made where levels are searched.
-        needles = self.redactor.needles or ()
-        self._lowered_needles = tuple(sorted({needle.lower() for needle in needles}))
+        #: The secrets' literals lower-cased, for the search made where levels are searched;
+        #: one that holds another (`private key`, `key`) is found by that one's search.
+        lowered = {needle.lower() for needle in self.redactor.needles or ()}
+        self._lowered_needles = tuple(sorted(
+            needle for needle in lowered if not any(other in needle for other in lowered - {needle})
+        ))  # fmt: skip
 
     def constants(self, fields: dict[str, Any]) -> dict[str, Any]:
         """The fields every entry carries (VICTORIALOGS_FIELDS, container_name, job...),

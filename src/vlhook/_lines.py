@@ -1,10 +1,13 @@
-"""Line assembly: raw writes into complete lines, one entry per line or per traceback.
+"""Line assembly: raw writes into complete lines, one entry per line, per traceback or per
+private key.
 
 Runs on the sender thread. Writes are assembled per (stream, thread), so two threads printing
 at once never mix their halves. A carriage return inside a line separates lines of one entry
 (AWS Lambda's runtime writes a multi-line error that way; a progress bar's updates stay together,
 bounded by MAX_PARTIAL_CHARS). A Python traceback printed as text is grouped into one entry
-until its exception line (and any chained tracebacks) end it.
+until its exception line (and any chained tracebacks) end it. So is a PEM private key printed as
+text, up to its end line: its body is lines of base64 that redaction could not tell from any
+other text, and with its header in one entry it is masked (see vlhook._redact).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from vlhook._captures import line as make_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
-    from typing import Any, NamedTuple, Optional
+    from typing import Any, NamedTuple, Optional, Union
 
     from vlhook._captures import Context, Line, Text
 
     class LineRun(NamedTuple):
         """Writes that were each exactly one whole line, none of which can start, continue or
-        hold a traceback: the lines, made at once (entries for them too, see _entry)."""
+        hold a traceback or a private key: the lines, made at once (entries for them too, see
+        _entry)."""
 
         kinds: list[int]
         texts: list[str]  # without their newlines; none empty or only white space
@@ -49,18 +53,76 @@ CHAIN_MARKERS = (
     "The above exception was the direct cause",
 )
 CHAIN_WAIT_NS = 50_000_000
-STALE_NS = 2_000_000_000  # a traceback that never ends is emitted after this long
+STALE_NS = 2_000_000_000  # a traceback or key that never ends is emitted after this long
 MAX_PARTIAL_CHARS = 1 << 20  # an endless line without newline is cut here (then split in parts)
 FRAMES, AFTER, CHAIN = 0, 1, 2
-# First characters of a line that may start a traceback (see is_traceback_start), and "" for an
-# empty line (dropped by _complete).
-_MAYBE_TRACEBACK = frozenset({"T", " ", ""})
+# First characters of a line that may start a traceback or a private key (is_traceback_start,
+# is_key_start),
+# and "" for an empty line (dropped by _complete).
+_MAYBE_BLOCK = frozenset({"T", " ", "\t", "-", ""})
+KEY_BEGIN = "-----BEGIN "
+_KEY_HEADS = ("PRIVATE KEY-----", "PRIVATE KEY BLOCK-----")
+KEY_END = "-----END "
+#: The most lines one private key's entry holds: a 16,384-bit RSA key, the largest in use, is
+#: ~200 lines of base64; past this, lines go as they come.
+MAX_KEY_LINES = 512
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+# The headers a key's armor may have before its body: an encrypted PEM key's, PGP's.
+_ARMOR = ("Proc-Type:", "DEK-Info:", "Version:", "Comment:", "Hash:", "Charset:")
 
 
 def is_traceback_start(text: str) -> bool:
     return text.startswith(TRACEBACK_START) or (
         text[:1] == " " and text.lstrip(" +").startswith(GROUP_START)
     )
+
+
+def is_key_start(text: str) -> bool:
+    """A private key's header line, indented or not (a YAML block holds it indented)."""
+    stripped = text.strip()
+    return stripped.startswith(KEY_BEGIN) and stripped.endswith(_KEY_HEADS)
+
+
+class _Key:
+    """One printed private key: its header, armor headers, base64 lines, blank lines and end
+    line. Any other line ends it before that line, so a header with no key after it holds
+    back nothing of the program's."""
+
+    __slots__ = ("body", "context", "ended", "last_ns", "lines", "t_ns", "trailing_blank")
+
+    def __init__(self, first: str, t_ns: int, context: Optional[Context]) -> None:
+        self.lines = [first]
+        self.t_ns = self.last_ns = t_ns
+        self.context = context
+        self.trailing_blank = 0
+        self.body = self.ended = False
+
+    def accepts(self, text: str, t_ns: int) -> bool:
+        """Add the line if it belongs to the key; False means the key ended before it."""
+        if self.ended or len(self.lines) >= MAX_KEY_LINES:
+            return False
+        stripped = text.strip()
+        if not stripped:
+            self.trailing_blank += 1
+        elif stripped.startswith(KEY_END):
+            self.ended = True
+        elif _BASE64.issuperset(stripped):
+            self.body = True
+        elif self.body or not stripped.startswith(_ARMOR):
+            return False
+        if stripped:
+            self.trailing_blank = 0
+        self.lines.append(text)
+        self.last_ns = t_ns
+        return True
+
+    @property
+    def may_be_complete(self) -> bool:
+        return self.ended
+
+    def line(self, kind: int) -> Line:
+        lines = self.lines[: len(self.lines) - self.trailing_blank or None]
+        return make_line(kind, "\n".join(lines), self.t_ns, self.context)
 
 
 class _Partial:
@@ -134,7 +196,8 @@ _FIRST, _LAST = itemgetter(0), itemgetter(-1)
 class LineAssembler:
     def __init__(self) -> None:
         self._partial: dict[Key, _Partial] = {}
-        self._tracebacks: dict[Key, _Traceback] = {}
+        #: Per stream and thread, the traceback or private key being gathered into one entry.
+        self._blocks: dict[Key, Union[_Traceback, _Key]] = {}
         self._decoders: dict[Key, Any] = {}
 
     def whole_lines(self, items: list[Text]) -> Optional[LineRun]:
@@ -143,7 +206,7 @@ class LineAssembler:
         of any stream and thread is unfinished: what feed_many would make of them, told with
         a few C calls over the whole group instead of several per write. None otherwise (then
         feed_many, which handles everything)."""
-        if self._partial or self._tracebacks or not items:
+        if self._partial or self._blocks or not items:
             return None
         data = list(map(TEXT_DATA, items))
         if data[0].__class__ is bytes:
@@ -189,8 +252,10 @@ class LineAssembler:
     def _run(joined: str, kinds: list[int], times: list[int], contexts: list[Any]
              ) -> Optional[LineRun]:  # fmt: skip
         """The run of `joined`'s lines (each ended by its newline), unless one of them holds
-        what only feed_many handles: a carriage return, a traceback, or nothing to keep."""
-        if "\r" in joined or TRACEBACK_START in joined or GROUP_START in joined:
+        what only feed_many handles: a carriage return, a traceback, a private key, or nothing
+        to keep."""
+        if ("\r" in joined or TRACEBACK_START in joined or GROUP_START in joined
+                or KEY_BEGIN in joined):  # fmt: skip
             return None
         texts = joined.split("\n")
         texts.pop()  # the "" after the last newline
@@ -200,9 +265,9 @@ class LineAssembler:
 
     def feed_many(self, items: list[Text], out: list[Line]) -> None:
         """feed() for each item, with what most writes are — one whole line of text that
-        cannot start, continue or hold a traceback, with no line of that stream and thread
-        unfinished — made into a line right here (one call per batch, not per write)."""
-        partial, tracebacks = self._partial, self._tracebacks
+        cannot start, continue or hold a traceback or a key, with no line of that stream and
+        thread unfinished — made into a line right here (one call per batch, not per write)."""
+        partial, blocks = self._partial, self._blocks
         append = out.append
         new = tuple.__new__
         for item in items:
@@ -210,8 +275,8 @@ class LineAssembler:
             whole = data.__class__ is str and data[-1:] == "\n" and data.count("\n") == 1
             if (
                 whole
-                and not tracebacks
-                and data[:1] not in _MAYBE_TRACEBACK
+                and not blocks
+                and data[:1] not in _MAYBE_BLOCK
                 and "\r" not in data
                 and not (partial and (kind, ident) in partial)
             ):
@@ -234,9 +299,9 @@ class LineAssembler:
             partial = self._partial.pop(key, None) if self._partial else None
             if partial is None:
                 line = text[:-1]
-                # _complete, inlined for a line that cannot start, continue or hold a traceback
+                # _complete, inlined for a line that cannot start, continue or hold a block
                 # and has no carriage return: most printed lines.
-                if (line[:1] not in _MAYBE_TRACEBACK and not self._tracebacks
+                if (line[:1] not in _MAYBE_BLOCK and not self._blocks
                         and "\r" not in line):  # fmt: skip
                     if not line.isspace():
                         out.append(make_line(kind, line, t_ns, context))
@@ -273,7 +338,7 @@ class LineAssembler:
         the record's. False when the line belongs to something else already begun."""
         partial = self._partial.get(key)
         head = pieces[0] if partial is None else "".join([*partial.parts, pieces[0]])
-        if key in self._tracebacks or not head.strip() or is_traceback_start(head):
+        if key in self._blocks or not head.strip() or is_traceback_start(head):
             return False
         start_ns, start_context = t_ns, context
         if partial is not None:
@@ -288,16 +353,16 @@ class LineAssembler:
         return True
 
     def flush(self, out: list[Line], final: bool, now_ns: int = 0) -> None:
-        """Emit what no later write can continue: tracebacks past their exception line with
-        nothing written after it for CHAIN_WAIT_NS (a chained traceback would follow at once),
-        and with `final` (exit, end of an invocation, explicit flush) everything, partial lines
-        too."""
-        for key in list(self._tracebacks):
-            tb = self._tracebacks[key]
-            quiet = now_ns - tb.last_ns
-            if final or quiet > STALE_NS or (tb.may_be_complete and quiet > CHAIN_WAIT_NS):
-                del self._tracebacks[key]
-                out.append(tb.line(key[0]))
+        """Emit what no later write can continue: tracebacks past their exception line and
+        keys past their end line with nothing written after it for CHAIN_WAIT_NS (a chained
+        traceback would follow at once), and with `final` (exit, end of an invocation, explicit
+        flush) everything, partial lines too."""
+        for key in list(self._blocks):
+            block = self._blocks[key]
+            quiet = now_ns - block.last_ns
+            if final or quiet > STALE_NS or (block.may_be_complete and quiet > CHAIN_WAIT_NS):
+                del self._blocks[key]
+                out.append(block.line(key[0]))
         if final:
             for key, decoder in self._decoders.items():
                 tail = decoder.decode(b"", True)  # bytes of a character cut at the very end
@@ -310,9 +375,9 @@ class LineAssembler:
             self._decoders.clear()
 
     def held(self) -> int:
-        """How many entries what it holds would make: each unfinished line, each traceback
+        """How many entries what it holds would make: each unfinished line, each block
         still being gathered (counted when an exit given up on can no longer make them)."""
-        return len(self._partial) + len(self._tracebacks)
+        return len(self._partial) + len(self._blocks)
 
     def discard(self, kind: int, ident: int) -> None:
         """The rest of the current line was shed (buffer full): forget its beginning."""
@@ -352,14 +417,16 @@ class LineAssembler:
     ) -> None:
         if "\r" in text:
             text = _carriage_returns(text)
-        tb = self._tracebacks.get(key)
-        if tb is not None:
-            if tb.accepts(text, t_ns):
+        block = self._blocks.get(key)
+        if block is not None:
+            if block.accepts(text, t_ns):
                 return
-            del self._tracebacks[key]
-            out.append(tb.line(key[0]))
+            del self._blocks[key]
+            out.append(block.line(key[0]))
         if not at_end and is_traceback_start(text):
-            self._tracebacks[key] = _Traceback(text, t_ns, context)
+            self._blocks[key] = _Traceback(text, t_ns, context)
+        elif not at_end and text[:1] in _MAYBE_BLOCK and is_key_start(text):
+            self._blocks[key] = _Key(text, t_ns, context)
         elif text and not text.isspace():
             out.append(make_line(key[0], text, t_ns, context))
 

@@ -40,6 +40,16 @@ def _masked_password(match: Match[str]) -> str:
     return match.group(1) + MASK + "@"
 
 
+def _masked_between(match: Match[str]) -> str:
+    return match.group(1) + MASK + match.group(2)
+
+
+# What may come between a private key's header, its body and its end line: newlines (real, or
+# escaped as a repr or JSON writes them) and indentation. At most 8 of them: a bounded try at
+# each place of the body, so a long one costs its length.
+_KEY_GAP = r"(?:\\[rn]|\s){0,8}"
+
+
 # (literals any match contains, pattern, replacement)
 _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     (
@@ -63,6 +73,15 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     ),
     # Not after a `-` either: from every `-eyJ` of a long run, a match was tried to its end.
     (("eyJ",), r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
+    # A PEM private key (PKCS #1 and #8, EC, OpenSSH, PGP): its body, up to the end line or
+    # the text's end (a key cut short), between its header and end line kept; the body starts
+    # with neither a gap nor "-", so an empty one (a header, then an end line) is none.
+    (
+        ("PRIVATE KEY",),
+        rf"(-----BEGIN [A-Z0-9 ]{{0,40}}PRIVATE KEY(?: BLOCK)?-----{_KEY_GAP})"
+        rf"[^\s\\-][\s\S]*?({_KEY_GAP}(?:-----END |\Z))",
+        _masked_between,
+    ),
     # A URL's password ends at the last "@" before a space or a quote (it may hold "/" and
     # "@": base64 text, an unescaped "@"), as vlhook's own messages are masked; at most 256
     # characters, so that a long run of "x://y:" costs a bounded search each, and a scheme of
