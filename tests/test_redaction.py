@@ -179,6 +179,34 @@ def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) 
     assert f'curl -H "X-Api-Key: {MASK}" "https://h/cb?code=1&access_token={MASK}"' in messages
 
 
+COMMAND_LINES = """
+import logging, subprocess, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+print("deploy --api-key key-flag-1 --region eu")
+try:
+    subprocess.run([sys.executable, "-c", "raise SystemExit(3)", "--password", "pw-flag-2"],
+                   check=True)
+except subprocess.CalledProcessError:
+    logging.exception("login failed")
+"""
+
+
+def test_a_secret_after_a_command_lines_flag_is_masked(script: Any, sink: Any) -> None:
+    """A command line printed as typed, and the argument list subprocess's error puts in its
+    message (logged with its traceback): the value after `--api-key` and `--password` is
+    masked in the message and in the exception, the program's own output keeps it."""
+    run = run_python(script(COMMAND_LINES), sink.env())
+    assert run.rc == 0 and "key-flag-1" in run.out and "pw-flag-2" in run.err, run.err
+    rows = sink.settle(2)
+    stored = stored_text(rows)
+    assert "key-flag-1" not in stored and "pw-flag-2" not in stored
+    by_message = {row["_msg"].split("\n")[0]: row for row in rows}
+    assert f"deploy --api-key {MASK} --region eu" in by_message
+    failed = by_message["login failed"]
+    masked = f"'--password', '{MASK}']' returned non-zero exit status 3"
+    assert masked in failed["exception.message"] and masked in failed["exception.stacktrace"]
+
+
 PRIVATE_KEYS = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -479,6 +507,16 @@ def only(entries: list[Entry]) -> Entry:
         ("Session ID: abc123", f"Session ID: {MASK}"),  # the needle in a word before the last
         ("token_type=Bearer access_token=abcdefgh12345",
          f"token_type=Bearer access_token={MASK}"),
+        # A command line's flag and the value after it: as typed, or as a list's repr or JSON
+        # writes the arguments (subprocess's CalledProcessError says its command so).
+        ("run --password hunter2 --verbose", f"run --password {MASK} --verbose"),
+        ("login -u bob --password 'p w' -x", f"login -u bob --password '{MASK}' -x"),
+        ("Command '['az', 'login', '--password', 'pw1', '-u', 'bob']' returned non-zero",
+         f"Command '['az', 'login', '--password', '{MASK}', '-u', 'bob']' returned non-zero"),
+        ('["tool", "--api-key", "k1"]', f'["tool", "--api-key", "{MASK}"]'),
+        ('{\\"args\\": [\\"--token\\", \\"t1\\"]}',
+         f'{{\\"args\\": [\\"--token\\", \\"{MASK}\\"]}}'),
+        ("--client-secret\tabc", f"--client-secret\t{MASK}"),
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:
@@ -493,7 +531,10 @@ def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) 
      # A name with a colon and no space names no value: logging's default format, host:port.
      "DEBUG:botocore.auth:Calculating signature", "[app.auth:42] INFO", "http://auth:8080/x",
      "{'password': ['This field is required.']}", "token_type=Bearer expires_in=3600",
-     '{"token": null, "session": false}', "password: None"],  # literals: no value set
+     '{"token": null, "session": false}', "password: None",  # literals: no value set
+     # A flag followed by another flag or by nothing, or a flag of another name; a word alone.
+     "pg_dump --no-password --host db", "--password-stdin < pw.txt", "['--token', '--debug']",
+     "pass it with --token", "password hunter2", "x--password y", "-p hunter2"],
 )  # fmt: skip
 def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> None:
     assert Redactor()(text) is None
@@ -504,7 +545,8 @@ def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> No
     ["-eyJ" * 16384, "eyJab-" * 40000, "https://x " + "a." * 65536, "a." * 100000 + "://x",
      "key " + "a:1," * 65536, "pwd=a " * 40000, "Cookie: x " * 30000, "x=" + "A" * 300000 + "=",
      "-----BEGIN PRIVATE KEY-----" * 20000, "-----BEGIN A PRIVATE KEY-----" + " " * 300000,
-     "-----BEGIN " + "A " * 100000],
+     "-----BEGIN " + "A " * 100000, "--token " * 40000, "'--token', " * 30000,
+     "--" + "-token" * 50000 + " x"],
 )  # fmt: skip
 def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> None:
     """No pattern tries a match from every place of a long run: each of these lines took

@@ -132,6 +132,9 @@ _SCHEMES = (
 _SCHEME = rf"(?i:{_SCHEMES})[ \t]+"
 _WORD_REST = r"[\w.\[\]-]*"
 _SEPARATOR = r"(?:\\?[\"'][ \t]*(?:=>?|:)|[ \t]*(?:=>?|:(?=[ \t])))[ \t]*"
+# After a flag (`--password`), as typed or in an argument list's repr or JSON (`', '`); the
+# value that follows is no flag itself.
+_FLAG_SEPARATOR = r"(?:\\?[\"'],[ \t]*|[ \t]+)(?!\\?[\"']?-)"
 _END = r"(?![^\s\"'&,;)\]}])"  # a value's end: a space, a quote, a delimiter, the text's end
 #: A value masked already (`[REDACTED]` whole, or asterisks: vlhook's messages show `***`), or
 #: one that sets none (`null`, `None`, `false`...): left as it is.
@@ -196,6 +199,7 @@ class Redactor:
         self._text_names: dict[str, Optional[Pattern[str]]] = {}  # see _value_pattern
         self._word_rest = lazy(_WORD_REST)
         self._separator = lazy(_SEPARATOR)
+        self._flag_separator = lazy(_FLAG_SEPARATOR)
         self._value_at = lazy(_VALUE)
         self._header_at = lazy(_HEADER_VALUE)
         #: Substrings every match contains, or None when a user pattern may match anything.
@@ -230,7 +234,8 @@ class Redactor:
         literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
         self(" ".join(literals))
         if self._name_needles:
-            for pattern in (self._word_rest, self._separator, self._value_at, self._header_at):
+            for pattern in (self._word_rest, self._separator, self._flag_separator,
+                            self._value_at, self._header_at):  # fmt: skip
                 pattern.search("")
 
     def __call__(self, text: str) -> Optional[str]:
@@ -242,7 +247,7 @@ class Redactor:
                     if literal in out:
                         out = pattern.sub(replacement, out)
                         break
-        if self._name_needles and ("=" in text or ":" in text):
+        if self._name_needles and _may_name_a_value(text):
             out = self._masked_named(out)
         for pattern in self._extra:
             out = pattern.sub(MASK, out)
@@ -252,9 +257,9 @@ class Redactor:
         return self._hint.search(text) or self._names_in(text)  # type: ignore[union-attr]
 
     def _names_in(self, text: str) -> bool:
-        """Whether the text may name a secret before a value: a separator, and a built-in
-        name's needle (or a name added) in the lower-cased text."""
-        if "=" not in text and ":" not in text:
+        """Whether the text may name a secret before a value: a separator or a flag, and a
+        built-in name's needle (or a name added) in the lower-cased text."""
+        if not _may_name_a_value(text):
             return False
         lowered = text.lower()
         return any(needle in lowered for needle in self._name_needles)
@@ -288,17 +293,32 @@ class Redactor:
         to there, see _name_start) is a secret's. The separator first: most words a needle
         hits (`monkey`, `passed`) have none."""
         separator = self._separator.match(text, end)
+        word_end = end
         for _ in range(2):  # or after one or two words more: `Session ID: ...`
             if separator is not None or text[end : end + 1] != " ":
                 break
             end = self._word_rest.match(text, end + 1).end()  # type: ignore[union-attr]
             separator = self._separator.match(text, end)
         if separator is None:
-            return None
+            return self._flag_value(text, at, word_end)
         pattern = self._value_pattern(text[max(_name_start(text, at), end - _NAME_TAIL) : end])
         if pattern is None:
             return None
         found = pattern.match(text, separator.end())
+        return None if found is None else found.span("value")
+
+    def _flag_value(self, text: str, at: int, end: int) -> Optional[tuple[int, int]]:
+        """Where the value after a command line's flag that names a secret is (the flag's word
+        around `at` ends at `end`): `--password hunter2`, or an argument list's
+        `'--password', 'hunter2'` as a repr or JSON writes it. None when the next argument is
+        a flag too (`--no-password --host db`) or there is none."""
+        start = _word_start(text, at, max(0, at - _NAME_TAIL))
+        if not text.startswith("--", start):
+            return None
+        separator = self._flag_separator.match(text, end)
+        if separator is None or self._value_pattern(text[start:end]) is None:
+            return None
+        found = self._value_at.match(text, separator.end())  # not a header's: the next word
         return None if found is None else found.span("value")
 
     def _value_pattern(self, name: str) -> Optional[Pattern[str]]:
@@ -522,13 +542,25 @@ def _name_start(text: str, at: int) -> int:
     apart (`API Key`, `Secret Access Key`); no further back than _NAME_TAIL."""
     floor, start, words = max(0, at - _NAME_TAIL), at, 0
     while True:
-        while start > floor and text[start - 1] in _NAME_CHARS:
-            start -= 1
+        start = _word_start(text, start, floor)
         words += 1
         if words == 3 or start - 2 < floor or text[start - 1] != " " \
                 or text[start - 2] not in _NAME_CHARS:  # fmt: skip
             return start
         start -= 1
+
+
+def _word_start(text: str, at: int, floor: int) -> int:
+    """Where the word of name characters around `at` begins, no further back than `floor`."""
+    while at > floor and text[at - 1] in _NAME_CHARS:
+        at -= 1
+    return at
+
+
+def _may_name_a_value(text: str) -> bool:
+    """Whether the text holds what a name is written before a value with: a separator, or a
+    command line's flag."""
+    return "=" in text or ":" in text or "--" in text
 
 
 def _text_name(name: str) -> str:
