@@ -563,12 +563,36 @@ def test_a_key_closed_by_its_end_line_is_emitted_after_the_wait_without_more_wri
 
 
 def test_what_only_names_a_key_is_no_key() -> None:
-    before, final = assemble(
-        [
-            "-----BEGIN CERTIFICATE-----\n",
-            "MIIBszCCAVmgAwIBAgIU\n",
-            "see -----BEGIN PRIVATE KEY-----\n",
-            "MIIBszCCAVmgAwIBAgIU\n",
-        ]
-    )
-    assert len(before) + len(final) == 4
+    """A certificate is no secret; a header quoted in a message, then short lines that only
+    look like base64 (`Done`, `200`), is no key: each line goes as itself, none held back."""
+    writes = ["-----BEGIN CERTIFICATE-----\n", "MIIBszCCAVmgAwIBAgIU\n", "after\n",
+              "see -----BEGIN PRIVATE KEY-----\n", "Done\n", "200\n", "Retrying\n",
+              "next: line\n", "-----BEGIN PRIVATE KEY-----\n", "Done\n", "the end.\n"]  # fmt: skip
+    for split in (_one_chunk, _line_chunks):
+        before, final = assemble([piece for write in writes for piece in split(write)])
+        assert texts([*before, *final]) == [write.rstrip("\n") for write in writes]
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["loaded key: ", "PRIVATE_KEY=", "\x1b[33m", "\ufeff", "\t"],
+)  # fmt: skip
+def test_a_key_whose_header_follows_other_text_on_its_line_is_one_entry(head: str) -> None:
+    """`print("loaded key: " + pem)`, `env`'s `PRIVATE_KEY=-----BEGIN...`, a coloured key, a
+    file with a byte-order mark, a tab's indent."""
+    key = head + pem("RSA PRIVATE KEY")
+    for split in (_one_chunk, _line_chunks):
+        before, final = assemble(["before\n", *split(key), "after\n"])
+        assert texts([*before, *final]) == ["before", key.rstrip("\n"), "after"]
+
+
+def test_a_key_cut_short_is_one_entry_when_its_lines_are_a_keys() -> None:
+    """No end line (a program killed mid-print): still one entry once a line of base64 is as
+    long as a key's, which redaction masks to its end."""
+    head = "-----BEGIN PRIVATE KEY-----\n" + KEY_BODY[0] + "\n" + KEY_BODY[1] + "\n"
+    for flushed in ({"final": True}, {"final": False, "now_ns": STALE_NS + 1}):
+        asm = LineAssembler()
+        out: list[Line] = []
+        asm.feed(text(0, head, 0, 1, None), out)
+        asm.flush(out, **flushed)  # type: ignore[arg-type]
+        assert texts(out) == [head.rstrip("\n")]

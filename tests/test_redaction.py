@@ -517,6 +517,11 @@ def only(entries: list[Entry]) -> Entry:
         ('{\\"args\\": [\\"--token\\", \\"t1\\"]}',
          f'{{\\"args\\": [\\"--token\\", \\"{MASK}\\"]}}'),
         ("--client-secret\tabc", f"--client-secret\t{MASK}"),
+        # Whatever the words after it hold: a flag's name is its own word.
+        ("mysql --password hunter2 --host=db", f"mysql --password {MASK} --host=db"),
+        ("./deploy --token tok_1 env=prod", f"./deploy --token {MASK} env=prod"),
+        ("['app',\n '--password',\n 'hunter2']", f"['app',\n '--password',\n '{MASK}']"),  # pprint
+        ("--auth basic x", f"--auth {MASK} x"),  # a flag's value is its next word, no scheme
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:
@@ -534,7 +539,9 @@ def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) 
      '{"token": null, "session": false}', "password: None",  # literals: no value set
      # A flag followed by another flag or by nothing, or a flag of another name; a word alone.
      "pg_dump --no-password --host db", "--password-stdin < pw.txt", "['--token', '--debug']",
-     "pass it with --token", "password hunter2", "x--password y", "-p hunter2"],
+     "pass it with --token", "password hunter2", "x--password y", "-p hunter2",
+     # A switch that says no, and argparse's usage (the value's name in capitals).
+     "psql --no-password mydb", "usage: app [-h] [--token TOKEN] [--api-key API_KEY]"],
 )  # fmt: skip
 def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> None:
     assert Redactor()(text) is None
@@ -546,7 +553,8 @@ def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> No
      "key " + "a:1," * 65536, "pwd=a " * 40000, "Cookie: x " * 30000, "x=" + "A" * 300000 + "=",
      "-----BEGIN PRIVATE KEY-----" * 20000, "-----BEGIN A PRIVATE KEY-----" + " " * 300000,
      "-----BEGIN " + "A " * 100000, "--token " * 40000, "'--token', " * 30000,
-     "--" + "-token" * 50000 + " x"],
+     "--" + "-token" * 50000 + " x", "-----BEGIN PRIVATE KEY-----x" + "\\n" * 300000,
+     "-----BEGIN PRIVATE KEY-----x" + " a" * 300000, "-----BEGIN PRIVATE KEY-----\n\n  " * 20000],
 )  # fmt: skip
 def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> None:
     """No pattern tries a match from every place of a long run: each of these lines took
@@ -586,6 +594,11 @@ KEY_LINES = (
          "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n-----BEGIN PRIVATE KEY-----\n"
          f"{MASK}"),
         ("key: -----BEGIN PRIVATE KEY-----\n{0}", f"key: -----BEGIN PRIVATE KEY-----\n{MASK}"),
+        # Indented deep (a YAML list item's), with Windows' newlines.
+        ("        -----BEGIN PRIVATE KEY-----\r\n          {0}\r\n"
+         "        -----END PRIVATE KEY-----",
+         f"        -----BEGIN PRIVATE KEY-----\r\n          {MASK}\r\n"
+         "        -----END PRIVATE KEY-----"),
     ],
 )  # fmt: skip
 def test_a_private_key_block_is_masked_whatever_holds_it(text: str, masked: str) -> None:
@@ -593,6 +606,16 @@ def test_a_private_key_block_is_masked_whatever_holds_it(text: str, masked: str)
     once = red(text) or text
     assert once == masked
     assert (red(once) or once) == once
+
+
+def test_a_private_key_in_json_inside_json_is_masked() -> None:
+    """A secret store's value printed whole (JSON holding a key under a name that is no
+    secret's, itself a JSON string): its newlines are escaped twice."""
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(KEY_LINES) + "\n-----END PRIVATE KEY-----\n"
+    text = json.dumps({"SecretString": json.dumps({"tls_key": pem})})
+    masked = Redactor()(text)
+    assert masked is not None and KEY_LINES[0] not in masked and KEY_LINES[1] not in masked
+    assert "-----BEGIN PRIVATE KEY-----" in masked and "-----END PRIVATE KEY-----" in masked
 
 
 @pytest.mark.parametrize(

@@ -56,16 +56,19 @@ CHAIN_WAIT_NS = 50_000_000
 STALE_NS = 2_000_000_000  # a traceback or key that never ends is emitted after this long
 MAX_PARTIAL_CHARS = 1 << 20  # an endless line without newline is cut here (then split in parts)
 FRAMES, AFTER, CHAIN = 0, 1, 2
-# First characters of a line that may start a traceback or a private key (is_traceback_start,
-# is_key_start),
-# and "" for an empty line (dropped by _complete).
-_MAYBE_BLOCK = frozenset({"T", " ", "\t", "-", ""})
+# First characters of a line that may start a traceback (see is_traceback_start), and "" for an
+# empty line (dropped by _complete). A private key's header may follow anything on its line
+# (see is_key_start).
+_MAYBE_TRACEBACK = frozenset({"T", " ", ""})
 KEY_BEGIN = "-----BEGIN "
 _KEY_HEADS = ("PRIVATE KEY-----", "PRIVATE KEY BLOCK-----")
 KEY_END = "-----END "
 #: The most lines one private key's entry holds: a 16,384-bit RSA key, the largest in use, is
 #: ~200 lines of base64; past this, lines go as they come.
 MAX_KEY_LINES = 512
+#: A line of base64 this long is a key's (64 characters in PEM and PGP, 70 in OpenSSH's; only
+#: a key's last line is shorter): what tells a key from a quoted header followed by `Done`.
+KEY_LINE_CHARS = 40
 _BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 # The headers a key's armor may have before its body: an encrypted PEM key's, PGP's.
 _ARMOR = ("Proc-Type:", "DEK-Info:", "Version:", "Comment:", "Hash:", "Charset:")
@@ -78,24 +81,28 @@ def is_traceback_start(text: str) -> bool:
 
 
 def is_key_start(text: str) -> bool:
-    """A private key's header line, indented or not (a YAML block holds it indented)."""
-    stripped = text.strip()
-    return stripped.startswith(KEY_BEGIN) and stripped.endswith(_KEY_HEADS)
+    """A line that holds a private key's header: alone, indented (a YAML block's), or after
+    other text (`loaded key: `, `PRIVATE_KEY=`, a colour code)."""
+    begin = text.find(KEY_BEGIN)
+    return begin >= 0 and any(head in text for head in _KEY_HEADS)
 
 
 class _Key:
     """One printed private key: its header, armor headers, base64 lines, blank lines and end
     line. Any other line ends it before that line, so a header with no key after it holds
-    back nothing of the program's."""
+    back nothing of the program's; and unless its end line came or a line was as long as a
+    key's, its lines go as they came (see made)."""
 
-    __slots__ = ("body", "context", "ended", "last_ns", "lines", "t_ns", "trailing_blank")
+    __slots__ = ("body", "context", "ended", "keyed", "last_ns", "lines", "t_ns", "times",
+                 "trailing_blank")  # fmt: skip
 
     def __init__(self, first: str, t_ns: int, context: Optional[Context]) -> None:
         self.lines = [first]
+        self.times = [t_ns]
         self.t_ns = self.last_ns = t_ns
         self.context = context
         self.trailing_blank = 0
-        self.body = self.ended = False
+        self.body = self.ended = self.keyed = False
 
     def accepts(self, text: str, t_ns: int) -> bool:
         """Add the line if it belongs to the key; False means the key ended before it."""
@@ -108,11 +115,13 @@ class _Key:
             self.ended = True
         elif _BASE64.issuperset(stripped):
             self.body = True
+            self.keyed = self.keyed or len(stripped) >= KEY_LINE_CHARS
         elif self.body or not stripped.startswith(_ARMOR):
             return False
         if stripped:
             self.trailing_blank = 0
         self.lines.append(text)
+        self.times.append(t_ns)
         self.last_ns = t_ns
         return True
 
@@ -120,9 +129,16 @@ class _Key:
     def may_be_complete(self) -> bool:
         return self.ended
 
-    def line(self, kind: int) -> Line:
-        lines = self.lines[: len(self.lines) - self.trailing_blank or None]
-        return make_line(kind, "\n".join(lines), self.t_ns, self.context)
+    def made(self, kind: int) -> list[Line]:
+        """One entry for a key (its end line came, or a line as long as a key's: one cut
+        short); else each line as it came: a header quoted in a message, then short lines that
+        only look like base64 (`Done`, `200`)."""
+        if self.ended or self.keyed:
+            lines = self.lines[: len(self.lines) - self.trailing_blank or None]
+            return [make_line(kind, "\n".join(lines), self.t_ns, self.context)]
+        pairs = zip(self.lines, self.times)
+        return [make_line(kind, text, t_ns, self.context) for text, t_ns in pairs
+                if text and not text.isspace()]  # fmt: skip
 
 
 class _Partial:
@@ -181,9 +197,9 @@ class _Traceback:
     def may_be_complete(self) -> bool:
         return self.state == AFTER or (self.group and self.state == FRAMES)
 
-    def line(self, kind: int) -> Line:
+    def made(self, kind: int) -> list[Line]:
         lines = self.lines[: len(self.lines) - self.trailing_blank or None]
-        return make_line(kind, "\n".join(lines), self.t_ns, self.context, "ERROR")
+        return [make_line(kind, "\n".join(lines), self.t_ns, self.context, "ERROR")]
 
 
 #: A run of fewer lines is assembled write by write: below ~4 lines the run's fixed calls cost
@@ -276,7 +292,8 @@ class LineAssembler:
             if (
                 whole
                 and not blocks
-                and data[:1] not in _MAYBE_BLOCK
+                and data[:1] not in _MAYBE_TRACEBACK
+                and KEY_BEGIN not in data
                 and "\r" not in data
                 and not (partial and (kind, ident) in partial)
             ):
@@ -301,8 +318,8 @@ class LineAssembler:
                 line = text[:-1]
                 # _complete, inlined for a line that cannot start, continue or hold a block
                 # and has no carriage return: most printed lines.
-                if (line[:1] not in _MAYBE_BLOCK and not self._blocks
-                        and "\r" not in line):  # fmt: skip
+                if (line[:1] not in _MAYBE_TRACEBACK and not self._blocks
+                        and "\r" not in line and KEY_BEGIN not in line):  # fmt: skip
                     if not line.isspace():
                         out.append(make_line(kind, line, t_ns, context))
                     return
@@ -362,7 +379,7 @@ class LineAssembler:
             quiet = now_ns - block.last_ns
             if final or quiet > STALE_NS or (block.may_be_complete and quiet > CHAIN_WAIT_NS):
                 del self._blocks[key]
-                out.append(block.line(key[0]))
+                out.extend(block.made(key[0]))
         if final:
             for key, decoder in self._decoders.items():
                 tail = decoder.decode(b"", True)  # bytes of a character cut at the very end
@@ -422,10 +439,10 @@ class LineAssembler:
             if block.accepts(text, t_ns):
                 return
             del self._blocks[key]
-            out.append(block.line(key[0]))
+            out.extend(block.made(key[0]))
         if not at_end and is_traceback_start(text):
             self._blocks[key] = _Traceback(text, t_ns, context)
-        elif not at_end and text[:1] in _MAYBE_BLOCK and is_key_start(text):
+        elif not at_end and is_key_start(text):
             self._blocks[key] = _Key(text, t_ns, context)
         elif text and not text.isspace():
             out.append(make_line(key[0], text, t_ns, context))

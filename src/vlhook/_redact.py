@@ -45,9 +45,8 @@ def _masked_between(match: Match[str]) -> str:
 
 
 # What may come between a private key's header, its body and its end line: newlines (real, or
-# escaped as a repr or JSON writes them) and indentation. At most 8 of them: a bounded try at
-# each place of the body, so a long one costs its length.
-_KEY_GAP = r"(?:\\[rn]|\s){0,8}"
+# escaped as a repr or JSON writes them, once or more: JSON inside JSON) and indentation.
+_KEY_GAP = r"(?:\\+[rn]|\s)*"
 
 
 # (literals any match contains, pattern, replacement)
@@ -74,12 +73,14 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     # Not after a `-` either: from every `-eyJ` of a long run, a match was tried to its end.
     (("eyJ",), r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", MASK),
     # A PEM private key (PKCS #1 and #8, EC, OpenSSH, PGP): its body, up to the end line or
-    # the text's end (a key cut short), between its header and end line kept; the body starts
-    # with neither a gap nor "-", so an empty one (a header, then an end line) is none.
+    # the text's end (a key cut short), masked, the gaps around it kept. The body starts with
+    # neither a gap nor "-", so an empty one (a header, then an end line) is none; it ends
+    # with no gap (nor an escaped newline's `n`), so that the gap after it is tried from one
+    # place per run of gaps: a line costs its length.
     (
         ("PRIVATE KEY",),
         rf"(-----BEGIN [A-Z0-9 ]{{0,40}}PRIVATE KEY(?: BLOCK)?-----{_KEY_GAP})"
-        rf"[^\s\\-][\s\S]*?({_KEY_GAP}(?:-----END |\Z))",
+        rf"[^\s\\-](?:[\s\S]*?[^\s\\](?<!\\[rn]))??({_KEY_GAP})(?=-----END |\Z)",
         _masked_between,
     ),
     # A URL's password ends at the last "@" before a space or a quote (it may hold "/" and
@@ -134,7 +135,7 @@ _WORD_REST = r"[\w.\[\]-]*"
 _SEPARATOR = r"(?:\\?[\"'][ \t]*(?:=>?|:)|[ \t]*(?:=>?|:(?=[ \t])))[ \t]*"
 # After a flag (`--password`), as typed or in an argument list's repr or JSON (`', '`); the
 # value that follows is no flag itself.
-_FLAG_SEPARATOR = r"(?:\\?[\"'],[ \t]*|[ \t]+)(?!\\?[\"']?-)"
+_FLAG_SEPARATOR = r"(?:\\?[\"'],\s*|[ \t]+)(?!\\?[\"']?-)"
 _END = r"(?![^\s\"'&,;)\]}])"  # a value's end: a space, a quote, a delimiter, the text's end
 #: A value masked already (`[REDACTED]` whole, or asterisks: vlhook's messages show `***`), or
 #: one that sets none (`null`, `None`, `false`...): left as it is.
@@ -145,10 +146,10 @@ _QUOTED = (
     r"|\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
     r"|[\"'][^\r\n]*)"  # a quote the line does not close: its rest
 )
-_VALUE = (
-    rf"(?!(?:{_SCHEME})?{_NO_VALUE})(?:{_SCHEME})?"
-    rf"(?P<value>{_QUOTED}|(?:\[REDACTED\]|[^\s\"'&,;)\]}}\[{{(])[^\s\"'&,;)\]}}]*)"
-)
+_WORD_VALUE = rf"(?P<value>{_QUOTED}|(?:\[REDACTED\]|[^\s\"'&,;)\]}}\[{{(])[^\s\"'&,;)\]}}]*)"
+_VALUE = rf"(?!(?:{_SCHEME})?{_NO_VALUE})(?:{_SCHEME})?{_WORD_VALUE}"
+#: After a flag: the next argument, whatever word it is (`--auth basic`).
+_FLAG_VALUE = rf"(?!{_NO_VALUE}){_WORD_VALUE}"
 _HEADER_VALUE = (
     rf"(?!(?:{_SCHEME})?{_NO_VALUE}[ \t]*(?:[\r\n]|$))(?:{_SCHEME})?"
     rf"(?P<value>{_QUOTED}|[^\s\"'][^\r\n]*)"
@@ -200,6 +201,7 @@ class Redactor:
         self._word_rest = lazy(_WORD_REST)
         self._separator = lazy(_SEPARATOR)
         self._flag_separator = lazy(_FLAG_SEPARATOR)
+        self._flag_value_at = lazy(_FLAG_VALUE)
         self._value_at = lazy(_VALUE)
         self._header_at = lazy(_HEADER_VALUE)
         #: Substrings every match contains, or None when a user pattern may match anything.
@@ -235,7 +237,7 @@ class Redactor:
         self(" ".join(literals))
         if self._name_needles:
             for pattern in (self._word_rest, self._separator, self._flag_separator,
-                            self._value_at, self._header_at):  # fmt: skip
+                            self._flag_value_at, self._value_at, self._header_at):  # fmt: skip
                 pattern.search("")
 
     def __call__(self, text: str) -> Optional[str]:
@@ -293,33 +295,40 @@ class Redactor:
         to there, see _name_start) is a secret's. The separator first: most words a needle
         hits (`monkey`, `passed`) have none."""
         separator = self._separator.match(text, end)
-        word_end = end
+        if separator is None:
+            flag = _word_start(text, at, max(0, at - _NAME_TAIL))
+            if text.startswith("--", flag):  # a flag is one word, whatever the next ones hold
+                return self._flag_value(text, flag, end)
         for _ in range(2):  # or after one or two words more: `Session ID: ...`
             if separator is not None or text[end : end + 1] != " ":
                 break
             end = self._word_rest.match(text, end + 1).end()  # type: ignore[union-attr]
             separator = self._separator.match(text, end)
         if separator is None:
-            return self._flag_value(text, at, word_end)
+            return None
         pattern = self._value_pattern(text[max(_name_start(text, at), end - _NAME_TAIL) : end])
         if pattern is None:
             return None
         found = pattern.match(text, separator.end())
         return None if found is None else found.span("value")
 
-    def _flag_value(self, text: str, at: int, end: int) -> Optional[tuple[int, int]]:
-        """Where the value after a command line's flag that names a secret is (the flag's word
-        around `at` ends at `end`): `--password hunter2`, or an argument list's
-        `'--password', 'hunter2'` as a repr or JSON writes it. None when the next argument is
-        a flag too (`--no-password --host db`) or there is none."""
-        start = _word_start(text, at, max(0, at - _NAME_TAIL))
-        if not text.startswith("--", start):
-            return None
+    def _flag_value(self, text: str, start: int, end: int) -> Optional[tuple[int, int]]:
+        """Where the value after a command line's flag that names a secret is (the flag is
+        `text[start:end]`): `--password hunter2`, or an argument list's `'--password',
+        'hunter2'` as a repr or JSON writes it. None when the flag says no (`--no-password`),
+        the next argument is a flag too (`--token --debug`) or there is none, or it is
+        argparse's name for the value (`--api-key API_KEY` in a usage line)."""
+        flag = text[start:end]
         separator = self._flag_separator.match(text, end)
-        if separator is None or self._value_pattern(text[start:end]) is None:
+        if separator is None or flag.startswith("--no-") or self._value_pattern(flag) is None:
             return None
-        found = self._value_at.match(text, separator.end())  # not a header's: the next word
-        return None if found is None else found.span("value")
+        found = self._flag_value_at.match(text, separator.end())
+        if found is None:
+            return None
+        value = found.group("value")
+        if value.isupper() and field_name(value) == field_name(flag):
+            return None
+        return found.span("value")
 
     def _value_pattern(self, name: str) -> Optional[Pattern[str]]:
         """What reads the value after a name written in text: None when the name is no
