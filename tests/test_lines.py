@@ -594,5 +594,5 @@ def test_a_key_cut_short_is_one_entry_when_its_lines_are_a_keys() -> None:
         asm = LineAssembler()
         out: list[Line] = []
         asm.feed(text(0, head, 0, 1, None), out)
-        asm.flush(out, **flushed)  # type: ignore[arg-type]
+        asm.flush(out, **flushed)
         assert texts(out) == [head.rstrip("\n")]
