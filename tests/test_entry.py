@@ -707,7 +707,7 @@ def test_builder_redacts_message_and_fields_and_counts() -> None:
 
 def test_builder_redacts_json_fields() -> None:
     b, _ = builder()
-    text = json.dumps({"msg": "login", "header": "Bearer abcdefghijklmnop", "user": "bob"})
+    text = json.dumps({"msg": "login", "header": "Bearer abcdefghijklmnop0", "user": "bob"})
     entry = one(b.from_line(line(text)))
     assert entry["header"] == f"Bearer {MASK}"
     assert entry["user"] == "bob"

@@ -522,6 +522,11 @@ def only(entries: list[Entry]) -> Entry:
         ("./deploy --token tok_1 env=prod", f"./deploy --token {MASK} env=prod"),
         ("['app',\n '--password',\n 'hunter2']", f"['app',\n '--password',\n '{MASK}']"),  # pprint
         ("--auth basic x", f"--auth {MASK} x"),  # a flag's value is its next word, no scheme
+        # A password of digits, not a port; a token of letters and digits; a capitals' value.
+        ("https://bob:1234@host/", f"https://bob:{MASK}@host/"),
+        ("redis://:8000pw@h:6379", f"redis://:{MASK}@h:6379"),
+        ("use Bearer abcdefgh12", f"use Bearer {MASK}"),
+        ("curl --token TOKENVALUE9", f"curl --token {MASK}"),
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:
@@ -541,7 +546,16 @@ def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) 
      "pg_dump --no-password --host db", "--password-stdin < pw.txt", "['--token', '--debug']",
      "pass it with --token", "password hunter2", "x--password y", "-p hunter2",
      # A switch that says no, and argparse's usage (the value's name in capitals).
-     "psql --no-password mydb", "usage: app [-h] [--token TOKEN] [--api-key API_KEY]"],
+     "psql --no-password mydb", "usage: app [-h] [--token TOKEN] [--api-key API_KEY]",
+     # Version pins and comparisons; a port with an `@` later in the URL; an object's repr;
+     # a flag named in a message; click's help; "Bearer" in prose.
+     "google-auth==2.23.0", "assert auth == 'basic'", "if token == expected:",
+     "GET http://localhost:8000/api/users?email=bob@example.com", "http://localhost:5173/@vite",
+     "client_session: <aiohttp.client.ClientSession object at 0x7f3>",
+     "error: argument --token: expected one argument", "Invalid value for '--session': 'x'",
+     "  --token TEXT        GitHub token.", "  --auth / --no-auth", "  --private-key FILE  key",
+     "  --auth-token TOKEN  the token", "Using Bearer authentication for the API",
+     "Missing bearer credentials in request"],
 )  # fmt: skip
 def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> None:
     assert Redactor()(text) is None

@@ -64,10 +64,12 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
         _masked_after,
     ),
     # Ended by a space, a quote, a delimiter or the text's end: `Bearer expires_in=3600` and
-    # `Bearer access_token=[REDACTED]` name no token.
+    # `Bearer access_token=[REDACTED]` name no token; nor does a word of lower-case letters,
+    # capitalised or not (`Bearer authentication`): a random token is one in millions.
     (
         ("earer", "EARER"),
-        r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*(?=[\s\"'<>,;)\]}&]|$)",
+        r"(?i)\b(bearer\s+)(?!(?-i:[A-Za-z][a-z]*)(?:[\s\"'<>,;)\]}&]|$))"
+        r"[A-Za-z0-9\-._~+/]{8,}=*(?=[\s\"'<>,;)\]}&]|$)",
         _masked_after,
     ),
     # Not after a `-` either: from every `-eyJ` of a long run, a match was tried to its end.
@@ -90,7 +92,7 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     # name may hold an "@" (a mail address, as SMTP and IMAP URLs have), up to the first ":".
     (
         ("://",),
-        r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s/:]*:)[^\s'\"<>]{1,256}@",
+        r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s/:]*:)(?!\d{1,5}(?:[/?#]|$))[^\s'\"<>]{1,256}@",
         _masked_password,
     ),
 )
@@ -132,7 +134,8 @@ _SCHEMES = (
 )
 _SCHEME = rf"(?i:{_SCHEMES})[ \t]+"
 _WORD_REST = r"[\w.\[\]-]*"
-_SEPARATOR = r"(?:\\?[\"'][ \t]*(?:=>?|:)|[ \t]*(?:=>?|:(?=[ \t])))[ \t]*"
+# `=` is not `==` (a version pin `google-auth==2.0`, a comparison `auth == x`).
+_SEPARATOR = r"(?:\\?[\"'][ \t]*(?:=>|=(?!=)|:)|[ \t]*(?:=>|=(?!=)|:(?=[ \t])))[ \t]*"
 # After a flag (`--password`), as typed or in an argument list's repr or JSON (`', '`); the
 # value that follows is no flag itself.
 _FLAG_SEPARATOR = r"(?:\\?[\"'],\s*|[ \t]+)(?!\\?[\"']?-)"
@@ -146,8 +149,12 @@ _QUOTED = (
     r"|\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*'"
     r"|[\"'][^\r\n]*)"  # a quote the line does not close: its rest
 )
-_WORD_VALUE = rf"(?P<value>{_QUOTED}|(?:\[REDACTED\]|[^\s\"'&,;)\]}}\[{{(])[^\s\"'&,;)\]}}]*)"
+# Not starting with `<` either: an object's repr (`<ClientSession object at 0x7f...>`).
+_WORD_VALUE = rf"(?P<value>{_QUOTED}|(?:\[REDACTED\]|[^\s\"'&,;)\]}}\[{{(<])[^\s\"'&,;)\]}}]*)"
 _VALUE = rf"(?!(?:{_SCHEME})?{_NO_VALUE})(?:{_SCHEME})?{_WORD_VALUE}"
+#: What argparse and click write after a flag in help and usage, in place of its value.
+_METAVARS = frozenset({"TEXT", "PATH", "FILE", "FILENAME", "DIRECTORY", "INTEGER", "FLOAT",
+                       "STRING", "VALUE", "CHOICE", "UUID"})  # fmt: skip
 #: After a flag: the next argument, whatever word it is (`--auth basic`).
 _FLAG_VALUE = rf"(?!{_NO_VALUE}){_WORD_VALUE}"
 _HEADER_VALUE = (
@@ -295,10 +302,12 @@ class Redactor:
         to there, see _name_start) is a secret's. The separator first: most words a needle
         hits (`monkey`, `passed`) have none."""
         separator = self._separator.match(text, end)
-        if separator is None:
-            flag = _word_start(text, at, max(0, at - _NAME_TAIL))
-            if text.startswith("--", flag):  # a flag is one word, whatever the next ones hold
+        flag = _word_start(text, at, max(0, at - _NAME_TAIL))
+        if text.startswith("--", flag):  # a flag is one word, whatever the next ones hold
+            if separator is None:
                 return self._flag_value(text, flag, end)
+            if ":" in separator.group():  # a flag named in a message: `argument --token: ...`
+                return None
         for _ in range(2):  # or after one or two words more: `Session ID: ...`
             if separator is not None or text[end : end + 1] != " ":
                 break
@@ -326,8 +335,9 @@ class Redactor:
         if found is None:
             return None
         value = found.group("value")
-        if value.isupper() and field_name(value) == field_name(flag):
-            return None
+        if value == "/" or (value.isupper() and (
+            value in _METAVARS or field_name(flag).endswith(field_name(value)))):  # fmt: skip
+            return None  # help: `--auth / --no-auth`, `--auth-token TOKEN`, `--key TEXT`
         return found.span("value")
 
     def _value_pattern(self, name: str) -> Optional[Pattern[str]]:
