@@ -356,7 +356,7 @@ def test_a_first_line_printed_at_interpreter_teardown_says_nothing(
     assert [line for line in hooked.err.splitlines() if "vlhook: active" not in line] == []
 
 
-@pytest.mark.parametrize("secret", ["", " Bearer abcdefghijklmnop"])
+@pytest.mark.parametrize("secret", ["", " Bearer abcdefghijklmnop0"])
 def test_a_print_at_interpreter_teardown_is_kept_where_the_exit_spooled(
     script: Any, tmp_path: Any, secret: str
 ) -> None:

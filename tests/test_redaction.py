@@ -527,6 +527,8 @@ def only(entries: list[Entry]) -> Entry:
         ("redis://:8000pw@h:6379", f"redis://:{MASK}@h:6379"),
         ("use Bearer abcdefgh12", f"use Bearer {MASK}"),
         ("curl --token TOKENVALUE9", f"curl --token {MASK}"),
+        ("--password ORD", f"--password {MASK}"),  # capitals, but no help's name for a value
+        ("Bearer abcdefghijklmnopqrstu", f"Bearer {MASK}"),  # letters, but no word: too long
     ],
 )  # fmt: skip
 def test_a_value_after_a_secrets_name_in_text_is_masked(text: str, masked: str) -> None:

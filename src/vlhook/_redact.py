@@ -64,11 +64,11 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
         _masked_after,
     ),
     # Ended by a space, a quote, a delimiter or the text's end: `Bearer expires_in=3600` and
-    # `Bearer access_token=[REDACTED]` name no token; nor does a word of lower-case letters,
-    # capitalised or not (`Bearer authentication`): a random token is one in millions.
+    # `Bearer access_token=[REDACTED]` name no token; nor does a word of 8 to 19 lower-case
+    # letters, capitalised or not (`Bearer authentication`): a random token is one in millions.
     (
         ("earer", "EARER"),
-        r"(?i)\b(bearer\s+)(?!(?-i:[A-Za-z][a-z]*)(?:[\s\"'<>,;)\]}&]|$))"
+        r"(?i)\b(bearer\s+)(?!(?-i:[A-Za-z][a-z]{7,18})(?:[\s\"'<>,;)\]}&]|$))"
         r"[A-Za-z0-9\-._~+/]{8,}=*(?=[\s\"'<>,;)\]}&]|$)",
         _masked_after,
     ),
@@ -154,7 +154,7 @@ _WORD_VALUE = rf"(?P<value>{_QUOTED}|(?:\[REDACTED\]|[^\s\"'&,;)\]}}\[{{(<])[^\s
 _VALUE = rf"(?!(?:{_SCHEME})?{_NO_VALUE})(?:{_SCHEME})?{_WORD_VALUE}"
 #: What argparse and click write after a flag in help and usage, in place of its value.
 _METAVARS = frozenset({"TEXT", "PATH", "FILE", "FILENAME", "DIRECTORY", "INTEGER", "FLOAT",
-                       "STRING", "VALUE", "CHOICE", "UUID"})  # fmt: skip
+                       "STRING", "VALUE", "CHOICE", "UUID", "KEY"})  # fmt: skip
 #: After a flag: the next argument, whatever word it is (`--auth basic`).
 _FLAG_VALUE = rf"(?!{_NO_VALUE}){_WORD_VALUE}"
 _HEADER_VALUE = (
@@ -325,8 +325,8 @@ class Redactor:
         """Where the value after a command line's flag that names a secret is (the flag is
         `text[start:end]`): `--password hunter2`, or an argument list's `'--password',
         'hunter2'` as a repr or JSON writes it. None when the flag says no (`--no-password`),
-        the next argument is a flag too (`--token --debug`) or there is none, or it is
-        argparse's name for the value (`--api-key API_KEY` in a usage line)."""
+        the next argument is a flag too (`--token --debug`) or there is none, or it is what
+        help and usage lines write in its place (`--api-key API_KEY`, `--token TEXT`)."""
         flag = text[start:end]
         separator = self._flag_separator.match(text, end)
         if separator is None or flag.startswith("--no-") or self._value_pattern(flag) is None:
@@ -335,8 +335,9 @@ class Redactor:
         if found is None:
             return None
         value = found.group("value")
+        name = field_name(value)
         if value == "/" or (value.isupper() and (
-            value in _METAVARS or field_name(flag).endswith(field_name(value)))):  # fmt: skip
+            value in _METAVARS or name == field_name(flag) or name in self.names)):  # fmt: skip
             return None  # help: `--auth / --no-auth`, `--auth-token TOKEN`, `--key TEXT`
         return found.span("value")
 
