@@ -83,8 +83,7 @@ def is_traceback_start(text: str) -> bool:
 def is_key_start(text: str) -> bool:
     """A line that holds a private key's header: alone, indented (a YAML block's), or after
     other text (`loaded key: `, `PRIVATE_KEY=`, a colour code)."""
-    begin = text.find(KEY_BEGIN)
-    return begin >= 0 and any(head in text for head in _KEY_HEADS)
+    return KEY_BEGIN in text and any(head in text for head in _KEY_HEADS)
 
 
 class _Key:
@@ -93,13 +92,11 @@ class _Key:
     back nothing of the program's; and unless its end line came or a line was as long as a
     key's, its lines go as they came (see made)."""
 
-    __slots__ = ("body", "context", "ended", "keyed", "last_ns", "lines", "t_ns", "times",
-                 "trailing_blank")  # fmt: skip
+    __slots__ = ("body", "context", "ended", "keyed", "lines", "times", "trailing_blank")
 
     def __init__(self, first: str, t_ns: int, context: Optional[Context]) -> None:
         self.lines = [first]
-        self.times = [t_ns]
-        self.t_ns = self.last_ns = t_ns
+        self.times = [t_ns]  # each line's: its lines go as they came unless it is a key
         self.context = context
         self.trailing_blank = 0
         self.body = self.ended = self.keyed = False
@@ -122,8 +119,11 @@ class _Key:
             self.trailing_blank = 0
         self.lines.append(text)
         self.times.append(t_ns)
-        self.last_ns = t_ns
         return True
+
+    @property
+    def last_ns(self) -> int:
+        return self.times[-1]
 
     @property
     def may_be_complete(self) -> bool:
@@ -135,7 +135,7 @@ class _Key:
         only look like base64 (`Done`, `200`)."""
         if self.ended or self.keyed:
             lines = self.lines[: len(self.lines) - self.trailing_blank or None]
-            return [make_line(kind, "\n".join(lines), self.t_ns, self.context)]
+            return [make_line(kind, "\n".join(lines), self.times[0], self.context)]
         pairs = zip(self.lines, self.times)
         return [make_line(kind, text, t_ns, self.context) for text, t_ns in pairs
                 if text and not text.isspace()]  # fmt: skip

@@ -335,11 +335,15 @@ class Redactor:
         if found is None:
             return None
         value = found.group("value")
-        name = field_name(value)
-        if value == "/" or (value.isupper() and (
-            value in _METAVARS or name == field_name(flag) or name in self.names)):  # fmt: skip
+        if value == "/" or (value.isupper() and self._placeholder(value, flag)):
             return None  # help: `--auth / --no-auth`, `--auth-token TOKEN`, `--key TEXT`
         return found.span("value")
+
+    def _placeholder(self, value: str, flag: str) -> bool:
+        """Whether capitals after a flag are what help writes in its value's place: click's
+        type (`TEXT`), argparse's name for it (`API_KEY`), or a secret's name (`TOKEN`)."""
+        name = field_name(value)
+        return value in _METAVARS or name == field_name(flag) or name in self.names
 
     def _value_pattern(self, name: str) -> Optional[Pattern[str]]:
         """What reads the value after a name written in text: None when the name is no
