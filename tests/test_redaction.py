@@ -9,7 +9,7 @@ import datetime
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -205,6 +205,37 @@ def test_a_secret_after_a_command_lines_flag_is_masked(script: Any, sink: Any) -
     failed = by_message["login failed"]
     masked = f"'--password', '{MASK}']' returned non-zero exit status 3"
     assert masked in failed["exception.message"] and masked in failed["exception.stacktrace"]
+
+
+SOURCE_LINES = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+def connect(auth, password):
+    raise ConnectionError("auth server down")
+def login(user):
+    token = user.upper()
+    session = connect(auth=token, password="pw-src-1")
+try:
+    login("bob")
+except ConnectionError:
+    logging.exception("login failed")
+login("bob")
+"""
+
+
+def test_the_source_lines_of_a_traceback_keep_their_code(script: Any, sink: Any) -> None:
+    """The lines of code a traceback shows name secrets' variables (`session = connect(...)`,
+    `auth=token`): they reach the server as written, in a logged exception's stacktrace and
+    in an uncaught one printed to stderr; a literal there is still masked."""
+    run = run_python(script(SOURCE_LINES), sink.env())
+    assert run.rc == 1 and 'password="pw-src-1")' in run.err, run.err
+    rows = sink.settle(2)
+    assert "pw-src-1" not in stored_text(rows)
+    logged = next(row for row in rows if row["_msg"].startswith("login failed"))
+    uncaught = next(row for row in rows if row["_msg"].startswith("Traceback"))
+    code = f'    session = connect(auth=token, password="{MASK}")\n'
+    for text in (logged["exception.stacktrace"], uncaught["_msg"]):
+        assert code in text, text
 
 
 PRIVATE_KEYS = """
@@ -563,6 +594,48 @@ def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> No
     assert Redactor()(text) is None
 
 
+FRAME = '  File "/app/auth.py", line 12, in login\n'
+
+
+@pytest.mark.parametrize(
+    ("source", "masked"),
+    [
+        # Code: a call, a subscript, a variable, an f-string's template, a flag's variable.
+        ("session = requests.Session()", None),
+        ("token = self._get_token(user)", None),
+        ('api_key = os.environ["API_KEY"]', None),
+        ("secret_key = settings.SECRET_KEY", None),
+        ("resp = client.post(url, auth=auth, token=token)", None),
+        ('headers = {"Authorization": f"Bearer {token}"}', None),
+        ('subprocess.run(["tool", "--password", password], check=True)', None),
+        ("cookie = request.cookies.get('sid')", None),
+        # Literals: a string (any prefix but f), bytes, a number; a built-in pattern's match.
+        ('password = "hunter2"', f'password = "{MASK}"'),
+        ("connect(user, password=b'pw1')", f"connect(user, password=b'{MASK}')"),
+        ("pin_token = 123456", f"pin_token = {MASK}"),
+        ('subprocess.run(["tool", "--password", "pw2"])',
+         f'subprocess.run(["tool", "--password", "{MASK}"])'),
+        ('auth = ("bob", "AKIAIOSFODNN7EXAMPLE")', f'auth = ("bob", "{MASK}")'),
+        # A comment is prose; a local's value as `capture_locals` shows it is a repr.
+        ("client = connect()  # password: pw3", f"client = connect()  # password: {MASK}"),
+        ("token = 'tok-local-4'", f"token = '{MASK}'"),
+    ],
+)  # fmt: skip
+def test_a_tracebacks_source_lines_are_masked_only_where_they_hold_a_literal(
+    source: str, masked: Optional[str]
+) -> None:
+    """A line of Python a traceback shows (four spaces in, under its frame's `File` line, or
+    under another such line: 3.13 shows every line of a statement) names variables, not
+    values: only a literal there can be a secret. The same words outside a traceback are
+    masked as any line's."""
+    red = Redactor()
+    for frame in (FRAME, FRAME + "    x = (\n", FRAME.replace("\n", "\r\n")):
+        text = f"Traceback (most recent call last):\n{frame}    {source}\n    ^^^^^\nKeyError: 1"
+        expected = None if masked is None else text.replace(source, masked)
+        assert red(text) == expected, frame
+    assert red(source) is not None  # a line of its own: no code for all it knows
+
+
 @pytest.mark.parametrize(
     "text",
     ["-eyJ" * 16384, "eyJab-" * 40000, "https://x " + "a." * 65536, "a." * 100000 + "://x",
@@ -570,7 +643,8 @@ def test_text_that_names_no_secret_before_a_value_is_left_alone(text: str) -> No
      "-----BEGIN PRIVATE KEY-----" * 20000, "-----BEGIN A PRIVATE KEY-----" + " " * 300000,
      "-----BEGIN " + "A " * 100000, "--token " * 40000, "'--token', " * 30000,
      "--" + "-token" * 50000 + " x", "-----BEGIN PRIVATE KEY-----x" + "\\n" * 300000,
-     "-----BEGIN PRIVATE KEY-----x" + " a" * 300000, "-----BEGIN PRIVATE KEY-----\n\n  " * 20000],
+     "-----BEGIN PRIVATE KEY-----x" + " a" * 300000, "-----BEGIN PRIVATE KEY-----\n\n  " * 20000,
+     '  File "x"\n' + "    pwd=a " * 40000, '  File "x"\n' + "    pwd=a\n" * 40000],
 )  # fmt: skip
 def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> None:
     """No pattern tries a match from every place of a long run: each of these lines took

@@ -174,6 +174,12 @@ _NAME_TAIL = 128
 # `credential(s)`, `connect.sid` (a cookie's), `csrf` and `xsrf` have none.
 _NAME_NEEDLES = ("pass", "pwd", "ecret", "key", "token", "auth", "earer", "cookie", "sess")
 _MAX_NAMES_KEPT = 4096
+# A traceback's frame line, and the indentation of the source lines under it (see _code).
+_FRAME_LINE = '  File "'
+_SOURCE_INDENT = "    "
+_STATEMENT_LINES = 16  # how many lines up a source line's frame line is looked for
+_LINE_REACH = 4096  # how far back a line's start is looked for
+_LITERAL_STARTS = ('"', "'", "\\")  # a string's (or an escaped one's) opening quote
 _NOT_A_SECRET = (False, None)
 _SECRET = (True, None)
 
@@ -284,6 +290,7 @@ class Redactor:
                 hits.append(at)
                 at = lowered.find(needle, at + 1)
         hits.sort()
+        frames = _FRAME_LINE in text  # a traceback's: its source lines are code (see _code)
         parts: list[str] = []
         done = told = 0  # masked up to `done`; words told up to `told`
         for at in hits:
@@ -291,7 +298,7 @@ class Redactor:
                 continue
             told = self._word_rest.match(text, at).end()  # type: ignore[union-attr]
             value = self._named_value(text, at, told)
-            if value is not None:
+            if value is not None and not (frames and _code(text, at, value[0])):
                 start, told = value
                 parts += [text[done:start], *_masked_value(text[start:told])]
                 done = told
@@ -579,6 +586,46 @@ def _word_start(text: str, at: int, floor: int) -> int:
     while at > floor and text[at - 1] in _NAME_CHARS:
         at -= 1
     return at
+
+
+def _code(text: str, at: int, value_at: int) -> bool:
+    """Whether the value at `value_at`, after a name at `at`, is code rather than a value: no
+    literal (a string, bytes, a number), on a line of Python a traceback shows. There a name is
+    a variable's (`session = requests.Session()`, `auth=auth`), and only a literal can hold a
+    secret (`password="hunter2"`); an f-string is a template of code (`f"Bearer {token}"`)."""
+    head = text[value_at : value_at + 3].lstrip("bBrRuU")
+    if head[:1] in _LITERAL_STARTS or text[value_at : value_at + 1].isdigit():
+        return False
+    return _in_source_line(text, at)
+
+
+def _in_source_line(text: str, at: int) -> bool:
+    """Whether `at` is on a line of source a Python traceback shows: four spaces in, right
+    under its frame's `  File "...", line N` line, or under more such lines (3.13 shows every
+    line of a statement that spans several; `capture_locals` shows `    name = repr(value)`),
+    and not in its comment."""
+    start = _line_start(text, at)
+    if start <= 0 or "#" in text[start:at]:  # a comment is prose: `# password: hunter2`
+        return False
+    for _ in range(_STATEMENT_LINES):
+        if not text.startswith(_SOURCE_INDENT, start):
+            return False
+        above = _line_start(text, start - 1)
+        if above < 0:
+            return False
+        if text.startswith(_FRAME_LINE, above):
+            return True
+        start = above
+    return False
+
+
+def _line_start(text: str, at: int) -> int:
+    """Where the line holding `at` starts: -1 when it starts more than _LINE_REACH characters
+    before it, which no line of code a traceback shows does (so that a text of many names on
+    one long line costs each of them a bounded search, not one to the text's start)."""
+    floor = max(0, at - _LINE_REACH)
+    newline = text.rfind("\n", floor, at)
+    return newline + 1 if newline >= 0 or floor == 0 else -1
 
 
 def _may_name_a_value(text: str) -> bool:
