@@ -609,6 +609,7 @@ FRAME = '  File "/app/auth.py", line 12, in login\n'
         ('headers = {"Authorization": f"Bearer {token}"}', None),
         ('subprocess.run(["tool", "--password", password], check=True)', None),
         ("cookie = request.cookies.get('sid')", None),
+        ('notify(channel="#alerts", token=token)', None),  # a `#` in a string: no comment
         # Literals: a string (any prefix but f), bytes, a number; a built-in pattern's match.
         ('password = "hunter2"', f'password = "{MASK}"'),
         ("connect(user, password=b'pw1')", f"connect(user, password=b'{MASK}')"),
@@ -624,16 +625,42 @@ FRAME = '  File "/app/auth.py", line 12, in login\n'
 def test_a_tracebacks_source_lines_are_masked_only_where_they_hold_a_literal(
     source: str, masked: Optional[str]
 ) -> None:
-    """A line of Python a traceback shows (four spaces in, under its frame's `File` line, or
-    under another such line: 3.13 shows every line of a statement) names variables, not
-    values: only a literal there can be a secret. The same words outside a traceback are
-    masked as any line's."""
+    """A line of Python a traceback shows (four spaces in, right under its frame's `File`
+    line) names variables, not values: only a literal there can be a secret. The same words
+    outside a traceback are masked as any line's."""
     red = Redactor()
-    for frame in (FRAME, FRAME + "    x = (\n", FRAME.replace("\n", "\r\n")):
+    for frame in (FRAME, FRAME.replace("\n", "\r\n")):
         text = f"Traceback (most recent call last):\n{frame}    {source}\n    ^^^^^\nKeyError: 1"
         expected = None if masked is None else text.replace(source, masked)
         assert red(text) == expected, frame
     assert red(source) is not None  # a line of its own: no code for all it knows
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A name inside a string on a source line: what the string holds is text.
+        FRAME + '    conn = connect("host=db user=app password=pg-pw-1 sslmode=require")\n',
+        FRAME + '    requests.get("https://h/r?format=csv&api_key=key-val-2", timeout=1)\n',
+        FRAME + '    subprocess.run("mysqldump --password=my-pw-3 db", shell=True)\n',
+        FRAME + '    sock.sendall(b"GET / HTTP/1.1\\r\\nAuthorization: Basic dXNlcjpwdy00")\n',
+        # What capture_locals prints under the source line: reprs, not code.
+        FRAME + "    raise OSError('down')\n    parsed = ParseResult(query='token=tok-5')\n",
+        FRAME + "    self.send(msg)\n    msg = b'GET / HTTP/1.1\\r\\nCookie: sessionid=f9e8d7c6'\n",
+        # A SyntaxError shows the data it could not read, not a frame's code.
+        '  File "/app/settings.py", line 3\n    SECRET_KEY = django-insecure-6\n    ^\n',
+        # Lines above a frame line.
+        "    password=pw-7\n" + FRAME + "    x = f()\n",
+    ],
+)  # fmt: skip
+def test_a_secret_in_text_a_traceback_shows_is_masked(text: str) -> None:
+    """Only code is kept as written: a name inside a string, the locals `capture_locals` adds
+    under a frame's source line, what a SyntaxError quotes, and lines that are no frame's
+    source are masked as any text."""
+    secrets = ("pg-pw-1", "key-val-2", "my-pw-3", "dXNlcjpwdy00", "tok-5", "f9e8d7c6",
+               "django-insecure-6", "pw-7")  # fmt: skip
+    red = Redactor()(text) or text
+    assert not [secret for secret in secrets if secret in red], red
 
 
 @pytest.mark.parametrize(

@@ -177,9 +177,10 @@ _MAX_NAMES_KEPT = 4096
 # A traceback's frame line, and the indentation of the source lines under it (see _code).
 _FRAME_LINE = '  File "'
 _SOURCE_INDENT = "    "
-_STATEMENT_LINES = 16  # how many lines up a source line's frame line is looked for
 _LINE_REACH = 4096  # how far back a line's start is looked for
 _LITERAL_STARTS = ('"', "'", "\\")  # a string's (or an escaped one's) opening quote
+# A line of Python up to a name that is code, not text: no string left open, no comment.
+_CODE_BEFORE = r"(?:[^\"'#\\]|\\.|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')*"
 _NOT_A_SECRET = (False, None)
 _SECRET = (True, None)
 
@@ -217,6 +218,7 @@ class Redactor:
         self._flag_value_at = lazy(_FLAG_VALUE)
         self._value_at = lazy(_VALUE)
         self._header_at = lazy(_HEADER_VALUE)
+        self._code_before = lazy(_CODE_BEFORE)
         #: Substrings every match contains, or None when a user pattern may match anything.
         #: The group searches lower-case them (EntryBuilder._lowered_needles); a name's are
         #: also given as `Token` and `TOKEN` for the searches made as the text is written
@@ -250,7 +252,8 @@ class Redactor:
         self(" ".join(literals))
         if self._name_needles:
             for pattern in (self._word_rest, self._separator, self._flag_separator,
-                            self._flag_value_at, self._value_at, self._header_at):  # fmt: skip
+                            self._flag_value_at, self._value_at, self._header_at,
+                            self._code_before):  # fmt: skip
                 pattern.search("")
 
     def __call__(self, text: str) -> Optional[str]:
@@ -298,7 +301,7 @@ class Redactor:
                 continue
             told = self._word_rest.match(text, at).end()  # type: ignore[union-attr]
             value = self._named_value(text, at, told)
-            if value is not None and not (frames and _code(text, at, value[0])):
+            if value is not None and not (frames and self._code(text, at, told, value[0])):
                 start, told = value
                 parts += [text[done:start], *_masked_value(text[start:told])]
                 done = told
@@ -345,6 +348,27 @@ class Redactor:
         if value == "/" or (value.isupper() and self._placeholder(value, flag)):
             return None  # help: `--auth / --no-auth`, `--auth-token TOKEN`, `--key TEXT`
         return found.span("value")
+
+    def _code(self, text: str, at: int, end: int, value_at: int) -> bool:
+        """Whether the value at `value_at`, after a name around `at` (its word ends at `end`),
+        is code rather than a value: no literal (a string, bytes, a number), after a name in
+        the code (not in a string or a comment) of a line of Python a traceback shows. There a
+        name is a variable's (`session = requests.Session()`, `auth=auth`), and only a literal
+        can hold a secret (`password="hunter2"`); an f-string is a template of code (`f"Bearer
+        {token}"`). What a string holds is text (`connect("user=app password=...")`), as a
+        comment is; a string that is the name alone is code (a key, an argument:
+        `{"Authorization": f"..."}`, `"--password", password`)."""
+        head = text[value_at : value_at + 3].lstrip("bBrRuU")
+        if head[:1] in _LITERAL_STARTS or text[value_at : value_at + 1].isdigit():
+            return False
+        start = _in_source_line(text, at)
+        if start is None:
+            return False
+        name = _word_start(text, at, start)
+        quote = text[name - 1 : name]
+        if quote in _QUOTES and text.startswith(quote, end):
+            name -= 1  # the string's own opening quote: what comes before it is code or not
+        return self._code_before.fullmatch(text, start, name) is not None
 
     def _placeholder(self, value: str, flag: str) -> bool:
         """Whether capitals after a flag are what help writes in its value's place: click's
@@ -588,35 +612,20 @@ def _word_start(text: str, at: int, floor: int) -> int:
     return at
 
 
-def _code(text: str, at: int, value_at: int) -> bool:
-    """Whether the value at `value_at`, after a name at `at`, is code rather than a value: no
-    literal (a string, bytes, a number), on a line of Python a traceback shows. There a name is
-    a variable's (`session = requests.Session()`, `auth=auth`), and only a literal can hold a
-    secret (`password="hunter2"`); an f-string is a template of code (`f"Bearer {token}"`)."""
-    head = text[value_at : value_at + 3].lstrip("bBrRuU")
-    if head[:1] in _LITERAL_STARTS or text[value_at : value_at + 1].isdigit():
-        return False
-    return _in_source_line(text, at)
-
-
-def _in_source_line(text: str, at: int) -> bool:
-    """Whether `at` is on a line of source a Python traceback shows: four spaces in, right
-    under its frame's `  File "...", line N` line, or under more such lines (3.13 shows every
-    line of a statement that spans several; `capture_locals` shows `    name = repr(value)`),
-    and not in its comment."""
+def _in_source_line(text: str, at: int) -> Optional[int]:
+    """Where the line holding `at` starts, when it is the line of source a Python traceback
+    shows for a frame: four spaces in, right under the frame's `  File "...", line N, in f`.
+    Not a line under that one: `capture_locals` prints the frame's locals there, reprs that
+    hold values (`url = 'https://h/?api_key=...'`); nor what a SyntaxError quotes (its
+    `File` line names no function): the data it could not read, not code."""
     start = _line_start(text, at)
-    if start <= 0 or "#" in text[start:at]:  # a comment is prose: `# password: hunter2`
-        return False
-    for _ in range(_STATEMENT_LINES):
-        if not text.startswith(_SOURCE_INDENT, start):
-            return False
-        above = _line_start(text, start - 1)
-        if above < 0:
-            return False
-        if text.startswith(_FRAME_LINE, above):
-            return True
-        start = above
-    return False
+    if start <= 0 or not text.startswith(_SOURCE_INDENT, start):
+        return None
+    above = _line_start(text, start - 1)
+    if above < 0 or not text.startswith(_FRAME_LINE, above):
+        return None
+    frame = text[above : start - 1]
+    return start if '", line ' in frame and ", in " in frame else None
 
 
 def _line_start(text: str, at: int) -> int:
