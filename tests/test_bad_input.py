@@ -126,7 +126,9 @@ def test_numbers_json_cannot_carry_are_stored_as_text(script: Any, sink: Any) ->
     bare = run_python(path, dropin=False)
     hooked = run_python(path, sink.env())
     assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
-    rows = {r["_msg"]: r for r in sink.settle(10)}
+    stored = sink.settle(9)
+    rows = {r["_msg"]: r for r in stored}
+    assert len(rows) == len(stored) == 9  # each once
     big = str(2**70)
     extra = rows["extra"]
     assert (extra["ratio"], extra["up"], extra["down"]) == ("NaN", "Infinity", "-Infinity")

@@ -88,7 +88,8 @@ raise RuntimeError("boom in a span")
 """
     run, expected = run_traced(script, sink, tmp_path, body)
     assert run.rc == 1 and "RuntimeError: boom in a span" in run.err
-    rows = by_message(sink.settle(9))
+    rows = by_message(sink.settle(8))
+    assert len(rows) == 8
     outer, inner = expected["outer"], expected["inner"]
     assert outer["trace_id"] == inner["trace_id"] and outer["span_id"] != inner["span_id"]
     assert trace_of(rows["in outer"]) == outer

@@ -136,7 +136,7 @@ def test_writelines_outputs_and_ships_the_lines_written_before_an_error(
     hooked = run_python(path, sink.env())
     assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
     assert bare.out.startswith("one\nmaking two\ntwo\ncaught no three\nfour\nnot a str\n")
-    assert messages(sink.settle(10)) == [
+    assert messages(sink.settle(9)) == [
         "one", "making two", "two", "caught no three", "four", "not a str",
         "bytes one", "bytes two", "caught no bytes three",
     ]  # fmt: skip
