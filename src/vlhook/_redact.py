@@ -128,6 +128,7 @@ _SEPARATORS = str.maketrans("", "", "_-. ")
 #    scheme (`Digest a=1, b=2`, `ApiKey ...`, `a=1; sid=2`). A value masked already
 #    (`[REDACTED]`, or asterisks: vlhook's messages show `***`) is left as it is.
 _QUOTES = ('\\"', "\\'", '"', "'")  # a quoted value's quotes, kept: escaped ones first
+_STRING_PREFIXES = "bBuUrR"  # before a quoted value's quote (not `f`: a template of code)
 _SCHEMES = (
     "basic|bearer|digest|token|negotiate|ntlm|apikey|api-key|key|ssws|aws|aws4-hmac-sha256"
     "|splunk|oauth|hmac|signature|mac|sharedkey|sharedaccesssignature"
@@ -178,7 +179,6 @@ _MAX_NAMES_KEPT = 4096
 _FRAME_LINE = '  File "'
 _SOURCE_INDENT = "    "
 _LINE_REACH = 4096  # how far back a line's start is looked for
-_LITERAL_STARTS = ('"', "'", "\\")  # a string's (or an escaped one's) opening quote
 # A line of Python up to a name that is code, not text: no string left open, no comment.
 _CODE_BEFORE = r"(?:[^\"'#\\]|\\.|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')*"
 _NOT_A_SECRET = (False, None)
@@ -358,8 +358,8 @@ class Redactor:
         {token}"`). What a string holds is text (`connect("user=app password=...")`), as a
         comment is; a string that is the name alone is code (a key, an argument:
         `{"Authorization": f"..."}`, `"--password", password`)."""
-        head = text[value_at : value_at + 3].lstrip("bBrRuU")
-        if head[:1] in _LITERAL_STARTS or text[value_at : value_at + 1].isdigit():
+        head = text[value_at : value_at + 5]  # room for a prefix and an escaped quote
+        if _opening_quote(head) or head[:1].isdigit():
             return False
         start = _in_source_line(text, at)
         if start is None:
@@ -651,10 +651,16 @@ def _text_name(name: str) -> str:
 
 def _masked_value(value: str) -> tuple[str, str, str]:
     """What stands for a value: its prefix and quotes (`b'`...`'`) around the mask."""
-    body = value.lstrip("bBuUrR")
-    quote = next((q for q in _QUOTES if len(body) > len(q) and body.startswith(q)), "")
-    prefix = value[: len(value) - len(body)] if quote else ""
+    quote = _opening_quote(value)
+    prefix = value[: len(value) - len(value.lstrip(_STRING_PREFIXES))] if quote else ""
     return prefix + quote, MASK, quote
+
+
+def _opening_quote(value: str) -> str:
+    """A quoted value's opening quote, after its prefix (`b'`, `r"`, a repr's `\\"`); "" when
+    the value is not quoted (nor is a quote with nothing after it)."""
+    body = value.lstrip(_STRING_PREFIXES)
+    return next((q for q in _QUOTES if len(body) > len(q) and body.startswith(q)), "")
 
 
 def _needles_of(names: Sequence[str]) -> tuple[str, ...]:
