@@ -300,6 +300,13 @@ def record(i, extra, context=None):
     rec = log.makeRecord("bench", logging.INFO, "app.py", 1, "order %s", (i,), None,
                          "handle", extra)
     return make_record(rec, now, 0, context, logging.INFO, rec.getMessage(), [])
+def url_record(i):
+    # As httpx logs every request it makes.
+    url = f"https://api.example.com/v1/orders/{i:07d}?page=2"
+    rec = log.makeRecord("httpx", logging.INFO, "_client.py", 1025,
+                         'HTTP Request: %s %s "%s %d %s"', ("GET", url, "HTTP/1.1", 200, "OK"),
+                         None, "_send_single_request", None)
+    return make_record(rec, now, 0, None, logging.INFO, rec.getMessage(), [])
 def event(i):
     # structlog through logging (ProcessorFormatter.wrap_for_formatter): the event dict as the
     # record's message, and the JSON its formatter printed (JSONRenderer, TimeStamper).
@@ -333,6 +340,10 @@ groups = {
     "long": writes([(f"{i:07d} GET /api/search?" + "&".join(
         f"field{k}=value{k * i}" for k in range(80)))[:1000] for i in range(256)]),
     "traced": writes([f"{i:07d} " + "x" * 92 for i in range(256)], TRACE),
+    # httpx's line for every request it makes (logged at INFO, here printed): a URL, which
+    # the redaction's URL patterns read; nothing in it is a secret.
+    "url": writes([f'HTTP Request: GET https://api.example.com/v1/orders/{i:07d}?page=2&limit=50'
+                   ' "HTTP/1.1 200 OK"' for i in range(256)]),
     # A tuple of its own per capture, as a capture reads its sources (see vlhook._context).
     "bound": [make_text(0, f"{i:07d} " + "x" * 92 + "\\n", now + i, 7, (*BOUND,))
               for i in range(256)],
@@ -341,6 +352,7 @@ groups = {
     "stamped_traced": writes([stamped(i) for i in range(256)], TRACE),
     "json": writes([nested(i) for i in range(256)]),
     "record": [record(i, None) for i in range(256)],
+    "record_url": [url_record(i) for i in range(256)],
     "bound_records": [record(i, None, (*BOUND,)) for i in range(256)],
     "record_extra": [record(i, {"user_id": 42 + i, "path": "/api/items", "ms": 1.5})
                      for i in range(256)],

@@ -587,6 +587,15 @@ def test_long_field_values_are_truncated_but_not_the_message() -> None:
 # -- redaction --------------------------------------------------------------------------------
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+GH_TOKEN = "ghp_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5"
+HEX40 = "0123456789abcdef0123456789abcdef01234567"
+AZURE_PAT = "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8s9t0u1v2w3x4y5z6"
+S3_SIGNED = (
+    "https://bucket.s3.amazonaws.com/k.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Date=20261206T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature="
+)
+AZURE_SAS = "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2026-12-07&sp=r&sig="
+S3_SIG = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
     "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
@@ -640,6 +649,54 @@ JWT = (
         ("dsn postgresql://app:p@ssw0rd@db/app", f"dsn postgresql://app:{MASK}@db/app", "ssw0rd"),
         ('{"dsn": "https://u:a/b@h"}', f'{{"dsn": "https://u:{MASK}@h"}}', "a/b"),
         ("key_AKIAIOSFODNN7EXAMPLE", f"key_{MASK}", "IOSFODNN7"),
+        # A token as a URL's user name, as git takes one: alone, or before a password that
+        # says nothing (GitHub's `x-oauth-basic`).
+        (
+            f"git clone https://{GH_TOKEN}@github.com/org/repo.git",
+            f"git clone https://{MASK}@github.com/org/repo.git",
+            GH_TOKEN[4:],
+        ),
+        (
+            f"remote: https://{GH_TOKEN}:x-oauth-basic@github.com/org/repo",
+            f"remote: https://{MASK}:{MASK}@github.com/org/repo",
+            GH_TOKEN[4:],
+        ),
+        (  # a classic GitHub token: 40 hex digits
+            f"https://{HEX40}@github.com/o/r.git",
+            f"https://{MASK}@github.com/o/r.git",
+            HEX40,
+        ),
+        (  # GitLab's, shorter than 32 characters: told by its prefix
+            "pip install git+https://glpat-Abc123_def456-GHI789@gitlab.com/g/p.git",
+            f"pip install git+https://{MASK}@gitlab.com/g/p.git",
+            "Abc123_def456",
+        ),
+        (  # an Azure DevOps token: 52 letters and digits
+            f"https://{AZURE_PAT}@dev.azure.com/org/p/_git/r",
+            f"https://{MASK}@dev.azure.com/org/p/_git/r",
+            AZURE_PAT,
+        ),
+        # A signed URL's signature: whoever holds the URL has what it grants until it expires.
+        (
+            f"GET {S3_SIGNED}{S3_SIG}",
+            f"GET {S3_SIGNED}{MASK}",
+            S3_SIG,
+        ),
+        (
+            f'{{"url": "https://storage.googleapis.com/b/o?X-Goog-Expires=900&X-Goog-Signature={S3_SIG}"}}',
+            f'{{"url": "https://storage.googleapis.com/b/o?X-Goog-Expires=900&X-Goog-Signature={MASK}"}}',
+            S3_SIG,
+        ),
+        (  # CloudFront's signed URL
+            "https://d111.cloudfront.net/a.jpg?Expires=1700000000&Signature=Ab~Cd-Ef__12&Key-Pair-Id=K2J",
+            f"https://d111.cloudfront.net/a.jpg?Expires=1700000000&Signature={MASK}&Key-Pair-Id=K2J",
+            "Ab~Cd-Ef__12",
+        ),
+        (  # an Azure shared access signature
+            f"{AZURE_SAS}Ab%2B12cd%3D 200",
+            f"{AZURE_SAS}{MASK} 200",
+            "Ab%2B12cd",
+        ),
         ("'[default]\\nAKIAIOSFODNN7EXAMPLE'", f"'[default]\\n{MASK}'", "IOSFODNN7"),
     ],
 )
@@ -664,6 +721,15 @@ def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
         "https://host:8080/a/b then mail bob@example.com",
         "ssh://git@github.com:org/repo.git and https://git@host:22/x",
         "XAKIAIOSFODNN7EXAMPLE9",
+        # User names that are names, and a host that is no user: left as they are.
+        "ssh://git@github.com/org/repo.git and postgres://postgres@db/app",
+        "https://deploy-bot-2024@git.example.com/r.git",
+        "smtp://alerts-2024@example.com@smtp.example.com",
+        f"http://{HEX40}:8080/health",
+        f"https://{HEX40}.example.com/",
+        # Query parameters that only look like a signature's.
+        "https://h/a?signature_version=4&sigma=2&Signed=1&x-sig=3",
+        "a sig=abc outside any URL, and ?sig=abc too",
         "",
     ],
 )

@@ -238,6 +238,44 @@ def test_the_source_lines_of_a_traceback_keep_their_code(script: Any, sink: Any)
         assert code in text, text
 
 
+URL_CREDENTIALS = """
+import logging, sys
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+log = logging.getLogger("httpx")
+token = "ghp_" + "Zq8Xw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7"
+print(f"git clone https://{token}@github.com/org/app.git")
+print(f"git remote set-url origin https://{token}:x-oauth-basic@github.com/org/app.git")
+log.info('HTTP Request: %s %s "%s %d %s"', "GET",
+         "https://b.s3.amazonaws.com/r.csv?X-Amz-Expires=60&X-Amz-Signature=5ig0f0123abcd",
+         "HTTP/1.1", 200, "OK")
+print("https://acct.blob.core.windows.net/c/r.csv?sv=2022-11-02&sp=r&sig=5ig1%2Babc%3D")
+print("HTTP Request: GET https://api.example.com/v1/orders?page=2 \\"HTTP/1.1 200 OK\\"")
+"""
+
+
+def test_a_urls_token_and_a_signed_urls_signature_reach_the_server_masked(
+    script: Any, sink: Any
+) -> None:
+    """A token given to git as a URL's user name, alone or before a password that says
+    nothing, and the signature of an S3 or Azure signed URL (printed, and logged the way
+    httpx logs a request): the program prints them as ever, the server stores them masked,
+    and a URL that holds no credential is stored as written."""
+    run = run_python(script(URL_CREDENTIALS), sink.env())
+    assert run.rc == 0 and "ghp_Zq8X" in run.out and "5ig0f0123abcd" in run.err, run.err
+    rows = sink.settle(5)
+    stored = stored_text(rows)
+    for secret in ("Zq8Xw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7", "x-oauth-basic", "5ig0", "5ig1"):
+        assert secret not in stored, secret
+    messages = [row["_msg"] for row in rows]
+    assert f"git clone https://{MASK}@github.com/org/app.git" in messages
+    assert f"git remote set-url origin https://{MASK}:{MASK}@github.com/org/app.git" in messages
+    assert (f'HTTP Request: GET https://b.s3.amazonaws.com/r.csv?X-Amz-Expires=60'
+            f'&X-Amz-Signature={MASK} "HTTP/1.1 200 OK"') in messages  # fmt: skip
+    assert f"https://acct.blob.core.windows.net/c/r.csv?sv=2022-11-02&sp=r&sig={MASK}" in messages
+    plain = 'HTTP Request: GET https://api.example.com/v1/orders?page=2 "HTTP/1.1 200 OK"'
+    assert plain in messages
+
+
 PRIVATE_KEYS = """
 import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -671,7 +709,10 @@ def test_a_secret_in_text_a_traceback_shows_is_masked(text: str) -> None:
      "-----BEGIN " + "A " * 100000, "--token " * 40000, "'--token', " * 30000,
      "--" + "-token" * 50000 + " x", "-----BEGIN PRIVATE KEY-----x" + "\\n" * 300000,
      "-----BEGIN PRIVATE KEY-----x" + " a" * 300000, "-----BEGIN PRIVATE KEY-----\n\n  " * 20000,
-     '  File "x"\n' + "    pwd=a " * 40000, '  File "x"\n' + "    pwd=a\n" * 40000],
+     '  File "x"\n' + "    pwd=a " * 40000, '  File "x"\n' + "    pwd=a\n" * 40000,
+     "x://" * 100000, "https://" + "a1" * 150000 + "@", "https://ghp_" + "a" * 300000 + "@",
+     "https://" + "a1" * 20 + ":" + "b" * 300000 + "@", "a://" + "a1" * 20 + ":@" * 100000,
+     "https://h/?" + "&sig=" * 60000, "https://h/?" + "&x-amz-signature" * 20000 + "="],
 )  # fmt: skip
 def test_redacting_a_long_line_reads_it_a_bounded_number_of_times(text: str) -> None:
     """No pattern tries a match from every place of a long run: each of these lines took
