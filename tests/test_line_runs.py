@@ -158,6 +158,10 @@ LINE = st.one_of(
         "SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEYab", "bell\x07 nul\x00 esc\x1b",
         "user=bob Password=pw1 tokens=3", "{'api_key': 'k1'}", "Cookie: sid=1", "key: value",
         "pem=-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----",
+        # A secret's literal or name found, and nothing to mask: written as any plain line.
+        'HTTP Request: GET https://api.example.com/v1/x?page=2 "HTTP/1.1 200 OK"',
+        "the monkey's author", "git https://ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5@github.com/o",
+        "https://b.s3.amazonaws.com/k?X-Amz-Signature=0a1b&X-Amz-Expires=60",
     ]),
 )  # fmt: skip
 
@@ -223,6 +227,22 @@ def test_a_run_writes_each_line_as_that_line_made_by_itself_and_examined_whole(
     LineAssembler().feed_many(captures, lines)
     alone = [entry for line in lines for entry in b.from_line(line)]
     assert encoded(run) == encoded(alone)
+
+
+def test_a_line_a_search_flags_that_redaction_leaves_alone_is_written_in_the_run() -> None:
+    """A secret's literal or name found in a line that holds no secret (a URL: `://`; `key` in
+    `monkey`) does not make the line whole: it is written with the others. One that does hold
+    a secret is made whole, and counted."""
+    writes = [(0, f'HTTP Request: GET https://api.example.com/v1/o/{n} "HTTP/1.1 200 OK"\n')
+              for n in range(6)]  # fmt: skip
+    writes += [(0, "the monkey's author\n"), (0, "git https://u:hunter2@h/r\n")]
+    b = builder()
+    run = by_run(items(writes), b)
+    assert run is not None
+    assert [isinstance(entry, str) for entry in run] == [True] * 7 + [False]
+    assert json.loads("{" + str(run[0]))["_msg"] == writes[0][1].rstrip("\n")
+    assert "hunter2" not in str(run[7]) and b.stats.redacted == 1
+    assert run == by_write(items(writes), builder())
 
 
 def test_a_run_with_lone_surrogates_is_encoded_as_its_lines_one_by_one() -> None:
@@ -403,6 +423,8 @@ def test_records_are_written_exactly_as_the_general_path_writes_them(cases: list
               st.sampled_from(["order 7", "token AKIA0123456789ABCDEF", "é\x00\x1f\"\\",
                                "two\nlines",
                                "pw postgres://u:hunter2@db/x", "",
+                               "GET https://api.example.com/v1/x?page=2", "the author",
+                               "https://h/k?X-Amz-Signature=0a1b&X-Amz-Expires=60",
                                "key -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIIrYSSNQFaA\n"
                                "-----END EC PRIVATE KEY-----"])),
     st.sampled_from(["app", "app.db", "é", "a\"b"]),
@@ -469,10 +491,11 @@ def test_a_plain_record_is_written_and_the_others_are_made_whole() -> None:
         capture_of("failed", (), "app", "f", None, True, []),
         capture_of("bound", (), "app", "f", None, False, [], context=({"user": "amy"},)),
         capture_of("token AKIA0123456789ABCDEF", (), "app", "f", None, False, []),
+        capture_of("GET https://h/v1/o", (), "httpx", "f", None, False, []),  # nothing to mask
     ]
     out = b.written_records(items)
-    # The plain one, the one with a plain `extra=` field and the one with bound fields.
-    assert [isinstance(entry, str) for entry in out] == [True, True, False, True, False]
+    # The plain ones, the one with a plain `extra=` field and the one with bound fields.
+    assert [isinstance(entry, str) for entry in out] == [True, True, False, True, False, True]
     assert json.loads("{" + str(out[0]))["code.line"] == 12
     assert json.loads("{" + str(out[3]))["user"] == "amy"
     written, whole = encoded_records(items, b)
