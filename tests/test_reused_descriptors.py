@@ -170,6 +170,30 @@ def test_a_spare_descriptor_made_as_the_exit_begins_is_let_go_too(monkeypatch: A
     assert _open_fds() == before
 
 
+def test_a_spare_descriptor_let_go_twice_at_once_is_closed_once(monkeypatch: Any) -> None:
+    """The exit (a thread of the program, or its SIGTERM handler) and the sender's step (which
+    swaps the spare held from the start for one at a low number) may let go of the same spare
+    at once: here the second begins between the first's check that the number is still the
+    spare's and its close. Only one of them closes it: before, both did, and the second failed
+    with EBADF in the program's SIGTERM handler (an internal error, 1 in a few hundred
+    SIGTERMs of a flood into a full buffer), or, had the spool's next file taken the number
+    in between, would have closed that file."""
+    spare = Spare.low()
+    checked = Spare.held.fget  # type: ignore[attr-defined]
+    others: list[str] = []
+
+    def held_as_the_other_lets_go(self: Spare) -> bool:
+        answer: bool = checked(self)
+        if not others:
+            others.append("let go")
+            self.close()
+        return answer
+
+    monkeypatch.setattr(Spare, "held", property(held_as_the_other_lets_go))
+    spare.close()
+    assert others == ["let go"] and not _is_open(spare.fd)
+
+
 @pytest.mark.parametrize("at_start", [False, True])
 def test_a_spare_descriptor_whose_number_the_program_took_is_left_to_it(
     program: ProgramFile, at_start: bool

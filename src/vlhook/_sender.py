@@ -1004,12 +1004,15 @@ class Spare:
     file has, not inherited by programs the process starts. Made and closed with `os` alone:
     the exit closes it before it can load anything (private.Opened is the pipeline's)."""
 
-    __slots__ = ("at_start", "fd", "opened")
+    __slots__ = ("_unclosed", "at_start", "fd", "opened")
 
     def __init__(self, fd: int, at_start: bool) -> None:
         self.fd = fd
         self.at_start = at_start
         self.opened = os.fstat(fd)  # what it is: its number may become the program's file
+        #: Taken (list.pop, one C call: no thread switch or signal handler in its middle) by
+        #: the one close() that closes it: see close.
+        self._unclosed = [fd]
 
     @classmethod
     def low(cls) -> Spare:
@@ -1044,9 +1047,18 @@ class Spare:
 
     def close(self) -> None:
         """Closed while it is still this pipe: a program that closes every descriptor it did
-        not open may hold the number now."""
+        not open may hold the number now. By one caller only: the exit and the sender's step
+        may let go of the same spare at once, and a second close after the first one's check
+        would fail (EBADF), or close a file that took the number in between."""
+        try:
+            fd = self._unclosed.pop()
+        except IndexError:
+            return  # closed, or being closed, by another caller
         if self.held:
-            os.close(self.fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the program closed it since the check: nothing is left to let go
 
 
 def _is_open(fd: int) -> bool:
