@@ -726,6 +726,7 @@ def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
         "https://deploy-bot-2024@git.example.com/r.git",
         "smtp://alerts-2024@example.com@smtp.example.com",
         f"http://{HEX40}:8080/health",
+        f"http://{HEX40}:8080/users/bob@example.com",  # a port, and an `@` in the path
         f"https://{HEX40}.example.com/",
         # Query parameters that only look like a signature's.
         "https://h/a?signature_version=4&sigma=2&Signed=1&x-sig=3",

@@ -48,6 +48,8 @@ def _masked_between(match: Match[str]) -> str:
 # with (a fixed-width look back: the scheme itself is not read).
 _URL = "://"
 _AT_URL = r"://(?<=[a-zA-Z0-9+.-]://)"
+# After a URL's user name: its password's `:`, which a port's is not (`host:8080/`).
+_NO_PORT = r"(?!\d{1,5}(?:[/?#]|$))"
 
 # What may come between a private key's header, its body and its end line: newlines (real, or
 # escaped as a repr or JSON writes them, once or more: JSON inside JSON) and indentation.
@@ -99,7 +101,7 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     # as a pattern that reads the scheme first is tried, an httpx request line cost ~2.6 µs.
     (
         (_URL,),
-        rf"({_AT_URL}[^\s/:]*:)(?!\d{{1,5}}(?:[/?#]|$)|\[REDACTED\]@)[^\s'\"<>]{{1,256}}@",
+        rf"({_AT_URL}[^\s/:]*:){_NO_PORT}(?!\[REDACTED\]@)[^\s'\"<>]{{1,256}}@",
         _masked_password,
     ),
     # A token as a URL's user name, as git takes one (`https://<token>@github.com/...`), alone
@@ -111,7 +113,7 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     (
         (_URL,),
         rf"({_AT_URL})(?:(?:gh[opsur]_|github_pat_|glpat-)[A-Za-z0-9_-]{{16,256}}"
-        r"|(?=[A-Za-z_-]{0,255}\d)[A-Za-z0-9_-]{32,256})(?=@|:[^\s'\"<>]{0,256}@)",
+        rf"|(?=[A-Za-z_-]{{0,255}}\d)[A-Za-z0-9_-]{{32,256}})(?=@|:{_NO_PORT}[^\s'\"<>]{{0,256}}@)",
         _masked_after,
     ),
     # A signed URL's signature: whoever holds the URL has what it grants until it expires
