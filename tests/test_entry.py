@@ -671,6 +671,11 @@ JWT = (
             f"pip install git+https://{MASK}@gitlab.com/g/p.git",
             "Abc123_def456",
         ),
+        (  # GitLab's routable tokens hold dots
+            "https://glpat-6_yXabcdEFGHijkl1234OjEH.01.0w1lg6ykt@gitlab.com/g/p.git",
+            f"https://{MASK}@gitlab.com/g/p.git",
+            "OjEH.01",
+        ),
         (  # an Azure DevOps token: 52 letters and digits
             f"https://{AZURE_PAT}@dev.azure.com/org/p/_git/r",
             f"https://{MASK}@dev.azure.com/org/p/_git/r",
@@ -691,6 +696,20 @@ JWT = (
             "https://d111.cloudfront.net/a.jpg?Expires=1700000000&Signature=Ab~Cd-Ef__12&Key-Pair-Id=K2J",
             f"https://d111.cloudfront.net/a.jpg?Expires=1700000000&Signature={MASK}&Key-Pair-Id=K2J",
             "Ab~Cd-Ef__12",
+        ),
+        (  # in HTML, and in JSON a Go program wrote (`&` escaped); other clouds' names
+            f"<a href='https://h/a?Expires=1&amp;Signature=AbC~dEf_123&amp;Key-Pair-Id=K'>; "
+            f'{{"u": "https://h/b?X-Amz-Date=1\\u0026X-Amz-Signature={S3_SIG}"}}; '
+            "https://b.oss-cn-hangzhou.aliyuncs.com/o?x-oss-signature=Zm9vYmFyYmF6%3D",
+            f"<a href='https://h/a?Expires=1&amp;Signature={MASK}&amp;Key-Pair-Id=K'>; "
+            f'{{"u": "https://h/b?X-Amz-Date=1\\u0026X-Amz-Signature={MASK}"}}; '
+            f"https://b.oss-cn-hangzhou.aliyuncs.com/o?x-oss-signature={MASK}",
+            "AbC~dEf_123",
+        ),
+        (  # a signature ends where a URL's value can: `;`, `,`, `)` and the rest stay
+            "url=https://h/k?Signature=abcdefgh12;status=200 ([link](https://h/?sig=AbCdEfGh99),)",
+            f"url=https://h/k?Signature={MASK};status=200 ([link](https://h/?sig={MASK}),)",
+            "abcdefgh12",
         ),
         (  # an Azure shared access signature
             f"{AZURE_SAS}Ab%2B12cd%3D 200",
@@ -728,8 +747,14 @@ def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
         f"http://{HEX40}:8080/health",
         f"http://{HEX40}:8080/users/bob@example.com",  # a port, and an `@` in the path
         f"https://{HEX40}.example.com/",
-        # Query parameters that only look like a signature's.
+        # A Sentry DSN's key (public: 32 hex digits), a long user name, a `[a-z]+://` that is
+        # no URL's scheme (a regular expression in a traceback's source line).
+        "sentry dsn https://e3b0c44298fc1c149afbf4c8996fb924@o12345.ingest.us.sentry.io/4505",
+        "postgresql://analytics_readonly_service_user_2024@db/app",
+        'URL = re.compile(r"[a-z]+://([^:/]+):([^@]+)@")',
+        # Query parameters that only look like a signature's, and one too short to be one.
         "https://h/a?signature_version=4&sigma=2&Signed=1&x-sig=3",
+        "https://h/verify?signature=valid&user=bob",
         "a sig=abc outside any URL, and ?sig=abc too",
         "",
     ],
