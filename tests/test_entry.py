@@ -572,6 +572,18 @@ def test_long_json_key_is_shortened() -> None:
     assert all(len(k.encode()) <= MAX_KEY_BYTES for k in entry)
 
 
+def test_a_line_over_the_budget_with_a_lone_surrogate_is_split() -> None:
+    """Bytes a surrogateescape stream let through (`\udcff`) in a line longer than one entry:
+    measured as the encoder writes them (replaced), not refused by the encoder (TypeError
+    before: the line's group was lost to an internal error)."""
+    b, stats = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
+    text = ("caf\udce9 " + "x" * 60) * 40
+    entries = b.from_line(line(text))
+    assert len(entries) > 1 and stats.split == 1
+    assert all(entry["msg_parts"] == len(entries) for entry in entries)
+    assert sum(len(entry["_msg"]) for entry in entries) >= len(text) - 40
+
+
 def test_long_field_values_are_truncated_but_not_the_message() -> None:
     b, _ = builder()
     big = "v" * (MAX_VALUE_CHARS + 100)

@@ -1403,8 +1403,15 @@ def json_parts(text: str, limit: int, budget: int = 0) -> list[str]:
 
 
 def _escaped_size(text: str) -> int:
-    """Bytes the text takes inside a JSON line: its UTF-8 size, plus what escaping adds."""
-    return len(_codec.dumps(text)) - 2
+    """Bytes the text takes inside a JSON line: its UTF-8 size, plus what escaping adds. A
+    lone surrogate (bytes a surrogateescape stream let through), which the encoder refuses
+    and then writes replaced, is counted as up to three replacement characters: a part
+    measured so is never too long."""
+    try:
+        return len(_codec.dumps(text)) - 2
+    except TypeError:
+        replaced = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return len(_codec.dumps(replaced)) - 2
 
 
 def split_utf8(data: bytes, limit: int) -> list[str]:
