@@ -20,6 +20,7 @@ from vlhook._config import Config
 from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart, source_keys
 from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
+from vlhook._delivery.encode import clean as valid_utf8
 from vlhook._delivery.encode import constant_fields
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
@@ -1404,14 +1405,12 @@ def json_parts(text: str, limit: int, budget: int = 0) -> list[str]:
 
 def _escaped_size(text: str) -> int:
     """Bytes the text takes inside a JSON line: its UTF-8 size, plus what escaping adds. A
-    lone surrogate (bytes a surrogateescape stream let through), which the encoder refuses
-    and then writes replaced, is counted as up to three replacement characters: a part
-    measured so is never too long."""
+    lone surrogate (bytes a surrogateescape stream let through), which orjson refuses, is
+    measured as the encoder writes it (encode.clean: U+FFFD)."""
     try:
         return len(_codec.dumps(text)) - 2
     except TypeError:
-        replaced = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        return len(_codec.dumps(replaced)) - 2
+        return len(_codec.dumps(valid_utf8(text))) - 2
 
 
 def split_utf8(data: bytes, limit: int) -> list[str]:

@@ -63,7 +63,7 @@ _SIGNATURE_NAMES = ("sig", "signature", "x-amz-signature", "x-goog-signature",
 _SIGNATURE_AFTER = "|".join(
     f"(?<={before}{name}=)" for name in _SIGNATURE_NAMES for before in ("[?&;]", r"\\u0026")
 )
-_SIGNED = rf"(?i)=(?:{_SIGNATURE_AFTER})(?!\[REDACTED\])[A-Za-z0-9%~_.+/=-]{{8,}}"
+_SIGNED = rf"(?i)=(?:{_SIGNATURE_AFTER})[A-Za-z0-9%~_.+/=-]{{8,}}"  # `[REDACTED]` is none
 
 # What may come between a private key's header, its body and its end line: newlines (real, or
 # escaped as a repr or JSON writes them, once or more: JSON inside JSON) and indentation.
