@@ -71,6 +71,14 @@ PROGRAM_CONTEXTS = [
 ]
 
 
+#: Redaction settings besides the built-ins: names and a pattern that meet the message's own
+#: field name (`_msg`), which is never masked or renamed by them.
+REDACTIONS: list[dict[str, str]] = [
+    {}, {}, {"VICTORIALOGS_REDACT_KEYS": "msg"}, {"VICTORIALOGS_REDACT_KEYS": "g,user"},
+    {"VICTORIALOGS_REDACT": "sg"}, {"VICTORIALOGS_REDACT": "off"},
+]  # fmt: skip
+
+
 def fresh(context: Any) -> Any:
     """A context tuple of its own, of the same sources, as a capture reads it."""
     return context and (*context,)
@@ -172,27 +180,29 @@ LINE = st.one_of(
        st.one_of(st.none(), st.lists(st.sampled_from(CONTEXTS + PROGRAM_CONTEXTS),
                                      min_size=60, max_size=60)),
        st.sampled_from(["", "span_id=x", "env=prod"]),
-       st.sampled_from([fresh, copied, snapshots]))  # fmt: skip
+       st.sampled_from([fresh, copied, snapshots]),
+       st.sampled_from(REDACTIONS))  # fmt: skip
 def test_a_run_writes_exactly_what_the_write_by_write_path_writes(
     writes: list[tuple[int, str]],
     step_ns: int,
     contexts: Optional[list[Any]],
     fields: str,
     read: Any,
+    redaction: dict[str, str],
 ) -> None:
     # A tuple of its own per capture, of shared sources or of copies, as captures read theirs.
     contexts = list(map(read, contexts)) if contexts else None
     captures = items([(kind, line + "\n") for kind, line in writes], step_ns, contexts=contexts)
     # The 300-char line is split at 1 KiB; a constant field may share a context field's name.
-    b, again = (builder(VICTORIALOGS_MAX_LINE_BYTES="1024", VICTORIALOGS_FIELDS=fields)
-                for _ in range(2))  # fmt: skip
+    env = {"VICTORIALOGS_MAX_LINE_BYTES": "1024", "VICTORIALOGS_FIELDS": fields, **redaction}
+    b, again = builder(**env), builder(**env)
     run = by_run(captures, b)
     expected = by_write(captures, again)
     if run is None:  # stepped aside: only where whole_lines or written_run must
         return
     if not contexts:
         assert run == expected
-    assert encoded(run, VICTORIALOGS_FIELDS=fields) == encoded(expected, VICTORIALOGS_FIELDS=fields)
+    assert encoded(run, **env) == encoded(expected, **env)
     assert b.stats.as_dict() == again.stats.as_dict()  # redactions, folds, splits: as many
 
 
@@ -671,6 +681,7 @@ EVENT_VALUE = st.one_of(
 RECORD_SETTINGS: list[dict[str, str]] = [
     {}, {"VICTORIALOGS_REDACT_KEYS": "user"}, {"VICTORIALOGS_REDACT": "off"},
     {"VICTORIALOGS_FIELDS": "env=x"}, {"VICTORIALOGS_MAX_LINE_BYTES": "1024"},
+    {"VICTORIALOGS_REDACT_KEYS": "msg"}, {"VICTORIALOGS_REDACT": "_m"},
 ]  # fmt: skip
 #: An index into RECORD_CONTEXTS, its first ones (none, an invocation's, a span's) as often.
 A_RECORD_CONTEXT = st.one_of(st.sampled_from([0, 1, 2, 3]),

@@ -954,6 +954,34 @@ def test_redact_keys_and_off_from_the_configuration() -> None:
     assert entry["password"] == "p" and entry["k"] == [AWS_KEY] and stats.redacted == 0
 
 
+@pytest.mark.parametrize("env", [
+    {"VICTORIALOGS_REDACT_KEYS": "msg"}, {"VICTORIALOGS_REDACT_KEYS": "g"},
+    {"VICTORIALOGS_REDACT": "sg"}, {"VICTORIALOGS_REDACT": "_m"},
+])  # fmt: skip
+def test_the_message_field_is_never_masked_or_renamed_by_its_name(env: dict[str, str]) -> None:
+    """`_msg` is the message itself (the program's own `_msg` is kept apart): a deny-list name
+    that ends its name (`msg`, `g`) or a pattern matching it did mask a line's or record's whole
+    message, or rename the field so that the server stored no message, in some paths only. Its
+    text is redacted like any other; a field of the program's named like it is masked."""
+    b, _ = builder(**env)
+    masks_msg = "VICTORIALOGS_REDACT_KEYS" in env
+    lines = [
+        line("plain msg here"),
+        line("plain msg here", bound={"user": "bob"}),
+        line(json.dumps({"message": "from json", "msg": "other", "user": "bob"})),
+    ]
+    entries = [only(b.from_lines([one])) for one in lines]
+    entries.append(only(b.from_item(record_item("logged msg", {"user": "bob"}))))
+    texts = ["plain msg here", "plain msg here", "from json", "logged msg"]
+    if env.get("VICTORIALOGS_REDACT") == "sg":  # a pattern still redacts the message's text
+        texts = [text.replace("sg", MASK) for text in texts]
+    assert [entry.get("_msg") for entry in entries] == texts
+    # The program's `msg` field (the message was its `message`): masked by the name, renamed by
+    # the pattern.
+    named = f"m{MASK}" if env.get("VICTORIALOGS_REDACT") == "sg" else "msg"
+    assert entries[2][named] == (MASK if masks_msg else "other")
+
+
 def test_a_plain_line_is_left_alone() -> None:
     b, stats = builder()
     assert only(b.from_lines([line("password token secret")]))["_msg"] == "password token secret"

@@ -470,7 +470,7 @@ class EntryBuilder:
         if self._writes_records is None:
             names = self.redactor.name
             self._writes_records = RECORD_KEYS.isdisjoint(self._constant_names) and not any(
-                any(names(key)) for key in RECORD_KEYS - OWN_FIELDS
+                any(names(key)) for key in RECORD_KEYS - OWN_FIELDS - NAMES_NOT_JUDGED
             )
         return self._writes_records
 
@@ -1065,7 +1065,7 @@ class EntryBuilder:
             names = self.redactor.name
             plain = _remember(self._plain_keys, keys, all(
                 len(key) * 4 <= MAX_KEY_BYTES and not any(names(key))
-                for key in keys if key not in ALWAYS_OWN
+                for key in keys if key not in NAMES_NOT_JUDGED
             ))  # fmt: skip
         return plain
 
@@ -1103,7 +1103,11 @@ class EntryBuilder:
             # `extra=`, bound) is examined like any field.
             if (key in OWN_FIELDS and value.__class__ in OWN_KINDS[key]) or key in trusted:
                 continue
-            secret, renamed = verdicts.get(key) or redactor.name(key)
+            # `_msg` is the message, always vlhook's (the program's is kept apart): its text
+            # is redacted below, its name neither masks nor renames it (see NAMES_NOT_JUDGED).
+            secret, renamed = (
+                _NOT_NAMED if key == "_msg" else verdicts.get(key) or redactor.name(key)
+            )
             if secret:
                 value = entry[key] = MASK
                 redactor.hits += 1
@@ -1181,6 +1185,11 @@ OWN_KINDS: dict[str, tuple[type, ...]] = {
 OWN_FIELDS = frozenset(OWN_KINDS)
 #: Those of them that are vlhook's in every entry (the program's are kept apart, OWN_NAMES).
 ALWAYS_OWN = OWN_FIELDS & OWN_NAMES
+#: The names of an entry's fields that no deny-list name or pattern masks or renames: those
+#: always vlhook's own, and the message's (`VICTORIALOGS_REDACT_KEYS=msg` names a program's
+#: field, not every message; the text of `_msg` is redacted as any).
+NAMES_NOT_JUDGED = ALWAYS_OWN | {"_msg"}
+_NOT_NAMED = (False, None)  # the verdict on a name not judged: no secret, not renamed
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 PLAIN_KEYS_ORDER = ("_time", "_msg", "level", "stream")  # as an entry has them
 TRACE_NAMES = frozenset(TRACE_FIELDS)
