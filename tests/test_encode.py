@@ -149,6 +149,18 @@ def test_cyclic_value_is_shown_as_python_shows_it() -> None:
     assert obj["value"] == "{'a': 1, 'me': {...}}"
 
 
+def test_lone_surrogates_at_any_depth_are_replaced_and_the_values_keep_their_shape() -> None:
+    """Bytes a surrogateescape stream let through (a line, a file name) are lone surrogates,
+    which orjson refuses: they become U+FFFD wherever they are, and the entry's objects and
+    arrays stay objects and arrays (they were all written as Python's text of them)."""
+    nested = {"id": 1, "n\udcff": ["a\ud800", {"x": 2.5, "ok": None}], "big": 2**70}
+    obj = json.loads(encoder().encode(entry("caf\udce9", user=nested, tags=("t\udcff", 3))))
+    assert obj["_msg"] == "caf\ufffd" and obj["tags"] == ["t\ufffd", 3]
+    # A surrogate out of surrogateescape's range is its three bytes (UTF-8's form), each replaced.
+    assert obj["user"] == {"id": 1, "n\ufffd": ["a" + "\ufffd" * 3, {"x": 2.5, "ok": None}],
+                           "big": str(2**70)}  # fmt: skip
+
+
 def test_append_writes_one_line_per_entry() -> None:
     body = bytearray()
     encoder().append([entry("a"), entry("b")], body)

@@ -170,6 +170,7 @@ LINE = st.one_of(
         'HTTP Request: GET https://api.example.com/v1/x?page=2 "HTTP/1.1 200 OK"',
         "the monkey's author", "git https://ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5@github.com/o",
         "https://b.s3.amazonaws.com/k?X-Amz-Signature=0a1b&X-Amz-Expires=60",
+        "caf\udce9 bytes no stream could decode",  # a lone surrogate (surrogateescape)
     ]),
 )  # fmt: skip
 
@@ -268,6 +269,25 @@ def test_a_run_with_lone_surrogates_is_encoded_as_its_lines_one_by_one() -> None
     alone = [entry for line in lines for entry in b.from_line(line)]
     assert encoded(run) == encoded(alone)
     assert encoded(run).count("caf\ufffd".encode()) == 4
+
+
+@pytest.mark.parametrize("redaction", [{}, {"VICTORIALOGS_REDACT": "off"}])
+def test_a_line_with_a_lone_surrogate_keeps_its_nested_fields_as_objects(
+    redaction: dict[str, str],
+) -> None:
+    """A line holding bytes no stream could decode, with nested bound fields: written in the
+    run, its fields are objects; made whole, they were Python's text of them (the encoder
+    refused the surrogate, and made every value text)."""
+    writes = [(0, "caf\udce9\n")] + [(0, f"line {n}\n") for n in range(7)]
+    context = ({"user": {"id": 1, "roles": ["admin"]}},)
+    captures = items(writes, contexts=[fresh(context) for _ in writes])
+    run = by_run(captures, builder(**redaction))
+    assert run is not None
+    written = encoded(run, **redaction)
+    whole = encoded(by_write(captures, builder(**redaction)), **redaction)
+    assert written == whole
+    first = json.loads(whole.splitlines()[0])
+    assert first["_msg"] == "caf\ufffd" and first["user"] == {"id": 1, "roles": ["admin"]}
 
 
 def test_a_typical_run_takes_the_run_path_and_keeps_its_times_and_streams() -> None:

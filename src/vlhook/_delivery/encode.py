@@ -33,6 +33,9 @@ ESSENTIAL_CHARS = 1024
 LAST_RESORT_CHARS = 16 << 10
 #: The most names of left-out fields that `vlhook.truncated` lists (characters).
 NAMES_CHARS = 1000
+#: Levels of nesting within which lone surrogates are replaced and the values kept as they are
+#: (see _replaced): above the entry builder's bound (32), below orjson's (254).
+REPLACED_DEPTH = 64
 
 
 def constant_fields(config: Config, pid: int = 0) -> dict[str, Any]:
@@ -163,10 +166,32 @@ def _dumps(entry: Entry) -> bytes:
     except Exception:  # too deep, self-referencing, lone surrogates...
         pass
     try:
+        # Lone surrogates (bytes a surrogateescape stream let through, in a line, a file name)
+        # are the common cause: replaced at any depth, the values keep their shape.
+        return _codec.dumps_carried(_replaced(entry, REPLACED_DEPTH))
+    except Exception:
+        pass
+    try:
         return _codec.dumps(_plain(entry))
     except Exception:
         message = clean(_codec.safe_str(entry.get("_msg")))
         return _codec.dumps({"_msg": message, "vlhook.encode_error": "not encodable"})
+
+
+def _replaced(value: Any, depth: int) -> Any:
+    """`value` with its text (keys too) made valid UTF-8 at any depth (see clean); other values
+    as they are. Raises ValueError past `depth` levels: a value inside itself, or nesting the
+    entry builder never lets through, is made text by _plain instead."""
+    if isinstance(value, str):
+        return clean(value)
+    if depth <= 0:
+        raise ValueError("too deep")
+    if isinstance(value, dict):
+        return {(clean(key) if isinstance(key, str) else key): _replaced(item, depth - 1)
+                for key, item in value.items()}  # fmt: skip
+    if isinstance(value, (list, tuple)):
+        return [_replaced(item, depth - 1) for item in value]
+    return value
 
 
 def _plain(entry: Entry) -> dict[str, Any]:
