@@ -102,6 +102,38 @@ def test_redact_keys_extends_the_list_and_off_turns_everything_off(script: Any, 
     assert row["customer.SSN"] == "123-45-6789" and row["password"] == "pw"
 
 
+def test_a_name_or_pattern_meeting_msg_leaves_every_message_stored(script: Any, sink: Any) -> None:
+    """`VICTORIALOGS_REDACT_KEYS=msg` masked the message of records, JSON lines and lines with
+    bound fields (whose field is `_msg`), and a pattern matching `_msg` renamed that field: the
+    server stored no message. Each message arrives as written; the program's `msg` field is
+    masked; bytes no stream could decode leave bound objects stored as objects."""
+    code = (
+        "import json, logging, sys\n"
+        "import vlhook\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "print('plain msg one')\n"
+        'print(json.dumps({"message": "from json", "msg": "theirs"}))\n'
+        'logging.getLogger("app").info("logged msg")\n'
+        'vlhook.bind(user={"id": 7, "roles": ["admin"]})\n'
+        "print('bound msg')\n"
+        "sys.stdout.flush()\n"
+        "sys.stdout.buffer.write(b'caf\\xe9 bound\\n')\n"
+    )
+    settings = [{"VICTORIALOGS_REDACT_KEYS": "msg"}, {"VICTORIALOGS_REDACT": "_m"}]
+    for number, env in enumerate(settings):
+        fields = f"test_id={sink.test_id},run={number}"
+        run = run_python(script(code), sink.env(VICTORIALOGS_FIELDS=fields, **env))
+        assert run.rc == 0 and run.err.count("INFO:app:logged msg") == 1, run.err
+        assert run.stdout.endswith(b"bound msg\ncaf\xe9 bound\n")  # the bytes as written
+    stored = sink.settle(10)
+    for number in range(len(settings)):
+        rows = {row["_msg"]: row for row in stored if row["run"] == str(number)}
+        assert set(rows) == {"plain msg one", "from json", "logged msg", "bound msg",
+                             "caf\ufffd bound"}  # fmt: skip
+        assert rows["from json"]["msg"] == (MASK if number == 0 else "theirs")
+        assert rows["caf\ufffd bound"]["user.id"] == "7"  # stored flattened: an object
+
+
 def test_constant_fields_are_redacted_as_any_field(script: Any, sink: Any) -> None:
     """VICTORIALOGS_FIELDS, the job and the container name go in every entry: a secret's name
     or a pattern masks them there too."""
