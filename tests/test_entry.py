@@ -573,7 +573,7 @@ def test_long_json_key_is_shortened() -> None:
 
 
 def test_a_line_over_the_budget_with_a_lone_surrogate_is_split() -> None:
-    """Bytes a surrogateescape stream let through (`\udcff`) in a line longer than one entry:
+    """Bytes a surrogateescape stream let through (`\\udcff`) in a line longer than one entry:
     measured as the encoder writes them (replaced), not refused by the encoder (a TypeError
     out of the making of entries before)."""
     b, stats = builder(VICTORIALOGS_MAX_LINE_BYTES="1024")
