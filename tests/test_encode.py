@@ -161,6 +161,15 @@ def test_lone_surrogates_at_any_depth_are_replaced_and_the_values_keep_their_sha
                            "big": str(2**70)}  # fmt: skip
 
 
+def test_names_that_become_one_once_their_surrogates_are_replaced_lose_no_value() -> None:
+    """Two names that differ only in bytes no stream could decode are the same name once
+    replaced: the object is written as text instead, both values in it."""
+    files = dict(zip(["a\udcfe", "a\udcff"], [1, 2]))
+    assert len(files) == 2
+    obj = json.loads(encoder().encode(entry("m", files=files)))
+    assert isinstance(obj["files"], str) and "1" in obj["files"] and "2" in obj["files"]
+
+
 def test_append_writes_one_line_per_entry() -> None:
     body = bytearray()
     encoder().append([entry("a"), entry("b")], body)

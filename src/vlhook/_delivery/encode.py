@@ -180,15 +180,19 @@ def _dumps(entry: Entry) -> bytes:
 
 def _replaced(value: Any, depth: int) -> Any:
     """`value` with its text (keys too) made valid UTF-8 at any depth (see clean); other values
-    as they are. Raises ValueError past `depth` levels: a value inside itself, or nesting the
-    entry builder never lets through, is made text by _plain instead."""
+    as they are. Raises ValueError past `depth` levels (a value inside itself, or nesting the
+    entry builder never lets through) and when two names become one: _plain makes the values
+    text instead."""
     if isinstance(value, str):
         return clean(value)
     if depth <= 0:
         raise ValueError("too deep")
     if isinstance(value, dict):
-        return {(clean(key) if isinstance(key, str) else key): _replaced(item, depth - 1)
-                for key, item in value.items()}  # fmt: skip
+        out = {(clean(key) if isinstance(key, str) else key): _replaced(item, depth - 1)
+               for key, item in value.items()}  # fmt: skip
+        if len(out) < len(value):  # names alike once replaced: one value would be lost
+            raise ValueError("names merged")
+        return out
     if isinstance(value, (list, tuple)):
         return [_replaced(item, depth - 1) for item in value]
     return value
