@@ -168,6 +168,9 @@ def test_names_that_become_one_once_their_surrogates_are_replaced_lose_no_value(
     assert len(files) == 2
     obj = json.loads(encoder().encode(entry("m", files=files)))
     assert isinstance(obj["files"], str) and "1" in obj["files"] and "2" in obj["files"]
+    # Two of the entry's own fields: the second keeps its escapes as its name.
+    obj = json.loads(encoder().encode(entry("m", **files)))
+    assert (obj["a\ufffd"], obj["a\\udcff"]) == (1, 2)
 
 
 def test_append_writes_one_line_per_entry() -> None:

@@ -208,7 +208,10 @@ def _plain(entry: Entry) -> dict[str, Any]:
             plain: Any = value if _codec.carried(value) else _codec.number_text(value)
         else:
             plain = clean(value if isinstance(value, str) else _codec.safe_str(value))
-        out[clean(str(key))] = plain
+        name = clean(str(key))
+        if name in out:  # two names alike once replaced: this one keeps its escapes instead
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+        out[name] = plain
     return out
 
 
