@@ -71,8 +71,8 @@ PROGRAM_CONTEXTS = [
 ]
 
 
-#: Redaction settings besides the built-ins: names and a pattern that meet the message's own
-#: field name (`_msg`), which is never masked or renamed by them.
+#: Redaction settings: the built-ins (twice as often), off, and names and a pattern that meet
+#: the message's own field name (`_msg`), which is never masked or renamed by them.
 REDACTIONS: list[dict[str, str]] = [
     {}, {}, {"VICTORIALOGS_REDACT_KEYS": "msg"}, {"VICTORIALOGS_REDACT_KEYS": "g,user"},
     {"VICTORIALOGS_REDACT": "sg"}, {"VICTORIALOGS_REDACT": "off"},

@@ -41,7 +41,7 @@ from vlhook._objects import (
     usable_level,
     valid_time,
 )
-from vlhook._redact import MASK, examiner_for, field_name
+from vlhook._redact import MASK, NOT_A_SECRET, examiner_for, field_name
 from vlhook._stats import Stats
 
 TYPE_CHECKING = False
@@ -1103,10 +1103,10 @@ class EntryBuilder:
             # `extra=`, bound) is examined like any field.
             if (key in OWN_FIELDS and value.__class__ in OWN_KINDS[key]) or key in trusted:
                 continue
-            # `_msg` is the message, always vlhook's (the program's is kept apart): its text
-            # is redacted below, its name neither masks nor renames it (see NAMES_NOT_JUDGED).
+            # The message's own name (`_msg`) neither masks nor renames it: its text is
+            # redacted below (see NAMES_NOT_JUDGED).
             secret, renamed = (
-                _NOT_NAMED if key == "_msg" else verdicts.get(key) or redactor.name(key)
+                NOT_A_SECRET if key in NAMES_NOT_JUDGED else verdicts.get(key) or redactor.name(key)
             )
             if secret:
                 value = entry[key] = MASK
@@ -1189,7 +1189,6 @@ ALWAYS_OWN = OWN_FIELDS & OWN_NAMES
 #: always vlhook's own, and the message's (`VICTORIALOGS_REDACT_KEYS=msg` names a program's
 #: field, not every message; the text of `_msg` is redacted as any).
 NAMES_NOT_JUDGED = ALWAYS_OWN | {"_msg"}
-_NOT_NAMED = (False, None)  # the verdict on a name not judged: no secret, not renamed
 PLAIN_KEYS = WRITTEN_KEYS = frozenset({"_time", "_msg", "level", "stream"})
 PLAIN_KEYS_ORDER = ("_time", "_msg", "level", "stream")  # as an entry has them
 TRACE_NAMES = frozenset(TRACE_FIELDS)

@@ -222,7 +222,8 @@ _SOURCE_INDENT = "    "
 _LINE_REACH = 4096  # how far back a line's start is looked for
 # A line of Python up to a name that is code, not text: no string left open, no comment.
 _CODE_BEFORE = r"(?:[^\"'#\\]|\\.|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*')*"
-_NOT_A_SECRET = (False, None)
+#: A verdict of Redactor.name: no secret, not renamed (compared by identity).
+NOT_A_SECRET = (False, None)
 _SECRET = (True, None)
 
 
@@ -440,7 +441,7 @@ class Redactor:
         if verdict is None:
             secret = field_name(key).endswith(self.names)
             renamed = self(key)
-            verdict = _NOT_A_SECRET if not secret and renamed is None else (secret, renamed)
+            verdict = NOT_A_SECRET if not secret and renamed is None else (secret, renamed)
             if len(self.verdicts) >= _MAX_NAMES_KEPT:
                 self.verdicts.clear()
             self.verdicts[key] = verdict
@@ -540,10 +541,10 @@ class Redactor:
             verdict = verdicts.get(key)
             if verdict is None:
                 verdict = self._name_of(key)
-            if verdict is _NOT_A_SECRET and path and key.__class__ is str \
+            if verdict is NOT_A_SECRET and path and key.__class__ is str \
                     and self.secret_under(path, key):  # fmt: skip
                 verdict = _SECRET
-            if verdict is _NOT_A_SECRET:
+            if verdict is NOT_A_SECRET:
                 kind = type(item)
                 if kind is str:
                     if not may_match(item):
@@ -613,8 +614,8 @@ class Redactor:
         if isinstance(key, str):
             return self.name(key)
         if not isinstance(key, (bytes, bytearray)):
-            return _NOT_A_SECRET
-        return _SECRET if self.name(key.decode("latin-1"))[0] else _NOT_A_SECRET
+            return NOT_A_SECRET
+        return _SECRET if self.name(key.decode("latin-1"))[0] else NOT_A_SECRET
 
     def _too_deep(self, value: Any) -> str:
         """Nesting past the depth limit goes as text: no field names there to mask by, so

@@ -168,7 +168,7 @@ def _dumps(entry: Entry) -> bytes:
     try:
         # Lone surrogates (bytes a surrogateescape stream let through, in a line, a file name)
         # are the common cause: replaced at any depth, the values keep their shape.
-        return _codec.dumps_carried(_replaced(entry, REPLACED_DEPTH))
+        return _codec.dumps(_replaced(entry, REPLACED_DEPTH))
     except Exception:
         pass
     try:
@@ -179,8 +179,9 @@ def _dumps(entry: Entry) -> bytes:
 
 
 def _replaced(value: Any, depth: int) -> Any:
-    """`value` with its text (keys too) made valid UTF-8 at any depth (see clean); other values
-    as they are. Raises ValueError past `depth` levels (a value inside itself, or nesting the
+    """`value` with its text (keys too) made valid UTF-8 at any depth (see clean), and the
+    numbers JSON has no form for made text (as dumps_carried does); other values as they
+    are. Raises ValueError past `depth` levels (a value inside itself, or nesting the
     entry builder never lets through) and when two names become one: _plain makes the values
     text instead."""
     if isinstance(value, str):
@@ -195,7 +196,7 @@ def _replaced(value: Any, depth: int) -> Any:
         return out
     if isinstance(value, (list, tuple)):
         return [_replaced(item, depth - 1) for item in value]
-    return value
+    return value if _codec.carried(value) else _codec.number_text(value)
 
 
 def _plain(entry: Entry) -> dict[str, Any]:
