@@ -902,6 +902,20 @@ def test_a_json_object_without_a_message_key_is_masked_in_its_message_too() -> N
     assert only(b.from_lines([line(plain)]))["_msg"] == plain  # nothing to hide: as written
 
 
+def test_a_json_object_without_a_message_key_with_undecodable_bytes_is_masked_too() -> None:
+    """The same, with a lone surrogate (bytes a surrogateescape stream let through) in it:
+    orjson refused the masked copy, and the TypeError stopped the sender's group (an
+    internal error). It is written with the surrogate replaced and the secret masked."""
+    b, _ = builder()
+    text = json.dumps({"user": "b\udcff", "creds": {"password": NAMED}})
+    entry = only(b.from_lines([line(text)]))
+    assert json.loads(entry["_msg"]) == {"user": "b\ufffd", "creds": {"password": MASK}}
+    # Two names alike once replaced: Python's text of the masked object, both values in it.
+    text = json.dumps(dict(zip(["a\udcfe", "a\udcff", "password"], [1, 2, NAMED])))
+    message = only(b.from_lines([line(text)]))["_msg"]
+    assert NAMED not in message and MASK in message and "1" in message and "2" in message
+
+
 def test_records_extras_exceptions_and_stack_info() -> None:
     b, stats = builder()
     extra = {"k": {"a": AWS_KEY, "u": f"https://bob:{URL_PASSWORD}@host/"}, "Token": 5}
@@ -974,6 +988,16 @@ def test_folded_fields_are_redacted_before_folding() -> None:
     entry = only(b.from_lines([line(json.dumps(obj))]))
     assert "vlhook.folded_fields" in entry
     assert NAMED not in json.dumps(entry) and AWS_KEY not in json.dumps(entry)
+
+
+def test_folded_fields_with_undecodable_bytes_are_folded_as_text() -> None:
+    """Fields folded into `vlhook.folded_fields` holding a lone surrogate: orjson refused
+    them, and the TypeError stopped the sender's group (an internal error)."""
+    b, _ = builder()
+    obj: dict[str, Any] = {f"f{i}": {str(j): j for j in range(10)} for i in range(100)}
+    obj["zz"] = {str(j): "b\udcff" for j in range(10)}
+    entry = only(b.from_lines([line(json.dumps(obj))]))
+    assert json.loads(entry["vlhook.folded_fields"])["zz"]["0"] == "b\ufffd"
 
 
 def test_redact_keys_and_off_from_the_configuration() -> None:

@@ -21,7 +21,7 @@ from vlhook._context import OWN_NAMES, TRACE_FIELDS, kept_apart, source_keys
 from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
 from vlhook._delivery.encode import clean as valid_utf8
-from vlhook._delivery.encode import constant_fields
+from vlhook._delivery.encode import constant_fields, writable
 from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
@@ -1076,8 +1076,7 @@ class EntryBuilder:
         clean = self.redactor.nested(obj, MAX_DEPTH)
         if clean is obj:
             return text
-        # An integer past 64 bits in it (read whole by parse_json) goes as its digits' text.
-        return _codec.dumps_carried(clean).decode("utf-8", "replace")
+        return _json_text(clean)
 
     def _redact_message(self, entry: Entry) -> None:
         clean = self.redactor(entry["_msg"])
@@ -1149,7 +1148,7 @@ class EntryBuilder:
                 kept += size
             else:
                 folded[key] = entry.pop(key)
-        entry["vlhook.folded_fields"] = _codec.dumps_carried(folded).decode("utf-8", "replace")
+        entry["vlhook.folded_fields"] = _json_text(folded)
         self.stats.add("folded")
 
     def _split(self, entry: Entry, message: str) -> list[Entry]:
@@ -1362,6 +1361,21 @@ def _sources(context: Context) -> tuple[Any, ...]:
     with those of a context still held, whose sources are alive: no identity is reused."""
     return tuple([(id(s[0]), _SOURCE_KEY(s[0], id)(s[1])) if s.__class__ is tuple else id(s)
                   for s in context])  # fmt: skip
+
+
+def _json_text(value: Any) -> str:
+    """A value the entry builder walked already, as JSON text in a field: an integer past 64
+    bits (read whole by parse_json) as its digits; lone surrogates (bytes a surrogateescape
+    stream let through), which orjson refuses, replaced as the encoder replaces them; Python's
+    text of it when even that cannot be written (two names alike once replaced)."""
+    try:
+        return _codec.dumps_carried(value).decode("utf-8")
+    except TypeError:
+        pass
+    try:
+        return _codec.dumps(writable(value)).decode("utf-8")
+    except (TypeError, ValueError):
+        return valid_utf8(_codec.safe_str(value))
 
 
 def _fields_text(fields: Entry) -> str:

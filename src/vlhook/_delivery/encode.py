@@ -168,7 +168,7 @@ def _dumps(entry: Entry) -> bytes:
     try:
         # Lone surrogates (bytes a surrogateescape stream let through, in a line, a file name)
         # are the common cause: replaced at any depth, the values keep their shape.
-        return _codec.dumps(_replaced(entry, REPLACED_DEPTH))
+        return _codec.dumps(writable(entry))
     except Exception:
         pass
     try:
@@ -176,6 +176,13 @@ def _dumps(entry: Entry) -> bytes:
     except Exception:
         message = clean(_codec.safe_str(entry.get("_msg")))
         return _codec.dumps({"_msg": message, "vlhook.encode_error": "not encodable"})
+
+
+def writable(value: Any) -> Any:
+    """`value` as orjson can write it: lone surrogates replaced in its text and names, the
+    numbers JSON has no form for made text, its shape kept (see _replaced). ValueError when
+    that would merge two names or go past REPLACED_DEPTH levels."""
+    return _replaced(value, REPLACED_DEPTH)
 
 
 def _replaced(value: Any, depth: int) -> Any:
