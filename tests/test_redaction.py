@@ -134,6 +134,26 @@ def test_a_name_or_pattern_meeting_msg_leaves_every_message_stored(script: Any, 
         assert rows["caf\ufffd bound"]["user.id"] == "7"  # stored flattened: an object
 
 
+def test_a_masked_json_object_with_undecodable_bytes_is_stored(script: Any, sink: Any) -> None:
+    """A JSON line without a message key, holding a secret's name and bytes no stream could
+    decode: its masked copy was refused by orjson, and the sender reported an internal error
+    instead of storing the lines of its group."""
+    code = (
+        "import json\n"
+        "print('before')\n"
+        'print(json.dumps({"user": "b\\udcff", "creds": {"password": "hunter2"}}))\n'
+        "print('after')\n"
+    )
+    run = run_python(script(code), sink.env())
+    assert run.rc == 0 and "internal error" not in run.err, run.err
+    rows = {row["_msg"]: row for row in sink.settle(3)}
+    masked = json.dumps(
+        {"user": "b\ufffd", "creds": {"password": MASK}}, separators=(",", ":"), ensure_ascii=False
+    )
+    assert set(rows) == {"before", masked, "after"}, rows
+    assert "hunter2" not in json.dumps(list(rows.values()))
+
+
 def test_constant_fields_are_redacted_as_any_field(script: Any, sink: Any) -> None:
     """VICTORIALOGS_FIELDS, the job and the container name go in every entry: a secret's name
     or a pattern masks them there too."""
