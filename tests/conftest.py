@@ -8,6 +8,7 @@ back what it stored. `vl_node` and `vl_cluster` start servers of a test's own, t
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +84,21 @@ class Run:
     @property
     def err(self) -> str:
         return self.stderr.decode("utf-8", "replace")
+
+
+#: Sockets bound to loopback ports and never listened on, kept for the whole run (see
+#: refused_port).
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A loopback port whose connections are refused for the whole run: bound here and never
+    listened on, so no server a later test starts (VictoriaLogs, a proxy) can take it, as
+    one could take a port merely found free."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _REFUSING.append(held)
+    return int(held.getsockname()[1])
 
 
 def base_env() -> dict[str, str]:

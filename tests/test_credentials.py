@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import socket
 import subprocess
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PYTHON, SRC, base_env, run_python
+from conftest import PYTHON, SRC, base_env, refused_port, run_python
 from vlhook import _diag
 from vlhook._config import load
 from vlhook._delivery.transport import HttpTransport
@@ -24,13 +23,7 @@ SECRET = "Zq8SECRETx"
 PROGRAM = "import logging\nprint('a line')\nlogging.warning('a record')\n"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-PORT = _closed_port()
+PORT = refused_port()
 DEAD = f"127.0.0.1:{PORT}"
 
 # Cannot be used as given: a password with an unescaped ",", "/", "?" or "#", a scheme or port
@@ -62,7 +55,7 @@ WELL_FORMED = [
     f"http://{SECRET}@{DEAD}",
     f"http://{DEAD}/?token={SECRET}",
     f"http://{DEAD}/base?x=1&access_token={SECRET}",
-    f"http://{DEAD},http://u:{SECRET}@127.0.0.1:{_closed_port()}",
+    f"http://{DEAD},http://u:{SECRET}@127.0.0.1:{refused_port()}",
 ]
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import DROPIN, SRC, Run, Sink, base_env, held_at_exit, run_python
+from conftest import DROPIN, SRC, Run, Sink, base_env, held_at_exit, refused_port, run_python
 from fault_proxy import FaultProxy
 from victorialogs import Cluster, VictoriaLogs
 from vlhook._sender import KEEP_FILE_BYTES
@@ -319,13 +318,6 @@ def test_one_of_two_nodes_frozen_the_other_takes_the_batches(
     assert len(got) == len(set(got)) == 20_000
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on (connections to it are refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_long_outage_spools_batches_at_once_and_sheds_nothing(script: Any, sink: Sink) -> None:
     """The server is down for the whole run, which lasts several retry budgets (1 s here),
     and the buffer holds about 1,000 lines: while one batch tries again, the others go to the
@@ -338,7 +330,7 @@ def test_a_long_outage_spools_batches_at_once_and_sheds_nothing(script: Any, sin
         "    if i % 500 == 499:\n"
         "        time.sleep(0.05)\n"
     )
-    env = sink.env(VICTORIALOGS_URL=f"http://127.0.0.1:{_closed_port()}",
+    env = sink.env(VICTORIALOGS_URL=f"http://127.0.0.1:{refused_port()}",
                    VICTORIALOGS_TIMEOUT_MS="300", VICTORIALOGS_BUFFER_BYTES="262144")  # fmt: skip
     run = run_python(script(code), env)
     assert run.rc == 0 and run.out.count("\n") == 40_000
