@@ -6,20 +6,21 @@ write or change a file of the program's, and must not lose or repeat what it was
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 
 from shipping import RawServer
 from vlhook import _diag
 from vlhook._config import load, parse_endpoint
-from vlhook._delivery import private, spool
+from vlhook._delivery import http, private, spool
 from vlhook._delivery.http import Connection, HttpError
 from vlhook._delivery.private import HIGH_FD, Opened, open_high
 from vlhook._delivery.spool import SENT, Spool
@@ -41,19 +42,28 @@ class ProgramFile:
 
     def take(self, number: int) -> None:
         mine = os.open(self.path, os.O_RDWR)
-        os.dup2(mine, number)  # closes vlhook's, as closerange did, and takes its number
-        os.close(mine)
+        if mine != number:  # else closed already, and got by the open
+            os.dup2(mine, number)  # closes vlhook's, as closerange did, and takes its number
+            os.close(mine)
         self.fd = number
+
+    def opens(self) -> None:
+        """Its next file: at the lowest free number, one vlhook had as a rule."""
+        self.fd = os.open(self.path, os.O_RDWR)
 
     def intact(self) -> bool:
         """Still open under its number, its data and position as the program left them."""
-        same = os.path.samestat(os.fstat(self.fd), os.stat(self.path))
+        try:
+            same = os.path.samestat(os.fstat(self.fd), os.stat(self.path))
+        except OSError:  # closed
+            return False
         return same and os.lseek(self.fd, 0, os.SEEK_CUR) == 0 and \
             self.path.read_bytes() == PROGRAM_DATA  # fmt: skip
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            with contextlib.suppress(OSError):  # closed by vlhook: a test says so
+                os.close(self.fd)
 
 
 @pytest.fixture
@@ -582,3 +592,194 @@ def test_the_spare_held_from_the_start_is_where_the_spools_files_are_moved_up_to
     from vlhook._sender import SPARE_FD
 
     assert SPARE_FD == HIGH_FD
+
+
+# -- the program's turn after any of vlhook's calls -----------------------------------------
+
+
+#: The program's moves at its turn: its file takes the first or the last of the low numbers
+#: vlhook holds (the program closed that one, and opened its file), or it closes every one
+#: vlhook holds (its closerange) and opens a file.
+MOVES = ["takes the first", "takes the last", "closes all, opens"]
+
+
+class Turns:
+    """The program's thread runs right after the `at`-th of vlhook's calls that let other
+    threads run and make, look at or move a descriptor (they let go of the interpreter lock),
+    and does `then(held)` there: `held`, the numbers those calls gave vlhook that it still
+    holds. Calls
+    that keep the lock (os.get_blocking, os.set_blocking) give no turn: no Python code of
+    another thread runs in their middle. Counted on this thread only (a test server's threads
+    make calls of their own)."""
+
+    def __init__(self, at: int, then: Callable[[list[int]], None]) -> None:
+        self.at = at
+        self.then = then
+        self.calls = 0
+        self.busy = False
+        self.turned = False
+        self.failed: Optional[Exception] = None  # the program's moves: their own failure
+        self.given: list[tuple[int, tuple[int, int]]] = []  # and what each was given as
+        self.thread = threading.get_ident()
+
+    def install(self, patch: Any) -> None:
+        import _socket
+        import fcntl
+        import types
+
+        for module, name in ((os, "open"), (os, "pipe"), (os, "pipe2"), (os, "fstat"),
+                             (os, "stat"), (fcntl, "fcntl")):  # fmt: skip
+            patch.setattr(module, name, self._turning(getattr(module, name), name))
+        # The connection's `_socket` only: socket.py's class calls _socket.socket's __init__.
+        sockets = types.SimpleNamespace(**vars(_socket))
+        sockets.socket = self._turning(_socket.socket, "socket")
+        patch.setattr(http, "_socket", sockets)
+
+    def _turning(self, real: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != self.thread or self.busy:
+                return real(*args, **kwargs)
+            try:
+                result = real(*args, **kwargs)
+            finally:
+                self.calls += 1
+            self.busy = True  # the calls made here are not vlhook's
+            for number in _numbers(name, args, result):
+                self.given.append((number, private.identity(number)))
+            if self.calls == self.at:
+                self.turned = True
+                try:
+                    self.then(self.held())  # and no turn after this one
+                except Exception as exc:  # vlhook may take it for its own failure
+                    self.failed = exc
+            else:
+                self.busy = False
+            return result
+
+        return call
+
+    def held(self) -> list[int]:
+        """The numbers given that vlhook still holds: what they were given as (a number let
+        go may be another thread's by now: a test server's)."""
+        return [number for number, mine in self.given if private.identity(number) == mine]
+
+
+def _numbers(name: str, args: tuple[Any, ...], result: Any) -> list[int]:
+    """The descriptors a call gave vlhook."""
+    if name == "open":
+        return [result]
+    if name in ("pipe", "pipe2"):
+        return list(result)
+    if name == "fcntl" and args[1] in (1030, 0):  # F_DUPFD_CLOEXEC, F_DUPFD
+        return [result]
+    if name == "socket" and len(args) < 4:
+        return [result.fileno()]
+    return []
+
+
+def _at_every_turn(
+    monkeypatch: Any, tmp_path: Path, run: Callable[[], Any], move: str,
+    ours: Callable[[int], bool] = _is_open,
+) -> int:  # fmt: skip
+    """`run` with the program's turn after each of its calls in turn (see Turns), where it
+    makes its `move` (MOVES). Its file stays open and untouched, and nothing of vlhook's is
+    left open (`ours`: whether a number opened meanwhile is vlhook's). How many turns there
+    were."""
+    for at in range(1, 40):
+        program = ProgramFile(tmp_path / f"program-{at}.txt")
+        before = _open_fds()
+
+        def then(held: list[int]) -> None:
+            low = [number for number in held if number < HIGH_FD]  # the program's go there
+            if move == "closes all, opens" or not low:
+                for number in held:
+                    os.close(number)
+                program.opens()
+            else:
+                program.take(low[0] if move == "takes the first" else low[-1])
+
+        turns = Turns(at, then)
+        with monkeypatch.context() as patch:
+            turns.install(patch)
+            with contextlib.suppress(OSError, HttpError):
+                run()
+        try:
+            if not turns.turned:
+                return at - 1
+            assert turns.failed is None, (at, turns.given)
+            assert program.intact(), (at, turns.given, program.fd)
+            left = {n for n in _open_fds() - before - {program.fd} if ours(n)}
+            assert not left, (at, turns.given)
+        finally:
+            program.close()
+    raise AssertionError("more calls than expected")
+
+
+@pytest.mark.parametrize("move", MOVES)
+def test_a_spool_file_opened_and_closed_leaves_the_programs_file_at_any_turn(
+    tmp_path: Path, monkeypatch: Any, move: str
+) -> None:
+    """A file of the spool's opened (os.open gives a low number, moved up) and closed. Before:
+    the program's file that took the low number right after vlhook last looked at it (fstat)
+    was closed by vlhook, and the program's next reads and writes went to vlhook's next file
+    under that number (seen as a program reading its own file back wrong)."""
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "f").write_text("spool data")
+    dir_fd = os.open(directory, os.O_RDONLY)
+
+    def run() -> None:
+        opened = open_high("f", private.READ, dir_fd)
+        assert os.path.samestat(os.fstat(opened.fd), os.stat(directory / "f"))
+        opened.close()
+
+    try:
+        assert _at_every_turn(monkeypatch, tmp_path, run, move) >= 5
+    finally:
+        os.close(dir_fd)
+
+
+@pytest.mark.parametrize("move", MOVES)
+def test_a_spare_descriptor_made_and_let_go_leaves_the_programs_file_at_any_turn(
+    tmp_path: Path, monkeypatch: Any, move: str
+) -> None:
+    """Before: the pipe's write end was closed without a look, and the spare closed after a
+    look that could be stale: either one closed the program's file under that number."""
+
+    def run() -> None:
+        Spare.low().close()
+
+    assert _at_every_turn(monkeypatch, tmp_path, run, move) >= 3
+
+
+@pytest.mark.parametrize("moved", [False, True])
+@pytest.mark.parametrize("move", MOVES)
+def test_a_connection_made_and_closed_leaves_the_programs_file_at_any_turn(
+    server: tuple[str, int], tmp_path: Path, monkeypatch: Any, move: str,
+    moved: bool,
+) -> None:  # fmt: skip
+    """A request on a new connection, then the connection closed; `moved`: once the program
+    was seen to close a socket of vlhook's, the next ones are moved up. Before: the program's
+    file that took the socket's number after vlhook's last look was closed by vlhook."""
+
+    def run() -> None:
+        conn = Connection(*server)
+        conn._closes_ours = moved
+        try:
+            _post(conn)
+        finally:
+            conn.close()
+
+    def to_the_server(number: int) -> bool:  # not the server's end of it, in this process
+        try:
+            sock = socket.socket(fileno=number)
+        except OSError:  # closed meanwhile (by the server's thread)
+            return False
+        try:
+            return bool(sock.getpeername() == server)
+        except OSError:
+            return False
+        finally:
+            sock.detach()
+
+    assert _at_every_turn(monkeypatch, tmp_path, run, move, to_the_server) >= 3

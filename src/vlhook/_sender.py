@@ -33,6 +33,7 @@ from vlhook._sync import (
     Wakeup,
     acquire_patiently,
     allocate_lock,
+    close_nonblocking,
     get_ident,
     start_thread,
 )
@@ -1001,8 +1002,9 @@ SPARE_FD = 256
 class Spare:
     """A descriptor of vlhook's own, for a process that will have none left (see
     Sender._hold_spare): the read end of a pipe nothing writes to, whose identity no other
-    file has, not inherited by programs the process starts. Made and closed with `os` alone:
-    the exit closes it before it can load anything (private.Opened is the pipeline's)."""
+    file has, not inherited by programs the process starts, non-blocking as all of vlhook's
+    descriptors are (see _sync.close_nonblocking). Made and closed with `os` alone: the exit
+    closes it before it can load anything (private.Opened is the pipeline's)."""
 
     __slots__ = ("_unclosed", "at_start", "fd", "opened")
 
@@ -1017,16 +1019,20 @@ class Spare:
     @classmethod
     def low(cls) -> Spare:
         """One at the number it gets. Raises OSError (none left)."""
-        read, write = os.pipe()
-        os.close(write)
+        read, write = _pipe()
+        try:
+            close_nonblocking(write)  # made in another thread's turn: the program's by now?
+        except OSError:
+            pass  # closed by the program already
         return cls(read, at_start=False)
 
     @classmethod
     def high(cls, number: int) -> Optional[Spare]:
         """One at `number`, or None when that is taken (the program's: left to it) or past
         the limit of open files. The pipe's own numbers are closed: the program's next files
-        get the numbers they would have. Raises OSError (none left)."""
-        read, write = os.pipe()
+        get the numbers they would have. Raises OSError (none left). Made before the
+        program has a thread of its own: nothing can take the pipe's numbers meanwhile."""
+        read, write = _pipe()
         try:
             if _is_open(number):
                 return None
@@ -1056,9 +1062,20 @@ class Spare:
             return  # closed, or being closed, by another caller
         if self.held:
             try:
-                os.close(fd)
+                close_nonblocking(fd)  # the look above may be stale by now
             except OSError:
                 pass  # the program closed it since the check: nothing is left to let go
+
+
+def _pipe() -> tuple[int, int]:
+    """A pipe, its ends non-blocking and not inherited; from the call that makes it, where
+    the system has pipe2."""
+    if hasattr(os, "pipe2"):
+        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    return read, write
 
 
 def _is_open(fd: int) -> bool:

@@ -1,11 +1,15 @@
 """Threads and waiting without `threading` (~5 ms to import, loaded at start-up by this package
 otherwise): starting one of vlhook's threads, a one-waiter event on a bare lock, the deadline
-a flush or the exit imposes on a worker, and the flush and exit requests the sender answers."""
+a flush or the exit imposes on a worker, the flush and exit requests the sender answers, and
+the close of a descriptor that no thread of the program's can come between."""
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # loaded by the interpreter already
 import _thread
+import os
+from _collections import deque  # type: ignore[import-not-found]
+from itertools import filterfalse
 from time import monotonic
 
 TYPE_CHECKING = False
@@ -56,6 +60,24 @@ def start_thread(run: Callable[..., None], *args: Any) -> int:
         return start_new_thread(run, args)
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
+
+
+def close_nonblocking(fd: int) -> None:
+    """Close `fd` if it is non-blocking: the mark every descriptor vlhook opens for itself
+    bears from the call that made it (the spool's files and directories, the connection's
+    sockets, the spare pipe). A program that closes every descriptor it did not open (a
+    daemon's `os.closerange(3, ...)`) and opens a file gets vlhook's number, and its file is
+    blocking: left open.
+
+    Why one call: an earlier look at the number (fstat, which lets other threads run) may be
+    stale by the close, the program having closed and reused it while this thread waited to
+    run again. Here the look (os.get_blocking, which keeps the interpreter lock) and the close
+    are made by one call from C, with no bytecode between them: the interpreter switches
+    threads only between bytecodes, so no Python code of the program's runs in between.
+    os.close lets go of the lock just before the close itself; a thread of the program's
+    would have to wake, close the number and open a file in that instant. Raises OSError
+    (EBADF: closed already)."""
+    deque(map(os.close, filterfalse(os.get_blocking, (fd,))), 0)
 
 
 #: acquire_patiently waits in slices this long; a slice counts at most twice that.

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import _socket
 import errno
+import os
+import stat
 from time import monotonic
 
-from vlhook._delivery.private import NO_IDENTITY, close_if, identity, moved_up
+from vlhook._delivery.private import NO_IDENTITY, close_duplicate, identity, moved_up, release
+from vlhook._sync import close_nonblocking
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -24,6 +27,10 @@ MAX_BODY = 64 << 10  # an answer body is kept up to this (error texts); the rest
 RECV = 65536
 #: A socket timeout (before Python 3.10 `socket.timeout` was not a TimeoutError).
 TIMEOUTS = (TimeoutError, _socket.timeout)
+#: Sockets are made non-blocking by the call that makes them (where the system can): the
+#: mark by which a close tells one from a file of the program's that took its number (see
+#: _sync.close_nonblocking). Elsewhere the timeout set at once makes them so.
+_MARK = getattr(_socket, "SOCK_NONBLOCK", 0)
 
 
 class HttpError(Exception):
@@ -167,10 +174,11 @@ class Connection:
 
     def _let_go(self, sock: Any) -> None:
         try:
-            if self._owned(sock):
-                sock.close()
-            else:  # detached, its number is not closed: see _owned
-                sock.detach()
+            owned = self._owned(sock)
+            fd = sock.detach()  # its number is closed here, or left to the program: see _owned
+            if owned:
+                close_nonblocking(fd)  # the look above may be stale by now
+            else:
                 self._closes_ours = True
         except OSError:
             pass
@@ -183,7 +191,8 @@ class Connection:
         is opened. Checked before each call on the socket (_checked) and each close: the
         program could still close and reuse the number between the check and the use (the
         checking thread may wait for the interpreter lock between the two calls); once it has
-        closed one, the next sockets are moved where its next files do not go (_socket)."""
+        closed one, the next sockets are moved where its next files do not go (_socket). A
+        close looks once more, where nothing can come between (see _let_go)."""
         return identity(sock.fileno()) == self._identity
 
     def _checked(self, deadline: float, sent_body: bool, answered: bool = False) -> Any:
@@ -207,8 +216,11 @@ class Connection:
             raise HttpError(f"cannot resolve {self.host}: {exc}", sent_body=False) from exc
         error: Optional[BaseException] = None
         for family, kind, proto, _, address in infos:
-            sock = self._socket(family, kind, proto)
-            self._identity = identity(sock.fileno())  # before any use: see _owned
+            try:
+                sock = self._socket(family, kind, proto)
+            except OSError as exc:
+                error = exc
+                continue
             try:
                 sock.settimeout(_remaining(deadline, sent_body=False))
                 sock.connect(address)
@@ -226,26 +238,40 @@ class Connection:
                         timeout=isinstance(error, TIMEOUTS)) from error  # fmt: skip
 
     def _socket(self, family: int, kind: int, proto: int) -> Any:
+        """A new socket, its identity recorded before any use (see _owned). Raises OSError:
+        none left, or its number taken by the program before vlhook looked at it (EBADF:
+        the program's file is left to it)."""
         if self.tls is None:
             make: Any = _socket.socket
         else:
             import socket  # needed by ssl anyway: https only
 
             make = socket.socket
-        sock = make(family, kind, proto)
-        if not self._closes_ours:
-            return sock
-        # Moved up as the spool's files are (private.HIGH_FD), once the program was seen to
-        # close a socket of ours: moving costs every process fcntl's import (~0.2 ms) at its
-        # first delivery, so a program that never does pays nothing.
-        low = sock.fileno()
+        sock = make(family, kind | _MARK, proto)
+        if self._closes_ours:
+            sock = make(family, kind, proto, self._moved_up(sock.detach()))
+        mine = _socket_identity(sock.fileno())
+        if mine == NO_IDENTITY:
+            sock.detach()
+            self._closes_ours = True
+            raise OSError(errno.EBADF, "closed by the program before vlhook used it")
+        self._identity = mine
+        return sock
+
+    @staticmethod
+    def _moved_up(low: int) -> int:
+        """Moved up as the spool's files are (private.HIGH_FD), once the program was seen to
+        close a socket of ours: moving costs every process fcntl's import (~0.2 ms) at its
+        first delivery, so a program that never does pays nothing. The low number is let go
+        once the moved one is known to be a new socket (private.release)."""
         fd = moved_up(low)
         if fd == low:
-            return sock
-        mine = identity(fd)
-        sock.detach()
-        close_if(low, mine)
-        return make(family, kind, proto, fd)
+            return fd
+        if _socket_identity(fd) == NO_IDENTITY:  # the program took the number before
+            close_duplicate(fd)
+            raise OSError(errno.EBADF, "closed by the program before vlhook used it")
+        release(low, fd)
+        return fd
 
     def _wrap(self, sock: Any, deadline: float) -> Any:
         sock.settimeout(_remaining(deadline, sent_body=False))
@@ -390,6 +416,19 @@ def _parse_head(head: bytes) -> tuple[int, str, str, dict[str, str]]:
 def _host_bytes(host: str) -> Any:
     """An ASCII host name as bytes: a str one makes getaddrinfo load the IDNA codec (~2 ms)."""
     return host.encode("ascii") if host.isascii() else host
+
+
+def _socket_identity(fd: int) -> tuple[int, int]:
+    """The identity of the socket just made under `fd`, NO_IDENTITY when what `fd` holds is
+    not a socket made non-blocking (_MARK): a file of the program's took the number first
+    (or a socket of the program's, made so, in that instant)."""
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISSOCK(info.st_mode) and not (_MARK and os.get_blocking(fd)):
+            return info.st_dev, info.st_ino
+    except OSError:
+        pass
+    return NO_IDENTITY
 
 
 def _remaining(deadline: float, sent_body: bool) -> float:

@@ -13,18 +13,24 @@ import errno
 import os
 import stat
 
+from vlhook._sync import close_nonblocking
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
     from typing import Optional
 
 # getattr: Windows lacks these flags (it has no spool: open_private_dir refuses it there).
-_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: Every descriptor of the spool's is non-blocking from the call that opens it: the mark by
+#: which a close tells it from a file of the program's under the same number (see
+#: _sync.close_nonblocking). Reads and writes of regular files and directories ignore it.
+MARK = getattr(os, "O_NONBLOCK", 0)
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | MARK
 #: A new file: never an existing one, never through a link.
-CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | MARK
 #: An existing file to read: not through a link, and opening it has no side effect (a named
 #: pipe does not block, a terminal does not become the controlling one).
-READ = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+READ = os.O_RDONLY | _NOFOLLOW | MARK | getattr(os, "O_NOCTTY", 0)
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
           (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
@@ -159,13 +165,15 @@ HIGH_FD = 256
 
 class Opened:
     """A descriptor vlhook opened, and the file it refers to (`identity`): what a program
-    that closes descriptors it did not open may put under that number is not that file."""
+    that closes descriptors it did not open may put under that number is not that file.
+    `marked`: opened non-blocking (MARK), as all of the spool's are."""
 
-    __slots__ = ("fd", "identity")
+    __slots__ = ("fd", "identity", "marked")
 
-    def __init__(self, fd: int, mine: tuple[int, int]) -> None:
+    def __init__(self, fd: int, mine: tuple[int, int], marked: bool = True) -> None:
         self.fd = fd
         self.identity = mine
+        self.marked = marked
 
     @property
     def held(self) -> bool:
@@ -178,33 +186,36 @@ class Opened:
 
     def close(self) -> None:
         """Closed while it is still its file (see close_if)."""
-        close_if(self.fd, self.identity)
+        close_if(self.fd, self.identity, self.marked)
 
 
 def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -> Opened:
     """`name` (in the directory `dir_fd`) opened, moved up to HIGH_FD or above, and checked
     to be the file of that name. The low number os.open gave is exposed until it is moved:
     had the program closed and reused it meanwhile, what was moved is the program's file,
-    which is then neither used nor closed (OSError EBADF, as for a closed descriptor). Kept
-    at its low number when there is no room up there (a limit of open files below
-    HIGH_FD). Raises OSError."""
+    which is then neither used nor closed (OSError EBADF, as for a closed descriptor). Once
+    the moved one is known to be vlhook's file, the low number is let go only while it still
+    is that file (release). Kept at its low number when there is no room up there (a limit
+    of open files below HIGH_FD). Raises OSError."""
     low = os.open(name, flags, mode, dir_fd=dir_fd)
     fd = moved_up(low)
     mine = identity(fd)
+    marked = bool(flags & MARK)
     try:
         named = os.stat(name, dir_fd=dir_fd, follow_symlinks=not flags & _NOFOLLOW)
     except OSError:  # gone already (another process replayed it): nothing to check against
         if fd != low:
-            close_if(fd, mine)
-        close_if(low, mine)
+            if marked and _nonblocking(fd):  # so most likely vlhook's own file
+                release(low, fd)
+            close_duplicate(fd)
         raise
     if mine != (named.st_dev, named.st_ino):
         if fd != low:
-            close_if(fd, mine)  # a duplicate of the program's file: its own number stays open
+            close_duplicate(fd)  # of the program's file: its own number stays open
         raise OSError(errno.EBADF, "closed by the program before vlhook used it", name)
     if fd != low:
-        close_if(low, mine)
-    return Opened(fd, mine)
+        release(low, fd)
+    return Opened(fd, mine, marked)
 
 
 def moved_up(fd: int) -> int:
@@ -219,11 +230,62 @@ def moved_up(fd: int) -> int:
         return fd
 
 
-def close_if(fd: int, mine: tuple[int, int]) -> None:
+def _nonblocking(fd: int) -> bool:
+    try:
+        return not os.get_blocking(fd)
+    except OSError:
+        return False
+
+
+def close_duplicate(fd: int) -> None:
+    """Close a duplicate moved_up just made, whatever file it refers to: its number, from
+    HIGH_FD up, is vlhook's (the program's next files do not go there)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass  # closed by the program meanwhile
+
+
+def release(low: int, kept: int) -> None:
+    """Close `low` while it is still a duplicate of `kept`, a descriptor known to be vlhook's
+    (moved up, and checked). A look at `low` alone (fstat) may be stale by the close: the
+    program may have closed it and opened a file under its number while this thread waited
+    to run again. Instead `kept`'s file description is made blocking, then non-blocking,
+    and `low` must follow both (they are one description); the second look is made in the
+    same call as the close (_sync.close_nonblocking), where no thread of the program's can
+    come between. A file of the program's fails one of the two looks (it would have to be
+    opened in between, and non-blocking). `kept` is left as it was."""
+    try:
+        was = os.get_blocking(kept)
+    except OSError:
+        return  # closed by the program meanwhile, and `low` with it as a rule
+    try:
+        os.set_blocking(kept, True)
+        if os.get_blocking(low):
+            os.set_blocking(kept, False)
+            close_nonblocking(low)
+    except OSError:
+        pass  # either one closed by the program meanwhile: `low` is not closed
+    finally:
+        try:
+            os.set_blocking(kept, was)
+        except OSError:
+            pass
+
+
+def close_if(fd: int, mine: tuple[int, int], marked: bool = True) -> None:
     """`fd` closed while it is still the file `mine` names: otherwise the program may hold
-    that number now (it closed vlhook's, then opened a file of its own). A check, not a lock:
-    see Opened.held."""
-    if mine != NO_IDENTITY and identity(fd) == mine:
+    that number now (it closed vlhook's, then opened a file of its own). The look at its
+    identity may be stale by the close (see release); a `marked` descriptor is therefore
+    closed only if still non-blocking at that very moment (_sync.close_nonblocking). One not
+    marked (the file output, which may be a named pipe) is closed after the look alone: it
+    is at HIGH_FD or above, where the program's next files do not go, unless there was no
+    room up there."""
+    if mine == NO_IDENTITY or identity(fd) != mine:
+        return
+    if marked:
+        close_nonblocking(fd)
+    else:
         os.close(fd)
 
 

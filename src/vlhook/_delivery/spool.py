@@ -68,7 +68,7 @@ class Claim(Opened):
     __slots__ = ("name", "offset", "own", "size")
 
     def __init__(self, opened: Opened, size: int, name: str, offset: int, own: bool) -> None:
-        super().__init__(opened.fd, opened.identity)
+        super().__init__(opened.fd, opened.identity, opened.marked)
         self.name = name
         self.size = size
         self.offset = offset  # where the unsent rest begins
