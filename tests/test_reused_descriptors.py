@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from conftest import SRC, run_python
 from shipping import RawServer
 from vlhook import _diag
 from vlhook._config import load, parse_endpoint
@@ -111,27 +112,44 @@ def test_the_spool_opens_its_files_above_the_programs_numbers(tmp_path: Path) ->
         os.close(dir_fd)
 
 
-def _lowest_free() -> int:
-    return min(set(range(HIGH_FD)) - _open_fds())
+SPARE_ALONE = """\
+import os, sys
+from vlhook._delivery.private import HIGH_FD
+from vlhook._sender import Spare, _is_open
+def open_fds():
+    return {n for n in range(HIGH_FD + 64) if _is_open(n)}
+def lowest_free():
+    return min(set(range(HIGH_FD)) - open_fds())
+at_start = sys.argv[1] == "True"
+before, lowest = open_fds(), lowest_free()
+number = HIGH_FD + 40
+held = Spare.high(number) if at_start else Spare.low()
+assert held is not None and held.at_start is at_start
+assert open_fds() == before | {held.fd}, (before, open_fds())
+assert held.fd == (number if at_start else lowest), (held.fd, lowest)
+assert not os.get_inheritable(held.fd)
+if at_start:
+    assert lowest_free() == lowest
+held.close()
+held.close()  # once: a second call finds the number closed
+assert open_fds() == before, (before, open_fds())
+print("ok")
+"""
 
 
 @pytest.mark.parametrize("at_start", [False, True])
-def test_the_spare_descriptor_is_one_not_inherited_and_let_go_once(at_start: bool) -> None:
+def test_the_spare_descriptor_is_one_not_inherited_and_let_go_once(
+    tmp_path: Path, at_start: bool
+) -> None:
     """The descriptor held for the exit (Sender.hold_spare_at_start, Sender._hold_spare): one,
     not passed to programs the process starts, closed when let go. The one held from the start
-    is at the number asked for: the program's next file gets the number it gets without it."""
-    before, lowest = _open_fds(), _lowest_free()
-    number = HIGH_FD + 40  # free in this process (the suite's own files are below it)
-    held = Spare.high(number) if at_start else Spare.low()
-    assert held is not None and held.at_start is at_start
-    assert _open_fds() == before | {held.fd}
-    assert held.fd == (number if at_start else lowest)
-    assert not os.get_inheritable(held.fd)
-    if at_start:
-        assert _lowest_free() == lowest
-    held.close()
-    held.close()  # once: a second call finds the number closed
-    assert _open_fds() == before
+    is at the number asked for: the program's next file gets the number it gets without it.
+    In a process of its own: the suite's leftover threads (a test server's) open and close
+    descriptors of their own meanwhile."""
+    script = tmp_path / "spare.py"
+    script.write_text(SPARE_ALONE)
+    run = run_python(script, {"PYTHONPATH": str(SRC)}, dropin=False, args=(str(at_start),))
+    assert (run.rc, run.out) == (0, "ok\n"), run.err
 
 
 def test_a_spare_descriptor_is_not_put_on_a_number_the_program_holds(program: ProgramFile) -> None:
