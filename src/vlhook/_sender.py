@@ -1073,8 +1073,9 @@ def _pipe() -> tuple[int, int]:
     if hasattr(os, "pipe2"):
         return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     read, write = os.pipe()
-    os.set_blocking(read, False)
-    os.set_blocking(write, False)
+    if os.name == "posix":  # see close_nonblocking
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
     return read, write
 
 

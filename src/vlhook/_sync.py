@@ -67,16 +67,19 @@ def close_nonblocking(fd: int) -> None:
     bears from the call that made it (the spool's files and directories, the connection's
     sockets, the spare pipe). A program that closes every descriptor it did not open (a
     daemon's `os.closerange(3, ...)`) and opens a file gets vlhook's number, and its file is
-    blocking: left open.
+    blocking: left open. Raises OSError (EBADF: closed already).
 
     Why one call: an earlier look at the number (fstat, which lets other threads run) may be
     stale by the close, the program having closed and reused it while this thread waited to
     run again. Here the look (os.get_blocking, which keeps the interpreter lock) and the close
     are made by one call from C, with no bytecode between them: the interpreter switches
     threads only between bytecodes, so no Python code of the program's runs in between.
-    os.close lets go of the lock just before the close itself; a thread of the program's
-    would have to wake, close the number and open a file in that instant. Raises OSError
-    (EBADF: closed already)."""
+
+    Elsewhere (Windows) os.get_blocking is for pipes only, and no spool is kept: closed after
+    the caller's look alone."""
+    if os.name != "posix":
+        os.close(fd)
+        return
     deque(map(os.close, filterfalse(os.get_blocking, (fd,))), 0)
 
 

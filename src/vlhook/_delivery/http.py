@@ -174,12 +174,13 @@ class Connection:
 
     def _let_go(self, sock: Any) -> None:
         try:
-            owned = self._owned(sock)
-            fd = sock.detach()  # its number is closed here, or left to the program: see _owned
-            if owned:
-                close_nonblocking(fd)  # the look above may be stale by now
-            else:
+            if not self._owned(sock):  # detached: its number is left to the program
+                sock.detach()
                 self._closes_ours = True
+            elif os.name == "posix":
+                close_nonblocking(sock.detach())  # the look above may be stale by now
+            else:  # a socket is not a descriptor there (see close_nonblocking)
+                sock.close()
         except OSError:
             pass
 
