@@ -75,11 +75,19 @@ def close_nonblocking(fd: int) -> None:
     are made by one call from C, with no bytecode between them: the interpreter switches
     threads only between bytecodes, so no Python code of the program's runs in between.
 
+    Why a yield first: os.close lets go of the lock just before the close itself, and a
+    thread that has waited for the lock past the switch interval (5 ms) is then handed it,
+    this one waiting until that one has taken it: the program's thread would be running
+    between the look and the close. Yielding first hands it over before the look. What is
+    left is a thread of the program's that wakes, closes the number and opens a file in the
+    instant between the letting go and the close (bench/closing_race.py: docs/design.md).
+
     Elsewhere (Windows) os.get_blocking is for pipes only, and no spool is kept: closed after
     the caller's look alone."""
     if os.name != "posix":
         os.close(fd)
         return
+    os.sched_yield()
     deque(map(os.close, filterfalse(os.get_blocking, (fd,))), 0)
 
 
