@@ -7,6 +7,7 @@ write or change a file of the program's, and must not lose or repeat what it was
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import threading
@@ -642,7 +643,6 @@ class Turns:
 
     def install(self, patch: Any) -> None:
         import _socket
-        import fcntl
         import types
 
         for module, name in ((os, "open"), (os, "pipe"), (os, "pipe2"), (os, "fstat"),
@@ -688,7 +688,7 @@ def _numbers(name: str, args: tuple[Any, ...], result: Any) -> list[int]:
         return [result]
     if name in ("pipe", "pipe2"):
         return list(result)
-    if name == "fcntl" and args[1] in (1030, 0):  # F_DUPFD_CLOEXEC, F_DUPFD
+    if name == "fcntl" and args[1] in (fcntl.F_DUPFD_CLOEXEC, fcntl.F_DUPFD):
         return [result]
     if name == "socket" and len(args) < 4:
         return [result.fileno()]

@@ -249,26 +249,27 @@ class Connection:
 
             make = socket.socket
         sock = make(family, kind | _MARK, proto)
-        if self._closes_ours:
-            sock = make(family, kind, proto, self._moved_up(sock.detach()))
         mine = _socket_identity(sock.fileno())
-        if mine == NO_IDENTITY:
+        if mine == NO_IDENTITY:  # a file of the program's took the number: left to it
             sock.detach()
             self._closes_ours = True
             raise OSError(errno.EBADF, "closed by the program before vlhook used it")
+        if self._closes_ours:
+            sock = make(family, kind, proto, self._moved_up(sock.detach(), mine))
         self._identity = mine
         return sock
 
     @staticmethod
-    def _moved_up(low: int) -> int:
-        """Moved up as the spool's files are (private.HIGH_FD), once the program was seen to
-        close a socket of ours: moving costs every process fcntl's import (~0.2 ms) at its
-        first delivery, so a program that never does pays nothing. The low number is let go
-        once the moved one is known to be a new socket (private.release)."""
+    def _moved_up(low: int, mine: tuple[int, int]) -> int:
+        """The socket `mine` under `low`, moved up as the spool's files are (private.HIGH_FD),
+        once the program was seen to close a socket of ours: moving costs every process
+        fcntl's import (~0.2 ms) at its first delivery, so a program that never does pays
+        nothing. The low number is let go once the moved one is seen to be that socket
+        (private.release)."""
         fd = moved_up(low)
         if fd == low:
             return fd
-        if _socket_identity(fd) == NO_IDENTITY:  # the program took the number before
+        if identity(fd) != mine:  # the program took the number before it was moved
             close_duplicate(fd)
             raise OSError(errno.EBADF, "closed by the program before vlhook used it")
         release(low, fd)

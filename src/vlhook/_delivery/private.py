@@ -170,7 +170,7 @@ class Opened:
 
     __slots__ = ("fd", "identity", "marked")
 
-    def __init__(self, fd: int, mine: tuple[int, int], marked: bool = True) -> None:
+    def __init__(self, fd: int, mine: tuple[int, int], marked: bool) -> None:
         self.fd = fd
         self.identity = mine
         self.marked = marked
@@ -273,7 +273,7 @@ def release(low: int, kept: int) -> None:
             pass
 
 
-def close_if(fd: int, mine: tuple[int, int], marked: bool = True) -> None:
+def close_if(fd: int, mine: tuple[int, int], marked: bool) -> None:
     """`fd` closed while it is still the file `mine` names: otherwise the program may hold
     that number now (it closed vlhook's, then opened a file of its own). The look at its
     identity may be stale by the close (see release); a `marked` descriptor is therefore
