@@ -4,6 +4,7 @@ write path writes (feed_many, written_lines), and step aside wherever that path 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -837,19 +838,32 @@ def test_records_with_extra_fields_and_a_large_context_are_folded_as_made_whole(
 def loguru_records(cases: list[tuple[str, dict[str, Any], bool, int]]) -> list[dict[str, Any]]:
     from loguru import logger
 
+    made = _loguru_sink()
+    made.clear()
+    for message, bound, failing, level in cases:
+        try:
+            if failing:
+                raise ValueError("boom")
+        except ValueError:
+            logger.bind(**bound).opt(exception=True).log(level, message)
+        else:
+            logger.bind(**bound).log(level, message)
+    return made[:]
+
+
+@functools.cache
+def _loguru_sink() -> list[Any]:
+    """The records loguru makes, kept by the one sink of this process. Only records are
+    compared, and a record is the same whatever its sinks do: loguru's default stderr sink,
+    which shows an exception with its variables (`diagnose`), and a sink added for each
+    example (each reads the interpreter's paths) were most of the property tests' time. No
+    other test in this process uses loguru."""
+    from loguru import logger
+
     made: list[Any] = []
-    sink = logger.add(lambda message: made.append(message.record), level=0)
-    try:
-        for message, bound, failing, level in cases:
-            try:
-                if failing:
-                    raise ValueError("boom")
-            except ValueError:
-                logger.bind(**bound).opt(exception=True).log(level, message)
-            else:
-                logger.bind(**bound).log(level, message)
-    finally:
-        logger.remove(sink)
+    logger.remove()
+    logger.add(lambda message: made.append(message.record), level=0, backtrace=False,
+               diagnose=False)  # fmt: skip
     return made
 
 
@@ -1154,6 +1168,7 @@ def test_a_burst_of_mixed_lines_and_records_is_stored_once_as_written(
 
 
 JSON_LOGGER = """
+import functools
 import json
 for n in range(200):
     print(json.dumps({"event": f"order {n}", "request_id": f"r-{n % 7}", "level": "warning",
