@@ -1168,7 +1168,6 @@ def test_a_burst_of_mixed_lines_and_records_is_stored_once_as_written(
 
 
 JSON_LOGGER = """
-import functools
 import json
 for n in range(200):
     print(json.dumps({"event": f"order {n}", "request_id": f"r-{n % 7}", "level": "warning",
