@@ -254,6 +254,33 @@ def test_a_number_the_program_took_before_it_was_moved_is_left_to_it(
     assert _open_fds() == before - {dir_fd} | {program.fd}  # nothing of vlhook's left open
 
 
+@pytest.mark.parametrize("room", [True, False], ids=["moved up", "no room up there"])
+@pytest.mark.parametrize("flags", [private.READ, os.O_RDONLY], ids=["marked", "not marked"])
+def test_a_file_gone_before_it_was_checked_leaves_nothing_of_vlhooks_open(
+    tmp_path: Path, monkeypatch: Any, room: bool, flags: int
+) -> None:
+    """Another process replaying the spool renamed the file between vlhook's open and its
+    check: whatever number vlhook had it under is closed, none left open."""
+    directory = tmp_path / "d"
+    directory.mkdir()
+    (directory / "f").write_text("spool data")
+    dir_fd = os.open(directory, os.O_RDONLY)
+    moved = private.moved_up
+
+    def gone_meanwhile(low: int) -> int:
+        os.unlink(directory / "f")
+        return moved(low) if room else low
+
+    monkeypatch.setattr(private, "moved_up", gone_meanwhile)
+    before = _open_fds()
+    try:
+        with pytest.raises(FileNotFoundError):
+            open_high("f", flags, dir_fd)
+    finally:
+        os.close(dir_fd)
+    assert _open_fds() == before - {dir_fd}
+
+
 def test_a_spool_write_whose_number_the_program_took_is_written_again(
     tmp_path: Path, program: ProgramFile, monkeypatch: Any
 ) -> None:

@@ -204,8 +204,10 @@ def open_high(name: str, flags: int, dir_fd: Optional[int], mode: int = 0o600) -
     try:
         named = os.stat(name, dir_fd=dir_fd, follow_symlinks=not flags & _NOFOLLOW)
     except OSError:  # gone already (another process replayed it): nothing to check against
-        if fd != low:
-            if marked and _nonblocking(fd):  # so most likely vlhook's own file
+        if fd == low:
+            close_if(low, mine, marked)
+        else:
+            if not marked or _nonblocking(fd):  # the mark, where there is one, says vlhook's
                 release(low, fd)
             close_duplicate(fd)
         raise
