@@ -105,6 +105,36 @@ def test_collector_the_program_turns_on_meanwhile_stays_on(collector: None) -> N
     assert gc.isenabled()
 
 
+def test_collector_settled_finds_nothing_young_when_on_again(collector: None) -> None:
+    """The exit's pause: what was made meanwhile goes to the oldest generation, untraversed,
+    so that no young collection follows on whichever thread allocates next."""
+    gc.enable()
+    with _imports.CollectorPaused(settle=True):
+        made = [[index] for index in range(5_000)]
+        assert gc.get_count()[0] > 1_000
+    assert gc.isenabled()
+    assert gc.get_count()[0] < 50
+    assert gc.get_freeze_count() == 0
+    assert any(found is made for found in gc.get_objects(generation=2))
+
+
+def test_collector_settled_leaves_what_the_program_froze(collector: None) -> None:
+    """Settling (freeze, then unfreeze) would release the program's own frozen objects too:
+    then the collector is only turned back on."""
+    gc.enable()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _imports.CollectorPaused(settle=True):
+            made = [[index] for index in range(5_000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == frozen
+        assert gc.get_count()[0] > 1_000
+        assert not any(found is made for found in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
+
+
 def test_collector_not_paused_when_not_asked(collector: None) -> None:
     gc.enable()
     with _imports.CollectorPaused(False):

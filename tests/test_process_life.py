@@ -763,6 +763,40 @@ def test_a_pipeline_loaded_while_the_program_runs_leaves_its_collector_alone(
     _printed_and_stored(run, sink, "one line", report)
 
 
+#: An object in a reference cycle (freed by the collector alone) closes its sqlite3 connection
+#: in `__del__`: sqlite3 refuses a close from any thread but the one that opened it.
+CYCLIC_GARBAGE = (
+    "import gc, sqlite3, threading\n"
+    "class Store:\n"
+    "    def __init__(self):\n"
+    "        self.conn = sqlite3.connect(':memory:')\n"
+    "        self.me = self\n"
+    "    def __del__(self):\n"
+    "        self.conn.close()\n"
+    "        print('closed on the main thread',\n"
+    "              threading.current_thread() is threading.main_thread(),\n"
+    "              'collector on', gc.isenabled(), 'frozen', gc.get_freeze_count())\n"
+    "print('one line')\n"
+    "Store()\n"
+)
+
+
+def test_cyclic_garbage_left_at_exit_is_finalized_as_without_vlhook(script: Any, sink: Any) -> None:
+    """A short script's exit loads the sender's pipeline. The collection those imports set off
+    ran on the sender's thread, and finalized the program's cyclic garbage there: sqlite3's
+    close failed ("Exception ignored in ... ProgrammingError") and the line after it was
+    never printed. Now the exit leaves nothing young for a collection, and the interpreter's
+    own collection at shutdown finalizes it on the main thread, the collector on and nothing
+    left frozen, as without vlhook."""
+    path = script(CYCLIC_GARBAGE)
+    bare = run_python(path, dropin=False, timeout=30)
+    run = run_python(path, sink.env(), timeout=30)
+    expected = b"one line\nclosed on the main thread True collector on True frozen 0\n"
+    assert (bare.rc, bare.stdout, bare.stderr) == (0, expected, b"")
+    assert (run.rc, run.stdout, run.stderr) == (0, expected, b"")
+    assert messages(sink.settle(1)) == ["one line"]
+
+
 def _printed_and_stored(run: Any, sink: Any, first: str, report: str) -> None:
     """The program ended well, printed `first` and then its `report`, and both were stored."""
     assert run.rc == 0, run.stderr

@@ -148,12 +148,25 @@ class CollectorPaused:
     collector that is off is left alone, and one turned off is turned back on only if it is
     still off: a program whose other thread turns it on meanwhile keeps it on. One whose
     other thread turns it off in those milliseconds would find it on again: the one case
-    this cannot tell apart."""
+    this cannot tell apart.
 
-    __slots__ = ("_paused", "_when")
+    `settle` (the exit's): when turned back on, the collector finds no young objects to
+    traverse. Otherwise what the exit made (a short script's pipeline, loaded there) would set
+    off a young collection at the next allocation — on whichever thread makes it, often the
+    sender's, where the program's cyclic garbage would then be finalized: a `__del__` that
+    closes an sqlite3 connection fails there ("created in a thread can only be used in that
+    same thread"). `gc.freeze()` then `gc.unfreeze()` moves every object the collector tracks
+    to its oldest generation (two list splices, nothing traversed) and sets the young count
+    to zero, so the next collection is the interpreter's own full one at shutdown, on the
+    main thread, before the modules are torn down: where the program's finalizers run
+    without vlhook. Skipped when the program froze objects of its own (`unfreeze` would
+    release them too)."""
 
-    def __init__(self, when: bool = True) -> None:
+    __slots__ = ("_paused", "_settle", "_when")
+
+    def __init__(self, when: bool = True, settle: bool = False) -> None:
         self._when = when
+        self._settle = settle
 
     def __enter__(self) -> None:
         self._paused = False
@@ -171,4 +184,7 @@ class CollectorPaused:
         import gc
 
         if not gc.isenabled():
+            if self._settle and not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()

@@ -184,15 +184,27 @@ class Sender:
 
     def shutdown(self, deadline: float) -> ExitReport:
         """The process is ending: deliver what can be by `deadline` (monotonic), keep the rest
-        in the spool, and say exactly what became of everything. Idempotent."""
+        in the spool, and say exactly what became of everything. Idempotent.
+
+        An exit that loads the pipeline (a short script's: nothing was delivered before) does
+        so with the collector paused, and leaves it settled (see _imports.CollectorPaused):
+        the program's cyclic garbage is then finalized where it would be without vlhook."""
         if self.before_flush is not None:
             self.before_flush()
+        loads = self._shutdown is None and self.builder is None and not self._nothing_captured()
+        with _imports.CollectorPaused(loads, settle=True):
+            return self._shut_down(deadline)
+
+    def _nothing_captured(self) -> bool:
+        return self._thread is None and not self._inline and not self.buffer.items
+
+    def _shut_down(self, deadline: float) -> ExitReport:
         request = self._shutdown
         if request is None:
             request = self._shutdown = ShutdownRequest(deadline)
             self._let_spare_go()  # after the request: the sender makes no new one from now
-            if self._thread is None and not self._inline and not self.buffer.items:
-                return ExitReport()  # nothing was captured: nothing to say
+            if self._nothing_captured():
+                return ExitReport()  # nothing to say
             if self._claim():  # no sender thread runs: the work is done here, now
                 self._run_exit_inline(request)
             else:
@@ -445,9 +457,9 @@ class Sender:
             self._wake.wait(self.interval)
             try:
                 with self._setup_lock:
-                    # The collector pauses only while a thread of the program waits: a flush,
-                    # the exit.
-                    self.load_pipeline(self._flush_asked or self._shutdown is not None)
+                    # The collector pauses only while a thread of the program waits: a flush
+                    # here, the exit in shutdown().
+                    self.load_pipeline(self._flush_asked)
                 break
             except Exception as exc:
                 if not self._may_pass(exc):
@@ -952,7 +964,7 @@ class Sender:
         the sender's work itself, with the same deadline."""
         with _diag.guard("exit"):
             try:
-                self.load_pipeline(pause_collector=True)  # on the exiting thread itself
+                self.load_pipeline()  # on the exiting thread, the collector paused by shutdown
             except Exception as exc:
                 self._give_up(exc)
                 return
