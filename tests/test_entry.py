@@ -608,6 +608,9 @@ S3_SIGNED = (
 )
 AZURE_SAS = "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&se=2026-12-07&sp=r&sig="
 S3_SIG = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+SLACK_SECRET = "Zq8Xw7Vu6Ts5Rq4Po3Nm2Lk1"
+DISCORD_TOKEN = "abcDEF_ghi-JKL0123456789mnoPQRstuVWXyz0123456789abcDEF_ghi-JKL01234"
+TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
     "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
@@ -729,6 +732,37 @@ JWT = (
             "Ab%2B12cd",
         ),
         ("'[default]\\nAKIAIOSFODNN7EXAMPLE'", f"'[default]\\n{MASK}'", "IOSFODNN7"),
+        # A webhook's or a bot's secret in its URL's path; what follows it is kept.
+        (
+            f'POST https://hooks.slack.com/services/T0A1B2C3D/B0A1B2C3D/{SLACK_SECRET} "200 OK"',
+            f'POST https://hooks.slack.com/services/T0A1B2C3D/B0A1B2C3D/{MASK} "200 OK"',
+            SLACK_SECRET,
+        ),
+        (
+            f"https://hooks.slack.com/workflows/T0A1B2C3D/A05ABCDEF/4567890123/{SLACK_SECRET}",
+            f"https://hooks.slack.com/workflows/T0A1B2C3D/A05ABCDEF/4567890123/{MASK}",
+            SLACK_SECRET,
+        ),
+        (
+            f"https://discord.com/api/webhooks/123456789012345678/{DISCORD_TOKEN}?wait=true",
+            f"https://discord.com/api/webhooks/123456789012345678/{MASK}?wait=true",
+            DISCORD_TOKEN,
+        ),
+        (
+            f"https://canary.discordapp.com/api/v10/webhooks/12345/{DISCORD_TOKEN}/messages/1",
+            f"https://canary.discordapp.com/api/v10/webhooks/12345/{MASK}/messages/1",
+            DISCORD_TOKEN,
+        ),
+        (
+            f'POST https://api.telegram.org/bot{TELEGRAM_TOKEN}/sendMessage "HTTP/1.1 200 OK"',
+            f'POST https://api.telegram.org/bot{MASK}/sendMessage "HTTP/1.1 200 OK"',
+            TELEGRAM_TOKEN.split(":")[1],
+        ),
+        (
+            f"HTTPS://API.TELEGRAM.ORG/file/bot{TELEGRAM_TOKEN}/photos/file_1.jpg",
+            f"HTTPS://API.TELEGRAM.ORG/file/bot{MASK}/photos/file_1.jpg",
+            TELEGRAM_TOKEN.split(":")[1],
+        ),
     ],
 )
 def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
@@ -768,6 +802,11 @@ def test_redactor_masks_secrets(text: str, redacted: str, secret: str) -> None:
         "https://h/a?signature_version=4&sigma=2&Signed=1&x-sig=3",
         "https://h/verify?signature=valid&user=bob",
         "a sig=abc outside any URL, and ?sig=abc too",
+        # The services' URLs without a secret, a secret's shape elsewhere, a masked one.
+        "https://hooks.slack.com/ and https://hooks.slack.com/services/T0A1B2C3D/",
+        "https://api.telegram.org/bot/getMe https://example.com/bot123:abcdefghijklmnop",
+        "https://discord.com/api/webhooks/ https://notdiscord.com/api/webhooks/1/abcdefghij",
+        f"https://hooks.slack.com/services/T0A1B2C3D/B0A1B2C3D/{MASK}",
         "",
     ],
 )

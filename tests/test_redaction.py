@@ -302,6 +302,10 @@ log.info('HTTP Request: %s %s "%s %d %s"', "GET",
          "HTTP/1.1", 200, "OK")
 print("https://acct.blob.core.windows.net/c/r.csv?sv=2022-11-02&sp=r&sig=5ig1%2Babc%3D")
 print("HTTP Request: GET https://api.example.com/v1/orders?page=2 \\"HTTP/1.1 200 OK\\"")
+bot = "123456789:" + "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+log.info('HTTP Request: %s %s "%s %d %s"', "POST",
+         f"https://api.telegram.org/bot{bot}/sendMessage", "HTTP/1.1", 200, "OK")
+print("alert sent to https://hooks.slack.com/services/T0A1B2C3D/B0A1B2C3D/" + "Zq8Xw7Vu6Ts5Rq4Po3N")
 """
 
 
@@ -309,14 +313,17 @@ def test_a_urls_token_and_a_signed_urls_signature_reach_the_server_masked(
     script: Any, sink: Any
 ) -> None:
     """A token given to git as a URL's user name, alone or before a password that says
-    nothing, and the signature of an S3 or Azure signed URL (printed, and logged the way
-    httpx logs a request): the program prints them as ever, the server stores them masked,
-    and a URL that holds no credential is stored as written."""
+    nothing, the signature of an S3 or Azure signed URL, and the secret in a Telegram bot's
+    and a Slack webhook's URL (printed, and logged the way httpx logs a request): the program
+    prints them as ever, the server stores them masked, and a URL that holds no credential
+    is stored as written."""
     run = run_python(script(URL_CREDENTIALS), sink.env())
     assert run.rc == 0 and "ghp_Zq8X" in run.out and "5ig0f0123abcd" in run.err, run.err
-    rows = sink.settle(5)
+    assert "AAHdqTcv" in run.err and "Zq8Xw7Vu6Ts5Rq4Po3N" in run.out
+    rows = sink.settle(7)
     stored = stored_text(rows)
-    for secret in ("Zq8Xw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7", "x-oauth-basic", "5ig0", "5ig1"):
+    for secret in ("Zq8Xw7Vu6Ts5Rq4Po3Nm2Lk1Jh0Gf9Ed8Cb7", "x-oauth-basic", "5ig0", "5ig1",
+                   "AAHdqTcv", "Zq8Xw7Vu6Ts5Rq4Po3N"):  # fmt: skip
         assert secret not in stored, secret
     messages = [row["_msg"] for row in rows]
     assert f"git clone https://{MASK}@github.com/org/app.git" in messages
@@ -326,6 +333,11 @@ def test_a_urls_token_and_a_signed_urls_signature_reach_the_server_masked(
     assert f"https://acct.blob.core.windows.net/c/r.csv?sv=2022-11-02&sp=r&sig={MASK}" in messages
     plain = 'HTTP Request: GET https://api.example.com/v1/orders?page=2 "HTTP/1.1 200 OK"'
     assert plain in messages
+    telegram = (
+        f'HTTP Request: POST https://api.telegram.org/bot{MASK}/sendMessage "HTTP/1.1 200 OK"'
+    )
+    assert telegram in messages
+    assert f"alert sent to https://hooks.slack.com/services/T0A1B2C3D/B0A1B2C3D/{MASK}" in messages
 
 
 PRIVATE_KEYS = """

@@ -65,6 +65,21 @@ _SIGNATURE_AFTER = "|".join(
 )
 _SIGNED = rf"(?i)=(?:{_SIGNATURE_AFTER})[A-Za-z0-9%~_.+/=-]{{8,}}"  # `[REDACTED]` is none
 
+# Services whose URL carries its secret in the path, before that secret: a Slack incoming
+# webhook's (`hooks.slack.com/services/T…/B…/<secret>`, and its workflows' and triggers'), a
+# Discord webhook's (`discord.com/api/webhooks/<id>/<token>`) and a Telegram bot's token
+# (`api.telegram.org/bot<id>:<secret>/sendMessage`): whoever holds the URL can post as the
+# program does. HTTP clients log it whole (httpx: `HTTP Request: POST https://api.telegram.org/
+# bot…` at INFO). What follows the secret (a bot's method, `?wait=true`) is kept.
+_PATH_SECRET_BEFORE = "|".join((
+    # Slack's is the path's last part: `services/T…/B…/[REDACTED]` is left as it is.
+    r"hooks\.slack\.com/(?:services|workflows|triggers)/(?:[A-Za-z0-9]+/)+"
+    r"(?=[A-Za-z0-9]{8,}(?![\w/-]))",
+    r"(?:[a-z]+\.)?discord(?:app)?\.com/api/(?:v\d+/)?webhooks/\d+/",
+    r"api\.telegram\.org/(?:file/)?bot(?=\d+:)",
+))  # fmt: skip
+_PATH_SECRET = rf"({_AT_URL}(?i:{_PATH_SECRET_BEFORE}))[A-Za-z0-9_:-]{{8,}}"
+
 # What may come between a private key's header, its body and its end line: newlines (real, or
 # escaped as a repr or JSON writes them, once or more: JSON inside JSON) and indentation.
 _KEY_GAP = r"(?:\\+[rn]|\s)*"
@@ -136,6 +151,8 @@ _BUILTIN: tuple[tuple[tuple[str, ...], str, Replacement], ...] = (
     # (S3's, Google Cloud Storage's and Alibaba OSS's presigned URLs, CloudFront's signed
     # ones, an Azure shared access signature's `sig`). See _SIGNED.
     ((_URL,), _SIGNED, "=" + MASK),
+    # A webhook's or a bot's secret in its URL's path. See _PATH_SECRET_BEFORE.
+    ((_URL,), _PATH_SECRET, _masked_after),
 )
 
 # Field names that say the value is a secret. A name matches when, lower-cased and without
