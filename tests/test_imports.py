@@ -6,6 +6,7 @@ from __future__ import annotations
 import _thread
 import gc
 import sys
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,31 +107,44 @@ def test_collector_the_program_turns_on_meanwhile_stays_on(collector: None) -> N
 
 
 def test_collector_settled_finds_nothing_young_when_on_again(collector: None) -> None:
-    """The exit's pause: what was made meanwhile goes to the oldest generation, untraversed,
-    so that no young collection follows on whichever thread allocates next."""
+    """The exit's pause: what was made meanwhile goes to the oldest generation (untraversed;
+    collected here where objects are frozen already: Python 3.12's interpreter freezes some
+    of its own), so that no young collection follows on whichever thread allocates next."""
     gc.enable()
+    frozen = gc.get_freeze_count()
     with _imports.CollectorPaused(settle=True):
         made = [[index] for index in range(5_000)]
         assert gc.get_count()[0] > 1_000
     assert gc.isenabled()
     assert gc.get_count()[0] < 50
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == frozen
     assert any(found is made for found in gc.get_objects(generation=2))
 
 
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
 def test_collector_settled_leaves_what_the_program_froze(collector: None) -> None:
-    """Settling (freeze, then unfreeze) would release the program's own frozen objects too:
-    then the collector is only turned back on."""
+    """Settling by freeze and unfreeze would release the program's own frozen objects too:
+    then the young generations are collected on this thread instead, its frozen objects
+    left frozen."""
     gc.enable()
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()
         with _imports.CollectorPaused(settle=True):
             made = [[index] for index in range(5_000)]
+            garbage = _Cycle()
+            gone = weakref.ref(garbage)
+            del garbage
+            assert gone() is not None
         assert gc.isenabled()
         assert gc.get_freeze_count() == frozen
-        assert gc.get_count()[0] > 1_000
-        assert not any(found is made for found in gc.get_objects(generation=2))
+        assert gc.get_count()[0] < 50
+        assert any(found is made for found in gc.get_objects(generation=2))
+        assert gone() is None  # collected on this thread, before the block ended
     finally:
         gc.unfreeze()
 

@@ -791,9 +791,10 @@ def test_cyclic_garbage_left_at_exit_is_finalized_as_without_vlhook(script: Any,
     path = script(CYCLIC_GARBAGE)
     bare = run_python(path, dropin=False, timeout=30)
     run = run_python(path, sink.env(), timeout=30)
-    expected = b"one line\nclosed on the main thread True collector on True frozen 0\n"
-    assert (bare.rc, bare.stdout, bare.stderr) == (0, expected, b"")
-    assert (run.rc, run.stdout, run.stderr) == (0, expected, b"")
+    # Python 3.12's interpreter freezes some objects of its own: the count is bare's.
+    expected = b"one line\nclosed on the main thread True collector on True frozen "
+    assert (bare.rc, bare.stdout[: len(expected)], bare.stderr) == (0, expected, b"")
+    assert (run.rc, run.stdout, run.stderr) == (0, bare.stdout, b"")
     assert messages(sink.settle(1)) == ["one line"]
 
 

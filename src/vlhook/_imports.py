@@ -159,8 +159,10 @@ class CollectorPaused:
     to its oldest generation (two list splices, nothing traversed) and sets the young count
     to zero, so the next collection is the interpreter's own full one at shutdown, on the
     main thread, before the modules are torn down: where the program's finalizers run
-    without vlhook. Skipped when the program froze objects of its own (`unfreeze` would
-    release them too)."""
+    without vlhook. When objects are frozen already (the program's own; on Python 3.12, 375
+    of the interpreter's from its start), `unfreeze` would release them too: the young
+    generations are collected instead, here, on the exiting thread, as the collection the
+    next allocation would set off, on whichever thread, would have."""
 
     __slots__ = ("_paused", "_settle", "_when")
 
@@ -184,7 +186,9 @@ class CollectorPaused:
         import gc
 
         if not gc.isenabled():
-            if self._settle and not gc.get_freeze_count():
+            gc.enable()
+            if self._settle and gc.get_freeze_count():
+                gc.collect(1)
+            elif self._settle:
                 gc.freeze()
                 gc.unfreeze()
-            gc.enable()
