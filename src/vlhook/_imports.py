@@ -185,10 +185,13 @@ class CollectorPaused:
             return
         import gc
 
-        if not gc.isenabled():
-            gc.enable()
-            if self._settle and gc.get_freeze_count():
-                gc.collect(1)
-            elif self._settle:
-                gc.freeze()
-                gc.unfreeze()
+        if gc.isenabled():
+            return  # turned on meanwhile by the program: its own doing, left as it is
+        gc.enable()
+        if not self._settle:
+            return
+        if gc.get_freeze_count():
+            gc.collect(1)  # unfreeze would release what is frozen: collected here instead
+        else:
+            gc.freeze()
+            gc.unfreeze()
