@@ -31,6 +31,12 @@ ENTRY_KINDS = {
 }
 
 
+#: A pattern of the user's (VICTORIALOGS_REDACT), as security.md suggests one, and the kinds
+#: of entry its rows are given for.
+USER_PATTERN = {"VICTORIALOGS_REDACT": r"ghp_[A-Za-z0-9]{36},,xox[abpr]-[A-Za-z0-9-]{10,}"}
+PATTERN_KINDS = ("plain", "long", "flat", "record", "record_extra")
+
+
 def entry_costs(ctx: Context, src: str, env: dict[str, str]) -> dict[str, float]:
     child_env = ctx.env("bare", PYTHONPATH=src)
     args = ["-c", ENTRIES_CHILD, str(ctx.plan.entry_passes), json.dumps(env)]
@@ -50,9 +56,11 @@ def fig_entries(ctx: Context) -> None:
     Each figure is the lowest of the runs' medians: on a shared machine a busy moment only ever
     adds, and an in-process loop of a few microseconds shows it more than a whole process
     does."""
-    variants = {"on": (SRC, {}), "off": (SRC, {"VICTORIALOGS_REDACT": "off"})}
+    variants = {"on": (SRC, {}), "off": (SRC, {"VICTORIALOGS_REDACT": "off"}),
+                "pattern": (SRC, USER_PATTERN)}  # fmt: skip
     if ctx.baseline_src:
         variants["before"] = (ctx.baseline_src, {})
+        variants["pattern_before"] = (ctx.baseline_src, USER_PATTERN)
     costs = alternated(list(variants), ctx.plan.entry_runs,
                        lambda name, _: entry_costs(ctx, *variants[name]))  # fmt: skip
     for kind, label in ENTRY_KINDS.items():
@@ -66,3 +74,18 @@ def fig_entries(ctx: Context) -> None:
         if "before" in per:
             before = min(per["before"])
             ctx.add(ratio_row(f"6 {label}, this code vs before", on, before, "ns", None, note))
+        if kind in PATTERN_KINDS:
+            _pattern_rows(ctx, label, per, on)
+
+
+def _pattern_rows(ctx: Context, label: str, per: dict[str, list[float]], on: float) -> None:
+    """What a pattern of the user's adds to an entry (against the built-ins alone), and, with
+    a baseline, what this code makes of it against the code before."""
+    theirs = min(per["pattern"])
+    note = f"lowest of {ctx.plan.entry_runs} runs; {spread(per['pattern'])}; {USER_PATTERN}"
+    ctx.add(ratio_row(f"6 {label}, a pattern of the user's vs none", theirs, on, "ns", None,
+                      note))  # fmt: skip
+    if "pattern_before" in per:
+        before = min(per["pattern_before"])
+        ctx.add(ratio_row(f"6 {label}, a pattern of the user's, this code vs before", theirs,
+                          before, "ns", None, note))  # fmt: skip

@@ -144,14 +144,15 @@ def test_forced_level_wins_and_json_is_not_parsed() -> None:
     assert entry == {"_time": T_TEXT, "_msg": text, "level": "ERROR", "stream": "stdout"}
 
 
-# A text made of pieces that trip the batch searches: level words in any case, secrets, a
-# dotless i (upper-cases to "I"), JSON objects, colour codes.
+# A text made of pieces that trip the batch searches: level words in any case, secrets (the
+# users' patterns' too: U+017F, the long s, is an `s` to `(?i)ssn`), a dotless i (upper-cases
+# to "I"), JSON objects, colour codes.
 _PIECES = st.sampled_from(
     ["ERROR:", "[warn]", "cr\u0131t:", "CRIT", '{"msg": "m", "level": "warn"}', "debug",
      "level=error", "x", " ", "12:00:01",
      "Bearer abcdefgh1234", "AKIAIOSFODNN7EXAMPLE", "https://u:pw@h/", "{", "}", '"k": 1', "\r",
      "é", "😀", "\x00", "trace", "panic", "Fatal", "[main]", "| DBG |", "error rate",
-     "\x1b[31m", "\x1b[0m", "\x1b"]
+     "\x1b[31m", "\x1b[0m", "\x1b", "card=42", "CARD=7", "\u017fsn-9", "SSN-1"]
 )  # fmt: skip
 _BATCH_TEXT = st.lists(_PIECES | st.text(max_size=12), min_size=1, max_size=12).map("".join)
 
@@ -177,7 +178,14 @@ _BATCH_TEXT = st.lists(_PIECES | st.text(max_size=12), min_size=1, max_size=12).
         min_size=1,
         max_size=20,
     ),
-    st.sampled_from([{}, {"VICTORIALOGS_REDACT": "card=\\d+"}, {"VICTORIALOGS_REDACT": "off"}]),
+    st.sampled_from(
+        [
+            {},
+            {"VICTORIALOGS_REDACT": "card=\\d+"},
+            {"VICTORIALOGS_REDACT": "off"},
+            {"VICTORIALOGS_REDACT": "(?i)ssn-\\d"},
+        ]
+    ),
 )
 def test_batch_of_lines_makes_the_same_entries_as_one_by_one(
     specs: list[tuple[str, str, Any]], env: dict[str, str]

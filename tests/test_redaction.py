@@ -102,6 +102,37 @@ def test_redact_keys_extends_the_list_and_off_turns_everything_off(script: Any, 
     assert row["customer.SSN"] == "123-45-6789" and row["password"] == "pw"
 
 
+def test_the_users_patterns_mask_every_text_that_holds_their_literals(
+    script: Any, sink: Any
+) -> None:
+    """A pattern of VICTORIALOGS_REDACT is tried only on the texts that hold its literal
+    (`ghp_`, `internal-` in any case), found by the searches each group of lines gets, as the
+    built-in patterns are: the token printed among plain lines, a record's message and
+    `extra=` field, and a JSON line's value are masked; the lines around them are stored as
+    they were written."""
+    token = "ghp_" + "a1B2" * 9
+    code = (
+        "import json, logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n"
+        "for i in range(300):\n"
+        "    print(f'plain {i}')\n"
+        f"print('cloning with {token} now')\n"
+        "print('INTERNAL-42 in upper case')\n"
+        f"logging.getLogger('app').info('using %s', '{token}', extra={{'ref': 'Internal-7'}})\n"
+        f"print(json.dumps({{'msg': 'json', 'k': '{token}'}}))\n"
+    )
+    patterns = r"ghp_[A-Za-z0-9]{36},,(?i)internal-\d+"
+    run = run_python(script(code), sink.env(VICTORIALOGS_REDACT=patterns))
+    assert run.rc == 0 and run.out.count(token) == 2 and token in run.err  # as written
+    rows = sink.settle(304)
+    stored = stored_text(rows)
+    assert token not in stored and "internal-" not in stored.lower()
+    by_msg = {row["_msg"]: row for row in rows}
+    assert {f"cloning with {MASK} now", f"{MASK} in upper case", f"using {MASK}"} < set(by_msg)
+    assert by_msg[f"using {MASK}"]["ref"] == MASK and by_msg["json"]["k"] == MASK
+    assert {f"plain {i}" for i in range(300)} < set(by_msg)
+
+
 def test_a_name_or_pattern_meeting_msg_leaves_every_message_stored(script: Any, sink: Any) -> None:
     """`VICTORIALOGS_REDACT_KEYS=msg` masked the message of records, JSON lines and lines with
     bound fields (whose field is `_msg`), and a pattern matching `_msg` renamed that field: the

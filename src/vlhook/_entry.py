@@ -153,8 +153,10 @@ class EntryBuilder:
         return out
 
     def _may_hold_secret(self, text: str) -> bool:
-        needles = self.redactor.needles
-        return needles is None or any(needle in text for needle in needles)
+        if self.redactor.needles is None:
+            return True
+        lowered = text.lower()
+        return any(needle in lowered for needle in self._lowered_needles)
 
     def from_line(self, line: Line, clean: bool = False) -> list[Entry]:
         """The entries of one line. `clean`: a search found no secret's literal in its text."""

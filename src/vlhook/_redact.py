@@ -266,6 +266,9 @@ class Redactor:
             literals = sorted({lit for lits, _, _ in _BUILTIN for lit in lits})
             self._hint = lazy("|".join(literals))
         self._extra = _compiled(extra)
+        #: Lower-cased substrings one of which every match of a user pattern holds; None when
+        #: one may match without any (see _literals).
+        self._extra_needles = _needles_of_patterns(self._extra)
         self.names = tuple(sorted({field_name(name) for name in names} - {""}))
         #: Lower-cased substrings of which any text naming a secret before a value holds one
         #: (see _NAME_NEEDLES, _masked_named); none when no pattern applies.
@@ -278,21 +281,19 @@ class Redactor:
         self._value_at = lazy(_VALUE)
         self._header_at = lazy(_HEADER_VALUE)
         self._code_before = lazy(_CODE_BEFORE)
-        #: Substrings every match contains, or None when a user pattern may match anything.
-        #: The group searches lower-case them (EntryBuilder._lowered_needles); a name's are
-        #: also given as `Token` and `TOKEN` for the searches made as the text is written
-        #: (EntryBuilder._may_hold_secret, over the constant fields: no `re` loaded there).
-        self.needles = None if self._extra else tuple(literals) + tuple(
-            form for needle in self._name_needles
-            for form in (needle, needle.capitalize(), needle.upper())
-        )  # fmt: skip
+        #: Substrings of which every text a rule changes holds one, found in the text lower-
+        #: cased (EntryBuilder._lowered_needles); None when a user pattern may match anything.
+        self.needles = None if self._extra_needles is None else (
+            *literals, *self._name_needles, *self._extra_needles)  # fmt: skip
         #: Whether anything can be redacted at all (else only nesting is bounded).
         self.active = bool(self._rules or self._extra or self.names)
         #: Whether a text may need redacting (false: it certainly does not): a few C calls
-        #: unless a user pattern is set (it may match anything).
+        #: unless a user pattern may match anything.
         self.may_match: Callable[[str], Any] = (
-            _anything if self._extra else self._may_match if self._hint else _nothing
-        )
+            _anything if self._extra_needles is None
+            else self._may_match_theirs if self._extra_needles
+            else self._may_match if self._hint else _nothing
+        )  # fmt: skip
         #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
         self.hits = 0
         #: How many more nested values `nested` examines before it stops (set by the caller).
@@ -332,6 +333,13 @@ class Redactor:
 
     def _may_match(self, text: str) -> Any:
         return self._hint.search(text) or self._names_in(text)  # type: ignore[union-attr]
+
+    def _may_match_theirs(self, text: str) -> bool:
+        """_may_match, and a user pattern's needles in the lower-cased text."""
+        if self._hint is not None and self._may_match(text):
+            return True
+        lowered = text.lower()
+        return any(needle in lowered for needle in self._extra_needles or ())
 
     def _names_in(self, text: str) -> bool:
         """Whether the text may name a secret before a value: a separator or a flag, and a
@@ -747,6 +755,22 @@ def _compiled(patterns: Sequence[str]) -> list[Pattern[str]]:
     import re  # only with the user's own patterns (VICTORIALOGS_REDACT)
 
     return [re.compile(p) for p in patterns]
+
+
+def _needles_of_patterns(patterns: list[Pattern[str]]) -> Optional[tuple[str, ...]]:
+    """The needles of the user's patterns together (none without patterns); None when one
+    of them has none."""
+    if not patterns:
+        return ()
+    from vlhook._literals import needles_of
+
+    found: set[str] = set()
+    for pattern in patterns:
+        needles = needles_of(pattern)
+        if needles is None:
+            return None
+        found.update(needles)
+    return tuple(sorted(found))
 
 
 def _nothing(text: str) -> bool:
