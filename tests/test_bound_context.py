@@ -246,8 +246,9 @@ def test_a_users_rule_that_names_vlhooks_own_ids_applies_to_every_entry(
     script: Any, sink: Sink, setting: dict[str, str], field: str
 ) -> None:
     """A trace field's name on the deny list redacts it in lines as in records (before, lines
-    took vlhook's own ids unexamined). A pattern of the user's that matches a trace id did
-    already (such a pattern makes every line whole): kept here as a guard."""
+    took vlhook's own ids unexamined). A pattern of the user's that matches a trace id does
+    too: its literal is looked for in vlhook's own ids, which lines and records otherwise
+    carry unexamined."""
     code = EVERY_PATH
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     run = run_python(script(code), sink.env(TRACEPARENT=traceparent, **setting))

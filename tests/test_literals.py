@@ -184,3 +184,17 @@ def test_a_group_stores_each_text_as_the_redactor_makes_it(texts: list[str], use
     made = lines([text for text in texts if text.strip()])
     assert ["\n".join(e["_msg"] for e in b.from_lines([one])) for one in made] == expected
     assert [e["_msg"] for e in b.from_lines(made)] == expected
+
+
+def test_vlhooks_own_ids_are_examined_when_a_users_literal_is_in_them() -> None:
+    """Lines carry vlhook's own ids (a trace's, here from a context as TRACEPARENT makes one)
+    unexamined, since no built-in pattern can match them; a pattern of the user's can, and
+    its literal is looked for in them."""
+    ids = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+           "trace_flags": "01"}  # fmt: skip
+    made = [make_line(0, f"plain {i}", T_NS + i, (None, ids), "") for i in range(3)]
+    b = builder(VICTORIALOGS_REDACT=r"b7ad6b71\d+")
+    for entries in (b.from_lines(made), b.written_lines(made)):
+        assert "b7ad6b71" not in repr(entries) and repr(entries).count(MASK) == 3
+    other = builder(VICTORIALOGS_REDACT=r"ghp_\w+")  # its literal is in no id: as they are
+    assert repr(other.written_lines(made)).count("b7ad6b7169203331") == 3

@@ -810,13 +810,16 @@ class EntryBuilder:
         has their names (the encoder would merge the two). Told by name and by value: under
         those names a program may bind any text (`vlhook.bind(trace_id=...)`), and a Lambda
         caller may send any (its client context's `custom.trace_id`), which is examined as any
-        field is; and the deny list (`VICTORIALOGS_REDACT_KEYS`) may name one of these. (With
-        a pattern of the user's, which may match an id too, lines and records are made whole
-        before this is asked: see _lines_with_secrets, _touched.)"""
+        field is; and the deny list (`VICTORIALOGS_REDACT_KEYS`) may name one of these. A
+        pattern of the user's may match an id too: its literals are looked for in them (with a
+        pattern that has none, lines and records are made whole before this is asked: see
+        _lines_with_secrets, _touched)."""
+        values = fields.values()
         return (
             self._trusted_names.issuperset(fields)
             and self._constant_names.isdisjoint(fields)
-            and _made_from_ids(fields.values())
+            and _made_from_ids(values)
+            and not self.redactor.theirs_may_match([v for v in values if v.__class__ is str])
         )
 
     def _write_location(self, name: Any, path: Any, line: Any, function: Any, thread: Any) -> str:

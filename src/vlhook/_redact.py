@@ -341,6 +341,14 @@ class Redactor:
         lowered = text.lower()
         return any(needle in lowered for needle in self._extra_needles or ())
 
+    def theirs_may_match(self, texts: list[str]) -> bool:
+        """Whether a pattern of the user's may match one of these texts: one of its needles is
+        in it, or any text for a pattern without needles."""
+        needles = self._extra_needles
+        if needles is None:
+            return True
+        return any(needle in text.lower() for text in texts for needle in needles)
+
     def _names_in(self, text: str) -> bool:
         """Whether the text may name a secret before a value: a separator or a flag, and a
         built-in name's needle (or a name added) in the lower-cased text."""

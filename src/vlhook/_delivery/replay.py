@@ -333,7 +333,8 @@ class CaptureFile:
 
     def _encoded(self, lines: list[tuple[int, int, str, str, Any]]) -> bytearray:
         # One search over all the texts tells most groups of lines apart (no secret's literal,
-        # no colour); a user's pattern may match anything: then each text is run through it.
+        # no colour); a user's pattern without a literal may match anything: then each text
+        # is run through it.
         redactor = self._redactor
         texts = "\n".join([line[2] for line in lines])
         clean = "\x1b[" not in texts and (redactor is None or not redactor.may_match(texts))
