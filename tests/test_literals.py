@@ -27,21 +27,26 @@ T_NS = 1_700_000_000_000_000_000
     ("pattern", "needles"),
     [
         (r"ghp_[A-Za-z0-9]{36}", ("ghp_",)),
-        (r"xox[abpr]-[A-Za-z0-9-]{10,}", ("xox",)),
+        (r"xox[abpr]-[A-Za-z0-9-]{10,}", ("xoxa-", "xoxb-", "xoxp-", "xoxr-")),  # a class
+        (r"gh[pousr]_\w{36}", ("gho_", "ghp_", "ghr_", "ghs_", "ghu_")),
+        (r"(?:ghp|gho)_\w+", ("gho_", "ghp_")),  # the parser makes `gh[po]` of it
+        (r"sk-(?:proj|ant)-\w+", ("sk-ant-", "sk-proj-")),  # a group of runs: each spelling
+        (r"(?:a|)bc", ("bc",)),  # an empty branch: the group holds nothing for certain
         (r"\bAKIA[0-9A-Z]{16}\b", ("akia",)),  # lower-cased: the texts are searched so
         (r"card=\d+", ("card=",)),
         (r"[a-z]+_live_[0-9a-zA-Z]{24}", ("_live_",)),  # a literal inside the match
         (r"sk_live_\w+|rk_live_\w+", ("rk_live_", "sk_live_")),  # one of each branch
-        (r"(?:token|secret)=\S+", ("secret", "token")),  # longer than `=` alone
+        (r"(?:token|secret)=\S+", ("secret=", "token=")),
         (r"(foo)+bar", ("foo",)),  # a repeat at least once holds `foo`; `bar` is no longer
         (r"(?x) hello \s world", ("hello",)),  # verbose: spaces are no literals
-        (r"(?:a|b)c\d", ("c",)),  # single characters are a class: `c` is what is left
+        (r"(?:a|b)c\d", ("ac", "bc")),  # single characters make a class
         (r"(?>abc)d", ("abc",)),
         # IGNORECASE: `s` and `i` match characters whose lower case is another (U+017F...)
         (r"(?i)secret\d+", ("ecret",)),
         (r"(?i)token-[a-z]+", ("token-",)),
         (r"a(?i:bcs)d", ("bc",)),
-        (r"(?i)a(?-i:sb)c", ("sb",)),  # case-sensitive again inside: `s` is itself there
+        (r"(?i)a(?-i:sb)c", ("asbc",)),  # case-sensitive again inside: `s` is itself there
+        (r"(?i)x[ks]y", ("x",)),  # a class holding a letter folded away ends the run
         (r"(?i:İstanbul)", ("tanbul",)),  # not ASCII: no needle holds it
         # No literal every match holds: every text is examined, as before.
         (r"\d{16}", None),
@@ -167,11 +172,16 @@ def test_a_pattern_without_needles_examines_every_text() -> None:
 
 _PIECES = st.sampled_from(
     ["\u017fsn-9", "SSN-1", "ssn-", "sn-2", "Card=42", "card =1", "ghp_" + "x1" * 18, "GHP_", "x",
-     " ", "\n", "\u0130", "\u0131", "\u00e9", "level=error", "plain", "AKIAIOSFODNN7EXAMPLE"]
+     " ", "\n", "\u0130", "\u0131", "\u00e9", "level=error", "plain", "AKIAIOSFODNN7EXAMPLE",
+     "xoxb-abcd", "XOXP-1234", "xoxq-", "sk-proj-abc", "sk-ant-xyz", "sk-x", "-", "xYSz",
+     "xy\u017fz"]
 )  # fmt: skip
 _TEXTS = st.lists(st.lists(_PIECES, min_size=1, max_size=8).map("".join), min_size=1,
                   max_size=12)  # fmt: skip
-_USERS = st.sampled_from([r"(?i)ssn-\d", r"card=\d+", r"ghp_\w{36}", r"(?i)card\s*=\s*\d|ssn-\d"])
+_USERS = st.sampled_from(
+    [r"(?i)ssn-\d", r"card=\d+", r"ghp_\w{36}", r"(?i)card\s*=\s*\d|ssn-\d",
+     r"(?i)xox[abp]-\w{4}", r"sk-(?:proj|ant)-\w{3},,x[o]x[bp]-\w{4}", r"x(?i:ys)z"]
+)  # fmt: skip
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,7 +2,8 @@
 entry builder's group searches look for, so that a pattern examines only the texts that hold
 one of them, as the built-in patterns do, rather than every text of every entry.
 
-Read from the pattern's parse tree (`re._parser`; `sre_parse` before Python 3.11). A pattern
+Read from the pattern's parse tree (`re._parser`; `sre_parse` before Python 3.11): runs of
+literal characters and of classes of a few (`gh[pousr]_` makes five needles). A pattern
 the reading does not understand, or that has no such literal (`\\d{16}`), has none: it then
 examines every text, as before. Loaded only with patterns of the user's, when `re` is loaded.
 """
@@ -30,6 +31,7 @@ MAX_NEEDLES = 32
 #: literal there. Checked against every character in tests/test_literals.py.
 _FOLDED_AWAY = frozenset("iIsS")
 _REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+_START = frozenset(("",))  # a run not begun: one spelling, empty
 
 
 def needles_of(pattern: Pattern[str]) -> Optional[tuple[str, ...]]:
@@ -46,21 +48,24 @@ def needles_of(pattern: Pattern[str]) -> Optional[tuple[str, ...]]:
 
 def _sequence(items: Iterable[Any], folded: bool) -> Needles:
     """The best needles of a sequence of items that a match goes through one after the
-    other: a run of literal characters, or what an item that a match must go through holds
-    (a group, an alternation whose every branch has needles, a repeat at least once)."""
+    other: the spellings of a run of literal characters and classes of a few (`gh[pousr]_`:
+    `ghp_`, `gho_`...), or what an item that a match must go through holds (a group, an
+    alternation whose every branch has needles, a repeat at least once)."""
     best: Needles = None
-    run: list[str] = []
+    run = _START  # the spellings of the literal run so far
     for op, value in items:
         kind = op.name
-        if kind == "LITERAL" and _searchable(value, folded):
-            run.append(chr(value).lower())
+        spellings = _spellings(kind, value, folded)
+        if spellings and len(run) * len(spellings) <= MAX_NEEDLES:
+            run = frozenset(head + tail for head in run for tail in spellings)
             continue
         best = _better(best, _literal(run))
-        run = []
+        run = spellings or _START  # too many spellings with the run: a run of its own begins
+        if spellings:
+            continue
         if kind == "SUBPATTERN":
             _, added, removed, sub = value
-            best = _better(best, _sequence(sub, (folded or bool(added & IGNORECASE))
-                                           and not removed & IGNORECASE))  # fmt: skip
+            best = _better(best, _sequence(sub, _folded(folded, added, removed)))
         elif kind == "BRANCH":
             best = _better(best, _any_of([_sequence(sub, folded) for sub in value[1]]))
         elif kind in _REPEATS and value[0] >= 1:
@@ -70,14 +75,61 @@ def _sequence(items: Iterable[Any], folded: bool) -> Needles:
     return _better(best, _literal(run))
 
 
+def _spellings(kind: str, value: Any, folded: bool) -> frozenset[str]:
+    """The spellings of an item made of literal characters alone, lower-cased: a character,
+    a class of a few, a group or an alternation of runs of them (`(?:proj|ant)`); none for
+    any other item, or too many spellings."""
+    if kind == "SUBPATTERN":
+        _, added, removed, sub = value
+        return _whole(sub, _folded(folded, added, removed))
+    if kind == "BRANCH":
+        alternatives = [_whole(sub, folded) for sub in value[1]]
+        found = frozenset().union(*alternatives) if all(alternatives) else frozenset()
+        return found if len(found) <= MAX_NEEDLES else frozenset()
+    return _letters(kind, value, folded)
+
+
+def _whole(items: Iterable[Any], folded: bool) -> frozenset[str]:
+    """The spellings of a sequence made of such items alone; none else."""
+    run = _START
+    for op, value in items:
+        spellings = _spellings(op.name, value, folded)
+        if not spellings or len(run) * len(spellings) > MAX_NEEDLES:
+            return frozenset()
+        run = frozenset(head + tail for head in run for tail in spellings)
+    return frozenset() if run == _START else run
+
+
+def _folded(folded: bool, added: int, removed: int) -> bool:
+    """Whether a group's letters match in any case: IGNORECASE set around it or by it, and
+    not taken off by it."""
+    return (folded or bool(added & IGNORECASE)) and not removed & IGNORECASE
+
+
+def _letters(kind: str, value: Any, folded: bool) -> frozenset[str]:
+    """The characters, lower-cased, that an item matches one of: a literal character, or a
+    class of literal characters (`[pousr]`, as the parser also makes `p|o|u` of single
+    letters); none when it is no such item, or one of them would not be found (see
+    _searchable)."""
+    if kind == "LITERAL":
+        codes = [value]
+    elif kind == "IN" and all(member.name == "LITERAL" for member, _ in value):
+        codes = [code for _, code in value]
+    else:
+        return frozenset()
+    if not all(_searchable(code, folded) for code in codes):
+        return frozenset()
+    return frozenset(chr(code).lower() for code in codes)
+
+
 def _searchable(code: int, folded: bool) -> bool:
     """Whether a literal character is found by the searches wherever the pattern matches it:
     ASCII (lower-casing keeps it one character), and not a letter folded away."""
     return code < 128 and not (folded and chr(code) in _FOLDED_AWAY)
 
 
-def _literal(run: list[str]) -> Needles:
-    return frozenset(("".join(run),)) if run else None
+def _literal(run: frozenset[str]) -> Needles:
+    return run if run != _START else None
 
 
 def _any_of(branches: list[Needles]) -> Needles:
