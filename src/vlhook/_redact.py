@@ -291,7 +291,7 @@ class Redactor:
         #: unless a user pattern may match anything.
         self.may_match: Callable[[str], Any] = (
             _anything if self._extra_needles is None
-            else self._may_match_theirs if self._extra_needles
+            else self._may_match_all if self._extra_needles
             else self._may_match if self._hint else _nothing
         )  # fmt: skip
         #: Strings and fields changed by `name`/`nested` users since the caller last reset it.
@@ -334,12 +334,10 @@ class Redactor:
     def _may_match(self, text: str) -> Any:
         return self._hint.search(text) or self._names_in(text)  # type: ignore[union-attr]
 
-    def _may_match_theirs(self, text: str) -> bool:
-        """_may_match, and a user pattern's needles in the lower-cased text."""
-        if self._hint is not None and self._may_match(text):
-            return True
-        lowered = text.lower()
-        return any(needle in lowered for needle in self._extra_needles or ())
+    def _may_match_all(self, text: str) -> bool:
+        """_may_match for the built-in rules, then theirs_may_match for the user's patterns."""
+        builtin = self._hint is not None and bool(self._may_match(text))
+        return builtin or self.theirs_may_match([text])
 
     def theirs_may_match(self, texts: list[str]) -> bool:
         """Whether a pattern of the user's may match one of these texts: one of its needles is
