@@ -863,8 +863,10 @@ CLOSES_AGAIN_AND_AGAIN = (
     + """\
 spool, mine, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("start")
-def under_way():  # a spool file claimed and a piece of it delivered
-    return any(name.endswith(".sent") for name in os.listdir(spool)) and \\
+def replaying():  # a spool file claimed, a piece of it delivered, and more left
+    return any(name.endswith(".sent") for name in os.listdir(spool))
+def under_way():  # and one of its files open
+    return replaying() and \\
         any(path.startswith(os.path.realpath(spool) + "/") for path in open_paths())
 for _ in range(500):
     if under_way():
@@ -873,7 +875,7 @@ for _ in range(500):
 print("claimed:", under_way(), file=sys.stderr)
 met = 0
 for r in range(rounds):  # vlhook's descriptors closed at every moment of its work
-    if not any(name.endswith(".sent") for name in os.listdir(spool)):
+    if not replaying():
         break  # the replay is over: the rounds are there to meet it
     met += 1
     os.closerange(3, 1024)

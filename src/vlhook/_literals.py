@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from re import Pattern
     from typing import Any, Optional
 
-    Needles = Optional[frozenset[str]]
+    #: Needles of which every match holds one; empty when none can be told.
+    Needles = frozenset[str]
 
 #: More needles than this cost more searches than examining the texts would (each ~0.04 µs a
 #: line, examining a text several µs): a pattern that would need more has none.
@@ -43,7 +44,7 @@ def needles_of(pattern: Pattern[str]) -> Optional[tuple[str, ...]]:
         found = _sequence(tree, bool(pattern.flags & IGNORECASE))
     except Exception:  # a parser of another Python version: the pattern examines every text
         return None
-    return tuple(sorted(found)) if found else None
+    return tuple(sorted(found)) or None
 
 
 def _sequence(items: Iterable[Any], folded: bool) -> Needles:
@@ -51,7 +52,7 @@ def _sequence(items: Iterable[Any], folded: bool) -> Needles:
     other: the spellings of a run of literal characters and classes of a few (`gh[pousr]_`:
     `ghp_`, `gho_`...), or what an item that a match must go through holds (a group, an
     alternation whose every branch has needles, a repeat at least once)."""
-    best: Needles = None
+    best: Needles = frozenset()
     run = _START  # the spellings of the literal run so far
     for op, value in items:
         kind = op.name
@@ -59,7 +60,7 @@ def _sequence(items: Iterable[Any], folded: bool) -> Needles:
         if spellings and len(run) * len(spellings) <= MAX_NEEDLES:
             run = frozenset(head + tail for head in run for tail in spellings)
             continue
-        best = _better(best, _literal(run))
+        best = _better(best, run)
         run = spellings or _START  # too many spellings with the run: a run of its own begins
         if spellings:
             continue
@@ -67,12 +68,12 @@ def _sequence(items: Iterable[Any], folded: bool) -> Needles:
             _, added, removed, sub = value
             best = _better(best, _sequence(sub, _folded(folded, added, removed)))
         elif kind == "BRANCH":
-            best = _better(best, _any_of([_sequence(sub, folded) for sub in value[1]]))
+            best = _better(best, _all_of([_sequence(sub, folded) for sub in value[1]]))
         elif kind in _REPEATS and value[0] >= 1:
             best = _better(best, _sequence(value[2], folded))
         elif kind == "ATOMIC_GROUP":
             best = _better(best, _sequence(value, folded))
-    return _better(best, _literal(run))
+    return _better(best, run)
 
 
 def _spellings(kind: str, value: Any, folded: bool) -> frozenset[str]:
@@ -83,8 +84,7 @@ def _spellings(kind: str, value: Any, folded: bool) -> frozenset[str]:
         _, added, removed, sub = value
         return _whole(sub, _folded(folded, added, removed))
     if kind == "BRANCH":
-        alternatives = [_whole(sub, folded) for sub in value[1]]
-        found = frozenset().union(*alternatives) if all(alternatives) else frozenset()
+        found = _all_of([_whole(sub, folded) for sub in value[1]])
         return found if len(found) <= MAX_NEEDLES else frozenset()
     return _letters(kind, value, folded)
 
@@ -128,21 +128,15 @@ def _searchable(code: int, folded: bool) -> bool:
     return code < 128 and not (folded and chr(code) in _FOLDED_AWAY)
 
 
-def _literal(run: frozenset[str]) -> Needles:
-    return run if run != _START else None
-
-
-def _any_of(branches: list[Needles]) -> Needles:
+def _all_of(branches: list[Needles]) -> Needles:
     """Needles of an alternation: those of every branch, when each has some."""
-    if not branches or any(needles is None for needles in branches):
-        return None
-    return frozenset().union(*branches)  # type: ignore[arg-type]
+    return frozenset().union(*branches) if branches and all(branches) else frozenset()
 
 
 def _better(one: Needles, other: Needles) -> Needles:
     """The needles that cost less: few enough, and the shortest of them the longest (a long
-    needle is found in fewer texts)."""
-    usable = [n for n in (one, other) if n is not None and len(n) <= MAX_NEEDLES]
+    needle is found in fewer texts). A run not begun (an empty spelling) is none."""
+    usable = [n for n in (one, other) if n and "" not in n and len(n) <= MAX_NEEDLES]
     if not usable:
-        return None
+        return frozenset()
     return max(usable, key=lambda needles: (min(map(len, needles)), -len(needles)))

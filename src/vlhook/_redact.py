@@ -345,7 +345,7 @@ class Redactor:
         needles = self._extra_needles
         if needles is None:
             return True
-        return any(needle in text.lower() for text in texts for needle in needles)
+        return any(needle in lowered for lowered in map(str.lower, texts) for needle in needles)
 
     def _names_in(self, text: str) -> bool:
         """Whether the text may name a secret before a value: a separator or a flag, and a
