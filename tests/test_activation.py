@@ -94,6 +94,25 @@ def test_bad_url_turns_shipping_off_with_one_warning(script: Any) -> None:
     assert "shipping is off" in run.err and "hunter2" not in run.err
 
 
+def test_a_mistyped_host_is_said_at_the_start_and_the_other_urls_ship(
+    script: Any, sink: Any
+) -> None:
+    """An unclosed bracket used to be taken for the host `::1:9428` on port 80: no word at the
+    start, and every batch tried there first, then a failed delivery at exit."""
+    path = script("print('fine')\n")
+    port = sink.url.rsplit(":", 1)[1]
+    urls = f"http://user:hunter2@[::1:{port}, {sink.url}"
+    run = run_python(path, sink.env(VICTORIALOGS_URL=urls, VICTORIALOGS_DEBUG="1"))
+    assert run.rc == 0 and run.out == "fine\n"
+    warnings = [line for line in run.err.splitlines() if "not a valid URL" in line]
+    assert warnings == [
+        f"vlhook: VICTORIALOGS_URL item 'http://***@[::1:{port}' is not a valid URL: the '[' "
+        "before its IPv6 address is not closed; it is ignored"
+    ]
+    assert "hunter2" not in run.err and "cannot deliver" not in run.err
+    assert messages(sink.settle(1)) == ["fine"]
+
+
 def test_fork_child_ships_its_own_lines_once(script: Any, sink: Any) -> None:
     path = script(
         "import os, sys\n"

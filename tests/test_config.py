@@ -4,6 +4,7 @@ URLs and their credentials (never shown)."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -442,6 +443,49 @@ def test_parse_endpoint(url: str, expected: Endpoint) -> None:
 def test_parse_endpoint_rejects(url: str) -> None:
     with pytest.raises(ValueError):
         parse_endpoint(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[::1:9428", "'[' before its IPv6 address is not closed"),
+        ("http://[::1]9428", "after ']'"),
+        ("http://[::1]x:9428", "after ']'"),
+        ("http://[logs.example.com]:9428", "not an IPv6 address"),
+        ("http://[1.2.3.4]:9428", "not an IPv6 address"),
+        ("http://logs]:9428", "holds ']'"),
+        ("http://lo[gs:9428", "holds '['"),
+        ("http://logs example.com:9428", "holds ' '"),
+        ("http://logs\texample.com", "holds '\\t'"),
+        ("http://logs\x7f:9428", "holds '\\x7f'"),
+        ("http://logs{1}:9428", "holds '{'"),
+        ("http://h:\u0663", "is not a number"),  # an Arabic-Indic 3: isdigit(), not a port
+        ("http://h:\uff19\uff14\uff12\uff18", "is not a number"),  # full-width 9428
+        ("http://" + "\u00e4" * 70 + ".example", "not a valid host name"),  # a label over 63
+        ("http://\u00e4..example", "not a valid host name"),  # an empty label
+    ],
+)
+def test_a_host_the_connection_would_fail_on_is_refused_saying_why(url: str, why: str) -> None:
+    """Bad configuration is said at the start, not as a failed delivery after it: an unclosed
+    bracket used to send to the host `::1:9428` on port 80, a space to resolve a name that
+    cannot be, and a digit of another script to connect to its value."""
+    with pytest.raises(ValueError, match=re.escape(why)):
+        parse_endpoint(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://[::ffff:1.2.3.4]:1", "::ffff:1.2.3.4"),
+        ("http://victoria_logs:9428", "victoria_logs"),  # a container's name, as Docker allows
+        ("http://b\u00fccher.example:9428", "xn--bcher-kva.example"),
+        ("http://\u043b\u043e\u0433\u0438.\u0440\u0444", "xn--c1akhm.xn--p1ai"),
+    ],
+)
+def test_hosts_as_a_connection_takes_them(url: str, host: str) -> None:
+    """A name in another script is sent as DNS and TLS know it (IDNA): in the Host header,
+    which HTTP/1.1 carries in ASCII, and to the resolver."""
+    assert parse_endpoint(url).host == host
 
 
 def test_empty_port_means_the_default_port() -> None:

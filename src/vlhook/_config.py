@@ -261,17 +261,60 @@ def parse_endpoint(url: str) -> Endpoint:
 
 
 def _host_port(hostport: str, default_port: int) -> tuple[str, int]:
+    """The host and port of `host[:port]` or `[IPv6]:port`, the host as a connection takes it
+    (in ASCII); ValueError for one no connection could reach, said at the start rather than
+    as a failed delivery after it."""
     if hostport.startswith("["):  # [::1]:9428
-        host, _, rest = hostport[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        host, closed, rest = hostport[1:].partition("]")
+        if not closed:
+            raise ValueError("the '[' before its IPv6 address is not closed")
+        if rest and not rest.startswith(":"):
+            raise ValueError("only ':' and a port may come after ']'")
+        port_text = rest[1:]
+        if host:
+            _check_ipv6(host)
     else:
         host, _, port_text = hostport.partition(":")
+        host = _host_name(host)
     if not host:
         raise ValueError("it has no host name")
-    port = int(port_text) if port_text.isdigit() else -1 if port_text else default_port
+    port = -1 if port_text else default_port
+    if port_text.isascii() and port_text.isdigit():  # int() takes other scripts' digits too
+        port = int(port_text)
     if not 0 < port < 65536:
         raise ValueError(f"the port {port_text!r} is not a number from 1 to 65535")
     return host.lower(), port
+
+
+#: What a host name cannot hold besides spaces and control characters (RFC 3986's reg-name:
+#: brackets belong to an IPv6 address; the rest were never allowed). ':', '/', '?', '#' and
+#: '@' end the host before it is read.
+_NOT_IN_HOST = frozenset('[]"<>\\^`{|}')
+
+
+def _host_name(host: str) -> str:
+    for char in host:
+        if char <= " " or char == "\x7f" or char in _NOT_IN_HOST:
+            raise ValueError(f"the host name holds {char!r}, which no host name can")
+    if host.isascii():
+        return host
+    # A name in another script: the resolver, TLS and the Host header (ASCII in HTTP/1.1) all
+    # take its IDNA form. The codec loads here only (~2 ms), for such names alone.
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError("its host name is not a valid host name: IDNA cannot write it in "
+                         "ASCII (a label empty or too long, or a character no name may hold)"
+                         ) from None  # fmt: skip
+
+
+def _check_ipv6(address: str) -> None:
+    import _socket  # C; loaded by delivery anyway, and here only for a URL in brackets
+
+    try:
+        _socket.inet_pton(_socket.AF_INET6, address.partition("%")[0])  # not its zone: %25eth0
+    except (OSError, ValueError):
+        raise ValueError("what is in its brackets is not an IPv6 address") from None
 
 
 def _safe_url(url: str) -> str:
