@@ -113,6 +113,28 @@ def test_a_mistyped_host_is_said_at_the_start_and_the_other_urls_ship(
     assert messages(sink.settle(1)) == ["fine"]
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["Content-Encoding=br", "Transfer-Encoding=chunked",
+     "Content-Type=application/x-www-form-urlencoded"],
+)  # fmt: skip
+def test_a_header_that_would_make_the_server_store_nothing_is_left_out_saying_so(
+    script: Any, sink: Any, header: str
+) -> None:
+    """Each of these got 200 from the real server for every batch, and nothing was stored:
+    the lines were lost without a word."""
+    path = script("for i in range(50):\n    print(f'line {i}')\n")
+    run = run_python(path, sink.env(VICTORIALOGS_HEADERS=f"{header},X-Team=shop"))
+    assert run.rc == 0 and run.out == "".join(f"line {i}\n" for i in range(50))
+    name = header.partition("=")[0]
+    assert run.err.splitlines() == [
+        f"vlhook: VICTORIALOGS_HEADERS: {name} is vlhook's own (it frames every request, and a "
+        "value of the program's can make the server store nothing); left out, the other "
+        "headers are sent"
+    ]
+    assert sorted(messages(sink.settle(50))) == sorted(f"line {i}" for i in range(50))
+
+
 def test_fork_child_ships_its_own_lines_once(script: Any, sink: Any) -> None:
     path = script(
         "import os, sys\n"

@@ -218,6 +218,19 @@ def test_bearer_token_wins_over_basic_and_custom_headers_are_sent(recv: Receiver
     s.close()
 
 
+def test_a_header_of_the_users_replaces_vlhooks_of_that_name_in_any_case() -> None:
+    """HTTP header names are not case-sensitive: `authorization=...` beside a bearer token
+    was sent as a second Authorization header."""
+    headers_set = "authorization=Token t,ACCOUNTID=7,user-agent=app"
+    c = load({"VICTORIALOGS_URL": "http://h:1", "VICTORIALOGS_BEARER_TOKEN": "tok",
+              "VICTORIALOGS_ACCOUNT_ID": "3", "VICTORIALOGS_HEADERS": headers_set})  # fmt: skip
+    headers = request_headers(c.endpoints[0], c)
+    assert len({name.lower() for name in headers}) == len(headers)
+    lowered = {name.lower(): value for name, value in headers.items()}
+    assert lowered["authorization"] == "Token t" and lowered["accountid"] == "7"
+    assert lowered["user-agent"] == "app"
+
+
 def test_request_headers_and_path_helpers() -> None:
     c = load({"VICTORIALOGS_URL": "https://u:p@h:1/base", "VICTORIALOGS_COMPRESSION": "none",
               "VICTORIALOGS_STREAM_FIELDS": "a b,c"})  # fmt: skip

@@ -264,6 +264,8 @@ BAD: list[tuple[str, str, str, Any]] = [
     ("VICTORIALOGS_FIELDS", "novalue", "fields", ()),
     ("VICTORIALOGS_FIELDS", "a=1,=2", "fields", ()),
     ("VICTORIALOGS_HEADERS", "X-Api-Key", "headers", ()),
+    ("VICTORIALOGS_HEADERS", "X Api Key=1", "headers", ()),  # a name HTTP cannot carry
+    ("VICTORIALOGS_HEADERS", "Authorization: Bearer t=1", "headers", ()),
     ("VICTORIALOGS_ACCOUNT_ID", "-1", "account_id", ""),
     ("VICTORIALOGS_ACCOUNT_ID", "abc", "account_id", ""),
     ("VICTORIALOGS_PROJECT_ID", "4294967296", "project_id", ""),
@@ -301,6 +303,32 @@ def test_bad_value_gives_one_warning_and_the_default(
     assert shown in warning and (shown != "<hidden>" or value not in warning)
     assert "not valid; using" in warning
     assert c.endpoints  # one bad setting does not turn shipping off
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Host", "content-length", "Transfer-Encoding", "Connection", "Content-Type",
+     "CONTENT-ENCODING", "Expect", "TE", "Trailer", "Upgrade", "Keep-Alive", "Proxy-Connection"],
+)  # fmt: skip
+def test_headers_that_frame_the_request_are_left_out_and_the_others_sent(name: str) -> None:
+    """Measured against the real server: `Content-Encoding=br` or `Transfer-Encoding=chunked`
+    or the form's `Content-Type` got 200 for every batch and stored none of it; a second
+    `Host` or `Content-Length` got 400 for every batch. vlhook writes these itself."""
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_HEADERS": f"X-Team=a,{name}=x,X-Env=b"})
+    assert c.headers == (("X-Team", "a"), ("X-Env", "b"))
+    (warning,) = c.warnings
+    assert warning == (f"VICTORIALOGS_HEADERS: {name} is vlhook's own (it frames every request, "
+                       "and a value of the program's can make the server store nothing); left "
+                       "out, the other headers are sent")  # fmt: skip
+
+
+def test_vl_debug_in_the_headers_is_sent_and_said_plainly() -> None:
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_HEADERS": "VL-Debug=true"})
+    assert c.headers == (("VL-Debug", "true"),)
+    assert c.warnings == ("VICTORIALOGS_HEADERS sets VL-Debug: the server logs every entry "
+                          "vlhook sends and stores none of them",)  # fmt: skip
+    quiet = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_HEADERS": "vl-debug=0"})
+    assert quiet.headers == (("vl-debug", "0"),) and quiet.warnings == ()
 
 
 def test_two_bad_values_give_two_warnings() -> None:

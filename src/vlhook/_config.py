@@ -495,6 +495,46 @@ def _carried(reader: _Reader, name: str, value: T) -> T:
     return value
 
 
+#: A header name's characters (RFC 9110's token): a server refuses a request with any other
+#: (the real one answers 400 "invalid header name" to every batch).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Headers vlhook writes itself or that frame the request, lower-cased. A value of the user's
+#: made the real server store nothing, answering 200 to every batch (`Content-Encoding` other
+#: than gzip, `Transfer-Encoding`, the form's `Content-Type`), or 400 (a second `Host` or
+#: `Content-Length`).
+_OWN_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "content-type",
+    "content-encoding", "expect", "te", "trailer", "upgrade", "keep-alive", "proxy-connection",
+})  # fmt: skip
+
+
+def _header_pairs(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = parse_pairs(value)
+    if not all(_TOKEN.issuperset(name) for name, _ in pairs):
+        raise ValueError(value)  # said without the value: it may hold a secret
+    return pairs
+
+
+def _sendable(reader: _Reader, headers: tuple[tuple[str, str], ...]
+              ) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    """The user's headers less those vlhook writes itself; VictoriaLogs' debug switch said."""
+    kept = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _OWN_HEADERS:
+            reader.warnings.append(
+                f"VICTORIALOGS_HEADERS: {name} is vlhook's own (it frames every request, and a "
+                "value of the program's can make the server store nothing); left out, the "
+                "other headers are sent"
+            )
+            continue
+        if lower == "vl-debug" and value.lower() in ("1", "t", "true"):  # Go's true
+            reader.warnings.append("VICTORIALOGS_HEADERS sets VL-Debug: the server logs every "
+                                   "entry vlhook sends and stores none of them")  # fmt: skip
+        kept.append((name, value))
+    return tuple(kept)
+
+
 def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
     value = reader.raw("VICTORIALOGS_REDACT")
     if value is None or value.lower() in TRUE:
@@ -574,8 +614,8 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         or r.raw("HOSTNAME")
         or program
     )
-    headers = r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, parse_pairs, "no extra headers")
-    headers = _carried(r, "VICTORIALOGS_HEADERS", headers)
+    headers = r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, _header_pairs, "no extra headers")
+    headers = _sendable(r, _carried(r, "VICTORIALOGS_HEADERS", headers))
     return Config(
         endpoints=endpoints,
         level=_level(r),

@@ -90,8 +90,11 @@ def request_headers(endpoint: Endpoint, config: Config, credentials: bool = True
         pair = f"{endpoint.username}:{endpoint.password}".encode()
         token = b2a_base64(pair, newline=False).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
-    if credentials:
-        headers.update(config.headers)
+    for name, value in config.headers if credentials else ():
+        # Names are not case-sensitive in HTTP: the user's replaces vlhook's of that name.
+        for own in [key for key in headers if key.lower() == name.lower()]:
+            del headers[own]
+        headers[name] = value
     return headers
 
 
