@@ -322,6 +322,23 @@ def test_headers_that_frame_the_request_are_left_out_and_the_others_sent(name: s
                        "out, the other headers are sent")  # fmt: skip
 
 
+@pytest.mark.parametrize("name", ["_msg", "_time", "level", "stream", "_stream", "_stream_id"])
+def test_a_field_every_entry_writes_itself_is_left_out_saying_so(name: str) -> None:
+    """Constant fields go before each entry's own, and the server keeps the last of a name:
+    these never showed, without a word (checked against the real server)."""
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_FIELDS": f"env=prod,{name}=x,host=h1"})
+    assert c.fields == (("env", "prod"), ("host", "h1"))
+    assert c.warnings == (f"VICTORIALOGS_FIELDS: every entry has its own {name}; left out, the "
+                          "other fields are added",)  # fmt: skip
+
+
+def test_the_fields_every_entry_has_are_the_entry_builders() -> None:
+    from vlhook._config import ENTRY_OWN_FIELDS
+    from vlhook._entry import PLAIN_KEYS
+
+    assert ENTRY_OWN_FIELDS == PLAIN_KEYS | {"_stream", "_stream_id"}
+
+
 def test_vl_debug_in_the_headers_is_sent_and_said_plainly() -> None:
     c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_HEADERS": "VL-Debug=true"})
     assert c.headers == (("VL-Debug", "true"),)

@@ -535,6 +535,23 @@ def _sendable(reader: _Reader, headers: tuple[tuple[str, str], ...]
     return tuple(kept)
 
 
+#: The fields every entry writes itself (`_entry.PLAIN_KEYS`), and those the server makes.
+#: VICTORIALOGS_FIELDS go before an entry's own, and the server keeps the last of a name.
+ENTRY_OWN_FIELDS = frozenset({"_time", "_msg", "level", "stream", "_stream", "_stream_id"})
+
+
+def _addable(reader: _Reader, fields: tuple[tuple[str, str], ...]
+             ) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    kept = []
+    for name, value in fields:
+        if name in ENTRY_OWN_FIELDS:
+            reader.warnings.append(f"VICTORIALOGS_FIELDS: every entry has its own {name}; left "
+                                   "out, the other fields are added")  # fmt: skip
+        else:
+            kept.append((name, value))
+    return tuple(kept)
+
+
 def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
     value = reader.raw("VICTORIALOGS_REDACT")
     if value is None or value.lower() in TRUE:
@@ -616,6 +633,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     )
     headers = r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, _header_pairs, "no extra headers")
     headers = _sendable(r, _carried(r, "VICTORIALOGS_HEADERS", headers))
+    fields = _addable(r, r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"))
     return Config(
         endpoints=endpoints,
         level=_level(r),
@@ -626,7 +644,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
             _names,
             ",".join(Config.stream_fields),
         ),
-        fields=r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"),
+        fields=fields,
         container_name=container,
         job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else program),
         handed_down=handed_down,
