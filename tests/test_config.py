@@ -226,6 +226,21 @@ def test_spool_off(value: str) -> None:
     assert load({"VICTORIALOGS_SPOOL_DIR": value}).spool_dir == ""
 
 
+def test_a_relative_spool_dir_is_made_absolute_from_where_the_process_starts(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load({"VICTORIALOGS_SPOOL_DIR": "a/../spool"}).spool_dir == f"{tmp_path}/a/../spool"
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    assert load({"TMPDIR": "scratch"}).spool_dir == f"{tmp_path}/scratch/vlhook-spool-{uid}"
+    assert load({"VICTORIALOGS_SPOOL_DIR": "/x/../y"}).spool_dir == "/x/../y"
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # getcwd() fails now
+    assert load({"VICTORIALOGS_SPOOL_DIR": "spool"}).spool_dir == "spool"
+
+
 def test_spool_default_follows_tmpdir() -> None:
     uid = os.getuid() if hasattr(os, "getuid") else 0
     assert load({"TMPDIR": "/scratch"}).spool_dir == f"/scratch/vlhook-spool-{uid}"

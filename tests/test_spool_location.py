@@ -175,3 +175,26 @@ def test_a_spool_dir_given_is_checked_the_same_way(
     ]
     assert messages(sink.settle(1)) == ["shipped anyway"]
     assert snapshot(stand.top) == before
+
+
+def test_a_relative_spool_dir_is_where_the_program_started(script: Any, sink: Any) -> None:
+    """`VICTORIALOGS_SPOOL_DIR=spool` is the directory the process started in, whatever it
+    changes to later: it used to follow the program's `os.chdir()`, and the next run, started
+    where this one was, never found what it kept."""
+    first = script("import os\nprint('before')\nos.mkdir('elsewhere')\nos.chdir('elsewhere')\n"
+                   "print('after')\n")  # fmt: skip
+    start = first.parent
+    dead = {
+        "VICTORIALOGS_URL": "http://127.0.0.1:1",
+        "VICTORIALOGS_EXIT_TIMEOUT_MS": "300",
+        "VICTORIALOGS_SPOOL_DIR": "spool",
+        "VICTORIALOGS_FIELDS": f"test_id={sink.test_id}",
+    }
+    run = run_python(first, dead)
+    assert run.out == "before\nafter\n"
+    assert f"2 kept in the spool {start / 'spool'} (sent by the next run)" in run.err, run.err
+    assert not (start / "elsewhere" / "spool").exists()
+    second = run_python(script("print('next run')\n", name="next.py"),
+                        sink.env(VICTORIALOGS_SPOOL_DIR="spool"))  # fmt: skip
+    assert second.err == ""
+    assert sorted(messages(sink.settle(3))) == ["after", "before", "next run"]

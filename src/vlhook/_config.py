@@ -430,9 +430,20 @@ def _spool_dir(reader: _Reader) -> str:
     value = reader.raw("VICTORIALOGS_SPOOL_DIR")
     if value is not None and value.lower() == "off":
         return ""
-    if value is not None:
-        return value
-    return default_spool_dir(reader.env)
+    return _absolute(value if value is not None else default_spool_dir(reader.env))
+
+
+def _absolute(path: str) -> str:
+    """A relative path from the directory the process starts in: a program that changes its
+    own later would otherwise spool there, and the next run, started where this one was,
+    not find it. Joined, not normalized: `link/..` stays what the system makes of it. As
+    given when that directory is gone (getcwd fails)."""
+    if os.path.isabs(path):
+        return path
+    try:
+        return os.path.join(os.getcwd(), path)
+    except OSError:
+        return path
 
 
 def default_spool_dir(env: Mapping[str, str]) -> str:
