@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import os
 import re
 import signal
 import subprocess
@@ -599,6 +600,23 @@ def test_a_ca_bundle_that_cannot_be_used_is_named_once_and_verification_stays(
     assert "system's trusted certificates" in run.err and "internal error" not in run.err
     assert "1 kept in the spool" in run.err, run.err
     assert tls_server.rows("*") == []
+
+
+def test_a_relative_ca_bundle_is_read_from_where_the_program_started(
+    tls_server: VictoriaLogs, script: Any, tmp_path: Path
+) -> None:
+    """The bundle is read when the first batch goes, perhaps after the program changed its
+    directory: a relative path used to be read from there, not found, and every batch kept
+    in the spool for want of the certificate."""
+    path = script("import os\nos.chdir('/')\nprint('over tls')\n")
+    env = {
+        "VICTORIALOGS_URL": tls_server.url,
+        "VICTORIALOGS_CA_BUNDLE": os.path.relpath(tls_server.cafile, path.parent),
+        "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    run = run_python(path, env)
+    assert run.rc == 0 and run.out == "over tls\n" and run.err == ""
+    assert [row["_msg"] for row in tls_server.rows("*")] == ["over tls"]
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="the fork warning exists since 3.12")

@@ -434,11 +434,12 @@ def _spool_dir(reader: _Reader) -> str:
 
 
 def _absolute(path: str) -> str:
-    """A relative path from the directory the process starts in: a program that changes its
-    own later would otherwise spool there, and the next run, started where this one was,
-    not find it. Joined, not normalized: `link/..` stays what the system makes of it. As
-    given when that directory is gone (getcwd fails)."""
-    if os.path.isabs(path):
+    """A relative path from the directory the process starts in: read or written later, it
+    would be taken from the program's directory then (a spool the next run, started where
+    this one was, does not find; a CA bundle not found). Joined, not normalized: `link/..`
+    stays what the system makes of it. As given when that directory is gone (getcwd
+    fails), or empty."""
+    if not path or os.path.isabs(path):
         return path
     try:
         return os.path.join(os.getcwd(), path)
@@ -666,7 +667,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         account_id=r.tenant("VICTORIALOGS_ACCOUNT_ID"),
         project_id=r.tenant("VICTORIALOGS_PROJECT_ID"),
         tls_verify=r.boolean("VICTORIALOGS_TLS_VERIFY", True),
-        ca_bundle=r.raw("VICTORIALOGS_CA_BUNDLE") or "",
+        ca_bundle=_absolute(r.raw("VICTORIALOGS_CA_BUNDLE") or ""),
         compression=r.choice("VICTORIALOGS_COMPRESSION", "gzip", ("gzip", "none")),
         batch_lines=r.integer("VICTORIALOGS_BATCH_LINES", 1000, 1, 1_000_000),
         batch_bytes=r.integer("VICTORIALOGS_BATCH_BYTES", 1 << 20, 1024, 1 << 30),
