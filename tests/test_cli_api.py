@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import DROPIN, PYTHON, SRC, base_env, messages, run_python
 
 
@@ -89,6 +91,23 @@ def test_spool_status_and_replay(sink: Any) -> None:
     replay = _vlhook("spool", "replay", env=env)
     assert replay.returncode == 0 and "replayed 1 entries; 0 files left" in replay.stdout
     assert messages(sink.settle(1)) == ["kept on disk"]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--port", "99999"), "argument --port: '99999' is not a port (0 to 65535"),
+        (("--port", "-1"), "argument --port: '-1' is not a port (0 to 65535"),
+        (("--max-stored", "0"), "argument --max-stored: '0' is not a whole number of at least 1"),
+    ],
+)
+def test_listen_refuses_a_port_or_a_bound_it_cannot_use_in_a_word(
+    args: tuple[str, ...], said: str
+) -> None:
+    """A port out of range ended in a traceback (OverflowError from bind)."""
+    result = _vlhook("listen", *args, env={})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert said in result.stderr, result.stderr
 
 
 def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:

@@ -609,6 +609,7 @@ def test_a_relative_ca_bundle_is_read_from_where_the_program_started(
     directory: a relative path used to be read from there, not found, and every batch kept
     in the spool for want of the certificate."""
     path = script("import os\nos.chdir('/')\nprint('over tls')\n")
+    assert tls_server.cafile is not None
     env = {
         "VICTORIALOGS_URL": tls_server.url,
         "VICTORIALOGS_CA_BUNDLE": os.path.relpath(tls_server.cafile, path.parent),

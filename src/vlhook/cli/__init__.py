@@ -33,14 +33,21 @@ def cmd_spool(args: argparse.Namespace) -> int:
     return spool_command(args.action)
 
 
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: one the "
+                                         "system picks)")  # fmt: skip
+    return int(text)
+
+
 def _add_listen(sub: Any) -> None:
     listen = sub.add_parser("listen", help="a local receiver that prints what arrives")
     listen.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    listen.add_argument("--port", type=int, default=9428, help="port (VictoriaLogs' by default)")
+    listen.add_argument("--port", type=_port, default=9428,
+                        help="port (VictoriaLogs' by default; 0: any free)")  # fmt: skip
     listen.add_argument("--quiet", action="store_true", help="do not print the received rows")
-    listen.add_argument(
-        "--max-stored", type=int, default=2_000_000, help="rows kept per tenant (oldest go first)"
-    )
+    listen.add_argument("--max-stored", type=_query.positive, default=2_000_000,
+                        help="rows kept per tenant (oldest go first)")  # fmt: skip
     listen.set_defaults(func=cmd_listen)
 
 
