@@ -113,6 +113,22 @@ def test_a_mistyped_host_is_said_at_the_start_and_the_other_urls_ship(
     assert messages(sink.settle(1)) == ["fine"]
 
 
+@pytest.mark.parametrize("path", ["/insert/jsonline", "/select/vmui/"])
+def test_a_url_copied_from_the_servers_docs_or_web_ui_ships_to_that_server(
+    script: Any, sink: Any, path: str
+) -> None:
+    """`/insert/jsonline` is added to the URL given: the endpoint's own URL sent every batch
+    to `/insert/jsonline/insert/jsonline`, and the server refused (400) and dropped them."""
+    run = run_python(script("print('fine')\n"), sink.env(VICTORIALOGS_URL=sink.url + path))
+    assert run.rc == 0 and run.out == "fine\n"
+    said = [] if path == "/insert/jsonline" else [
+        f"vlhook: VICTORIALOGS_URL item '{sink.url}{path}' has the path of one of "
+        f"VictoriaLogs' own endpoints; using {sink.url} (vlhook adds /insert/jsonline)"
+    ]  # fmt: skip
+    assert run.err.splitlines() == said
+    assert messages(sink.settle(1)) == ["fine"]
+
+
 @pytest.mark.parametrize(
     "header",
     ["Content-Encoding=br", "Transfer-Encoding=chunked",

@@ -548,6 +548,47 @@ def test_hosts_as_a_connection_takes_them(url: str, host: str) -> None:
     assert parse_endpoint(url).host == host
 
 
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [("http://h:9428/insert/jsonline", ""), ("https://h/vl/insert/jsonline/", "/vl")],
+)
+def test_a_url_of_the_insert_endpoint_itself_is_taken_as_its_server(url: str, base: str) -> None:
+    """The endpoint's own URL, as VictoriaLogs' docs give it: every batch went to
+    `/insert/jsonline/insert/jsonline`, refused (400), and was dropped."""
+    c = load({"VICTORIALOGS_URL": url})
+    assert [e.base_path for e in c.endpoints] == [base] and c.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("url", "used"),
+    [
+        ("http://h:9428/select/vmui/", "http://h:9428"),
+        (f"http://u:{SECRET}@h:9428/select/vmui/#/?query=*", "http://h:9428"),
+        ("https://proxy/vl/select/logsql/query", "https://proxy:443/vl"),
+        ("http://h:9428/insert/loki/api/v1/push", "http://h:9428"),
+    ],
+)
+def test_a_url_of_another_endpoint_of_the_server_is_cut_to_its_base_saying_so(
+    url: str, used: str
+) -> None:
+    c = load({"VICTORIALOGS_URL": url})
+    assert [e.display for e in c.endpoints] == [used]
+    (warning,) = c.warnings
+    assert warning.startswith("VICTORIALOGS_URL item '") and SECRET not in warning
+    assert warning.endswith(f"' has the path of one of VictoriaLogs' own endpoints; using {used} "
+                            "(vlhook adds /insert/jsonline)")  # fmt: skip
+
+
+def test_a_urls_query_string_is_said_not_to_be_sent() -> None:
+    c = load({"VICTORIALOGS_URL": f"http://h:9428/?extra_fields=env=prod&token={SECRET}"})
+    assert [e.display for e in c.endpoints] == ["http://h:9428"]
+    assert c.warnings == (
+        "VICTORIALOGS_URL item 'http://h:9428/?***': its query string is not sent (VictoriaLogs' "
+        "parameters come from VICTORIALOGS_STREAM_FIELDS, VICTORIALOGS_FIELDS and "
+        "VICTORIALOGS_HEADERS)",
+    )
+
+
 def test_empty_port_means_the_default_port() -> None:
     # RFC 3986: an empty port is the scheme's default.
     assert parse_endpoint("http://h:").port == 80

@@ -353,15 +353,51 @@ def _endpoints(reader: _Reader) -> tuple[Endpoint, ...]:
         if not url.strip():
             continue
         try:
-            endpoints.append(parse_endpoint(url))
+            endpoint = parse_endpoint(url)
         except ValueError as why:
             reader.warnings.append(
                 f"VICTORIALOGS_URL item {_safe_url(url.strip())!r} is not a valid URL: {why}; "
                 "it is ignored"
             )
+            continue
+        endpoints.append(_server_of(reader, endpoint, url.strip()))
     if raw and not endpoints:
         reader.warnings.append("VICTORIALOGS_URL has no usable URL; shipping is off")
     return tuple(endpoints)
+
+
+#: Where the paths of VictoriaLogs' own endpoints begin (`/insert/jsonline`, `/select/vmui`):
+#: a URL copied from its docs or its web UI ends with one. Its server's base is before it.
+_SERVER_PATHS = ("/insert/", "/select/")
+_INSERT_PATH = "/insert/jsonline"
+
+
+def _server_of(reader: _Reader, endpoint: Endpoint, url: str) -> Endpoint:
+    """The endpoint of the server a URL names. vlhook adds `/insert/jsonline` to a base URL:
+    one that ended with it sent every batch to `/insert/jsonline/insert/jsonline`, refused
+    (400) and dropped. Such a URL is taken as its server's quietly (it is the endpoint's own
+    URL); a path of another endpoint of the server is cut, saying so. A query string is never
+    sent (the server's parameters have variables of their own): said, not silently dropped."""
+    shown = _safe_url(url)
+    if endpoint.scheme != "file" and "?" in url.partition("#")[0]:
+        reader.warnings.append(
+            f"VICTORIALOGS_URL item {shown!r}: its query string is not sent (VictoriaLogs' "
+            "parameters come from VICTORIALOGS_STREAM_FIELDS, VICTORIALOGS_FIELDS and "
+            "VICTORIALOGS_HEADERS)"
+        )
+    path = endpoint.base_path + "/"
+    at = min((i for i in map(path.find, _SERVER_PATHS) if i >= 0), default=-1)
+    if endpoint.scheme == "file" or at < 0:
+        return endpoint
+    server = Endpoint(scheme=endpoint.scheme, host=endpoint.host, port=endpoint.port,
+                      base_path=path[:at], username=endpoint.username,
+                      password=endpoint.password)  # fmt: skip
+    if endpoint.base_path[at:] != _INSERT_PATH:
+        reader.warnings.append(
+            f"VICTORIALOGS_URL item {shown!r} has the path of one of VictoriaLogs' own "
+            f"endpoints; using {server.display} (vlhook adds {_INSERT_PATH})"
+        )
+    return server
 
 
 #: The program name a process hands down to the processes it starts (see `_program`).
