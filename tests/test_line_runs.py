@@ -1444,7 +1444,7 @@ def test_json_lines_as_logging_libraries_print_them_are_written_at_once(
     ({"msg": "x", "exception": "Traceback (most recent call last): boom"}, {}),
     ({"msg": "x", "stream": "mine", "": 1}, {}),  # kept apart
     ({"msg": "token AKIA0123456789ABCDEF"}, {}),  # a secret's literal
-    ({"msg": "x", "level": "info"}, {"VICTORIALOGS_FIELDS": "level=gold"}),  # a line's key
+    ({"msg": "x", "env": "dev"}, {"VICTORIALOGS_FIELDS": "env=prod"}),  # a line's key
     ({"msg": "x", "host": "mine"}, {}),  # vlhook's constant field
     ({"event": "x", "level": "nope", "severity": "error"}, {}),  # the second level key
     ({"message": "", "msg": "x"}, {}),  # the second message key
