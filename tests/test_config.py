@@ -162,6 +162,10 @@ def test_every_variable_is_parsed() -> None:
         ({"LOG_LEVEL": "warn"}, 30),
         ({"VICTORIALOGS_LOG_LEVEL": "critical", "LOG_LEVEL": "debug"}, 50),
         ({"VICTORIALOGS_LOG_LEVEL": " ", "LOG_LEVEL": "error"}, 40),
+        # logging's own alias, and loguru's lowest (its TRACE records count as DEBUG).
+        ({"LOG_LEVEL": "fatal"}, 50),
+        ({"LOG_LEVEL": "TRACE"}, 10),
+        ({"VICTORIALOGS_LOG_LEVEL": " warning "}, 30),
     ],
 )
 def test_log_level_sources(env: dict[str, str], level: int) -> None:

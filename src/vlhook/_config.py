@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "CRITICAL": 50}
+# FATAL is logging's own alias of CRITICAL; TRACE is loguru's lowest, whose records count as
+# DEBUG (a program that sets LOG_LEVEL=TRACE for itself wants them all).
+LEVELS = {"TRACE": 10, "DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40,
+          "CRITICAL": 50, "FATAL": 50}  # fmt: skip
 SOURCES = ("stdout", "stderr", "logging", "fd")
 SECRET_VARIABLES = frozenset({"VICTORIALOGS_HEADERS", "VICTORIALOGS_BEARER_TOKEN"})
 TRUE = ("1", "true", "yes", "on")
@@ -448,7 +451,7 @@ def _program(reader: _Reader) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 def _level(reader: _Reader) -> int:
     name = "VICTORIALOGS_LOG_LEVEL" if reader.raw("VICTORIALOGS_LOG_LEVEL") else "LOG_LEVEL"
-    return reader.parsed(name, 20, lambda v: LEVELS[v.upper()], "INFO")
+    return reader.parsed(name, 20, lambda v: LEVELS[v.strip().upper()], "INFO")
 
 
 def _capture(reader: _Reader) -> frozenset[str]:
