@@ -162,9 +162,9 @@ def test_every_variable_is_parsed() -> None:
         ({"LOG_LEVEL": "warn"}, 30),
         ({"VICTORIALOGS_LOG_LEVEL": "critical", "LOG_LEVEL": "debug"}, 50),
         ({"VICTORIALOGS_LOG_LEVEL": " ", "LOG_LEVEL": "error"}, 40),
-        # logging's own alias, and loguru's lowest (its TRACE records count as DEBUG).
+        # logging's own alias, and loguru's lowest (its TRACE records' level: 5).
         ({"LOG_LEVEL": "fatal"}, 50),
-        ({"LOG_LEVEL": "TRACE"}, 10),
+        ({"LOG_LEVEL": "TRACE"}, 5),
         ({"VICTORIALOGS_LOG_LEVEL": " warning "}, 30),
     ],
 )

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-# FATAL is logging's own alias of CRITICAL; TRACE is loguru's lowest, whose records count as
-# DEBUG (a program that sets LOG_LEVEL=TRACE for itself wants them all).
-LEVELS = {"TRACE": 10, "DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40,
+# FATAL is logging's own alias of CRITICAL; TRACE is loguru's lowest level, 5 (a program that
+# sets LOG_LEVEL=TRACE for itself wants its TRACE records, which entries name DEBUG).
+LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40,
           "CRITICAL": 50, "FATAL": 50}  # fmt: skip
 SOURCES = ("stdout", "stderr", "logging", "fd")
 SECRET_VARIABLES = frozenset({"VICTORIALOGS_HEADERS", "VICTORIALOGS_BEARER_TOKEN"})
