@@ -110,6 +110,29 @@ def test_listen_refuses_a_port_or_a_bound_it_cannot_use_in_a_word(
     assert said in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [("spool", "status"), ("check",), ("path",), ("--version",), ("--help",), ("query", "*")],
+)
+def test_every_command_whose_reader_went_away_ends_quietly(
+    args: tuple[str, ...], tmp_path: Path, sink: Any
+) -> None:
+    """`vlhook check | head -1`: the commands but tail and query ended in a traceback
+    (BrokenPipeError) when stdout's reader was gone. Its read end is closed before the
+    command starts, so every write to stdout fails."""
+    read, write = os.pipe()
+    os.close(read)
+    env = base_env()
+    env.update(sink.env(VICTORIALOGS_SPOOL_DIR=str(tmp_path / "spool")), PYTHONPATH=str(SRC))
+    try:
+        result = subprocess.run([PYTHON, "-m", "vlhook", *args], env=env, stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr, result.stderr
+    assert result.returncode == 0
+
+
 def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
     """`vlhook listen` with VICTORIALOGS_URL pointing at itself must not feed on its output.
     (A test of `listen` itself: no VictoriaLogs involved.)"""

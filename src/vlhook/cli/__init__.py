@@ -80,5 +80,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from vlhook._activation import deactivate
 
         deactivate()
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+            return int(args.func(args))  # --help and --version exit from parse_args
+        finally:
+            sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+    except BrokenPipeError:  # `vlhook ... | head`: the reader has what it wanted
+        from vlhook.cli._format import silence_stdout
+
+        silence_stdout()
+        return 0

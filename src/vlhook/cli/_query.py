@@ -49,7 +49,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _show(lines: list[bytes], args: argparse.Namespace) -> int:
-    from vlhook.cli._format import Printer, parse_row, silence_stdout, time_ns
+    from vlhook.cli._format import Printer, parse_row, time_ns
 
     rows = [(line, parse_row(line)) for line in lines]
     failures = [line for line, row in rows if row is None]  # the server's error text
@@ -59,13 +59,9 @@ def _show(lines: list[bytes], args: argparse.Namespace) -> int:
         order = sorted(range(len(entries)), key=lambda i: times[i] or 0)
         entries = [entries[i] for i in order]
     printer = Printer(sys.stdout, args.json)
-    try:
-        for line, row in entries:
-            printer.show(line, row)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        silence_stdout()
-        return 0
+    for line, row in entries:  # a reader that goes away: see cli.main
+        printer.show(line, row)
+    sys.stdout.flush()
     for line in failures:
         _say(f"the server says: {line.decode('utf-8', 'replace')}")
     if len(entries) >= args.limit:

@@ -53,7 +53,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _follow(config: Any, params: dict[str, str], raw: bool) -> int:
-    from vlhook.cli._format import Printer, parse_row, silence_stdout
+    from vlhook.cli._format import Printer, parse_row
     from vlhook.cli._select import NothingToAsk, SelectError, open_select
 
     try:
@@ -74,10 +74,7 @@ def _follow(config: Any, params: dict[str, str], raw: bool) -> int:
     except SelectError as exc:
         _say(str(exc))
         return 1
-    except BrokenPipeError:
-        silence_stdout()
-        return 0
-    finally:
+    finally:  # a reader that goes away: see cli.main
         answer.close()
     _say(f"{answer.endpoint.display} ended the stream (the server stopped or restarted)")
     return 1
