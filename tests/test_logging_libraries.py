@@ -71,6 +71,23 @@ def test_loguru_json_sink_next_to_the_default_one(script: Any, sink: Any) -> Non
     zero_division(rows[2])
 
 
+def test_loguru_trace_records_ship_with_the_programs_own_log_level_trace(
+    script: Any, sink: Any
+) -> None:
+    """LOG_LEVEL=TRACE, as a program using loguru sets for itself: its TRACE records ship
+    (named DEBUG), and those of a stdlib level 5 too; below that, nothing."""
+    path = script(
+        "import logging, sys\nfrom loguru import logger as log\n"
+        "log.remove()\nlog.add(sys.stderr, level='TRACE')\n"
+        "log.trace('a trace')\nlog.debug('a debug')\n"
+        "logging.basicConfig(level=1)\nlogging.log(5, 'level 5')\nlogging.log(4, 'level 4')\n"
+    )
+    run_both(path, sink, LOG_LEVEL="TRACE")
+    rows = sink.settle(3)
+    assert [(r["_msg"], r["level"]) for r in rows] == [
+        ("a trace", "DEBUG"), ("a debug", "DEBUG"), ("level 5", "DEBUG")]  # fmt: skip
+
+
 def test_loguru_enqueued_sinks(script: Any, sink: Any) -> None:
     """Sinks with enqueue=True write from loguru's own thread, each a copy of the record."""
     path = script(
