@@ -238,6 +238,7 @@ logging.info("config %s", {"DB_PASSWORD": "pw-record-5"})
 print("Authorization: Basic dXNlcjpwdy02")
 print('curl -H "X-Api-Key: key-val-7" "https://h/cb?code=1&access_token=tok-val-8"')
 print("export AWS_SESSION_TOKEN=tok-val-9; ./run --password=pw-10")
+print("DB_PASS=pw-env-11 RAILS_MASTER_KEY=key-env-12 bypass=true")
 """
 
 
@@ -247,12 +248,13 @@ def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) 
     like a secret's name (`tokens=12`) is left alone."""
     run = run_python(script(NAMED_IN_TEXT), sink.env())
     assert run.rc == 0 and "pw-repr-1" in run.out and "pw-record-5" in run.err
-    rows = sink.settle(10)
+    rows = sink.settle(11)
     # The values are distinct enough to be found nowhere else: a record's code path holds the
     # test's directory (`pytest-8`), which a value `t-8` was found in.
     stored = stored_text(rows)
     for secret in ("pw-repr-1", "pw-logfmt-2", "key-val-3", "pw-pretty-4", "pw-record-5",
-                   "dXNlcjpwdy02", "key-val-7", "tok-val-8", "tok-val-9", "pw-10"):  # fmt: skip
+                   "dXNlcjpwdy02", "key-val-7", "tok-val-8", "tok-val-9", "pw-10", "pw-env-11",
+                   "key-env-12"):  # fmt: skip
         assert secret not in stored, secret
     messages = [row["_msg"] for row in rows]
     assert f"{{'user': 'bob', 'password': '{MASK}'}}" in messages
@@ -260,6 +262,7 @@ def test_a_secret_named_in_the_text_of_a_line_is_masked(script: Any, sink: Any) 
     assert f'  "db_password": "{MASK}"' in messages
     assert f"Authorization: Basic {MASK}" in messages
     assert f'curl -H "X-Api-Key: {MASK}" "https://h/cb?code=1&access_token={MASK}"' in messages
+    assert f"DB_PASS={MASK} RAILS_MASTER_KEY={MASK} bypass=true" in messages
 
 
 COMMAND_LINES = """
@@ -448,7 +451,8 @@ def test_a_private_key_a_child_process_writes_to_the_descriptor_is_masked(
      "bearer", "jwt", "credentials", "credential", "Cookie", "cookies", "Set-Cookie",
      "set_cookie", "session", "sessionid", "session_id", "SESSION-ID", "user_session",
      "PHPSESSID", "JSESSIONID", "connect.sid", "password_confirmation", "signing_key",
-     "ENCRYPTION_KEY"],
+     "ENCRYPTION_KEY", "DB_PASS", "SMTP_PASS", "redis_pass", "EMAIL_PASS", "LDAP_PASS",
+     "RAILS_MASTER_KEY", "SECRET_KEY_BASE"],
 )  # fmt: skip
 def test_secret_names(name: str) -> None:
     assert Redactor().name(name)[0], name
@@ -458,7 +462,8 @@ def test_secret_names(name: str) -> None:
     "name",
     ["author", "prompt_tokens", "max_tokens", "tokens", "token_count", "session_duration",
      "secretary", "keyboard", "monkey", "key", "user", "message", "ip_address", "remote_addr",
-     "x_forwarded_for", "pid", "path", "authored_by", "cookie_count"],
+     "x_forwarded_for", "pid", "path", "authored_by", "cookie_count", "bypass", "compass",
+     "first_pass", "passes", "master", "key_base"],
 )  # fmt: skip
 def test_ordinary_names(name: str) -> None:
     assert Redactor().name(name) == (False, None), name

@@ -168,6 +168,11 @@ SECRET_NAMES = (
     "token", "apikey", "auth", "authorization", "bearer", "jwt", "credential", "credentials",
     "cookie", "cookies", "session", "sessionid", "phpsessid", "jsessionid", "connectsid",
     "csrf", "xsrf",
+    # Environment variables that hold a password or a key under a name the above miss:
+    # `DB_PASS` (`pass` alone would take `bypass`, `compass`), Rails' `RAILS_MASTER_KEY` and
+    # `SECRET_KEY_BASE`. Their needles (`pass`, `key`) are searched already: no cost.
+    "dbpass", "smtppass", "mailpass", "emailpass", "redispass", "ldappass", "ftppass",
+    "masterkey", "secretkeybase",
 )  # fmt: skip
 _SEPARATORS = str.maketrans("", "", "_-. ")
 # A secret's name written before its value in text: `password=...`, `"api_key": "..."`, a
