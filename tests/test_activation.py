@@ -144,9 +144,9 @@ def test_a_header_that_would_make_the_server_store_nothing_is_left_out_saying_so
     assert run.rc == 0 and run.out == "".join(f"line {i}\n" for i in range(50))
     name = header.partition("=")[0]
     assert run.err.splitlines() == [
-        f"vlhook: VICTORIALOGS_HEADERS: {name} is vlhook's own (it frames every request, and a "
-        "value of the program's can make the server store nothing); left out, the other "
-        "headers are sent"
+        f"vlhook: VICTORIALOGS_HEADERS: {name} is vlhook's to write (it frames every request: "
+        "another value can make the server store nothing); left out, the other headers are "
+        "sent"
     ]
     assert sorted(messages(sink.settle(50))) == sorted(f"line {i}" for i in range(50))
 

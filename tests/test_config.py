@@ -336,9 +336,9 @@ def test_headers_that_frame_the_request_are_left_out_and_the_others_sent(name: s
     c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_HEADERS": f"X-Team=a,{name}=x,X-Env=b"})
     assert c.headers == (("X-Team", "a"), ("X-Env", "b"))
     (warning,) = c.warnings
-    assert warning == (f"VICTORIALOGS_HEADERS: {name} is vlhook's own (it frames every request, "
-                       "and a value of the program's can make the server store nothing); left "
-                       "out, the other headers are sent")  # fmt: skip
+    assert warning == (f"VICTORIALOGS_HEADERS: {name} is vlhook's to write (it frames every "
+                       "request: another value can make the server store nothing); left out, "
+                       "the other headers are sent")  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["_msg", "_time", "level", "stream", "_stream", "_stream_id"])
@@ -523,6 +523,7 @@ def test_parse_endpoint_rejects(url: str) -> None:
         ("http://logs\texample.com", "holds '\\t'"),
         ("http://logs\x7f:9428", "holds '\\x7f'"),
         ("http://logs{1}:9428", "holds '{'"),
+        ("http://logs\u3000example.com", "holds ' '"),  # IDNA maps this space to a space
         ("http://h:\u0663", "is not a number"),  # an Arabic-Indic 3: isdigit(), not a port
         ("http://h:\uff19\uff14\uff12\uff18", "is not a number"),  # full-width 9428
         ("http://" + "\u00e4" * 70 + ".example", "not a valid host name"),  # a label over 63

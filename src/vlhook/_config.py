@@ -296,19 +296,20 @@ _NOT_IN_HOST = frozenset('[]"<>\\^`{|}')
 
 
 def _host_name(host: str) -> str:
+    """The host name in ASCII. A name in another script: the resolver, TLS and the Host header
+    (ASCII in HTTP/1.1) all take its IDNA form, which the characters are then checked in (it
+    maps a non-ASCII space to a space). The codec loads here only (~2 ms), for such names."""
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError("its host name is not a valid host name: IDNA cannot write it "
+                             "in ASCII (a label empty or too long, or a character no name may "
+                             "hold)") from None  # fmt: skip
     for char in host:
         if char <= " " or char == "\x7f" or char in _NOT_IN_HOST:
             raise ValueError(f"the host name holds {char!r}, which no host name can")
-    if host.isascii():
-        return host
-    # A name in another script: the resolver, TLS and the Host header (ASCII in HTTP/1.1) all
-    # take its IDNA form. The codec loads here only (~2 ms), for such names alone.
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError("its host name is not a valid host name: IDNA cannot write it in "
-                         "ASCII (a label empty or too long, or a character no name may hold)"
-                         ) from None  # fmt: skip
+    return host
 
 
 def _check_ipv6(address: str) -> None:
@@ -568,15 +569,16 @@ def _header_pairs(value: str) -> tuple[tuple[str, str], ...]:
 
 def _sendable(reader: _Reader, headers: tuple[tuple[str, str], ...]
               ) -> tuple[tuple[str, str], ...]:  # fmt: skip
-    """The user's headers less those vlhook writes itself; VictoriaLogs' debug switch said."""
+    """The user's headers less those that frame the request, each said; VictoriaLogs' debug
+    switch said. The others, vlhook's own names among them, replace vlhook's."""
     kept = []
     for name, value in headers:
         lower = name.lower()
         if lower in _OWN_HEADERS:
             reader.warnings.append(
-                f"VICTORIALOGS_HEADERS: {name} is vlhook's own (it frames every request, and a "
-                "value of the program's can make the server store nothing); left out, the "
-                "other headers are sent"
+                f"VICTORIALOGS_HEADERS: {name} is vlhook's to write (it frames every request: "
+                "another value can make the server store nothing); left out, the other "
+                "headers are sent"
             )
             continue
         if lower == "vl-debug" and value.lower() in ("1", "t", "true"):  # Go's true
@@ -593,6 +595,7 @@ ENTRY_OWN_FIELDS = frozenset({"_time", "_msg", "level", "stream", "_stream", "_s
 
 def _addable(reader: _Reader, fields: tuple[tuple[str, str], ...]
              ) -> tuple[tuple[str, str], ...]:  # fmt: skip
+    """The user's constant fields less those no entry would show, each said."""
     kept = []
     for name, value in fields:
         if name in ENTRY_OWN_FIELDS:
