@@ -113,6 +113,18 @@ def test_a_mistyped_host_is_said_at_the_start_and_the_other_urls_ship(
     assert messages(sink.settle(1)) == ["fine"]
 
 
+def test_a_url_in_quotes_from_an_env_file_ships_saying_so(script: Any, sink: Any) -> None:
+    """`docker run --env-file` passes `VICTORIALOGS_URL="http://..."` with its quotes: the
+    program shipped nothing (shipping was off, for a URL with the scheme `"http`)."""
+    run = run_python(script("print('fine')\n"), sink.env(VICTORIALOGS_URL=f'"{sink.url}"'))
+    assert run.rc == 0 and run.out == "fine\n"
+    assert run.err.splitlines() == [
+        "vlhook: VICTORIALOGS_URL is in quotes, which are part of its value (as `docker run "
+        "--env-file` passes them); using it without them"
+    ]
+    assert messages(sink.settle(1)) == ["fine"]
+
+
 @pytest.mark.parametrize("path", ["/insert/jsonline", "/select/vmui/"])
 def test_a_url_copied_from_the_servers_docs_or_web_ui_ships_to_that_server(
     script: Any, sink: Any, path: str

@@ -594,6 +594,28 @@ def test_a_urls_query_string_is_said_not_to_be_sent() -> None:
     )
 
 
+def test_a_value_in_quotes_as_docker_env_files_pass_them_is_used_without_them() -> None:
+    """`docker run --env-file` keeps the quotes of `VICTORIALOGS_URL="http://vl:9428"`: the
+    URL was then no URL, and shipping was off."""
+    c = load({"VICTORIALOGS_URL": '"http://vl:9428"', "VICTORIALOGS_LOG_LEVEL": "'debug'",
+              "VICTORIALOGS_BEARER_TOKEN": f'"{SECRET}"'})  # fmt: skip
+    assert [e.display for e in c.endpoints] == ["http://vl:9428"]
+    assert c.level == 10 and c.bearer_token == SECRET
+    said = "is in quotes, which are part of its value (as `docker run --env-file` passes them); "
+    assert c.warnings == tuple(f"VICTORIALOGS_{name} {said}using it without them"
+                               for name in ("URL", "LOG_LEVEL", "BEARER_TOKEN"))  # fmt: skip
+    assert SECRET not in "".join(c.warnings)
+
+
+def test_a_pattern_and_the_switch_are_read_quotes_and_all() -> None:
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_REDACT": '"card"'})
+    assert c.redact_extra == ('"card"',) and c.warnings == ()
+    off = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_DISABLE": '"1"'})
+    (warning,) = off.warnings
+    assert warning.startswith("VICTORIALOGS_DISABLE='\"1\"' is not valid")
+    assert load({"VICTORIALOGS_URL": '""'}).endpoints == ()
+
+
 def test_empty_port_means_the_default_port() -> None:
     # RFC 3986: an empty port is the scheme's default.
     assert parse_endpoint("http://h:").port == 80

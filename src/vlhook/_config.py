@@ -145,16 +145,39 @@ def is_enabled(environ: Mapping[str, str]) -> bool:
     return environ.get("VICTORIALOGS_DISABLE", "").strip().lower() not in TRUE
 
 
+#: Variables read as written, quotes and all: a pattern of the user's may mean its quotes, and
+#: the switch is read by the activation gates (sitecustomize, the .pth) before this module.
+_VERBATIM = frozenset({"VICTORIALOGS_REDACT", "VICTORIALOGS_DISABLE"})
+
+
+def _quoted(value: str) -> bool:
+    return len(value) > 1 and value[0] in "\"'" and value[-1] == value[0]
+
+
 class _Reader:
     """Reads variables and collects one warning per bad value."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.env = environ
         self.warnings: list[str] = []
+        self._unquoted: set[str] = set()
 
     def raw(self, name: str) -> Optional[str]:
-        value = self.env.get(name)
-        return None if value is None or value.strip() == "" else value.strip()
+        """The variable's value, stripped; None when unset or blank."""
+        value = (self.env.get(name) or "").strip()
+        if _quoted(value) and name.startswith("VICTORIALOGS_") and name not in _VERBATIM:
+            value = self._unquote(name, value)
+        return value or None
+
+    def _unquote(self, name: str, value: str) -> str:
+        """`docker run --env-file` keeps an env file's quotes in the value: the URL was then no
+        URL, and shipping was off. Said once per variable, without its value."""
+        if name not in self._unquoted:
+            self._unquoted.add(name)
+            self.warnings.append(f"{name} is in quotes, which are part of its value (as "
+                                 "`docker run --env-file` passes them); using it without "
+                                 "them")  # fmt: skip
+        return value[1:-1].strip()
 
     def warn(self, name: str, value: str, used: str) -> None:
         # Values of variables that carry secrets are never repeated back.
