@@ -581,6 +581,20 @@ def test_bad_certificate_is_a_clear_error(tls_server: VictoriaLogs) -> None:
     assert len(tls_server.rows("*")) == 1  # the probe, stored
 
 
+@pytest.mark.parametrize("command", [("check",), ("query", "*")])
+def test_https_to_a_server_of_plain_http_says_which_to_write(
+    sink: Any, command: tuple[str, ...]
+) -> None:
+    """It said `SSLError: [SSL: WRONG_VERSION_NUMBER] wrong version number` and no more."""
+    env = base_env()
+    env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=sink.url.replace("http://", "https://"))
+    result = subprocess.run([sys.executable, "-m", "vlhook", *command], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    said = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "does not speak TLS" in said and "write http:// in VICTORIALOGS_URL" in said, said
+
+
 @pytest.mark.parametrize("bundle", ["missing.pem", "not-pem.txt"])
 def test_a_ca_bundle_that_cannot_be_used_is_named_once_and_verification_stays(
     tls_server: VictoriaLogs, script: Any, tmp_path: Path, bundle: str

@@ -275,11 +275,26 @@ def retry_after(value: Optional[str]) -> Optional[float]:
 
 
 def _describe(exc: BaseException, endpoint: Endpoint) -> str:
-    cause = exc.__cause__
-    if cause is not None and type(cause).__name__ == "SSLCertVerificationError":
+    return tls_trouble(exc.__cause__, endpoint) or f"cannot deliver to {endpoint.display}: {exc}"
+
+
+def tls_trouble(error: Optional[BaseException], endpoint: Endpoint) -> Optional[str]:
+    """What a TLS failure means and what to set, for delivery and the CLI alike; None for an
+    error of another kind."""
+    if error is not None and type(error).__name__ == "SSLCertVerificationError":
         return (
             f"TLS certificate of {endpoint.display} not trusted "
-            f"({getattr(cause, 'verify_message', cause)}); set VICTORIALOGS_CA_BUNDLE to its CA, "
+            f"({getattr(error, 'verify_message', error)}); set VICTORIALOGS_CA_BUNDLE to its CA, "
             "or VICTORIALOGS_TLS_VERIFY=0 to skip checking"
         )
-    return f"cannot deliver to {endpoint.display}: {exc}"
+    if getattr(error, "reason", None) in _NOT_TLS:
+        return (
+            f"{endpoint.display} does not speak TLS (its answer to the handshake: {error}); if "
+            "it takes plain HTTP, write http:// in VICTORIALOGS_URL"
+        )
+    return None
+
+
+#: OpenSSL's reasons for an answer that is no TLS (a server of plain HTTP): 3.0 and earlier,
+#: then 3.2 and later.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")

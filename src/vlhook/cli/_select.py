@@ -16,7 +16,7 @@ from vlhook import _diag
 from vlhook._activation import unsaid
 from vlhook._config import Config, Endpoint, load
 from vlhook._delivery.client import MAX_REDIRECTS, _redirect_target
-from vlhook._delivery.transport import request_headers, tls_context
+from vlhook._delivery.transport import request_headers, tls_context, tls_trouble
 from vlhook.cli._diagnose import why_inactive
 
 GATEWAY_DOWN = frozenset({502, 503, 504})
@@ -211,13 +211,9 @@ def _connection(endpoint: Endpoint, config: Config, timeout: float) -> Any:
 
 
 def _unreachable(exc: BaseException, endpoint: Endpoint) -> str:
-    import ssl
-
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS certificate of {endpoint.display} not trusted ({exc.verify_message}); set "
-            "VICTORIALOGS_CA_BUNDLE to its CA, or VICTORIALOGS_TLS_VERIFY=0 to skip checking"
-        )
+    trouble = tls_trouble(exc, endpoint)
+    if trouble is not None:
+        return trouble
     if isinstance(exc, socket.timeout):
         return f"{endpoint.display} did not answer in time (VICTORIALOGS_TIMEOUT_MS)"
     return f"cannot reach {endpoint.display}: {_reason(exc)}"
