@@ -420,6 +420,21 @@ def test_rejection_is_counted_once_with_the_servers_reason() -> None:
         s.close()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"Client sent an HTTP request to an HTTPS server.\n",  # Go's: VictoriaLogs, vmauth
+     b"<html><center>The plain HTTP request was sent to HTTPS port</center></html>"],  # nginx
+)  # fmt: skip
+def test_plain_http_to_a_server_of_https_is_kept_not_rejected(body: bytes) -> None:
+    with Scripted(lambda p, h, b: (400, {}, body)) as server:
+        s = shipper(server.url)
+        s.add([entry("a"), entry("b")])
+        outcome = s.send()
+        assert outcome.rejected == {} and sum(count for _, count in outcome.kept) == 2
+        assert len(server.seen) == 1
+        s.close()
+
+
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_client_errors_are_rejected_once(status: int) -> None:
     with Scripted(lambda p, h, b: (status, {}, b"no")) as server:

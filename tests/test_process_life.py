@@ -581,6 +581,29 @@ def test_bad_certificate_is_a_clear_error(tls_server: VictoriaLogs) -> None:
     assert len(tls_server.rows("*")) == 1  # the probe, stored
 
 
+def test_http_to_a_server_of_https_keeps_the_lines_and_says_which_to_write(
+    tls_server: VictoriaLogs, script: Any, tmp_path: Path
+) -> None:
+    """The server answers 400 "Client sent an HTTP request to an HTTPS server.": a mistake of
+    the URL's, not of the lines, which were dropped as rejected. They are kept in the spool
+    now, and the next run with https:// delivers them."""
+    assert tls_server.cafile is not None
+    spool = tmp_path / "spool"
+    env = {
+        "VICTORIALOGS_URL": tls_server.url.replace("https://", "http://"),
+        "VICTORIALOGS_SPOOL_DIR": str(spool),
+        "VICTORIALOGS_EXIT_TIMEOUT_MS": "1000",
+    }
+    run = run_python(script("print('kept for https')\n"), env)
+    assert run.rc == 0 and run.out == "kept for https\n"
+    assert "write https:// in VICTORIALOGS_URL; batches are kept in the spool" in run.err
+    assert "1 kept in the spool" in run.err and "dropped" not in run.err, run.err
+    env.update(VICTORIALOGS_URL=tls_server.url, VICTORIALOGS_CA_BUNDLE=str(tls_server.cafile))
+    again = run_python(script("print('next run')\n", name="next.py"), env)
+    assert again.err == ""
+    assert sorted(row["_msg"] for row in tls_server.rows("*")) == ["kept for https", "next run"]
+
+
 @pytest.mark.parametrize("command", [("check",), ("query", "*")])
 def test_https_to_a_server_of_plain_http_says_which_to_write(
     sink: Any, command: tuple[str, ...]

@@ -322,9 +322,25 @@ def _classify(result: Result) -> int:
     if result.status in (301, 302, 303, 307, 308):
         _warn_moved(result)
         return KEEP
+    if result.status == 400 and any(text in result.message for text in _PLAIN_TO_TLS):
+        _warn_plain_to_tls(result)
+        return KEEP
     if result.status and not result.retryable:
         return REJECTED
     return KEEP
+
+
+#: What a server of HTTPS answers (400) to plain HTTP: Go's (VictoriaLogs, vmauth), nginx's.
+#: The URL's mistake, not the lines': they are kept, as for a permanent redirect.
+_PLAIN_TO_TLS = ("HTTP request to an HTTPS server", "plain HTTP request was sent to HTTPS port")
+
+
+def _warn_plain_to_tls(result: Result) -> None:
+    _diag.warn(
+        f"the server speaks HTTPS where VICTORIALOGS_URL says http:// ({result.message}): "
+        "write https:// in VICTORIALOGS_URL; batches are kept in the spool meanwhile",
+        key="plain to tls",
+    )
 
 
 def _warn_moved(result: Result) -> None:
