@@ -141,6 +141,24 @@ def test_a_url_copied_from_the_servers_docs_or_web_ui_ships_to_that_server(
     assert messages(sink.settle(1)) == ["fine"]
 
 
+def test_a_url_whose_path_is_wrong_keeps_the_lines_and_says_so(
+    script: Any, sink: Any, tmp_path: Any
+) -> None:
+    """The server answers 400 "unsupported path requested" to a path it has not: a mistake of
+    the URL's, and the lines were dropped as rejected. They are kept now, and the next run,
+    its URL mended, delivers them."""
+    spool = str(tmp_path / "spool")
+    run = run_python(script("print('kept')\n"), sink.env(
+        VICTORIALOGS_URL=sink.url + "/vlogs", VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
+    assert run.rc == 0 and run.out == "kept\n"
+    assert "has no /insert/jsonline under the path VICTORIALOGS_URL gives" in run.err, run.err
+    assert "1 kept in the spool" in run.err and "dropped" not in run.err
+    again = run_python(script("print('next')\n", name="next.py"),
+                       sink.env(VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
+    assert again.err == ""
+    assert sorted(messages(sink.settle(2))) == ["kept", "next"]
+
+
 @pytest.mark.parametrize(
     "header",
     ["Content-Encoding=br", "Transfer-Encoding=chunked",

@@ -435,7 +435,23 @@ def test_plain_http_to_a_server_of_https_is_kept_not_rejected(body: bytes) -> No
         s.close()
 
 
-@pytest.mark.parametrize("status", [401, 403, 404])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(404, b"<html>404 Not Found</html>"),  # a proxy's: nothing at that path
+     (400, b'unsupported path requested: "/vlogs/insert/jsonline"')],  # VictoriaLogs'
+)  # fmt: skip
+def test_a_url_whose_path_names_no_insert_endpoint_is_kept_not_rejected(
+    status: int, body: bytes
+) -> None:
+    with Scripted(lambda p, h, b: (status, {}, body)) as server:
+        s = shipper(server.url)
+        s.add([entry("a"), entry("b")])
+        outcome = s.send()
+        assert outcome.rejected == {} and sum(count for _, count in outcome.kept) == 2
+        s.close()
+
+
+@pytest.mark.parametrize("status", [401, 403])
 def test_client_errors_are_rejected_once(status: int) -> None:
     with Scripted(lambda p, h, b: (status, {}, b"no")) as server:
         s = shipper(server.url)

@@ -322,8 +322,10 @@ def _classify(result: Result) -> int:
     if result.status in (301, 302, 303, 307, 308):
         _warn_moved(result)
         return KEEP
-    if result.status == 400 and any(text in result.message for text in _PLAIN_TO_TLS):
-        _warn_plain_to_tls(result)
+    mistake = _urls_mistake(result)
+    if mistake is not None:
+        _diag.warn(f"{mistake} ({result.message}); batches are kept in the spool meanwhile",
+                   key=mistake)  # fmt: skip
         return KEEP
     if result.status and not result.retryable:
         return REJECTED
@@ -331,16 +333,21 @@ def _classify(result: Result) -> int:
 
 
 #: What a server of HTTPS answers (400) to plain HTTP: Go's (VictoriaLogs, vmauth), nginx's.
-#: The URL's mistake, not the lines': they are kept, as for a permanent redirect.
 _PLAIN_TO_TLS = ("HTTP request to an HTTPS server", "plain HTTP request was sent to HTTPS port")
+#: What VictoriaLogs answers (400) to a path it has not (a proxy answers 404).
+_NO_SUCH_PATH = "unsupported path requested"
 
 
-def _warn_plain_to_tls(result: Result) -> None:
-    _diag.warn(
-        f"the server speaks HTTPS where VICTORIALOGS_URL says http:// ({result.message}): "
-        "write https:// in VICTORIALOGS_URL; batches are kept in the spool meanwhile",
-        key="plain to tls",
-    )
+def _urls_mistake(result: Result) -> Optional[str]:
+    """What to mend in VICTORIALOGS_URL when the answer says the request went to the wrong
+    place, not that its lines were bad: they are kept then, as for a permanent redirect
+    (they were dropped as rejected); None for any other answer."""
+    if result.status == 400 and any(text in result.message for text in _PLAIN_TO_TLS):
+        return "the server speaks HTTPS where VICTORIALOGS_URL says http://: write https://"
+    if result.status == 404 or (result.status == 400 and _NO_SUCH_PATH in result.message):
+        return ("the server has no /insert/jsonline under the path VICTORIALOGS_URL gives: "
+                "give the server's base URL")  # fmt: skip
+    return None
 
 
 def _warn_moved(result: Result) -> None:
