@@ -598,6 +598,11 @@ def test_http_to_a_server_of_https_keeps_the_lines_and_says_which_to_write(
     assert run.rc == 0 and run.out == "kept for https\n"
     assert "where VICTORIALOGS_URL says http://: write https:// (HTTP 400" in run.err, run.err
     assert "1 kept in the spool" in run.err and "dropped" not in run.err, run.err
+    check = subprocess.run([sys.executable, "-m", "vlhook", "check"],
+                           env={**base_env(), **env, "PYTHONPATH": str(SRC)},
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "  the server speaks HTTPS where VICTORIALOGS_URL says http://: write https://\n" in (
+        check.stdout), check.stdout  # fmt: skip
     env.update(VICTORIALOGS_URL=tls_server.url, VICTORIALOGS_CA_BUNDLE=str(tls_server.cafile))
     again = run_python(script("print('next run')\n", name="next.py"), env)
     assert again.err == ""

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from vlhook import _diag
 from vlhook._activation import unsaid
 from vlhook._config import Config, Endpoint, load
+from vlhook._delivery.client import urls_mistake
 from vlhook._delivery.transport import HttpTransport, make_transport
 from vlhook._levels import level_name
 from vlhook._stats import Stats
@@ -75,6 +76,9 @@ def _check_endpoint(endpoint: Endpoint, config: Config, timeout: float) -> bool:
     transport.close()
     if not result.ok:
         _say(f"  probe refused: {result.message or result.status}")
+        mistake = urls_mistake(result)
+        if mistake is not None:
+            _say(f"  {mistake}")
         return False
     _say(f"  probe accepted ({'HTTP ' + str(result.status) if result.status else 'written'})")
     if isinstance(transport, HttpTransport):

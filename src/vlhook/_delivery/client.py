@@ -322,7 +322,7 @@ def _classify(result: Result) -> int:
     if result.status in (301, 302, 303, 307, 308):
         _warn_moved(result)
         return KEEP
-    mistake = _urls_mistake(result)
+    mistake = urls_mistake(result)
     if mistake is not None:
         _diag.warn(f"{mistake} ({result.message}); batches are kept in the spool meanwhile",
                    key=mistake)  # fmt: skip
@@ -338,7 +338,7 @@ _PLAIN_TO_TLS = ("HTTP request to an HTTPS server", "plain HTTP request was sent
 _NO_SUCH_PATH = "unsupported path requested"
 
 
-def _urls_mistake(result: Result) -> Optional[str]:
+def urls_mistake(result: Result) -> Optional[str]:
     """What to mend in VICTORIALOGS_URL when the answer says the request went to the wrong
     place, not that its lines were bad: they are kept then, as for a permanent redirect
     (they were dropped as rejected); None for any other answer."""
