@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import run_python
+from conftest import messages, run_python
 from vlhook._captures import Line, Record, uncaught
 from vlhook._captures import line as make_line
 from vlhook._captures import record as make_record
@@ -131,6 +131,18 @@ def test_the_users_patterns_mask_every_text_that_holds_their_literals(
     assert {f"cloning with {MASK} now", f"{MASK} in upper case", f"using {MASK}"} < set(by_msg)
     assert by_msg[f"using {MASK}"]["ref"] == MASK and by_msg["json"]["k"] == MASK
     assert {f"plain {i}" for i in range(300)} < set(by_msg)
+
+
+def test_a_users_pattern_that_matches_an_empty_text_masks_only_what_it_holds(
+    script: Any, sink: Any
+) -> None:
+    """`x*` (meant as `x+`), `(?:token)?` or `\\b` match an empty text at every place: every
+    line was stored as `[REDACTED]h[REDACTED]e[REDACTED]l...`. Only what a match holds is
+    masked now."""
+    code = "print('hello world')\nprint('tokens: xxx-token-xx')\n"
+    run = run_python(script(code), sink.env(VICTORIALOGS_REDACT=r"x*,,(?:token)?,,\b"))
+    assert run.rc == 0 and run.err == ""
+    assert sorted(messages(sink.settle(2))) == [f"{MASK}s: {MASK}-{MASK}-{MASK}", "hello world"]
 
 
 def test_a_name_or_pattern_meeting_msg_leaves_every_message_stored(script: Any, sink: Any) -> None:

@@ -333,7 +333,7 @@ class Redactor:
         if self._name_needles and _may_name_a_value(text):
             out = self._masked_named(out)
         for pattern in self._extra:
-            out = pattern.sub(MASK, out)
+            out = pattern.sub(_masked_if_any, out)
         return None if out == text else out
 
     def _may_match(self, text: str) -> Any:
@@ -782,6 +782,13 @@ def _needles_of_patterns(patterns: list[Pattern[str]]) -> Optional[tuple[str, ..
             return None
         found.update(needles)
     return tuple(sorted(found))
+
+
+def _masked_if_any(match: Match[str]) -> str:
+    """A user pattern's match masked, unless it is empty: `x*` (meant as `x+`), `(?:a)?` or
+    `\\b` match an empty text at every place, and each line was stored as
+    `[REDACTED]h[REDACTED]e[REDACTED]l...`."""
+    return MASK if match.end() > match.start() else ""
 
 
 def _nothing(text: str) -> bool:
