@@ -133,6 +133,15 @@ def test_every_command_whose_reader_went_away_ends_quietly(
     assert result.returncode == 0
 
 
+def test_a_command_run_with_stdout_closed_ends_as_it_did(sink: Any) -> None:
+    """`vlhook path >&-`: Python's sys.stdout is None then, and print() writes nothing."""
+    env = base_env()
+    env.update(sink.env(), PYTHONPATH=str(SRC))
+    result = subprocess.run(f"{PYTHON} -m vlhook path >&-", shell=True, env=env,
+                            stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and result.stderr == ""
+
+
 def test_listen_ignores_its_own_activation(tmp_path: Path) -> None:
     """`vlhook listen` with VICTORIALOGS_URL pointing at itself must not feed on its output.
     (A test of `listen` itself: no VictoriaLogs involved.)"""

@@ -85,7 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = build_parser().parse_args(argv)
             return int(args.func(args))  # --help and --version exit from parse_args
         finally:
-            sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+            if sys.stdout is not None:  # None when fd 1 was closed (`>&-`)
+                sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
     except BrokenPipeError:  # `vlhook ... | head`: the reader has what it wanted
         from vlhook.cli._format import silence_stdout
 
