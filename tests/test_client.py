@@ -231,6 +231,16 @@ def test_a_header_of_the_users_replaces_vlhooks_of_that_name_in_any_case() -> No
     assert lowered["user-agent"] == "app"
 
 
+def test_a_bearer_token_pasted_with_its_scheme_goes_as_one_scheme(recv: Receiver) -> None:
+    c = load({"VICTORIALOGS_URL": recv.url, "VICTORIALOGS_SPOOL_DIR": "off",
+              "VICTORIALOGS_BEARER_TOKEN": "Bearer tok-2"})  # fmt: skip
+    s = Shipper(c)
+    s.add([entry("bearer")])
+    assert s.send().delivered == 1
+    assert recv.requests[-1].headers["authorization"] == "Bearer tok-2"
+    s.close()
+
+
 def test_request_headers_and_path_helpers() -> None:
     c = load({"VICTORIALOGS_URL": "https://u:p@h:1/base", "VICTORIALOGS_COMPRESSION": "none",
               "VICTORIALOGS_STREAM_FIELDS": "a b,c"})  # fmt: skip

@@ -612,6 +612,16 @@ def test_a_value_in_quotes_as_docker_env_files_pass_them_is_used_without_them() 
     assert SECRET not in "".join(c.warnings)
 
 
+@pytest.mark.parametrize("given", [f"Bearer {SECRET}", f"bearer  {SECRET}", f"BEARER {SECRET}"])
+def test_a_bearer_token_given_with_its_scheme_is_used_without_it(given: str) -> None:
+    """The header's whole value pasted (`Bearer abc`) went as `Authorization: Bearer Bearer
+    abc`, refused (401) for every batch, each dropped."""
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_BEARER_TOKEN": given})
+    assert c.bearer_token == SECRET
+    assert c.warnings == ("VICTORIALOGS_BEARER_TOKEN starts with the scheme 'Bearer ', which "
+                          "vlhook writes itself; using the token after it",)  # fmt: skip
+
+
 def test_a_pattern_and_the_switch_are_read_quotes_and_all() -> None:
     c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_REDACT": '"card"'})
     assert c.redact_extra == ('"card"',) and c.warnings == ()

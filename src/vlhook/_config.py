@@ -633,6 +633,18 @@ def _addable(reader: _Reader, fields: tuple[tuple[str, str], ...]
     return tuple(kept)
 
 
+def _bearer_token(reader: _Reader) -> str:
+    """The token alone: the header's whole value pasted (`Bearer abc`) went as
+    `Authorization: Bearer Bearer abc`, refused for every batch, and each batch dropped."""
+    token = reader.raw("VICTORIALOGS_BEARER_TOKEN") or ""
+    scheme, space, rest = token.partition(" ")
+    if not (space and scheme.lower() == "bearer" and rest.strip()):
+        return token
+    reader.warnings.append("VICTORIALOGS_BEARER_TOKEN starts with the scheme 'Bearer ', which "
+                           "vlhook writes itself; using the token after it")  # fmt: skip
+    return rest.strip()
+
+
 def _redact(reader: _Reader) -> tuple[bool, tuple[str, ...]]:
     value = reader.raw("VICTORIALOGS_REDACT")
     if value is None or value.lower() in TRUE:
@@ -730,9 +742,7 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
         job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else program),
         handed_down=handed_down,
         headers=headers,
-        bearer_token=_carried(
-            r, "VICTORIALOGS_BEARER_TOKEN", r.raw("VICTORIALOGS_BEARER_TOKEN") or ""
-        ),
+        bearer_token=_carried(r, "VICTORIALOGS_BEARER_TOKEN", _bearer_token(r)),
         account_id=r.tenant("VICTORIALOGS_ACCOUNT_ID"),
         project_id=r.tenant("VICTORIALOGS_PROJECT_ID"),
         tls_verify=r.boolean("VICTORIALOGS_TLS_VERIFY", True),
