@@ -409,8 +409,10 @@ def _server_of(reader: _Reader, endpoint: Endpoint, url: str) -> Endpoint:
     (400) and dropped. Such a URL is taken as its server's quietly (it is the endpoint's own
     URL); a path of another endpoint of the server is cut, saying so. A query string is never
     sent (the server's parameters have variables of their own): said, not silently dropped."""
+    if endpoint.scheme == "file":
+        return endpoint
     shown = _safe_url(url)
-    if endpoint.scheme != "file" and "?" in url.partition("#")[0]:
+    if "?" in url.partition("#")[0]:
         reader.warnings.append(
             f"VICTORIALOGS_URL item {shown!r}: its query string is not sent (VictoriaLogs' "
             "parameters come from VICTORIALOGS_STREAM_FIELDS, VICTORIALOGS_FIELDS and "
@@ -418,7 +420,7 @@ def _server_of(reader: _Reader, endpoint: Endpoint, url: str) -> Endpoint:
         )
     path = endpoint.base_path + "/"
     at = min((i for i in map(path.find, _SERVER_PATHS) if i >= 0), default=-1)
-    if endpoint.scheme == "file" or at < 0:
+    if at < 0:
         return endpoint
     server = Endpoint(scheme=endpoint.scheme, host=endpoint.host, port=endpoint.port,
                       base_path=path[:at], username=endpoint.username,
@@ -479,7 +481,7 @@ def _program(reader: _Reader) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 def _level(reader: _Reader) -> int:
     name = "VICTORIALOGS_LOG_LEVEL" if reader.raw("VICTORIALOGS_LOG_LEVEL") else "LOG_LEVEL"
-    return reader.parsed(name, 20, lambda v: LEVELS[v.strip().upper()], "INFO")
+    return reader.parsed(name, 20, lambda v: LEVELS[v.upper()], "INFO")
 
 
 def _capture(reader: _Reader) -> frozenset[str]:

@@ -57,8 +57,9 @@ def _sequence(items: Iterable[Any], folded: bool) -> Needles:
     for op, value in items:
         kind = op.name
         spellings = _spellings(kind, value, folded)
-        if spellings and len(run) * len(spellings) <= MAX_NEEDLES:
-            run = frozenset(head + tail for head in run for tail in spellings)
+        longer = _joined(run, spellings)
+        if longer:
+            run = longer
             continue
         best = _better(best, run)
         run = spellings or _START  # too many spellings with the run: a run of its own begins
@@ -93,11 +94,18 @@ def _whole(items: Iterable[Any], folded: bool) -> frozenset[str]:
     """The spellings of a sequence made of such items alone; none else."""
     run = _START
     for op, value in items:
-        spellings = _spellings(op.name, value, folded)
-        if not spellings or len(run) * len(spellings) > MAX_NEEDLES:
+        run = _joined(run, _spellings(op.name, value, folded))
+        if not run:
             return frozenset()
-        run = frozenset(head + tail for head in run for tail in spellings)
     return frozenset() if run == _START else run
+
+
+def _joined(run: frozenset[str], spellings: frozenset[str]) -> frozenset[str]:
+    """The spellings of a run followed by an item's; none when the item has none, or they
+    would be too many."""
+    if not spellings or len(run) * len(spellings) > MAX_NEEDLES:
+        return frozenset()
+    return frozenset(head + tail for head in run for tail in spellings)
 
 
 def _folded(folded: bool, added: int, removed: int) -> bool:
