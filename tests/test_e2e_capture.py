@@ -222,6 +222,65 @@ def test_printed_traceback_is_one_error_entry(script: Any, sink: Any) -> None:
     assert "direct cause" in tb["_msg"] and tb["_msg"].endswith("ValueError: wrapped")
 
 
+WARNINGS_PROGRAM = """\
+import gc, warnings
+def old():
+    warnings.warn("old() is deprecated", DeprecationWarning, stacklevel=2)
+print("before")
+old()
+print("  indented, the program's own")
+warnings.warn("careful")
+warnings.simplefilter("always", ResourceWarning)
+f = open(__file__)
+del f
+gc.collect()
+print("after")
+"""
+
+
+def test_python_warnings_are_one_warning_entry_each_with_their_source_line(
+    script: Any, sink: Any
+) -> None:
+    """What Python's `warnings` module prints: the first line, the source line, a
+    ResourceWarning's tracemalloc hint, in one entry at WARNING; nothing else joins it."""
+    path = script(WARNINGS_PROGRAM)
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    rows = sorted(sink.settle(6), key=lambda r: r["_time"])
+    assert [(r["stream"], r["level"]) for r in rows] == [
+        ("stdout", "INFO"), ("stderr", "WARNING"), ("stdout", "INFO"), ("stderr", "WARNING"),
+        ("stderr", "WARNING"), ("stdout", "INFO")]  # fmt: skip
+    said = [r["_msg"] for r in rows]
+    assert said[0] == "before" and said[2] == "  indented, the program's own"
+    assert said[1] == f"{path}:5: DeprecationWarning: old() is deprecated\n  old()"
+    assert said[3] == f'{path}:7: UserWarning: careful\n  warnings.warn("careful")'
+    assert said[4].startswith(f"{path}:") and "ResourceWarning: unclosed file" in said[4]
+    assert said[4].endswith("Enable tracemalloc to get the object allocation traceback")
+    assert said[5] == "after"
+    assert hooked.stderr.decode() == "".join(f"{text}\n" for text in said[1:5] if text != said[2])
+
+
+def test_a_warning_the_interpreter_prints_before_the_warnings_module_is_one_entry(
+    script: Any, sink: Any
+) -> None:
+    """Until `warnings` is loaded the interpreter prints a warning itself, its source line in
+    a write of its own: here a SyntaxWarning made when an imported module is compiled."""
+    script("x = 1 is 1\n", name="legacy.py")
+    path = script("import sys\nprint('warnings' in sys.modules)\nimport legacy\nprint('after')\n")
+    env = {**sink.env(), "PYTHONDONTWRITEBYTECODE": "1"}
+    bare = run_python(path, {"PYTHONDONTWRITEBYTECODE": "1"}, dropin=False)
+    hooked = run_python(path, env)
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    assert hooked.out.startswith("False\n")  # the interpreter's own printing, in pieces
+    rows = sorted(sink.settle(3), key=lambda r: r["_time"])
+    printed = bare.stderr.decode()  # the message's wording differs between versions
+    assert printed.startswith(f"{path.parent / 'legacy.py'}:1: SyntaxWarning: ")
+    assert printed.endswith("\n  x = 1 is 1\n") and printed.count("\n") == 2
+    assert [(r["_msg"], r["level"]) for r in rows] == [
+        ("False", "INFO"), (printed[:-1], "WARNING"), ("after", "INFO")]  # fmt: skip
+
+
 def test_long_message_is_split_into_numbered_parts(script: Any, sink: Any) -> None:
     path = script("print('x' * 300_000 + 'END')\nprint('next line')\n")
     run_python(path, sink.env(VICTORIALOGS_MAX_LINE_BYTES="65536"))

@@ -94,6 +94,18 @@ def one(entries: list[Entry]) -> Entry:
         ("   ", "INFO"),
         ("a level=error far " + "x" * 300, "ERROR"),
         ("x" * 300 + " level=error", "INFO"),  # logfmt only in the first 200 characters
+        # Python's warnings: `<file>:<line>: <Category>: <message>`, maybe with a source line
+        ("/app/job.py:7: DeprecationWarning: old() is deprecated", "WARNING"),
+        ("<string>:1: SyntaxWarning: invalid escape sequence '\\d'", "WARNING"),
+        ("C:\\My App\\job.py:12: UserWarning: careful", "WARNING"),
+        ("sys:1: ResourceWarning: unclosed file", "WARNING"),
+        ("job.py:3: Warning: the base category\n  warn('x')", "WARNING"),
+        ("job.py:3: InsecureRequestWarning: Unverified HTTPS request", "WARNING"),
+        ("saw a UserWarning: in job.py:3", "INFO"),
+        ("job.py:3: has a UserWarning: inside", "INFO"),
+        ("job.py: UserWarning: no line number", "INFO"),
+        ("  job.py:3: UserWarning: indented (pytest's summary)", "INFO"),
+        ("/" + "x" * 160 + ".py:3: UserWarning: named past the head", "INFO"),
     ],
 )
 def test_detect_level(text: str, level: str) -> None:

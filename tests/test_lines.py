@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from vlhook import _lines
 from vlhook._captures import Line, text
 from vlhook._lines import (
     CHAIN_WAIT_NS,
@@ -455,6 +456,8 @@ def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
                         "-----END PRIVATE KEY-----\n",
                         "  File x\n",
                         "E: boom\n",
+                        "a.py:3: UserWarning: w\n",
+                        "a.py:3: UserWarning: w\n  src()\n",
                         "line\n",
                         "\n",
                         "  \n",
@@ -466,11 +469,20 @@ def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
             ),
         ),
         max_size=40,
-    )
+    ),
+    st.booleans(),
 )
 def test_feeding_many_writes_at_once_makes_the_same_lines_as_one_by_one(
-    writes: list[tuple[int, int, Any]],
+    writes: list[tuple[int, int, Any]], pieces: bool
 ) -> None:
+    """`pieces`: before Python's `warnings` module is loaded, or after."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_lines, "warnings_in_pieces", lambda: pieces)
+        by_one, by_many = feed_one_by_one_and_at_once(writes)
+    assert by_many == by_one
+
+
+def feed_one_by_one_and_at_once(writes: list[tuple[int, int, Any]]) -> tuple[list[Line], ...]:
     items = [text(kind, data, index, ident, None)
              for index, (kind, ident, data) in enumerate(writes) if data]  # fmt: skip
     one, many = LineAssembler(), LineAssembler()
@@ -481,7 +493,7 @@ def test_feeding_many_writes_at_once_makes_the_same_lines_as_one_by_one(
     many.feed_many(items, by_many)
     for asm, out in ((one, by_one), (many, by_many)):
         asm.flush(out, final=True, now_ns=10**18)
-    assert by_many == by_one
+    return by_one, by_many
 
 
 # -- private keys -----------------------------------------------------------------------------
@@ -596,3 +608,102 @@ def test_a_key_cut_short_is_one_entry_when_its_lines_are_a_keys() -> None:
         asm.feed(text(0, head, 0, 1, None), out)
         asm.flush(out, **flushed)
         assert texts(out) == [head.rstrip("\n")]
+
+
+# -- Python's warnings ------------------------------------------------------------------------
+
+WARNING_HEAD = "/app/job.py:7: DeprecationWarning: old() is deprecated, use new()"
+
+
+def feed_writes(writes: list[tuple[int, str]]) -> list[tuple[str, int]]:
+    """Feed (thread, write) pairs on stderr, t_ns = their index; every line out, with its time,
+    after a final flush."""
+    asm, out = LineAssembler(), []  # type: ignore[var-annotated]
+    for index, (ident, data) in enumerate(writes):
+        asm.feed(text(1, data, index, ident, None), out)
+    asm.flush(out, final=True, now_ns=10**18)
+    return [(line[1], line[2]) for line in out]
+
+
+@pytest.mark.parametrize("pieces", [False, True])
+def test_a_warning_written_at_once_is_one_entry_with_its_source_line(
+    pieces: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python's `warnings` module writes a warning, its source line and a ResourceWarning's
+    allocation frames in one write; the lines after them in that write are their own."""
+    monkeypatch.setattr(_lines, "warnings_in_pieces", lambda: pieces)
+    source = f"{WARNING_HEAD}\n  old()"
+    resource = (
+        "/app/job.py:9: ResourceWarning: unclosed file <_io.TextIOWrapper name='x'>\n"
+        "  f = None\n"
+        "Object allocated at (most recent call last):\n"
+        '  File "/app/job.py", lineno 8\n'
+        "    f = open('x')"
+    )
+    hint = (
+        "/app/job.py:9: ResourceWarning: unclosed file <_io.TextIOWrapper name='x'>\n"
+        "ResourceWarning: Enable tracemalloc to get the object allocation traceback"
+    )
+    assert feed_writes([(1, source + "\n")]) == [(source, 0)]
+    assert feed_writes([(1, resource + "\n")]) == [(resource, 0)]
+    assert feed_writes([(1, hint + "\n")]) == [(hint, 0)]
+    assert feed_writes([(1, source + "\nnext line\n  indented\n")]) == [
+        (source, 0), ("next line", 0), ("  indented", 0)]  # fmt: skip
+    # Begun by an unfinished line, the write is not one warning's; the line it ends names one,
+    # so while warnings come in pieces the source line after it is still taken for its own.
+    after_partial = feed_writes([(1, "x "), (1, source + "\n")])
+    if pieces:
+        assert after_partial == [(f"x {WARNING_HEAD}\n  old()", 0)]
+    else:
+        assert after_partial == [(f"x {WARNING_HEAD}", 0), ("  old()", 1)]
+
+
+def test_a_warning_printed_in_pieces_is_one_entry_with_its_source_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before the `warnings` module is loaded the interpreter writes a warning piece by piece,
+    its source line apart; the tee hands on each line whole, or the pieces themselves."""
+    monkeypatch.setattr(_lines, "warnings_in_pieces", lambda: True)
+    path = WARNING_HEAD.split(":", 1)[0]
+    pieces = [path, ":7: ", "DeprecationWarning", ": ", "old() is deprecated, use new()", "\n",
+              "  ", "old()", "\n"]  # fmt: skip
+    joined = (f"{WARNING_HEAD}\n  old()", 0)
+    assert feed_writes([(1, piece) for piece in pieces]) == [joined]
+    assert feed_writes([(1, WARNING_HEAD + "\n"), (1, "  old()\n"), (1, "  more\n")]) == [
+        joined, ("  more", 2)]  # fmt: skip
+    # No source line (code given as text): the first line alone, when the next line comes.
+    assert feed_writes([(1, WARNING_HEAD + "\n"), (1, "next\n")]) == [
+        (WARNING_HEAD, 0), ("next", 1)]  # fmt: skip
+    # Another thread's indented line is not its source line.
+    assert feed_writes([(1, WARNING_HEAD + "\n"), (2, "  other\n"), (1, "mine\n")]) == [
+        ("  other", 1), (WARNING_HEAD, 0), ("mine", 2)]  # fmt: skip
+    asm, out = LineAssembler(), []  # type: ignore[var-annotated]
+    asm.feed(text(1, WARNING_HEAD + "\n", 0, 1, None), out)
+    assert out == [] and asm.held() == 1
+    asm.flush(out, final=False, now_ns=CHAIN_WAIT_NS + 1)  # no source line came: it goes
+    assert [line[1] for line in out] == [WARNING_HEAD]
+
+
+def test_once_the_warnings_module_is_loaded_two_writes_are_two_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The module writes a warning at once: a warning's first line written by itself has no
+    source line to wait for, and an indented line after it is the program's."""
+    monkeypatch.setattr(_lines, "warnings_in_pieces", lambda: False)
+    assert feed_writes([(1, WARNING_HEAD + "\n"), (1, "  old()\n")]) == [
+        (WARNING_HEAD, 0), ("  old()", 1)]  # fmt: skip
+
+
+@pytest.mark.parametrize("pieces", [False, True])
+def test_a_run_of_whole_lines_steps_aside_for_a_warning_only_while_it_may_come_in_pieces(
+    pieces: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_lines, "warnings_in_pieces", lambda: pieces)
+    writes = [f"line {n}\n" for n in range(8)] + [WARNING_HEAD + "\n", "  old()\n"]
+    captures = [text(1, data, index, 1, None) for index, data in enumerate(writes)]
+    run = LineAssembler().whole_lines(captures)
+    assert (run is None) is pieces
+    out: list[Line] = []
+    LineAssembler().feed_many(captures, out)
+    made = [line[1] for line in out]
+    assert made[8:] == ([f"{WARNING_HEAD}\n  old()"] if pieces else [WARNING_HEAD, "  old()"])

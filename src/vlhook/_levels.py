@@ -29,6 +29,11 @@ LEVEL_WORDS = {
 _HEAD_TOKEN = lazy(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
 _PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
 _LOGFMT = lazy(r"\blevel=\"?([A-Za-z]{3,8})\b")
+# A warning as Python prints it (its `warnings` module, or the interpreter before that module is
+# loaded): `<file>:<line>: <Category>: <message>`, the category a Warning subclass's name.
+# Python's own logging of warnings (`logging.captureWarnings`) gives them WARNING.
+PYTHON_WARNING_MARK = "Warning: "
+_PYTHON_WARNING = lazy(r"\S.*?:\d+: \w*Warning: ")
 # How far into a line named_level reads: its head tokens within the first _HEAD_CHARS
 # characters, a logfmt `level=` within the first _LOGFMT_CHARS. A level word further on names
 # nothing, so the group's search for level words need not look further either (LEVEL_HEAD).
@@ -70,10 +75,18 @@ def named_level(text: str) -> Optional[str]:
             return found
         if not _PREFIX_CHARS.issuperset(bare):
             break  # an ordinary word: the message has begun
+    if is_python_warning(text):
+        return "WARNING"
     logfmt = _LOGFMT.search(text, 0, _LOGFMT_CHARS) if "level=" in text else None
     if logfmt:
         return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
     return None
+
+
+def is_python_warning(text: str) -> bool:
+    """Whether a line is the first line of a warning as Python prints it (see
+    _PYTHON_WARNING), its category named within the line's head."""
+    return PYTHON_WARNING_MARK in text and _PYTHON_WARNING.match(text, 0, _HEAD_CHARS) is not None
 
 
 # What a line must contain, lower-cased, within its first LEVEL_HEAD characters, for

@@ -7,17 +7,20 @@ at once never mix their halves. A carriage return inside a line separates lines 
 bounded by MAX_PARTIAL_CHARS). A Python traceback printed as text is grouped into one entry
 until its exception line (and any chained tracebacks) end it. So is a PEM private key printed as
 text, up to its end line: its body is lines of base64 that redaction could not tell from any
-other text, and with its header in one entry it is masked (see vlhook._redact).
+other text, and with its header in one entry it is masked (see vlhook._redact). So is a warning
+as Python prints it, with its source line (see vlhook._levels.is_python_warning).
 """
 
 from __future__ import annotations
 
 import codecs
+import sys
 from _operator import itemgetter
 from itertools import chain, repeat
 
 from vlhook._captures import TEXT_CONTEXT, TEXT_DATA, TEXT_KIND, TEXT_TIME, Line, record_type
 from vlhook._captures import line as make_line
+from vlhook._levels import PYTHON_WARNING_MARK, is_python_warning
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -72,12 +75,31 @@ KEY_LINE_CHARS = 40
 _BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 # The headers a key's armor may have before its body: an encrypted PEM key's, PGP's.
 _ARMOR = ("Proc-Type:", "DEK-Info:", "Version:", "Comment:", "Hash:", "Charset:")
+# What Python's `warnings` module prints after a warning's first line, in the same write: the
+# source line (indented) and, for a ResourceWarning, where the object was made (tracemalloc's
+# frames, indented) or that tracemalloc would tell.
+_WARNING_NOTES = ("Object allocated at (most recent call last):",)
+_TRACEMALLOC_HINT = ": Enable tracemalloc to get the object allocation traceback"
 
 
 def is_traceback_start(text: str) -> bool:
     return text.startswith(TRACEBACK_START) or (
         text[:1] == " " and text.lstrip(" +").startswith(GROUP_START)
     )
+
+
+def warnings_in_pieces() -> bool:
+    """Whether a warning may come as two writes, its first line and then its source line: the
+    interpreter prints one so until Python's `warnings` module is loaded, which prints a
+    warning in one write. Until then the fast paths search whole lines for a warning's first
+    line (~35 ns a line over a group, measured); most programs load the module early (logging,
+    subprocess and asyncio do), and pay nothing."""
+    return "warnings" not in sys.modules
+
+
+def _continues_warning(text: str) -> bool:
+    """A line of what Python's `warnings` module writes after a warning's first line."""
+    return text[:1] in (" ", "\t") or text.startswith(_WARNING_NOTES) or _TRACEMALLOC_HINT in text
 
 
 def is_key_start(text: str) -> bool:
@@ -139,6 +161,33 @@ class _Key:
         pairs = zip(self.lines, self.times)
         return [make_line(kind, text, t_ns, self.context) for text, t_ns in pairs
                 if text and not text.isspace()]  # fmt: skip
+
+
+class _Warning:
+    """A warning's first line, written by itself: the interpreter writes the source line apart
+    (before Python's `warnings` module is loaded). Takes that one indented line, if it comes
+    next; anything else ends it before that line."""
+
+    __slots__ = ("context", "last_ns", "lines", "t_ns")
+
+    def __init__(self, first: str, t_ns: int, context: Optional[Context]) -> None:
+        self.lines = [first]
+        self.t_ns = self.last_ns = t_ns
+        self.context = context
+
+    def accepts(self, text: str, t_ns: int) -> bool:
+        if len(self.lines) > 1 or text[:1] not in (" ", "\t") or text.isspace():
+            return False
+        self.lines.append(text)
+        self.last_ns = t_ns
+        return True
+
+    @property
+    def may_be_complete(self) -> bool:
+        return True
+
+    def made(self, kind: int) -> list[Line]:
+        return [make_line(kind, "\n".join(self.lines), self.t_ns, self.context)]
 
 
 class _Partial:
@@ -213,7 +262,7 @@ class LineAssembler:
     def __init__(self) -> None:
         self._partial: dict[Key, _Partial] = {}
         #: Per stream and thread, the traceback or private key being gathered into one entry.
-        self._blocks: dict[Key, Union[_Traceback, _Key]] = {}
+        self._blocks: dict[Key, Union[_Traceback, _Key, _Warning]] = {}
         self._decoders: dict[Key, Any] = {}
 
     def whole_lines(self, items: list[Text]) -> Optional[LineRun]:
@@ -268,10 +317,11 @@ class LineAssembler:
     def _run(joined: str, kinds: list[int], times: list[int], contexts: list[Any]
              ) -> Optional[LineRun]:  # fmt: skip
         """The run of `joined`'s lines (each ended by its newline), unless one of them holds
-        what only feed_many handles: a carriage return, a traceback, a private key, or nothing
-        to keep."""
+        what only feed_many handles: a carriage return, a traceback, a private key, a warning's
+        first line that its source line may follow, or nothing to keep."""
         if ("\r" in joined or TRACEBACK_START in joined or GROUP_START in joined
-                or KEY_BEGIN in joined):  # fmt: skip
+                or KEY_BEGIN in joined
+                or (warnings_in_pieces() and PYTHON_WARNING_MARK in joined)):  # fmt: skip
             return None
         texts = joined.split("\n")
         texts.pop()  # the "" after the last newline
@@ -286,6 +336,7 @@ class LineAssembler:
         partial, blocks = self._partial, self._blocks
         append = out.append
         new = tuple.__new__
+        in_pieces = warnings_in_pieces()
         for item in items:
             kind, data, t_ns, ident, context = item
             whole = data.__class__ is str and data[-1:] == "\n" and data.count("\n") == 1
@@ -296,6 +347,7 @@ class LineAssembler:
                 and KEY_BEGIN not in data
                 and "\r" not in data
                 and not (partial and (kind, ident) in partial)
+                and not (in_pieces and PYTHON_WARNING_MARK in data)
             ):
                 if not data.isspace():
                     append(new(Line, (kind, data[:-1], t_ns, context, "")))
@@ -318,8 +370,10 @@ class LineAssembler:
                 line = text[:-1]
                 # _complete, inlined for a line that cannot start, continue or hold a block
                 # and has no carriage return: most printed lines.
-                if (line[:1] not in _MAYBE_TRACEBACK and not self._blocks
-                        and "\r" not in line and KEY_BEGIN not in line):  # fmt: skip
+                if (line[:1] not in _MAYBE_TRACEBACK and not self._blocks and "\r" not in line
+                        and KEY_BEGIN not in line
+                        and not (PYTHON_WARNING_MARK in line
+                                 and warnings_in_pieces())):  # fmt: skip
                     if not line.isspace():
                         out.append(make_line(kind, line, t_ns, context))
                     return
@@ -336,13 +390,16 @@ class LineAssembler:
             and self._line_and_traceback(key, pieces, t_ns, context, out)
         ):
             return
-        partial = self._partial.pop(key, None)
-        if partial is not None:
-            partial.parts.append(pieces[0])
-            self._complete(key, "".join(partial.parts), partial.t_ns, partial.context, out)
-        else:
-            self._complete(key, pieces[0], t_ns, context, out)
-        for piece in pieces[1:-1]:
+        rest = self._warning_written(key, pieces, t_ns, context, out) if len(pieces) > 2 else 0
+        if not rest:
+            partial = self._partial.pop(key, None)
+            if partial is not None:
+                partial.parts.append(pieces[0])
+                self._complete(key, "".join(partial.parts), partial.t_ns, partial.context, out)
+            else:
+                self._complete(key, pieces[0], t_ns, context, out)
+            rest = 1
+        for piece in pieces[rest:-1]:
             self._complete(key, piece, t_ns, context, out)
         if pieces[-1]:
             self._extend(key, pieces[-1], t_ns, context, out)
@@ -368,6 +425,26 @@ class LineAssembler:
         if pieces[-1]:
             self._extend(key, pieces[-1], t_ns, context, out)
         return True
+
+    def _warning_written(
+        self, key: Key, pieces: list[str], t_ns: int, context: Optional[Context], out: list[Line]
+    ) -> int:
+        """A warning as Python's `warnings` module writes it, at once: its first line and what
+        follows it (the source line, a ResourceWarning's allocation frames) as one entry.
+        Returns the index of the first piece left to the caller, or 0 when the write does not
+        begin with such a warning."""
+        if (
+            not _continues_warning(pieces[1])
+            or (self._partial and key in self._partial)
+            or (self._blocks and key in self._blocks)
+            or not is_python_warning(pieces[0])
+        ):
+            return 0
+        end = 2
+        while end < len(pieces) - 1 and pieces[end] and _continues_warning(pieces[end]):
+            end += 1
+        out.append(make_line(key[0], "\n".join(pieces[:end]), t_ns, context))
+        return end
 
     def flush(self, out: list[Line], final: bool, now_ns: int = 0) -> None:
         """Emit what no later write can continue: tracebacks past their exception line and
@@ -437,6 +514,9 @@ class LineAssembler:
         block = self._blocks.get(key)
         if block is not None:
             if block.accepts(text, t_ns):
+                if block.__class__ is _Warning:  # its source line: nothing more can follow
+                    del self._blocks[key]
+                    out.extend(block.made(key[0]))
                 return
             del self._blocks[key]
             out.extend(block.made(key[0]))
@@ -444,6 +524,8 @@ class LineAssembler:
             self._blocks[key] = _Traceback(text, t_ns, context)
         elif not at_end and is_key_start(text):
             self._blocks[key] = _Key(text, t_ns, context)
+        elif not at_end and is_python_warning(text) and warnings_in_pieces():
+            self._blocks[key] = _Warning(text, t_ns, context)
         elif text and not text.isspace():
             out.append(make_line(key[0], text, t_ns, context))
 
