@@ -238,27 +238,29 @@ print("after")
 """
 
 
+@pytest.mark.parametrize("capture", ["stdout,stderr,logging", "fd,logging"])
 def test_python_warnings_are_one_warning_entry_each_with_their_source_line(
-    script: Any, sink: Any
+    script: Any, sink: Any, capture: str
 ) -> None:
     """What Python's `warnings` module prints: the first line, the source line, a
-    ResourceWarning's tracemalloc hint, in one entry at WARNING; nothing else joins it."""
+    ResourceWarning's tracemalloc hint, in one entry at WARNING; nothing else joins it. Under
+    `fd` the helper process reads what reached the descriptors, in chunks of many lines."""
     path = script(WARNINGS_PROGRAM)
     bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
+    hooked = run_python(path, {**sink.env(), "VICTORIALOGS_CAPTURE": capture})
     assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
-    rows = sorted(sink.settle(6), key=lambda r: r["_time"])
-    assert [(r["stream"], r["level"]) for r in rows] == [
-        ("stdout", "INFO"), ("stderr", "WARNING"), ("stdout", "INFO"), ("stderr", "WARNING"),
-        ("stderr", "WARNING"), ("stdout", "INFO")]  # fmt: skip
-    said = [r["_msg"] for r in rows]
-    assert said[0] == "before" and said[2] == "  indented, the program's own"
-    assert said[1] == f"{path}:5: DeprecationWarning: old() is deprecated\n  old()"
-    assert said[3] == f'{path}:7: UserWarning: careful\n  warnings.warn("careful")'
-    assert said[4].startswith(f"{path}:") and "ResourceWarning: unclosed file" in said[4]
-    assert said[4].endswith("Enable tracemalloc to get the object allocation traceback")
-    assert said[5] == "after"
-    assert hooked.stderr.decode() == "".join(f"{text}\n" for text in said[1:5] if text != said[2])
+    rows = sink.settle(6)
+    printed = sorted((r["_msg"], r["level"]) for r in rows if r["stream"] == "stdout")
+    own = "  indented, the program's own"
+    assert printed == [(own, "INFO"), ("after", "INFO"), ("before", "INFO")]
+    warned = [r for r in rows if r["stream"] == "stderr"]
+    assert [r["level"] for r in warned] == ["WARNING"] * 3
+    said = sorted((r["_msg"] for r in warned), key=lambda text: int(text.split(":")[1]))
+    assert said[0] == f"{path}:5: DeprecationWarning: old() is deprecated\n  old()"
+    assert said[1] == f'{path}:7: UserWarning: careful\n  warnings.warn("careful")'
+    assert said[2].startswith(f"{path}:") and "ResourceWarning: unclosed file" in said[2]
+    assert said[2].endswith("Enable tracemalloc to get the object allocation traceback")
+    assert hooked.stderr.decode() == "".join(f"{text}\n" for text in said)
 
 
 def test_a_warning_the_interpreter_prints_before_the_warnings_module_is_one_entry(
