@@ -250,3 +250,17 @@ def test_an_interpreter_older_than_39_runs_unchanged_and_says_why(script: Any, s
     run = run_python(path, sink.env(), python=old)
     assert (run.rc, run.out) == (0, "still runs\n")
     assert run.err == "vlhook: needs Python 3.9 or later; not shipping\n"
+
+
+def test_run_exits_as_env_does_when_the_command_cannot_be_run(tmp_path: Path) -> None:
+    """127 when the command is not found; 126 when it is found and cannot be run (not
+    executable, a directory): what `env`, `nohup` and a shell answer."""
+    unexecutable = tmp_path / "job.sh"
+    unexecutable.write_text("#!/bin/sh\necho hi\n")
+    unexecutable.chmod(0o644)
+    for command, status in ((str(tmp_path / "missing"), 127), ("no-such-command-here", 127),
+                            (str(unexecutable), 126), (str(tmp_path), 126)):  # fmt: skip
+        result = cli("run", "--", command, env={"VICTORIALOGS_URL": "http://127.0.0.1:9"})
+        as_env = subprocess.run(["env", command], capture_output=True, timeout=30)
+        assert (result.returncode, as_env.returncode) == (status, status), command
+        assert result.stderr.startswith(f"vlhook run: cannot run {command!r}: "), result.stderr

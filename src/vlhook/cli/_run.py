@@ -52,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.execvpe(command[0], command, env)
     except OSError as exc:
         print(f"vlhook run: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
-        return 127
+        # As `env` and a shell answer: not found, or found and not runnable.
+        return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # pragma: no cover - exec does not return
 
 
