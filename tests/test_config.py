@@ -356,6 +356,29 @@ def test_a_field_every_entry_writes_itself_is_left_out_saying_so(name: str) -> N
                           "other fields are added",)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("_msg", "every entry has its own _msg, and the server would make a stream of each"),
+        ("_time", "the server makes no stream of _time"),
+        ("_stream", "the server makes no stream of _stream"),
+        ("_stream_id", "the server makes no stream of _stream_id"),
+    ],
+)
+def test_a_stream_field_no_stream_can_be_made_of_is_left_out_saying_so(name: str, why: str) -> None:
+    """Checked against the real server: `_msg` made a stream of every message (the
+    cardinality VictoriaLogs asks to avoid); the others are left out by the server, and alone
+    they put every entry in the stream `{}`."""
+    c = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_STREAM_FIELDS": f"job,{name},level"})
+    assert c.stream_fields == ("job", "level")
+    assert c.warnings == (f"VICTORIALOGS_STREAM_FIELDS: {why}; left out, the other fields are "
+                          "used",)  # fmt: skip
+    alone = load({"VICTORIALOGS_URL": URL, "VICTORIALOGS_STREAM_FIELDS": f" {name} "})
+    assert alone.stream_fields == ("container_name", "job")
+    assert alone.warnings == (f"VICTORIALOGS_STREAM_FIELDS: {why}; left out, using the default "
+                              "container_name,job",)  # fmt: skip
+
+
 def test_the_fields_every_entry_has_are_the_entry_builders() -> None:
     from vlhook._config import ENTRY_OWN_FIELDS
     from vlhook._entry import PLAIN_KEYS

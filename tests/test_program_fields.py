@@ -111,3 +111,19 @@ def test_a_calls_own_field_wins_over_a_bound_one(script: Any, sink: Any) -> None
     assert (own["level"], own["stream"], own["logger"]) == ("WARNING", "logging", "mine")
     assert (own["fields.level"], own["fields._msg"], own["fields.stream"]) == (
         "gold", "text", "s")  # fmt: skip
+
+
+def test_stream_fields_that_make_no_stream_are_left_out_on_the_real_server(
+    script: Any, sink: Any
+) -> None:
+    """`_msg` made a stream of every message on the real server, `_time` none: both are left
+    out, saying so once, and the stream is made of the rest."""
+    path = script("print('one'); print('two')\n", name="streams.py")
+    env = sink.env(VICTORIALOGS_STREAM_FIELDS="_msg,job,_time")
+    hooked = run_python(path, env)
+    assert hooked.stdout == b"one\ntwo\n"
+    said = hooked.stderr.decode()
+    assert said.count("VICTORIALOGS_STREAM_FIELDS: ") == 2, said
+    rows = sink.settle(2)
+    assert sorted(r["_msg"] for r in rows) == ["one", "two"]
+    assert {r["_stream"] for r in rows} == {'{job="streams"}'}

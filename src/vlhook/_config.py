@@ -635,6 +635,30 @@ def _addable(reader: _Reader, fields: tuple[tuple[str, str], ...]
     return tuple(kept)
 
 
+#: Stream fields no stream is made of, each with why (seen on the real server): `_msg` makes a
+#: stream of every message, the cardinality VictoriaLogs asks to avoid; the server leaves the
+#: others out, and alone they put every entry in the stream `{}`.
+_NO_STREAM = {
+    "_msg": "every entry has its own _msg, and the server would make a stream of each",
+    "_time": "the server makes no stream of _time",
+    "_stream": "the server makes no stream of _stream",
+    "_stream_id": "the server makes no stream of _stream_id",
+}
+
+
+def _streamable(reader: _Reader, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The user's stream fields less those no stream is made of, each said; the default when
+    none is left."""
+    kept = tuple(name for name in names if name not in _NO_STREAM)
+    default = ",".join(Config.stream_fields)
+    instead = "the other fields are used" if kept else f"using the default {default}"
+    for name in names:
+        if name in _NO_STREAM:
+            reader.warnings.append(f"VICTORIALOGS_STREAM_FIELDS: {_NO_STREAM[name]}; left out, "
+                                   f"{instead}")  # fmt: skip
+    return kept or Config.stream_fields
+
+
 def _bearer_token(reader: _Reader) -> str:
     """The token alone: the header's whole value pasted (`Bearer abc`) went as
     `Authorization: Bearer Bearer abc`, refused for every batch, and each batch dropped."""
@@ -729,16 +753,15 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     headers = r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, _header_pairs, "no extra headers")
     headers = _sendable(r, _carried(r, "VICTORIALOGS_HEADERS", headers))
     fields = _addable(r, r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"))
+    streams = ",".join(Config.stream_fields)
+    stream_fields = _streamable(
+        r, r.parsed("VICTORIALOGS_STREAM_FIELDS", Config.stream_fields, _names, streams)
+    )
     return Config(
         endpoints=endpoints,
         level=_level(r),
         capture=_capture(r),
-        stream_fields=r.parsed(
-            "VICTORIALOGS_STREAM_FIELDS",
-            Config.stream_fields,
-            _names,
-            ",".join(Config.stream_fields),
-        ),
+        stream_fields=stream_fields,
         fields=fields,
         container_name=container,
         job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else program),
