@@ -283,6 +283,30 @@ def test_a_warning_the_interpreter_prints_before_the_warnings_module_is_one_entr
         ("False", "INFO"), (printed[:-1], "WARNING"), ("after", "INFO")]  # fmt: skip
 
 
+def test_a_json_object_printed_over_several_lines_is_one_entry_with_its_keys(
+    script: Any, sink: Any
+) -> None:
+    """`print(json.dumps(obj, indent=2))`, as handlers print their events: one entry keeping
+    the object's keys, as the same object printed on one line; pprint's text of a dict, which
+    is no JSON, stays a line per entry."""
+    path = script(
+        "import json, pprint\n"
+        "print(json.dumps({'message': 'pretty', 'level': 'error', 'user': {'id': 7}}, indent=2))\n"
+        "print(json.dumps({'event': {'path': '/items', 'n': 2}}, indent=4))\n"
+        "pprint.pprint({'k%d' % i: 'v' * 10 for i in range(8)})\n"
+    )
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    rows = sorted(sink.settle(10), key=lambda r: r["_time"])
+    pretty, event, *dict_lines = rows
+    assert (pretty["_msg"], pretty["level"], pretty["user.id"]) == ("pretty", "ERROR", "7")
+    assert (event["event.path"], event["event.n"], event["level"]) == ("/items", "2", "INFO")
+    assert event["_msg"] == bare.out.split("\n}\n", 2)[1] + "\n}"  # as printed: no message key
+    # one write, so one time: the server returns them in any order
+    assert sorted(r["_msg"] for r in dict_lines) == sorted(bare.out.splitlines()[-8:])
+
+
 def test_long_message_is_split_into_numbered_parts(script: Any, sink: Any) -> None:
     path = script("print('x' * 300_000 + 'END')\nprint('next line')\n")
     run_python(path, sink.env(VICTORIALOGS_MAX_LINE_BYTES="65536"))

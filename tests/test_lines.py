@@ -458,6 +458,7 @@ def test_discard_forgets_the_beginning_of_a_shed_line() -> None:
                         "E: boom\n",
                         "a.py:3: UserWarning: w\n",
                         "a.py:3: UserWarning: w\n  src()\n",
+                        '{\n  "a": 1\n}\n',
                         "line\n",
                         "\n",
                         "  \n",
@@ -707,3 +708,34 @@ def test_a_run_of_whole_lines_steps_aside_for_a_warning_only_while_it_may_come_i
     LineAssembler().feed_many(captures, out)
     made = [line[1] for line in out]
     assert made[8:] == ([f"{WARNING_HEAD}\n  old()"] if pieces else [WARNING_HEAD, "  old()"])
+
+
+# -- JSON objects printed over several lines ----------------------------------------------------
+
+PRETTY = '{\n  "message": "pretty",\n  "level": "error",\n  "user": {\n    "id": 7\n  }\n}'
+
+
+def test_a_json_object_printed_over_several_lines_at_once_is_one_line() -> None:
+    """`print(json.dumps(obj, indent=2))`: one write, one entry, as the object printed on one
+    line would be (the entry builder then keeps its keys)."""
+    assert feed_writes([(1, PRETTY + "\n")]) == [(PRETTY, 0)]
+    assert feed_writes([(1, PRETTY.replace("\n", "\r\n") + "\r\n")]) == [
+        (PRETTY.replace("\n", "\r\n"), 0)]  # fmt: skip
+    assert feed_writes([(1, PRETTY + "\n"), (1, "after\n")]) == [(PRETTY, 0), ("after", 1)]
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [
+        ["{'k0': 'v',\n 'k1': 'v'}\n"],  # pprint's: a dict's text, not JSON
+        ["[\n  1,\n  2\n]\n"],  # an array
+        ['{\n  "a": 1\n}\nafter\n'],  # more than the object in the write
+        ['{\n  "a": 1,\n'],  # not the whole object
+        ["x ", '{\n  "a": 1\n}\n'],  # the write ends a line begun before
+        ["{\n", '  "a": 1\n', "}\n"],  # json.dump to the stream: a write per line
+    ],
+)
+def test_what_is_not_one_json_object_written_at_once_goes_line_by_line(writes: list[str]) -> None:
+    lines = "".join(writes).split("\n")
+    expected = [line for line in lines if line.strip()]
+    assert [text for text, _ in feed_writes([(1, w) for w in writes])] == expected

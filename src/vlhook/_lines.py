@@ -8,7 +8,8 @@ bounded by MAX_PARTIAL_CHARS). A Python traceback printed as text is grouped int
 until its exception line (and any chained tracebacks) end it. So is a PEM private key printed as
 text, up to its end line: its body is lines of base64 that redaction could not tell from any
 other text, and with its header in one entry it is masked (see vlhook._redact). So is a warning
-as Python prints it, with its source line (see vlhook._levels.is_python_warning).
+as Python prints it, with its source line (see vlhook._levels.is_python_warning), and a JSON
+object printed over several lines in one write.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from itertools import chain, repeat
 from vlhook._captures import TEXT_CONTEXT, TEXT_DATA, TEXT_KIND, TEXT_TIME, Line, record_type
 from vlhook._captures import line as make_line
 from vlhook._levels import PYTHON_WARNING_MARK, is_python_warning
+from vlhook._objects import parse_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -383,6 +385,8 @@ class LineAssembler:
                 joined = "".join(partial.parts)
                 self._complete(key, joined, partial.t_ns, partial.context, out)
             return
+        if text[0] == "{" and self._object_written(key, text, t_ns, context, out):
+            return
         pieces = text.split("\n")
         if (
             len(pieces) > 2
@@ -424,6 +428,21 @@ class LineAssembler:
         out.append(make_line(key[0], text, start_ns, start_context, "ERROR"))
         if pieces[-1]:
             self._extend(key, pieces[-1], t_ns, context, out)
+        return True
+
+    def _object_written(
+        self, key: Key, text: str, t_ns: int, context: Optional[Context], out: list[Line]
+    ) -> bool:
+        """A JSON object printed over several lines at once (`print(json.dumps(obj, indent=2))`):
+        one line, made into one entry that keeps its keys as a printed line's. Only a write
+        that is the whole object: `json.dump` to the stream writes it in pieces, and its lines
+        go as they come."""
+        if (self._partial and key in self._partial) or (self._blocks and key in self._blocks):
+            return False
+        body = text.rstrip()
+        if parse_json(body) is None:
+            return False
+        out.append(make_line(key[0], body, t_ns, context))
         return True
 
     def _warning_written(
