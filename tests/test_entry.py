@@ -18,14 +18,13 @@ from vlhook._captures import line as make_line
 from vlhook._config import load
 from vlhook._entry import (
     MAX_KEY_BYTES,
-    MAX_VALUE_CHARS,
     Entry,
     EntryBuilder,
     rfc3339,
     split_utf8,
 )
 from vlhook._levels import detect_level
-from vlhook._objects import valid_time
+from vlhook._objects import MAX_VALUE_CHARS, valid_time
 from vlhook._redact import MASK, Redactor, redact_text
 from vlhook._stats import Stats
 

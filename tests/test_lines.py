@@ -733,6 +733,7 @@ def test_a_json_object_printed_over_several_lines_at_once_is_one_line() -> None:
         ['{\n  "a": 1,\n'],  # not the whole object
         ["x ", '{\n  "a": 1\n}\n'],  # the write ends a line begun before
         ["{\n", '  "a": 1\n', "}\n"],  # json.dump to the stream: a write per line
+        ['{\n  "a": "' + "x" * 16384 + '"\n}\n'],  # larger than one value may be
     ],
 )
 def test_what_is_not_one_json_object_written_at_once_goes_line_by_line(writes: list[str]) -> None:

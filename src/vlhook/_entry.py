@@ -27,6 +27,7 @@ from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
 from vlhook._objects import (
     MAX_FIELDS,
+    MAX_VALUE_CHARS,
     MSG_KEYS,
     Shape,
     Taken,
@@ -58,7 +59,6 @@ else:
     Entry = dict
 
 MAX_KEY_BYTES = 128
-MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
 #: A context (or a record's `extra=` fields) longer than this as JSON makes the entry whole:
 #: with a message of up to VICTORIALOGS_MAX_LINE_BYTES (at most half the server's line limit)
 #: and one of each, an entry written here stays below that limit.

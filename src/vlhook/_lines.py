@@ -22,7 +22,7 @@ from itertools import chain, repeat
 from vlhook._captures import TEXT_CONTEXT, TEXT_DATA, TEXT_KIND, TEXT_TIME, Line, record_type
 from vlhook._captures import line as make_line
 from vlhook._levels import PYTHON_WARNING_MARK, is_python_warning
-from vlhook._objects import parse_json
+from vlhook._objects import MAX_VALUE_CHARS, parse_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -436,10 +436,14 @@ class LineAssembler:
         """A JSON object printed over several lines at once (`print(json.dumps(obj, indent=2))`):
         one line, made into one entry that keeps its keys as a printed line's. Only a write
         that is the whole object: `json.dump` to the stream writes it in pieces, and its lines
-        go as they come."""
+        go as they come. So do those of a larger object than one value may be: an entry cuts
+        such a value, and one over the server's line limit leaves fields out, where its lines,
+        each an entry, keep all it printed."""
         if (self._partial and key in self._partial) or (self._blocks and key in self._blocks):
             return False
         body = text.rstrip()
+        if len(body) > MAX_VALUE_CHARS:
+            return False
         if parse_json(body) is None:
             return False
         out.append(make_line(key[0], body, t_ns, context))

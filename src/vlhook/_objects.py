@@ -29,6 +29,7 @@ _RFC3339 = lazy(
     r"(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})\Z"  # fraction, zone
 )
 MAX_FIELDS = 900  # the server drops rows with more than 1,000 fields after flattening
+MAX_VALUE_CHARS = 16 << 10  # fields other than the message are truncated, not split
 #: Numeric levels read as logging's (10 DEBUG ... 50 CRITICAL); larger numbers are no level.
 MAX_LEVEL_NUMBER = 100
 
