@@ -263,7 +263,8 @@ _FIRST, _LAST = itemgetter(0), itemgetter(-1)
 class LineAssembler:
     def __init__(self) -> None:
         self._partial: dict[Key, _Partial] = {}
-        #: Per stream and thread, the traceback or private key being gathered into one entry.
+        #: Per stream and thread, the traceback, private key or warning (its source line to
+        #: come) being gathered into one entry.
         self._blocks: dict[Key, Union[_Traceback, _Key, _Warning]] = {}
         self._decoders: dict[Key, Any] = {}
 
