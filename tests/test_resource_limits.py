@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SRC, base_env, messages, run_python
+from conftest import DROPIN, INTERNAL_ERROR, SRC, base_env, messages, run_python
 from fault_proxy import FaultProxy
 from victorialogs import free_port
 from vlhook._delivery.spool import BATCH, Spool
@@ -371,3 +371,44 @@ def test_a_thread_that_dies_at_the_limit_of_open_files_is_reported_as_without_vl
     errors = [r for r in rows if r.get("level") == "ERROR"]
     assert len(rows) == 2 and len(errors) == 1, rows
     assert errors[0]["thread"] == "worker" and "Too many open files" in errors[0]["_msg"]
+
+
+def test_at_any_limit_of_open_files_fd_capture_leaves_the_programs_output_as_it_was(
+    script: Any, sink: Any
+) -> None:
+    """`VICTORIALOGS_CAPTURE=fd` started under each limit from 4 to 16 open files (`ulimit -n`):
+    what the program writes to fds 1 and 2 and its exit status are as without vlhook. At 8 the
+    helper forked to read the fds could not open its own code: it ended, and every write of
+    the program's failed (EPIPE) — no output, exit status 1. Now such a helper passes the
+    output through, unshipped, and says so."""
+    path = script(
+        "import os, sys\n"
+        "print('to stdout', flush=True)\n"
+        "os.write(2, b'to fd 2\\n')\n"
+        "print('to stderr', file=sys.stderr)\n"
+    )
+
+    def limited(limit: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", f'ulimit -n {limit} && exec "$0" "$1"', sys.executable, str(path)],
+            env={**base_env(), **env}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    env = {**sink.env(VICTORIALOGS_CAPTURE="fd,logging"), "PYTHONPATH": str(DROPIN)}
+    said = {}
+    for limit in range(4, 17):
+        bare = limited(limit, {})
+        if bare.returncode:  # too few for the interpreter itself (4, on some versions)
+            continue
+        assert (bare.stdout, bare.stderr) == ("to stdout\n", "to fd 2\nto stderr\n")
+        hooked = limited(limit, env)
+        theirs = "".join(line for line in hooked.stderr.splitlines(True)
+                         if not line.startswith("vlhook"))  # fmt: skip
+        assert (hooked.returncode, hooked.stdout, theirs) == (0, bare.stdout, bare.stderr), (
+            limit, hooked.stderr)  # fmt: skip
+        assert INTERNAL_ERROR.decode() not in hooked.stderr, (limit, hooked.stderr)
+        said[limit] = hooked.stderr
+    assert len(said) >= 12, said
+    # where the helper could not run, it said so, and nothing of vlhook's broke
+    assert any("(fd helper): cannot run (OSError: " in text for text in said.values()), said
+    assert any("pass" in text for text in said.values()), said

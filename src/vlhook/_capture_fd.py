@@ -222,12 +222,68 @@ def _fork_helper(
     if middle == 0:
         try:
             if os.fork() == 0:
-                from vlhook import _fd_helper
-
-                _fd_helper.main(config, channels, listener, owner, token)
+                _run_helper(config, channels, listener, owner, token)
         finally:
             os._exit(0)
     os.waitpid(middle, 0)
+
+
+def _run_helper(
+    config: Config, channels: list[Channel], listener: Any, owner: int, token: bytes
+) -> None:
+    """The helper's process. The program does not wait for it to start (the helper's setup
+    takes ~10 ms), so should it not run, the program's output is passed on all the same."""
+    try:
+        from vlhook import _fd_helper
+
+        _fd_helper.main(config, channels, listener, owner, token)
+    except BaseException as exc:
+        _pass_through(channels, listener, exc)
+
+
+def _pass_through(channels: list[Channel], listener: Any, exc: BaseException) -> None:
+    """What reaches the program's fds, copied as it comes to where they led before, unshipped
+    and said once on that stderr: for a helper that cannot run (a limit of open files too low
+    to open its code, no memory left...). Before, it ended, and every write of the program's
+    to fds 1 and 2 failed (EPIPE): no output, and the exit status 120 or 1. Only what is
+    loaded already is used: `os`, and one process per channel rather than `select`."""
+    import _signal  # type: ignore[import-not-found]  # built in: nothing to open
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPIPE"):  # as the helper's
+        _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
+    try:
+        listener.close()  # the program's exit then finds no helper to wait for
+        for channel in channels:
+            os.close(channel.write)  # else the end of the program's output never shows
+        why = f"{type(exc).__name__}: {exc}"[:300]
+        os.write(2, f"vlhook (fd helper): cannot run ({why}); what the program writes to fds 1 "
+                    "and 2 is passed on, not shipped\n".encode("utf-8", "replace"))  # fmt: skip
+    except OSError:
+        pass
+    for channel in channels[1:]:
+        if os.fork() == 0:
+            _copy_through(channel)
+            os._exit(0)
+    _copy_through(channels[0])
+
+
+def _copy_through(channel: Channel) -> None:
+    """The channel's bytes to the fd it stands for, until the program's end closes it. Bytes
+    that fd no longer takes (its reader is gone) are read all the same: the program never
+    waits on a full pipe."""
+    dest = channel.fds[0]  # here, as in the helper, still the program's original
+    while True:
+        try:
+            data = os.read(channel.read, 1 << 16)
+        except OSError:  # a pty's end (EIO)
+            return
+        if not data:
+            return
+        while data and dest >= 0:
+            try:
+                data = data[os.write(dest, data) :]
+            except OSError:
+                dest = -1
 
 
 def _fork() -> int:
