@@ -42,6 +42,10 @@ STRING_FILES = ("<string>", "<stdin>")
 #: vlhook's SIGTERM handler, when it installed one; and whether it has begun (see _watch_sigterm).
 _on_sigterm: Optional[Callable[[int, Optional[FrameType]], None]] = None
 _sigterm_began = False
+#: The thread running final_flush, while it runs; and whether SIGTERM came in the middle of it,
+#: on that thread (see on_sigterm): the process then dies of the signal once it is over.
+_flushing_on: Optional[int] = None
+_sigterm_deferred = False
 #: The pipe whose write end is the signal wakeup fd vlhook set (in this process or, inherited,
 #: in the one it was forked from); (-1, -1): none.
 _wakeup_pipe = (-1, -1)
@@ -182,10 +186,23 @@ def final_flush(sender: Sender, config: Config) -> None:
     keep the rest in the spool, and say plainly on stderr what did not make it."""
     from time import monotonic
 
-    report = sender.shutdown(monotonic() + config.exit_timeout_ms / 1000)
-    message = report.message(config.exit_timeout_ms)
-    if message:
-        _diag.warn(message, key="exit")
+    global _flushing_on
+    outer, _flushing_on = _flushing_on, get_ident()
+    try:
+        report = sender.shutdown(monotonic() + config.exit_timeout_ms / 1000)
+        message = report.message(config.exit_timeout_ms)
+        if message:
+            _diag.warn(message, key="exit")
+    finally:
+        _flushing_on = outer
+    if _sigterm_deferred and outer is None:
+        _die_of(_signal.SIGTERM)
+
+
+def _die_of(signum: int) -> None:
+    """As without vlhook: the signal's own end (its status, no atexit)."""
+    _signal.signal(signum, _signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> None:
@@ -266,16 +283,23 @@ def _install_sigterm() -> None:
         return  # the program (or its launcher) handles SIGTERM itself: leave it alone
 
     def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-        global _sigterm_began
+        global _sigterm_began, _sigterm_deferred
         _sigterm_began = True
+        if _flushing_on == get_ident():
+            # In the middle of the exit (atexit's, a pool worker's finalizers), on this thread:
+            # an exit of the handler's own would wait for one that cannot go on until it
+            # returns (a sender not yet woken; one waiting for the import lock that exit
+            # holds), and give up at the deadline, its lines dropped. That exit goes on, and
+            # the process dies of the signal once it is over (final_flush).
+            _sigterm_deferred = True
+            return
         try:
             with _diag.guard("SIGTERM flush"):
                 if _sender is not None and _config is not None:
                     final_flush(_sender, _config)  # as at exit: deliver, spool, or count
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
-            _signal.signal(signum, _signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+            _die_of(signum)
 
     global _on_sigterm
     _on_sigterm = on_sigterm

@@ -199,16 +199,22 @@ class Sender:
         return self._thread is None and not self._inline and not self.buffer.items
 
     def _shut_down(self, deadline: float) -> ExitReport:
+        """Every call makes sure of each step, not only the first: one may come in the middle
+        of another on the same thread (SIGTERM's handler, in the middle of the exit that
+        atexit or a pool worker's finalizers began). Such a call found the request made, did
+        nothing more, and waited for a sender that nobody had woken yet: it slept its whole
+        flush interval, and the exit gave up on it at its deadline, the lines dropped (1 in 10
+        to 20 `with Pool()` exits)."""
         request = self._shutdown
         if request is None:
             request = self._shutdown = ShutdownRequest(deadline)
-            self._let_spare_go()  # after the request: the sender makes no new one from now
-            if self._nothing_captured():
-                return ExitReport()  # nothing to say
-            if self._claim():  # no sender thread runs: the work is done here, now
-                self._run_exit_inline(request)
-            else:
-                self._wake.set()  # not queued: the exit takes everything queued, in order
+        self._let_spare_go()  # after the request: the sender makes no new one from now
+        if self._nothing_captured():
+            return ExitReport()  # nothing to say
+        if self._claim():  # no sender thread runs: the work is done here, now
+            self._run_exit_inline(request)
+        else:
+            self._wake.set()  # not queued: the exit takes everything queued, in order
         if self.failed:  # checked after asking: else _give_up, later, answers the request
             return self._failed_report()
         if get_ident() != self._thread:
@@ -1102,11 +1108,14 @@ def _is_open(fd: int) -> bool:
 def _wait_for_exit(request: ShutdownRequest) -> None:
     """Wait for the sender's exit, the interpreter's turns made shorter meanwhile (see
     EXIT_SWITCH_S), as they were after it (unless the program changed them meanwhile)."""
+    if request.report is not None:  # over: a call after the one that waited for it
+        return
     interval = sys.getswitchinterval()
     shorter = min(interval, EXIT_SWITCH_S)
     sys.setswitchinterval(shorter)
     try:
-        request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
+        if request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S):
+            request.done.set()  # for any other waiter: a wait takes the flag (see Wakeup)
     finally:
         if sys.getswitchinterval() == shorter:
             sys.setswitchinterval(interval)
