@@ -22,7 +22,7 @@ from vlhook import _sender as sender_module
 from vlhook import _sync
 from vlhook._captures import text
 from vlhook._config import load
-from vlhook._sender import Sender
+from vlhook._sender import EXIT_GRACE_S, Sender
 from vlhook._stats import Stats
 
 
@@ -215,6 +215,37 @@ def test_a_handler_that_exits_during_the_senders_start_loses_no_line(
 def idle_sender() -> Sender:
     """A sender of this process's own, nothing started: the tests below take its steps."""
     return Sender(load({"VICTORIALOGS_URL": "http://127.0.0.1:9"}), Stats())
+
+
+def test_an_exit_begun_in_the_middle_of_another_wakes_the_sender_and_a_later_one_waits_not(
+    tmp_path: Path,
+) -> None:
+    """A second shutdown() on the same thread, right after the first made its request and
+    before it woke the sender, found the request and waited for a sender still asleep (here
+    for a minute) until the deadline and its grace. A shutdown() after the exit is over waited
+    the grace (the first waiter had taken the flag)."""
+    out = tmp_path / "entries.jsonl"
+    config = load({"VICTORIALOGS_URL": f"file://{out}", "VICTORIALOGS_FLUSH_INTERVAL_MS": "60000"})
+    sender = Sender(config, Stats())
+    sender.put(text(1, "the last line\n", time.time_ns(), _thread.get_ident(), None))
+    reports, again = [], [True]
+    let_go = sender._let_spare_go
+
+    def let_go_then_exit_again() -> None:
+        let_go()
+        if again:
+            again.pop()
+            reports.append(sender.shutdown(time.monotonic() + 5))
+
+    sender._let_spare_go = let_go_then_exit_again  # type: ignore[method-assign]
+    start = time.monotonic()
+    report = sender.shutdown(time.monotonic() + 5)
+    assert time.monotonic() - start < 2.0
+    assert reports == [report] and report.delivered == 1
+    assert [json.loads(line)["_msg"] for line in out.read_text().splitlines()] == ["the last line"]
+    start = time.monotonic()
+    assert sender.shutdown(time.monotonic() + 5) is report
+    assert time.monotonic() - start < EXIT_GRACE_S / 2
 
 
 def test_a_sender_thread_that_runs_once_the_exit_took_its_work_ends_at_once() -> None:
