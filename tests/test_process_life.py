@@ -570,16 +570,20 @@ def test_sigterm_reaches_a_forked_child_whose_main_thread_is_blocked(
     assert sorted(messages(sink.settle(2))) == ["child blocking", "child exit -15"]
 
 
+FORK_POOL = (
+    "import multiprocessing as mp\n"
+    "def work(i):\n    print('task', i)\n    return i\n"
+    "if __name__ == '__main__':\n"
+    "    with mp.get_context('fork').Pool(2) as pool:\n"
+    "        print('sum', sum(pool.map(work, range(6))))\n"
+)
+POOL_LINES = sorted([f"task {i}" for i in range(6)] + ["sum 15"])
+
+
 def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
-    path = script(
-        "import multiprocessing as mp\n"
-        "def work(i):\n    print('task', i)\n    return i\n"
-        "if __name__ == '__main__':\n"
-        "    with mp.get_context('fork').Pool(2) as pool:\n"
-        "        print('sum', sum(pool.map(work, range(6))))\n"
-    )
+    path = script(FORK_POOL)
     run_python(path, sink.env())
-    assert sorted(messages(sink.settle(7))) == sorted([f"task {i}" for i in range(6)] + ["sum 15"])
+    assert sorted(messages(sink.settle(7))) == POOL_LINES
 
 
 # The exit, begun (a pool worker's finalizers, or atexit), is interrupted by SIGTERM: SIGTERM's
@@ -633,21 +637,14 @@ def test_sigterm_in_the_middle_of_the_exit_lets_that_exit_finish(
 def test_multiprocessing_fork_pool_with_the_default_flush_interval(script: Any, sink: Any) -> None:
     """Workers still holding their lines when terminate() sends SIGTERM (see the test above):
     1 in 10 to 30 runs dropped a worker's lines. A few runs, each must store every line."""
-    path = script(
-        "import multiprocessing as mp\n"
-        "def work(i):\n    print('task', i)\n    return i\n"
-        "if __name__ == '__main__':\n"
-        "    with mp.get_context('fork').Pool(2) as pool:\n"
-        "        print('sum', sum(pool.map(work, range(6))))\n"
-    )
-    expected = sorted([f"task {i}" for i in range(6)] + ["sum 15"])
+    path = script(FORK_POOL)
     for attempt in range(5):
         env = sink.env(VICTORIALOGS_FIELDS=f"test_id={sink.test_id},attempt={attempt}")
         env.pop("VICTORIALOGS_FLUSH_INTERVAL_MS")
         run = run_python(path, env)
         assert "did not finish" not in run.err, run.err
         rows = sink.entries(7 * (attempt + 1))
-        assert sorted(r["_msg"] for r in rows if r["attempt"] == str(attempt)) == expected
+        assert sorted(r["_msg"] for r in rows if r["attempt"] == str(attempt)) == POOL_LINES
 
 
 @pytest.mark.parametrize("option", ["", "1"], ids=["default", "flush_on_os_exit"])
