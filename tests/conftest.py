@@ -141,6 +141,19 @@ def run_python(
     return run
 
 
+def as_without_vlhook(
+    script: Union[str, Path], env: dict[str, str], *, dropin: bool = True, **kwargs: Any
+) -> tuple[Run, Run]:
+    """The program run without vlhook, then with it (`env`, the drop-in as `dropin` says): its
+    exit status, stdout and stderr must be the same byte for byte. Both runs, for what the
+    test reads on."""
+    plain = {k: v for k, v in env.items() if not k.startswith("VICTORIALOGS_")}
+    bare = run_python(script, plain, dropin=False, **kwargs)
+    hooked = run_python(script, env, dropin=dropin, **kwargs)
+    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    return bare, hooked
+
+
 def burst_program(lines: int, said: str) -> str:
     """A program that prints `lines` lines of 100 characters in a loop as fast as it can,
     then writes `said` to stderr: an f-string's body over `stats` (`vlhook.stats()`)."""

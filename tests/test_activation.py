@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from conftest import DROPIN, PYTHON, SRC, base_env, messages, purelib, run_python, venv_with
+from conftest import (
+    DROPIN,
+    PYTHON,
+    SRC,
+    as_without_vlhook,
+    base_env,
+    messages,
+    purelib,
+    run_python,
+    venv_with,
+)
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Any:
@@ -228,9 +238,7 @@ def test_wheel_pth_activates_without_pythonpath(
     assert (site / "vlhook.pth").is_file()
     assert (site / "vlhook" / "_dropin" / "sitecustomize.py").is_file()
     path = script("import logging\nprint('from the venv')\nlogging.warning('warned')\n")
-    bare = run_python(path, dropin=False, python=str(installed_venv))
-    hooked = run_python(path, sink.env(), dropin=False, python=str(installed_venv))
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    as_without_vlhook(path, sink.env(), dropin=False, python=str(installed_venv))
     assert messages(sink.settle(2)) == ["from the venv", "warned"]
 
 

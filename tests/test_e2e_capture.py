@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import messages, run_python
+from conftest import as_without_vlhook, messages, run_python
 
 PROGRAM = r"""
 import logging, sys, threading
@@ -42,9 +42,7 @@ EXPECTED = (
 
 def test_every_line_arrives_once_and_output_is_unchanged(script: Any, sink: Any) -> None:
     path = script(PROGRAM)
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    as_without_vlhook(path, sink.env())
     rows = sink.settle(len(EXPECTED))
     assert sorted(messages(rows)) == sorted(EXPECTED)
     by_msg = {r["_msg"]: r for r in rows}
@@ -246,9 +244,7 @@ def test_python_warnings_are_one_warning_entry_each_with_their_source_line(
     ResourceWarning's tracemalloc hint, in one entry at WARNING; nothing else joins it. Under
     `fd` the helper process reads what reached the descriptors, in chunks of many lines."""
     path = script(WARNINGS_PROGRAM)
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, {**sink.env(), "VICTORIALOGS_CAPTURE": capture})
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    _, hooked = as_without_vlhook(path, {**sink.env(), "VICTORIALOGS_CAPTURE": capture})
     rows = sink.settle(6)
     printed = sorted((r["_msg"], r["level"]) for r in rows if r["stream"] == "stdout")
     own = "  indented, the program's own"
@@ -271,9 +267,7 @@ def test_a_warning_the_interpreter_prints_before_the_warnings_module_is_one_entr
     script("x = 1 is 1\n", name="legacy.py")
     path = script("import sys\nprint('warnings' in sys.modules)\nimport legacy\nprint('after')\n")
     env = {**sink.env(), "PYTHONDONTWRITEBYTECODE": "1"}
-    bare = run_python(path, {"PYTHONDONTWRITEBYTECODE": "1"}, dropin=False)
-    hooked = run_python(path, env)
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, hooked = as_without_vlhook(path, env)
     assert hooked.out.startswith("False\n")  # the interpreter's own printing, in pieces
     rows = sorted(sink.settle(3), key=lambda r: r["_time"])
     printed = bare.stderr.decode()  # the message's wording differs between versions
@@ -295,9 +289,7 @@ def test_a_json_object_printed_over_several_lines_is_one_entry_with_its_keys(
         "print(json.dumps({'event': {'path': '/items', 'n': 2}}, indent=4))\n"
         "pprint.pprint({'k%d' % i: 'v' * 10 for i in range(8)})\n"
     )
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, _ = as_without_vlhook(path, sink.env())
     rows = sorted(sink.settle(10), key=lambda r: r["_time"])
     pretty, event, *dict_lines = rows
     assert (pretty["_msg"], pretty["level"], pretty["user.id"]) == ("pretty", "ERROR", "7")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DROPIN, SRC, base_env, held_at_exit, messages, run_python
+from conftest import DROPIN, SRC, as_without_vlhook, base_env, held_at_exit, messages, run_python
 
 
 def test_sys_exit_code_is_kept_and_lines_delivered(script: Any, sink: Any) -> None:
@@ -25,9 +25,7 @@ def test_sys_exit_code_is_kept_and_lines_delivered(script: Any, sink: Any) -> No
 
 def test_uncaught_exception_is_one_error_entry(script: Any, sink: Any) -> None:
     path = script("print('working')\ndef f():\n    raise RuntimeError('boom')\nf()\n")
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, _ = as_without_vlhook(path, sink.env())
     assert bare.rc == 1
     rows = sink.settle(2)
     assert len(rows) == 2, messages(rows)
@@ -43,9 +41,7 @@ def test_uncaught_exception_in_thread(script: Any, sink: Any) -> None:
         "t = threading.Thread(target=work, name='worker-1')\n"
         "t.start()\nt.join()\nprint('main ok')\n"
     )
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    as_without_vlhook(path, sink.env())
     rows = sink.settle(2)
     errors = [r for r in rows if r["level"] == "ERROR"]
     assert len(errors) == 1 and errors[0]["thread"] == "worker-1"
@@ -310,11 +306,9 @@ def test_a_print_at_interpreter_teardown_changes_nothing_on_stderr(
     message could not be shown)`: the late write imported modules, and so did the filter of
     the internal error's message."""
     path = script(PRINTS_AT_TEARDOWN)
-    bare = run_python(path, dropin=False)
     spool = tmp_path / "spool"
-    hooked = run_python(path, {"VICTORIALOGS_URL": f"file://{tmp_path / 'out.jsonl'}",
-                               "VICTORIALOGS_SPOOL_DIR": str(spool)})  # fmt: skip
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, _ = as_without_vlhook(path, {"VICTORIALOGS_URL": f"file://{tmp_path / 'out.jsonl'}",
+                                       "VICTORIALOGS_SPOOL_DIR": str(spool)})  # fmt: skip
     assert bare.rc == 1 and bare.stdout == b"bye from del\n"
     assert not spool.exists()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import run_python, shipped
+from conftest import as_without_vlhook, run_python, shipped
 
 PROGRAM = """\
 import json, logging, sys
@@ -22,9 +22,7 @@ print('bound')
 def test_the_programs_own_fields_win_once(script: Any, sink: Any) -> None:
     path = script(PROGRAM)
     env = sink.env(VICTORIALOGS_FIELDS=f"test_id={sink.test_id},env=prod")
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, env)
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    as_without_vlhook(path, env)
     rows = {r["_msg"]: r for r in sink.settle(3)}
     assert sorted(rows) == ["bound", "logged", "printed"]
     for message, n in (("printed", 1), ("logged", 2), ("bound", 3)):

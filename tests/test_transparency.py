@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from conftest import DROPIN, base_env, messages, run_python
+from conftest import DROPIN, as_without_vlhook, base_env, messages, run_python
 
 PROBE = (
     "import sys, io\n"
@@ -99,9 +99,7 @@ def test_closed_stdout_behaves_as_without(script: Any, sink: Any) -> None:
         "import sys\nsys.stdout.close()\n"
         "try:\n    print('x')\nexcept ValueError as e:\n    sys.stderr.write(f'error: {e}\\n')\n"
     )
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    as_without_vlhook(path, sink.env())
     # The failed print was never output, so it is not shipped; the error message is.
     assert messages(sink.settle(1)) == ["error: I/O operation on closed file."]
 
@@ -132,9 +130,7 @@ def test_writelines_outputs_and_ships_the_lines_written_before_an_error(
         "try:\n    sys.stdout.buffer.writelines(chunks())\n"
         "except RuntimeError as e:\n    sys.stdout.buffer.flush()\n    print('caught', e)\n"
     )
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, _ = as_without_vlhook(path, sink.env())
     assert bare.out.startswith("one\nmaking two\ntwo\ncaught no three\nfour\nnot a str\n")
     assert messages(sink.settle(9)) == [
         "one", "making two", "two", "caught no three", "four", "not a str",
@@ -159,9 +155,7 @@ def test_delattr_copy_and_pickle_answer_as_the_original(script: Any, sink: Any) 
         "show('reduce', lambda: sys.stdout.__reduce__())\n"
         "show('getstate', lambda: sys.stdout.__getstate__())\n"  # Python < 3.11: AttributeError
     )
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, _ = as_without_vlhook(path, sink.env())
     assert bare.out.count("TypeError cannot pickle") == 6 and "del None" in bare.out
     assert len(sink.settle(9)) == 9
 
@@ -193,9 +187,7 @@ def test_stream_detached_and_wrapped_anew_is_still_shipped(script: Any, sink: An
         "print('last')\n"
         "sys.stdout.close()\n"
     )
-    bare = run_python(path, dropin=False)
-    hooked = run_python(path, sink.env())
-    assert (hooked.rc, hooked.stdout, hooked.stderr) == (bare.rc, bare.stdout, bare.stderr)
+    bare, _ = as_without_vlhook(path, sink.env())
     assert bare.out.startswith("before\nafter True 1 False True é\nold stream: underlying")
     rows = sink.settle(5)
     assert messages(rows, "stdout") == [

@@ -646,11 +646,12 @@ _NO_STREAM = {
 }
 
 
-def _streamable(reader: _Reader, names: tuple[str, ...]) -> tuple[str, ...]:
+def _stream_fields(reader: _Reader) -> tuple[str, ...]:
     """The user's stream fields less those no stream is made of, each said; the default when
-    none is left."""
-    kept = tuple(name for name in names if name not in _NO_STREAM)
+    none is given or left."""
     default = ",".join(Config.stream_fields)
+    names = reader.parsed("VICTORIALOGS_STREAM_FIELDS", Config.stream_fields, _names, default)
+    kept = tuple(name for name in names if name not in _NO_STREAM)
     instead = "the other fields are used" if kept else f"using the default {default}"
     for name in names:
         if name in _NO_STREAM:
@@ -753,15 +754,11 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Config:
     headers = r.parsed("VICTORIALOGS_HEADERS", _NO_PAIRS, _header_pairs, "no extra headers")
     headers = _sendable(r, _carried(r, "VICTORIALOGS_HEADERS", headers))
     fields = _addable(r, r.parsed("VICTORIALOGS_FIELDS", _NO_PAIRS, parse_pairs, "no extra fields"))
-    streams = ",".join(Config.stream_fields)
-    stream_fields = _streamable(
-        r, r.parsed("VICTORIALOGS_STREAM_FIELDS", Config.stream_fields, _names, streams)
-    )
     return Config(
         endpoints=endpoints,
         level=_level(r),
         capture=_capture(r),
-        stream_fields=stream_fields,
+        stream_fields=_stream_fields(r),
         fields=fields,
         container_name=container,
         job=r.raw("VICTORIALOGS_JOB") or ("lambda" if in_lambda else program),

@@ -86,7 +86,10 @@ def named_level(text: str) -> Optional[str]:
 def is_python_warning(text: str) -> bool:
     """Whether a line is the first line of a warning as Python prints it (see
     _PYTHON_WARNING), its category named within the line's head."""
-    return PYTHON_WARNING_MARK in text and _PYTHON_WARNING.match(text, 0, _HEAD_CHARS) is not None
+    return (
+        text.find(PYTHON_WARNING_MARK, 0, _HEAD_CHARS) >= 0
+        and _PYTHON_WARNING.match(text, 0, _HEAD_CHARS) is not None
+    )
 
 
 # What a line must contain, lower-cased, within its first LEVEL_HEAD characters, for
