@@ -647,6 +647,20 @@ def test_multiprocessing_fork_pool_with_the_default_flush_interval(script: Any, 
         assert sorted(r["_msg"] for r in rows if r["attempt"] == str(attempt)) == POOL_LINES
 
 
+def test_python_verbose_ends_as_without_vlhook(script: Any, sink: Any) -> None:
+    """`python -v` writes a message on sys.stderr for every import, and at teardown. A write
+    after the exit's report goes straight to the spool, which that write may have to load:
+    the import's own message came back to the same thread while it held the exit's lock, and
+    the process never ended."""
+    path = script("print('verbose run')\n")
+    env = sink.env(PYTHONVERBOSE="1")
+    bare = run_python(path, env, dropin=False, timeout=20)
+    run = run_python(path, env, timeout=20)
+    assert (run.rc, run.out) == (bare.rc, bare.out) == (0, "verbose run\n")
+    assert "internal error" not in run.err
+    assert "verbose run" in messages(sink.settle(1))
+
+
 @pytest.mark.parametrize("option", ["", "1"], ids=["default", "flush_on_os_exit"])
 def test_os_exit(script: Any, sink: Any, option: str) -> None:
     path = script("import os\nprint('before os._exit')\nos._exit(3)\n")

@@ -17,10 +17,11 @@ spool (elsewhere such a write is counted as dropped: see _ready_for_late_writes)
 
 from __future__ import annotations
 
+import _thread
 import sys  # loaded by the interpreter already
 from time import monotonic
 
-from vlhook import _context, _diag
+from vlhook import _capture_streams, _context, _diag
 from vlhook._buffer import lines_in
 from vlhook._captures import Text
 from vlhook._stats import ExitReport, explain_drop
@@ -82,7 +83,7 @@ class ExitRun:
         self._raw: Optional[CaptureFile] = None
         self._raw_spooled = 0  # entries in it (a raw write may hold several lines)
         self._reported: set[int] = set()  # batches reported as in a request under way
-        self._late_lock = allocate_lock()
+        self._late_lock = LateLock()
         self.problem = ""
         #: When making entries paused ahead of delivery: the latest time to go on.
         self._resume_by: Optional[float] = None
@@ -451,3 +452,33 @@ def _in_requests(sender: Sender) -> int:
     """The program's entries in requests under way (read from another thread: a snapshot)."""
     batches = [worker.batch for worker in sender.workers]
     return sum(b.lines for b in batches if b is not None and b.origin is None and not b.report)
+
+
+_NOT_SUPPRESSED = object()
+
+
+class LateLock:
+    """Held by the one thread keeping late writes at a time. What that thread writes while it
+    holds it is vlhook's own doing (an import's `python -v` message, a warning), and is not
+    captured: it would come back to this lock on the same thread, and the process never ended
+    (PYTHONVERBOSE=1, a write at teardown that loaded the spool)."""
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._outer: Any = _NOT_SUPPRESSED  # the holder's entry in `suppressed` before
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        suppressed = _capture_streams.suppressed  # fd capture replaces it: read it each time
+        ident = _thread.get_ident()  # as the program has it now: see _sync
+        self._outer = suppressed.get(ident, _NOT_SUPPRESSED)
+        suppressed[ident] = None
+
+    def __exit__(self, *exc: object) -> None:
+        suppressed = _capture_streams.suppressed
+        ident = _thread.get_ident()
+        if self._outer is _NOT_SUPPRESSED:
+            suppressed.pop(ident, None)
+        else:  # a logging record being handled, whose writes it collects
+            suppressed[ident] = self._outer
+        self._lock.release()
