@@ -171,7 +171,7 @@ def _write(text: str) -> bool:
     try:
         line = f"{_who}: {scrub(text)}\n"
     except Exception as exc:  # never the unscrubbed text
-        if isinstance(exc, ImportError) and sys.is_finalizing():
+        if sys.is_finalizing():  # no import works, and a module may be wiped already
             return False
         # Why, when the filter's files could not be opened (a program at its limit of open
         # files): vlhook's own words, no part of the message.

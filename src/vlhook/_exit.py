@@ -345,12 +345,13 @@ class ExitRun:
         with self._late_lock, _diag.guard("late write"):
             try:
                 self._keep_late([item])
-            except ImportError:
+            except Exception:
                 if not sys.is_finalizing():
                     raise
                 # At teardown, where the exit did not load the spool (or, before Python 3.12,
-                # a built-in pattern's substitution imports `re`): lost, and counted (the
-                # report is out: no word of it either).
+                # a built-in pattern's substitution imports `re`), or once the interpreter has
+                # wiped a module the spool uses (its globals None: a TypeError): lost, and
+                # counted (the report is out: no word of it either).
                 self.sender.stats.drop("exit_timeout", lines_in([item]), captured=True)
         return True
 
