@@ -39,10 +39,13 @@ bench: $(STAMP)
 	$(PY) bench/run.py $(if $(BASELINE),--baseline-rev $(BASELINE))
 
 # LAYER_PYTHON / LAYER_ARCH: the Lambda runtime the layer is for (orjson is a binary wheel).
+# LAYER_INTERPRETER: a Python of that version to compile the layer's modules with (default:
+# pythonX.Y on PATH).
 LAYER_PYTHON ?= 3.12
 LAYER_ARCH ?= x86_64
 layer: $(STAMP)
-	$(PY) lambda_base/build_layer.py --python-version $(LAYER_PYTHON) --arch $(LAYER_ARCH)
+	$(PY) lambda_base/build_layer.py --python-version $(LAYER_PYTHON) --arch $(LAYER_ARCH) \
+		$(if $(LAYER_INTERPRETER),--python $(LAYER_INTERPRETER))
 
 wheel: $(STAMP)
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .

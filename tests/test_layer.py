@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,8 @@ from conftest import REPO, base_env
 from lambda_runtime import RuntimeApi
 
 pytest.importorskip("awslambdaric")
+
+BUILDER = REPO / "lambda_base" / "build_layer.py"
 
 # What /var/runtime/bootstrap.py does in the managed Python runtimes: the layer's python/ joins
 # the path through site.addsitedir *after* start-up (so a sitecustomize there never runs, a .pth
@@ -34,9 +37,8 @@ main(["bootstrap", os.environ["_HANDLER"]])
 @pytest.fixture(scope="module")
 def opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("layer")
-    builder = REPO / "lambda_base" / "build_layer.py"
     subprocess.run(
-        [sys.executable, str(builder), "--local", "--out", str(out)],
+        [sys.executable, str(BUILDER), "--local", "--out", str(out)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (layer,) = out.glob("vlhook-layer-*.zip")
@@ -103,3 +105,56 @@ def test_function_pythonpath_without_wrapper_is_not_captured(
         _run(opt, api, sink, tmp_path, wrapped=False, pythonpath="/nonexistent")
     assert only.response
     assert sink.entries(0, timeout=0) == []
+
+
+def test_layer_carries_bytecode_for_its_python(opt: Path) -> None:
+    """Lambda's /opt is read-only: bytecode the layer does not carry is compiled again at every
+    cold start. Unchecked hash-based pycs: the zip keeps no modification times to check."""
+    sources = sorted((opt / "python").rglob("*.py"))
+    assert len(sources) > 40
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+        header = pyc.read_bytes()[:8]
+        assert header[4:8] == (1).to_bytes(4, "little"), pyc  # hash-based, source unchecked
+    assert not [p for p in (opt / "python").rglob("*.pyc") if p.parent.name != "__pycache__"]
+
+
+def test_layer_loads_without_compiling(opt: Path, sink: Any, tmp_path: Path) -> None:
+    """With nothing written, as on Lambda, neither start-up nor the first delivery compiles a
+    module of vlhook's: `python -v` says each one's code came from the layer's pycs."""
+    env = base_env()
+    env.update(sink.env(), PYTHONDONTWRITEBYTECODE="1", PYTHONVERBOSE="1")
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    code = f"import site; site.addsitedir({str(opt / 'python')!r}); print('from the layer')"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            timeout=60, cwd=str(tmp_path))  # fmt: skip
+    said = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 0, said[-2000:]
+    compiled = re.findall(r"^# code object from (\S+\.py)$", said, re.M)
+    loaded = re.findall(r"^# code object from '(\S+\.pyc)'$", said, re.M)
+    assert [path for path in compiled if "vlhook" in path] == []
+    ours = {Path(path).name.split(".")[0] for path in loaded if str(opt) in path}
+    assert {"_activation", "_capture_streams", "_sender", "_entry", "client"} <= ours
+    assert "from the layer" in [row["_msg"] for row in sink.settle(1)]
+
+
+def test_a_layer_for_a_python_not_at_hand_is_built_without_bytecode_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pycs of another Python version would never load: none are made, and the build says
+    what that costs and how to give it the interpreter."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_layer", BUILDER)
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    assert not builder.compile_for(tmp_path, "3.99", builder.interpreter_for("3.99", None))
+    assert not builder.compile_for(tmp_path, "3.99", sys.executable)  # not that version
+    assert list(tmp_path.rglob("*.pyc")) == []
+    said = capsys.readouterr().err
+    assert said.count("no Python 3.99 to compile the layer's modules with") == 2
+    assert "every cold start compiles vlhook again. Pass --python" in said
+    assert builder.compile_for(tmp_path, builder.THIS_PYTHON, sys.executable)
+    assert [p.name for p in tmp_path.rglob("*.pyc")] == [f"mod.{sys.implementation.cache_tag}.pyc"]
