@@ -240,6 +240,17 @@ class CutProxy:
             pass
         sock.close()
 
+    def open_connections(self, settle_s: float = 0.0) -> int:
+        """Client connections open now; with `settle_s`, the fewest seen within that time (a
+        connection the client just closed ends here when its pump reads the end)."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            with self._lock:
+                count = len(self._open) // 2
+            if count == 0 or time.monotonic() >= deadline:
+                return count
+            time.sleep(0.01)
+
     def cut(self) -> None:
         """Refuse new connections and drop every open one, both ways."""
         if self._listener is not None:

@@ -43,6 +43,10 @@ class RuntimeApi:
         self.linger = linger  # hold the last /next open this long before ending the runtime
         #: index of an invocation -> called just before it is served (to change the world)
         self.before_serving: dict[int, Any] = {}
+        #: SnapStart: called when the runtime asks for /restore/next, after its init phase,
+        #: the moment Lambda snapshots the environment; answered when it returns.
+        self.at_snapshot: Optional[Any] = None
+        self.snapshots = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -109,6 +113,12 @@ class RuntimeApi:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                if self.path == f"{PREFIX}/restore/next":
+                    api.snapshots += 1
+                    if api.at_snapshot is not None:
+                        api.at_snapshot()
+                    self._reply(200)
+                    return
                 if self.path != f"{PREFIX}/invocation/next":
                     self._reply(404)
                     return

@@ -12,7 +12,7 @@ from typing import Optional
 
 import pytest
 
-from conftest import DROPIN, REPO, Sink, base_env, venv_with
+from conftest import DROPIN, REPO, Sink, base_env, messages, venv_with
 from fault_proxy import CutProxy, FaultProxy
 from lambda_runtime import Invocation, RuntimeApi
 
@@ -149,6 +149,38 @@ def test_init_lines_go_with_the_first_invocations_flush(sink: Sink) -> None:
     rows = sink.settle(sum(len(r.lines()) for r in proxy.requests
                            if r.path.startswith("/insert/jsonline")))  # fmt: skip
     assert [r["_msg"] for r in rows].count("init: loading configuration") == 1
+
+
+INIT_LINE = "init: loading configuration"
+
+
+@pytest.mark.parametrize("capture", ["", "fd,logging"])
+def test_snapstart_snapshot_holds_no_line_and_no_connection(sink: Sink, capture: str) -> None:
+    """SnapStart: Lambda snapshots the environment while awslambdaric waits for /restore/next,
+    and every environment restored from it resumes with what vlhook held then. By that moment
+    the init phase's line is stored, once, and no connection is open: before, it waited for
+    the first invocation's flush, which every restored copy makes, on the snapshot's
+    connection."""
+    at_snapshot: dict[str, int] = {}
+    with RuntimeApi() as api, CutProxy(sink.url.split("//")[1]) as proxy:
+        first = api.add({"name": "ann"})
+
+        def snapshot() -> None:
+            at_snapshot["init"] = messages(sink.entries(1, timeout=5)).count(INIT_LINE)
+            at_snapshot["open"] = proxy.open_connections(settle_s=2)
+
+        api.at_snapshot = snapshot
+        env = ship_to(sink, VICTORIALOGS_URL=proxy.url,
+                      AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")  # fmt: skip
+        if capture:
+            env["VICTORIALOGS_CAPTURE"] = capture
+        result = run_runtime(api, env)
+    assert result.returncode == 1, result.stderr.decode()
+    assert api.snapshots == 1 and first.response is not None
+    assert at_snapshot == {"init": 1, "open": 0}
+    rows = sink.settle(3)
+    assert messages(rows).count(INIT_LINE) == 1
+    assert sorted(messages(rows_of(rows, first))) == ["hello ann", "processing order"]
 
 
 TRACE_HANDLER = """

@@ -75,7 +75,8 @@ class FdCapture:
     def shared(self) -> bool:
         return 1 in self.routes and self.routes.get(1) == self.routes.get(2)
 
-    def ask(self, timeout: float, final: bool) -> list[tuple[Link, Optional[int]]]:
+    def ask(self, timeout: float, final: bool, disconnect: bool = False
+            ) -> list[tuple[Link, Optional[int]]]:  # fmt: skip
         """Ask the helpers to ship what was written so far (at exit: only the helper this
         process started). Python's own buffers go to the fds first."""
         for stream in self.streams:
@@ -84,7 +85,7 @@ class FdCapture:
                     stream._vl_target.flush()
                 except ValueError:  # detached or closed by the program: it holds nothing
                     pass
-        return [(link, link.ask_flush(timeout, final)) for link in self.links
+        return [(link, link.ask_flush(timeout, final, disconnect)) for link in self.links
                 if link.owned or not final]  # fmt: skip
 
     @staticmethod
@@ -109,14 +110,14 @@ class LinkedSender(Sender):
 
     capture: Optional[FdCapture] = None
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: Optional[float] = None, disconnect: bool = False) -> bool:
         capture = self.capture
         if capture is None:
-            return super().flush(timeout)
+            return super().flush(timeout, disconnect)
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
         deadline = monotonic() + timeout
-        asked = capture.ask(timeout, final=False)
-        ok = super().flush(timeout)
+        asked = capture.ask(timeout, final=False, disconnect=disconnect)
+        ok = super().flush(timeout, disconnect)
         return capture.wait(asked, deadline) and ok
 
     def shutdown(self, deadline: float) -> ExitReport:

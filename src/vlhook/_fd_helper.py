@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from vlhook._capture_fd import Channel
     from vlhook._config import Config
-    from vlhook._fd_peers import Peer
+    from vlhook._fd_peers import FlushAsked
     from vlhook._sender import Sender
     from vlhook._stats import Stats
 
@@ -266,9 +266,9 @@ class Helper:
         idle = not self.sender.thread_started and not self.sender.buffer.items
         for request in requests:
             if idle:  # nothing was ever captured: nothing to wait for
-                request[0].reply(request[1], True)
+                request.peer.reply(request.ident, True)
             else:
-                start_thread(self._flush, *request)
+                start_thread(self._flush, request)
 
     def _drain(self) -> None:
         taken = 0
@@ -282,16 +282,16 @@ class Helper:
                 return
             taken += got
 
-    def _flush(self, peer: Peer, ident: int, timeout: float, final: bool) -> None:
+    def _flush(self, request: FlushAsked) -> None:
         ok = False
         with _diag.guard("fd helper flush"):
             before = self.stats.as_dict()
-            if final:  # the program's end: its report below says what became of the lines
+            if request.final:  # the program's end: its report below says what became of them
                 self.sender.report_follows = True
-            ok = self.sender.flush(timeout)
-            if final and not ok:
+            ok = self.sender.flush(request.timeout, request.disconnect)
+            if request.final and not ok:
                 self._report(before)
-        peer.reply(ident, ok)
+        request.peer.reply(request.ident, ok)
 
     def _report(self, before: dict[str, Union[int, str, dict[str, int]]]) -> None:
         """The program is exiting and not all its output could be delivered: say what became

@@ -11,7 +11,18 @@ import _socket
 import os
 from time import monotonic
 
-from vlhook._fd_wire import CONTEXT, FLUSH, FLUSH_BODY, HELLO, REPLY, REPLY_BODY, Frames, frame
+from vlhook._fd_wire import (
+    CONTEXT,
+    DISCONNECT,
+    FINAL,
+    FLUSH,
+    FLUSH_BODY,
+    HELLO,
+    REPLY,
+    REPLY_BODY,
+    Frames,
+    frame,
+)
 from vlhook._sync import RLock, allocate_lock
 
 TYPE_CHECKING = False
@@ -92,13 +103,15 @@ class Link:
         """The fields of the invocation now running (JSON; empty: none)."""
         self.send(frame(CONTEXT, payload))
 
-    def ask_flush(self, timeout: float, final: bool) -> Optional[int]:
+    def ask_flush(self, timeout: float, final: bool, disconnect: bool = False
+                  ) -> Optional[int]:  # fmt: skip
         """Ask the helper to ship everything written so far; the id to wait for, or None.
         The caller flushed Python's own stream buffers first."""
         if not self._flush_lock.acquire(True, max(timeout, 0.0)):
             return None
         self._ids = (self._ids + 1) & 0xFFFFFFFF
-        body = FLUSH_BODY.pack(self._ids, int(max(timeout, 0.0) * 1000), final)
+        flags = (FINAL if final else 0) | (DISCONNECT if disconnect else 0)
+        body = FLUSH_BODY.pack(self._ids, int(max(timeout, 0.0) * 1000), flags)
         if not self.send(frame(FLUSH, body)):
             self._flush_lock.release()
             return None

@@ -13,6 +13,8 @@ from struct import Struct
 
 from vlhook._fd_wire import (
     CONTEXT,
+    DISCONNECT,
+    FINAL,
     FLUSH,
     FLUSH_BODY,
     HELLO,
@@ -92,6 +94,19 @@ class Peer:
                 pass
 
 
+class FlushAsked:
+    """A peer's FLUSH: ship what was written before it within `timeout` seconds, then answer."""
+
+    __slots__ = ("disconnect", "final", "ident", "peer", "timeout")
+
+    def __init__(self, peer: Peer, ident: int, timeout: float, flags: int) -> None:
+        self.peer = peer
+        self.ident = ident
+        self.timeout = timeout
+        self.final = bool(flags & FINAL)  # the program's end
+        self.disconnect = bool(flags & DISCONNECT)  # see Sender.flush
+
+
 class Peers:
     def __init__(
         self, listener: Any, poller: Any, owner: int, token: bytes, notes: list[Notes]
@@ -103,7 +118,7 @@ class Peers:
         self.notes = notes  # per channel
         self.peers: dict[int, Peer] = {}
         #: Flushes asked for and not yet served: (peer, id, seconds, final)
-        self.requests: list[tuple[Peer, int, float, bool]] = []
+        self.requests: list[FlushAsked] = []
         self.context: Optional[Context] = None
 
     def read(self) -> None:
@@ -156,8 +171,8 @@ class Peers:
                 if channel < len(self.notes):
                     self.notes[channel].add(action, length, crc)
         elif kind == FLUSH and len(body) == FLUSH_BODY.size:
-            ident, millis, final = FLUSH_BODY.unpack(body)
-            self.requests.append((peer, ident, millis / 1000, bool(final)))
+            ident, millis, flags = FLUSH_BODY.unpack(body)
+            self.requests.append(FlushAsked(peer, ident, millis / 1000, flags))
         elif kind == CONTEXT and peer.pid == self.owner:
             # At once: the program says it only when all it wrote before is read (after a
             # flush's answer, or at the start of an invocation, when nothing is being written).

@@ -14,8 +14,9 @@ Unix stream connection per process, to an abstract socket the helper listens on.
   sys.stderr, on a channel that fds 1 and 2 share). A note is sent before the bytes are
   written, so the helper, which reads the connections after reading a channel, always has it
   in time.
-- FLUSH: id, milliseconds, final flag. The helper reads everything written so far, ships it,
-  and answers REPLY: id, ok.
+- FLUSH: id, milliseconds, flags (FINAL: the program's end; DISCONNECT: close the idle
+  delivery connections once shipped, before a Lambda SnapStart snapshot). The helper reads
+  everything written so far, ships it, and answers REPLY: id, ok.
 - CONTEXT: the invocation's fields (JSON), applied to the lines read from then on.
 
 The environment variable MARKER tells child processes which of their fds are already captured:
@@ -41,7 +42,8 @@ SKIP, STDERR = 0, 1
 
 HEAD = Struct("<cI")
 NOTE_ITEM = Struct("<BBII")  # channel, action, line length, CRC-32 of the line
-FLUSH_BODY = Struct("<IIB")  # id, milliseconds, final
+FLUSH_BODY = Struct("<IIB")  # id, milliseconds, flags
+FINAL, DISCONNECT = 1, 2  # a FLUSH's flags
 REPLY_BODY = Struct("<IB")  # id, ok
 MAX_FRAME = 1 << 20  # a peer that announces more is not one of ours: the connection is dropped
 

@@ -165,8 +165,11 @@ class Sender:
     def thread_started(self) -> bool:
         return self._thread is not None
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver everything captured so far; True when it all was stored in time."""
+    def flush(self, timeout: Optional[float] = None, disconnect: bool = False) -> bool:
+        """Deliver everything captured so far; True when it all was stored in time. With
+        `disconnect`, the connections of the delivery workers left idle are closed once it is
+        answered (before a Lambda SnapStart snapshot: every environment restored from it
+        would send on the same socket)."""
         if self.before_flush is not None:
             self.before_flush()
         if self._thread is None or self._shutdown is not None:
@@ -174,7 +177,7 @@ class Sender:
         if get_ident() == self._thread:
             return False  # a flush from inside the sender cannot wait for itself
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
-        request = FlushRequest(monotonic() + timeout)
+        request = FlushRequest(monotonic() + timeout, disconnect)
         self._flush_asked = True
         self.buffer.put_control(request)
         if self.failed:  # checked after queuing: else _give_up, later, answers it
@@ -953,6 +956,10 @@ class Sender:
     def answer(self, request: FlushRequest, ok: bool) -> None:
         request.ok = ok
         self.flushes.remove(request)
+        if request.disconnect:
+            for worker in self.workers:
+                if worker.batch is None:  # its thread is not using the client: waiting
+                    worker.client.close()
         request.done.set()
 
     # -- the exit --------------------------------------------------------------------------------

@@ -151,10 +151,12 @@ class Cancel:
 
 
 class FlushRequest:
-    __slots__ = ("deadline", "done", "failed", "ok", "upto")
+    __slots__ = ("deadline", "disconnect", "done", "failed", "ok", "upto")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, disconnect: bool = False) -> None:
         self.deadline = deadline
+        #: Answered, the idle delivery connections are closed too (see Sender.flush).
+        self.disconnect = disconnect
         self.done = Wakeup()
         self.ok = False
         self.failed = False  # a batch it covers was not delivered (spooled, dropped)

@@ -6,6 +6,11 @@ invocation — and Lambda freezes the environment as soon as that request is pen
 `BaseLambdaRuntimeClient.wait_next_invocation` (the base class: the multi-concurrency client is a
 sibling subclass) runs the flush exactly between the two: after the caller has its response,
 before the freeze. Its return value carries the next invocation's ids before the handler runs.
+
+Under SnapStart, awslambdaric asks for `/restore/next` once the init phase is over, and Lambda
+snapshots the whole environment while that request is pending: every environment restored from
+the snapshot resumes with what vlhook held then. Wrapping `restore_next` delivers the init
+phase's lines before it, once, and closes the delivery connections the copies would share.
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ class _Invocations:
         _tell_fd_capture(None)  # after the flush: what was written before it is read
         if len(self.flush_seconds) < 10_000:
             self.flush_seconds.append(time.monotonic() - started)
+
+    def before_snapshot(self) -> None:
+        """SnapStart: what the init phase wrote is delivered now, by the one environment that
+        ran it, and no connection is kept. Without this every restored environment sent those
+        lines again (with its first invocation's flush), on a socket the server had closed
+        long before, or one that another restored copy was using too."""
+        self.sender.flush(self.config.exit_timeout_ms / 1000, disconnect=True)
 
     def begin(self, request: Any) -> None:
         if os.getpid() != self.pid:  # a forked worker: its first invocation is its cold start
@@ -164,6 +176,17 @@ def _patch(module: ModuleType, state: _Invocations) -> None:
         return request
 
     base.wait_next_invocation = wait_next_invocation
+    restore_next = getattr(base, "restore_next", None)  # where awslambdaric has SnapStart
+    if restore_next is not None:
+
+        def snapshot_then_restore_next(self: Any) -> Any:
+            try:
+                state.before_snapshot()
+            except Exception as exc:
+                _diag.internal_error("lambda snapshot", exc)
+            return restore_next(self)
+
+        base.restore_next = snapshot_then_restore_next
     _diag.debug("hooked into awslambdaric: flush after every invocation")
 
 
