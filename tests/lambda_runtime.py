@@ -26,6 +26,7 @@ class Invocation:
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     trace_id: str = ""
     client_context: Optional[dict[str, Any]] = None
+    tenant_id: str = ""  # a function in tenant isolation mode: the invocation's tenant
     deadline_ms: int = 0
     served: float = 0.0
     answered: float = 0.0
@@ -141,6 +142,8 @@ class RuntimeApi:
                 ]  # fmt: skip
                 if invocation.trace_id:
                     headers.append(("Lambda-Runtime-Trace-Id", invocation.trace_id))
+                if invocation.tenant_id:
+                    headers.append(("Lambda-Runtime-Aws-Tenant-Id", invocation.tenant_id))
                 if invocation.client_context is not None:
                     headers.append(
                         ("Lambda-Runtime-Client-Context", json.dumps(invocation.client_context))

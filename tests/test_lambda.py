@@ -87,7 +87,8 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
             {"name": "bob", "fail": True}, client_context={"custom": {"trace_id": "t-42"}}
         )
         traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        third = api.add({"name": "cid"}, client_context={"w3c": {"traceparent": traceparent}})
+        third = api.add({"name": "cid"}, client_context={"w3c": {"traceparent": traceparent}},
+                        tenant_id="tenant-blue")  # fmt: skip
         result = run_runtime(api, ship_to(sink, VICTORIALOGS_URL=proxy.url))
     assert result.returncode == 1  # the Runtime API went away after the last event
     assert json.loads(first.response or b"") == {"ok": True, "name": "ann"}
@@ -123,6 +124,9 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
 
     cid = rows_of(rows, third)
     assert {r["trace_id"] for r in cid} == {"0af7651916cd43dd8448eb211c80319c"}
+    # Tenant isolation mode: the invocation's tenant, only where the invocation has one.
+    assert {r["tenant_id"] for r in cid} == {"tenant-blue"}
+    assert not [r for r in ann + bob if "tenant_id" in r]
 
     outside = [r for r in rows if "aws_request_id" not in r]
     assert outside[0]["_msg"] == "init: loading configuration"

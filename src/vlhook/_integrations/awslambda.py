@@ -96,6 +96,9 @@ def invocation_fields(request: Any, cold_start: bool) -> dict[str, Any]:
     if version:
         fields["function_version"] = version
     fields["cold_start"] = cold_start
+    tenant = getattr(request, "tenant_id", None)  # a function in tenant isolation mode
+    if tenant:
+        fields["tenant_id"] = tenant
     xray = xray_fields(getattr(request, "x_amzn_trace_id", None) or "")
     root = xray.pop("xray_trace_id", None)
     if root:
