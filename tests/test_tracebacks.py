@@ -5,8 +5,10 @@ exit flush, or in an exception raised by the body of a module vlhook hooks."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -155,3 +157,86 @@ def test_a_failing_handler_of_the_programs_own(script: Any, sink: Any) -> None:
     assert sorted(r["_msg"].split(" (")[0] for r in rows if r["stream"] == "logging") == [
         "fine", "last", "two %s %s"]  # fmt: skip
     assert [r["exception.message"] for r in rows if "exception.type" in r] == ["handler broke"]
+
+
+UNRAISABLE = (
+    "import sys, weakref\n"
+    "print(sys.unraisablehook is sys.__unraisablehook__)\n"  # as without vlhook
+    "class Resource:\n"
+    "    def __del__(self):\n"
+    "        raise RuntimeError('close failed')\n"
+    "r = Resource()\n"
+    "del r\n"
+    "print('after')\n"
+    "class Node:\n"
+    "    pass\n"
+    "def gone(ref):\n"
+    "    raise KeyError('callback broke')\n"
+    "n = Node()\n"
+    "ref = weakref.ref(n, gone)\n"
+    "del n\n"
+    "print('end')\n"
+)
+
+
+def _addresses_out(text: str) -> str:
+    return re.sub(r" at 0x[0-9a-f]+", " at 0x?", text)
+
+
+def test_an_exception_python_ignores_is_one_error_entry(script: Any, sink: Any) -> None:
+    """An exception raised where it cannot propagate (a `__del__`, a weak reference's
+    callback) Python reports through sys.unraisablehook: "Exception ignored in: <...>", then
+    its traceback. One ERROR entry each, saying both, with the exception's fields; the head
+    was an INFO entry of its own. stderr is as without vlhook."""
+    path = script(UNRAISABLE)
+    bare = run_python(path, sink.env(), dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.out) == (bare.rc, bare.out) == (0, "True\nafter\nend\n")
+    assert _addresses_out(hooked.err) == _addresses_out(bare.err)
+    rows = sink.settle(5)
+    assert [r["_msg"] for r in rows if r["level"] == "INFO"] == ["True", "after", "end"]
+    errors = [r for r in rows if r["level"] == "ERROR"]
+    assert [(r["exception.type"], r["exception.message"]) for r in errors] == [
+        ("RuntimeError", "close failed"),
+        ("KeyError", "'callback broke'"),
+    ]
+    heads = [line for line in hooked.err.splitlines() if line.startswith("Exception ignored")]
+    assert len(heads) == 2
+    for head, row in zip(heads, errors):
+        assert row["_msg"].startswith(head + "\nTraceback (most recent call last):\n")
+        assert row["_msg"].endswith(row["exception.stacktrace"])
+        assert row["stream"] == "stderr"
+
+
+def test_an_unraisable_on_a_thread_whose_writes_are_not_captured_is_left_to_its_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the thread's writes are not captured (vlhook's own work, such as the exit
+    keeping late writes under its lock, where a collection may finalize the program's
+    object; a record being handled), the hook takes nothing, as the text would not be: the
+    capture would wait for that very lock. Python's hook runs either way, and the thread's
+    state comes back as it was."""
+    from types import SimpleNamespace
+
+    from vlhook import _capture_streams, _lifecycle
+
+    taken: list[Any] = []
+    monkeypatch.setattr(_lifecycle, "_sender", SimpleNamespace(put=lambda *a: taken.append(a)))
+    shown: list[Any] = []
+    hook = _lifecycle._wrap_unraisablehook(shown.append)
+    told = SimpleNamespace(exc_value=KeyError("k"), err_msg="Exception ignored in", object=None)
+    ident = threading.get_ident()
+    collected: list[str] = []
+    _capture_streams.suppressed[ident] = collected  # a record being handled
+    try:
+        with _capture_streams.NotCaptured():
+            hook(told)
+        assert _capture_streams.suppressed[ident] is collected
+        hook(told)
+    finally:
+        _capture_streams.suppressed.pop(ident, None)
+    assert taken == [] and shown == [told, told]
+    hook(told)
+    assert ident not in _capture_streams.suppressed
+    ((capture, level),) = taken
+    assert (level, capture.head, capture.exc) == (40, "Exception ignored in:", told.exc_value)

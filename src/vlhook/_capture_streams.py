@@ -125,6 +125,31 @@ def _keep_str(kind: int, text: str) -> None:
         internal_error("capture", exc)
 
 
+_OUTSIDE = object()  # a thread's entry in `suppressed` when it had none
+
+
+class NotCaptured:
+    """`with NotCaptured():` what this thread writes meanwhile is not captured as text: it is
+    captured already in a richer form (an exception being printed by Python's hook), or it is
+    vlhook's own doing. The thread's entry in `suppressed` before comes back after (a logging
+    record being handled collects what its handlers print)."""
+
+    __slots__ = ("_ident", "_outer")
+    _outer: Any  # a list, None, or _OUTSIDE
+
+    def __enter__(self) -> None:
+        self._ident = ident = _thread.get_ident()  # as the program has it now: see _sync
+        # `suppressed` is read here each time: fd capture replaces it (see _fd_streams.watch).
+        self._outer = suppressed.get(ident, _OUTSIDE)
+        suppressed[ident] = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._outer is _OUTSIDE:
+            suppressed.pop(self._ident, None)
+        else:
+            suppressed[self._ident] = self._outer
+
+
 def release_held() -> None:
     """Hand every held unfinished line to the buffer (before a flush)."""
     put = _put

@@ -87,13 +87,16 @@ if TYPE_CHECKING:
         printed: list[str]
 
     class Uncaught(NamedTuple):
-        """An exception nobody caught (main thread or a threading.Thread)."""
+        """An exception nobody caught (main thread or a threading.Thread), or one Python could
+        not raise (sys.unraisablehook's: a `__del__`, a weak reference's callback)."""
 
         exc: BaseException
         t_ns: int
         thread: int
         context: Optional[Context]
         thread_name: str
+        #: What Python prints before the traceback ("Exception ignored in: <...>"), or "".
+        head: str
 
     class Event(NamedTuple):
         """A record of another logging library (loguru's), as that library made it."""
@@ -127,7 +130,7 @@ else:
     LogView = record_type("LogView", "name pathname lineno funcName threadName msg args exc_info "
                                      "exc_text stack_info extras")  # fmt: skip
     Record = record_type("Record", "record t_ns thread context levelno message printed")
-    Uncaught = record_type("Uncaught", "exc t_ns thread context thread_name")
+    Uncaught = record_type("Uncaught", "exc t_ns thread context thread_name head")
     Event = record_type("Event", "fields data t_ns thread context levelno")
     Discard = record_type("Discard", "kind thread")
     Line = record_type("Line", "kind text t_ns context level")
@@ -195,9 +198,14 @@ def _field_name(key: Any) -> str:
 
 
 def uncaught(
-    exc: BaseException, t_ns: int, thread: int, context: Optional[Context], thread_name: str
+    exc: BaseException,
+    t_ns: int,
+    thread: int,
+    context: Optional[Context],
+    thread_name: str,
+    head: str = "",
 ) -> Uncaught:
-    return _new(Uncaught, (exc, t_ns, thread, context, thread_name))
+    return _new(Uncaught, (exc, t_ns, thread, context, thread_name, head))
 
 
 def event(

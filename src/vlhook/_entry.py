@@ -912,11 +912,13 @@ class EntryBuilder:
         return self.finish(entry, item.context)
 
     def from_exception(self, item: Uncaught) -> list[Entry]:
-        exc, t_ns, _thread, context, thread_name = item
+        exc, t_ns, _thread, context, thread_name, head = item
         records = self._records or self._load_records()
         fields = records.describe_exception(type(exc), exc, exc.__traceback__)
-        entry: Entry = {"_time": rfc3339(t_ns), "_msg": fields["exception.stacktrace"],
-                        "level": "ERROR", "stream": "stderr", "thread": thread_name}  # fmt: skip
+        stacktrace = fields["exception.stacktrace"]
+        entry: Entry = {"_time": rfc3339(t_ns), "level": "ERROR", "stream": "stderr",
+                        "_msg": f"{head}\n{stacktrace}" if head else stacktrace,
+                        "thread": thread_name}  # fmt: skip
         entry.update(fields)
         return self.finish(entry, context)
 

@@ -17,7 +17,6 @@ spool (elsewhere such a write is counted as dropped: see _ready_for_late_writes)
 
 from __future__ import annotations
 
-import _thread
 import sys  # loaded by the interpreter already
 from time import monotonic
 
@@ -455,9 +454,6 @@ def _in_requests(sender: Sender) -> int:
     return sum(b.lines for b in batches if b is not None and b.origin is None and not b.report)
 
 
-_NOT_SUPPRESSED = object()
-
-
 class LateLock:
     """Held by the one thread keeping late writes at a time. What that thread writes while it
     holds it is vlhook's own doing (an import's `python -v` message, a warning), and is not
@@ -466,20 +462,12 @@ class LateLock:
 
     def __init__(self) -> None:
         self._lock = allocate_lock()
-        self._outer: Any = _NOT_SUPPRESSED  # the holder's entry in `suppressed` before
+        self._quiet = _capture_streams.NotCaptured()  # used by the holder alone
 
     def __enter__(self) -> None:
         self._lock.acquire()
-        suppressed = _capture_streams.suppressed  # fd capture replaces it: read it each time
-        ident = _thread.get_ident()  # as the program has it now: see _sync
-        self._outer = suppressed.get(ident, _NOT_SUPPRESSED)
-        suppressed[ident] = None
+        self._quiet.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        suppressed = _capture_streams.suppressed
-        ident = _thread.get_ident()
-        if self._outer is _NOT_SUPPRESSED:
-            suppressed.pop(ident, None)
-        else:  # a logging record being handled, whose writes it collects
-            suppressed[ident] = self._outer
+        self._quiet.__exit__()
         self._lock.release()

@@ -66,6 +66,10 @@ def install(sender: Sender, config: Config) -> None:
         # some libraries install their hook only then. It holds as without vlhook.
         sys.__excepthook__ = hook
     sys.excepthook = hook
+    unraisable = _wrap_unraisablehook(sys.unraisablehook)
+    if sys.unraisablehook is sys.__unraisablehook__:  # as for the excepthook, above
+        sys.__unraisablehook__ = unraisable
+    sys.unraisablehook = unraisable
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(
             before=sender.before_fork,
@@ -224,14 +228,74 @@ def _wrap_excepthook(original: Any) -> Any:
             tb = _without_our_frames(exc, tb)
         capture_exception(exc)
         # The traceback Python prints now is the same exception: not captured twice.
-        ident = _thread.get_ident()  # as the program has it now: see _sync
-        _capture_streams.suppressed[ident] = None
-        try:
+        with _capture_streams.NotCaptured():
             return original(exc_type, exc, tb)
-        finally:
-            _capture_streams.suppressed.pop(ident, None)
 
     return excepthook
+
+
+def _wrap_unraisablehook(original: Any) -> Any:
+    """An exception Python could not raise (in a `__del__`, a weak reference's callback, a
+    failed flush of a stream) is one ERROR entry: what Python prints before its traceback
+    ("Exception ignored in: <...>"), then the traceback, with the exception's fields. What
+    the hook prints is not captured again. At teardown, after vlhook's exit, it is left to
+    the text capture as before: vlhook's modules may be wiped by then."""
+    is_finalizing = sys.is_finalizing  # the closure's own: no module global is read first
+
+    def unraisablehook(unraisable: Any) -> Any:
+        quiet = None
+        try:
+            if not is_finalizing() and _capture_unraisable(unraisable):
+                quiet = _capture_streams.NotCaptured()
+                quiet.__enter__()
+        except Exception as exc:
+            _diag.internal_error("unraisablehook", exc)
+        try:
+            return original(unraisable)
+        finally:
+            if quiet is not None:
+                quiet.__exit__()
+
+    return unraisablehook
+
+
+def _capture_unraisable(unraisable: Any) -> bool:
+    """Queue the entry of what sys.unraisablehook is told; False when there is none."""
+    exc = getattr(unraisable, "exc_value", None)
+    if _sender is None or not isinstance(exc, BaseException):
+        return False  # none, or the hook called by hand: left to the text capture
+    ident = _thread.get_ident()  # as the program has it now: see _sync
+    suppressed = _capture_streams.suppressed
+    if suppressed and ident in suppressed:
+        # A record or an exception being printed, or vlhook's own work on this thread (a
+        # collection there finalizing the program's object): as its text would be, not taken.
+        # Keeping late writes, the exit holds a lock this capture would wait for.
+        return False
+    head = _unraisable_head(getattr(unraisable, "err_msg", None),
+                            getattr(unraisable, "object", None))  # fmt: skip
+    _sender.put(uncaught(exc, time_ns(), ident, _context.get(), _thread_name(ident), head), 40)
+    return True
+
+
+def _unraisable_head(err_msg: Any, obj: Any) -> str:
+    """The line Python's own hook prints before the traceback, as it makes it."""
+    if obj is not None:
+        try:
+            shown = repr(obj)
+        except Exception:
+            shown = "<object repr() failed>"
+        return f"{err_msg if err_msg is not None else 'Exception ignored in'}: {shown}"
+    return f"{err_msg}:" if err_msg is not None else ""
+
+
+def _thread_name(ident: int) -> str:
+    """threading's name for the thread, without making a Thread object for one it does not
+    know (current_thread() would) or taking its lock (enumerate() does)."""
+    threading = sys.modules.get("threading")
+    thread = getattr(threading, "_active", {}).get(ident) if threading is not None else None
+    if thread is not None:
+        return str(thread.name)
+    return "MainThread" if ident == _main_thread_ident() else ""
 
 
 def _without_our_frames(exc: Optional[BaseException], tb: Optional[TracebackType]
@@ -266,12 +330,8 @@ def hook_threading(threading: Any) -> None:
                 args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
         if args.exc_type is not SystemExit:
             capture_exception(args.exc_value, getattr(args.thread, "name", "") or "")
-        ident = _thread.get_ident()  # as the program has it now: see _sync
-        _capture_streams.suppressed[ident] = None
-        try:
+        with _capture_streams.NotCaptured():
             return original(args)
-        finally:
-            _capture_streams.suppressed.pop(ident, None)
 
     threading.excepthook = excepthook
 
