@@ -117,7 +117,7 @@ class Peers:
         self.token = token
         self.notes = notes  # per channel
         self.peers: dict[int, Peer] = {}
-        #: Flushes asked for and not yet served: (peer, id, seconds, final)
+        #: Flushes asked for and not yet served.
         self.requests: list[FlushAsked] = []
         self.context: Optional[Context] = None
 
