@@ -903,14 +903,14 @@ def test_a_program_that_closes_every_descriptor_again_and_again_while_the_spool_
     file of the program's is touched and no line is lost. A request whose connection the
     program closed after it left is sent again, as for any cut connection (the server may
     have stored it)."""
-    lines = 150_000  # ~17 pieces, replayed while the program works
+    lines = 80_000  # ~9 pieces, replayed while the program works
     _spool_file(sink.spool, lines, sink.test_id)
     mine = tmp_path / "mine"
     mine.mkdir()
     with FaultProxy(sink.url, ["delay:0.001"] * 10_000) as proxy:
         env = sink.env(VICTORIALOGS_URL=proxy.url, VICTORIALOGS_DEBUG="1")
         run = run_python(script(CLOSES_AGAIN_AND_AGAIN), env,
-                         args=(str(sink.spool), str(mine), "2000"))  # fmt: skip
+                         args=(str(sink.spool), str(mine), "600"))  # fmt: skip
     assert (run.rc, run.out) == (0, "start\ndone\n"), run.err
     assert "claimed: True" in run.err and "not JSON" not in run.err, run.err
     # Every round met the replay under way (a round looks first), and there were hundreds.
