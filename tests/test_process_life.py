@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DROPIN, SRC, base_env, messages, refused_port, run_python
+from conftest import DROPIN, SRC, as_without_vlhook, base_env, messages, refused_port, run_python
 from victorialogs import VictoriaLogs
 from vlhook import _sender as sender_module
 from vlhook import _sync
@@ -668,6 +668,34 @@ def test_python_verbose_ends_as_without_vlhook(script: Any, sink: Any) -> None:
     assert (kept.rc, kept.out) == (0, "verbose run\n")
     ours = [line for line in kept.err.splitlines() if line.startswith("vlhook")]
     assert len(ours) == 1 and "kept in the spool" in ours[0], ours
+
+
+EXEC = """
+import os, sys
+try:
+    os.execvp("no-such-program-of-this-test", ["no-such-program-of-this-test"])
+except FileNotFoundError as exc:
+    print("exec failed:", type(exc).__name__)
+for i in range(3):
+    print(f"before exec {i}")
+sys.stdout.flush()
+os.execlp(sys.executable, sys.executable, "-c", "print('after exec')")
+"""
+
+
+def test_lines_written_before_an_exec_are_delivered(script: Any, sink: Any) -> None:
+    """os.exec*() replaces the process, and what vlhook had not delivered went with it: the
+    lines printed before were lost, those of the program it became (vlhook active there
+    too) stored. An exec flushes first now (within VICTORIALOGS_EXIT_TIMEOUT_MS); one that
+    fails leaves the program going as before, nothing stored twice."""
+    path = script(EXEC)
+    env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")
+    bare, _ = as_without_vlhook(path, env)
+    assert bare.out == "exec failed: FileNotFoundError\n" + "".join(
+        f"before exec {i}\n" for i in range(3)) + "after exec\n"  # fmt: skip
+    rows = sink.settle(5)
+    assert sorted(messages(rows)) == sorted(bare.out.splitlines())
+    assert len({row["pid"] for row in rows}) == 1  # exec keeps the process
 
 
 @pytest.mark.parametrize("option", ["", "1"], ids=["default", "flush_on_os_exit"])

@@ -79,6 +79,7 @@ def install(sender: Sender, config: Config) -> None:
         if sys.version_info >= (3, 12):
             os.register_at_fork(before=_choose_fork_warning)
     _install_sigterm()
+    _patch_exec(sender, config)
     if config.flush_on_os_exit:
         _patch_os_exit(sender, config)
 
@@ -481,6 +482,29 @@ def _patch_os_exit(sender: Sender, config: Config) -> None:
         original(status)
 
     os._exit = _exit  # type: ignore[assignment]
+
+
+def _patch_exec(sender: Sender, config: Config) -> None:
+    """os.exec*() replaces the process, and what vlhook had not delivered went with it (the
+    program it becomes, vlhook active there too, ships only its own lines). Every one of them
+    ends in os.execv or os.execve (the l and p forms look these up in `os` at each call): those
+    flush first, within the exit budget, what cannot be delivered going to the spool. A flush,
+    not the exit: an exec that fails returns to the program, and vlhook goes on with it."""
+    for name in ("execv", "execve"):
+        original = getattr(os, name, None)
+        if original is not None:
+            setattr(os, name, _flushing_first(original, sender, config))
+
+
+def _flushing_first(original: Any, sender: Sender, config: Config) -> Any:
+    def flush_then_exec(*args: Any, **kwargs: Any) -> Any:
+        with _diag.guard("exec flush"):
+            sender.flush(config.exit_timeout_ms / 1000)
+        return original(*args, **kwargs)
+
+    flush_then_exec.__name__ = flush_then_exec.__qualname__ = original.__name__
+    flush_then_exec.__doc__ = original.__doc__
+    return flush_then_exec
 
 
 def _main_thread_ident() -> int:
