@@ -502,8 +502,11 @@ def _flushing_first(original: Any, sender: Sender, config: Config) -> Any:
             sender.flush(config.exit_timeout_ms / 1000)
         return original(*args, **kwargs)
 
-    flush_then_exec.__name__ = flush_then_exec.__qualname__ = original.__name__
-    flush_then_exec.__doc__ = original.__doc__
+    # As functools.wraps would (not loaded at start-up): its name, module and help are the
+    # original's, and inspect.signature() follows __wrapped__ to the original's signature.
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(flush_then_exec, name, getattr(original, name, None))
+    flush_then_exec.__wrapped__ = original  # type: ignore[attr-defined]
     return flush_then_exec
 
 
