@@ -158,6 +158,27 @@ def test_init_lines_go_with_the_first_invocations_flush(sink: Sink) -> None:
 INIT_LINE = "init: loading configuration"
 
 
+def test_provisioned_concurrency_delivers_the_init_lines_before_the_first_next(
+    sink: Sink,
+) -> None:
+    """Provisioned concurrency initialises environments ahead of any call: no caller waits
+    for the first /next, and the environment may then stay frozen for hours, or be reclaimed
+    unused. Its init lines are delivered before that /next (on demand they wait for the first
+    invocation's flush, so as not to delay its response)."""
+    with RuntimeApi() as api, FaultProxy(sink.url, []) as proxy:
+        first = api.add({"name": "ann"})
+        env = ship_to(sink, VICTORIALOGS_URL=proxy.url,
+                      AWS_LAMBDA_INITIALIZATION_TYPE="provisioned-concurrency")  # fmt: skip
+        result = run_runtime(api, env)
+    assert result.returncode == 1, result.stderr.decode()
+    init = [r.received for r in proxy.requests if r.path.startswith("/insert/jsonline")
+            for line in r.lines() if line.get("_msg") == INIT_LINE]  # fmt: skip
+    assert len(init) == 1 and init[0] <= api.next_calls[0] < first.answered
+    rows = sink.settle(3)
+    assert messages(rows).count(INIT_LINE) == 1
+    assert sorted(messages(rows_of(rows, first))) == ["hello ann", "processing order"]
+
+
 @pytest.mark.parametrize("capture", ["", "fd,logging"])
 def test_snapstart_snapshot_holds_no_line_and_no_connection(sink: Sink, capture: str) -> None:
     """SnapStart: Lambda snapshots the environment while awslambdaric waits for /restore/next,

@@ -48,12 +48,16 @@ class _Invocations:
     def end(self) -> None:
         """Between the response and the next request: flush within the invocation's budget.
 
-        Not before the first request: the init phase's lines go with the first invocation's
-        flush (the sender may deliver them earlier). A flush there would wait for the sender
-        to load its pipeline and send, delaying the first response by ~10 ms; what it would
-        save is the init lines of an environment frozen after init and reclaimed without ever
-        being invoked (docs/lambda.md)."""
+        Not before the first request, on demand: the init phase's lines go with the first
+        invocation's flush (the sender may deliver them earlier). A flush there would wait for
+        the sender to load its pipeline and send, delaying the first response by ~10 ms; what
+        it would save is the init lines of an environment frozen after init and reclaimed
+        without ever being invoked (docs/lambda.md). Under provisioned concurrency no caller
+        waits for that first request, and an environment may stay frozen after it for hours:
+        its init lines go before it."""
         if self.count == 0:
+            if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+                self.sender.flush(self.config.exit_timeout_ms / 1000)
             return
         _context.set_invocation(None)
         budget = self.config.exit_timeout_ms / 1000
