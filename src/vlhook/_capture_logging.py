@@ -13,7 +13,7 @@ import _thread
 import logging
 
 from vlhook import _context
-from vlhook._capture_streams import suppressed
+from vlhook._capture_streams import NOT_SUPPRESSED, suppressed
 from vlhook._captures import record as make_record
 from vlhook._diag import internal_error
 
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from vlhook._captures import Record
 
     Put = Callable[[Record, int], None]
-
-#: suppressed's value for a thread when no record of it was being handled.
-OUTSIDE: Any = object()
 
 _original: Optional[Callable[[logging.Logger, logging.LogRecord], None]] = None
 
@@ -51,7 +48,7 @@ def install(put: Put, level: int) -> None:
     def enter(record: logging.LogRecord) -> tuple[Any, ...]:
         ident = _thread.get_ident()  # as the program has it now: see _sync
         # A handler that logs: the outer state comes back after.
-        outer = suppressed.get(ident, OUTSIDE)
+        outer = suppressed.get(ident, NOT_SUPPRESSED)
         texts: list[str] = []
         levelno, message = 0, ""
         try:
@@ -70,7 +67,7 @@ def install(put: Put, level: int) -> None:
     def leave(record: logging.LogRecord, state: tuple[Any, ...]) -> None:
         # The capture is made here rather than in a helper: one frame less on every record.
         ident, outer, texts, levelno, message = state
-        if outer is OUTSIDE:
+        if outer is NOT_SUPPRESSED:
             suppressed.pop(ident, None)
         else:
             suppressed[ident] = outer

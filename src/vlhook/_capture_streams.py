@@ -125,7 +125,8 @@ def _keep_str(kind: int, text: str) -> None:
         internal_error("capture", exc)
 
 
-_OUTSIDE = object()  # a thread's entry in `suppressed` when it had none
+#: A thread's entry in `suppressed` when it had none (what a guard that sets one restores).
+NOT_SUPPRESSED: Any = object()
 
 
 class NotCaptured:
@@ -135,16 +136,16 @@ class NotCaptured:
     record being handled collects what its handlers print)."""
 
     __slots__ = ("_ident", "_outer")
-    _outer: Any  # a list, None, or _OUTSIDE
+    _outer: Any  # a list, None, or NOT_SUPPRESSED
 
     def __enter__(self) -> None:
         self._ident = ident = _thread.get_ident()  # as the program has it now: see _sync
         # `suppressed` is read here each time: fd capture replaces it (see _fd_streams.watch).
-        self._outer = suppressed.get(ident, _OUTSIDE)
+        self._outer = suppressed.get(ident, NOT_SUPPRESSED)
         suppressed[ident] = None
 
     def __exit__(self, *exc: object) -> None:
-        if self._outer is _OUTSIDE:
+        if self._outer is NOT_SUPPRESSED:
             suppressed.pop(self._ident, None)
         else:
             suppressed[self._ident] = self._outer

@@ -244,18 +244,15 @@ def _wrap_unraisablehook(original: Any) -> Any:
     is_finalizing = sys.is_finalizing  # the closure's own: no module global is read first
 
     def unraisablehook(unraisable: Any) -> Any:
-        quiet = None
+        captured = False
         try:
-            if not is_finalizing() and _capture_unraisable(unraisable):
-                quiet = _capture_streams.NotCaptured()
-                quiet.__enter__()
+            captured = not is_finalizing() and _capture_unraisable(unraisable)
         except Exception as exc:
             _diag.internal_error("unraisablehook", exc)
-        try:
+        if not captured:
             return original(unraisable)
-        finally:
-            if quiet is not None:
-                quiet.__exit__()
+        with _capture_streams.NotCaptured():
+            return original(unraisable)
 
     return unraisablehook
 
@@ -474,14 +471,7 @@ def _poke_main(read_fd: int, main: int) -> None:
 def _patch_os_exit(sender: Sender, config: Config) -> None:
     """Opt-in: os._exit() skips every flush, by contract (forked workers and watchdogs use it to
     die at once). With VICTORIALOGS_FLUSH_ON_OS_EXIT=1 it flushes first, within the budget."""
-    original = os._exit
-
-    def _exit(status: int) -> None:
-        with _diag.guard("os._exit flush"):
-            final_flush(sender, config)
-        original(status)
-
-    os._exit = _exit  # type: ignore[assignment]
+    os._exit = _first(os._exit, lambda: final_flush(sender, config), "os._exit flush")
 
 
 def _patch_exec(sender: Sender, config: Config) -> None:
@@ -490,24 +480,31 @@ def _patch_exec(sender: Sender, config: Config) -> None:
     ends in os.execv or os.execve (the l and p forms look these up in `os` at each call): those
     flush first, within the exit budget, what cannot be delivered going to the spool. A flush,
     not the exit: an exec that fails returns to the program, and vlhook goes on with it."""
+
+    def flush() -> None:
+        sender.flush(config.exit_timeout_ms / 1000)
+
     for name in ("execv", "execve"):
         original = getattr(os, name, None)
         if original is not None:
-            setattr(os, name, _flushing_first(original, sender, config))
+            setattr(os, name, _first(original, flush, "exec flush"))
 
 
-def _flushing_first(original: Any, sender: Sender, config: Config) -> Any:
-    def flush_then_exec(*args: Any, **kwargs: Any) -> Any:
-        with _diag.guard("exec flush"):
-            sender.flush(config.exit_timeout_ms / 1000)
+def _first(original: Any, flush: Callable[[], object], where: str) -> Any:
+    """`original` (an `os` function that ends this process's image), `flush` run first,
+    under the one guard: it never keeps the call from being made."""
+
+    def flush_first(*args: Any, **kwargs: Any) -> Any:
+        with _diag.guard(where):
+            flush()
         return original(*args, **kwargs)
 
     # As functools.wraps would (not loaded at start-up): its name, module and help are the
     # original's, and inspect.signature() follows __wrapped__ to the original's signature.
     for name in ("__module__", "__name__", "__qualname__", "__doc__"):
-        setattr(flush_then_exec, name, getattr(original, name, None))
-    flush_then_exec.__wrapped__ = original  # type: ignore[attr-defined]
-    return flush_then_exec
+        setattr(flush_first, name, getattr(original, name, None))
+    flush_first.__wrapped__ = original  # type: ignore[attr-defined]
+    return flush_first
 
 
 def _main_thread_ident() -> int:
