@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 from typing import Any
 
@@ -48,25 +51,80 @@ def test_uncaught_exception_in_thread(script: Any, sink: Any) -> None:
     assert errors[0]["exception.message"] == "in thread"
 
 
-def test_sigterm_flushes_then_dies_of_the_signal(script: Any, sink: Any, tmp_path: Any) -> None:
+def _waiting_program(script: Any, sink: Any, tmp_path: Any, line: str) -> tuple[Any, Any, Any]:
+    """A program that prints `line`, says it is ready, and waits to be ended; its environment
+    (vlhook active, no timed flush) and the file it creates when ready."""
     ready = tmp_path / "ready"
     path = script(
-        "import time, pathlib\n"
-        "print('started', flush=True)\n"
+        "import pathlib, time\n"
+        f"print({line!r}, flush=True)\n"
         f"pathlib.Path({str(ready)!r}).touch()\n"
         "time.sleep(30)\n"
     )
     env = base_env()
     env.update(sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"))
     env["PYTHONPATH"] = str(DROPIN)
-    proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE)
+    return path, env, ready
+
+
+def _wait_for(ready: Any) -> None:
     deadline = time.monotonic() + 10
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_an_ending_signal_flushes_then_dies_of_the_signal(
+    script: Any, sink: Any, tmp_path: Any, sig: int
+) -> None:
+    """`docker stop`, Kubernetes (SIGTERM); a closed terminal or SSH session (SIGHUP)."""
+    path, env, ready = _waiting_program(script, sink, tmp_path, "started")
+    proc = subprocess.Popen([sys.executable, str(path)], env=env, stdout=subprocess.PIPE)
+    _wait_for(ready)
+    proc.send_signal(sig)
     proc.wait(timeout=10)
-    assert proc.returncode == -signal.SIGTERM
+    assert proc.returncode == -sig
     assert messages(sink.settle(1)) == ["started"]
+
+
+def test_a_program_whose_terminal_closes_delivers_its_lines_and_dies_of_sighup(
+    script: Any, sink: Any, tmp_path: Any
+) -> None:
+    """A program in a terminal (an SSH session) that is closed: the kernel hangs the terminal
+    up, sending SIGHUP, and the program's output has nowhere to go any more."""
+    path, env, ready = _waiting_program(script, sink, tmp_path, "in a terminal")
+    master, terminal = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(path)], env=env, stdin=terminal, stdout=terminal,
+            stderr=terminal, start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its terminal
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+    _wait_for(ready)
+    os.close(master)  # the terminal closes
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGHUP
+    assert messages(sink.settle(1)) == ["in a terminal"]
+
+
+def test_a_program_started_with_sighup_ignored_goes_on_as_without_vlhook(
+    script: Any, sink: Any
+) -> None:
+    """`nohup`: SIGHUP ignored before the program starts stays ignored."""
+    path = script(
+        "import os, signal\n"
+        "print('ignored', signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print('after')\n"
+    )
+    nohup = path.parent / "nohup-python"
+    nohup.write_text(f"#!/bin/sh\ntrap '' HUP\nexec {sys.executable} \"$@\"\n")
+    nohup.chmod(0o755)
+    _, run = as_without_vlhook(path, sink.env(), python=str(nohup))
+    assert run.rc == 0 and run.out == "ignored True\nafter\n"
+    assert messages(sink.settle(2)) == ["ignored True", "after"]
 
 
 def test_program_sigterm_handler_is_left_alone(script: Any, sink: Any) -> None:

@@ -536,22 +536,23 @@ def test_sigterm_while_the_buffer_is_full_ends_the_process(
         assert run.elapsed < 10, (at, run.elapsed)
 
 
-def test_sigterm_reaches_a_forked_child_whose_main_thread_is_blocked(
-    script: Any, sink: Any
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_an_ending_signal_reaches_a_forked_child_whose_main_thread_is_blocked(
+    script: Any, sink: Any, sig: int
 ) -> None:
     """A multiprocessing child blocked in a lock (as a Pool worker is when Pool.terminate()
     sends SIGTERM) and a signal its main thread is not woken by (here another of its threads
     takes it; a Pool worker misses it when it comes just before the wait, 1 to 3 % of `with
     Pool()` exits). Without vlhook the kernel ends the child; with vlhook's handler, Python
-    must run it on the main thread, which waited for ever. The child must die of SIGTERM, its
-    line shipped."""
+    must run it on the main thread, which waited for ever. The child must die of the signal, its
+    line shipped (a closed terminal sends SIGHUP to every process of its group)."""
     path = script(
         "import multiprocessing as mp, signal, _thread, time\n"
         "def child(sem):\n"
         "    print('child blocking', flush=True)\n"
         "    def kick():\n"
         "        time.sleep(0.3)\n"
-        "        signal.pthread_kill(_thread.get_ident(), signal.SIGTERM)\n"
+        f"        signal.pthread_kill(_thread.get_ident(), {int(sig)})\n"
         "    _thread.start_new_thread(kick, ())\n"
         "    sem.acquire()  # never released: only the signal ends the child\n"
         "if __name__ == '__main__':\n"
@@ -566,8 +567,8 @@ def test_sigterm_reaches_a_forked_child_whose_main_thread_is_blocked(
     )
     run = run_python(path, sink.env(), timeout=60)
     assert run.rc == 0, run.err
-    assert run.out.splitlines() == ["child blocking", "child exit -15"]
-    assert sorted(messages(sink.settle(2))) == ["child blocking", "child exit -15"]
+    assert run.out.splitlines() == ["child blocking", f"child exit -{int(sig)}"]
+    assert sorted(messages(sink.settle(2))) == ["child blocking", f"child exit -{int(sig)}"]
 
 
 FORK_POOL = (
@@ -592,32 +593,37 @@ def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
 # comes there every time: right after the exit made its request and before it woke the sender
 # (the spare descriptor's close, just before the wake, can take milliseconds); and while it
 # held the import lock (importing `gc` to pause the collector), which the sender, loading its
-# pipeline, waited for.
+# pipeline, waited for. And SIGHUP (a closed terminal) in the middle of SIGTERM's own flush.
 INTERRUPTED_EXIT = """\
 import os, signal, sys
 print("the last line", flush=True)
 sender_module = sys.modules["vlhook._sender"]
 Sender = sender_module.Sender
-def signalled(original, holding_import_lock):
+def signalled(original, holding_import_lock, sig=signal.SIGTERM):
     def step(self, *args):
         if not getattr(self, "_signalled", False):
             self._signalled = True
             if holding_import_lock:
                 import _imp
                 _imp.acquire_lock()
-            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before the next line
+            os.kill(os.getpid(), sig)  # its handler runs before the next line
             if holding_import_lock:
                 _imp.release_lock()
         return original(self, *args)
     return step
 if sys.argv[1] == "before_the_wake":
     Sender._let_spare_go = signalled(Sender._let_spare_go, False)
-else:
+elif sys.argv[1] == "holding_the_import_lock":
     Sender.shutdown = signalled(Sender.shutdown, True)
+else:
+    Sender.shutdown = signalled(Sender.shutdown, False, signal.SIGHUP)
+    os.kill(os.getpid(), signal.SIGTERM)
 """
 
 
-@pytest.mark.parametrize("moment", ["before_the_wake", "holding_the_import_lock"])
+@pytest.mark.parametrize(
+    "moment", ["before_the_wake", "holding_the_import_lock", "sighup_in_sigterms_flush"]
+)
 def test_sigterm_in_the_middle_of_the_exit_lets_that_exit_finish(
     script: Any, sink: Any, moment: str
 ) -> None:
@@ -625,7 +631,7 @@ def test_sigterm_in_the_middle_of_the_exit_lets_that_exit_finish(
     (asleep for its flush interval), or one waiting for the import lock the interrupted exit
     held. Until the exit's deadline and its grace, then the line was dropped as "the sender
     did not finish in time". Now the exit under way finishes, and the process then dies of
-    the signal, as it would have."""
+    the signal, as it would have: of the first, when SIGHUP comes during SIGTERM's flush."""
     path = script(INTERRUPTED_EXIT)
     env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")
     run = run_python(path, env, args=(moment,))

@@ -1,10 +1,10 @@
-"""Flush points: interpreter exit, uncaught exceptions, SIGTERM, fork.
+"""Flush points: interpreter exit, uncaught exceptions, SIGTERM and SIGHUP, fork.
 
 Exit: an atexit handler registered at start-up, so it runs after every handler the program
 registers later (those may still log). An uncaught exception is shipped as one ERROR entry
 before Python prints it; the printed copy is not captured again; after an unhandled Ctrl-C the
-process still dies of SIGINT once finalized (see _note_end). SIGTERM, when the program has no
-handler of its own, flushes and then dies of the signal exactly as it would have. A forked
+process still dies of SIGINT once finalized (see _note_end). SIGTERM and SIGHUP, when the program
+has no handler of its own, flush and then die of the signal exactly as they would have. A forked
 child starts with an empty buffer and its own sender.
 """
 
@@ -24,6 +24,7 @@ from vlhook._sync import get_ident, start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import FrameType, TracebackType
     from typing import Any, Callable, Optional
 
@@ -39,17 +40,25 @@ _watching = False  # the audit hook that follows the flag's resets is added
 #: The file names of code run from a string: exec()/eval() of a str, an interactive statement
 #: ("<stdin>", "<stdin>-N" on Python 3.13).
 STRING_FILES = ("<string>", "<stdin>")
-#: vlhook's SIGTERM handler, when it installed one; and whether it has begun (see _watch_sigterm).
-_on_sigterm: Optional[Callable[[int, Optional[FrameType]], None]] = None
-_sigterm_began = False
-#: The thread running final_flush, while it runs; and whether SIGTERM came in the middle of it,
-#: on that thread (see on_sigterm): the process then dies of the signal once it is over.
+#: The signals whose default action ends the process at once, with nothing flushed, that vlhook
+#: handles when the program does not: SIGTERM (`docker stop`, Kubernetes, systemd) and SIGHUP (a
+#: closed terminal or SSH session; systemd's SendSIGHUP). Not SIGQUIT: Ctrl-\ asks for a core
+#: dump now. Not SIGINT: Python's own handler already ends the program through its exit.
+ENDING_SIGNALS = tuple(getattr(_signal, name) for name in ("SIGTERM", "SIGHUP")
+                       if hasattr(_signal, name))  # fmt: skip
+#: vlhook's handler for them, when it installed one; the signals it handles; and the first of
+#: them whose handler began, the one the process dies of (see _watch_signals).
+_on_signal: Optional[Callable[[int, Optional[FrameType]], None]] = None
+_handled: tuple[int, ...] = ()
+_first_signal: Optional[int] = None
+#: The thread running final_flush, while it runs; and whether such a signal came in the middle
+#: of it, on that thread (see on_signal): the process then dies of the signal once it is over.
 _flushing_on: Optional[int] = None
-_sigterm_deferred = False
+_signal_deferred = False
 #: The pipe whose write end is the signal wakeup fd vlhook set (in this process or, inherited,
 #: in the one it was forked from); (-1, -1): none.
 _wakeup_pipe = (-1, -1)
-#: How long the main thread has to begin vlhook's SIGTERM handler before it is signalled again,
+#: How long the main thread has to begin vlhook's signal handler before it is signalled again,
 #: and how many times at most.
 POKE_AFTER_S = 0.05
 POKES = 40
@@ -78,7 +87,7 @@ def install(sender: Sender, config: Config) -> None:
         )
         if sys.version_info >= (3, 12):
             os.register_at_fork(before=_choose_fork_warning)
-    _install_sigterm()
+    _install_signal_flush()
     _patch_exec(sender, config)
     if config.flush_on_os_exit:
         _patch_os_exit(sender, config)
@@ -187,8 +196,8 @@ def _mark_interrupted() -> None:
 
 
 def final_flush(sender: Sender, config: Config) -> None:
-    """The process is ending (exit, SIGTERM, opt-in os._exit): deliver within the exit budget,
-    keep the rest in the spool, and say plainly on stderr what did not make it."""
+    """The process is ending (exit, SIGTERM or SIGHUP, opt-in os._exit): deliver within the exit
+    budget, keep the rest in the spool, and say plainly on stderr what did not make it."""
     from time import monotonic
 
     global _flushing_on
@@ -200,8 +209,8 @@ def final_flush(sender: Sender, config: Config) -> None:
             _diag.warn(message, key="exit")
     finally:
         _flushing_on = outer
-    if _sigterm_deferred and outer is None:
-        _die_of(_signal.SIGTERM)
+    if _signal_deferred and _first_signal is not None and outer is None:
+        _die_of(_first_signal)
 
 
 def _die_of(signum: int) -> None:
@@ -334,34 +343,38 @@ def hook_threading(threading: Any) -> None:
     threading.excepthook = excepthook
 
 
-def _install_sigterm() -> None:
+def _install_signal_flush() -> None:
     if get_ident() != _main_thread_ident():
         return
-    if _signal.getsignal(_signal.SIGTERM) != _signal.SIG_DFL:
-        return  # the program (or its launcher) handles SIGTERM itself: leave it alone
+    # Only where the program (or its launcher: `nohup` ignores SIGHUP) left the default.
+    handled = tuple(s for s in ENDING_SIGNALS if _signal.getsignal(s) == _signal.SIG_DFL)
+    if not handled:
+        return
 
-    def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-        global _sigterm_began, _sigterm_deferred
-        _sigterm_began = True
+    def on_signal(signum: int, frame: Optional[FrameType]) -> None:
+        global _first_signal, _signal_deferred
+        if _first_signal is None:
+            _first_signal = signum  # SIGHUP in the middle of SIGTERM's flush: dies of SIGTERM
         if _flushing_on == get_ident():
             # In the middle of the exit (atexit's, a pool worker's finalizers), on this thread:
             # an exit of the handler's own would wait for one that cannot go on until it
             # returns (a sender not yet woken; one waiting for the import lock that exit
             # holds), and give up at the deadline, its lines dropped. That exit goes on, and
             # the process dies of the signal once it is over (final_flush).
-            _sigterm_deferred = True
+            _signal_deferred = True
             return
         try:
-            with _diag.guard("SIGTERM flush"):
+            with _diag.guard("signal flush"):
                 if _sender is not None and _config is not None:
                     final_flush(_sender, _config)  # as at exit: deliver, spool, or count
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
-            _die_of(signum)
+            _die_of(_first_signal)
 
-    global _on_sigterm
-    _on_sigterm = on_sigterm
-    _signal.signal(_signal.SIGTERM, on_sigterm)
+    global _on_signal, _handled
+    _on_signal, _handled = on_signal, handled
+    for signum in handled:
+        _signal.signal(signum, on_signal)
 
 
 # Python 3.12+ warns at fork() when the process has other threads. When vlhook's sender is the
@@ -415,23 +428,24 @@ def _register_child_flush(_: object) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
         util.Finalize(None, _at_exit, exitpriority=-(10**6))
-    with _diag.guard("SIGTERM watch"):
-        _watch_sigterm()
+    with _diag.guard("signal watch"):
+        _watch_signals()
 
 
-def _watch_sigterm() -> None:
-    """In a forked multiprocessing child with vlhook's SIGTERM handler: see that it runs.
+def _watch_signals() -> None:
+    """In a forked multiprocessing child with vlhook's signal handler: see that it runs.
 
     Python runs a handler on the main thread when that thread next looks, and a main thread
     already blocked in a wait is woken only by a signal delivered to it. So the handler may
-    never run: when SIGTERM comes just after the main thread's last look and before it blocks
+    never run: when the signal comes just after the main thread's last look and before it blocks
     (a Pool worker taking the task queue's lock as Pool.terminate() sends it: 1 to 3 % of
-    `with Pool()` exits hung, measured), or when another of the child's threads takes it.
+    `with Pool()` exits hung, measured; a closed terminal's SIGHUP reaches such workers too), or
+    when another of the child's threads takes it.
     Without a handler of Python's the kernel ends the process whatever it is doing. Here a
     thread of vlhook's hears of the signal through `signal.set_wakeup_fd` (unless the program
     set one) and, while the handler has not begun, signals the main thread again."""
     global _wakeup_pipe
-    if _on_sigterm is None or _signal.getsignal(_signal.SIGTERM) is not _on_sigterm:
+    if not _ours(_handled):
         return
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
@@ -461,11 +475,23 @@ def _poke_main(read_fd: int, main: int) -> None:
             return
         if not heard:
             return
-        for _ in range(POKES if _signal.SIGTERM in heard else 0):
-            sleep(POKE_AFTER_S)
-            if _sigterm_began or _signal.getsignal(_signal.SIGTERM) is not _on_sigterm:
-                break
-            _signal.pthread_kill(main, _signal.SIGTERM)
+        pending = _ours(s for s in _handled if s in heard)
+        if pending:
+            _poke(main, pending[0])
+
+
+def _poke(main: int, signum: int) -> None:
+    """Signal the main thread again until vlhook's handler has begun there."""
+    for _ in range(POKES):
+        sleep(POKE_AFTER_S)
+        if _first_signal is not None or not _ours((signum,)):
+            return
+        _signal.pthread_kill(main, signum)
+
+
+def _ours(signals: Iterable[int]) -> tuple[int, ...]:
+    """Those of `signals` whose handler is still vlhook's."""
+    return tuple(s for s in signals if _signal.getsignal(s) is _on_signal)
 
 
 def _patch_os_exit(sender: Sender, config: Config) -> None:
