@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -17,14 +17,14 @@ from conftest import DROPIN, PYTHON, SRC, base_env, messages, purelib, run_pytho
 SECRET = "pw-hunter2"
 
 
-def cli(*args: str, env: dict[str, str], python: str = PYTHON) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str], python: str = PYTHON,
+        cwd: Optional[str] = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     full = base_env()
     if python == PYTHON:
         full["PYTHONPATH"] = str(SRC)
     full.update(env)
-    return subprocess.run(
-        [python, "-m", "vlhook", *args], env=full, capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([python, "-m", "vlhook", *args], env=full, capture_output=True,
+                          text=True, timeout=60, cwd=cwd)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +250,26 @@ def test_an_interpreter_older_than_39_runs_unchanged_and_says_why(script: Any, s
     run = run_python(path, sink.env(), python=old)
     assert (run.rc, run.out) == (0, "still runs\n")
     assert run.err == "vlhook: needs Python 3.9 or later; not shipping\n"
+
+
+def test_run_says_how_to_run_a_script_given_by_its_bare_name_or_without_a_shebang(
+    tmp_path: Path,
+) -> None:
+    """`vlhook run app.py` looks `app.py` up on PATH, as `env` does; a script without `#!`
+    cannot be executed: the status is `env`'s, the message says what would run it."""
+    app = tmp_path / "app.py"
+    app.write_text("print('hi')\n")
+    app.chmod(0o755)
+    env = {"VICTORIALOGS_URL": "http://127.0.0.1:9"}
+    bare = cli("run", "app.py", env=env, cwd=str(tmp_path))
+    assert bare.returncode == 127
+    assert bare.stderr == ("vlhook run: cannot run 'app.py': No such file or directory (not on "
+                           "PATH; the file here: `vlhook run ./app.py`, or `vlhook run python "
+                           "app.py`)\n")  # fmt: skip
+    unmarked = cli("run", "./app.py", env=env, cwd=str(tmp_path))
+    assert unmarked.returncode == 126
+    assert unmarked.stderr == ("vlhook run: cannot run './app.py': Exec format error (no #! line "
+                               "to say what runs it: `vlhook run python ./app.py`)\n")  # fmt: skip
 
 
 def test_run_exits_as_env_does_when_the_command_cannot_be_run(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ next to it by itself, so any Python 3.9+ interpreter can run under `vlhook run`.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import Any
@@ -51,10 +52,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         os.execvpe(command[0], command, env)
     except OSError as exc:
-        print(f"vlhook run: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
+        hint = _hint(command[0], exc)
+        print(f"vlhook run: cannot run {command[0]!r}: {exc.strerror}{hint}", file=sys.stderr)
         # As `env` and a shell answer: not found, or found and not runnable.
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # pragma: no cover - exec does not return
+
+
+def _hint(name: str, exc: OSError) -> str:
+    """What was likely meant, for the two ways a script is commonly given: by its bare name
+    (looked up on PATH, as by `env`, not in this directory) or without a `#!` line."""
+    if isinstance(exc, FileNotFoundError) and os.sep not in name and os.path.isfile(name):
+        here = f"`vlhook run ./{name}`, or `vlhook run python {name}`"
+        return f" (not on PATH; the file here: {here})"
+    if exc.errno == errno.ENOEXEC:
+        return f" (no #! line to say what runs it: `vlhook run python {name}`)"
+    return ""
 
 
 def add_run(sub: Any) -> None:
