@@ -587,6 +587,31 @@ def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
     assert sorted(messages(sink.settle(7))) == POOL_LINES
 
 
+BILLIARD_POOL = (
+    "import billiard\n"
+    "def work(i):\n    print('task', i)\n    return i\n"
+    "if __name__ == '__main__':\n"
+    "    pool = billiard.get_context('fork').Pool(2, maxtasksperchild=1)\n"
+    "    print('sum', sum(pool.map(work, range(2), chunksize=1)))\n"
+    "    pool.close()\n"
+    "    pool.join()\n"
+)
+
+
+def test_billiard_pool_workers_deliver_their_lines_though_they_end_with_os_exit(
+    script: Any, sink: Any
+) -> None:
+    """billiard (Celery's prefork pool) forks as multiprocessing does, but its workers end
+    with os._exit() inside their task loop (recycled after `maxtasksperchild` tasks, or at the
+    pool's close), so multiprocessing's exit finalizers, which flush a forked child, never
+    run. With no timed flush before it, each worker's line was lost, and said nowhere."""
+    pytest.importorskip("billiard")
+    path = script(BILLIARD_POOL)
+    run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"))
+    assert run.rc == 0 and run.err == "", run.err
+    assert sorted(messages(sink.settle(3))) == ["sum 1", "task 0", "task 1"]
+
+
 # The exit, begun (a pool worker's finalizers, or atexit), is interrupted by SIGTERM: SIGTERM's
 # handler then runs in the middle of it, on the same thread. Two moments a Pool's terminate()
 # hit in 1 of 10 to 30 `with Pool()` exits, each sent here from inside that step, so that it

@@ -419,7 +419,10 @@ def hook_logging_errors(logging: Any) -> None:
 
 def hook_multiprocessing(util: Any) -> None:
     """multiprocessing's forked workers end with os._exit(), after running multiprocessing's
-    own exit finalizers: in each such child, the exit flush is registered there, last."""
+    own exit finalizers: in each such child, the exit flush is registered there, last. billiard
+    (Celery's prefork pool) forks through the same registry, but its pool workers call
+    os._exit() inside their task loop, skipping those finalizers: in every such child
+    os._exit() flushes first too (a second exit flush finds the first's work done)."""
     if _sender is not None:
         util.register_after_fork(_sender, _register_child_flush)
 
@@ -428,6 +431,8 @@ def _register_child_flush(_: object) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
         util.Finalize(None, _at_exit, exitpriority=-(10**6))
+    if _sender is not None and _config is not None and not _config.flush_on_os_exit:
+        _patch_os_exit(_sender, _config)  # with the opt-in, the parent's wrapper came along
     with _diag.guard("signal watch"):
         _watch_signals()
 
@@ -496,7 +501,8 @@ def _ours(signals: Iterable[int]) -> tuple[int, ...]:
 
 def _patch_os_exit(sender: Sender, config: Config) -> None:
     """Opt-in: os._exit() skips every flush, by contract (forked workers and watchdogs use it to
-    die at once). With VICTORIALOGS_FLUSH_ON_OS_EXIT=1 it flushes first, within the budget."""
+    die at once). With VICTORIALOGS_FLUSH_ON_OS_EXIT=1 it flushes first, within the budget; in
+    a forked multiprocessing or billiard child, always (see hook_multiprocessing)."""
     os._exit = _first(os._exit, lambda: final_flush(sender, config), "os._exit flush")
 
 

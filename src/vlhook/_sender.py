@@ -208,7 +208,7 @@ class Sender:
         nothing more, and waited for a sender that nobody had woken yet: it slept its whole
         flush interval, and the exit gave up on it at its deadline, the lines dropped (1 in 10
         to 30 `with Pool()` exits). SIGTERM's handler no longer begins such a call (see
-        _lifecycle.on_sigterm); an exit from another thread may."""
+        _lifecycle.on_signal); an exit from another thread may."""
         request = self._shutdown
         if request is None:
             request = self._shutdown = ShutdownRequest(deadline)
