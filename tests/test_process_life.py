@@ -761,6 +761,35 @@ def test_os_exit(script: Any, sink: Any, option: str) -> None:
         assert sink.entries(0, timeout=0.5) == []  # by contract: no flush, documented
 
 
+DAEMONIZING = """\
+import os
+print('starting the daemon', flush=True)
+if os.fork():
+    os._exit(0)  # the original process hands over, as python-daemon's does
+os.setsid()
+if os.fork():
+    os._exit(0)
+print('daemon running', flush=True)
+pid = os.fork()
+if pid == 0:
+    print('its child', flush=True)
+    os._exit(0)  # a bare fork's child ends so, not to run its parent's code on
+os.waitpid(pid, 0)
+print('daemon done', flush=True)
+"""
+
+
+def test_os_exit_flushes_in_a_process_that_forked_or_was_forked(script: Any, sink: Any) -> None:
+    """Daemonizing (a double fork whose parents end with os._exit()) and a bare fork's child:
+    what the original process and the child printed was lost, said nowhere."""
+    path = script(DAEMONIZING)
+    run = run_python(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"))
+    assert run.rc == 0 and run.err == "", run.err
+    lines = ["daemon done", "daemon running", "its child", "starting the daemon"]
+    assert sorted(run.out.splitlines()) == lines
+    assert sorted(messages(sink.settle(4))) == lines
+
+
 def test_bad_certificate_is_a_clear_error(tls_server: VictoriaLogs) -> None:
     env = base_env()
     env.update(PYTHONPATH=str(SRC), VICTORIALOGS_URL=tls_server.url)

@@ -62,6 +62,8 @@ _wakeup_pipe = (-1, -1)
 #: and how many times at most.
 POKE_AFTER_S = 0.05
 POKES = 40
+#: os._exit() flushes first (see _patch_os_exit).
+_os_exit_flushes = False
 
 
 def install(sender: Sender, config: Config) -> None:
@@ -87,6 +89,7 @@ def install(sender: Sender, config: Config) -> None:
         )
         if sys.version_info >= (3, 12):
             os.register_at_fork(before=_choose_fork_warning)
+        os.register_at_fork(after_in_parent=_after_fork, after_in_child=_after_fork)
     _install_signal_flush()
     _patch_exec(sender, config)
     if config.flush_on_os_exit:
@@ -417,12 +420,21 @@ def hook_logging_errors(logging: Any) -> None:
     logging.Handler.handleError = handleError
 
 
+def _after_fork() -> None:
+    """A process that forked, or was forked: there os._exit() is how a child ends (a worker of
+    billiard's pool, Celery's, calls it inside its task loop; a child of a bare os.fork()) and
+    how a daemonizing parent hands over to its child (python-daemon, a double fork), each
+    leaving what it had printed undelivered. From now on it flushes first, as the opt-in
+    VICTORIALOGS_FLUSH_ON_OS_EXIT makes it everywhere."""
+    with _diag.guard("fork: os._exit flush"):
+        if _sender is not None and _config is not None:
+            _patch_os_exit(_sender, _config)
+
+
 def hook_multiprocessing(util: Any) -> None:
     """multiprocessing's forked workers end with os._exit(), after running multiprocessing's
-    own exit finalizers: in each such child, the exit flush is registered there, last. billiard
-    (Celery's prefork pool) forks through the same registry, but its pool workers call
-    os._exit() inside their task loop, skipping those finalizers: in every such child
-    os._exit() flushes first too (a second exit flush finds the first's work done)."""
+    own exit finalizers: in each such child, the exit flush is registered there, last (the
+    flush at os._exit() then finds its work done)."""
     if _sender is not None:
         util.register_after_fork(_sender, _register_child_flush)
 
@@ -431,8 +443,6 @@ def _register_child_flush(_: object) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
         util.Finalize(None, _at_exit, exitpriority=-(10**6))
-    if _sender is not None and _config is not None and not _config.flush_on_os_exit:
-        _patch_os_exit(_sender, _config)  # with the opt-in, the parent's wrapper came along
     with _diag.guard("signal watch"):
         _watch_signals()
 
@@ -500,10 +510,13 @@ def _ours(signals: Iterable[int]) -> tuple[int, ...]:
 
 
 def _patch_os_exit(sender: Sender, config: Config) -> None:
-    """Opt-in: os._exit() skips every flush, by contract (forked workers and watchdogs use it to
-    die at once). With VICTORIALOGS_FLUSH_ON_OS_EXIT=1 it flushes first, within the budget; in
-    a forked multiprocessing or billiard child, always (see hook_multiprocessing)."""
-    os._exit = _first(os._exit, lambda: final_flush(sender, config), "os._exit flush")
+    """os._exit() skips every flush, by contract (a watchdog uses it to die at once). It flushes
+    first, within the budget, with VICTORIALOGS_FLUSH_ON_OS_EXIT=1, and in a process that forked
+    or was forked (see _after_fork). Once: a forked child inherits its parent's wrapper."""
+    global _os_exit_flushes
+    if not _os_exit_flushes:
+        _os_exit_flushes = True
+        os._exit = _first(os._exit, lambda: final_flush(sender, config), "os._exit flush")
 
 
 def _patch_exec(sender: Sender, config: Config) -> None:
