@@ -199,8 +199,9 @@ def _mark_interrupted() -> None:
 
 
 def final_flush(sender: Sender, config: Config) -> None:
-    """The process is ending (exit, SIGTERM or SIGHUP, opt-in os._exit): deliver within the exit
-    budget, keep the rest in the spool, and say plainly on stderr what did not make it."""
+    """The process is ending (exit, SIGTERM or SIGHUP, os._exit where it flushes): deliver
+    within the exit budget, keep the rest in the spool, and say plainly on stderr what did not
+    make it."""
     from time import monotonic
 
     global _flushing_on
@@ -372,7 +373,7 @@ def _install_signal_flush() -> None:
                     final_flush(_sender, _config)  # as at exit: deliver, spool, or count
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
-            _die_of(_first_signal)
+            _die_of(_first_signal if _first_signal is not None else signum)
 
     global _on_signal, _handled
     _on_signal, _handled = on_signal, handled
