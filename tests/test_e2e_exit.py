@@ -140,27 +140,6 @@ def test_program_sigterm_handler_is_left_alone(script: Any, sink: Any) -> None:
     assert messages(sink.settle(1)) == ["handled 15"]
 
 
-def test_a_program_handler_passing_the_signal_on_to_what_it_replaced_goes_on(
-    script: Any, sink: Any
-) -> None:
-    """A reload on SIGHUP that calls the handler it replaced when that can be called: without
-    vlhook that was the default, which cannot be; with vlhook it is vlhook's, which must then
-    do nothing (it ended the process)."""
-    path = script(
-        "import os, signal\n"
-        "def reload(signum, frame):\n"
-        "    print('reloading', flush=True)\n"
-        "    if callable(replaced):\n"
-        "        replaced(signum, frame)\n"
-        "replaced = signal.signal(signal.SIGHUP, reload)\n"
-        "os.kill(os.getpid(), signal.SIGHUP)\n"
-        "print('still running')\n"
-    )
-    _, run = as_without_vlhook(path, sink.env())
-    assert run.rc == 0 and run.out == "reloading\nstill running\n"
-    assert messages(sink.settle(2)) == ["reloading", "still running"]
-
-
 def test_threads_still_printing_at_exit(script: Any, sink: Any) -> None:
     path = script(
         "import threading, time\n"

@@ -357,11 +357,6 @@ def _install_signal_flush() -> None:
 
     def on_signal(signum: int, frame: Optional[FrameType]) -> None:
         global _first_signal, _signal_deferred
-        if _signal.getsignal(signum) is not on_signal:
-            # Called by the program's handler that replaced this one and passes the signal on
-            # to what it replaced (a reload on SIGHUP): in its place without vlhook was the
-            # default, which cannot be called. Nothing happens, as without vlhook.
-            return
         if _first_signal is None:
             _first_signal = signum  # SIGHUP in the middle of SIGTERM's flush: dies of SIGTERM
         if _flushing_on == get_ident():
