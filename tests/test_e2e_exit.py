@@ -140,6 +140,29 @@ def test_program_sigterm_handler_is_left_alone(script: Any, sink: Any) -> None:
     assert messages(sink.settle(1)) == ["handled 15"]
 
 
+def test_a_program_handler_passing_the_signal_on_ends_the_process_as_the_default_would(
+    script: Any, sink: Any
+) -> None:
+    """Cleanup, then the signal passed on to the handler replaced, or the default's end where
+    none can be called: vlhook's handler, replaced, stands in for the default."""
+    path = script(
+        "import os, signal\n"
+        "def cleanup(signum, frame):\n"
+        "    print('cleaned up', flush=True)\n"
+        "    if callable(replaced):\n"
+        "        replaced(signum, frame)\n"
+        "    else:\n"
+        "        signal.signal(signum, signal.SIG_DFL)\n"
+        "        os.kill(os.getpid(), signum)\n"
+        "replaced = signal.signal(signal.SIGTERM, cleanup)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('not reached')\n"
+    )
+    _, run = as_without_vlhook(path, sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000"))
+    assert run.rc == -signal.SIGTERM and run.out == "cleaned up\n"
+    assert messages(sink.settle(1)) == ["cleaned up"]
+
+
 def test_threads_still_printing_at_exit(script: Any, sink: Any) -> None:
     path = script(
         "import threading, time\n"
