@@ -254,14 +254,13 @@ def _wrap_unraisablehook(original: Any) -> Any:
     ("Exception ignored in: <...>"), then the traceback, with the exception's fields. What
     the hook prints is not captured again. At teardown, after vlhook's exit, it is left to
     the text capture as before: vlhook's modules may be wiped by then."""
-    is_finalizing = sys.is_finalizing  # the closure's own: no module global is read first
+    # The closure's own: at teardown no module global is read before is_finalizing() answers.
+    is_finalizing, guard = sys.is_finalizing, _diag.guard
 
     def unraisablehook(unraisable: Any) -> Any:
         captured = False
-        try:
+        with guard("unraisablehook"):
             captured = not is_finalizing() and _capture_unraisable(unraisable)
-        except Exception as exc:
-            _diag.internal_error("unraisablehook", exc)
         if not captured:
             return original(unraisable)
         with _capture_streams.NotCaptured():

@@ -171,15 +171,11 @@ def _patch(module: ModuleType, state: _Invocations) -> None:
     original = base.wait_next_invocation
 
     def wait_next_invocation(self: Any) -> Any:
-        try:
+        with _diag.guard("lambda flush"):
             state.end()
-        except Exception as exc:
-            _diag.internal_error("lambda flush", exc)
         request = original(self)
-        try:
+        with _diag.guard("lambda context"):
             state.begin(request)
-        except Exception as exc:
-            _diag.internal_error("lambda context", exc)
         return request
 
     base.wait_next_invocation = wait_next_invocation
@@ -187,10 +183,8 @@ def _patch(module: ModuleType, state: _Invocations) -> None:
     if restore_next is not None:
 
         def snapshot_then_restore_next(self: Any) -> Any:
-            try:
+            with _diag.guard("lambda snapshot"):
                 state.before_snapshot()
-            except Exception as exc:
-                _diag.internal_error("lambda snapshot", exc)
             return restore_next(self)
 
         base.restore_next = snapshot_then_restore_next
