@@ -251,3 +251,18 @@ def test_a_logging_burst_is_shipped_while_the_program_logs(script: Any, sink: An
     run = run_python(script(LOGGING_BURST), sink.env(**settings))
     assert run.rc == 0, run.err
     assert stored_once_or_shed(run, sink, "logging", 60_000) <= 3_000, run.err
+
+
+def test_a_capture_kept_when_waking_the_sender_fails_at_the_recursion_limit_is_kept_once() -> None:
+    """A writer at its recursion limit defers a capture whose `put` raised RecursionError and
+    puts it again with room (see _capture_streams._deferred): `put` raises it only before
+    keeping anything. Here the sender's wake-up, called once the capture is kept, cannot be
+    (a batch's worth is waiting)."""
+
+    def too_deep() -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    made = Buffer(Stats(), LIMIT, "drop", 1.0, wake=too_deep, wake_every=1)
+    made.intercept = None
+    made.put(capture())
+    assert len(made.items) == 1 and made.used == SIZE

@@ -212,6 +212,37 @@ def test_a_recursion_limit_far_below_the_default_does_not_crash_the_program(
     assert sorted(messages(sink.settle(2))) == ["a record", '{"a": 1}']
 
 
+def test_lines_printed_at_the_recursion_limit_are_output_and_stored_once(
+    script: Any, sink: Any
+) -> None:
+    """`print()` is C and needs no Python frame; the tee's `write` is one, and the capture a
+    few more. A program printing on its way back up from a RecursionError (its first capture
+    at the very limit) lost the deepest lines, with "vlhook: (a message could not be shown)"
+    on its stderr, and from Python 3.12 on printed torn lines ("depthdepth 996"). Now only the
+    deepest print, where the tee's own frame does not fit, fails, as one frame deeper would
+    without vlhook; every line printed is stored once, the deepest after the start of the
+    line written before the recursion, which was held unfinished."""
+    path = script("import sys\n"
+                  "sys.setrecursionlimit(200)\n"
+                  "def f(n):\n"
+                  "    try:\n"
+                  "        f(n + 1)\n"
+                  "    except RecursionError:\n"
+                  "        pass\n"
+                  "    print('depth', n)\n"
+                  "sys.stdout.write('start: ')\n"
+                  "f(0)\n")  # fmt: skip
+    bare = run_python(path, dropin=False)
+    hooked = run_python(path, sink.env())
+    printed = hooked.out.splitlines()
+    assert (hooked.rc, hooked.err) == (bare.rc, bare.err) == (0, "")
+    assert printed[0].startswith("start: depth ") and printed[-1] == "depth 0"
+    unstarted = [line.split(": ")[-1] for line in bare.out.splitlines()]
+    assert [line.split(": ")[-1] for line in printed] == unstarted[len(unstarted) - len(printed) :]
+    assert len(unstarted) - len(printed) <= 1
+    assert sorted(messages(sink.settle(len(printed)))) == sorted(printed)
+
+
 def test_hooks_called_by_hand_with_no_exception_answer_as_without(script: Any, sink: Any) -> None:
     """A program calling sys.excepthook / threading.excepthook itself with a value that is no
     exception: Python's own complaint, no word of vlhook's, every line around it shipped."""

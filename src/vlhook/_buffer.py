@@ -166,10 +166,15 @@ class Buffer:
         self.added += size
         items = self.items
         items.append(item)
-        if len(items) == self.wake_every:  # a batch's worth is waiting: the sender takes it
-            self.wake()
-        if self.added - self.removed > self.let_in_at:  # a burst outgrows it
-            self._share()
+        try:
+            if len(items) == self.wake_every:  # a batch's worth is waiting: the sender takes it
+                self.wake()
+            if self.added - self.removed > self.let_in_at:  # a burst outgrows it
+                self._share()
+        except RecursionError:
+            # Kept: a writer at its recursion limit would defer it and keep it again (see
+            # _capture_streams._deferred). The sender wakes at its interval all the same.
+            pass
 
     def _share(self) -> None:
         """Past LET_IN_SHARE of the limit, every LET_IN_EVERY captures or LET_IN_PERIOD_S of

@@ -49,6 +49,19 @@ _new = tuple.__new__
 _held: tuple[dict[int, Held], dict[int, Held]] = ({}, {})
 HOLD_MAX = 1 << 16  # a longer unfinished line is passed on without waiting
 
+#: Writes made at the program's recursion limit, where the capture's own Python frames do not
+#: fit (the tee's `write` does; printing at that depth works without vlhook, `print()` being
+#: C). Each is kept here as the capture it would have been, by single C calls (up to Python
+#: 3.11 a C call that calls another, as a dict lookup comparing keys, does not fit either),
+#: and put into the buffer before the next capture of any thread is made, or at the next
+#: flush, each after the unfinished line its thread held. Before, such a line was lost, its
+#: capture's error printed at that depth as "a message could not be shown", and from Python
+#: 3.12 on the error escaped the tee: `print()` raised in the middle of its line. The capture,
+#: its hold and the buffer's `put` raise RecursionError only before keeping anything (see
+#: Buffer.put), so nothing is kept twice; a write larger than the whole buffer, or one that
+#: finds the buffer full, at the recursion limit too, is the case this does not cover.
+_deferred: list[Text] = []
+
 
 def _capture_text(kind: int, text: str) -> None:
     """A str write: print(x) makes two, `x` and then "\n". The only Python frame a write adds
@@ -66,16 +79,23 @@ def _capture_text(kind: int, text: str) -> None:
     put = _put
     if put is None:
         return
+    if _deferred:
+        _pass_deferred(put)
     held_here = _held[kind]
     held = held_here.pop(ident, None) if held_here else None
     if held is not None:
-        text, t_ns, context = held[0] + text, held[1], held[2]
+        whole, t_ns, context = held[0] + text, held[1], held[2]
     else:
-        t_ns, context = time_ns(), _context.get()
-    if text[-1] != "\n" and len(text) < HOLD_MAX:
-        held_here[ident] = (text, t_ns, context)
-    else:
-        put(_new(Text, (kind, text, t_ns, ident, context)))
+        whole, t_ns, context = text, time_ns(), _context.get()
+    if whole[-1] != "\n" and len(whole) < HOLD_MAX:
+        held_here[ident] = (whole, t_ns, context)
+        return
+    try:
+        put(_new(Text, (kind, whole, t_ns, ident, context)))
+    except RecursionError:  # nothing kept: the write is deferred after what it continues
+        if held is not None:
+            held_here[ident] = held
+        raise
 
 
 def _capture_bytes(kind: int, data: bytes) -> None:
@@ -84,10 +104,39 @@ def _capture_bytes(kind: int, data: bytes) -> None:
     put = _put
     if (suppressed and ident in suppressed) or put is None:
         return
-    held = _held[kind].pop(ident, None) if _held[kind] else None
-    if held is not None:
-        put(make_text(kind, held[0], held[1], ident, held[2]))
+    if _deferred:
+        _pass_deferred(put)
+    _pass_held(put, kind, ident)
     put(make_text(kind, data, time_ns(), ident, _context.get()))
+
+
+def _pass_held(put: Put, kind: int, ident: int) -> None:
+    """Put the unfinished line a thread holds, if any, before what comes after it."""
+    held = _held[kind].pop(ident, None) if _held[kind] else None
+    if held is None:
+        return
+    try:
+        put(make_text(kind, held[0], held[1], ident, held[2]))
+    except RecursionError:  # not kept: still held, still first
+        _held[kind][ident] = held
+        raise
+
+
+def _pass_deferred(put: Put) -> None:
+    """Put the writes deferred at the recursion limit (see _deferred), in order, each after
+    the line its thread held; a RecursionError here (still too deep) leaves the rest
+    deferred, and the write being captured is deferred after them."""
+    while True:
+        try:  # taken before it is put: two threads passing them on never put one twice
+            capture = _deferred.pop(0)
+        except IndexError:
+            return
+        try:
+            _pass_held(put, capture.kind, capture.thread)
+            put(capture)
+        except RecursionError:
+            _deferred.insert(0, capture)  # still first
+            raise
 
 
 #: str subclasses that carry a richer form of the text they print (loguru's Message and its
@@ -152,8 +201,11 @@ class NotCaptured:
 
 
 def release_held() -> None:
-    """Hand every held unfinished line to the buffer (before a flush)."""
+    """Hand every held unfinished line to the buffer (before a flush), and what was deferred
+    at the recursion limit."""
     put = _put
+    if _deferred and put is not None:
+        _pass_deferred(put)
     for kind, held_here in enumerate(_held):
         for ident in list(held_here):
             held = held_here.pop(ident, None)
@@ -165,6 +217,7 @@ def forget_held() -> None:
     """In a forked child: what the parent held is the parent's."""
     for held_here in _held:
         held_here.clear()
+    _deferred.clear()
 
 
 class _TeeBase:
@@ -229,6 +282,12 @@ def _keep(kind: int, data: Any) -> None:
             _capture_text(kind, data)
         else:
             _capture_bytes(kind, data)
+    except RecursionError:  # single C calls alone from here: see _deferred
+        try:
+            context = _context.get()  # a C call, unless context-local fields exist
+        except RecursionError:
+            context = None
+        _deferred.append(_new(Text, (kind, data, time_ns(), _thread.get_ident(), context)))
     except Exception as exc:  # capture must never break a write
         internal_error("capture", exc)
 
@@ -290,6 +349,13 @@ class StreamTee(_TeeBase):
             if text:
                 try:  # _keep, inlined: every print() comes here twice
                     _capture_text(self._vl_kind, text)
+                except RecursionError:  # _keep's deferral, inlined: no Python call fits
+                    try:
+                        context = _context.get()
+                    except RecursionError:
+                        context = None
+                    _deferred.append(_new(Text, (self._vl_kind, text, time_ns(),
+                                                 _thread.get_ident(), context)))  # fmt: skip
                 except Exception as exc:
                     internal_error("capture", exc)
         elif isinstance(text, str) and text:  # a str subclass (loguru's Message)

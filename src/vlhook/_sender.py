@@ -267,6 +267,13 @@ class Sender:
         self._starting = True
         try:
             self._start()
+        except RecursionError:
+            # A first capture written at the program's recursion limit: kept by the writer
+            # for a capture with room (see _capture_streams._deferred), which starts the
+            # sender if this could not. Attribute reads and writes alone: no frame fits here.
+            if self._thread is None and not self._inline:
+                self.buffer.intercept = self._first_put
+            raise
         except BaseException as exc:
             self._queue_after_failed_start(item, level, again)
             if isinstance(exc, ImportError) and sys.is_finalizing():
