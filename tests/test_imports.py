@@ -155,3 +155,24 @@ def test_collector_not_paused_when_not_asked(collector: None) -> None:
         assert gc.isenabled()
         gc.disable()  # the program's own choice, made meanwhile
     assert not gc.isenabled()
+
+
+def test_a_module_a_host_puts_in_sys_modules_runs_its_hook_at_the_next_import(
+    a_module: str,
+) -> None:
+    """uWSGI adds its `uwsgi` module to sys.modules itself, no import seeing it: the hook runs
+    at the first import of any module after it is there, once."""
+    import types
+
+    seen: list[str] = []
+    _imports.when_present("vlhook_test_host", lambda module: seen.append(module.__name__))
+    __import__(a_module)  # not there yet: nothing
+    sys.modules.pop(a_module)
+    sys.modules["vlhook_test_host"] = types.ModuleType("vlhook_test_host")
+    try:
+        __import__(a_module)
+        sys.modules.pop(a_module)
+        __import__(a_module)
+    finally:
+        del sys.modules["vlhook_test_host"]
+    assert seen == ["vlhook_test_host"]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -134,6 +134,32 @@ def _get(sock_path: Path, target: str) -> bytes:
         return b"".join(iter(lambda: conn.recv(4096), b""))
 
 
+def _serve(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    sock: Path,
+    while_up: Callable[[], Any] = lambda: None,
+) -> tuple[list[bytes], Any, bytes, bytes, int]:
+    """Start a server listening on the UNIX socket `sock`, make six requests, call `while_up`,
+    then stop it with SIGTERM: the answers, what `while_up` returned, its stdout and stderr,
+    and its exit status."""
+    server = subprocess.Popen(
+        command, env=env, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(100):  # bounded: 10 s for the socket to answer
+            if sock.exists():
+                break
+            time.sleep(0.1)
+        answers = [_get(sock, f"/p{i}") for i in range(6)]
+        seen = while_up()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=60)
+    return answers, seen, out, err, server.returncode
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("worker", ["sync", "gevent"])
 def test_gunicorn_master_and_recycled_workers_ship_every_line_once(
@@ -156,20 +182,9 @@ def test_gunicorn_master_and_recycled_workers_ship_every_line_once(
     full["VICTORIALOGS_FLUSH_INTERVAL_MS"] = "200"
     args = ["-k", worker, "-w", "2", "--preload", "--max-requests", "2", "--access-logfile", "-",
             "--graceful-timeout", "5"]  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", *args, "-b", f"unix:{sock}", "app:app"],
-        env=full, cwd=str(path.parent), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        for _ in range(100):  # bounded: 10 s for the socket to answer
-            if sock.exists():
-                break
-            time.sleep(0.1)
-        answers = [_get(sock, f"/p{i}") for i in range(6)]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=60)
-    assert server.returncode == 0 and INTERNAL_ERROR not in err, err.decode()
+    command = [sys.executable, "-m", "gunicorn", *args, "-b", f"unix:{sock}", "app:app"]
+    answers, _, out, err, returncode = _serve(command, full, path.parent, sock)
+    assert returncode == 0 and INTERNAL_ERROR not in err, err.decode()
     assert all(answer.endswith(b"ok") for answer in answers)
     console = out.decode().splitlines() + err.decode().splitlines()
     rows = sink.settle(len(console))
@@ -186,3 +201,85 @@ def test_gunicorn_master_and_recycled_workers_ship_every_line_once(
     assert set(served) <= booted
     assert [r["_msg"] for r in rows if r["_msg"] == "app imported"] == ["app imported"]
     assert any(r["_msg"] == "Shutting down: Master" for r in rows)
+
+
+UWSGI_APP = """\
+import logging, os
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+print("app imported", flush=True)
+logging.info("app logged")
+
+def application(environ, start_response):
+    print("request", environ["PATH_INFO"])
+    logging.warning("handled %s in %d", environ["PATH_INFO"], os.getpid())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.slow
+def test_uwsgi_master_and_workers_ship_every_line_of_the_application_once(
+    script: Any, sink: Any, tmp_path: Path
+) -> None:
+    """A real uWSGI (PyPI's pyuwsgi: uWSGI built as a Python extension), a master and two
+    workers, with --py-call-uwsgi-fork-hooks (what vlhook's warning asks for; without it a
+    worker forked while a thread of the master runs Python can hang). uWSGI replaces
+    sys.stdout and sys.stderr once its Python plugin is up: before, nothing the application
+    printed was captured. Every line of the master's and the workers' is stored, once,
+    while uWSGI runs; then it stops on SIGTERM."""
+    path = script(UWSGI_APP)
+    sock = tmp_path / "u.sock"
+    full = base_env()
+    full.update(sink.env(), PYTHONPATH=str(DROPIN))
+    command = [sys.executable, "-c", "import sys, pyuwsgi; sys.exit(pyuwsgi.run())",
+               "--http-socket", str(sock), "--wsgi-file", str(path), "--master", "--processes",
+               "2", "--die-on-term", "--disable-logging", "--py-call-uwsgi-fork-hooks"]  # fmt: skip
+    answers, rows, _, err, returncode = _serve(command, full, path.parent, sock,
+                                               lambda: sink.settle(14))  # fmt: skip
+    assert returncode == 0 and INTERNAL_ERROR not in err, err.decode()
+    assert all(answer.endswith(b"ok") for answer in answers)
+    lines = sorted(r["_msg"].split(" in ")[0] for r in rows)
+    assert lines == sorted(["app imported", "app logged", *(f"request /p{i}" for i in range(6)),
+                            *(f"handled /p{i}" for i in range(6))])  # fmt: skip
+    assert {r["stream"] for r in rows if r["_msg"].startswith("request")} == {"stdout"}
+    assert b"vlhook" not in err
+
+
+FORKED_IN_C = """\
+import ctypes, os, sys, time
+import vlhook._sync
+print("parent before the fork", flush=True)
+time.sleep(0.3)  # the sender thread started, and waits
+# fork(2) itself, as uWSGI makes it: none of Python's at-fork hooks run in the child. PyDLL:
+# the interpreter lock stays held across the call, so the child has it.
+pid = ctypes.PyDLL(None).fork()
+if pid == 0:
+    if sys.argv[1] == "hook":
+        vlhook._sync.in_forked_child()  # what uWSGI's post_fork_hook calls, once installed
+    print("child", os.getpid(), flush=True)
+    sys.exit(0)
+os.waitpid(pid, 0)
+print("parent after the child", flush=True)
+"""
+
+
+def test_a_child_forked_in_c_runs_vlhooks_steps_from_its_hosts_post_fork_hook(
+    script: Any, sink: Any
+) -> None:
+    """uWSGI forks its workers in C, without Python's at-fork hooks: a worker kept the master's
+    sender, whose thread it does not have, and what it captured was dropped at its exit after
+    VICTORIALOGS_EXIT_TIMEOUT_MS. The hook vlhook sets on uWSGI's post_fork_hook runs vlhook's
+    steps for a forked child: the child's lines are delivered, once, and the parent's are not
+    sent again by the child."""
+    path = script(FORKED_IN_C)
+    env = sink.env(VICTORIALOGS_EXIT_TIMEOUT_MS="1000")
+    unhooked = run([str(path), "none"], env, path.parent)  # as a worker was
+    assert b"dropped" in unhooked.stderr  # the child's line and the parent's it kept
+    assert sorted(r["_msg"].split(" ")[0] for r in sink.settle(2)) == ["parent", "parent"]
+    env["VICTORIALOGS_FIELDS"] += ",run=hooked"
+    hooked = run([str(path), "hook"], env, path.parent)
+    assert hooked.returncode == 0 and b"vlhook" not in hooked.stderr, hooked.stderr.decode()
+    rows = [r for r in sink.settle(5) if r.get("run") == "hooked"]
+    assert sorted(r["_msg"].split(" ")[0] for r in rows) == ["child", "parent", "parent"]
+    child = [r for r in rows if r["_msg"].startswith("child")]
+    assert child[0]["pid"] == child[0]["_msg"].split()[1]

@@ -30,11 +30,15 @@ FD_MARKER = "VICTORIALOGS_FD_CAPTURED"
 
 
 class Active:
-    def __init__(self, config: Config, stats: Stats, sender: Sender, source: str) -> None:
+    def __init__(
+        self, config: Config, stats: Stats, sender: Sender, source: str, tee_kinds: list[int]
+    ) -> None:
         self.config = config
         self.stats = stats
         self.sender = sender
         self.source = source
+        #: The streams teed (STDOUT, STDERR): those captured that fd capture does not cover.
+        self.tee_kinds = tee_kinds
 
 
 _active: Optional[Active] = None
@@ -77,7 +81,7 @@ def activate(source: str = "api") -> bool:
 
 
 def _start(source: str) -> Optional[Active]:
-    from vlhook import _capture_streams, _context, _imports, _lifecycle
+    from vlhook import _capture_streams, _context, _imports, _lifecycle, _sync
     from vlhook._config import load
     from vlhook._sender import Sender
     from vlhook._stats import Stats
@@ -96,11 +100,11 @@ def _start(source: str) -> Optional[Active]:
     else:
         sender = _linked_sender(config, stats, fd_capture)
     sender.hold_spare_at_start()
-    _capture_streams.install(sender.buffer.put, _tee_kinds(config, fd_capture), sender.put)
+    tee_kinds = _tee_kinds(config, fd_capture)
+    _capture_streams.install(sender.buffer.put, tee_kinds, sender.put)
     sender.before_flush = _capture_streams.release_held
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_capture_streams.forget_held)
-        os.register_at_fork(after_in_child=_context.after_fork_in_child)
+    _sync.at_fork(after_in_child=_capture_streams.forget_held)
+    _sync.at_fork(after_in_child=_context.after_fork_in_child)
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
     _imports.when_imported("threading", _lifecycle.hook_threading)
@@ -109,9 +113,11 @@ def _start(source: str) -> Optional[Active]:
     _lifecycle.install(sender, config)
     _context.set_environment(dict(config.trace))
     _context.when_bound(_carry_bound)
-    active = Active(config, stats, sender, source)
+    active = Active(config, stats, sender, source, tee_kinds)
     for library, ours in INTEGRATIONS:
         _imports.when_imported(library, _integration(ours, active))
+    # uWSGI puts its module in sys.modules itself, once it has started Python.
+    _imports.when_present("uwsgi", _integration("vlhook._integrations.uwsgi", active))
     _diag.debug(
         f"active ({source}): sending to {', '.join(e.display for e in config.endpoints)}, "
         f"capturing {','.join(sorted(config.capture))}"

@@ -12,11 +12,10 @@ vlhook loads its own modules, the cyclic garbage collector waits (`CollectorPaus
 
 from __future__ import annotations
 
-import os
 import sys
 
 from vlhook._diag import internal_error
-from vlhook._sync import get_ident
+from vlhook._sync import at_fork, get_ident
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,10 +31,15 @@ class _PostImportFinder:
         self.hooks: dict[str, list[Hook]] = {}
         #: Modules vlhook's threads may not import until another thread has.
         self.kept_out: set[str] = set()
+        #: Hooks for modules a host puts in sys.modules itself, without an import (see
+        #: `when_present`).
+        self.present: dict[str, list[Hook]] = {}
 
     def find_spec(
         self, name: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
     ) -> Any:
+        if self.present:
+            self._run_present()
         if name in self.kept_out:
             if get_ident() in _own_threads:
                 raise ModuleNotFoundError(f"{name} is the program's to import first", name=name)
@@ -51,6 +55,12 @@ class _PostImportFinder:
                 _wrap_loader(spec, name, hooks)
                 return spec
         return None
+
+    def _run_present(self) -> None:
+        for name in [name for name in self.present if name in sys.modules]:
+            hooks = self.present.pop(name, None)
+            if hooks is not None:
+                _run(hooks, sys.modules[name], name)
 
 
 def _wrap_loader(spec: Any, name: str, hooks: list[Hook]) -> None:
@@ -107,6 +117,18 @@ def when_imported(name: str, hook: Hook) -> None:
     _installed().hooks.setdefault(name, []).append(hook)
 
 
+def when_present(name: str, hook: Hook) -> None:
+    """Call `hook(module)` now if `name` is in sys.modules, else at the first import of any
+    module after it is. For a module the host program puts there itself, no import seeing it:
+    uWSGI's `uwsgi`, added once its Python plugin starts, before it loads the application
+    (whose first import then runs the hook)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        _run([hook], module, name)
+        return
+    _installed().present.setdefault(name, []).append(hook)
+
+
 def keep_from_own_threads(name: str) -> None:
     """Until another thread imports `name`, an import of it on one of vlhook's threads fails
     with ModuleNotFoundError. Before Python 3.13 the thread that first imports `threading`
@@ -121,8 +143,7 @@ def own_thread() -> None:
 
 
 # A forked child has none of the parent's threads; its new threads may reuse their idents.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_own_threads.clear)
+at_fork(after_in_child=_own_threads.clear)
 
 
 def forget(name: str) -> None:

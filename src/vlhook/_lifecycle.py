@@ -20,7 +20,7 @@ from time import sleep, time_ns
 
 from vlhook import _capture_streams, _context, _diag, _imports
 from vlhook._captures import uncaught
-from vlhook._sync import get_ident, start_thread
+from vlhook._sync import at_fork, get_ident, start_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,15 +81,11 @@ def install(sender: Sender, config: Config) -> None:
     if sys.unraisablehook is sys.__unraisablehook__:  # as for the excepthook, above
         sys.__unraisablehook__ = unraisable
     sys.unraisablehook = unraisable
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=sender.before_fork,
-            after_in_parent=sender.after_fork_in_parent,
-            after_in_child=sender.after_fork,
-        )
-        if sys.version_info >= (3, 12):
-            os.register_at_fork(before=_choose_fork_warning)
-        os.register_at_fork(after_in_parent=_after_fork, after_in_child=_after_fork)
+    at_fork(before=sender.before_fork, after_in_parent=sender.after_fork_in_parent,
+            after_in_child=sender.after_fork)  # fmt: skip
+    if sys.version_info >= (3, 12):
+        at_fork(before=_choose_fork_warning)
+    at_fork(after_in_parent=_after_fork, after_in_child=_after_fork)
     _install_signal_flush()
     _patch_exec(sender, config)
     if config.flush_on_os_exit:

@@ -1,7 +1,8 @@
 """Threads and waiting without `threading` (~5 ms to import, loaded at start-up by this package
-otherwise): starting one of vlhook's threads, a one-waiter event on a bare lock, the deadline
-a flush or the exit imposes on a worker, the flush and exit requests the sender answers, and
-the close of a descriptor that no thread of the program's can come between."""
+otherwise): starting one of vlhook's threads, what vlhook does in a forked child, a one-waiter
+event on a bare lock, the deadline a flush or the exit imposes on a worker, the flush and exit
+requests the sender answers, and the close of a descriptor that no thread of the program's can
+come between."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import os
 from _collections import deque  # type: ignore[import-not-found]
 from itertools import filterfalse
 from time import monotonic
+
+from vlhook import _diag
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +39,46 @@ start_new_thread = _thread.start_new_thread
 _FAULTS = frozenset(getattr(_signal, name) for name in
                     ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS")
                     if hasattr(_signal, name))  # fmt: skip
+
+
+#: vlhook's own steps in a forked child, in the order they were registered (see `at_fork`).
+_child_steps: list[Callable[[], object]] = []
+_steps_ran_in = 0  # the process they last ran in
+
+
+def at_fork(
+    before: Optional[Callable[[], object]] = None,
+    after_in_parent: Optional[Callable[[], object]] = None,
+    after_in_child: Optional[Callable[[], object]] = None,
+) -> None:
+    """`os.register_at_fork` for vlhook's own steps. Those for the child run together through
+    `in_forked_child`, which a host that forks in C without running Python's at-fork hooks
+    calls too: uWSGI's workers (see _integrations/uwsgi)."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    around = {"before": before, "after_in_parent": after_in_parent}
+    hooks = {when: hook for when, hook in around.items() if hook is not None}
+    if hooks:
+        os.register_at_fork(**hooks)
+    if after_in_child is not None:
+        _child_steps.append(after_in_child)
+
+
+def in_forked_child() -> None:
+    """vlhook's steps in a forked child, once in each process: after a fork made through
+    Python, and again (doing nothing then) when the host that forked calls them too."""
+    global _steps_ran_in
+    pid = os.getpid()
+    if pid == _steps_ran_in:
+        return
+    _steps_ran_in = pid
+    for step in _child_steps:
+        with _diag.guard("fork"):
+            step()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=in_forked_child)
 
 
 def start_thread(run: Callable[..., None], *args: Any) -> int:
