@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vlhook import _sync
+from vlhook import _capture_streams, _sync
 from vlhook._integrations import uwsgi
 
 
@@ -75,7 +75,8 @@ def test_only_streams_writing_to_the_processs_output_are_teed(
     with open(os.devnull, "w") as devnull, os.fdopen(os.dup(2), "w") as console:
         monkeypatch.setattr("sys.stdout", io.StringIO())
         monkeypatch.setattr("sys.stderr", devnull)
-        assert not uwsgi._on_fd_1_or_2(STDOUT) and not uwsgi._on_fd_1_or_2(STDERR)
+        on_fd_1_or_2 = _capture_streams._on_fd_1_or_2
+        assert not on_fd_1_or_2(STDOUT) and not on_fd_1_or_2(STDERR)
         monkeypatch.setattr("sys.stderr", types.SimpleNamespace(fileno=lambda: 2))
-        assert uwsgi._on_fd_1_or_2(STDERR)
+        assert on_fd_1_or_2(STDERR)
         assert console.fileno() not in (1, 2)

@@ -30,15 +30,11 @@ FD_MARKER = "VICTORIALOGS_FD_CAPTURED"
 
 
 class Active:
-    def __init__(
-        self, config: Config, stats: Stats, sender: Sender, source: str, tee_kinds: list[int]
-    ) -> None:
+    def __init__(self, config: Config, stats: Stats, sender: Sender, source: str) -> None:
         self.config = config
         self.stats = stats
         self.sender = sender
         self.source = source
-        #: The streams teed (STDOUT, STDERR): those captured that fd capture does not cover.
-        self.tee_kinds = tee_kinds
 
 
 _active: Optional[Active] = None
@@ -100,8 +96,7 @@ def _start(source: str) -> Optional[Active]:
     else:
         sender = _linked_sender(config, stats, fd_capture)
     sender.hold_spare_at_start()
-    tee_kinds = _tee_kinds(config, fd_capture)
-    _capture_streams.install(sender.buffer.put, tee_kinds, sender.put)
+    _capture_streams.install(sender.buffer.put, _tee_kinds(config, fd_capture), sender.put)
     sender.before_flush = _capture_streams.release_held
     _sync.at_fork(after_in_child=_capture_streams.forget_held)
     _sync.at_fork(after_in_child=_context.after_fork_in_child)
@@ -113,7 +108,7 @@ def _start(source: str) -> Optional[Active]:
     _lifecycle.install(sender, config)
     _context.set_environment(dict(config.trace))
     _context.when_bound(_carry_bound)
-    active = Active(config, stats, sender, source, tee_kinds)
+    active = Active(config, stats, sender, source)
     for library, ours in INTEGRATIONS:
         _imports.when_imported(library, _integration(ours, active))
     # uWSGI puts its module in sys.modules itself, once it has started Python.

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 _put: Optional[Put] = None
 _put_record: Optional[PutRecord] = None
+#: The streams `install` was asked to tee (see `tee_again`).
+_kinds: tuple[int, ...] = ()
 _new = tuple.__new__
 
 
@@ -166,9 +168,7 @@ def _keep_str(kind: int, text: str) -> None:
         if made is None:
             _capture_text(kind, str.__str__(text))
         elif made is not NOTHING:
-            held = _held[kind].pop(ident, None)
-            if held is not None:  # the start of a line written before it comes first
-                put(make_text(kind, held[0], held[1], ident, held[2]))
+            _pass_held(put, kind, ident)  # the start of a line written before it comes first
             put_record(*made)
     except Exception as exc:  # capture must never break a write
         internal_error("capture", exc)
@@ -204,13 +204,13 @@ def release_held() -> None:
     """Hand every held unfinished line to the buffer (before a flush), and what was deferred
     at the recursion limit."""
     put = _put
-    if _deferred and put is not None:
+    if put is None:
+        return
+    if _deferred:
         _pass_deferred(put)
     for kind, held_here in enumerate(_held):
         for ident in list(held_here):
-            held = held_here.pop(ident, None)
-            if held is not None and put is not None:
-                put(make_text(kind, held[0], held[1], ident, held[2]))
+            _pass_held(put, kind, ident)
 
 
 def forget_held() -> None:
@@ -405,8 +405,30 @@ def is_tee(stream: Any) -> bool:
 def install(put: Put, kinds: Iterable[int], put_record: Optional[PutRecord] = None) -> None:
     """Tee the chosen streams. A stream that is None (no console) is left alone. `put_record`
     takes the richer captures of what integrations recognise (see `richer`)."""
-    global _put, _put_record
-    _put, _put_record = put, put_record
+    global _put, _put_record, _kinds
+    _put, _put_record, _kinds = put, put_record, tuple(kinds)
+    _tee(_kinds)
+
+
+def tee_again() -> None:
+    """Tee anew those of the streams teed at start that a host replaced with a writer of its
+    own to the process's output (uWSGI's, to fd 2, see _integrations/uwsgi). A stream the
+    program put in place itself at that moment (a StringIO of `contextlib.redirect_stdout`) is
+    its own, and left alone; after `uninstall`, nothing is teed."""
+    if _put is not None:
+        _tee([kind for kind in _kinds if _on_fd_1_or_2(kind)])
+
+
+def _on_fd_1_or_2(kind: int) -> bool:
+    """Whether the stream now in sys.stdout or sys.stderr (per `kind`) writes to the process's
+    output, fd 1 or 2."""
+    try:
+        return getattr(sys, KIND_NAMES[kind]).fileno() in (1, 2)
+    except Exception:  # no file behind it
+        return False
+
+
+def _tee(kinds: Iterable[int]) -> None:
     for kind in kinds:
         name = KIND_NAMES[kind]
         current = getattr(sys, name)

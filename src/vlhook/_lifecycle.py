@@ -352,8 +352,8 @@ def _install_signal_flush() -> None:
 
     def on_signal(signum: int, frame: Optional[FrameType]) -> None:
         global _first_signal, _signal_deferred
-        if _first_signal is None:
-            _first_signal = signum  # SIGHUP in the middle of SIGTERM's flush: dies of SIGTERM
+        # SIGHUP in the middle of SIGTERM's flush: the process dies of SIGTERM.
+        first = _first_signal = signum if _first_signal is None else _first_signal
         if _flushing_on == get_ident():
             # In the middle of the exit (atexit's, a pool worker's finalizers), on this thread:
             # an exit of the handler's own would wait for one that cannot go on until it
@@ -368,7 +368,7 @@ def _install_signal_flush() -> None:
                     final_flush(_sender, _config)  # as at exit: deliver, spool, or count
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
-            _die_of(_first_signal if _first_signal is not None else signum)
+            _die_of(first)
 
     global _on_signal, _handled
     _on_signal, _handled = on_signal, handled

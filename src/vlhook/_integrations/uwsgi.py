@@ -21,8 +21,6 @@ program's) waits for it for ever (seen here when a worker is respawned; uWSGI's 
 
 from __future__ import annotations
 
-import sys
-
 from vlhook import _capture_streams, _diag, _imports, _sync
 
 TYPE_CHECKING = False
@@ -45,24 +43,12 @@ def install(module: ModuleType, active: Active) -> None:
             "thread of the master runs Python (vlhook's sender is one) can hang; start uWSGI "
             "with --py-call-uwsgi-fork-hooks (or --lazy-apps)"
         )
-    sender = active.sender
-    kinds = [kind for kind in active.tee_kinds if _on_fd_1_or_2(kind)]
-    _capture_streams.install(sender.buffer.put, kinds, sender.put)
+    _capture_streams.tee_again()
     setattr(module, "post_fork_hook", _after(getattr(module, "post_fork_hook", None)))  # noqa: B010
     # uwsgidecorators sets its own hook when imported, in place of any other: vlhook's steps
     # then go first in its chain, as they do before any hook of the program's here.
     _imports.when_imported("uwsgidecorators", _join_chain)
     _diag.debug("uWSGI: its streams teed, its workers run vlhook's steps for a forked child")
-
-
-def _on_fd_1_or_2(kind: int) -> bool:
-    """Whether the stream in sys.stdout or sys.stderr (per `kind`) writes to the process's
-    output, as uWSGI's does (to 2): one the program put there itself at this moment (a
-    `contextlib.redirect_stdout` into a StringIO) is its own, and left alone."""
-    try:
-        return getattr(sys, _capture_streams.KIND_NAMES[kind]).fileno() in (1, 2)
-    except Exception:  # no file behind it
-        return False
 
 
 def _forks_unsafely(module: ModuleType) -> bool:
