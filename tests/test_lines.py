@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from vlhook import _lines
 from vlhook._captures import Line, text
+from vlhook._formats import shows_nothing
 from vlhook._lines import (
     CHAIN_WAIT_NS,
     MAX_KEY_LINES,
@@ -67,7 +68,8 @@ def chunked_text(draw: st.DrawFn) -> tuple[str, list[str], list[int]]:
 
 
 def expected(lines: list[str]) -> list[str]:
-    return [line for line in lines if line.strip()]
+    """The lines that make entries: not empty, blank, or escape sequences alone."""
+    return [line for line in lines if not shows_nothing(line)]
 
 
 # -- splitting into lines ---------------------------------------------------------------------
@@ -398,6 +400,22 @@ def test_traceback_drops_trailing_blank_lines_only() -> None:
     tb = _simple()
     before, _ = assemble([tb, "\n", "   \n", "next\n"])
     assert texts(before) == [tb.rstrip("\n"), "next"]
+
+
+@pytest.mark.parametrize("newline", [True, False])
+def test_a_line_and_its_traceback_written_before_their_newline_are_one_entry(
+    newline: bool,
+) -> None:
+    # structlog prints a record's line and its traceback in one write, and "\n" in the next;
+    # a write is passed on as soon as it holds a newline before its end, so the assembler
+    # keeps this one for its newline (or ends it at the exit).
+    written = 'failed\nTraceback (most recent call last):\n  File "x.py", line 1\nValueError: v'
+    before, final = assemble([written, "\n", "next\n"] if newline else [written])
+    made = before + final
+    assert texts(made) == ([written, "next"] if newline else [written])
+    assert made[0].level == "ERROR" and made[0].t_ns == 0  # the line's, its traceback's
+    if newline:
+        assert final == []
 
 
 def test_tracebacks_of_two_threads_stay_apart() -> None:

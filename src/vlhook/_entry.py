@@ -161,7 +161,7 @@ class EntryBuilder:
     def from_line(self, line: Line, clean: bool = False) -> list[Entry]:
         """The entries of one line. `clean`: a search found no secret's literal in its text."""
         kind, text, t_ns, context, forced = line
-        if "\x1b[" in text:
+        if "\x1b" in text:
             text = strip_colours(text)
         entry: Entry = {"_time": rfc3339(t_ns), "_msg": text, "level": forced or "INFO",
                         "stream": STREAM_NAME[kind]}  # fmt: skip

@@ -16,8 +16,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-# Control sequences (colours, styles) a console renderer writes around words.
-_CONTROL = lazy(r"\x1b\[[0-9;:?]*[A-Za-z]")
+# Escape sequences a terminal shows nothing of, which console renderers and progress displays
+# write around words: CSI (colours, styles, cursor moves, erasing: ESC [ ...), OSC (a link's
+# target, a window title: ESC ] ... ended by BEL or ESC \\, the link's text kept between its
+# two sequences), a character set's choice (ESC ( B, as `tput sgr0` writes) and the
+# two-character ones (ESC 7 and ESC 8 save and restore the cursor).
+_ESCAPE = r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[()*+\-./][ -~]|[0-~])"
+_CONTROL = lazy(_ESCAPE)
+# A line of them and white space alone: matched from its start, it fails at the first character
+# shown, where stripping them would go through the whole line.
+_NOTHING_SHOWN = lazy(rf"(?:\s|{_ESCAPE})*")
 # An exception's line in a printed traceback: `module.Name: message`, or the name alone.
 _EXCEPTION_LINE = lazy(r"([A-Za-z_][\w.]*)(?::\s?(.*))?\Z")
 # What most exception names end with: a line that ends a multi-line message is not taken for one.
@@ -28,6 +36,13 @@ CONTEXT = "\n\nDuring handling of the above exception, another exception occurre
 
 def strip_colours(text: str) -> str:
     return _CONTROL.sub("", text)
+
+
+def shows_nothing(text: str) -> bool:
+    """Whether a line shows nothing on a terminal: empty, white space, or escape sequences
+    alone (a colour reset after each write, the cursor shown again at a spinner's end). Such a
+    line makes no entry, as an empty one makes none (its message would be empty)."""
+    return not text or text.isspace() or _NOTHING_SHOWN.fullmatch(text) is not None
 
 
 def traceback_fields(text: str) -> dict[str, str]:

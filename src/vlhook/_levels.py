@@ -54,8 +54,30 @@ def level_name(levelno: int) -> str:
 
 
 def detect_level(text: str) -> str:
-    """Level of a plain text line from its leading form; INFO when it shows none."""
-    return named_level(text) or "INFO"
+    """Level of a plain text line from its leading form; INFO when it shows none. A text of
+    several lines is as severe as the most severe level its lines name."""
+    level = named_level(text) or "INFO"
+    return level if "\n" not in text else _most_severe(text, level)
+
+
+#: detect_level's order of severity.
+_SEVERITY = {"DEBUG": 0, "INFO": 1, "WARNING": 2, "ERROR": 3, "CRITICAL": 4}
+
+
+def _most_severe(text: str, level: str) -> str:
+    """The most severe of `level` (the first line's) and the levels the other lines name. A
+    terminal's progress display and the lines printed over it make one entry of several
+    states (see _lines): "ERROR: item 3 failed" printed over a progress bar's state is what
+    a terminal shows last, and its level the entry's."""
+    lowered = text.lower()
+    if not any(hint in lowered for hint in LEVEL_HINTS):
+        return level
+    for line in text.split("\n")[1:]:
+        named = named_level(line) if any(hint in line[:LEVEL_HEAD].lower()
+                                         for hint in LEVEL_HINTS) else None  # fmt: skip
+        if named is not None and _SEVERITY[named] > _SEVERITY[level]:
+            level = named
+    return level
 
 
 def named_level(text: str) -> Optional[str]:

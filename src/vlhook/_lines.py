@@ -21,6 +21,8 @@ from itertools import chain, repeat
 
 from vlhook._captures import TEXT_CONTEXT, TEXT_DATA, TEXT_KIND, TEXT_TIME, Line, record_type
 from vlhook._captures import line as make_line
+from vlhook._captures import text as make_text
+from vlhook._formats import shows_nothing
 from vlhook._levels import PYTHON_WARNING_MARK, is_python_warning
 from vlhook._objects import MAX_VALUE_CHARS, parse_json
 
@@ -193,13 +195,17 @@ class _Warning:
 
 
 class _Partial:
-    __slots__ = ("context", "parts", "size", "t_ns")
+    __slots__ = ("context", "parts", "size", "t_ns", "unended")
 
-    def __init__(self, text: str, t_ns: int, context: Optional[Context]) -> None:
+    def __init__(
+        self, text: str, t_ns: int, context: Optional[Context], unended: bool = False
+    ) -> None:
         self.parts = [text]
         self.size = len(text)
         self.t_ns = t_ns
         self.context = context
+        #: A whole write kept for its newline, which the next write begins (see feed).
+        self.unended = unended
 
 
 class _Traceback:
@@ -330,6 +336,8 @@ class LineAssembler:
         texts.pop()  # the "" after the last newline
         if any(map(str.isspace, texts)) or "" in texts:
             return None  # empty or blank lines are dropped: feed_many's business
+        if "\x1b" in joined and any(shows_nothing(text) for text in texts if "\x1b" in text):
+            return None  # so are lines of escape sequences alone
         return _line_run(kinds, texts, times, contexts)
 
     def feed_many(self, items: list[Text], out: list[Line]) -> None:
@@ -349,6 +357,7 @@ class LineAssembler:
                 and data[:1] not in _MAYBE_TRACEBACK
                 and KEY_BEGIN not in data
                 and "\r" not in data
+                and "\x1b" not in data  # escape sequences alone make no line (see feed)
                 and not (partial and (kind, ident) in partial)
                 and not (in_pieces and PYTHON_WARNING_MARK in data)
             ):
@@ -363,6 +372,10 @@ class LineAssembler:
         text = data if isinstance(data, str) else self._decode(key, data)
         if not text:
             return
+        unended = self._partial.get(key) if self._partial else None
+        if unended is not None and unended.unended:  # this write ends it: one write, as it was
+            del self._partial[key]
+            text, t_ns, context = unended.parts[0] + text, unended.t_ns, unended.context
         newlines = text.count("\n")
         if not newlines:
             self._extend(key, text, t_ns, context, out)
@@ -377,7 +390,7 @@ class LineAssembler:
                         and KEY_BEGIN not in line
                         and not (PYTHON_WARNING_MARK in line
                                  and warnings_in_pieces())):  # fmt: skip
-                    if not line.isspace():
+                    if not line.isspace() and ("\x1b" not in line or not shows_nothing(line)):
                         out.append(make_line(kind, line, t_ns, context))
                     return
                 self._complete(key, line, t_ns, context, out)
@@ -389,12 +402,14 @@ class LineAssembler:
         if text[0] == "{" and self._object_written(key, text, t_ns, context, out):
             return
         pieces = text.split("\n")
-        if (
-            len(pieces) > 2
-            and is_traceback_start(pieces[1])
-            and self._line_and_traceback(key, pieces, t_ns, context, out)
-        ):
-            return
+        if len(pieces) > 2 and is_traceback_start(pieces[1]):
+            if pieces[-1] and key not in self._partial:
+                # A line and its traceback without the newline that ends its exception line:
+                # structlog prints them so, and then "\n". Kept whole for that newline.
+                self._partial[key] = _Partial(text, t_ns, context, unended=True)
+                return
+            if self._line_and_traceback(key, pieces, t_ns, context, out):
+                return
         rest = self._warning_written(key, pieces, t_ns, context, out) if len(pieces) > 2 else 0
         if not rest:
             partial = self._partial.pop(key, None)
@@ -489,6 +504,10 @@ class LineAssembler:
             for key in list(self._partial):
                 partial = self._partial.pop(key)
                 joined = "".join(partial.parts)
+                if partial.unended:  # its newline never came: ended here
+                    self.feed(make_text(key[0], joined + "\n", partial.t_ns, key[1],
+                                        partial.context), out)  # fmt: skip
+                    continue
                 self._complete(key, joined, partial.t_ns, partial.context, out, at_end=True)
             self._decoders.clear()
 
@@ -550,7 +569,7 @@ class LineAssembler:
             self._blocks[key] = _Key(text, t_ns, context)
         elif not at_end and is_python_warning(text) and warnings_in_pieces():
             self._blocks[key] = _Warning(text, t_ns, context)
-        elif text and not text.isspace():
+        elif not shows_nothing(text):
             out.append(make_line(key[0], text, t_ns, context))
 
 

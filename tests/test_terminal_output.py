@@ -1,0 +1,84 @@
+"""What terminal programs write: live displays that end a line and redraw a status line in one
+write (rich's Progress and Live, spinners), escape sequences other than colours, lines that
+show nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from conftest import DROPIN, PYTHON, as_without_vlhook, base_env, messages
+
+#: A live display as rich draws one: each write erases the status line, prints a line over
+#: it, and draws the status line again without ending it. Then it waits to be told to end.
+LIVE_DISPLAY = (
+    "import sys, time\n"
+    "sys.stdout.write('status: starting'); sys.stdout.flush()\n"
+    "for i in range(4):\n"
+    "    time.sleep(0.3)\n"
+    "    sys.stdout.write(f'\\r\\x1b[2KERROR: step {i} failed\\nstatus: {i + 1}/4')\n"
+    "    sys.stdout.flush()\n"
+    "sys.stdin.readline()  # until the test has read what was stored meanwhile\n"
+    "sys.stdout.write('\\n')\n"
+)
+
+
+def test_a_live_displays_lines_are_stored_while_it_runs_each_at_its_time(
+    script: Any, sink: Any
+) -> None:
+    # Before, the tee held every such write for the end of a line that never came at a write's
+    # end: nothing was stored until the exit, every line had the first write's time, and the
+    # level of the line printed over the status line was lost (INFO).
+    path = script(LIVE_DISPLAY)
+    env = {**base_env(), **sink.env(), "PYTHONPATH": str(DROPIN)}
+    with subprocess.Popen([PYTHON, str(path)], env=env, stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        try:
+            running = sink.entries(4, timeout=10)
+            assert proc.poll() is None  # stored while the program still runs
+        finally:
+            out, err = proc.communicate(b"\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert out.startswith(b"status: starting\r\x1b[2KERROR: step 0 failed\nstatus: 1/4\r")
+    assert [row["_msg"] for row in running[:4]] == [
+        f"{status}\nERROR: step {i} failed"
+        for i, status in enumerate(
+            ["status: starting", "status: 1/4", "status: 2/4", "status: 3/4"]
+        )
+    ]
+    rows = sink.settle(5)
+    assert messages(rows)[4] == "status: 4/4" and len(rows) == 5
+    assert [row["level"] for row in rows] == ["ERROR"] * 4 + ["INFO"]
+    times = [row["_time"] for row in rows]
+    assert times == sorted(times) and len(set(times)) == 5  # each at the time it was drawn
+
+
+def test_lines_of_escape_sequences_alone_make_no_entry_and_others_are_read_without_them(
+    script: Any, sink: Any
+) -> None:
+    # A colour reset or the cursor shown again on a line of its own made an entry whose
+    # message was empty (the server stored "missing _msg field"); a link's, a window title's
+    # or a character set's sequence was left in the message, and hid its level.
+    path = script(
+        "import sys\n"
+        "print('visible 1')\n"
+        "print('\\x1b[0m')\n"
+        "print('\\x1b[?25h')\n"
+        "sys.stdout.write('\\x1b[2K\\r\\x1b[1A\\x1b[2K\\n')\n"
+        "print('\\x1b]8;;https://example.com/a\\x1b\\\\ERROR: the link\\x1b]8;;\\x1b\\\\ failed')\n"
+        "print('\\x1b]0;a title\\x07WARNING: after a title')\n"
+        "print('\\x1b(BERROR: after tput sgr0')\n"
+        "print('\\x1b[1;31mERROR\\x1b[0m: coloured')\n"
+        "print('visible 2')\n"
+        "sys.stdout.write('\\r\\x1b[K\\x1b[?25h')  # a spinner's end, left unfinished\n"
+    )
+    as_without_vlhook(path, sink.env())
+    rows = sink.settle(6)
+    assert [(row["_msg"], row["level"]) for row in rows] == [
+        ("visible 1", "INFO"),
+        ("ERROR: the link failed", "ERROR"),
+        ("WARNING: after a title", "WARNING"),
+        ("ERROR: after tput sgr0", "ERROR"),
+        ("ERROR: coloured", "ERROR"),
+        ("visible 2", "INFO"),
+    ]
