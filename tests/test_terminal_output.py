@@ -1,13 +1,18 @@
 """What terminal programs write: live displays that end a line and redraw a status line in one
 write (rich's Progress and Live, spinners), escape sequences other than colours, lines that
-show nothing."""
+show nothing, and a Ctrl-C while the exit waits for the server."""
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
 import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
-from conftest import DROPIN, PYTHON, as_without_vlhook, base_env, messages
+from conftest import DROPIN, PYTHON, as_without_vlhook, base_env, messages, refused_port
 
 #: A live display as rich draws one: each write erases the status line, prints a line over
 #: it, and draws the status line again without ending it. Then it waits to be told to end.
@@ -82,3 +87,55 @@ def test_lines_of_escape_sequences_alone_make_no_entry_and_others_are_read_witho
         ("ERROR: coloured", "ERROR"),
         ("visible 2", "INFO"),
     ]
+
+
+def _interrupted_exit(script: Any, env: dict[str, str]) -> tuple[int, str, float]:
+    """A program that prints three lines and ends, interrupted (SIGINT, as Ctrl-C) 0.4 s into
+    vlhook's exit, which would wait 10 s for the server; its status, stderr, and how long it
+    took to end after the signal."""
+    path = script("import logging\nprint('one')\nprint('two')\nlogging.warning('three')\n")
+    full = {**base_env(), **env, "PYTHONPATH": str(DROPIN),
+            "VICTORIALOGS_EXIT_TIMEOUT_MS": "10000"}  # fmt: skip
+    with subprocess.Popen([PYTHON, str(path)], env=full, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"one\n"  # the program runs, then ends at once
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+    return proc.returncode, err.decode(), time.monotonic() - signalled
+
+
+def test_ctrl_c_while_the_exit_waits_for_a_server_that_is_down_keeps_the_lines(
+    script: Any, tmp_path: Path
+) -> None:
+    # Before, the KeyboardInterrupt ended vlhook's exit where it waited: Python printed
+    # vlhook's traceback ("Exception ignored in atexit callback"), and the lines were lost,
+    # neither spooled nor said.
+    spool = tmp_path / "spool"
+    rc, err, took = _interrupted_exit(script, {
+        "VICTORIALOGS_URL": f"http://127.0.0.1:{refused_port()}",
+        "VICTORIALOGS_SPOOL_DIR": str(spool),
+    })  # fmt: skip
+    assert rc == 0  # the program's own status: it had ended well
+    assert took < 5
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "vlhook: at exit, of the entries not yet delivered: 3 kept in the spool" in err, err
+    kept = [json.loads(line) for path in spool.glob("*.jsonl") for line in path.open()]
+    assert sorted(entry["_msg"] for entry in kept) == ["one", "three", "two"]
+
+
+def test_ctrl_c_while_the_exit_waits_for_a_server_that_never_answers_says_so(
+    script: Any, tmp_path: Path
+) -> None:
+    with socket.socket() as listener:  # accepts (the kernel does), never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        rc, err, took = _interrupted_exit(script, {
+            "VICTORIALOGS_URL": f"http://127.0.0.1:{listener.getsockname()[1]}",
+            "VICTORIALOGS_SPOOL_DIR": str(tmp_path / "spool"),
+        })  # fmt: skip
+    assert rc == 0 and took < 5
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "3 in a request still under way with no answer" in err, err

@@ -88,6 +88,14 @@ class ExitRun:
         self._resume_by: Optional[float] = None
         self._windows: list[float] = []  # the last RATE_WINDOWS groups' time per capture
 
+    def cut_short(self, now: float) -> None:
+        """Ctrl-C while the program waits for this exit (see Sender.cut_short): no more
+        delivery; what is left is kept by the request's deadline, made shorter. Called on the
+        waiting thread: each field is one assignment the sender thread reads at its next step."""
+        self.work_deadline = min(self.work_deadline, now)
+        self._halfway = min(self._halfway, now)
+        self._resume_by = None
+
     def wait_time(self, now: float) -> float:
         if self.finished:
             return self.sender.interval

@@ -95,8 +95,11 @@ def install(sender: Sender, config: Config) -> None:
 def _at_exit() -> None:
     if _sender is None or _config is None:
         return
-    with _diag.guard("exit flush"):
-        final_flush(_sender, _config)
+    try:
+        with _diag.guard("exit flush"):
+            final_flush(_sender, _config)
+    except KeyboardInterrupt:  # a Ctrl-C outside the exit's wait, which handles its own
+        _diag.warn("the exit was interrupted (Ctrl-C): what was not yet delivered may be lost")
     interrupted = _interrupted
     if interrupted is None:
         interrupted = _interrupted_by_last()

@@ -64,6 +64,8 @@ LINES_PER_STEP = 1024
 #: bounded buffer holds them (its policy sheds or blocks).
 MAX_READY = 2
 EXIT_GRACE_S = 0.25  # past the exit deadline, how long shutdown() still waits for the thread
+#: After a Ctrl-C during the exit's wait: the time left to keep what did not leave in the spool.
+INTERRUPTED_S = 0.25
 #: While the exit waits for the sender thread: how long a thread that holds the interpreter
 #: keeps it when another waits (Python's default: 5 ms). The sender waits for a turn after each
 #: file write: while three of the program's threads computed, it waited ~15 ms a write and
@@ -222,7 +224,7 @@ class Sender:
         if self.failed:  # checked after asking: else _give_up, later, answers the request
             return self._failed_report()
         if get_ident() != self._thread:
-            _wait_for_exit(request)
+            _wait_for_exit(self, request)
         if request.report is not None:
             return request.report
         from vlhook._exit import unanswered_report
@@ -979,6 +981,18 @@ class Sender:
         self.exit = ExitRun(self, request)
         self.tell_workers()
 
+    def cut_short(self, request: ShutdownRequest) -> None:
+        """Ctrl-C while the exit waits for the sender: whoever pressed it wants the process to
+        end now. Requests under way end, and what did not leave is kept in the spool within
+        INTERRUPTED_S (said in the exit's report, as at any exit)."""
+        now = monotonic()
+        request.deadline = min(request.deadline, now + INTERRUPTED_S)
+        run = self.exit
+        if run is not None:  # else the exit begins with the shorter deadline
+            run.cut_short(now)
+            self.tell_workers()
+        self._wake.set()
+
     def _run_exit_inline(self, request: ShutdownRequest) -> None:
         """No sender thread runs (none could be started: Python 3.12 at interpreter shutdown;
         or the one started had not yet registered itself, see _claim): the exiting thread does
@@ -1120,16 +1134,30 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def _wait_for_exit(request: ShutdownRequest) -> None:
+def _wait_for_exit(sender: Sender, request: ShutdownRequest) -> None:
     """Wait for the sender's exit, the interpreter's turns made shorter meanwhile (see
-    EXIT_SWITCH_S), as they were after it (unless the program changed them meanwhile)."""
+    EXIT_SWITCH_S), as they were after it (unless the program changed them meanwhile).
+
+    A Ctrl-C meanwhile cuts the exit short (see Sender.cut_short), and the wait goes on for
+    what that leaves; a second one ends the wait (the report then says what was unanswered).
+    Before, its KeyboardInterrupt ended the exit there: Python printed vlhook's traceback
+    ("Exception ignored in atexit callback"), and the lines waiting for the server were lost,
+    neither spooled nor said."""
     if request.report is not None:  # over: a call after the one that waited for it
         return
     interval = sys.getswitchinterval()
     shorter = min(interval, EXIT_SWITCH_S)
     sys.setswitchinterval(shorter)
     try:
-        if request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S):
+        try:
+            done = request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
+        except KeyboardInterrupt:
+            sender.cut_short(request)
+            try:
+                done = request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
+            except KeyboardInterrupt:
+                done = False
+        if done:
             request.done.set()  # for any other waiter: a wait takes the flag (see Wakeup)
     finally:
         if sys.getswitchinterval() == shorter:
