@@ -195,6 +195,10 @@ def test_container_name_and_job_sources(env: dict[str, str], container: str, job
         (["/srv/app.py"], None, {}, "app", "app"),
         (["/srv/app.py"], None, {"VICTORIALOGS_PARENT_PROGRAM": "parent"}, "app", "app"),
         (["/srv/shop/__main__.py"], None, {}, "shop", "shop"),
+        (["shop/"], None, {}, "shop", "shop"),  # a directory, as a shell completes it
+        (["/srv/shop/"], None, {}, "shop", "shop"),
+        (["shop.pyz"], None, {}, "shop", "shop"),  # a zipapp
+        (["./.py"], None, {}, ".py", ".py"),
         (["-m"], ["python3", "-X", "dev", "-m", "uvicorn", "app:app"], {}, "uvicorn", "uvicorn"),
         (["-c", "--multiprocessing-fork"], None, {"VICTORIALOGS_PARENT_PROGRAM": "app"}, "app", ""),
         (["-c"], None, {}, "python", ""),
@@ -218,6 +222,16 @@ def test_program_name_own_else_the_parents(
     assert (c.container_name, c.job) == (name, name)
     expected = (("VICTORIALOGS_PARENT_PROGRAM", handed_down),) if handed_down else ()
     assert c.handed_down == expected
+
+
+def test_the_directory_a_program_runs_from_is_named_for_dot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    program = tmp_path / "shop"
+    program.mkdir()
+    monkeypatch.chdir(program)
+    monkeypatch.setattr(sys, "argv", ["."])
+    assert load({}).job == "shop"
 
 
 def test_explicit_names_win_over_the_parents(monkeypatch: pytest.MonkeyPatch) -> None:

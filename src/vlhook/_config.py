@@ -446,10 +446,16 @@ def _own_program_name() -> str:
         return orig[orig.index("-m") + 1] if "-m" in orig[:-1] else ""
     if argv0 in ("", "-c", "-"):
         return ""
-    base = os.path.basename(argv0)
+    # Normalized, a directory run as a program is named whatever way it was given: `app/`
+    # (as a shell completes it) and `.` were named "" (then "python") and "." before.
+    path = os.path.normpath(argv0)
+    if os.path.basename(path) in (".", ".."):
+        path = os.path.normpath(_absolute(path))
+    base = os.path.basename(path)
     if base == "__main__.py":
-        base = os.path.basename(os.path.dirname(argv0)) or base
-    return base[:-3] if base.endswith(".py") else base
+        base = os.path.basename(os.path.dirname(path)) or base
+    stem, dot, suffix = base.rpartition(".")
+    return stem if dot and stem and suffix in ("py", "pyz", "pyzw") else base  # a zipapp too
 
 
 def _interpreter_argv() -> list[str]:
