@@ -174,6 +174,26 @@ def test_interactive_consoles_show_tracebacks_as_without_vlhook(script: Any, sin
     assert hooked[1:] == bare[1:] and hooked[0] == bare[0] == 0
 
 
+def test_a_program_that_restores_threadings_own_hook_gets_vlhooks_as_sys_hook(
+    script: Any, sink: Any
+) -> None:
+    # `threading.excepthook is threading.__excepthook__` held without vlhook, not with it;
+    # a program that "restored the default" had a thread's traceback stored as two lines (an
+    # INFO header and the traceback), without the `thread` field.
+    path = script(
+        "import threading\n"
+        "print(threading.excepthook is threading.__excepthook__)\n"
+        "threading.excepthook = threading.__excepthook__\n"
+        "worker = threading.Thread(target=lambda: 1 / 0, name='w3')\n"
+        "worker.start(); worker.join()\n"
+    )
+    _, hooked = as_without_vlhook(path, sink.env())
+    assert hooked.out == "True\n"
+    rows = sink.settle(2)
+    assert len(rows) == 2 and [row["level"] for row in rows] == ["INFO", "ERROR"]
+    assert rows[1]["thread"] == "w3" and rows[1]["exception.type"] == "ZeroDivisionError"
+
+
 # The program's SIGINT handler prints and exits. The signal is made to come while vlhook starts
 # its sender on the first capture, with every signal blocked on the program's thread: Python
 # runs the handler where that thread unblocks them, inside the start. LATE: the sender thread

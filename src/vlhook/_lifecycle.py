@@ -342,6 +342,8 @@ def hook_threading(threading: Any) -> None:
         with _capture_streams.NotCaptured():
             return original(args)
 
+    if original is getattr(threading, "__excepthook__", None):  # as for sys's, in install
+        threading.__excepthook__ = excepthook
     threading.excepthook = excepthook
 
 
