@@ -284,3 +284,28 @@ def test_run_exits_as_env_does_when_the_command_cannot_be_run(tmp_path: Path) ->
         as_env = subprocess.run(["env", command], capture_output=True, timeout=30)
         assert (result.returncode, as_env.returncode) == (status, status), command
         assert result.stderr.startswith(f"vlhook run: cannot run {command!r}: "), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (
+            ["-I"],
+            "`python -I` ignores PYTHONPATH, where the drop-in is: this program will not ship",
+        ),
+        (["-X", "dev", "-uE"], "`python -E` ignores PYTHONPATH"),
+        (["-S"], "`python -S` loads no sitecustomize and no .pth file: this program will not ship"),
+        (["-u"], ""),
+    ],
+)
+def test_run_says_when_the_interpreters_options_keep_the_dropin_out(
+    tmp_path: Path, sink: Any, options: list[str], said: str
+) -> None:
+    """`vlhook run python -I app.py` ran the program without shipping, and said nothing."""
+    app = tmp_path / "app.py"
+    app.write_text("print('hi')\n")
+    result = cli("run", PYTHON, *options, str(app), env=sink.env())
+    assert (result.returncode, result.stdout) == (0, "hi\n")
+    assert (said in result.stderr) if said else result.stderr == "", result.stderr
+    if not said:
+        assert messages(sink.settle(1)) == ["hi"]

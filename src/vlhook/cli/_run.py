@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import sys
 from typing import Any
 
@@ -49,6 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     env["PYTHONPATH"] = os.pathsep.join([dropin_dir(), *filter(None, inherited.split(os.pathsep))])
     if not is_enabled(env):
         print(f"vlhook run: {why_inactive(env)}; running without shipping", file=sys.stderr)
+    else:
+        for warning in _isolation_warnings(command):
+            print(f"vlhook run: warning: {warning}", file=sys.stderr)
     try:
         os.execvpe(command[0], command, env)
     except OSError as exc:
@@ -57,6 +61,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         # As `env` and a shell answer: not found, or found and not runnable.
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # pragma: no cover - exec does not return
+
+
+def _isolation_warnings(command: list[str]) -> list[str]:
+    """What a Python interpreter's own options in `command` do to the drop-in: `-E` and `-I`
+    ignore PYTHONPATH, where it is; `-S` skips sitecustomize and .pth files alike. Such a
+    program would run without shipping and say nothing."""
+    if not re.fullmatch(r"python[0-9.]*", os.path.basename(command[0])):
+        return []
+    flags = _python_flags(command[1:])
+    if "S" in flags:
+        return ["`python -S` loads no sitecustomize and no .pth file: this program will not "
+                "ship"]  # fmt: skip
+    ignoring = [flag for flag in "IE" if flag in flags]
+    if ignoring:
+        return [f"`python -{ignoring[0]}` ignores PYTHONPATH, where the drop-in is: this program "
+                "will not ship, unless vlhook is installed in that interpreter (its vlhook.pth "
+                "activates it)"]  # fmt: skip
+    return []
+
+
+def _python_flags(args: list[str]) -> list[str]:
+    """The interpreter's one-letter options before the program (`-IS`, `-E -u`); the values of
+    `-W` and `-X` are not options."""
+    flags: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--check-hash-based-pycs":
+            next(rest, None)
+            continue
+        if arg.startswith("--"):
+            continue  # --version, --help
+        if not arg.startswith("-") or arg == "-":
+            break  # the script, or stdin
+        for index, flag in enumerate(arg[1:]):
+            if flag in "cm":
+                return flags  # the program follows
+            if flag in "WX":  # its value is the rest of the word, or the next one
+                if index == len(arg) - 2:
+                    next(rest, None)
+                break
+            flags.append(flag)
+    return flags
 
 
 def _hint(name: str, exc: OSError) -> str:
