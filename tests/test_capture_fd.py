@@ -534,3 +534,27 @@ def test_a_program_that_closes_every_descriptor_keeps_its_sockets(script: Any, s
     assert sorted((r["stream"], r["_msg"]) for r in rows) == [
         ("logging", "after"), ("logging", "before"), ("logging", "once more"),
         ("stdout", "done")]  # fmt: skip
+
+
+@pytest.mark.parametrize("ending", ["exec", "os._exit", "SIGTERM"])
+def test_what_pythons_buffers_hold_when_the_image_ends_without_writing_them_stays_unwritten(
+    script: Any, sink: Sink, ending: str
+) -> None:
+    # Printed into a pipe, a line waits in Python's buffer; an exec, os._exit() or a signal's
+    # death loses it, as without vlhook. vlhook's flush before those wrote the buffers out
+    # first: the line reached the console (and was stored) where without vlhook it is lost.
+    child = script("print('the next program')\n", name="child.py")
+    end = {
+        "exec": f"os.execv(sys.executable, [sys.executable, {str(child)!r}])",
+        "os._exit": "os._exit(0)",
+        "SIGTERM": "os.kill(os.getpid(), signal.SIGTERM)",
+    }[ending]
+    path = script(f"import os, signal, sys\nprint('still in the buffer')\n{end}\n")
+    env = sink.env(VICTORIALOGS_CAPTURE="fd,logging", VICTORIALOGS_FLUSH_ON_OS_EXIT="1")
+    plain = {k: v for k, v in env.items() if not k.startswith("VICTORIALOGS_")}
+    bare = run_python(path, plain, dropin=False)
+    hooked = run_python(path, env)
+    assert (hooked.rc, hooked.stdout) == (bare.rc, bare.stdout)
+    assert b"still in the buffer" not in hooked.stdout
+    if ending == "exec":
+        assert messages(sink.settle(1)) == ["the next program"]

@@ -75,11 +75,13 @@ class FdCapture:
     def shared(self) -> bool:
         return 1 in self.routes and self.routes.get(1) == self.routes.get(2)
 
-    def ask(self, timeout: float, final: bool, disconnect: bool = False
-            ) -> list[tuple[Link, Optional[int]]]:  # fmt: skip
+    def ask(self, timeout: float, final: bool, disconnect: bool = False,
+            python_buffers: bool = True) -> list[tuple[Link, Optional[int]]]:  # fmt: skip
         """Ask the helpers to ship what was written so far (at exit: only the helper this
-        process started). Python's own buffers go to the fds first."""
-        for stream in self.streams:
+        process started). Python's own buffers go to the fds first, unless the process is to
+        end without writing them out (`python_buffers`: an exec, os._exit, a signal's death):
+        written here, they would reach the console where without vlhook they are lost."""
+        for stream in self.streams if python_buffers else ():
             with _diag.guard("fd flush"):
                 try:
                     stream._vl_target.flush()
@@ -110,19 +112,21 @@ class LinkedSender(Sender):
 
     capture: Optional[FdCapture] = None
 
-    def flush(self, timeout: Optional[float] = None, disconnect: bool = False) -> bool:
+    def flush(self, timeout: Optional[float] = None, disconnect: bool = False,
+              python_buffers: bool = True) -> bool:  # fmt: skip
         capture = self.capture
         if capture is None:
             return super().flush(timeout, disconnect)
         timeout = self.config.exit_timeout_ms / 1000 if timeout is None else timeout
         deadline = monotonic() + timeout
-        asked = capture.ask(timeout, final=False, disconnect=disconnect)
+        asked = capture.ask(timeout, False, disconnect, python_buffers)
         ok = super().flush(timeout, disconnect)
         return capture.wait(asked, deadline) and ok
 
-    def shutdown(self, deadline: float) -> ExitReport:
+    def shutdown(self, deadline: float, python_buffers: bool = True) -> ExitReport:
         capture = self.capture
-        asked = capture.ask(deadline - monotonic(), final=True) if capture is not None else []
+        asked = (capture.ask(deadline - monotonic(), True, python_buffers=python_buffers)
+                 if capture is not None else [])  # fmt: skip
         report = super().shutdown(deadline)
         if capture is not None:
             capture.wait(asked, deadline)

@@ -197,16 +197,17 @@ def _mark_interrupted() -> None:
         pass
 
 
-def final_flush(sender: Sender, config: Config) -> None:
+def final_flush(sender: Sender, config: Config, python_buffers: bool = True) -> None:
     """The process is ending (exit, SIGTERM or SIGHUP, os._exit where it flushes): deliver
     within the exit budget, keep the rest in the spool, and say plainly on stderr what did not
-    make it."""
+    make it. `python_buffers`: the process ends through Python's finalization, which writes
+    out its streams' buffers (see Sender.shutdown)."""
     from time import monotonic
 
     global _flushing_on
     outer, _flushing_on = _flushing_on, get_ident()
     try:
-        report = sender.shutdown(monotonic() + config.exit_timeout_ms / 1000)
+        report = sender.shutdown(monotonic() + config.exit_timeout_ms / 1000, python_buffers)
         message = report.message(config.exit_timeout_ms)
         if message:
             _diag.warn(message, key="exit")
@@ -370,7 +371,9 @@ def _install_signal_flush() -> None:
         try:
             with _diag.guard("signal flush"):
                 if _sender is not None and _config is not None:
-                    final_flush(_sender, _config)  # as at exit: deliver, spool, or count
+                    # As at exit: deliver, spool, or count; the signal's death writes out none
+                    # of Python's buffers.
+                    final_flush(_sender, _config, python_buffers=False)
         finally:
             # Then die of the signal, as without vlhook: same exit status, no atexit.
             _die_of(first)
@@ -517,7 +520,8 @@ def _patch_os_exit(sender: Sender, config: Config) -> None:
     global _os_exit_flushes
     if not _os_exit_flushes:
         _os_exit_flushes = True
-        os._exit = _first(os._exit, lambda: final_flush(sender, config), "os._exit flush")
+        os._exit = _first(os._exit, lambda: final_flush(sender, config, python_buffers=False),
+                          "os._exit flush")  # fmt: skip
 
 
 def _patch_exec(sender: Sender, config: Config) -> None:
@@ -527,8 +531,8 @@ def _patch_exec(sender: Sender, config: Config) -> None:
     flush first, within the exit budget, what cannot be delivered going to the spool. A flush,
     not the exit: an exec that fails returns to the program, and vlhook goes on with it."""
 
-    def flush() -> None:
-        sender.flush(config.exit_timeout_ms / 1000)
+    def flush() -> None:  # the new image never writes out the old one's buffers
+        sender.flush(config.exit_timeout_ms / 1000, python_buffers=False)
 
     for name in ("execv", "execve"):
         original = getattr(os, name, None)

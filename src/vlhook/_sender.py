@@ -167,11 +167,14 @@ class Sender:
     def thread_started(self) -> bool:
         return self._thread is not None
 
-    def flush(self, timeout: Optional[float] = None, disconnect: bool = False) -> bool:
+    def flush(self, timeout: Optional[float] = None, disconnect: bool = False,
+              python_buffers: bool = True) -> bool:  # fmt: skip
         """Deliver everything captured so far; True when it all was stored in time. With
         `disconnect`, the connections of the delivery workers left idle are closed once it is
         answered (before a Lambda SnapStart snapshot: every environment restored from it
-        would send on the same socket)."""
+        would send on the same socket). `python_buffers`: what the streams' buffers hold is
+        written out first where that is how it is captured (fd capture: see LinkedSender);
+        not before an exec, whose new image would never write it out."""
         if self.before_flush is not None:
             self.before_flush()
         if self._thread is None or self._shutdown is not None:
@@ -187,9 +190,11 @@ class Sender:
             return False
         return request.done.wait(timeout) and request.ok
 
-    def shutdown(self, deadline: float) -> ExitReport:
+    def shutdown(self, deadline: float, python_buffers: bool = True) -> ExitReport:
         """The process is ending: deliver what can be by `deadline` (monotonic), keep the rest
-        in the spool, and say exactly what became of everything. Idempotent.
+        in the spool, and say exactly what became of everything. Idempotent. `python_buffers`:
+        as for flush; False where the process ends without Python's finalization (os._exit, a
+        signal's death), which would not write them out either.
 
         An exit that loads the pipeline (a short script's: nothing was delivered before) does
         so with the collector paused, and leaves it settled (see _imports.CollectorPaused):
