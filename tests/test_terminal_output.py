@@ -139,3 +139,23 @@ def test_ctrl_c_while_the_exit_waits_for_a_server_that_never_answers_says_so(
     assert rc == 0 and took < 5
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert "3 in a request still under way with no answer" in err, err
+
+
+def test_a_records_message_is_stored_without_its_escape_sequences(script: Any, sink: Any) -> None:
+    # werkzeug (Flask's development server) colours its request line in the record's message
+    # itself, whatever the handler writes to: every request's entry held the codes.
+    path = script(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "log = logging.getLogger('werkzeug')\n"
+        "for i in range(40):  # a run of records, and one alone\n"
+        "    log.info('\\x1b[35m\\x1b[1mGET /item/%d HTTP/1.1\\x1b[0m 500 -', i)\n"
+        "log.warning('\\x1b[33mGET /slow HTTP/1.1\\x1b[0m 200 -')\n"
+    )
+    as_without_vlhook(path, sink.env())
+    rows = sink.settle(41)
+    assert [row["_msg"] for row in rows] == [
+        *(f"GET /item/{i} HTTP/1.1 500 -" for i in range(40)),
+        "GET /slow HTTP/1.1 200 -",
+    ]
+    assert rows[-1]["level"] == "WARNING" and rows[0]["logger"] == "werkzeug"

@@ -403,6 +403,8 @@ class EntryBuilder:
         if messages is None:
             return None
         hay = Hay(messages)
+        if hay.count(_ESCAPE):  # a message with escape sequences is read without them
+            return None
         secrets = self._lines_with_secrets(hay)
         if secrets is None:  # no search can tell: every record is examined whole
             return None
@@ -498,6 +500,8 @@ class EntryBuilder:
             message, extras = structured
         elif message[:1] == "{" or (printed and "{" in "".join(printed)):
             return ""
+        if "\x1b" in message:
+            message = strip_colours(message)
         if len(message) * 6 > self.max_line_bytes:
             return ""
         # (no `extra=` left when all were private: `_name`)
@@ -834,7 +838,8 @@ class EntryBuilder:
         record, t_ns, _thread, context, levelno, message, texts = item
         entry: Entry = {
             "_time": rfc3339(t_ns),
-            "_msg": message,
+            # As a printed line's: werkzeug colours its request line in the message itself.
+            "_msg": strip_colours(message) if "\x1b" in message else message,
             "level": level_name(levelno),
             "stream": "logging",
             "logger": record.name,
@@ -1178,6 +1183,8 @@ class EntryBuilder:
 EVENT_OWN = frozenset({"stream", ""})
 #: The first fields of an integration's record that is written as JSON (see _written_event):
 #: as a logging record's entry has them, `stream` apart.
+#: What a message holding escape sequences (colours, links) starts with.
+_ESCAPE = ("\x1b",)
 EVENT_HEAD = ("_time", "_msg", "level", "logger", "code.file", "code.line", "code.function",
               "thread")  # fmt: skip
 # Fields vlhook fills itself from trusted sources: never redacted, never oversized. A field of
