@@ -114,8 +114,10 @@ def test_captured_items_are_the_writes_in_order(captured: Captured) -> None:
     after = time.time_ns()
     assert data(captured) == [
         "héllo wörld 😀\n",
-        # an unfinished write is held and joined with the next one: one capture per line
-        "no newline\r\n tabs\t and \x1b[31mcolour\x1b[0m\n",
+        # an unfinished write is held and joined with the next one when that one at most ends
+        # it; one that ends it and writes more (a line of its own here) is captured apart
+        "no newline",
+        "\r\n tabs\t and \x1b[31mcolour\x1b[0m\n",
         "a\n",
         "bc\n",
         "gen1\n",

@@ -1181,10 +1181,10 @@ class EntryBuilder:
 
 #: The names an integration's record fields may not take (see from_event).
 EVENT_OWN = frozenset({"stream", ""})
-#: The first fields of an integration's record that is written as JSON (see _written_event):
-#: as a logging record's entry has them, `stream` apart.
 #: What a message holding escape sequences (colours, links) starts with.
 _ESCAPE = ("\x1b",)
+#: The first fields of an integration's record that is written as JSON (see _written_event):
+#: as a logging record's entry has them, `stream` apart.
 EVENT_HEAD = ("_time", "_msg", "level", "logger", "code.file", "code.line", "code.function",
               "thread")  # fmt: skip
 # Fields vlhook fills itself from trusted sources: never redacted, never oversized. A field of
