@@ -174,6 +174,7 @@ def test_interactive_consoles_show_tracebacks_as_without_vlhook(script: Any, sin
     assert hooked[1:] == bare[1:] and hooked[0] == bare[0] == 0
 
 
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="threading.__excepthook__ since 3.10")
 def test_a_program_that_restores_threadings_own_hook_gets_vlhooks_as_sys_hook(
     script: Any, sink: Any
 ) -> None:
