@@ -91,10 +91,10 @@ class ExitRun:
     def cut_short(self, now: float) -> None:
         """Ctrl-C while the program waits for this exit (see Sender.cut_short): no more
         delivery; what is left is kept by the request's deadline, made shorter. Called on the
-        waiting thread: each field is one assignment the sender thread reads at its next step."""
+        waiting thread, which then wakes the sender: its next step finds the work deadline
+        passed, and finishes (a pause ahead of delivery included: _drain begins each step
+        anew)."""
         self.work_deadline = min(self.work_deadline, now)
-        self._halfway = min(self._halfway, now)
-        self._resume_by = None
 
     def wait_time(self, now: float) -> float:
         if self.finished:

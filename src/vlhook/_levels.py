@@ -68,13 +68,12 @@ def _most_severe(text: str, level: str) -> str:
     """The most severe of `level` (the first line's) and the levels the other lines name. A
     terminal's progress display and the lines printed over it make one entry of several
     states (see _lines): "ERROR: item 3 failed" printed over a progress bar's state is what
-    a terminal shows last, and its level the entry's."""
-    lowered = text.lower()
-    if not any(hint in lowered for hint in LEVEL_HINTS):
-        return level
-    for line in text.split("\n")[1:]:
-        named = named_level(line) if any(hint in line[:LEVEL_HEAD].lower()
-                                         for hint in LEVEL_HINTS) else None  # fmt: skip
+    a terminal shows last, and its level the entry's. Only the lines a group's search says
+    may name one are read (a bar's many states seldom do)."""
+    lines = text.split("\n")
+    candidates = Hay(lines).level_candidates()
+    for index in range(1, len(lines)) if candidates is None else candidates - {0}:
+        named = named_level(lines[index])
         if named is not None and _SEVERITY[named] > _SEVERITY[level]:
             level = named
     return level

@@ -1154,16 +1154,15 @@ def _wait_for_exit(sender: Sender, request: ShutdownRequest) -> None:
     shorter = min(interval, EXIT_SWITCH_S)
     sys.setswitchinterval(shorter)
     try:
-        try:
-            done = request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
-        except KeyboardInterrupt:
-            sender.cut_short(request)
-            try:
-                done = request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S)
+        for interrupted in (False, True):  # the first Ctrl-C cuts the exit short, the second
+            try:  # ends the wait
+                if request.done.wait(max(0.0, request.deadline - monotonic()) + EXIT_GRACE_S):
+                    request.done.set()  # for any other waiter: a wait takes the flag (Wakeup)
+                break
             except KeyboardInterrupt:
-                done = False
-        if done:
-            request.done.set()  # for any other waiter: a wait takes the flag (see Wakeup)
+                if interrupted:
+                    break
+                sender.cut_short(request)
     finally:
         if sys.getswitchinterval() == shorter:
             sys.setswitchinterval(interval)
