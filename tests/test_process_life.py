@@ -1109,3 +1109,64 @@ def _printed_and_stored(run: Any, sink: Any, first: str, report: str) -> None:
     assert run.rc == 0, run.stderr
     assert run.stdout == f"{first}\n{report}\n".encode()
     assert messages(sink.settle(2)) == [first, report]
+
+
+# A program's own sys.excepthook that shows the exception its own way and never calls the one
+# before it, as rich.traceback.install() and typer's pretty exceptions do: the crash was stored
+# as the lines that hook printed, all INFO, with no ERROR entry and no exception.* fields.
+OWN_DISPLAY = """
+import sys
+def show(exc_type, exc, tb):
+    sys.stderr.write(f"| {exc_type.__name__}: {exc} |\\n")
+sys.excepthook = show
+print("working")
+def fail():
+    raise ValueError("bad input")
+fail()
+"""
+
+
+def test_a_crash_shown_by_the_programs_own_hook_is_one_error_entry(script: Any, sink: Any) -> None:
+    _, hooked = as_without_vlhook(script(OWN_DISPLAY), sink.env())
+    assert hooked.rc == 1 and hooked.stderr == b"| ValueError: bad input |\n"
+    rows = sink.settle(3)
+    assert sorted(messages(rows)[:2]) == ["working", "| ValueError: bad input |"]
+    errors = [row for row in rows if row["level"] == "ERROR"]
+    assert len(errors) == 1, rows
+    assert errors[0]["exception.type"] == "ValueError"
+    assert errors[0]["exception.message"] == "bad input"
+    assert "in fail" in errors[0]["exception.stacktrace"]
+    assert errors[0]["thread"] == "MainThread"
+
+
+# A program whose hook calls the one before it (vlhook's) makes one ERROR entry, not two; a
+# program that catches the exception and shows it through its hook itself makes none at exit.
+CHAINED = """
+import sys
+before = sys.excepthook
+def hook(*exc_info):
+    sys.stderr.write("crashed:\\n")
+    before(*exc_info)
+sys.excepthook = hook
+raise ValueError("chained")
+"""
+SHOWN_BY_HAND = """
+import sys
+sys.excepthook = lambda *exc_info: sys.stderr.write("shown\\n")
+try:
+    raise ValueError("caught")
+except ValueError:
+    sys.excepthook(*sys.exc_info())
+print("went on")
+"""
+
+
+@pytest.mark.parametrize("program, errors", [(CHAINED, 1), (SHOWN_BY_HAND, 0)],
+                         ids=["chained", "shown-by-hand"])  # fmt: skip
+def test_a_crash_through_vlhooks_hook_is_not_stored_twice(
+    script: Any, sink: Any, program: str, errors: int
+) -> None:
+    as_without_vlhook(script(program), sink.env())
+    rows = sink.settle(2)
+    assert [row.get("exception.type") for row in rows if row["level"] == "ERROR"] == \
+        ["ValueError"] * errors  # fmt: skip

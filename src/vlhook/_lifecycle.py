@@ -95,6 +95,9 @@ def install(sender: Sender, config: Config) -> None:
 def _at_exit() -> None:
     if _sender is None or _config is None:
         return
+    if _interrupted is None:
+        with _diag.guard("exit: a crash shown by the program's hook"):
+            _capture_shown_elsewhere()
     try:
         with _diag.guard("exit flush"):
             final_flush(_sender, _config)
@@ -178,13 +181,34 @@ def _ours_running() -> bool:
 
 
 def _interrupted_by_last() -> bool:
-    """The program replaced vlhook's excepthook: what Python recorded of the last exception
-    it showed (reset by the program since is not known then)."""
+    """The program replaced vlhook's excepthook: whether the exception that ended its
+    top-level code was a Ctrl-C (reset by the program since is not known then)."""
+    return type(_last_top_level_end()) is KeyboardInterrupt
+
+
+def _last_top_level_end() -> Optional[BaseException]:
+    """What Python recorded (sys.last_value, set as it passes an uncaught exception to
+    sys.excepthook) of the exception that ended the program's top-level code, for an exit
+    whose excepthook was not vlhook's. None when there is none; and in an interactive session,
+    whose statements typed since may have ended otherwise."""
     if sys.flags.inspect or os.environ.get("PYTHONINSPECT"):
-        return False  # statements typed since may have reset the flag: left as it is
+        return None
     tb = getattr(sys, "last_traceback", None)
     exc = getattr(sys, "last_value", None)
-    return type(exc) is KeyboardInterrupt and tb is not None and tb.tb_frame.f_back is None
+    if isinstance(exc, BaseException) and tb is not None and tb.tb_frame.f_back is None:
+        return exc
+    return None
+
+
+def _capture_shown_elsewhere() -> None:
+    """The program's top-level code ended on an exception its own excepthook showed, one that
+    never calls the hook before it (rich.traceback.install(), typer's pretty exceptions): the
+    one ERROR entry vlhook's hook would have queued, made at the exit (its time), beside the
+    lines that hook printed (captured as the program's output they are)."""
+    exc = _last_top_level_end()
+    if exc is not None:
+        _without_our_frames(exc, exc.__traceback__)
+        capture_exception(exc)
 
 
 def _mark_interrupted() -> None:
