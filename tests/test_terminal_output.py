@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import DROPIN, PYTHON, as_without_vlhook, base_env, messages, refused_port
+from vlhook.cli._format import time_ns
 
 #: A live display as rich draws one: each write erases the status line, prints a line over
 #: it, and draws the status line again without ending it. Then it waits to be told to end.
@@ -87,6 +88,36 @@ def test_lines_of_escape_sequences_alone_make_no_entry_and_others_are_read_witho
         ("ERROR: coloured", "ERROR"),
         ("visible 2", "INFO"),
     ]
+
+
+#: What colorama's `init(autoreset=True)` makes of sys.stdout: after each write, the code that
+#: resets the colours, so the one after a line's newline waits, unfinished, for the next line.
+AUTORESET = (
+    "import sys, time\n"
+    "class AutoReset:\n"
+    "    def __init__(self, stream): self.stream = stream\n"
+    "    def write(self, text): self.stream.write(text); self.stream.write('\\x1b[0m')\n"
+    "    def flush(self): self.stream.flush()\n"
+    "sys.stdout = AutoReset(sys.stdout)\n"
+    "print('first')\n"
+    "time.sleep(0.6)\n"
+    "print('\\x1b[31msecond')\n"
+    "time.sleep(0.6)\n"
+    "print('third', 3)\n"
+)
+
+
+def test_a_line_after_a_colour_reset_left_unfinished_has_its_own_time(
+    script: Any, sink: Any
+) -> None:
+    # The reset written after a line's newline was held for the next line, with its time: each
+    # line took the time of the line before it (0.6 s early here; a status printed every minute
+    # was stored a minute early).
+    as_without_vlhook(script(AUTORESET), sink.env())
+    rows = sink.settle(3)
+    assert messages(rows) == ["first", "second", "third 3"]
+    times = [time_ns(row["_time"]) or 0 for row in rows]
+    assert times[1] - times[0] > 5e8 and times[2] - times[1] > 5e8, times
 
 
 def _interrupted_exit(script: Any, env: dict[str, str]) -> tuple[int, str, float]:

@@ -50,6 +50,10 @@ _new = tuple.__new__
 #: into one capture halves the work here and on the sender. Released at every flush.
 _held: tuple[dict[int, Held], dict[int, Held]] = ({}, {})
 HOLD_MAX = 1 << 16  # a longer unfinished line is passed on without waiting
+#: The characters of colour codes and of erasing the line (`ESC [ 0 m`, `ESC [ 1 ; 31 m`,
+#: `ESC [ K`): a held text of these alone shows nothing yet. Read by one C call (str.strip):
+#: the tee loads no regular expression (`_formats` comes with the pipeline).
+_SHOWS_NOTHING = "\x1b[;0123456789mK"
 
 #: Writes made at the program's recursion limit, where the capture's own Python frames do not
 #: fit (the tee's `write` does; printing at that depth works without vlhook, `print()` being
@@ -100,6 +104,11 @@ def _capture_text(kind: int, text: str) -> None:
     # live display redraws) is passed on: held, its lines would wait for a write that ends
     # with a newline, which such a display may never make before the program's exit.
     if whole[-1] != "\n" and len(whole) < HOLD_MAX and "\n" not in text:
+        if held is None and whole < "\x1c" and not whole.strip(_SHOWS_NOTHING):
+            # Colour codes alone begin no line (colorama's autoreset writes a reset after each
+            # line's newline): held, the next line would take their time. Its entry is read
+            # without them anyway.
+            return
         held_here[ident] = (whole, t_ns, context)
         return
     try:
