@@ -81,6 +81,7 @@ def _most_severe(text: str, level: str) -> str:
 
 def named_level(text: str) -> Optional[str]:
     """The level a line's leading form names, or None."""
+    named_by = False  # a `name:` came first: the level must take its colon then
     for count, match in enumerate(_HEAD_TOKEN.finditer(text, 0, _HEAD_CHARS)):
         if count == 8:
             break
@@ -92,10 +93,14 @@ def named_level(text: str) -> Optional[str]:
             continue  # [main], [12], [2024-01-01 10:00:00 +0000]: still the head
         word, colon, _ = bare.partition(":")
         found = LEVEL_WORDS.get(word.upper())
-        if found and (colon or word.isupper()):
+        if found and (colon or (word.isupper() and not named_by)):
             return found
         if not _PREFIX_CHARS.issuperset(bare):
-            break  # an ordinary word: the message has begun
+            if named_by or bare[-1] != ":":
+                break  # an ordinary word: the message has begun
+            # `prog: error: ...`, `file.c:10:5: warning: ...`: how argparse, GNU tools,
+            # compilers and type checkers name the severity, after who says it.
+            named_by = True
     if is_python_warning(text):
         return "WARNING"
     logfmt = _LOGFMT.search(text, 0, _LOGFMT_CHARS) if "level=" in text else None
