@@ -232,6 +232,7 @@ warnings.simplefilter("always", ResourceWarning)
 f = open(__file__)
 del f
 gc.collect()
+warnings.warn("a message\\nof two lines")
 print("after")
 """
 
@@ -245,17 +246,19 @@ def test_python_warnings_are_one_warning_entry_each_with_their_source_line(
     `fd` the helper process reads what reached the descriptors, in chunks of many lines."""
     path = script(WARNINGS_PROGRAM)
     _, hooked = as_without_vlhook(path, {**sink.env(), "VICTORIALOGS_CAPTURE": capture})
-    rows = sink.settle(6)
+    rows = sink.settle(7)
     printed = sorted((r["_msg"], r["level"]) for r in rows if r["stream"] == "stdout")
     own = "  indented, the program's own"
     assert printed == [(own, "INFO"), ("after", "INFO"), ("before", "INFO")]
     warned = [r for r in rows if r["stream"] == "stderr"]
-    assert [r["level"] for r in warned] == ["WARNING"] * 3
+    assert [r["level"] for r in warned] == ["WARNING"] * 4
     said = sorted((r["_msg"] for r in warned), key=lambda text: int(text.split(":")[1]))
     assert said[0] == f"{path}:5: DeprecationWarning: old() is deprecated\n  old()"
     assert said[1] == f'{path}:7: UserWarning: careful\n  warnings.warn("careful")'
     assert said[2].startswith(f"{path}:") and "ResourceWarning: unclosed file" in said[2]
     assert said[2].endswith("Enable tracemalloc to get the object allocation traceback")
+    assert said[3] == (f"{path}:12: UserWarning: a message\nof two lines\n"
+                       '  warnings.warn("a message\\nof two lines")')  # fmt: skip
     assert hooked.stderr.decode() == "".join(f"{text}\n" for text in said)
 
 

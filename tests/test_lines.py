@@ -668,6 +668,13 @@ def test_a_warning_written_at_once_is_one_entry_with_its_source_line(
     assert feed_writes([(1, hint + "\n")]) == [(hint, 0)]
     assert feed_writes([(1, source + "\nnext line\n  indented\n")]) == [
         (source, 0), ("next line", 0), ("  indented", 0)]  # fmt: skip
+    # A message of several lines: they come between the first line and the source line. Before,
+    # each was an INFO entry of its own, and the source line another (pandas' SettingWithCopy).
+    several = f"{WARNING_HEAD}\nsecond line\n\nfourth line\n  old()"
+    assert feed_writes([(1, several + "\nnext\n")]) == [(several, 0), ("next", 0)]
+    # Without a source line the lines after the first are not known to be the message's.
+    assert feed_writes([(1, f"{WARNING_HEAD}\nsecond line\n")]) == [
+        (WARNING_HEAD, 0), ("second line", 0)]  # fmt: skip
     # Begun by an unfinished line, the write is not one warning's; the line it ends names one,
     # so while warnings come in pieces the source line after it is still taken for its own.
     after_partial = feed_writes([(1, "x "), (1, source + "\n")])

@@ -101,6 +101,10 @@ def warnings_in_pieces() -> bool:
     return "warnings" not in sys.modules
 
 
+#: The lines a warning's message may take before its source line (see _warning_written).
+MAX_WARNING_LINES = 64
+
+
 def _continues_warning(text: str) -> bool:
     """A line of what Python's `warnings` module writes after a warning's first line."""
     return text[:1] in (" ", "\t") or text.startswith(_WARNING_NOTES) or _TRACEMALLOC_HINT in text
@@ -473,13 +477,21 @@ class LineAssembler:
         Returns the index of the first piece left to the caller, or 0 when the write does not
         begin with such a warning."""
         if (
-            not _continues_warning(pieces[1])
-            or (self._partial and key in self._partial)
+            (self._partial and key in self._partial)
             or (self._blocks and key in self._blocks)
             or not is_python_warning(pieces[0])
         ):
             return 0
-        end = 2
+        # A message of several lines comes before the source line, the first indented one:
+        # without one, the lines after the first are not known to be the message's (under fd
+        # capture a write of the program's may follow in the same read).
+        last = min(len(pieces) - 1, MAX_WARNING_LINES)
+        end = 1
+        while end < last and not (pieces[end] and _continues_warning(pieces[end])):
+            end += 1
+        if end == last:
+            return 0
+        end += 1
         while end < len(pieces) - 1 and pieces[end] and _continues_warning(pieces[end]):
             end += 1
         out.append(make_line(key[0], "\n".join(pieces[:end]), t_ns, context))
