@@ -1161,8 +1161,30 @@ print("went on")
 """
 
 
-@pytest.mark.parametrize("program, errors", [(CHAINED, 1), (SHOWN_BY_HAND, 0)],
-                         ids=["chained", "shown-by-hand"])  # fmt: skip
+# A console of the program's own that records what it showed as Python does (IPython 8 from
+# its cell's coroutine, which has no caller; code.InteractiveInterpreter): the exception was
+# handled, and the program went on and ended well. It made a false ERROR entry at the exit.
+RECORDED = """
+import asyncio, sys
+sys.excepthook = lambda *exc_info: None
+def shown():
+    sys.last_type, sys.last_value, sys.last_traceback = sys.exc_info()
+async def cell():
+    try:
+        {}["missing"]
+    except KeyError:
+        shown()
+asyncio.run(cell())
+try:
+    {}["at the top"]
+except KeyError:
+    shown()
+print("went on")
+"""
+
+
+@pytest.mark.parametrize("program, errors", [(CHAINED, 1), (SHOWN_BY_HAND, 0), (RECORDED, 0)],
+                         ids=["chained", "shown-by-hand", "recorded"])  # fmt: skip
 def test_a_crash_through_vlhooks_hook_is_not_stored_twice(
     script: Any, sink: Any, program: str, errors: int
 ) -> None:

@@ -190,14 +190,19 @@ def _last_top_level_end() -> Optional[BaseException]:
     """What Python recorded (sys.last_value, set as it passes an uncaught exception to
     sys.excepthook) of the exception that ended the program's top-level code, for an exit
     whose excepthook was not vlhook's. None when there is none; and in an interactive session,
-    whose statements typed since may have ended otherwise."""
+    whose statements typed since may have ended otherwise.
+
+    Consoles record what they show too (code.InteractiveInterpreter, IPython from its cell's
+    coroutine, which has no caller either), and go on: the first frame then ran on past the
+    exception. Ended by it, its last instruction is the one the traceback names."""
     if sys.flags.inspect or os.environ.get("PYTHONINSPECT"):
         return None
     tb = getattr(sys, "last_traceback", None)
     exc = getattr(sys, "last_value", None)
-    if isinstance(exc, BaseException) and tb is not None and tb.tb_frame.f_back is None:
-        return exc
-    return None
+    if not isinstance(exc, BaseException) or tb is None:
+        return None
+    first = tb.tb_frame
+    return exc if first.f_back is None and first.f_lasti == tb.tb_lasti else None
 
 
 def _capture_shown_elsewhere() -> None:
