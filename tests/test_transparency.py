@@ -160,6 +160,32 @@ def test_delattr_copy_and_pickle_answer_as_the_original(script: Any, sink: Any) 
     assert len(sink.settle(9)) == 9
 
 
+# IPython 9 wraps `sys.stdout.write` around each cell (`stream.write = wrapper`, the wrapper
+# calling the write it replaced). The tee passed the assignment on to the stream under it,
+# whose new `write` called the tee's, which called the stream's: print() recursed until
+# RecursionError, and the program printed nothing and ended with status 1.
+OWN_WRITE = """
+import sys
+saved = sys.stdout.write
+sys.stdout.write = saved
+print("put back")
+def shout(text):
+    return saved(text.upper())
+sys.stdout.write = shout
+print("shouted")
+del sys.stdout.write
+print("deleted", sys.stdout.write == saved)
+sys.stderr.writelines = sys.stderr.writelines
+sys.stderr.writelines(["lines\\n"])
+"""
+
+
+def test_a_program_that_sets_the_streams_write_keeps_it(script: Any, sink: Any) -> None:
+    bare, _ = as_without_vlhook(script(OWN_WRITE), sink.env())
+    assert bare.out == "put back\nSHOUTED\ndeleted True\n" and bare.err == "lines\n"
+    assert sorted(messages(sink.settle(4))) == ["SHOUTED", "deleted True", "lines", "put back"]
+
+
 def test_a_tee_made_without_init_raises_attributeerror_not_recursionerror() -> None:
     from vlhook._capture_streams import StreamTee
 

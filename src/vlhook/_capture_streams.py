@@ -243,9 +243,18 @@ def forget_held() -> None:
     _deferred.clear()
 
 
+#: The tee's own methods that call the original's of the same name. A program that sets one
+#: on the stream (IPython 9 wraps `sys.stdout.write` around each cell, calling the one it
+#: replaced) has it kept on the tee, as the stream would keep it: it then stands in for the
+#: tee's. Passed on to the original, it would be called by the tee's, which it calls: print()
+#: recursed until RecursionError.
+OWN_METHODS = frozenset({"write", "writelines"})
+
+
 class _TeeBase:
     # __weakref__: libraries keep weak references to the streams they write to (structlog).
-    __slots__ = ("__weakref__", "_vl_kind", "_vl_target")
+    # __dict__: what the program sets of OWN_METHODS (made only then: no cost before).
+    __slots__ = ("__dict__", "__weakref__", "_vl_kind", "_vl_target")
 
     def __init__(self, target: Any, kind: int) -> None:
         object.__setattr__(self, "_vl_target", target)
@@ -262,10 +271,16 @@ class _TeeBase:
         return getattr(self._vl_target, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._vl_target, name, value)
+        if name in OWN_METHODS:
+            self.__dict__[name] = value
+        else:
+            setattr(self._vl_target, name, value)
 
     def __delattr__(self, name: str) -> None:
-        delattr(self._vl_target, name)
+        if name in OWN_METHODS and name in self.__dict__:
+            del self.__dict__[name]
+        else:
+            delattr(self._vl_target, name)
 
     # copy.copy() and pickle ask for these first, and object's own would copy the tee (with the
     # original inside): the original's answer instead, TypeError "cannot pickle" for a stream.
