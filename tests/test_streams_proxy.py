@@ -237,8 +237,8 @@ def test_isinstance_and_class(captured: Captured) -> None:
     assert not is_tee(target)
     assert original(tee) is target
     assert original(target) is target
-    assert isinstance(tee.buffer, io.BytesIO)
     assert type(tee.buffer) is BinaryTee
+    assert isinstance(tee.buffer, io.BytesIO)
     assert original(tee.buffer) is target.buffer
 
 
