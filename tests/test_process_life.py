@@ -608,6 +608,33 @@ def test_multiprocessing_fork_pool(script: Any, sink: Any) -> None:
     assert sorted(messages(sink.settle(7))) == POOL_LINES
 
 
+# A forked Process whose target raises: multiprocessing prints its traceback after running its
+# exit finalizers. vlhook's exit flush was one of them: the traceback came after the exit, went
+# to the spool as raw lines, and was stored line by line as INFO, with no exception fields.
+CRASHING_CHILD = """
+import multiprocessing as mp, sys
+def target():
+    print("child")
+    raise RuntimeError("boom")
+if __name__ == "__main__":
+    child = mp.get_context(sys.argv[1]).Process(target=target)
+    child.start(); child.join()
+    print("exit", child.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_a_crashing_child_process_is_one_error_entry(script: Any, sink: Any, method: str) -> None:
+    run = run_python(script(CRASHING_CHILD), sink.env(), args=(method,))
+    assert run.out == "child\nexit 1\n", run.err
+    rows = sink.settle(4)
+    assert sorted(messages(rows)[:1] + messages(rows)[-1:]) == ["child", "exit 1"]
+    errors = [row for row in rows if row["level"] == "ERROR"]
+    assert len(rows) == 4 and len(errors) == 1, rows
+    assert errors[0]["_msg"].startswith("Traceback (most recent call last):")
+    assert errors[0]["_msg"].endswith("RuntimeError: boom")
+
+
 # Each worker does one task and ends (billiard 4.3 ends it within ~1 s; 4.2, the last for
 # Python 3.9, ~30 s later); the pool is terminated once both have. A worker still alive then
 # would die of SIGTERM, whose handler flushes: the test would not tell.

@@ -465,17 +465,16 @@ def _after_fork() -> None:
 
 
 def hook_multiprocessing(util: Any) -> None:
-    """multiprocessing's forked workers end with os._exit(), after running multiprocessing's
-    own exit finalizers: in each such child, the exit flush is registered there, last (the
-    flush at os._exit() then finds its work done)."""
+    """multiprocessing's forked children (fork, forkserver) end with os._exit(), which flushes
+    first in a forked process (see _after_fork): after the traceback of a target that raised,
+    which multiprocessing prints once its exit finalizers have run. (The exit flush was one of
+    them until 2026-12-07: that traceback came after the exit, and was stored line by line.)
+    Here each such child only makes sure vlhook's signal handler runs (_watch_signals)."""
     if _sender is not None:
-        util.register_after_fork(_sender, _register_child_flush)
+        util.register_after_fork(_sender, _watch_signals_in_child)
 
 
-def _register_child_flush(_: object) -> None:
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.Finalize(None, _at_exit, exitpriority=-(10**6))
+def _watch_signals_in_child(_: object) -> None:
     with _diag.guard("signal watch"):
         _watch_signals()
 
