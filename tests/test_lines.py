@@ -16,6 +16,7 @@ from vlhook._lines import (
     CHAIN_WAIT_NS,
     MAX_KEY_LINES,
     MAX_PARTIAL_CHARS,
+    MIN_RUN,
     STALE_NS,
     LineAssembler,
     is_traceback_start,
@@ -108,13 +109,16 @@ def test_time_of_a_line_is_the_time_of_its_first_chunk(
 ) -> None:
     text, _lines, points = case
     chunks = cut(text, points)
-    # chunk index of every character of the text
+    # chunk index of every character of the text, and where each chunk begins in it
     owner = [i for i, chunk in enumerate(chunks) for _ in chunk]
+    begins = [sum(map(len, chunks[:i])) for i in range(len(chunks))]
     starts = []
     pos = 0
     for piece in text.split("\n"):
         if piece.rstrip("\r").strip():
-            starts.append(owner[pos])
+            # that chunk's time, and a nanosecond for each line of it before this one
+            chunk = owner[pos]
+            starts.append(chunk + text.count("\n", begins[chunk], pos))
         pos += len(piece) + 1
     before, final = assemble(chunks)
     assert [line[2] for line in before + final] == starts
@@ -363,11 +367,12 @@ def test_traceback_closed_after_chain_wait_with_no_more_writes() -> None:
     asm.feed(text(1, tb, 1_000, 1, None), out)
     assert out == []
     assert CHAIN_WAIT_NS == 50_000_000  # docs/design.md: closed 50 ms after its last line
-    asm.flush(out, final=False, now_ns=1_000 + 10_000_000)
+    last = 1_000 + tb.count("\n") - 1  # its last line's time: a nanosecond a line
+    asm.flush(out, final=False, now_ns=last + 10_000_000)
     assert out == []
-    asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS)
+    asm.flush(out, final=False, now_ns=last + CHAIN_WAIT_NS)
     assert out == []  # a chained traceback could still follow
-    asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS + 1)
+    asm.flush(out, final=False, now_ns=last + CHAIN_WAIT_NS + 1)
     assert [(line[0], line[1], line[2], line.level) for line in out] == [
         (1, tb.rstrip("\n"), 1_000, "ERROR")
     ]
@@ -378,9 +383,9 @@ def test_unfinished_traceback_waits_then_is_emitted_when_stale() -> None:
     asm = LineAssembler()
     out: list[Line] = []
     asm.feed(text(1, head, 5, 1, None), out)
-    asm.flush(out, final=False, now_ns=5 + STALE_NS)
+    asm.flush(out, final=False, now_ns=6 + STALE_NS)  # its second line's time: 6
     assert out == []  # its exception line may still come
-    asm.flush(out, final=False, now_ns=5 + STALE_NS + 1)
+    asm.flush(out, final=False, now_ns=6 + STALE_NS + 1)
     assert [(line[1], line.level) for line in out] == [(head.rstrip("\n"), "ERROR")]
 
 
@@ -571,9 +576,9 @@ def test_a_key_that_never_ends_is_emitted_when_stale_or_bounded() -> None:
     asm = LineAssembler()
     out: list[Line] = []
     asm.feed(text(1, "-----BEGIN PRIVATE KEY-----\n" + KEY_BODY[0] + "\n", 5, 1, None), out)
-    asm.flush(out, final=False, now_ns=5 + STALE_NS)
+    asm.flush(out, final=False, now_ns=6 + STALE_NS)  # its second line's time: 6
     assert out == []
-    asm.flush(out, final=False, now_ns=5 + STALE_NS + 1)
+    asm.flush(out, final=False, now_ns=6 + STALE_NS + 1)
     assert len(out) == 1 and out[0][1].endswith(KEY_BODY[0])
     out.clear()
     asm.feed(text(1, "-----BEGIN PRIVATE KEY-----\n", 6, 1, None), out)
@@ -588,7 +593,7 @@ def test_a_key_closed_by_its_end_line_is_emitted_after_the_wait_without_more_wri
     asm = LineAssembler()
     out: list[Line] = []
     asm.feed(text(1, pem(), 1_000, 1, None), out)
-    asm.flush(out, final=False, now_ns=1_000 + CHAIN_WAIT_NS + 1)
+    asm.flush(out, final=False, now_ns=1_000 + pem().count("\n") - 1 + CHAIN_WAIT_NS + 1)
     assert texts(out) == [pem().rstrip("\n")]
     assert asm.held() == 0
 
@@ -621,12 +626,43 @@ def test_a_key_cut_short_is_one_entry_when_its_lines_are_a_keys() -> None:
     """No end line (a program killed mid-print): still one entry once a line of base64 is as
     long as a key's, which redaction masks to its end."""
     head = "-----BEGIN PRIVATE KEY-----\n" + KEY_BODY[0] + "\n" + KEY_BODY[1] + "\n"
-    for flushed in ({"final": True}, {"final": False, "now_ns": STALE_NS + 1}):
+    for flushed in ({"final": True}, {"final": False, "now_ns": 2 + STALE_NS + 1}):
         asm = LineAssembler()
         out: list[Line] = []
         asm.feed(text(0, head, 0, 1, None), out)
         asm.flush(out, **flushed)
         assert texts(out) == [head.rstrip("\n")]
+
+
+# -- times -------------------------------------------------------------------------------------
+
+
+def test_the_lines_of_one_write_are_a_nanosecond_apart_in_their_order() -> None:
+    """The server keeps no order among entries of one time: a DataFrame printed in one write
+    came back from `sort by (_time)` with its header after its rows. Each line of a write is
+    now a nanosecond after the line before it (a write of n lines takes far longer than n ns,
+    so the next write's lines still come after)."""
+    assert feed_writes([(1, "a\nb\n\nd\ne"), (1, "\n")]) == [
+        ("a", 0), ("b", 1), ("d", 3), ("e", 4)]  # fmt: skip
+    # A line begun by an earlier write keeps that write's time; the ones after it follow this
+    # write's.
+    asm, out = LineAssembler(), []  # type: ignore[var-annotated]
+    asm.feed(text(1, "x", 100, 1, None), out)
+    asm.feed(text(1, "y\nz\nw\n", 200, 1, None), out)
+    assert [(line[1], line[2]) for line in out] == [("xy", 100), ("z", 201), ("w", 202)]
+
+
+def test_the_lines_of_one_chunk_of_bytes_are_a_nanosecond_apart_in_their_order() -> None:
+    """The fd helper's chunks hold many lines each, read at one time: 50,500 lines were stored
+    at 458 times, and came back out of order."""
+    chunks = [b"".join(b"c%d l%d\n" % (c, n) for n in range(MIN_RUN)) for c in range(2)]
+    captures = [text(0, chunk, 1000 * (c + 1), 0, None) for c, chunk in enumerate(chunks)]
+    run = LineAssembler().whole_lines(captures)
+    assert run is not None
+    assert run.times == [1000 + n for n in range(MIN_RUN)] + [2000 + n for n in range(MIN_RUN)]
+    out: list[Line] = []
+    LineAssembler().feed_many(captures, out)
+    assert [line[2] for line in out] == run.times
 
 
 # -- Python's warnings ------------------------------------------------------------------------
@@ -667,21 +703,33 @@ def test_a_warning_written_at_once_is_one_entry_with_its_source_line(
     assert feed_writes([(1, resource + "\n")]) == [(resource, 0)]
     assert feed_writes([(1, hint + "\n")]) == [(hint, 0)]
     assert feed_writes([(1, source + "\nnext line\n  indented\n")]) == [
-        (source, 0), ("next line", 0), ("  indented", 0)]  # fmt: skip
+        (source, 0), ("next line", 2), ("  indented", 3)]  # fmt: skip
     # A message of several lines: they come between the first line and the source line. Before,
     # each was an INFO entry of its own, and the source line another (pandas' SettingWithCopy).
     several = f"{WARNING_HEAD}\nsecond line\n\nfourth line\n  old()"
-    assert feed_writes([(1, several + "\nnext\n")]) == [(several, 0), ("next", 0)]
+    assert feed_writes([(1, several + "\nnext\n")]) == [(several, 0), ("next", 5)]
     # Without a source line the lines after the first are not known to be the message's.
     assert feed_writes([(1, f"{WARNING_HEAD}\nsecond line\n")]) == [
-        (WARNING_HEAD, 0), ("second line", 0)]  # fmt: skip
+        (WARNING_HEAD, 0), ("second line", 1)]  # fmt: skip
     # Begun by an unfinished line, the write is not one warning's; the line it ends names one,
     # so while warnings come in pieces the source line after it is still taken for its own.
     after_partial = feed_writes([(1, "x "), (1, source + "\n")])
     if pieces:
         assert after_partial == [(f"x {WARNING_HEAD}\n  old()", 0)]
     else:
-        assert after_partial == [(f"x {WARNING_HEAD}", 0), ("  old()", 1)]
+        assert after_partial == [(f"x {WARNING_HEAD}", 0), ("  old()", 2)]
+
+
+def test_warnings_anywhere_in_a_read_are_one_entry_each() -> None:
+    """Under fd capture the helper reads many writes at once: a warning may begin at any line
+    of what it reads, and a read of whole lines holding one is left to feed."""
+    first = "/app/a.py:1: UserWarning: one\n  src1()"
+    second = "/app/a.py:2: DeprecationWarning: two\nof two lines\n  src2()"
+    read = f"line a\n{first}\nline b\n{second}\nline c\n"
+    assert feed_writes([(1, read)]) == [
+        ("line a", 0), (first, 1), ("line b", 3), (second, 4), ("line c", 7)]  # fmt: skip
+    chunk = (read * 2).encode()
+    assert LineAssembler().whole_lines([text(1, chunk, 0, 0, None)]) is None
 
 
 def test_a_warning_printed_in_pieces_is_one_entry_with_its_source_line(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 import sys
-from _operator import itemgetter
+from _operator import add, itemgetter
 from itertools import chain, repeat
 
 from vlhook._captures import TEXT_CONTEXT, TEXT_DATA, TEXT_KIND, TEXT_TIME, Line, record_type
@@ -103,6 +103,7 @@ def warnings_in_pieces() -> bool:
 
 #: The lines a warning's message may take before its source line (see _warning_written).
 MAX_WARNING_LINES = 64
+_WARNING_MARK_BYTES = PYTHON_WARNING_MARK.encode()
 
 
 def _continues_warning(text: str) -> bool:
@@ -312,10 +313,15 @@ class LineAssembler:
         counts = [chunk.count(b"\n") for chunk in data]
         if sum(counts) < MIN_RUN or ends != b"\n" * len(data) or self._undecoded(items):
             return None
-        kinds, times, contexts = (
+        if _WARNING_MARK_BYTES in joined:  # a warning may begin at any line of a read: feed
+            return None
+        kinds, contexts = (
             list(chain.from_iterable(map(repeat, map(field, items), counts)))  # per line
-            for field in (TEXT_KIND, TEXT_TIME, TEXT_CONTEXT)
+            for field in (TEXT_KIND, TEXT_CONTEXT)
         )
+        # Each line of a chunk a nanosecond after the one before it, as feed makes them.
+        starts = list(map(TEXT_TIME, items))
+        times = list(chain.from_iterable(map(range, starts, map(add, starts, counts))))
         return self._run(joined.decode("utf-8", "replace"), kinds, times, contexts)
 
     def _undecoded(self, items: list[Text]) -> bool:
@@ -414,19 +420,27 @@ class LineAssembler:
                 return
             if self._line_and_traceback(key, pieces, t_ns, context, out):
                 return
-        rest = self._warning_written(key, pieces, t_ns, context, out) if len(pieces) > 2 else 0
-        if not rest:
+        # Under fd capture a read holds many writes: a warning may begin at any of its lines.
+        warned = len(pieces) > 2 and PYTHON_WARNING_MARK in text
+        index = self._warning_written(key, pieces, 0, t_ns, context, out) if warned else 0
+        if not index:
             partial = self._partial.pop(key, None)
             if partial is not None:
                 partial.parts.append(pieces[0])
                 self._complete(key, "".join(partial.parts), partial.t_ns, partial.context, out)
             else:
                 self._complete(key, pieces[0], t_ns, context, out)
-            rest = 1
-        for piece in pieces[rest:-1]:
-            self._complete(key, piece, t_ns, context, out)
+            index = 1
+        # Each line a nanosecond after the one before it: the server keeps no order among
+        # entries of one time (a write of n lines takes far longer than n ns).
+        stop = len(pieces) - 1
+        while index < stop:
+            after = self._warning_written(key, pieces, index, t_ns, context, out) if warned else 0
+            if not after:
+                self._complete(key, pieces[index], t_ns + index, context, out)
+            index = after or index + 1
         if pieces[-1]:
-            self._extend(key, pieces[-1], t_ns, context, out)
+            self._extend(key, pieces[-1], t_ns + len(pieces) - 1, context, out)
 
     def _line_and_traceback(
         self, key: Key, pieces: list[str], t_ns: int, context: Optional[Context], out: list[Line]
@@ -470,31 +484,38 @@ class LineAssembler:
         return True
 
     def _warning_written(
-        self, key: Key, pieces: list[str], t_ns: int, context: Optional[Context], out: list[Line]
+        self,
+        key: Key,
+        pieces: list[str],
+        start: int,
+        t_ns: int,
+        context: Optional[Context],
+        out: list[Line],
     ) -> int:
-        """A warning as Python's `warnings` module writes it, at once: its first line and what
-        follows it (the source line, a ResourceWarning's allocation frames) as one entry.
-        Returns the index of the first piece left to the caller, or 0 when the write does not
-        begin with such a warning."""
+        """A warning as Python's `warnings` module writes it, at once: its first line, a message
+        of several lines, and what follows them (the source line, a ResourceWarning's allocation
+        frames) as one entry, from `pieces[start]`. Returns the index of the first piece after
+        it, or 0 when no such warning begins there."""
         if (
-            (self._partial and key in self._partial)
+            (start == 0 and self._partial and key in self._partial)
             or (self._blocks and key in self._blocks)
-            or not is_python_warning(pieces[0])
+            or not is_python_warning(pieces[start])
         ):
             return 0
         # A message of several lines comes before the source line, the first indented one:
         # without one, the lines after the first are not known to be the message's (under fd
         # capture a write of the program's may follow in the same read).
-        last = min(len(pieces) - 1, MAX_WARNING_LINES)
-        end = 1
+        stop = len(pieces) - 1  # what follows the last newline is no line yet
+        last = min(stop, start + MAX_WARNING_LINES)
+        end = start + 1
         while end < last and not (pieces[end] and _continues_warning(pieces[end])):
             end += 1
         if end == last:
             return 0
         end += 1
-        while end < len(pieces) - 1 and pieces[end] and _continues_warning(pieces[end]):
+        while end < stop and pieces[end] and _continues_warning(pieces[end]):
             end += 1
-        out.append(make_line(key[0], "\n".join(pieces[:end]), t_ns, context))
+        out.append(make_line(key[0], "\n".join(pieces[start:end]), t_ns + start, context))
         return end
 
     def flush(self, out: list[Line], final: bool, now_ns: int = 0) -> None:
