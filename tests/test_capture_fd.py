@@ -18,6 +18,7 @@ from typing import Any, Optional
 import pytest
 
 from conftest import DROPIN, PYTHON, Run, Sink, base_env, messages, run_python
+from vlhook.cli._format import time_ns
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fd capture is Linux-only")
 
@@ -68,6 +69,24 @@ def test_os_write_and_print_are_stored_once_with_their_stream(script: Any, sink:
     # The program's pid (not the helper's), its job and container.
     assert {row["pid"] for row in rows.values()} == {pid_file.read_text()}
     assert {row["job"] for row in rows.values()} == {"app"}
+
+
+def test_a_line_written_in_pieces_has_the_time_of_its_first(script: Any, sink: Sink) -> None:
+    # The helper holds the unfinished line of a read for the next; the line was stamped when
+    # it ended: stored after a line written meanwhile (a piped progress bar's, when it ended).
+    path = script(
+        "import os, time\n"
+        "os.write(1, b'A-start ')\n"
+        "time.sleep(0.3)\n"
+        "os.write(2, b'B\\n')\n"
+        "time.sleep(0.3)\n"
+        "os.write(1, b'A-end\\nnext\\n')\n"
+    )
+    assert_same_console(*bare_and_hooked(path, sink))
+    rows = sink.settle(3)
+    assert messages(rows) == ["A-start A-end", "B", "next"]  # sorted by _time
+    times = [time_ns(row["_time"]) or 0 for row in rows]
+    assert times[1] - times[0] > 2e8 and times[2] - times[1] > 2e8, times
 
 
 def test_a_stream_detached_and_wrapped_anew_is_flushed_without_a_word(

@@ -53,7 +53,7 @@ def main(config: Config, channels: list[Channel], listener: Any, owner: int, tok
 class Pipe:
     """The helper's end of one channel, and where its bytes go."""
 
-    __slots__ = ("dest", "fd", "kind", "notes", "open", "tail", "tty")
+    __slots__ = ("dest", "fd", "kind", "notes", "open", "tail", "tail_ns", "tty")
 
     def __init__(self, channel: Channel) -> None:
         self.fd = channel.read
@@ -62,6 +62,7 @@ class Pipe:
         self.kind = STDOUT if 1 in channel.fds else STDERR
         self.notes = Notes()
         self.tail = b""  # the unfinished last line
+        self.tail_ns = 0  # when its first bytes were read: the line's time
         self.open = True
 
 
@@ -211,28 +212,42 @@ class Helper:
             os.close(null)
         with _diag.guard("fd helper"):
             if pipe.tail:
-                self._put(pipe.kind, pipe.tail)
+                self._put(pipe.kind, pipe.tail, pipe.tail_ns)
                 pipe.tail = b""
 
     # -- lines -----------------------------------------------------------------------------------
 
     def _take(self, pipe: Pipe, data: bytes) -> None:
-        """Complete lines to the sender (minus those noted SKIP); the unfinished one waits."""
+        """Complete lines to the sender (minus those noted SKIP); the unfinished one waits. A
+        line keeps the time its first bytes were read: the one the last read left unfinished
+        goes apart from the lines after it, with its own."""
         if not data:
             return
-        buf = pipe.tail + data if pipe.tail else data
+        now = time_ns()
+        held, began = pipe.tail, pipe.tail_ns
+        buf = held + data if held else data
         end = buf.rfind(b"\n") + 1
         pipe.tail = buf[end:]
-        if end:
-            if pipe.notes.counts:
-                self._sort(pipe, buf[:end])
-            else:
-                self._put(pipe.kind, buf[:end])
+        if end or not held:
+            pipe.tail_ns = now
+        if end and held:
+            first = buf.find(b"\n") + 1
+            self._lines(pipe, buf[:first], began)
+            if first < end:
+                self._lines(pipe, buf[first:end], now)
+        elif end:
+            self._lines(pipe, buf[:end], now)
         if len(pipe.tail) > HOLD_MAX:
-            self._put(pipe.kind, pipe.tail)
+            self._put(pipe.kind, pipe.tail, pipe.tail_ns)
             pipe.tail = b""
 
-    def _sort(self, pipe: Pipe, lines: bytes) -> None:
+    def _lines(self, pipe: Pipe, lines: bytes, t_ns: int) -> None:
+        if pipe.notes.counts:
+            self._sort(pipe, lines, t_ns)
+        else:
+            self._put(pipe.kind, lines, t_ns)
+
+    def _sort(self, pipe: Pipe, lines: bytes, t_ns: int) -> None:
         kind = pipe.kind
         run: list[bytes] = []
         for line in lines[:-1].split(b"\n"):
@@ -241,15 +256,16 @@ class Helper:
                 continue
             this = STDERR if action == LABEL_STDERR else pipe.kind
             if this != kind and run:
-                self._put(kind, b"\n".join(run) + b"\n")
+                self._put(kind, b"\n".join(run) + b"\n", t_ns)
+                t_ns += len(run)  # the assembler's nanosecond a line (see _lines.feed)
                 run = []
             kind = this
             run.append(line)
         if run:
-            self._put(kind, b"\n".join(run) + b"\n")
+            self._put(kind, b"\n".join(run) + b"\n", t_ns)
 
-    def _put(self, kind: int, data: bytes) -> None:
-        self.sender.put(make_text(kind, data, time_ns(), 0, self.peers.context))
+    def _put(self, kind: int, data: bytes, t_ns: int) -> None:
+        self.sender.put(make_text(kind, data, t_ns, 0, self.peers.context))
 
     # -- flushes ---------------------------------------------------------------------------------
 
@@ -260,7 +276,7 @@ class Helper:
         self._drain()
         for pipe in self.pipes:
             if pipe.tail:  # an unfinished line goes too, as at a flush of the stream tee
-                self._put(pipe.kind, pipe.tail)
+                self._put(pipe.kind, pipe.tail, pipe.tail_ns)
                 pipe.tail = b""
         requests, self.peers.requests = self.peers.requests, []
         idle = not self.sender.thread_started and not self.sender.buffer.items
