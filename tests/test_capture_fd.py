@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import DROPIN, PYTHON, Run, Sink, base_env, messages, run_python
+from conftest import DROPIN, PYTHON, Run, Sink, base_env, messages, refused_port, run_python
 from vlhook.cli._format import time_ns
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fd capture is Linux-only")
@@ -87,6 +87,37 @@ def test_a_line_written_in_pieces_has_the_time_of_its_first(script: Any, sink: S
     assert messages(rows) == ["A-start A-end", "B", "next"]  # sorted by _time
     times = [time_ns(row["_time"]) or 0 for row in rows]
     assert times[1] - times[0] > 2e8 and times[2] - times[1] > 2e8, times
+
+
+def _exit_and_stderr_end(path: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Run the program with the drop-in: when it exited, when its stderr ended (seconds from
+    its start), and what stderr said."""
+    full = {**base_env(), **env, "PYTHONPATH": str(DROPIN)}
+    start = time.monotonic()
+    with subprocess.Popen([PYTHON, str(path)], env=full, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as proc:  # fmt: skip
+        assert proc.stderr is not None
+        proc.wait(timeout=30)
+        exited = time.monotonic() - start
+        err = proc.stderr.read()  # to its end: the helper holds the write end
+        ended = time.monotonic() - start
+    return exited, ended, err.decode()
+
+
+def test_with_the_server_down_stderr_ends_with_the_program(script: Any, tmp_path: Path) -> None:
+    # Batches of an earlier run in the spool, the server down: after the program's exit the
+    # helper's own exit tried to replay them, for a second exit budget, holding the console's
+    # stderr open (a reader of the pipe waited 1.5 s more for a program that took 1.5 s).
+    path = script("print('one line')\n")
+    spool = tmp_path / "spool"
+    env = {**FD, "VICTORIALOGS_URL": f"http://127.0.0.1:{refused_port()}/",
+           "VICTORIALOGS_SPOOL_DIR": str(spool),
+           "VICTORIALOGS_EXIT_TIMEOUT_MS": "1500"}  # fmt: skip
+    for run in range(2):
+        exited, ended, err = _exit_and_stderr_end(path, env)
+        assert "1 kept in the spool" in err
+        assert ended - exited < 0.5, (run, exited, ended)
+    assert len(list(spool.iterdir())) == 2
 
 
 def test_a_stream_detached_and_wrapped_anew_is_flushed_without_a_word(

@@ -806,7 +806,11 @@ class Sender:
 
     @property
     def replay_pending(self) -> bool:
-        return self._replaying and self.replayer.under_way is None
+        """Spooled batches to send now. Not while the server took none of the last batch: they
+        wait for one that gets through (fd capture's helper, its program's final flush over,
+        began a replay against a server that was down, and its own exit waited for it: the
+        console's stderr stayed open a second exit budget after the program ended)."""
+        return self._replaying and not self.outage and self.replayer.under_way is None
 
     def worker_deadline(self) -> Optional[float]:
         """What requests and retry waits must end by: the nearest flush's deadline, or the
