@@ -99,6 +99,13 @@ def one(entries: list[Entry]) -> Entry:
         ("Note: error handling changed", "INFO"),
         ("a: b: error: two names", "INFO"),
         ("user: errors: 0", "INFO"),
+        # An exception's line, as a traceback ends and as programs print what they caught.
+        ("ZeroDivisionError: division by zero", "ERROR"),
+        ("CommandError: Unknown command: 'x'", "ERROR"),
+        ("requests.exceptions.ConnectionError: refused", "ERROR"),
+        ("ErrorCount: 3", "INFO"),
+        ("MirrorErrors: none", "INFO"),
+        ("ValueError", "INFO"),
         ("Information is free", "INFO"),
         ("[1/3] Building", "INFO"),
         ("[thread-1] WARNING x", "WARNING"),

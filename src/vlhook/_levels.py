@@ -95,6 +95,8 @@ def named_level(text: str) -> Optional[str]:
         found = LEVEL_WORDS.get(word.upper())
         if found and (colon or (word.isupper() and not named_by)):
             return found
+        if colon and _is_error_class(word):
+            return "ERROR"
         if not _PREFIX_CHARS.issuperset(bare):
             if named_by or bare[-1] != ":":
                 break  # an ordinary word: the message has begun
@@ -107,6 +109,13 @@ def named_level(text: str) -> Optional[str]:
     if logfmt:
         return LEVEL_WORDS.get(logfmt.group(1).upper(), "INFO")
     return None
+
+
+def _is_error_class(word: str) -> bool:
+    """`ValueError`, `requests.exceptions.ConnectionError`: an exception's line, as a traceback
+    ends and as a program prints what it caught (`CommandError: ...` from Django)."""
+    name = word.rpartition(".")[2]
+    return name.endswith("Error") and name[:1].isupper() and name.isidentifier()
 
 
 def is_python_warning(text: str) -> bool:
