@@ -757,6 +757,18 @@ def test_structlog_event_dicts_are_written_as_the_general_path_writes_them(
     assert_written_as_made_whole(items, env)
 
 
+def test_escape_sequences_in_a_structlog_event_are_read_as_in_a_records_message() -> None:
+    """Found by the property above: an event written at once was read without its escape
+    sequences, made whole it kept them; one that holds nothing else keeps them both ways (an
+    empty message would be stored as the server's "missing _msg field")."""
+    events = [{"event": "\x1b0"}, {"event": "\x1b[31mred\x1b[0m", "user": "amy"}]
+    items = [capture_of(event, (), "app", "f", None, False, rendered(event, 1),
+                        context=fresh(RECORD_CONTEXTS[0])) for event in events]  # fmt: skip
+    assert_written_as_made_whole(items, {})
+    made = [entry for item in items for entry in builder().from_item(item)]
+    assert [entry["_msg"] for entry in made] == ["\x1b0", "red"]
+
+
 STRUCTLOG_EVENT: dict[Any, Any] = {
     "order_id": 7, "user": "amy", "event": "order placed", "level": "info", "logger": "app",
 }  # fmt: skip

@@ -22,7 +22,7 @@ from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
 from vlhook._delivery.encode import clean as valid_utf8
 from vlhook._delivery.encode import constant_fields, writable
-from vlhook._formats import head_and_traceback, strip_colours, traceback_fields
+from vlhook._formats import head_and_traceback, readable, strip_colours, traceback_fields
 from vlhook._levels import Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
 from vlhook._objects import (
@@ -501,7 +501,7 @@ class EntryBuilder:
         elif message[:1] == "{" or (printed and "{" in "".join(printed)):
             return ""
         if "\x1b" in message:
-            message = strip_colours(message)
+            message = readable(message)
         if len(message) * 6 > self.max_line_bytes:
             return ""
         # (no `extra=` left when all were private: `_name`)
@@ -839,7 +839,7 @@ class EntryBuilder:
         entry: Entry = {
             "_time": rfc3339(t_ns),
             # As a printed line's: werkzeug colours its request line in the message itself.
-            "_msg": strip_colours(message) if "\x1b" in message else message,
+            "_msg": readable(message) if "\x1b" in message else message,
             "level": level_name(levelno),
             "stream": "logging",
             "logger": record.name,
@@ -852,6 +852,9 @@ class EntryBuilder:
         structured = record_object(record.msg, record.args, message)
         if structured is not None:
             entry.update(object_fields(structured, keep_message=True))
+            shown = entry["_msg"]  # a structlog event's: read as any record's message
+            if isinstance(shown, str) and "\x1b" in shown:
+                entry["_msg"] = readable(shown)
         entry.update(records.exception_fields(record))
         merge_fields(entry, records.extra_fields(record))  # `extra={"level": ...}`: kept apart
         for text in texts or ():

@@ -38,6 +38,13 @@ def strip_colours(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def readable(message: str) -> str:
+    """A record's message read without its escape sequences, as a line is; itself when they
+    are all it holds: a record still makes its entry, and an empty message would be stored as
+    the server's "missing _msg field"."""
+    return strip_colours(message) or message
+
+
 def shows_nothing(text: str) -> bool:
     """Whether a line shows nothing on a terminal: empty, white space, or escape sequences
     alone (a colour reset after each write, the cursor shown again at a spinner's end). Such a
