@@ -1073,3 +1073,22 @@ def test_times_with_digits_of_other_scripts_are_not_times(zero: str) -> None:
     assert valid_time("2024-01-01T00:00:00Z")
     assert not valid_time("2024-01-01T00:00:0" + zero + "Z")
     assert not valid_time("2024-01-01T00:00:00Z".replace("0", zero))
+
+
+def test_a_records_line_with_its_traceback_in_a_box_has_its_exception() -> None:
+    """structlog's console line with rich's traceback box (see test_lines.BOXED): the line is
+    the message, the exception line after the box gives `exception.*`."""
+    boxed = (
+        "2026-12-07 22:15:04 [error    ] division failed    op=div\n"
+        "\u256d\u2500 Traceback (most recent call last) \u2500\u256e\n"
+        "\u2502 in <module>:4   \u2502\n"
+        "\u2570\u2500\u2500\u2500\u2500\u2500\u256f\n"
+        "ZeroDivisionError: division by zero"
+    )
+    b, _ = builder()
+    entry = one(b.from_line(line(boxed, forced="ERROR", kind=1)))
+    assert entry["_msg"] == "2026-12-07 22:15:04 [error    ] division failed    op=div"
+    assert entry["level"] == "ERROR"
+    assert entry["exception.type"] == "ZeroDivisionError"
+    assert entry["exception.message"] == "division by zero"
+    assert entry["exception.stacktrace"].startswith("\u256d\u2500 Traceback")

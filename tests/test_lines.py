@@ -423,6 +423,28 @@ def test_a_line_and_its_traceback_written_before_their_newline_are_one_entry(
         assert final == []
 
 
+#: What structlog's console renderer writes for `log.exception()` when rich is installed: the
+#: record's line and rich's traceback box, then its exception line, in one write.
+BOXED = (
+    "2026-12-07 22:15:04 [error    ] division failed                op=div\n"
+    "\u256d\u2500\u2500 Traceback (most recent call last) \u2500\u2500\u256e\n"
+    "\u2502 in <module>:4                         \u2502\n"
+    "\u2570\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u2500\u256f\n"
+    "ZeroDivisionError: division by zero"
+)
+
+
+@pytest.mark.parametrize("chunks", [[BOXED, "\n"], [BOXED + "\n"]], ids=["then-newline", "at-once"])
+def test_a_line_and_its_traceback_in_a_box_are_one_entry(chunks: list[str]) -> None:
+    # Each line of the box was an INFO entry of its own, and no entry had exception.* (a
+    # structlog program's every log.exception() once rich was installed).
+    before, final = assemble([*chunks, "next\n"])
+    assert texts(before + final) == [BOXED, "next"]
+    assert before[0].level == "ERROR"
+    lines = LineAssembler()
+    assert lines.whole_lines([text(1, (BOXED + "\n").encode() * 2, 0, 0, None)]) is None
+
+
 def test_tracebacks_of_two_threads_stay_apart() -> None:
     tb1, tb2 = _simple(), _direct_cause()
     asm = LineAssembler()

@@ -54,6 +54,8 @@ def _line_run(
 
 
 TRACEBACK_START = "Traceback (most recent call last):"
+TRACEBACK_TITLE = TRACEBACK_START[:-1]  # a rich box's title, without the colon
+BOX_CORNER = "\u256d"  # ╭
 GROUP_START = "Exception Group Traceback"  # printed indented: "  + Exception Group Traceback"
 CHAIN_MARKERS = (
     "During handling of the above exception",
@@ -90,6 +92,12 @@ def is_traceback_start(text: str) -> bool:
     return text.startswith(TRACEBACK_START) or (
         text[:1] == " " and text.lstrip(" +").startswith(GROUP_START)
     )
+
+
+def is_box_start(text: str) -> bool:
+    """The top of rich's traceback box: `╭──── Traceback (most recent call last) ────╮`
+    (structlog's console renderer draws one when rich is installed)."""
+    return text[:1] == BOX_CORNER and TRACEBACK_TITLE in text
 
 
 def warnings_in_pieces() -> bool:
@@ -338,7 +346,7 @@ class LineAssembler:
         """The run of `joined`'s lines (each ended by its newline), unless one of them holds
         what only feed_many handles: a carriage return, a traceback, a private key, a warning's
         first line that its source line may follow, or nothing to keep."""
-        if ("\r" in joined or TRACEBACK_START in joined or GROUP_START in joined
+        if ("\r" in joined or TRACEBACK_TITLE in joined or GROUP_START in joined
                 or KEY_BEGIN in joined
                 or (warnings_in_pieces() and PYTHON_WARNING_MARK in joined)):  # fmt: skip
             return None
@@ -412,7 +420,7 @@ class LineAssembler:
         if text[0] == "{" and self._object_written(key, text, t_ns, context, out):
             return
         pieces = text.split("\n")
-        if len(pieces) > 2 and is_traceback_start(pieces[1]):
+        if len(pieces) > 2 and (is_traceback_start(pieces[1]) or is_box_start(pieces[1])):
             if pieces[-1] and key not in self._partial:
                 # A line and its traceback without the newline that ends its exception line:
                 # structlog prints them so, and then "\n". Kept whole for that newline.
