@@ -325,7 +325,7 @@ def loguru_records():
     logger.add(lambda message: made.append(message.record), level="INFO")
     for i in range(256):
         logger.bind(request_id=f"r-{i:08d}").info("order placed {} user={}", i, "amy")
-    return [make_event(entry_fields, record, now, 0, None, 20) for record in made]
+    return [make_event(entry_fields, (record, ""), now, 0, None, 20) for record in made]
 def order(i):
     return {"user_id": 42, "duration_ms": 12.5,
             "order": {"id": f"o-{i}", "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}}

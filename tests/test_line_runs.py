@@ -906,7 +906,7 @@ def test_loguru_records_are_written_as_the_general_path_writes_them(
 
     made = loguru_records([(message, bound, failing, level)
                            for message, bound, failing, level, _ in cases])  # fmt: skip
-    items = [event(entry_fields, made_record, T0 + n, 7, fresh(RECORD_CONTEXTS[index]),
+    items = [event(entry_fields, (made_record, ""), T0 + n, 7, fresh(RECORD_CONTEXTS[index]),
                    made_record["level"].no)
              for n, (made_record, (*_, index)) in enumerate(zip(made, cases))]  # fmt: skip
     assert_written_as_made_whole(items, env)
@@ -916,7 +916,7 @@ def test_loguru_records_are_written_at_once() -> None:
     from vlhook._integrations.loguru import entry_fields
 
     made = loguru_records([("order placed", {"user": "amy", "n": 1}, False, 20)] * 3)
-    items: list[Any] = [event(entry_fields, made_record, T0, 7, fresh(CONTEXTS[2]), 20)
+    items: list[Any] = [event(entry_fields, (made_record, ""), T0, 7, fresh(CONTEXTS[2]), 20)
                         for made_record in made]  # fmt: skip
     out = builder().written_records(items)
     assert all(isinstance(entry, str) for entry in out)
@@ -934,7 +934,7 @@ def test_loguru_records_that_need_more_are_made_whole(message: str, env: dict[st
     from vlhook._integrations.loguru import entry_fields
 
     made = loguru_records([(message, {}, False, 20)])
-    items: list[Any] = [event(entry_fields, made[0], T0, 7, None, 20)]
+    items: list[Any] = [event(entry_fields, (made[0], ""), T0, 7, None, 20)]
     assert not any(isinstance(entry, str) for entry in builder(**env).written_records(items))
     assert_written_as_made_whole(items, env)
 

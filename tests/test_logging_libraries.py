@@ -104,6 +104,42 @@ def test_loguru_enqueued_sinks(script: Any, sink: Any) -> None:
     assert {r["level"] for r in rows} == {"ERROR"}
 
 
+def test_loguru_enqueued_exception_keeps_its_traceback(script: Any, sink: Any) -> None:
+    """A sink with enqueue=True receives a copy of the record without its traceback object
+    (loguru pickles it): the stacktrace came to `ZeroDivisionError: division by zero` alone.
+    The text loguru formatted before queuing it holds the traceback."""
+    path = script(
+        "import sys\nfrom loguru import logger as log\n"
+        "log.remove()\nlog.add(sys.stderr, enqueue=True)\n" + EXCEPTION + "log.complete()\n"
+    )
+    run_both(path, sink)
+    (boom,) = sink.settle(1)
+    zero_division(boom)
+
+
+def test_loguru_records_of_forked_children_into_an_enqueued_sink(script: Any, sink: Any) -> None:
+    """Forked children's records reach the parent's sink: every child's main thread has the
+    same id, and records of the same message in the same microsecond were taken for one record
+    written by two sinks (1 to 4 of 1,200 lost, without a word)."""
+    path = script(
+        "import os, sys\nfrom loguru import logger as log\n"
+        "log.remove()\nlog.add(sys.stderr, enqueue=True, format='{message}')\n"
+        "children = []\n"
+        "for _ in range(4):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        for _ in range(300):\n            log.info('tick')\n"
+        "        log.complete()\n        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "for pid in children:\n    os.waitpid(pid, 0)\n"
+        "log.complete()\n"
+    )
+    bare = run_python(path, {}, dropin=False)
+    assert bare.stderr.count(b"tick\n") == 1200
+    run_python(path, sink.env())
+    assert len(sink.settle(1200, timeout=20)) == 1200
+
+
 def test_loguru_printed_by_the_programs_own_sink(script: Any, sink: Any) -> None:
     """A sink that prints the text itself: loguru's default text format and its serialized
     JSON are understood from the printed lines."""
@@ -142,13 +178,19 @@ def test_loguru_receiving_logging_records(script: Any, sink: Any) -> None:
         "        logger.opt(depth=depth, exception=record.exc_info).log(\n"
         "            record.levelname, record.getMessage())\n"
         "logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)\n"
+        "import sys\nlogger.remove()\nlogger.add(sys.stderr, enqueue=sys.argv[1] == 'True')\n"
         "logging.getLogger('app').warning('through logging')\n"
         "logger.info('straight to loguru')\n"
+        "logger.complete()\n"
     )
-    run_both(path, sink)
-    rows = sink.settle(2)
-    assert messages(rows) == ["through logging", "straight to loguru"]
-    assert [r["level"] for r in rows] == ["WARNING", "INFO"]
+    for enqueue in ("False", "True"):  # a sink of loguru's own thread: not the record's
+        hooked = run_python(path, sink.env(VICTORIALOGS_FIELDS=f"test_id={sink.test_id},"
+                                           f"enqueue={enqueue}"), args=(enqueue,))  # fmt: skip
+        assert hooked.rc == 0, hooked.err
+        rows = [row for row in sink.settle(4 if enqueue == "True" else 2)
+                if row["enqueue"] == enqueue]  # fmt: skip
+        assert messages(rows) == ["through logging", "straight to loguru"]
+        assert [r["level"] for r in rows] == ["WARNING", "INFO"]
 
 
 # -- structlog --------------------------------------------------------------------------------

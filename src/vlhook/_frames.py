@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from typing import Optional
 
 #: The modules whose functions run inside the program's own calls: the stream tee, the logging
-#: wrapper and the import hook. (Frames of the command line and the sender are not hidden: a
-#: traceback there is vlhook's own, to be read as it is.)
-WRAPPERS = frozenset({"vlhook._capture_streams", "vlhook._capture_logging", "vlhook._imports"})
+#: wrapper, the import hook, and loguru's `add` and its sinks' `emit` once a sink is queued.
+#: (Frames of the command line and the sender are not hidden: a traceback there is vlhook's
+#: own, to be read as it is.)
+WRAPPERS = frozenset({"vlhook._capture_streams", "vlhook._capture_logging", "vlhook._imports",
+                      "vlhook._integrations.loguru"})  # fmt: skip
 MAX_EXCEPTIONS = 100  # a chain or group walked at most this far
 
 

@@ -49,19 +49,61 @@ class _Records:
             return _capture_streams.NOTHING
         # A record written by two sinks is the same object, or (a sink with enqueue=True, on
         # loguru's own thread) an equal copy.
-        key = (record["time"], record["thread"].id, record["message"])
+        key = _key(record)
         mine = object()
         if key in self.old or self.new.setdefault(key, mine) is not mine:
             return _capture_streams.NOTHING
         if len(self.new) > GENERATION:
             self.old, self.new = self.new, {}
+        trace = ""
+        exception = record["exception"]
+        if exception is not None and exception.type is not None and exception.traceback is None:
+            # A sink with enqueue=True gets a copy of the record without its traceback (loguru
+            # pickles it); the text loguru formatted before queuing it holds it.
+            trace = printed_traceback(str.__str__(message))
         return event(
-            entry_fields, record, time_ns(), _thread.get_ident(), _context.get(), levelno
+            entry_fields, (record, trace), time_ns(), _thread.get_ident(), _context.get(), levelno
         ), levelno
 
+    def made_within(self, record: dict[str, Any]) -> None:
+        """On the program's thread, for a sink with enqueue=True: a record made by a logging
+        handler (loguru's InterceptHandler) while it handled a logging record, which is what
+        is shipped. That sink writes it later on loguru's own thread, no longer known as the
+        handler's output (written at once, it is: see _capture_streams.suppressed); taken
+        there as written by a second sink."""
+        self.new.setdefault(_key(record), object())
+        if len(self.new) > GENERATION:
+            self.old, self.new = self.new, {}
 
-def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """On the sender thread: the entry's fields from a loguru record."""
+
+def _key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A record, and its copies (enqueue=True). Forked children's main threads share one id:
+    without the process, their records of one message in one microsecond were one."""
+    return (record["time"], record["process"].id, record["thread"].id, record["line"],
+            record["message"])  # fmt: skip
+
+
+def printed_traceback(text: str) -> str:
+    """The traceback loguru printed at the end of a record's text ("" when there is none):
+    from `Traceback (most recent call last` (`..., catch point marked):` with backtrace)."""
+    start = text.find(TRACEBACK_HEAD)
+    if start < 0:
+        return ""
+    trace = text[start:].rstrip("\n")
+    if "\x1b" in trace:  # colorize=True
+        from vlhook._formats import strip_colours
+
+        trace = strip_colours(trace)
+    return trace
+
+
+TRACEBACK_HEAD = "Traceback (most recent call last"
+
+
+def entry_fields(data: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    """On the sender thread: the entry's fields from a loguru record, and the traceback it
+    printed when the record's copy has none ("" else: see _Records.capture)."""
+    record, trace = data
     rfc3339, level_name, merge_fields, describe_exception = _helpers or _load_helpers()
     fields: dict[str, Any] = {
         "_time": rfc3339(round(record["time"].timestamp() * 1e6) * 1000),
@@ -76,6 +118,8 @@ def entry_fields(record: dict[str, Any]) -> dict[str, Any]:
     exception = record["exception"]
     if exception is not None and exception.type is not None:
         fields.update(describe_exception(exception.type, exception.value, exception.traceback))
+        if trace:
+            fields["exception.stacktrace"] = trace
     # As logging's `extra=`: a field of the record's `extra` (its `bind()`) wins over the
     # record's location fields; one named as vlhook's own (`bind(level=...)`) is kept as
     # `fields.<name>`.
@@ -101,11 +145,44 @@ def _load_helpers() -> tuple[Any, ...]:
 
 def install(module: ModuleType, active: Active) -> None:
     """Called when loguru is imported."""
-    from loguru import _error_interceptor, _handler
+    from loguru import _error_interceptor, _handler, _logger
 
-    _capture_streams.richer[_handler.Message] = _Records(active.config.level).capture
+    records = _Records(active.config.level)
+    _capture_streams.richer[_handler.Message] = records.capture
+    _watch_for_enqueued_sinks(_logger.Logger, _handler.Handler, records)
     _show_reports_as_without(_error_interceptor.ErrorInterceptor)
     _diag.debug("loguru: records written to the console are shipped as records")
+
+
+def _watch_for_enqueued_sinks(logger: Any, handler: Any, records: _Records) -> None:
+    """Once the program adds a sink with enqueue=True, each sink's emit notes the records a
+    logging handler makes (see _Records.made_within). Not before: it costs every loguru call
+    ~0.4 µs (of ~9), which only such a sink needs."""
+    add = logger.add
+
+    def add_sink(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("enqueue"):
+            logger.add = add  # once
+            with _diag.guard("loguru enqueued sink"):
+                _note_records_made_within(handler, records)
+        return add(self, *args, **kwargs)
+
+    logger.add = add_sink
+
+
+def _note_records_made_within(handler: Any, records: _Records) -> None:
+    """Each sink's emit, on the thread that logs: see _Records.made_within."""
+    emit = handler.emit
+    suppressed = _capture_streams.suppressed
+    get_ident = _thread.get_ident
+
+    def vlhook_emit(self: Any, record: Any, *args: Any) -> Any:
+        if suppressed and get_ident() in suppressed and getattr(self, "_enqueue", False):
+            with _diag.guard("loguru record of a logging handler"):
+                records.made_within(record)
+        return emit(self, record, *args)
+
+    handler.emit = vlhook_emit
 
 
 def _show_reports_as_without(interceptor: Any) -> None:
