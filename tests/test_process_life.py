@@ -1158,7 +1158,9 @@ def test_a_crash_shown_by_the_programs_own_hook_is_one_error_entry(script: Any, 
     assert hooked.rc == 1 and hooked.stderr == b"| ValueError: bad input |\n"
     rows = sink.settle(3)
     assert sorted(messages(rows)[:2]) == ["working", "| ValueError: bad input |"]
-    errors = [row for row in rows if row["level"] == "ERROR"]
+    # The line the hook printed names an exception: ERROR too, without exception fields.
+    assert [row["level"] for row in rows] == ["INFO", "ERROR", "ERROR"]
+    errors = [row for row in rows if "exception.type" in row]
     assert len(errors) == 1, rows
     assert errors[0]["exception.type"] == "ValueError"
     assert errors[0]["exception.message"] == "bad input"
