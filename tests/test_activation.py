@@ -118,6 +118,7 @@ def test_bad_url_turns_shipping_off_with_one_warning(script: Any) -> None:
     run = run_python(path, {"VICTORIALOGS_URL": "ftp://user:hunter2@example/x"})
     assert run.rc == 0 and run.out == "TextIOWrapper\n"
     assert "shipping is off" in run.err and "hunter2" not in run.err
+    assert len(run.err.splitlines()) == 2  # the URL's mistake, and that shipping is off
 
 
 def test_a_mistyped_host_is_said_at_the_start_and_the_other_urls_ship(
@@ -261,6 +262,22 @@ def test_wheel_pth_activates_without_pythonpath(
 def test_wheel_pth_inactive_imports_nothing(installed_venv: Path, script: Any) -> None:
     path = script("import sys\nprint(sorted(m for m in sys.modules if 'vlhook' in m))\n")
     assert run_python(path, dropin=False, python=str(installed_venv)).out == "[]\n"
+
+
+def test_run_with_shipping_off_warns_once_where_the_pth_and_the_dropin_both_activate(
+    installed_venv: Path,
+) -> None:
+    """Under `vlhook run` the program's Python activates twice: the wheel's .pth, then the
+    drop-in the command puts on PYTHONPATH. After a first activation that found shipping off
+    the second warned again: the first had taken the command's note that it said them."""
+    env = {**base_env(), "VICTORIALOGS_URL": "ftp://user:hunter2@example/x"}
+    run = subprocess.run(
+        [str(installed_venv), "-m", "vlhook", "run", str(installed_venv), "-c", "print(1)"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout == "1\n"
+    lines = run.stderr.splitlines()
+    assert len(lines) == 2 and "shipping is off" in lines[1], run.stderr
 
 
 def test_installed_cli_path_points_into_the_package(installed_venv: Path) -> None:

@@ -61,8 +61,9 @@ def current() -> Optional[Active]:
 def activate(source: str = "api") -> bool:
     """Start capturing if VICTORIALOGS_URL is set. Never raises; True when active."""
     global _active
-    if getattr(sys, MARK, None) is not None:
-        return True
+    marked = getattr(sys, MARK, None)
+    if marked is not None:
+        return marked is not False
     from vlhook._config import is_enabled
 
     if not is_enabled(os.environ):
@@ -72,7 +73,9 @@ def activate(source: str = "api") -> bool:
     except Exception as exc:
         _diag.internal_error("activation", exc)
         return False
-    setattr(sys, MARK, _active)
+    # False: activated, and shipping is off (its warnings said): a second activation (the
+    # wheel's .pth, then the drop-in, under `vlhook run`) said them again.
+    setattr(sys, MARK, False if _active is None else _active)
     return _active is not None
 
 

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     # The CLI's own output is not a program's logs: `listen` must not feed itself, and `tail`
     # must not ship what it prints (it would then print it again).
-    if getattr(sys, "_vlhook_active", None) is not None:
+    if getattr(sys, "_vlhook_active", None):  # False: activated with shipping off
         from vlhook._activation import deactivate
 
         deactivate()
