@@ -61,6 +61,15 @@ def test_check_fails_plainly_when_unreachable() -> None:
     assert "hunter2" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "soon"])
+def test_check_refuses_a_timeout_that_is_no_time(timeout: str) -> None:
+    """0, a negative number, nan and inf were taken, and the probe's failure blamed on the
+    server ("timed out", "timestamp out of range"); other commands refuse such numbers."""
+    result = _vlhook("check", "--timeout", timeout, env={"VICTORIALOGS_URL": "http://127.0.0.1:9"})
+    assert result.returncode == 2, result.stdout
+    assert f"argument --timeout: {timeout!r} is not a number of seconds" in result.stderr
+
+
 def test_check_shows_the_servers_refusal(sink: Any) -> None:
     result = _vlhook(
         "check", env={"VICTORIALOGS_URL": sink.url, "VICTORIALOGS_HEADERS": "AccountID=x"}

@@ -40,6 +40,19 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    """A time to wait: more than 0 and finite (0, nan or inf made the probe fail, and the
+    failure was put down to the server)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (more than 0, "
+                                         "less than a day)")  # fmt: skip
+    return seconds
+
+
 def _add_listen(sub: Any) -> None:
     listen = sub.add_parser("listen", help="a local receiver that prints what arrives")
     listen.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -61,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     _run.add_run(sub)
     check = sub.add_parser("check", help="validate the configuration and reach the server")
-    check.add_argument("--timeout", type=float, default=5.0)
+    check.add_argument("--timeout", type=_seconds, default=5.0)
     check.set_defaults(func=cmd_check)
     _add_listen(sub)
     _run.add_path(sub)
