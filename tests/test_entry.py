@@ -64,6 +64,7 @@ def one(entries: list[Entry]) -> Entry:
         ("level=error", "ERROR"),
         ('ts=1 level="warn" msg=x', "WARNING"),
         ("time=x level=debug msg=y", "DEBUG"),
+        ("event='disk low' level='warning' pct=91", "WARNING"),  # structlog's KeyValueRenderer
         ("2024-01-01 12:00:00,123 INFO x", "INFO"),
         ("2024-01-01 12:00:00,123 ERROR x", "ERROR"),
         ("2024-01-01 12:00:00.123 | ERROR | y", "ERROR"),

@@ -28,7 +28,7 @@ LEVEL_WORDS = {
 # or bracketed tokens; the first ordinary word ends the head ("error rate is 5%" has no level).
 _HEAD_TOKEN = lazy(r"\[\s*([^\]]{1,40}?)\s*\]|\|\s*([A-Za-z]{3,8})\s*\||([^\s\[\]|]+)")
 _PREFIX_CHARS = frozenset("0123456789-:.,TZ+/")
-_LOGFMT = lazy(r"\blevel=\"?([A-Za-z]{3,8})\b")
+_LOGFMT = lazy(r"\blevel=[\"']?([A-Za-z]{3,8})\b")  # '...': structlog's KeyValueRenderer
 # A warning as Python prints it (its `warnings` module, or the interpreter before that module is
 # loaded): `<file>:<line>: <Category>: <message>`, the category a Warning subclass's name.
 # Python's own logging of warnings (`logging.captureWarnings`) gives them WARNING.
