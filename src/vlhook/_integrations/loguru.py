@@ -167,6 +167,9 @@ def _watch_for_enqueued_sinks(logger: Any, handler: Any, records: _Records) -> N
                 _note_records_made_within(handler, records)
         return add(self, *args, **kwargs)
 
+    # As the program's `help(logger.add)` and `inspect.signature` see it without vlhook.
+    add_sink.__name__, add_sink.__qualname__ = add.__name__, add.__qualname__
+    add_sink.__doc__, add_sink.__wrapped__ = add.__doc__, add  # type: ignore[attr-defined]
     logger.add = add_sink
 
 
