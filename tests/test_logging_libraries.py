@@ -137,7 +137,8 @@ def test_loguru_records_of_forked_children_into_an_enqueued_sink(script: Any, si
     bare = run_python(path, {}, dropin=False)
     assert bare.stderr.count(b"tick\n") == 1200
     run_python(path, sink.env())
-    assert len(sink.settle(1200, timeout=20)) == 1200
+    # (From Python 3.12 on, a fork with loguru's thread running warns: one entry more.)
+    assert messages(sink.settle(1200, timeout=20)).count("tick") == 1200
 
 
 def test_loguru_printed_by_the_programs_own_sink(script: Any, sink: Any) -> None:

@@ -89,31 +89,34 @@ def _capture_text(kind: int, text: str) -> None:
         _pass_deferred(put)
     held_here = _held[kind]
     held = held_here.pop(ident, None) if held_here else None
-    # Operators before the method call: print() writes each of several values apart, and one
-    # call more a write cost `print(line, i)` ~10 % of its thread's CPU (+300-400 ns).
-    if held is not None and (
-        "\n" not in text or text == "\n" or text.find("\n", 0, len(text) - 1) < 0
-    ):
-        whole, t_ns, context = held[0] + text, held[1], held[2]  # at most ends the held line
-    else:
-        if held is not None:  # the held line ends and more begins: each kept at its own time
-            _put_held(put, kind, ident, held)
-            held = None
-        whole, t_ns, context = text, time_ns(), _context.get()
-    # A write that ends a line and begins the next ("...\n" + a status line, as a terminal's
-    # live display redraws) is passed on: held, its lines would wait for a write that ends
-    # with a newline, which such a display may never make before the program's exit.
-    if whole[-1] != "\n" and len(whole) < HOLD_MAX and "\n" not in text:
-        if held is None and whole < "\x1c" and not whole.strip(_SHOWS_NOTHING):
-            # Colour codes alone begin no line (colorama's autoreset writes a reset after each
-            # line's newline): held, the next line would take their time. Its entry is read
-            # without them anyway.
-            return
-        held_here[ident] = (whole, t_ns, context)
-        return
     try:
+        # Operators before the method call: print() writes each of several values apart, and
+        # one call more a write cost `print(line, i)` ~10 % of its thread's CPU (+300-400 ns).
+        if held is not None and (
+            "\n" not in text or text == "\n" or text.find("\n", 0, len(text) - 1) < 0
+        ):
+            whole, t_ns, context = held[0] + text, held[1], held[2]  # at most ends the held
+        else:
+            if held is not None:  # the held line ends and more begins: each at its own time
+                _put_held(put, kind, ident, held)
+                held = None
+            whole, t_ns, context = text, time_ns(), _context.get()
+        # A write that ends a line and begins the next ("...\n" + a status line, as a
+        # terminal's live display redraws) is passed on: held, its lines would wait for a write
+        # that ends with a newline, which such a display may never make before the exit.
+        if whole[-1] != "\n" and len(whole) < HOLD_MAX and "\n" not in text:
+            if held is None and whole < "\x1c" and not whole.strip(_SHOWS_NOTHING):
+                # Colour codes alone begin no line (colorama's autoreset writes a reset after
+                # each line's newline): held, the next line would take their time. Its entry is
+                # read without them anyway.
+                return
+            held_here[ident] = (whole, t_ns, context)
+            return
         put(_new(Text, (kind, whole, t_ns, ident, context)))
-    except RecursionError:  # nothing kept: the write is deferred after what it continues
+    except RecursionError:
+        # Nothing kept: the write is deferred after what it continues. Anywhere after the
+        # pop: from Python 3.13 on, a C call here (`str.find`, `time_ns`) may raise it too, and
+        # the held start of the line was lost ("start: " of "start: depth 197").
         if held is not None:
             held_here[ident] = held
         raise
@@ -135,7 +138,11 @@ def _pass_held(put: Put, kind: int, ident: int) -> None:
     """Put the unfinished line a thread holds, if any, before what comes after it."""
     held = _held[kind].pop(ident, None) if _held[kind] else None
     if held is not None:
-        _put_held(put, kind, ident, held)
+        try:
+            _put_held(put, kind, ident, held)
+        except RecursionError:  # the call itself found no room (3.13): still held, still first
+            _held[kind][ident] = held
+            raise
 
 
 def _put_held(put: Put, kind: int, ident: int, held: Held) -> None:
