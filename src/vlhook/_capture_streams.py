@@ -98,7 +98,7 @@ def _capture_text(kind: int, text: str) -> None:
             whole, t_ns, context = held[0] + text, held[1], held[2]  # at most ends the held
         else:
             if held is not None:  # the held line ends and more begins: each at its own time
-                _put_held(put, kind, ident, held)
+                put(make_text(kind, held[0], held[1], ident, held[2]))
                 held = None
             whole, t_ns, context = text, time_ns(), _context.get()
         # A write that ends a line and begins the next ("...\n" + a status line, as a
@@ -139,19 +139,10 @@ def _pass_held(put: Put, kind: int, ident: int) -> None:
     held = _held[kind].pop(ident, None) if _held[kind] else None
     if held is not None:
         try:
-            _put_held(put, kind, ident, held)
-        except RecursionError:  # the call itself found no room (3.13): still held, still first
-            _held[kind][ident] = held
+            put(make_text(kind, held[0], held[1], ident, held[2]))
+        except RecursionError:  # not kept (no room for a call, on 3.13 even a C one): still
+            _held[kind][ident] = held  # held, still first
             raise
-
-
-def _put_held(put: Put, kind: int, ident: int, held: Held) -> None:
-    """Put an unfinished line taken from the hold; put back when it could not be kept."""
-    try:
-        put(make_text(kind, held[0], held[1], ident, held[2]))
-    except RecursionError:  # not kept: still held, still first
-        _held[kind][ident] = held
-        raise
 
 
 def _pass_deferred(put: Put) -> None:

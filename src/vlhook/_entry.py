@@ -23,7 +23,7 @@ from vlhook._context import fields_of as context_fields
 from vlhook._delivery.encode import clean as valid_utf8
 from vlhook._delivery.encode import constant_fields, writable
 from vlhook._formats import head_and_traceback, readable, strip_colours, traceback_fields
-from vlhook._levels import Hay, detect_level, level_name, named_level
+from vlhook._levels import COLOUR, Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
 from vlhook._objects import (
     MAX_FIELDS,
@@ -403,7 +403,7 @@ class EntryBuilder:
         if messages is None:
             return None
         hay = Hay(messages)
-        if hay.count(_ESCAPE):  # a message with escape sequences is read without them
+        if hay.count(COLOUR):  # a message with escape sequences is read without them
             return None
         secrets = self._lines_with_secrets(hay)
         if secrets is None:  # no search can tell: every record is examined whole
@@ -838,8 +838,7 @@ class EntryBuilder:
         record, t_ns, _thread, context, levelno, message, texts = item
         entry: Entry = {
             "_time": rfc3339(t_ns),
-            # As a printed line's: werkzeug colours its request line in the message itself.
-            "_msg": readable(message) if "\x1b" in message else message,
+            "_msg": message,
             "level": level_name(levelno),
             "stream": "logging",
             "logger": record.name,
@@ -852,9 +851,11 @@ class EntryBuilder:
         structured = record_object(record.msg, record.args, message)
         if structured is not None:
             entry.update(object_fields(structured, keep_message=True))
-            shown = entry["_msg"]  # a structlog event's: read as any record's message
-            if isinstance(shown, str) and "\x1b" in shown:
-                entry["_msg"] = readable(shown)
+        # As a printed line's: werkzeug colours its request line in the message itself (and a
+        # structlog event's message is read so too).
+        shown = entry["_msg"]
+        if shown.__class__ is str and "\x1b" in shown:
+            entry["_msg"] = readable(shown)
         entry.update(records.exception_fields(record))
         merge_fields(entry, records.extra_fields(record))  # `extra={"level": ...}`: kept apart
         for text in texts or ():
@@ -1184,8 +1185,6 @@ class EntryBuilder:
 
 #: The names an integration's record fields may not take (see from_event).
 EVENT_OWN = frozenset({"stream", ""})
-#: What a message holding escape sequences (colours, links) starts with.
-_ESCAPE = ("\x1b",)
 #: The first fields of an integration's record that is written as JSON (see _written_event):
 #: as a logging record's entry has them, `stream` apart.
 EVENT_HEAD = ("_time", "_msg", "level", "logger", "code.file", "code.line", "code.function",

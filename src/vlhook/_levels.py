@@ -136,8 +136,8 @@ _HEAD_OF = itemgetter(slice(0, LEVEL_HEAD))  # a text cut to its first LEVEL_HEA
 # Texts longer than this on average are cut to their heads for that search; measured over
 # groups of 1,024 lines, cutting costs more than it saves below ~200 characters on average.
 _CUT_FROM = LEVEL_HEAD * 5 // 4
-# A line with colour codes (ESC, anywhere) is read without them.
-_COLOUR = ("\x1b",)
+#: What a text holding escape sequences (colours, links) holds: it is read without them.
+COLOUR = ("\x1b",)
 # Its upper case is "I": "cr\u0131t".upper() == "CRIT", which the lower-cased search misses.
 _DOTLESS_I = "\u0131"
 
@@ -203,7 +203,7 @@ class Hay:
             heads = Hay(list(map(_HEAD_OF, self.texts)))
         found = heads.lines_with(LEVEL_HINTS, lower=True)
         if found is not None:
-            found.update(self.lines_with(_COLOUR) or ())
+            found.update(self.lines_with(COLOUR) or ())
         return found
 
     def count(self, needles: tuple[str, ...]) -> int:

@@ -49,21 +49,33 @@ class _Records:
             return _capture_streams.NOTHING
         # A record written by two sinks is the same object, or (a sink with enqueue=True, on
         # loguru's own thread) an equal copy.
-        key = _key(record)
-        mine = object()
-        if key in self.old or self.new.setdefault(key, mine) is not mine:
+        if not self._first_sight(record):
             return _capture_streams.NOTHING
-        if len(self.new) > GENERATION:
-            self.old, self.new = self.new, {}
-        trace = ""
+        printed = ""
         exception = record["exception"]
         if exception is not None and exception.type is not None and exception.traceback is None:
             # A sink with enqueue=True gets a copy of the record without its traceback (loguru
-            # pickles it); the text loguru formatted before queuing it holds it.
-            trace = printed_traceback(str.__str__(message))
+            # pickles it); the text loguru formatted before queuing it holds it (read on the
+            # sender thread: see entry_fields).
+            printed = str.__str__(message)
         return event(
-            entry_fields, (record, trace), time_ns(), _thread.get_ident(), _context.get(), levelno
+            entry_fields,
+            (record, printed),
+            time_ns(),
+            _thread.get_ident(),
+            _context.get(),
+            levelno,
         ), levelno
+
+    def _first_sight(self, record: dict[str, Any]) -> bool:
+        """Whether the record (or a copy of it) is seen here for the first time; noted."""
+        key = _key(record)
+        mine = object()
+        if key in self.old or self.new.setdefault(key, mine) is not mine:
+            return False
+        if len(self.new) > GENERATION:
+            self.old, self.new = self.new, {}
+        return True
 
     def made_within(self, record: dict[str, Any]) -> None:
         """On the program's thread, for a sink with enqueue=True: a record made by a logging
@@ -71,9 +83,7 @@ class _Records:
         is shipped. That sink writes it later on loguru's own thread, no longer known as the
         handler's output (written at once, it is: see _capture_streams.suppressed); taken
         there as written by a second sink."""
-        self.new.setdefault(_key(record), object())
-        if len(self.new) > GENERATION:
-            self.old, self.new = self.new, {}
+        self._first_sight(record)
 
 
 def _key(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -101,9 +111,9 @@ TRACEBACK_HEAD = "Traceback (most recent call last"
 
 
 def entry_fields(data: tuple[dict[str, Any], str]) -> dict[str, Any]:
-    """On the sender thread: the entry's fields from a loguru record, and the traceback it
-    printed when the record's copy has none ("" else: see _Records.capture)."""
-    record, trace = data
+    """On the sender thread: the entry's fields from a loguru record, and the text it was
+    printed as when the record's copy has no traceback ("" else: see _Records.capture)."""
+    record, printed = data
     rfc3339, level_name, merge_fields, describe_exception = _helpers or _load_helpers()
     fields: dict[str, Any] = {
         "_time": rfc3339(round(record["time"].timestamp() * 1e6) * 1000),
@@ -118,6 +128,7 @@ def entry_fields(data: tuple[dict[str, Any], str]) -> dict[str, Any]:
     exception = record["exception"]
     if exception is not None and exception.type is not None:
         fields.update(describe_exception(exception.type, exception.value, exception.traceback))
+        trace = printed_traceback(printed) if printed else ""
         if trace:
             fields["exception.stacktrace"] = trace
     # As logging's `extra=`: a field of the record's `extra` (its `bind()`) wins over the
