@@ -5,10 +5,10 @@ forever), and every request is recorded (time, path, headers, body). Faults: pas
 after reading the request), delay:S, status:N[:S] (answer N with Retry-After S, store nothing),
 close (answer, then close the kept-alive connection as an idle server would), stall (read the
 request, never answer), redirect:N:BASE (answer N with Location: BASE + the request's path and
-query, store nothing), drip:S
-(forward, then send the answer one byte every S seconds). With `max_body` set, a body larger
-than that many bytes (as sent, compressed) gets 413 whatever the plan says, as nginx's
-`client_max_body_size` does.
+query, store nothing), page (answer 200 with a web page, as a web app on the wrong port does,
+store nothing), drip:S (forward, then send the answer one byte every S seconds). With
+`max_body` set, a body larger than that many bytes (as sent, compressed) gets 413 whatever the
+plan says, as nginx's `client_max_body_size` does.
 
 `CutProxy`: a TCP pass-through that can be cut (every connection dropped, the port refusing)
 and restored on the same port: a node that is lost and comes back, as the client sees it.
@@ -106,6 +106,11 @@ class FaultProxy:
                 f"HTTP/1.1 {code} Fault\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
                 + body
             )
+            return True
+        if kind == "page":
+            page = b"<!DOCTYPE html><html><body>Sign in</body></html>"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(page), page))  # fmt: skip
             return True
         if kind == "redirect":
             code, _, base = arg.partition(":")

@@ -186,6 +186,27 @@ def test_a_url_whose_path_is_wrong_keeps_the_lines_and_says_so(
     assert sorted(messages(sink.settle(2))) == ["kept", "next"]
 
 
+def test_a_url_that_answers_with_a_web_page_keeps_the_lines_and_says_so(
+    script: Any, sink: Any, tmp_path: Any
+) -> None:
+    """A server that answers every request with 200 and a web page (a web app on the port
+    VICTORIALOGS_URL names, a sign-in page in front) stored nothing: the lines were taken for
+    delivered, and lost without a word. They are kept now, and the next run delivers them."""
+    from fault_proxy import FaultProxy
+
+    spool = str(tmp_path / "spool")
+    with FaultProxy(sink.url, ["page"] * 5) as proxy:
+        run = run_python(script("print('kept')\n"), sink.env(
+            VICTORIALOGS_URL=proxy.url, VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
+    assert run.rc == 0 and run.out == "kept\n"
+    assert "answered with a web page, not as VictoriaLogs does" in run.err, run.err
+    assert "1 kept in the spool" in run.err and "dropped" not in run.err
+    again = run_python(script("print('next')\n", name="next.py"),
+                       sink.env(VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
+    assert again.err == ""
+    assert sorted(messages(sink.settle(2))) == ["kept", "next"]
+
+
 @pytest.mark.parametrize(
     "header",
     ["Content-Encoding=br", "Transfer-Encoding=chunked",

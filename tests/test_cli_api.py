@@ -77,6 +77,18 @@ def test_check_shows_the_servers_refusal(sink: Any) -> None:
     assert result.returncode == 1 and "HTTP 400" in result.stdout
 
 
+def test_check_fails_where_a_web_page_answers(sink: Any) -> None:
+    """A web app answers the probe 200: the check said "probe accepted", waited out the
+    read-back, and ended with OK, where every batch would be lost."""
+    from fault_proxy import FaultProxy
+
+    with FaultProxy(sink.url, ["page"] * 20) as proxy:
+        result = _vlhook("check", "--timeout", "2", env={"VICTORIALOGS_URL": proxy.url})
+    assert result.returncode == 1, result.stdout
+    assert "answered with a web page, not as VictoriaLogs does" in result.stdout, result.stdout
+    assert "FAILED" in result.stdout and "probe accepted" not in result.stdout
+
+
 def test_check_names_the_lowest_level_shipped() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     for value, shown in (("warn", "WARNING"), ("", "INFO"), ("DEBUG", "DEBUG")):

@@ -461,6 +461,38 @@ def test_a_url_whose_path_names_no_insert_endpoint_is_kept_not_rejected(
         s.close()
 
 
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [({"Content-Type": "text/html; charset=utf-8"}, b"<h1>Welcome</h1>"),  # a web app's
+     ({}, b"\n  <!DOCTYPE html><html><body>Sign in</body></html>")],  # no type: by its text
+)  # fmt: skip
+def test_a_web_page_answered_with_200_is_kept_not_taken_for_delivery(
+    headers: dict[str, str], body: bytes
+) -> None:
+    """VictoriaLogs answers a stored batch with 200 and an empty body. A 200 carrying a web
+    page is another server's (a catch-all web app, a sign-in page, a port mixed up): the
+    batch was counted as delivered and lost without a word."""
+    with Scripted(lambda p, h, b: (200, headers, body)) as server:
+        s = shipper(server.url)
+        s.add([entry("a"), entry("b")])
+        outcome = s.send()
+        assert outcome.delivered == 0 and outcome.rejected == {}
+        assert sum(count for _, count in outcome.kept) == 2
+        assert "a web page" in outcome.reason, outcome.reason
+        s.close()
+
+
+def test_a_200_with_a_body_that_is_no_web_page_is_a_delivery() -> None:
+    """A receiver that answers 200 with JSON (`{"status":"ok"}`) stored the batch."""
+    with Scripted(
+        lambda p, h, b: (200, {"Content-Type": "application/json"}, b'{"ok":1}')
+    ) as server:
+        s = shipper(server.url)
+        s.add([entry("a")])
+        assert s.send().delivered == 1
+        s.close()
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_client_errors_are_rejected_once(status: int) -> None:
     with Scripted(lambda p, h, b: (status, {}, b"no")) as server:

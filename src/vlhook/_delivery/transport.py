@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from vlhook._delivery.http import Connection, HttpError, Withdrawn
+from vlhook._delivery.http import Connection, HttpError, Response, Withdrawn
 from vlhook._delivery.private import open_high
 from vlhook._diag import scrub, warn
 
@@ -124,6 +124,19 @@ def tls_context(config: Config) -> Any:
     return context
 
 
+#: What a 2xx answer holding a web page is said to be (see _is_web_page).
+WEB_PAGE = "a web page, not VictoriaLogs' answer"
+
+
+def _is_web_page(response: Response) -> bool:
+    """VictoriaLogs answers a stored batch with an empty body. A web page in a 2xx answer is
+    another server's (a web app on that port, a sign-in page in front), which stored nothing:
+    taken for a delivery, every batch would be lost without a word. Other bodies are let be
+    (a receiver of the same API may answer with a status in JSON)."""
+    kind = response.headers.get("content-type", "")
+    return kind.lower().startswith("text/html") or response.body.lstrip()[:1] == b"<"
+
+
 class HttpTransport:
     def __init__(self, endpoint: Endpoint, config: Config, target: str = "",
                  credentials: bool = True) -> None:  # fmt: skip
@@ -160,6 +173,9 @@ class HttpTransport:
             return Result(False, retryable=True, sent=True, message=_describe(exc, self.endpoint))
         status = response.status
         if 200 <= status < 300:
+            if _is_web_page(response):
+                return Result(False, status, message=f"HTTP {status} from "
+                              f"{self.endpoint.display}: {WEB_PAGE}")  # fmt: skip
             return Result(True, status)
         # Masked before it is cut: a credential the server echoes, cut in its middle, would no
         # longer be found whole by the masking of the message where it is shown.
