@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import traceback
 from typing import Any, TypeVar
 
@@ -96,6 +97,57 @@ def test_printed_traceback_alone_gets_its_exception_type() -> None:
     assert entry["_msg"] == tb.rstrip("\n") and entry["level"] == "ERROR"
     assert (entry["exception.type"], entry["exception.message"]) == ("KeyError", "'k'")
     assert "exception.stacktrace" not in entry  # it is the message already
+
+
+def lambda_error_report(exc: BaseException) -> str:
+    """What awslambdaric prints for a handler that raised, in its text format (its own code)."""
+    from awslambdaric import bootstrap
+
+    printed: list[str] = []
+
+    class Sink:
+        def log_error(self, lines: list[str]) -> None:
+            printed.append(bootstrap.ERROR_LOG_LINE_TERMINATE.join(lines) + "\n")
+
+    try:
+        raise exc
+    except BaseException:
+        bootstrap.log_error(bootstrap.build_fault_result(sys.exc_info(), None), Sink())
+    return one(printed)
+
+
+@pytest.mark.parametrize("exc", [ValueError("cannot process bob: no stock"), KeyError("k")])
+def test_a_lambda_runtimes_error_report_is_an_error_with_its_exception(exc: Exception) -> None:
+    """awslambdaric prints a handler's error as `[ERROR] Type: message` and the traceback, its
+    lines ended by carriage returns and indented with no-break spaces: one ERROR entry, which
+    had no `exception.*` and kept those characters in its message."""
+    report = lambda_error_report(exc)
+    assert report.startswith("[ERROR] ") and "\r" in report and "\u00a0" in report
+    name, message = type(exc).__name__, str(exc)
+    [line] = feed(report)
+    expected = report.rstrip("\n").replace("\r", "\n").replace("\u00a0", " ")
+    b = builder()
+    made: list[list[Any]] = [b.from_line(line), b.from_lines([line]), b.written_lines([line])]
+    for entries in made:
+        entry = one(entries)
+        assert isinstance(entry, dict), entry
+        assert entry["_msg"] == expected and entry["_msg"].startswith(f"[ERROR] {name}: {message}")
+        assert "File " in entry["_msg"] and "raise exc" in entry["_msg"]
+        assert entry["level"] == "ERROR" and entry["exception.type"] == name
+        assert entry["exception.message"] == message
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "[ERROR] the disk is full: retrying",  # a program's own line: no exception named
+        "[ERROR] ValueError: bad\rTraceback-like but not the runtime's",
+    ],
+)
+def test_other_error_lines_are_not_taken_for_a_lambda_report(printed: str) -> None:
+    entry = one(builder().from_line(one(feed(printed + "\n"))))
+    assert entry["level"] == "ERROR" and "exception.type" not in entry
+    assert entry["_msg"] == printed.replace("\r", "\n")  # one line's lines
 
 
 @pytest.mark.parametrize(

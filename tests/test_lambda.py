@@ -120,7 +120,9 @@ def test_each_invocation_is_delivered_between_response_and_next(sink: Sink) -> N
     errors = [r for r in bob if r["level"] == "ERROR"]
     assert len(errors) == 1, [r["_msg"] for r in bob]
     assert errors[0]["_msg"].startswith("[ERROR] ValueError: cannot process bob")
-    assert "Traceback (most recent call last):" in errors[0]["_msg"]
+    assert "Traceback (most recent call last):\n  File " in errors[0]["_msg"]
+    assert (errors[0]["exception.type"], errors[0]["exception.message"]) == (
+        "ValueError", "cannot process bob")  # fmt: skip
 
     cid = rows_of(rows, third)
     assert {r["trace_id"] for r in cid} == {"0af7651916cd43dd8448eb211c80319c"}

@@ -172,6 +172,8 @@ LINE = st.one_of(
         "the monkey's author", "git https://ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5@github.com/o",
         "https://b.s3.amazonaws.com/k?X-Amz-Signature=0a1b&X-Amz-Expires=60",
         "caf\udce9 bytes no stream could decode",  # a lone surrogate (surrogateescape)
+        # A Lambda handler's error as awslambdaric prints it: made whole, its exception read.
+        "[ERROR] ValueError: bad\rTraceback (most recent call last):\r\u00a0\u00a0File \"a.py\"",
     ]),
 )  # fmt: skip
 

@@ -22,7 +22,14 @@ from vlhook._context import apply as apply_context
 from vlhook._context import fields_of as context_fields
 from vlhook._delivery.encode import clean as valid_utf8
 from vlhook._delivery.encode import constant_fields, writable
-from vlhook._formats import head_and_traceback, readable, strip_colours, traceback_fields
+from vlhook._formats import (
+    head_and_traceback,
+    is_lambda_error,
+    lambda_error,
+    readable,
+    strip_colours,
+    traceback_fields,
+)
 from vlhook._levels import COLOUR, Hay, detect_level, level_name, named_level
 from vlhook._lines import is_traceback_start
 from vlhook._objects import (
@@ -177,6 +184,9 @@ class EntryBuilder:
             if clean and not context and self._nothing_to_examine(entry, text):
                 return self.finish(entry, None, examined=True)
             return self.finish(entry, context)
+        if is_lambda_error(text):
+            entry.update(lambda_error(text), level="ERROR")
+            return self.finish(entry, context)
         entry["level"] = detect_level(text)
         return self.finish(entry, context, only_message=not context)
 
@@ -230,7 +240,7 @@ class EntryBuilder:
             if levels is NOT_SEARCHED:
                 levels = hay.level_candidates()
             if levels is None or (levels and index in levels):
-                if "\x1b" in text:  # colour codes: read without them
+                if _read_whole(text):
                     out.extend(self.from_line(line))
                     continue
                 level = detect_level(text)
@@ -276,7 +286,7 @@ class EntryBuilder:
             return None
         whole.update(index for index in secrets
                      if index not in whole and self._redaction_changes(texts[index]))  # fmt: skip
-        whole.update(index for index in levels if "\x1b" in texts[index])
+        whole.update(index for index in levels if _read_whole(texts[index]))
         tails: Iterable[Optional[str]] = repeat("")
         apart: set[int] = set()  # context of the program's own: _batch's path, line by line
         if any(contexts):
@@ -1260,6 +1270,13 @@ def _remember(cache: dict[Any, T], key: Any, value: T) -> T:
         cache.clear()
     cache[key] = value
     return value
+
+
+def _read_whole(text: str) -> bool:
+    """Whether a line the level search named is made whole by from_line, not written as a
+    plain line: colour codes are read without them, and a Lambda runtime's error report
+    names its exception."""
+    return "\x1b" in text or is_lambda_error(text)
 
 
 def _heads_and_streams(kinds: list[int], times: list[int]) -> tuple[Iterable[str], Iterable[str]]:

@@ -71,6 +71,35 @@ def traceback_fields(text: str) -> dict[str, str]:
     return {"exception.type": fallback.group(1), "exception.message": fallback.group(2) or ""}
 
 
+#: How awslambdaric prints a handler's error in its text format: `[ERROR] Type: message`, then
+#: Python's traceback header and the frames, indented with no-break spaces, its lines ended by
+#: carriage returns (read as the lines of one line: see _lines._carriage_returns).
+LAMBDA_ERROR = "[ERROR] "
+_LAMBDA_TRACEBACK = "\nTraceback (most recent call last):"
+_NO_BREAK_SPACE = "\u00a0"
+
+
+def is_lambda_error(text: str) -> bool:
+    return text.startswith(LAMBDA_ERROR) and _LAMBDA_TRACEBACK in text
+
+
+def lambda_error(text: str) -> dict[str, str]:
+    """The `_msg` and `exception.*` of a Lambda runtime's error report (see is_lambda_error):
+    its frames indented with spaces, as Python prints them, and the exception its first line
+    names."""
+    head, *rest = text.split("\n")
+    for index, line in enumerate(rest):
+        indent = len(line) - len(line.lstrip(_NO_BREAK_SPACE))
+        if indent:
+            rest[index] = " " * indent + line[indent:]
+    fields = {"_msg": "\n".join([head, *rest])}
+    match = _EXCEPTION_LINE.match(head, len(LAMBDA_ERROR))
+    if match is not None:
+        fields["exception.type"] = match.group(1)
+        fields["exception.message"] = match.group(2) or ""
+    return fields
+
+
 def exception_key(obj: dict[str, Any]) -> dict[str, Any]:
     """`exception.*` from a JSON object's `exception` key, when it holds a traceback (taken out
     of the object); else nothing."""
