@@ -201,6 +201,22 @@ def test_container_name_and_job_sources(env: dict[str, str], container: str, job
         (["./.py"], None, {}, ".py", ".py"),
         (["-m"], ["python3", "-X", "dev", "-m", "uvicorn", "app:app"], {}, "uvicorn", "uvicorn"),
         (["-c", "--multiprocessing-fork"], None, {"VICTORIALOGS_PARENT_PROGRAM": "app"}, "app", ""),
+        # A worker of joblib's loky pool: its parent's (it was named after loky's module).
+        (
+            ["-m"],
+            [
+                "python3",
+                "-m",
+                "joblib.externals.loky.backend.popen_loky_posix",
+                "--process-name",
+                "LokyProcess-1",
+                "--pipe",
+                "5",
+            ],
+            {"VICTORIALOGS_PARENT_PROGRAM": "app"},
+            "app",
+            "",
+        ),
         (["-c"], None, {}, "python", ""),
         (["-"], None, {"VICTORIALOGS_PARENT_PROGRAM": " "}, "python", ""),
         ([], None, {"VICTORIALOGS_PARENT_PROGRAM": "app"}, "app", ""),

@@ -635,6 +635,31 @@ def test_a_crashing_child_process_is_one_error_entry(script: Any, sink: Any, met
     assert errors[0]["_msg"].endswith("RuntimeError: boom")
 
 
+LOKY_POOL = """\
+import logging, os
+from joblib import Parallel, delayed
+def work(i):
+    print('task', i, flush=True)
+    return os.getpid()
+if __name__ == '__main__':
+    pids = Parallel(n_jobs=2)(delayed(work)(i) for i in range(4))
+    print('workers', len(set(pids) - {os.getpid()}) > 0)
+"""
+
+
+def test_joblib_loky_workers_ship_under_their_programs_name(script: Any, sink: Any) -> None:
+    """joblib's default pool (loky, scikit-learn's) starts each worker with
+    `python -m joblib.externals.loky.backend.popen_loky_posix`: its lines went to a job and a
+    container named after that module, not the program's."""
+    pytest.importorskip("joblib")
+    run = run_python(script(LOKY_POOL, name="shop.py"), sink.env())
+    assert run.rc == 0 and run.out.endswith("workers True\n"), run.err
+    rows = sink.settle(5)
+    assert sorted(messages(rows)) == [*(f"task {i}" for i in range(4)), "workers True"]
+    assert {(row["job"], row["container_name"]) for row in rows} == {("shop", "shop")}
+    assert len({row["pid"] for row in rows}) > 1  # the workers' own lines
+
+
 # Each worker does one task and ends (billiard 4.3 ends it within ~1 s; 4.2, the last for
 # Python 3.9, ~30 s later); the pool is terminated once both have. A worker still alive then
 # would die of SIGTERM, whose handler flushes: the test would not tell.

@@ -105,6 +105,7 @@ def _start(source: str) -> Optional[Active]:
     _sync.at_fork(after_in_child=_context.after_fork_in_child)
     if "logging" in config.capture:
         _imports.when_imported("logging", lambda module: _hook_logging(sender, config))
+        _imports.when_imported("logging.handlers", _hook_logging_handlers)
     _imports.when_imported("threading", _lifecycle.hook_threading)
     _imports.when_imported("logging", _lifecycle.hook_logging_errors)
     _imports.when_imported("multiprocessing.util", _lifecycle.hook_multiprocessing)
@@ -226,6 +227,12 @@ def _hook_logging(sender: Sender, config: Config) -> None:
     _capture_logging.install(sender.buffer.put, config.level)
 
 
+def _hook_logging_handlers(module: ModuleType) -> None:
+    from vlhook import _capture_logging
+
+    _capture_logging.hook_handlers(module)
+
+
 def deactivate() -> None:
     """Stop capturing in this process (the CLI uses it: a receiver must not ship its own
     output to itself). Already queued entries are still delivered."""
@@ -238,6 +245,7 @@ def deactivate() -> None:
             os.environ[name] = value
     _replaced.clear()
     _imports.forget("logging")
+    _imports.forget("logging.handlers")
     _capture_streams.uninstall()
     capture_fd = sys.modules.get("vlhook._capture_fd")
     if capture_fd is not None:

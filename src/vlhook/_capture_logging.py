@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import _thread
 import logging
+import sys
 
-from vlhook import _context
-from vlhook._capture_streams import NOT_SUPPRESSED, suppressed
+from vlhook import _capture_streams, _context
+from vlhook._capture_streams import NOT_SUPPRESSED, NotCaptured, suppressed
 from vlhook._captures import record as make_record
 from vlhook._diag import internal_error
 
@@ -38,6 +39,53 @@ def callHandlers(self, record):
     finally:
         leave(record, state)
 """
+
+
+#: logging's own ways of handing records to handlers after the logging call returned (a
+#: `QueueListener`'s thread, 3.12's `queue_handler` configuration among them; a
+#: `MemoryHandler`'s flush, by the program or at logging's shutdown): what the handlers print
+#: then is the text of records captured where they were logged, and was stored again as lines.
+LATER = (("QueueListener", "handle"), ("MemoryHandler", "flush"))
+_later: dict[tuple[str, str], Callable[..., Any]] = {}  # (class, method) -> logging's own
+
+# Compiled under logging.handlers' file name, as _WRAPPER is: logging's report of a failing
+# handler prints the call stack from the first frame outside its directory, which this is not.
+_LATER_WRAPPER = """
+def {method}(self, *args, **kwargs):
+    if handling():  # within a record's handling already: that record collects what is printed
+        return original(self, *args, **kwargs)
+    with NotCaptured():
+        return original(self, *args, **kwargs)
+"""
+
+
+def hook_handlers(module: Any) -> None:
+    """When `logging.handlers` loads: the methods of LATER, run with what their thread prints
+    not captured as text (see NotCaptured)."""
+    if _later:  # installed once
+        return
+    for class_name, method in LATER:
+        owner = getattr(module, class_name, None)
+        original = getattr(owner, method, None)
+        if original is None:
+            continue
+        _later[(class_name, method)] = original
+        setattr(owner, method, _uncaptured(original, method, module.__file__ or "logging"))
+
+
+def _uncaptured(original: Callable[..., Any], method: str, filename: str) -> Callable[..., Any]:
+    namespace: dict[str, Any] = {"original": original, "NotCaptured": NotCaptured,
+                                 "handling": _handling, "__name__": __name__}  # fmt: skip
+    exec(compile(_LATER_WRAPPER.format(method=method), filename, "exec"), namespace)  # noqa: S102
+    wrapper: Callable[..., Any] = namespace[method]
+    wrapper.__qualname__, wrapper.__doc__ = original.__qualname__, original.__doc__
+    return wrapper
+
+
+def _handling() -> bool:
+    """Whether this thread's writes are kept from capture already (`suppressed` is read each
+    time: fd capture replaces it)."""
+    return _thread.get_ident() in _capture_streams.suppressed
 
 
 def install(put: Put, level: int) -> None:
@@ -198,3 +246,7 @@ def uninstall() -> None:
     if _original is not None:
         logging.Logger.callHandlers = _original  # type: ignore[method-assign,assignment]
         _original = None
+    handlers = sys.modules.get("logging.handlers")
+    for (class_name, method), original in _later.items():
+        setattr(getattr(handlers, class_name), method, original)
+    _later.clear()

@@ -437,13 +437,21 @@ def _server_of(reader: _Reader, endpoint: Endpoint, url: str) -> Endpoint:
 PARENT_PROGRAM = "VICTORIALOGS_PARENT_PROGRAM"
 
 
+#: Modules a pool runs with `-m` to start a worker of another program's: joblib's default
+#: backend (loky, scikit-learn's too) and loky itself. Their workers were named after them.
+WORKER_LAUNCHERS = frozenset({
+    "joblib.externals.loky.backend.popen_loky_posix", "loky.backend.popen_loky_posix",
+})  # fmt: skip
+
+
 def _own_program_name() -> str:
     """The script's stem or the `-m` module's name; "" for a process with no program of its
-    own (`python -c`, stdin, a multiprocessing worker started by spawn or forkserver)."""
+    own (`python -c`, stdin, a pool's worker started by spawn, forkserver or loky)."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 == "-m":  # at start-up, before runpy has found the module
         orig = _interpreter_argv()
-        return orig[orig.index("-m") + 1] if "-m" in orig[:-1] else ""
+        module = orig[orig.index("-m") + 1] if "-m" in orig[:-1] else ""
+        return "" if module in WORKER_LAUNCHERS else module
     if argv0 in ("", "-c", "-"):
         return ""
     # Normalized, a directory run as a program is named whatever way it was given: `app/`
