@@ -1246,3 +1246,46 @@ def test_a_crash_through_vlhooks_hook_is_not_stored_twice(
     rows = sink.settle(2)
     assert [row.get("exception.type") for row in rows if row["level"] == "ERROR"] == \
         ["ValueError"] * errors  # fmt: skip
+
+
+# As PID 1 (a container's program run without an init: `docker run image python app.py`), the
+# kernel drops SIGTERM and SIGHUP where the program left their default: it goes on. vlhook's
+# handler flushed, then "died of the signal" by a kill that the kernel dropped too, and went on
+# as if the process had ended: every line after it went to the spool, none to the server,
+# untold (a `docker stop`'s 10 s, or the rest of the container's life after a stray SIGHUP).
+AS_PID_1 = """\
+import os, signal, time
+print("pid", os.getpid(), flush=True)
+for i in range(6):
+    print("tick", i, flush=True)
+    if i == 2:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `docker stop` does
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)
+print("done")
+"""
+
+
+def _pid_namespace(tmp_path: Path) -> str:
+    """An interpreter command that runs the program as PID 1 of a new PID namespace."""
+    try:
+        ok = subprocess.run(["unshare", "-fp", "--mount-proc", "true"], capture_output=True,
+                            timeout=10).returncode == 0  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    if not ok:
+        pytest.skip("needs unshare(1) with the right to make a PID namespace (root)")
+    wrapper = tmp_path / "as-pid-1"
+    wrapper.write_text(f'#!/bin/sh\nexec unshare -fp --mount-proc {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_as_pid_1_a_termination_signal_leaves_the_program_shipping(
+    script: Any, sink: Any, tmp_path: Path
+) -> None:
+    python = _pid_namespace(tmp_path)
+    bare, _ = as_without_vlhook(script(AS_PID_1), sink.env(), python=python)
+    assert bare.out.startswith("pid 1\n") and bare.out.endswith("tick 5\ndone\n")
+    assert sorted(messages(sink.settle(8))) == sorted(bare.out.splitlines())
+    assert not (sink.spool.exists() and any(sink.spool.iterdir()))  # nothing left behind

@@ -246,6 +246,18 @@ def final_flush(sender: Sender, config: Config, python_buffers: bool = True) -> 
         _die_of(_first_signal)
 
 
+def _as_init() -> None:
+    """SIGTERM or SIGHUP to PID 1 (a container's program run without an init): the kernel drops
+    the default action of a signal sent to it, so without vlhook the program goes on. Deliver
+    what is queued (`docker stop` sends SIGKILL after its grace period), and go on too. Before,
+    the exit ran and its kill was dropped: every later line went to the spool, untold."""
+    if _flushing_on is not None:  # the exit, under way: it delivers
+        return
+    with _diag.guard("signal flush"):
+        if _sender is not None and _config is not None:
+            _sender.flush(_config.exit_timeout_ms / 1000)
+
+
 def _die_of(signum: int) -> None:
     """As without vlhook: the signal's own end (its status, no atexit)."""
     _signal.signal(signum, _signal.SIG_DFL)
@@ -387,6 +399,9 @@ def _install_signal_flush() -> None:
 
     def on_signal(signum: int, frame: Optional[FrameType]) -> None:
         global _first_signal, _signal_deferred
+        if os.getpid() == 1:
+            _as_init()
+            return
         # SIGHUP in the middle of SIGTERM's flush: the process dies of SIGTERM.
         first = _first_signal = signum if _first_signal is None else _first_signal
         if _flushing_on == get_ident():
