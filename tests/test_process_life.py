@@ -1289,3 +1289,38 @@ def test_as_pid_1_a_termination_signal_leaves_the_program_shipping(
     assert bare.out.startswith("pid 1\n") and bare.out.endswith("tick 5\ndone\n")
     assert sorted(messages(sink.settle(8))) == sorted(bare.out.splitlines())
     assert not (sink.spool.exists() and any(sink.spool.iterdir()))  # nothing left behind
+
+
+# A program that cleans up on a signal, then sets the signal's default back and sends it to
+# itself, to end as the signal ends a process (Twisted's twistd and twist on Ctrl-C and
+# SIGTERM): the process died at once, and what vlhook had not delivered with it, untold.
+SELF_KILL = """\
+import os, signal, sys, time
+how, name = sys.argv[1], sys.argv[2]
+signum = getattr(signal, name)
+if how == "group":
+    os.setpgid(0, 0)  # a group of its own: the signal to it (pid 0) reaches no one else
+print("working", flush=True)
+signal.signal(signum, lambda *_: None)
+signal.raise_signal(signum) if how == "raise" else None
+print("cleaning up on", name, flush=True)
+signal.signal(signum, signal.SIG_DFL)
+if how == "raise":
+    signal.raise_signal(signum)
+else:
+    os.kill(0 if how == "group" else os.getpid(), signum)
+print("not reached")
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "name"), [("kill", "SIGINT"), ("kill", "SIGTERM"), ("raise", "SIGINT"),
+                      ("group", "SIGHUP")],
+)  # fmt: skip
+def test_a_program_ending_by_its_own_signal_delivers_first(
+    script: Any, sink: Any, how: str, name: str
+) -> None:
+    env = sink.env(VICTORIALOGS_FLUSH_INTERVAL_MS="60000")
+    bare, _ = as_without_vlhook(script(SELF_KILL), env, args=(how, name))
+    assert bare.rc == -getattr(signal, name) and bare.out == f"working\ncleaning up on {name}\n"
+    assert messages(sink.settle(2)) == ["working", f"cleaning up on {name}"]

@@ -88,6 +88,7 @@ def install(sender: Sender, config: Config) -> None:
     at_fork(after_in_parent=_after_fork, after_in_child=_after_fork)
     _install_signal_flush()
     _patch_exec(sender, config)
+    _patch_self_kill(sender, config)
     if config.flush_on_os_exit:
         _patch_os_exit(sender, config)
 
@@ -563,7 +564,7 @@ def _patch_os_exit(sender: Sender, config: Config) -> None:
     global _os_exit_flushes
     if not _os_exit_flushes:
         _os_exit_flushes = True
-        os._exit = _first(os._exit, lambda: final_flush(sender, config, python_buffers=False),
+        os._exit = _first(os._exit, lambda *call: final_flush(sender, config, False),
                           "os._exit flush")  # fmt: skip
 
 
@@ -574,7 +575,7 @@ def _patch_exec(sender: Sender, config: Config) -> None:
     flush first, within the exit budget, what cannot be delivered going to the spool. A flush,
     not the exit: an exec that fails returns to the program, and vlhook goes on with it."""
 
-    def flush() -> None:  # the new image never writes out the old one's buffers
+    def flush(*call: Any) -> None:  # the new image never writes out the old one's buffers
         sender.flush(config.exit_timeout_ms / 1000, python_buffers=False)
 
     for name in ("execv", "execve"):
@@ -583,13 +584,41 @@ def _patch_exec(sender: Sender, config: Config) -> None:
             setattr(os, name, _first(original, flush, "exec flush"))
 
 
-def _first(original: Any, flush: Callable[[], object], where: str) -> Any:
-    """`original` (an `os` function that ends this process's image), `flush` run first,
-    under the one guard: it never keeps the call from being made."""
+#: The signals a program sends itself to end as a signal ends it, its handler set back to the
+#: default once it has cleaned up (Twisted's `twistd` and `twist` on SIGINT and SIGTERM).
+SELF_ENDING = tuple(getattr(_signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                    if hasattr(_signal, name))  # fmt: skip
+
+
+def _patch_self_kill(sender: Sender, config: Config) -> None:
+    """`os.kill(os.getpid(), sig)` (or to its group, pid 0) and `signal.raise_signal(sig)` with
+    the signal's default action set: the process dies at once, and what vlhook had not
+    delivered died with it, untold. Those flush first, as an exec does; PID 1 is left alone
+    (the kernel drops such a signal: see _as_init)."""
+
+    def ends_here(pid: int, signum: int) -> bool:
+        return (pid == 0 or pid == os.getpid() != 1) and signum in SELF_ENDING and (
+            _signal.getsignal(signum) == _signal.SIG_DFL)  # fmt: skip
+
+    def kill_flush(pid: Any, signum: Any, *rest: Any) -> None:
+        if ends_here(pid, signum) and _flushing_on is None:
+            sender.flush(config.exit_timeout_ms / 1000, python_buffers=False)
+
+    def raise_flush(signum: Any, *rest: Any) -> None:
+        kill_flush(os.getpid(), signum)
+
+    os.kill = _first(os.kill, kill_flush, "kill flush")
+    if hasattr(_signal, "raise_signal"):  # `signal` copies it from `_signal` when it loads
+        _signal.raise_signal = _first(_signal.raise_signal, raise_flush, "kill flush")
+
+
+def _first(original: Any, flush: Callable[..., object], where: str) -> Any:
+    """`original` (an `os` function that ends this process's image), `flush` run first with
+    the call's arguments, under the one guard: it never keeps the call from being made."""
 
     def flush_first(*args: Any, **kwargs: Any) -> Any:
         with _diag.guard(where):
-            flush()
+            flush(*args, **kwargs)
         return original(*args, **kwargs)
 
     # As functools.wraps would (not loaded at start-up): its name, module and help are the
