@@ -348,3 +348,51 @@ def test_the_programs_descriptors_have_the_numbers_they_have_without_vlhook(
     # The listing's own descriptor is the lowest free one: the program's next number.
     assert json.loads(hooked.err) == sorted([*json.loads(bare.err), 256]), (hooked.err, bare.err)
     assert len(sink.settle(2)) == 2  # the two lines, as printed
+
+
+# A program that closes a standard stream's descriptor (a daemon's, or one started with `>&-`):
+# vlhook's connection took the lowest free number, that stream's, and the program's writes to
+# it went into the connection (exit status 0 where it is 120 without vlhook, Python's report of
+# the failed write gone). The connection is moved above them.
+CLOSED_STDOUT = """\
+import os, sys
+print("before os.close", flush=True)
+os.close(1)
+print("lost line")
+sys.stderr.write("err after close\\n")
+"""
+
+
+def test_a_closed_standard_descriptor_stays_closed_to_the_programs_writes(
+    script: Any, sink: Any
+) -> None:
+    bare, _ = as_without_vlhook(script(CLOSED_STDOUT), sink.env(), stdin=b"")
+    assert bare.rc == 120 and b"Bad file descriptor" in bare.stderr, bare.stderr
+    stored = messages(sink.settle(3))
+    assert {"before os.close", "err after close"} <= set(stored), stored
+
+
+# Started with stdin and stdout closed (`prog <&- >&-`, as some supervisors start a daemon):
+# after vlhook's first delivery its connection and its spare descriptor held numbers 0 and 1,
+# and the program's next file got another number than without vlhook.
+CLOSED_AT_START = """\
+import os, sys, time
+os.close(0)
+os.close(1)
+sys.stderr.write("starting\\n")
+time.sleep(0.6)  # past vlhook's first delivery (a flush interval of 100 ms)
+try:
+    os.write(1, b"GET / HTTP/1.1\\r\\n\\r\\n")
+except OSError as exc:
+    sys.stderr.write(f"os.write(1): {exc.strerror}\\n")
+with open(os.devnull) as file:
+    sys.stderr.write(f"a file opened now gets {file.fileno()}\\n")
+"""
+
+
+def test_closed_standard_descriptors_are_left_to_the_programs_next_files(
+    script: Any, sink: Any
+) -> None:
+    bare, _ = as_without_vlhook(script(CLOSED_AT_START), sink.env())
+    assert bare.stderr.endswith(b"os.write(1): Bad file descriptor\na file opened now gets 0\n")
+    assert len(sink.settle(3)) == 3

@@ -20,6 +20,7 @@ import sys
 # The C type itself: `collections` costs ~2 ms at start-up.
 from _collections import deque  # type: ignore[import-not-found]
 from _thread import _count as _other_threads  # built in: threads besides the main one
+from errno import EBADF  # loaded by os already
 from time import monotonic, time_ns
 
 from vlhook import _diag, _imports
@@ -27,6 +28,7 @@ from vlhook._buffer import Buffer, LineCount, lines_in
 from vlhook._captures import Discard, Event, Record, Text, Uncaught, all_text
 from vlhook._stats import ExitReport, explain_drop
 from vlhook._sync import (
+    LAST_STANDARD_FD,
     FlushRequest,
     RLock,
     ShutdownRequest,
@@ -1074,12 +1076,19 @@ class Spare:
 
     @classmethod
     def low(cls) -> Spare:
-        """One at the number it gets. Raises OSError (none left)."""
+        """One at the number it gets. Raises OSError (none left, or that number is a standard
+        stream's the program closed: the program's next file gets it, as without vlhook)."""
         read, write = _pipe()
         try:
             close_nonblocking(write)  # made in another thread's turn: the program's by now?
         except OSError:
             pass  # closed by the program already
+        if read <= LAST_STANDARD_FD:
+            try:
+                close_nonblocking(read)
+            except OSError:
+                pass  # closed by the program already
+            raise OSError(EBADF, "a standard stream's number")
         return cls(read, at_start=False)
 
     @classmethod

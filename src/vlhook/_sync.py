@@ -105,6 +105,11 @@ def start_thread(run: Callable[..., None], *args: Any) -> int:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
 
 
+#: stdin, stdout and stderr are 0 to 2: a number of theirs that vlhook's socket or pipe takes
+#: (the program closed that stream) would be where the program's writes to it go.
+LAST_STANDARD_FD = 2
+
+
 def close_nonblocking(fd: int) -> None:
     """Close `fd` if it is non-blocking: the mark every descriptor vlhook opens for itself
     bears from the call that made it (the spool's files and directories, the connection's

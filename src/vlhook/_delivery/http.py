@@ -16,7 +16,7 @@ import stat
 from time import monotonic
 
 from vlhook._delivery.private import NO_IDENTITY, close_duplicate, identity, moved_up, release
-from vlhook._sync import close_nonblocking
+from vlhook._sync import LAST_STANDARD_FD, close_nonblocking
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -254,7 +254,9 @@ class Connection:
             sock.detach()
             self._closes_ours = True
             raise OSError(errno.EBADF, "closed by the program before vlhook used it")
-        if self._closes_ours:
+        # Moved up too when it took the number of a standard stream the program closed (a
+        # daemon's, `>&-`): the program's writes to that stream went into the connection.
+        if self._closes_ours or sock.fileno() <= LAST_STANDARD_FD:
             sock = make(family, kind, proto, self._moved_up(sock.detach(), mine))
         self._identity = mine
         return sock
