@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+import pytest
+
 from conftest import DROPIN, as_without_vlhook, base_env, messages, run_python
 
 PROBE = (
@@ -396,3 +398,55 @@ def test_closed_standard_descriptors_are_left_to_the_programs_next_files(
     bare, _ = as_without_vlhook(script(CLOSED_AT_START), sink.env())
     assert bare.stderr.endswith(b"os.write(1): Bad file descriptor\na file opened now gets 0\n")
     assert len(sink.settle(3)) == 3
+
+
+# The unbuffered-output idioms of older programs: a new stream on the process's fd 1 (or 2) put
+# in place of sys.stdout. Nothing written through it was captured, for the life of the process,
+# and nothing said so. Once vlhook's sender runs (the first line it captures: here a record),
+# each of its steps tees such a stream; what was written through it before is not captured.
+NEW_STREAM_ON_FD_1 = """\
+import io, logging, os, sys, time
+how = sys.argv[1]
+if how == "fdopen":
+    sys.stdout = os.fdopen(sys.stdout.fileno(), "w", buffering=1)
+elif how == "wrapper":
+    sys.stdout = io.TextIOWrapper(open(sys.stdout.fileno(), "wb", 0), write_through=True)
+else:
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+logging.warning("started")
+time.sleep(0.4)  # a few of the sender's steps (a flush interval of 100 ms)
+for i in range(3):
+    print("line", i, file=sys.stderr if how == "stderr" else sys.stdout, flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["fdopen", "wrapper", "stderr"])
+def test_a_new_stream_on_fd_1_or_2_in_place_of_sys_stdout_is_teed(
+    script: Any, sink: Any, how: str
+) -> None:
+    bare, _ = as_without_vlhook(script(NEW_STREAM_ON_FD_1), sink.env(), args=(how,))
+    shown = bare.stdout if how != "stderr" else bare.stderr
+    assert shown.endswith(b"line 0\nline 1\nline 2\n"), bare
+    stream = "stderr" if how == "stderr" else "stdout"
+    rows = sink.settle(4)
+    assert sorted((r["_msg"], r["stream"]) for r in rows) == [
+        ("line 0", stream),
+        ("line 1", stream),
+        ("line 2", stream),
+        ("started", "logging"),
+    ]
+
+
+def test_a_new_stream_on_fd_1_never_teed_is_said_at_exit(script: Any, sink: Any) -> None:
+    """Nothing else captured, vlhook's sender never ran a step to tee it: the lines are not
+    shipped, and the exit says why (they were lost without a word)."""
+    code = "import os, sys\nsys.stdout = os.fdopen(sys.stdout.fileno(), 'w', 1)\nprint('unseen')\n"
+    path = script(code)
+    bare = run_python(path, {}, dropin=False)
+    hooked = run_python(path, sink.env())
+    assert (hooked.rc, hooked.stdout) == (bare.rc, bare.stdout) == (0, b"unseen\n")
+    assert hooked.err == (
+        "vlhook: sys.stdout was replaced by a stream of the program's on fd 1 (os.fdopen, "
+        "open(fd)): what was written through it was not captured; "
+        "VICTORIALOGS_CAPTURE=fd,logging captures the descriptor itself\n"
+    )

@@ -101,6 +101,7 @@ def _start(source: str) -> Optional[Active]:
     sender.hold_spare_at_start()
     _capture_streams.install(sender.buffer.put, _tee_kinds(config, fd_capture), sender.put)
     sender.before_flush = _capture_streams.release_held
+    sender.each_step = _capture_streams.tee_replaced
     _sync.at_fork(after_in_child=_capture_streams.forget_held)
     _sync.at_fork(after_in_child=_context.after_fork_in_child)
     if "logging" in config.capture:

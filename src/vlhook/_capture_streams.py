@@ -455,6 +455,54 @@ def tee_again() -> None:
         _tee([kind for kind in _kinds if _on_fd_1_or_2(kind)])
 
 
+#: Per stream: the last stream found in sys.stdout / sys.stderr that is not a tee (see
+#: tee_replaced), looked at once.
+_looked_at: list[Any] = [None, None]
+
+
+def tee_replaced() -> None:
+    """At each of the sender's steps: a stream the program put in place of sys.stdout or
+    sys.stderr that writes to fd 1 or 2 is teed (`sys.stdout = os.fdopen(1, "w", 1)`, or a
+    TextIOWrapper over `open(1, "wb", 0)`: older programs' unbuffered output). Nothing it wrote
+    was captured, for the life of the process; now what it writes from the next step on is. A
+    stream not on fd 1 or 2 (a StringIO of `redirect_stdout`, a logging proxy) is left alone,
+    and looked at once. Made on the sender's thread: the stream is replaced only while it is
+    still the one looked at (a program replacing it again in between keeps its own)."""
+    if _put is None:
+        return
+    for kind in _kinds:
+        current = getattr(sys, KIND_NAMES[kind], None)
+        if current is None or current is _looked_at[kind] or is_tee(current):
+            continue
+        _looked_at[kind] = current
+        try:
+            if _on_fd_1_or_2(kind):
+                _tee_if_still(kind, current)
+        except Exception as exc:  # a stream of the program's that cannot be teed: left as is
+            internal_error("capture: a replaced stream", exc)
+
+
+def never_teed() -> list[str]:
+    """At exit: the names of the streams the program replaced by a stream of its own on fd 1
+    or 2 that no step of the sender's teed (it never ran after the replacement: a program that
+    captured nothing else), whose writes were not captured."""
+    if _put is None:
+        return []
+    found = []
+    for kind in _kinds:
+        current = getattr(sys, KIND_NAMES[kind], None)
+        if current is not None and not is_tee(current) and _on_fd_1_or_2(kind):
+            found.append(KIND_NAMES[kind])
+    return found
+
+
+def _tee_if_still(kind: int, current: Any) -> None:
+    name = KIND_NAMES[kind]
+    tee = StreamTee(current, kind)
+    if getattr(sys, name) is current:
+        setattr(sys, name, tee)
+
+
 def _on_fd_1_or_2(kind: int) -> bool:
     """Whether the stream now in sys.stdout or sys.stderr (per `kind`) writes to the process's
     output, fd 1 or 2."""

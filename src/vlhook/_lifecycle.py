@@ -99,6 +99,12 @@ def _at_exit() -> None:
     if _interrupted is None:
         with _diag.guard("exit: a crash shown by the program's hook"):
             _capture_shown_elsewhere()
+    with _diag.guard("exit: streams replaced"):
+        for name in _capture_streams.never_teed():
+            _diag.warn(f"sys.{name} was replaced by a stream of the program's on fd "
+                       f"{1 if name == 'stdout' else 2} (os.fdopen, open(fd)): what was written "
+                       "through it was not captured; VICTORIALOGS_CAPTURE=fd,logging captures "
+                       "the descriptor itself")  # fmt: skip
     try:
         with _diag.guard("exit flush"):
             final_flush(_sender, _config)

@@ -101,6 +101,8 @@ class Sender:
         self._main_ident = threading.main_thread().ident if threading else get_ident()
         #: Called on the flushing thread first (the capture stage hands over what it holds).
         self.before_flush: Optional[Callable[[], None]] = None
+        #: Called at each step (the capture stage tees a stream the program put in place).
+        self.each_step: Optional[Callable[[], None]] = None
         #: Held from activation or the first delivery on, let go when the exit begins (see
         #: hold_spare_at_start, _hold_spare). Not reset in a forked child: the child holds its
         #: own copy of it.
@@ -557,6 +559,8 @@ class Sender:
         return max(wait, 0.0)
 
     def _step(self) -> None:
+        if self.each_step is not None:
+            self.each_step()
         self.collect()
         if self.exit is None and self._shutdown is not None:
             self._begin_exit(self._shutdown)
