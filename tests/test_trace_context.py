@@ -146,6 +146,36 @@ done()
             assert trace_of(rows[f"{name} step {step}"]) == expected[name]
 
 
+def test_ids_an_opentelemetry_exporter_prints_are_the_spans_in_w3c_form(
+    script: Any, sink: Sink, tmp_path: Path
+) -> None:
+    """OpenTelemetry's ConsoleLogExporter, attached to logging through its LoggingHandler,
+    prints each record as JSON with `0x` ids (all zeros outside any span), merged into the
+    record's entry: `trace_id:=<id>` found the lines of a span but not its records, and the
+    records outside spans carried an all-zero trace."""
+    body = """
+import logging
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, ConsoleLogExporter
+provider = LoggerProvider()
+provider.add_log_record_processor(SimpleLogRecordProcessor(ConsoleLogExporter()))
+logging.getLogger().addHandler(LoggingHandler(logger_provider=provider))
+logging.warning("outside any span")
+with tracer.start_as_current_span("s") as span:
+    expected["inside"] = ids(span)
+    logging.warning("inside a span")
+provider.shutdown()
+done()
+"""
+    run, expected = run_traced(script, sink, tmp_path, body)
+    assert run.rc == 0, run.err
+    rows = by_message(sink.settle(2))
+    assert trace_of(rows["outside any span"]) == {}
+    inside = rows["inside a span"]
+    assert (inside["trace_id"], inside["span_id"]) == (
+        expected["inside"]["trace_id"], expected["inside"]["span_id"])  # fmt: skip
+
+
 def test_a_span_ended_before_a_line_is_written(script: Any, sink: Sink, tmp_path: Path) -> None:
     body = """
 import vlhook

@@ -51,6 +51,7 @@ from vlhook._objects import (
 )
 from vlhook._redact import MASK, NOT_A_SECRET, examiner_for, field_name
 from vlhook._stats import Stats
+from vlhook._tracecontext import is_hex
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs ~12 ms to import: never at run time
@@ -952,6 +953,8 @@ class EntryBuilder:
         """Add the context, then make the entry safe to send. `only_message`: the message is
         the only value the program wrote (a plain line): the rest is vlhook's own. `trusted`:
         fields known already to need nothing done; `examined`: all of them."""
+        if "trace_id" in entry:
+            _w3c_ids(entry)
         apply_context(entry, context)
         nested = False
         if only_message:
@@ -1270,6 +1273,29 @@ def _remember(cache: dict[Any, T], key: Any, value: T) -> T:
         cache.clear()
     cache[key] = value
     return value
+
+
+_NO_TRACE = "0x" + "0" * 32  # OpenTelemetry's trace id outside any span, in its `0x` form
+
+
+def _w3c_ids(entry: Entry) -> None:
+    """A line's own trace ids written with `0x` before their hex digits (OpenTelemetry's
+    console exporters print them so) in the form of the W3C's traceparent, which vlhook's own
+    and the rest of the trace's use: one query finds them all. Its id of no trace (all zeros,
+    outside any span) is no trace: the fields go, and the context's apply, if any."""
+    trace = entry["trace_id"]
+    if not (isinstance(trace, str) and trace[:2] == "0x"):
+        return
+    if trace == _NO_TRACE:
+        for name in TRACE_FIELDS:
+            entry.pop(name, None)
+        return
+    if not is_hex(trace[2:], 32):
+        return
+    entry["trace_id"] = trace[2:]
+    span = entry.get("span_id")
+    if isinstance(span, str) and span[:2] == "0x" and is_hex(span[2:], 16):
+        entry["span_id"] = span[2:]
 
 
 def _read_whole(text: str) -> bool:
