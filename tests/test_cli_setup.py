@@ -174,7 +174,12 @@ def test_check_and_run_warn_about_a_sitecustomize_before_the_dropin(
     check = cli("check", env={**sink.env(), **shadowed})
     assert f"warning: {warning}" in check.stdout.splitlines()
     run = cli("run", "--", PYTHON, str(path), env={**sink.env(), **shadowed})
-    assert run.stderr == f"vlhook run: warning: {warning}\n"
+    assert run.stderr == (
+        f"vlhook run: warning: {mine / 'sitecustomize.py'} comes before the vlhook drop-in on "
+        "PYTHONPATH: Python runs only the first sitecustomize it finds, so vlhook stays "
+        "inactive in programs started with that PYTHONPATH; this command is started with the "
+        "drop-in first, which runs it after itself\n"
+    )
     assert run.stdout == "1 True\n"  # under `vlhook run` both run: the drop-in chains the other
     assert messages(sink.settle(1)) == ["1 True"]
     fine = {"PYTHONPATH": os.pathsep.join([str(DROPIN), str(mine), str(SRC)])}

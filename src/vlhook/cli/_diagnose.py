@@ -50,7 +50,19 @@ def shadowing_sitecustomize(pythonpath: str) -> list[str]:
     return []
 
 
-def shadowing_warnings(pythonpath: str) -> list[str]:
+def shadowing_warnings(pythonpath: str, running: bool = False) -> list[str]:
+    """What to say of the sitecustomize files before the drop-in; `running`: said by `vlhook
+    run`, whose command gets the drop-in first (it runs them after itself), so that only other
+    programs started with that PYTHONPATH are left without vlhook (a launcher that puts its
+    own first, `ddtrace-run`, started before `vlhook run`: the order that works)."""
+    if running:
+        return [
+            f"{path} comes before the vlhook drop-in on PYTHONPATH: Python runs only the first "
+            "sitecustomize it finds, so vlhook stays inactive in programs started with that "
+            "PYTHONPATH; this command is started with the drop-in first, which runs it after "
+            "itself"
+            for path in shadowing_sitecustomize(pythonpath)
+        ]
     return [
         f"{path} comes before the vlhook drop-in on PYTHONPATH: Python runs only the first "
         "sitecustomize it finds, so vlhook stays inactive in programs started with this "

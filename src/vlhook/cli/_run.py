@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if digest:  # this command's own activation said them: the program it becomes need not
         env[WARNED] = digest
     inherited = env.get("PYTHONPATH", "")
-    for warning in shadowing_warnings(inherited):
+    for warning in shadowing_warnings(inherited, running=True):
         print(f"vlhook run: warning: {warning}", file=sys.stderr)
     env["PYTHONPATH"] = os.pathsep.join([dropin_dir(), *filter(None, inherited.split(os.pathsep))])
     if not is_enabled(env):
