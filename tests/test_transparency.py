@@ -450,3 +450,27 @@ def test_a_new_stream_on_fd_1_never_teed_is_said_at_exit(script: Any, sink: Any)
         "open(fd)): what was written through it was not captured; "
         "VICTORIALOGS_CAPTURE=fd,logging captures the descriptor itself\n"
     )
+
+
+WRAPPER_OF_THE_TEE = """\
+import logging, sys, time
+class Unbuffered:  # as awslambdaric wraps sys.stdout
+    def __init__(self, stream):
+        self.stream = stream
+    def write(self, data):
+        self.stream.write(data)
+        self.stream.flush()
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+sys.stdout = Unbuffered(sys.stdout)
+logging.warning("started")
+time.sleep(0.4)  # a few of the sender's steps (a flush interval of 100 ms)
+print("once")
+"""
+
+
+def test_a_wrapper_that_writes_through_the_tee_is_not_teed_again(script: Any, sink: Any) -> None:
+    """A stream put in place of sys.stdout that writes through the tee it wraps, whose
+    fileno() is fd 1 (it asks the tee): teed again, each line was stored twice, joined."""
+    as_without_vlhook(script(WRAPPER_OF_THE_TEE), sink.env())
+    assert sorted(messages(sink.settle(2))) == ["once", "started"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import sys
+from _io import BufferedWriter, FileIO, TextIOWrapper  # the C types, loaded at start-up
 from _operator import attrgetter
 from time import time_ns
 
@@ -476,7 +477,7 @@ def tee_replaced() -> None:
             continue
         _looked_at[kind] = current
         try:
-            if _on_fd_1_or_2(kind):
+            if _writes_to_fd_itself(current):
                 _tee_if_still(kind, current)
         except Exception as exc:  # a stream of the program's that cannot be teed: left as is
             internal_error("capture: a replaced stream", exc)
@@ -491,9 +492,21 @@ def never_teed() -> list[str]:
     found = []
     for kind in _kinds:
         current = getattr(sys, KIND_NAMES[kind], None)
-        if current is not None and not is_tee(current) and _on_fd_1_or_2(kind):
+        if current is not None and not is_tee(current) and _writes_to_fd_itself(current):
             found.append(KIND_NAMES[kind])
     return found
+
+
+def _writes_to_fd_itself(stream: Any) -> bool:
+    """Whether `stream` is the io module's own text stream straight over fd 1 or 2 (through
+    its buffer, or unbuffered): what it writes passes no tee. A wrapper of a library's
+    (awslambdaric's `Unbuffered`, which writes through the tee it wraps) or a text stream over
+    the tee's `buffer` would be captured twice: left alone."""
+    if type(stream) is not TextIOWrapper:
+        return False
+    buffer = stream.buffer
+    raw = buffer.raw if type(buffer) is BufferedWriter else buffer
+    return type(raw) is FileIO and raw.fileno() in (1, 2)
 
 
 def _tee_if_still(kind: int, current: Any) -> None:
