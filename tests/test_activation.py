@@ -174,11 +174,18 @@ def test_a_url_whose_path_is_wrong_keeps_the_lines_and_says_so(
     """The server answers 400 "unsupported path requested" to a path it has not: a mistake of
     the URL's, and the lines were dropped as rejected. They are kept now, and the next run,
     its URL mended, delivers them."""
+    said = "has no /insert/jsonline under the path VICTORIALOGS_URL gives"
+    _kept_then_delivered(script, sink, tmp_path, sink.url + "/vlogs", said)
+
+
+def _kept_then_delivered(script: Any, sink: Any, tmp_path: Any, url: str, said: str) -> None:
+    """A run shipping to `url` keeps its line in the spool and says `said` (what to mend in
+    the URL); the next run, shipping to the sink, delivers it with its own."""
     spool = str(tmp_path / "spool")
     run = run_python(script("print('kept')\n"), sink.env(
-        VICTORIALOGS_URL=sink.url + "/vlogs", VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
+        VICTORIALOGS_URL=url, VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
     assert run.rc == 0 and run.out == "kept\n"
-    assert "has no /insert/jsonline under the path VICTORIALOGS_URL gives" in run.err, run.err
+    assert said in run.err, run.err
     assert "1 kept in the spool" in run.err and "dropped" not in run.err
     again = run_python(script("print('next')\n", name="next.py"),
                        sink.env(VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
@@ -194,17 +201,9 @@ def test_a_url_that_answers_with_a_web_page_keeps_the_lines_and_says_so(
     delivered, and lost without a word. They are kept now, and the next run delivers them."""
     from fault_proxy import FaultProxy
 
-    spool = str(tmp_path / "spool")
     with FaultProxy(sink.url, ["page"] * 5) as proxy:
-        run = run_python(script("print('kept')\n"), sink.env(
-            VICTORIALOGS_URL=proxy.url, VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
-    assert run.rc == 0 and run.out == "kept\n"
-    assert "answered with a web page, not as VictoriaLogs does" in run.err, run.err
-    assert "1 kept in the spool" in run.err and "dropped" not in run.err
-    again = run_python(script("print('next')\n", name="next.py"),
-                       sink.env(VICTORIALOGS_SPOOL_DIR=spool))  # fmt: skip
-    assert again.err == ""
-    assert sorted(messages(sink.settle(2))) == ["kept", "next"]
+        said = "answered with a web page, not as VictoriaLogs does"
+        _kept_then_delivered(script, sink, tmp_path, proxy.url, said)
 
 
 @pytest.mark.parametrize(

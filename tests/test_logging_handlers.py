@@ -39,17 +39,24 @@ def test_a_queue_listeners_output_is_its_records_not_lines_of_their_own(
     assert next(r for r in rows if r["_msg"] == "disk full")["mount"] == "/data"
 
 
-MEMORY_HANDLER = """\
-import logging, logging.handlers
-memory = logging.handlers.MemoryHandler(
-    capacity=1000, flushLevel=logging.CRITICAL, target=logging.StreamHandler())
-logging.getLogger().addHandler(memory)
-log = logging.getLogger("batch")
+def memory_program(flush_level: str, body: str) -> str:
+    """A program whose root logger keeps records in a MemoryHandler (flushed at `flush_level`
+    or by the program) for a StreamHandler to stderr, then runs `body` (`log`: a logger)."""
+    return (
+        "import logging, logging.handlers\n"
+        "memory = logging.handlers.MemoryHandler(\n"
+        f"    capacity=1000, flushLevel=logging.{flush_level}, target=logging.StreamHandler())\n"
+        "logging.getLogger().addHandler(memory)\n"
+        "log = logging.getLogger('batch')\n" + body
+    )
+
+
+MEMORY_HANDLER = memory_program("CRITICAL", """\
 log.warning("job started")
 log.warning("job finished")
 memory.flush()
 log.warning("left for the shutdown's flush")
-"""
+""")  # fmt: skip
 
 
 def test_a_memory_handlers_flush_is_its_records_not_lines_of_their_own(
@@ -66,15 +73,10 @@ def test_a_memory_handlers_flush_is_its_records_not_lines_of_their_own(
     }
 
 
-FLUSHED_BY_A_RECORD = """\
-import logging, logging.handlers
-memory = logging.handlers.MemoryHandler(
-    capacity=1000, flushLevel=logging.ERROR, target=logging.StreamHandler())
-logging.getLogger().addHandler(memory)
-log = logging.getLogger("batch")
+FLUSHED_BY_A_RECORD = memory_program("ERROR", """\
 log.warning("kept")
 log.error("flushes the rest")
-"""
+""")  # fmt: skip
 
 
 def test_a_flush_a_record_sets_off_stays_that_records(script: Any, sink: Any) -> None:
