@@ -714,3 +714,28 @@ def test_a_hung_endpoint_gets_no_new_batch_when_a_flush_cannot_wait(recv: Receiv
         assert time.monotonic() - started < 0.3
         assert sorted(r["_msg"] for r in recv.wait_for(2, timeout=5)) == ["first", "second"]
         s.close()
+
+
+def test_a_flush_that_cannot_try_the_hung_endpoint_keeps_its_batch_at_once(
+    recv: Receiver,
+) -> None:
+    """After a request left unanswered, a flush that cannot afford a whole request timeout
+    skips that endpoint until NODE_DOWN_S has passed. It still slept through its retries'
+    backoff within its budget (0.1 + 0.2 + 0.4 + 0.8 s of a Lambda invocation's 2 s) before
+    keeping the batch, sending nothing: every invocation of those seconds billed for it."""
+    from fault_proxy import FaultProxy
+
+    with FaultProxy(recv.url, ["stall"] * 10, stall_s=5) as proxy:
+        s = shipper(proxy.url, VICTORIALOGS_TIMEOUT_MS="1000")
+        s.add([entry("first")])
+        assert s.send().kept_lines == 1  # unanswered, again and again: the endpoint is hung
+        tried = len(proxy.requests)
+        s.add([entry("second")])
+        started = time.monotonic()
+        outcome = s.send(timeout=0.9)  # a flush: less time left than a request may take
+        elapsed = time.monotonic() - started
+        assert outcome.kept_lines == 1 and outcome.delivered == 0
+        assert elapsed < 0.3, elapsed
+        assert "unanswered" in outcome.reason, outcome.reason
+        assert len(proxy.requests) == tried  # the hung endpoint was not tried again
+        s.close()

@@ -101,6 +101,11 @@ class Health:
     def is_hung(self, index: int) -> bool:
         return self.hung_until[index] > monotonic()
 
+    def all_hung_past(self, deadline: float) -> bool:
+        """Whether every endpoint left a request unanswered lately, and is skipped by a flush
+        (see Client._attempt) until after `deadline`."""
+        return all(until >= deadline for until in self.hung_until)
+
     def begin(self, index: int) -> float:
         started = monotonic()
         with self._lock:
@@ -216,6 +221,10 @@ class Client:
                 # it) could store it twice (a frozen server stores both when it wakes). It is
                 # reported as under way instead.
                 return MAYBE, result
+            if deadline is not None and self.health.all_hung_past(deadline):
+                # No endpoint will be tried before the deadline (see _attempt): waiting for
+                # the retries only spends the flush's time (a Lambda invocation's, billed).
+                return (MAYBE if maybe_stored and cancel.final else KEEP), result
             # The server's Retry-After is a floor over the backoff, never a shortcut: 0, a
             # negative number or a past date would otherwise retry at once, thousands of
             # times a second, against a server that says it is overloaded.
