@@ -141,3 +141,34 @@ def test_a_contexts_numbers_json_cannot_carry_are_kept_as_text_without_redaction
     (entry,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (entry["_msg"], entry["job"], entry["score"], entry["id"], entry["deep"]) == (
         "bound line", "raw", "NaN", str(2**70), {"up": "Infinity", "n": [str(2**65)]})  # fmt: skip
+
+
+KEY_BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7KEYBODYabcdefghij"
+# A private key printed in one write, at interpreter teardown (an object's `__del__`), where
+# the exit used the spool (the server down): the write goes to the spool raw.
+KEY_AT_TEARDOWN = f"""
+class Late:
+    def __del__(self):
+        print("-----BEGIN PRIVATE KEY-----\\n{KEY_BODY}\\n-----END PRIVATE KEY-----")
+late = Late()
+print("hello")
+"""
+
+
+def test_a_private_key_written_raw_is_redacted_whole_on_disk_and_when_replayed(
+    script: Any, tmp_path: Path
+) -> None:
+    """A raw text was redacted line by line: a key's lines, apart, match no pattern, and the
+    key's body went to disk as printed, and to the server at the replay."""
+    spool = tmp_path / "spool"
+    env = {"VICTORIALOGS_URL": f"http://127.0.0.1:{_unused_port()}",
+           "VICTORIALOGS_SPOOL_DIR": str(spool), "VICTORIALOGS_EXIT_TIMEOUT_MS": "200"}  # fmt: skip
+    run = run_python(script(KEY_AT_TEARDOWN), env)
+    assert run.out.endswith(f"{KEY_BODY}\n-----END PRIVATE KEY-----\n"), run.err
+    assert list(spool.glob("*.captures")), sorted(p.name for p in spool.iterdir())
+    for path in spool.iterdir():
+        assert KEY_BODY not in path.read_text(), path.name
+    out = tmp_path / "out.jsonl"
+    _replay(spool, out)
+    sent = out.read_text()
+    assert "hello" in sent and KEY_BODY not in sent

@@ -341,7 +341,7 @@ class CaptureFile:
         body = bytearray()
         for kind, t_ns, text, level, context in lines:
             if not clean:
-                text = self._text(text, level)
+                text = self._text(text)
             if context is None:  # as orjson writes it (most lines)
                 row = f"[{kind},{t_ns},{_codec.string(text)},{_codec.string(level)},null]"
                 body += row.encode("utf-8", "replace")
@@ -350,10 +350,12 @@ class CaptureFile:
             body += b"\n"
         return body
 
-    def _text(self, text: str, level: str) -> str:
+    def _text(self, text: str) -> str:
         """The text redacted as the entries made of it would be: line by line (a late write
-        makes an entry of each), and whole as well for a traceback (one entry, whose
-        stack trace is redacted whole). Colours go first, as they go from entries."""
+        makes an entry of each), and whole as well (a traceback is one entry, whose stack
+        trace is redacted whole, and a private key printed at once spans lines that match
+        no pattern apart: its body went to disk, and to the server at the replay). Colours
+        go first, as they go from entries."""
         if "\x1b[" in text:
             text = strip_colours(text)
         redact = self._redactor
@@ -361,8 +363,6 @@ class CaptureFile:
             return text
         if "\n" in text:
             text = "\n".join([redact(part) or part for part in text.split("\n")])
-            if not level:
-                return text
         return redact(text) or text
 
     def _fields(self, context: Any) -> Any:
