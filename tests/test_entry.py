@@ -20,6 +20,8 @@ from vlhook._entry import (
     MAX_KEY_BYTES,
     Entry,
     EntryBuilder,
+    _escaped_size,
+    json_parts,
     rfc3339,
     split_utf8,
 )
@@ -538,6 +540,28 @@ def test_long_message_is_split_in_numbered_parts(char: str) -> None:
         assert entry["msg_parts"] == len(entries)
         rest = {k: v for k, v in entry.items() if k not in ("_msg", "msg_part", "msg_parts")}
         assert rest == {"_time": T_TEXT, "level": "ERROR", "stream": "stderr", "user": "u"}
+
+
+@PROPS
+@given(st.lists(st.sampled_from(["x", "\\", '"', "\n", "é", "\x01", "😀", " hello world"]),
+                max_size=400), st.integers(16, 128))  # fmt: skip
+def test_json_parts_fit_join_and_take_all_that_fits(pieces: list[str], limit: int) -> None:
+    """Parts of a text that escaping grows, each as long as fits: a line of 32,765 backslashes
+    and a few words was cut into 5 parts, its last words into pieces of 2, 3 and 6 characters
+    (`' w'`, `'orl'`, `'d this'`), which no search for a word finds."""
+    text = "".join(pieces)
+    parts = json_parts(text, limit)
+    assert "".join(parts) == text
+    assert all(part and _escaped_size(part) <= limit for part in parts)
+    for part, following in zip(parts, parts[1:]):
+        assert _escaped_size(part + following[0]) > limit
+
+
+def test_a_long_line_of_escaped_characters_is_cut_in_as_few_parts_as_fit() -> None:
+    b, _ = builder()
+    text = "\\" * 32765 + " hello world this is the rest"
+    entries = b.from_line(line(text))
+    assert len(entries) == 2 and "".join(e["_msg"] for e in entries) == text
 
 
 def test_message_at_the_limit_is_not_split() -> None:

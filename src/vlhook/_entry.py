@@ -1470,18 +1470,36 @@ def _leaves(value: Any, limit: int, depth: int = 0) -> int:
     return count
 
 
-def json_parts(text: str, limit: int, budget: int = 0) -> list[str]:
-    """Cut text so that every part, JSON-encoded, takes at most `limit` bytes: parts of
-    `budget` UTF-8 bytes, re-cut in proportion where escaping made one too big."""
+def json_parts(text: str, limit: int) -> list[str]:
+    """Cut text so that every part, JSON-encoded, takes at most `limit` bytes, each as long as
+    fits: parts of `limit` UTF-8 bytes, from each of which, where escaping made it too big,
+    the longest start that fits is cut in turn. (Re-cut in proportion to the whole part's
+    escaping, a part's plain end came out in pieces of a few characters.)"""
+    data = text.encode("utf-8", "replace")
     parts: list[str] = []
-    for part in split_utf8(text.encode("utf-8", "replace"), budget or limit):
-        size = _escaped_size(part)
-        if size <= limit or len(part) <= 1:
-            parts.append(part)
-        else:
-            raw = len(part.encode("utf-8", "replace"))
-            parts.extend(json_parts(part, limit, max(1, raw * limit // size)))
+    start = 0
+    while start < len(data):
+        end = _character_end(data, min(start + limit, len(data)), start)
+        part = data[start:end].decode("utf-8", "replace")
+        if len(part) > 1 and _escaped_size(part) > limit:
+            part = part[: _longest_fitting(part, limit)]
+            end = start + len(part.encode("utf-8", "replace"))
+        parts.append(part)
+        start = end
     return parts
+
+
+def _longest_fitting(text: str, limit: int) -> int:
+    """How many characters of `text` (at least one), JSON-escaped, fit in `limit` bytes: a
+    binary search, the escaped size growing with every character (~16 escapes of a part)."""
+    low, high = 1, len(text) - 1  # text itself does not fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _escaped_size(text[:middle]) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _escaped_size(text: str) -> int:
@@ -1499,9 +1517,14 @@ def split_utf8(data: bytes, limit: int) -> list[str]:
     parts = []
     start = 0
     while start < len(data):
-        end = min(start + limit, len(data))
-        while end < len(data) and end > start and (data[end] & 0xC0) == 0x80:
-            end -= 1
+        end = _character_end(data, min(start + limit, len(data)), start)
         parts.append(data[start:end].decode("utf-8", "replace"))
         start = end
     return parts
+
+
+def _character_end(data: bytes, end: int, start: int) -> int:
+    """`end`, moved back to where a character of the UTF-8 `data` begins (not before `start`)."""
+    while end < len(data) and end > start and (data[end] & 0xC0) == 0x80:
+        end -= 1
+    return end
