@@ -400,3 +400,42 @@ def test_installed_pth_activates_under_awslambdaric(sink: Sink, venv_with_wheel:
         mine = [r["_msg"] for r in rows_of(rows, invocation)]
         assert f"hello {invocation.event['name']}" in mine
         assert mine.count("processing order") == 1
+
+
+def test_sigterm_while_the_runtime_waits_for_its_next_invocation_ends_it_at_once(
+    sink: Sink,
+) -> None:
+    """At an environment's shutdown (with extensions registered) Lambda sends SIGTERM to the
+    runtime, idle in its request for the next invocation, then SIGKILL after a grace period.
+    That request is native code that takes no signal: vlhook's handler, Python code, ran only
+    once it returned, so the runtime outlived the SIGTERM that ends it without vlhook, and its
+    undelivered lines (an environment never invoked: its init phase's) died with the SIGKILL.
+    A thread of vlhook's hears the signal, delivers, and ends the process as the signal does."""
+    import os
+    import signal
+    import time
+
+    with RuntimeApi(linger=20.0) as api:  # no invocation: /next held open 20 s
+        full = base_env()
+        full.update(ship_to(sink), AWS_LAMBDA_RUNTIME_API=api.address,
+                    AWS_LAMBDA_FUNCTION_NAME="orders", PYTHONPATH=str(DROPIN))  # fmt: skip
+        runtime = subprocess.Popen([sys.executable, "-m", "awslambdaric", "handler.handler"],
+                                   env=full, cwd=str(HANDLER_DIR), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            while not api.next_calls and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert api.next_calls, "the runtime never asked for an invocation"
+            time.sleep(0.3)  # inside the request
+            signalled = time.monotonic()
+            runtime.send_signal(signal.SIGTERM)
+            status = runtime.wait(timeout=30)
+            ended_after = time.monotonic() - signalled
+        finally:
+            if runtime.poll() is None:
+                os.kill(runtime.pid, signal.SIGKILL)
+                runtime.wait()
+    assert status == -signal.SIGTERM
+    assert ended_after < 5, ended_after  # the flush's budget at most; not /next's 20 s
+    assert messages(sink.settle(1)) == [INIT_LINE]

@@ -64,6 +64,12 @@ POKE_AFTER_S = 0.05
 POKES = 40
 #: os._exit() flushes first (see _patch_os_exit).
 _os_exit_flushes = False
+#: Taken by the one that ends the process on such a signal: vlhook's handler on the main
+#: thread, or the signal watch while the main thread waits in native code (see watch_signals).
+_ending = _thread.allocate_lock()
+#: Whether the main thread waits in native code that takes no signal, given by an integration
+#: (the Lambda runtime client's request for the next invocation); None: it never does.
+_native_wait: Optional[Callable[[], bool]] = None
 
 
 def install(sender: Sender, config: Config) -> None:
@@ -267,8 +273,25 @@ def _as_init() -> None:
 
 def _die_of(signum: int) -> None:
     """As without vlhook: the signal's own end (its status, no atexit)."""
+    if get_ident() != _main_thread_ident():
+        _die_off_the_main_thread(signum)
     _signal.signal(signum, _signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def _die_off_the_main_thread(signum: int) -> None:
+    """`signal.signal` works on the main thread only: from the signal watch (see
+    _end_from_watch) the default action is set by the C library's own `signal()` (ctypes,
+    loaded now: ~5 ms, once). Where that cannot be done, the end a shell reports for such a
+    death (status 128 + the signal's number), without atexit as the signal's."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).signal(signum, 0)  # SIG_DFL
+        os.kill(os.getpid(), signum)
+    except Exception as exc:  # no C library to call: the status below instead
+        _diag.debug(f"the signal's default action could not be set: {exc}")
+    getattr(os._exit, "__wrapped__", os._exit)(128 + signum)  # not the exit's flush again
 
 
 def capture_exception(exc: BaseException, thread_name: str = "MainThread") -> None:
@@ -419,6 +442,8 @@ def _install_signal_flush() -> None:
             # the process dies of the signal once it is over (final_flush).
             _signal_deferred = True
             return
+        if not _ending.acquire(False):
+            return  # the signal watch ends the process already (see _end_from_watch)
         try:
             with _diag.guard("signal flush"):
                 if _sender is not None and _config is not None:
@@ -535,6 +560,18 @@ def _watch_signals() -> None:
     start_thread(_poke_main, read_fd, get_ident())
 
 
+def watch_signals(native_wait: Callable[[], bool]) -> None:
+    """For a program whose main thread waits in native code that takes no signal, and tells
+    when it does (`native_wait`): the Lambda runtime client's request for the next invocation,
+    where a SIGTERM (Lambda's at an environment's shutdown) waited for vlhook's handler, Python
+    code, until the request returned, and the runtime outlived it (then died of SIGKILL, its
+    undelivered lines with it). A SIGTERM or SIGHUP heard meanwhile ends the process from the
+    signal watch (see _end_from_watch). Called on the main thread."""
+    global _native_wait
+    _native_wait = native_wait
+    _watch_signals()
+
+
 def _poke_main(read_fd: int, main: int) -> None:
     _imports.own_thread()
     while True:
@@ -545,8 +582,25 @@ def _poke_main(read_fd: int, main: int) -> None:
         if not heard:
             return
         pending = _ours(s for s in _handled if s in heard)
-        if pending:
+        if pending and _native_wait is not None and _native_wait():
+            _end_from_watch(pending[0])
+        elif pending:
             _poke(main, pending[0])
+
+
+def _end_from_watch(signum: int) -> None:
+    """As vlhook's handler would on the main thread, from the signal watch's: deliver within the
+    exit budget, keep the rest, then die of the signal (unless the handler has begun)."""
+    global _first_signal
+    if os.getpid() == 1 or not _ending.acquire(False):
+        return  # the kernel drops it (see _as_init); or the handler ends the process
+    _first_signal = signum if _first_signal is None else _first_signal
+    try:
+        with _diag.guard("signal flush"):
+            if _sender is not None and _config is not None:
+                final_flush(_sender, _config, python_buffers=False)
+    finally:
+        _die_of(_first_signal)
 
 
 def _poke(main: int, signum: int) -> None:

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from vlhook import _context, _diag
+from vlhook import _context, _diag, _lifecycle
 from vlhook._tracecontext import is_hex, traceparent_fields
 
 TYPE_CHECKING = False
@@ -44,6 +44,11 @@ class _Invocations:
         self.pid = os.getpid()
         #: Seconds each end-of-invocation flush took (what `make bench` and the tests read).
         self.flush_seconds: list[float] = []
+        #: The runtime waits for its next invocation in native code, which takes no signal.
+        self.waiting = False
+
+    def waiting_for_next(self) -> bool:
+        return self.waiting
 
     def end(self) -> None:
         """Between the response and the next request: flush within the invocation's budget.
@@ -162,8 +167,10 @@ def client_context_fields(raw: Optional[str]) -> dict[str, str]:
 
 
 def install(module: ModuleType, active: Active) -> None:
-    """Called when awslambdaric.lambda_runtime_client is imported."""
-    _patch(module, _Invocations(active.sender, active.config))
+    """Called when awslambdaric.lambda_runtime_client is imported (on the main thread)."""
+    state = _Invocations(active.sender, active.config)
+    _patch(module, state)
+    _lifecycle.watch_signals(state.waiting_for_next)
 
 
 def _patch(module: ModuleType, state: _Invocations) -> None:
@@ -173,7 +180,11 @@ def _patch(module: ModuleType, state: _Invocations) -> None:
     def wait_next_invocation(self: Any) -> Any:
         with _diag.guard("lambda flush"):
             state.end()
-        request = original(self)
+        state.waiting = True
+        try:
+            request = original(self)
+        finally:
+            state.waiting = False
         with _diag.guard("lambda context"):
             state.begin(request)
         return request
