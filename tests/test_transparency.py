@@ -474,3 +474,22 @@ def test_a_wrapper_that_writes_through_the_tee_is_not_teed_again(script: Any, si
     fileno() is fd 1 (it asks the tee): teed again, each line was stored twice, joined."""
     as_without_vlhook(script(WRAPPER_OF_THE_TEE), sink.env())
     assert sorted(messages(sink.settle(2))) == ["once", "started"]
+
+
+FILE_IN_PLACE_OF_STDOUT = """\
+import logging, sys, time
+logging.warning("started")  # vlhook's sender runs its steps from here on
+sys.stdout = open("out.txt", "w")
+print("into the file")
+time.sleep(0.3)  # a few of the sender's steps look at it (a flush interval of 100 ms)
+sys.stdout = sys.__stdout__  # the file, dropped, is closed: its line written out
+with open("out.txt") as kept:
+    print(repr(kept.read()))
+"""
+
+
+def test_a_stream_the_program_drops_is_not_kept_alive(script: Any, sink: Any) -> None:
+    """A file put in place of sys.stdout and dropped is closed by the program's last reference
+    to it going, and its buffer written out: vlhook's look at it must not hold it."""
+    bare, _ = as_without_vlhook(script(FILE_IN_PLACE_OF_STDOUT), sink.env())
+    assert bare.stdout == b"'into the file\\n'\n"

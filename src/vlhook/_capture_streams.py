@@ -456,26 +456,21 @@ def tee_again() -> None:
         _tee([kind for kind in _kinds if _on_fd_1_or_2(kind)])
 
 
-#: Per stream: the last stream found in sys.stdout / sys.stderr that is not a tee (see
-#: tee_replaced), looked at once.
-_looked_at: list[Any] = [None, None]
-
-
 def tee_replaced() -> None:
     """At each of the sender's steps: a stream the program put in place of sys.stdout or
     sys.stderr that writes to fd 1 or 2 is teed (`sys.stdout = os.fdopen(1, "w", 1)`, or a
     TextIOWrapper over `open(1, "wb", 0)`: older programs' unbuffered output). Nothing it wrote
     was captured, for the life of the process; now what it writes from the next step on is. A
     stream not on fd 1 or 2 (a StringIO of `redirect_stdout`, a logging proxy) is left alone,
-    and looked at once. Made on the sender's thread: the stream is replaced only while it is
-    still the one looked at (a program replacing it again in between keeps its own)."""
+    and not held: a file the program drops is closed as without vlhook. Made on the sender's
+    thread: the stream is replaced only while it is still the one looked at (a program
+    replacing it again in between keeps its own)."""
     if _put is None:
         return
     for kind in _kinds:
         current = getattr(sys, KIND_NAMES[kind], None)
-        if current is None or current is _looked_at[kind] or is_tee(current):
+        if current is None or is_tee(current):
             continue
-        _looked_at[kind] = current
         try:
             if _writes_to_fd_itself(current):
                 _tee_if_still(kind, current)
