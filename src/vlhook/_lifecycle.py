@@ -444,15 +444,7 @@ def _install_signal_flush() -> None:
             return
         if not _ending.acquire(False):
             return  # the signal watch ends the process already (see _end_from_watch)
-        try:
-            with _diag.guard("signal flush"):
-                if _sender is not None and _config is not None:
-                    # As at exit: deliver, spool, or count; the signal's death writes out none
-                    # of Python's buffers.
-                    final_flush(_sender, _config, python_buffers=False)
-        finally:
-            # Then die of the signal, as without vlhook: same exit status, no atexit.
-            _die_of(first)
+        _flush_then_die(first)
 
     global _on_signal, _handled
     _on_signal, _handled = on_signal, handled
@@ -595,12 +587,18 @@ def _end_from_watch(signum: int) -> None:
     if os.getpid() == 1 or not _ending.acquire(False):
         return  # the kernel drops it (see _as_init); or the handler ends the process
     _first_signal = signum if _first_signal is None else _first_signal
+    _flush_then_die(_first_signal)
+
+
+def _flush_then_die(signum: int) -> None:
+    """As at exit: deliver, spool, or count (the signal's death writes out none of Python's
+    buffers); then die of the signal, as without vlhook: same exit status, no atexit."""
     try:
         with _diag.guard("signal flush"):
             if _sender is not None and _config is not None:
                 final_flush(_sender, _config, python_buffers=False)
     finally:
-        _die_of(_first_signal)
+        _die_of(signum)
 
 
 def _poke(main: int, signum: int) -> None:
