@@ -468,7 +468,8 @@ def test_a_private_key_a_child_process_writes_to_the_descriptor_is_masked(
      "set_cookie", "session", "sessionid", "session_id", "SESSION-ID", "user_session",
      "PHPSESSID", "JSESSIONID", "connect.sid", "password_confirmation", "signing_key",
      "ENCRYPTION_KEY", "DB_PASS", "SMTP_PASS", "redis_pass", "EMAIL_PASS", "LDAP_PASS",
-     "RAILS_MASTER_KEY", "SECRET_KEY_BASE"],
+     "RAILS_MASTER_KEY", "SECRET_KEY_BASE", "AccountKey", "SharedAccessKey", "access_key",
+     "accessKey", "Ocp-Apim-Subscription-Key", "subscription_key"],
 )  # fmt: skip
 def test_secret_names(name: str) -> None:
     assert Redactor().name(name)[0], name
@@ -479,10 +480,30 @@ def test_secret_names(name: str) -> None:
     ["author", "prompt_tokens", "max_tokens", "tokens", "token_count", "session_duration",
      "secretary", "keyboard", "monkey", "key", "user", "message", "ip_address", "remote_addr",
      "x_forwarded_for", "pid", "path", "authored_by", "cookie_count", "bypass", "compass",
-     "first_pass", "passes", "master", "key_base"],
+     "first_pass", "passes", "master", "key_base", "aws_access_key_id", "SharedAccessKeyName"],
 )  # fmt: skip
 def test_ordinary_names(name: str) -> None:
     assert Redactor().name(name) == (False, None), name
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [("DefaultEndpointsProtocol=https;AccountName=shop;AccountKey=c2VjcmV0a2V5MTIz==;"
+      "EndpointSuffix=core.windows.net",
+      f"DefaultEndpointsProtocol=https;AccountName=shop;AccountKey={MASK};"
+      "EndpointSuffix=core.windows.net"),  # an Azure storage connection string
+     ("Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=send;"
+      "SharedAccessKey=bXlrZXkxMjM0NQ==",
+      "Endpoint=sb://shop.servicebus.windows.net/;SharedAccessKeyName=send;"
+      f"SharedAccessKey={MASK}"),  # Azure Service Bus's: the key's name is no secret
+     ("Ocp-Apim-Subscription-Key: 0123456789abcdef0123456789abcdef",
+      f"Ocp-Apim-Subscription-Key: {MASK}"),  # Azure API Management's header
+     ("minio access_key=AKMINIO123 secret_key=minio-secret-9",
+      f"minio access_key={MASK} secret_key={MASK}")],
+)  # fmt: skip
+def test_cloud_keys_named_in_text_are_masked(text: str, redacted: str) -> None:
+    """Names sentry-python's list lacks that hold a key: their values went as printed."""
+    assert Redactor()(text) == redacted
 
 
 def test_redact_keys_is_read_as_a_comma_list_and_warns_about_what_names_nothing() -> None:

@@ -173,6 +173,11 @@ SECRET_NAMES = (
     # `SECRET_KEY_BASE`. Their needles (`pass`, `key`) are searched already: no cost.
     "dbpass", "smtppass", "mailpass", "emailpass", "redispass", "ldappass", "ftppass",
     "masterkey", "secretkeybase",
+    # Cloud services' keys under names the above miss: an Azure storage connection string's
+    # `AccountKey=`, Service Bus's `SharedAccessKey=`, API Management's
+    # `Ocp-Apim-Subscription-Key`, S3-compatible stores' `access_key` (MinIO's). Their needle
+    # (`key`) is searched already: no cost.
+    "accountkey", "accesskey", "subscriptionkey",
 )  # fmt: skip
 _SEPARATORS = str.maketrans("", "", "_-. ")
 # A secret's name written before its value in text: `password=...`, `"api_key": "..."`, a
