@@ -532,14 +532,24 @@ def r() -> Redactor:
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["x", "", 1, 0, 2.5, True, None, {"a": {"b": "c"}}, [1, "2"], ("t",), object(), b"raw"],
+    "value", ["x", "", 1, 0, 2.5, {"a": {"b": "c"}}, [1, "2"], ("t",), object(), b"raw"]
 )
 def test_a_secret_named_field_is_masked_whatever_its_value(value: Any) -> None:
     assert r().nested({"password": value, "ok": "kept"}, MAX_DEPTH) == {
         "password": MASK,
         "ok": "kept",
     }
+
+
+@pytest.mark.parametrize("value", [None, True, False])
+def test_a_secret_named_field_that_holds_nothing_is_left_as_it_is(value: Any) -> None:
+    """`{"token": null}` printed became `{"token": "[REDACTED]"}`, a string where the program
+    wrote none, as `token=None` in text never did; a flag (`"auth": true`) hides no secret."""
+    data = {"password": value, "ok": "kept"}
+    assert r().nested(data, MAX_DEPTH) is data
+    b, _ = builder()
+    (entry,) = b.from_line(line(json.dumps({"msg": "login", "token": value, "api_key": "k1"})))
+    assert (entry["token"], entry["api_key"]) == (value, MASK)
 
 
 def test_every_string_at_any_depth_is_redacted() -> None:

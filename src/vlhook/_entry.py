@@ -49,7 +49,7 @@ from vlhook._objects import (
     usable_level,
     valid_time,
 )
-from vlhook._redact import MASK, NOT_A_SECRET, examiner_for, field_name
+from vlhook._redact import MASK, NOT_A_SECRET, examiner_for, field_name, holds_nothing
 from vlhook._stats import Stats
 from vlhook._tracecontext import is_hex
 
@@ -1136,7 +1136,7 @@ class EntryBuilder:
             secret, renamed = (
                 NOT_A_SECRET if key in NAMES_NOT_JUDGED else verdicts.get(key) or redactor.name(key)
             )
-            if secret:
+            if secret and not holds_nothing(value):  # null or a flag (see Redactor._dict)
                 value = entry[key] = MASK
                 redactor.hits += 1
             elif isinstance(value, str):

@@ -603,8 +603,13 @@ class Redactor:
                     continue
             else:
                 secret, renamed = verdict
+                # A secret's name holding null or a flag holds nothing to hide (`{"token":
+                # null}`), as `token=None` in text: left as it is.
+                secret = secret and not holds_nothing(item)
                 clean = MASK if secret else self._value(item, depth - 1, self.path_under(path, key))
                 self.hits += secret
+                if clean is item and renamed is None:
+                    continue
                 if renamed is not None:
                     out = dict(value) if out is None else out
                     del out[key]
@@ -667,6 +672,11 @@ class Redactor:
             self.hits += 1
             return MASK
         return text
+
+
+def holds_nothing(value: Any) -> bool:
+    """A secret-named field's value that hides no secret: null, or a flag."""
+    return value is None or value is True or value is False
 
 
 def _lowered(text: str) -> str:
