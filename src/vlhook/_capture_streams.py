@@ -462,53 +462,38 @@ def tee_replaced() -> None:
     TextIOWrapper over `open(1, "wb", 0)`: older programs' unbuffered output). Nothing it wrote
     was captured, for the life of the process; now what it writes from the next step on is. A
     stream not on fd 1 or 2 (a StringIO of `redirect_stdout`, a logging proxy) is left alone,
-    and not held: a file the program drops is closed as without vlhook. Made on the sender's
-    thread: the stream is replaced only while it is still the one looked at (a program
-    replacing it again in between keeps its own)."""
-    if _put is None:
-        return
-    for kind in _kinds:
-        current = getattr(sys, KIND_NAMES[kind], None)
-        if current is None or is_tee(current):
-            continue
-        try:
-            if _writes_to_fd_itself(current):
-                _tee_if_still(kind, current)
-        except Exception as exc:  # a stream of the program's that cannot be teed: left as is
-            internal_error("capture: a replaced stream", exc)
+    and not held: a file the program drops is closed as without vlhook."""
+    try:
+        _tee(_replaced_kinds())
+    except Exception as exc:  # a stream of the program's that cannot be teed: left as is
+        internal_error("capture: a replaced stream", exc)
 
 
 def never_teed() -> list[str]:
     """At exit: the names of the streams the program replaced by a stream of its own on fd 1
     or 2 that no step of the sender's teed (it never ran after the replacement: a program that
     captured nothing else), whose writes were not captured."""
+    return [KIND_NAMES[kind] for kind in _replaced_kinds()]
+
+
+def _replaced_kinds() -> list[int]:
+    """The streams teed at start whose place now holds the io module's own text stream
+    straight over fd 1 or 2 (through its buffer, or unbuffered): what it writes passes no tee.
+    A wrapper of a library's (awslambdaric's `Unbuffered`, which writes through the tee it
+    wraps) or a text stream over the tee's `buffer` would be captured twice: left alone.
+    None after `uninstall`."""
     if _put is None:
         return []
     found = []
     for kind in _kinds:
-        current = getattr(sys, KIND_NAMES[kind], None)
-        if current is not None and not is_tee(current) and _writes_to_fd_itself(current):
-            found.append(KIND_NAMES[kind])
+        stream = getattr(sys, KIND_NAMES[kind], None)
+        if type(stream) is not TextIOWrapper:  # a tee, None, or another kind of stream
+            continue
+        buffer = stream.buffer
+        raw = buffer.raw if type(buffer) is BufferedWriter else buffer
+        if type(raw) is FileIO and raw.fileno() in (1, 2):
+            found.append(kind)
     return found
-
-
-def _writes_to_fd_itself(stream: Any) -> bool:
-    """Whether `stream` is the io module's own text stream straight over fd 1 or 2 (through
-    its buffer, or unbuffered): what it writes passes no tee. A wrapper of a library's
-    (awslambdaric's `Unbuffered`, which writes through the tee it wraps) or a text stream over
-    the tee's `buffer` would be captured twice: left alone."""
-    if type(stream) is not TextIOWrapper:
-        return False
-    buffer = stream.buffer
-    raw = buffer.raw if type(buffer) is BufferedWriter else buffer
-    return type(raw) is FileIO and raw.fileno() in (1, 2)
-
-
-def _tee_if_still(kind: int, current: Any) -> None:
-    name = KIND_NAMES[kind]
-    tee = StreamTee(current, kind)
-    if getattr(sys, name) is current:
-        setattr(sys, name, tee)
 
 
 def _on_fd_1_or_2(kind: int) -> bool:
@@ -521,13 +506,16 @@ def _on_fd_1_or_2(kind: int) -> bool:
 
 
 def _tee(kinds: Iterable[int]) -> None:
+    """Tee the streams now in place. Replaced only while still the one looked at: from the
+    sender's thread (tee_replaced), a program that replaces it again meanwhile keeps its own."""
     for kind in kinds:
         name = KIND_NAMES[kind]
         current = getattr(sys, name)
         if current is None or is_tee(current):
             continue
         tee = StreamTee(current, kind)
-        setattr(sys, name, tee)
+        if getattr(sys, name) is current:
+            setattr(sys, name, tee)
         if getattr(sys, f"__{name}__") is current:
             setattr(sys, f"__{name}__", tee)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from time import monotonic
 
 from vlhook import _diag
-from vlhook._delivery.transport import WEB_PAGE, HttpTransport, Result, make_transport
+from vlhook._delivery.transport import HttpTransport, Result, make_transport
 from vlhook._sync import allocate_lock
 
 TYPE_CHECKING = False
@@ -356,7 +356,7 @@ def urls_mistake(result: Result) -> Optional[str]:
     if result.status == 404 or (result.status == 400 and _NO_SUCH_PATH in result.message):
         return ("the server has no /insert/jsonline under the path VICTORIALOGS_URL gives: "
                 "give the server's base URL")  # fmt: skip
-    if 200 <= result.status < 300 and result.message.endswith(WEB_PAGE):
+    if 200 <= result.status < 300:  # not a delivery: a web page (see transport._is_web_page)
         return ("the server answered with a web page, not as VictoriaLogs does, and stored "
                 "nothing: VICTORIALOGS_URL names another server")  # fmt: skip
     return None

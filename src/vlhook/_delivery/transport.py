@@ -124,10 +124,6 @@ def tls_context(config: Config) -> Any:
     return context
 
 
-#: What a 2xx answer holding a web page is said to be (see _is_web_page).
-WEB_PAGE = "a web page, not VictoriaLogs' answer"
-
-
 def _is_web_page(response: Response) -> bool:
     """VictoriaLogs answers a stored batch with an empty body. A web page in a 2xx answer is
     another server's (a web app on that port, a sign-in page in front), which stored nothing:
@@ -173,9 +169,9 @@ class HttpTransport:
             return Result(False, retryable=True, sent=True, message=_describe(exc, self.endpoint))
         status = response.status
         if 200 <= status < 300:
-            if _is_web_page(response):
-                return Result(False, status, message=f"HTTP {status} from "
-                              f"{self.endpoint.display}: {WEB_PAGE}")  # fmt: skip
+            if _is_web_page(response):  # the only 2xx that is not a delivery (urls_mistake)
+                page = f"HTTP {status} from {self.endpoint.display}: a web page"
+                return Result(False, status, message=f"{page}, not VictoriaLogs' answer")
             return Result(True, status)
         # Masked before it is cut: a credential the server echoes, cut in its middle, would no
         # longer be found whole by the masking of the message where it is shown.
